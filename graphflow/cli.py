@@ -1,0 +1,201 @@
+"""The ``graphflow`` command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from .loader import AppInvalid, load_app, read_json
+from .registry import Registry
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except AppInvalid as exc:
+        for error in exc.errors:
+            print(f"error: {error}", file=sys.stderr)
+        print(f"{len(exc.errors)} problem{'s' if len(exc.errors) != 1 else ''} found; nothing was run.",
+              file=sys.stderr)
+        return 1
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+class UsageError(Exception):
+    pass
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="graphflow", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="validate and run an app")
+    _add_app_args(run)
+    run.add_argument("--duration", type=float, help="stop after this many seconds")
+    run.add_argument("--max-ticks", type=int, help="stop after every source component ticked N times")
+    run.add_argument("--workers", type=int, help="worker threads (default: the core count)")
+    run.add_argument("--stats-json", type=Path, help="also write the job report to this JSON file")
+    run.add_argument("--quiet", action="store_true", help="do not print the job report")
+    run.set_defaults(func=cmd_run)
+
+    validate = sub.add_parser("validate", help="check app files; exit 0 when all are valid")
+    validate.add_argument("apps", nargs="+", type=Path)
+    validate.add_argument("--config", action="append", default=[], type=Path, metavar="FILE")
+    validate.add_argument("--set", action="append", default=[], metavar="NODE/COMPONENT/PARAM=VALUE")
+    validate.set_defaults(func=cmd_validate)
+
+    nodes = sub.add_parser("nodes", help="list every node type: ports, params, docs")
+    nodes.add_argument("--json", action="store_true", help="print JSON")
+    nodes.add_argument("filter", nargs="?", help="only types whose name contains this")
+    nodes.set_defaults(func=cmd_nodes)
+
+    graph = sub.add_parser("graph", help="print an app's wiring as Graphviz dot or Mermaid")
+    graph.add_argument("app", type=Path)
+    graph.add_argument("--format", choices=["dot", "mermaid"], default="dot")
+    graph.set_defaults(func=cmd_graph)
+
+    schemas = sub.add_parser("schemas", help="write the message wire schemas (schemas/messages)")
+    schemas.add_argument("--out", type=Path, default=None, help="folder (default: the repo's schemas/messages)")
+    schemas.add_argument("--check", action="store_true", help="exit 1 if the files are not up to date")
+    schemas.set_defaults(func=cmd_schemas)
+    return parser
+
+
+def _add_app_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("app", type=Path, help="the app file (*.app.json)")
+    parser.add_argument("--config", action="append", default=[], type=Path, metavar="FILE",
+                        help="config overlay merged over the app's config (repeatable; later wins)")
+    parser.add_argument("--set", action="append", default=[], metavar="NODE/COMPONENT/PARAM=VALUE",
+                        help="set one param, typed by its declaration (repeatable; wins over --config)")
+    parser.add_argument("--input", help="what the app's io.input param is set to (image, folder, video, camera:N)")
+    parser.add_argument("--output", help="what the app's io.output param is set to (a folder)")
+
+
+def _io_sets(args) -> list[str]:
+    """Turn --input/--output into --set entries through the app's "io" section."""
+    sets = []
+    for key in ("input", "output"):
+        value = getattr(args, key, None)
+        if value is None:
+            continue
+        data = read_json(args.app)
+        target = data.get("io", {}).get(key) if isinstance(data, dict) else None
+        if target is None:
+            raise UsageError(f"{args.app} has no io.{key} entry, so --{key} has nothing to set; use --set")
+        sets.append(f"{target}={value}")
+    return sets + list(args.set)
+
+
+def cmd_run(args) -> int:
+    from .app import App
+    from .ledger import format_report
+
+    spec = load_app(args.app, args.config, _io_sets(args))
+    app = App(spec, workers=args.workers, max_ticks=args.max_ticks)
+    previous = signal.signal(signal.SIGTERM, lambda *_: app.request_stop())
+    try:
+        app.run(duration=args.duration)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    report = app.report()
+    if args.stats_json:
+        args.stats_json.parent.mkdir(parents=True, exist_ok=True)
+        args.stats_json.write_text(json.dumps(report, indent=2))
+    if not args.quiet:
+        print(format_report(report))
+    if app.failure is not None:
+        print(f"error: {app.failure}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_validate(args) -> int:
+    status = 0
+    registry = Registry()
+    for app in args.apps:
+        try:
+            spec = load_app(app, args.config, args.set, registry)
+        except AppInvalid as exc:
+            for error in exc.errors:
+                print(f"error: {error}", file=sys.stderr)
+            status = 1
+            continue
+        print(f"{app}: valid ({len(spec.components)} components, {len(spec.edges)} edges)")
+    return status
+
+
+def cmd_nodes(args) -> int:
+    from .messages import message_types
+
+    registry = Registry()
+    problems = registry.load_all()
+    described = [d for d in registry.describe_all() if not args.filter or args.filter in d["type"]]
+    if args.json:
+        messages = {name: cls.describe() for name, cls in sorted(message_types().items())}
+        print(json.dumps({"nodes": described, "messages": messages, "problems": problems}, indent=2))
+        return 0
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    for node in described:
+        print(node["type"])
+        for line in node["doc"].splitlines():
+            print(f"    {line}")
+        for port in node["ports"]:
+            arrow = "<-" if port["direction"] == "rx" else "->"
+            queue = f"  [queue {port['queue_size']}, {port['policy']}]" if port["direction"] == "rx" else ""
+            print(f"  {arrow} {port['name']}: {port['message']}{queue}  {port['doc']}")
+        for name, param in node["params"].items():
+            default = "required" if param["required"] else f"= {json.dumps(param['default'])}"
+            limits = f" in {param['range']}" if "range" in param else ""
+            limits += f" one of {param['choices']}" if "choices" in param else ""
+            print(f"  * {name}: {param['type']} {default}{limits}  {param['doc']}")
+        print()
+    return 0
+
+
+def cmd_graph(args) -> int:
+    from .render import to_dot, to_mermaid
+
+    spec = load_app(args.app)
+    print(to_dot(spec) if args.format == "dot" else to_mermaid(spec))
+    return 0
+
+
+def cmd_schemas(args) -> int:
+    from .loader import SCHEMA_DIR
+    from .messages import HEADER_SCHEMA, message_types, wire_schema
+
+    Registry().load_all()
+    out = args.out or SCHEMA_DIR / "messages"
+    files = {"header.schema.json": HEADER_SCHEMA}
+    for name, cls in message_types().items():
+        files[f"{name.replace('/', '.')}.schema.json"] = wire_schema(cls)
+    stale = []
+    for filename, schema in sorted(files.items()):
+        text = json.dumps(schema, indent=2) + "\n"
+        path = out / filename
+        if not path.exists() or path.read_text() != text:
+            stale.append(filename)
+            if not args.check:
+                out.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+    if args.check:
+        for filename in stale:
+            print(f"out of date: {out / filename} (run: graphflow schemas)", file=sys.stderr)
+        return 1 if stale else 0
+    print(f"wrote {len(stale)} of {len(files)} schemas to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

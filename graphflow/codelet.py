@@ -1,0 +1,233 @@
+"""Codelet: the unit of work. Ports and params are declared on the class; work happens in ``tick``.
+
+    class Doubler(Codelet):
+        \"\"\"Doubles every number it receives.\"\"\"
+        value = Rx(Number, "Numbers in.")
+        doubled = Tx(Number, "Numbers out, times two.")
+        gain = Param(float, 2.0, "Multiplier.")
+
+        def start(self):
+            self.tick_on_message(self.value)
+
+        def tick(self):
+            msg = self.value.read()
+            self.doubled.publish(Number(msg.payload.value * self.gain), acqtime=msg.acqtime)
+
+Tick policies (chosen in ``start``): periodic, on message, synchronized (several inputs matched
+by acquisition time within a tolerance). Components of one node never tick at the same time.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from .ledger import Ledger
+from .params import Param, parse_period
+from .ports import InputChannel, OutputChannel, QueueFull, Rx, Tx
+
+
+class Periodic:
+    """Tick every ``period`` seconds, phase-locked to the start time (no drift)."""
+
+    def __init__(self, period: float):
+        self.period = period
+
+    def describe(self) -> str:
+        return f"periodic {self.period:g}s"
+
+
+class OnMessage:
+    """Tick when any of ``triggers`` has a message waiting."""
+
+    def __init__(self, triggers: tuple[InputChannel, ...]):
+        self.triggers = triggers
+
+    def ready(self) -> bool:
+        return any(rx.available() for rx in self.triggers)
+
+    def describe(self) -> str:
+        return "on message " + ", ".join(rx.decl.name for rx in self.triggers)
+
+
+class Synchronized:
+    """Tick when every input in ``triggers`` holds a message whose acqtime lies within
+    ``tolerance`` of the others'. Older unmatched messages are dropped (counted on their input);
+    during the tick each ``read()`` returns the matched message."""
+
+    def __init__(self, triggers: tuple[InputChannel, ...], tolerance: float):
+        self.triggers = triggers
+        self.tolerance = tolerance
+
+    def ready(self) -> bool:
+        if all(rx._synced is not None for rx in self.triggers):
+            return True
+        while True:
+            heads = [rx.peek_acqtimes() for rx in self.triggers]
+            if not all(heads):
+                return False
+            newest_head = max(times[0] for times in heads)
+            matched = [rx._pop_until(newest_head, self.tolerance) for rx in self.triggers]
+            if all(m is not None for m in matched):
+                for rx in self.triggers:
+                    rx._take_synced()
+                return True
+            if not all(rx.available() for rx in self.triggers):
+                return False
+
+    def describe(self) -> str:
+        names = ", ".join(rx.decl.name for rx in self.triggers)
+        return f"synchronized {names} (tolerance {self.tolerance:g}s)"
+
+
+class Runtime:
+    """What a component needs from whoever runs it. This default one serves the test harness:
+    a settable clock, its own ledger, no threads."""
+
+    def __init__(self, clock=None, ledger: Ledger | None = None):
+        self.clock = clock or time.monotonic
+        self.ledger = ledger or Ledger()
+
+    def now(self) -> float:
+        return self.clock()
+
+    def input_ready(self, component: "Codelet") -> None:
+        pass
+
+    def wait_for_space(self, rx: InputChannel) -> bool:
+        raise QueueFull(f"input {rx.name} is full ({rx.queue_size}) with policy 'block' "
+                        f"and nothing else runs here to make room")
+
+    def space_freed(self, rx: InputChannel) -> None:
+        pass
+
+    def param_changed(self, component: "Codelet", name: str, value: Any) -> None:
+        pass
+
+
+class Codelet:
+    """Base class of every node component. Override ``start``, ``tick`` and ``stop``."""
+
+    def __init__(self, node: str = "node", name: str = "component", config: dict | None = None,
+                 runtime: Runtime | None = None):
+        self.node_name = node
+        self.name = name
+        self.full_name = f"{node}/{name}"
+        self.runtime = runtime or Runtime()
+        self.log = logging.getLogger(f"graphflow.node.{self.full_name}")
+        self.tick_policy: Periodic | OnMessage | Synchronized | None = None
+        self.exhausted = False
+        self.inputs: dict[str, InputChannel] = {}
+        self.outputs: dict[str, OutputChannel] = {}
+        for port in self.ports().values():
+            channel = InputChannel(port, self) if isinstance(port, Rx) else OutputChannel(port, self)
+            (self.inputs if isinstance(port, Rx) else self.outputs)[port.name] = channel
+            self.__dict__[port.name] = channel  # shadows the class-level declaration
+        self._param_values: dict[str, Any] = {}
+        self._pending_params: dict[str, Any] = {}
+        config = dict(config or {})
+        for name_, param in self.params().items():
+            if name_ in config:
+                self._param_values[name_] = param.convert(config.pop(name_))
+            elif param.required:
+                raise ValueError(f"{self.full_name}: required param {name_!r} is not set")
+            else:
+                self._param_values[name_] = param.default
+        if config:
+            raise ValueError(f"{self.full_name}: unknown params {sorted(config)}")
+
+    # -- declarations --------------------------------------------------------------------------
+    @classmethod
+    def ports(cls) -> dict[str, Rx | Tx]:
+        found: dict[str, Rx | Tx] = {}
+        for klass in reversed(cls.__mro__):
+            for key, value in vars(klass).items():
+                if isinstance(value, (Rx, Tx)):
+                    found[key] = value
+        return found
+
+    @classmethod
+    def params(cls) -> dict[str, Param]:
+        found: dict[str, Param] = {}
+        for klass in reversed(cls.__mro__):
+            for key, value in vars(klass).items():
+                if isinstance(value, Param):
+                    found[key] = value
+        return found
+
+    # -- lifecycle (override) ------------------------------------------------------------------
+    def start(self) -> None:
+        """Choose a tick policy and open resources."""
+
+    def tick(self) -> None:
+        """Do one unit of work."""
+
+    def stop(self) -> None:
+        """Flush and release resources. Runs once, after the graph has drained."""
+
+    # -- tick policies -------------------------------------------------------------------------
+    def tick_periodically(self, period: float | str) -> None:
+        """Tick every ``period`` (seconds, or ``"30Hz"``, ``"50ms"``, ``"2s"``)."""
+        self.tick_policy = Periodic(parse_period(period))
+
+    def tick_on_message(self, *inputs: InputChannel) -> None:
+        """Tick whenever one of ``inputs`` receives a message."""
+        self._check_inputs(inputs)
+        self.tick_policy = OnMessage(tuple(inputs))
+
+    def tick_on_sync(self, *inputs: InputChannel, tolerance: float | str = 0.0) -> None:
+        """Tick when all ``inputs`` hold messages with acqtimes within ``tolerance`` of each other."""
+        self._check_inputs(inputs)
+        if len(inputs) < 2:
+            raise ValueError(f"{self.full_name}: synchronized ticking needs at least two inputs")
+        self.tick_policy = Synchronized(tuple(inputs), parse_period(tolerance))
+
+    def _check_inputs(self, inputs) -> None:
+        if not inputs:
+            raise ValueError(f"{self.full_name}: name at least one input to tick on")
+        for rx in inputs:
+            if not isinstance(rx, InputChannel) or rx.component is not self:
+                raise ValueError(f"{self.full_name}: {rx!r} is not an input of this component")
+        for rx in self.inputs.values():
+            rx.is_trigger = rx in inputs
+
+    # -- helpers for node authors --------------------------------------------------------------
+    def now(self) -> float:
+        """The app clock, in seconds."""
+        return self.runtime.now()
+
+    def report_exhausted(self) -> None:
+        """A source says it has nothing more to produce; when all have, the app drains and stops."""
+        self.exhausted = True
+
+    # -- live parameters -----------------------------------------------------------------------
+    def set_param(self, name: str, value: Any) -> Any:
+        """Validate and queue a new value; the component sees it at its next tick."""
+        params = self.params()
+        if name not in params:
+            raise KeyError(name)
+        converted = params[name].convert(value)
+        self._pending_params[name] = converted
+        self.runtime.param_changed(self, name, converted)
+        return converted
+
+    def apply_pending_params(self) -> None:
+        if self._pending_params:
+            pending, self._pending_params = self._pending_params, {}
+            self._param_values.update(pending)
+
+    def param_values(self) -> dict[str, Any]:
+        return {**self._param_values, **self._pending_params}
+
+    # -- introspection -------------------------------------------------------------------------
+    @classmethod
+    def describe(cls, type_name: str | None = None) -> dict:
+        return {
+            "type": type_name or cls.__name__,
+            "doc": (cls.__doc__ or "").strip(),
+            "ports": [p.describe() for p in cls.ports().values()],
+            "params": {name: p.describe() for name, p in cls.params().items()},
+        }
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.full_name}>"

@@ -1,0 +1,176 @@
+"""The ledger: the one observation point of a running graph.
+
+Every publish, every receive and every tick passes through it. Observers (statistics, the web
+viewer, recorders, bridges) subscribe to it; each must return at once — one that falls behind
+drops data for itself only, it never slows the graph.
+"""
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .codelet import Codelet
+    from .messages import Message
+    from .ports import InputChannel, OutputChannel
+
+
+class Observer(Protocol):
+    def published(self, channel: "OutputChannel", message: "Message") -> None: ...
+    def received(self, rx: "InputChannel", message: "Message", latency: float) -> None: ...
+    def ticked(self, component: "Codelet", start: float, duration: float) -> None: ...
+
+
+class Ledger:
+    def __init__(self, clock=None):
+        self._observers: tuple = ()
+        self._lock = threading.Lock()
+        self._clock = clock
+
+    def set_clock(self, clock) -> None:
+        self._clock = clock
+
+    def subscribe(self, observer) -> None:
+        with self._lock:
+            self._observers = self._observers + (observer,)
+
+    def unsubscribe(self, observer) -> None:
+        with self._lock:
+            self._observers = tuple(o for o in self._observers if o is not observer)
+
+    def published(self, channel, message) -> None:
+        for observer in self._observers:
+            observer.published(channel, message)
+
+    def received(self, rx, message) -> None:
+        if self._observers:
+            latency = (self._clock or rx.component.runtime.now)() - message.header.acqtime
+            for observer in self._observers:
+                observer.received(rx, message, latency)
+
+    def ticked(self, component, start: float, duration: float) -> None:
+        for observer in self._observers:
+            observer.ticked(component, start, duration)
+
+
+class Samples:
+    """The last ``capacity`` float samples (a ring buffer) plus exact count and max."""
+
+    __slots__ = ("_data", "_next", "count", "max")
+
+    def __init__(self, capacity: int = 4096):
+        self._data = np.empty(capacity, dtype=np.float64)
+        self._next = 0
+        self.count = 0
+        self.max = float("-inf")
+
+    def add(self, value: float) -> None:
+        self._data[self._next] = value
+        self._next = (self._next + 1) % len(self._data)
+        self.count += 1
+        if value > self.max:
+            self.max = value
+
+    def values(self) -> np.ndarray:
+        return self._data[: min(self.count, len(self._data))]
+
+    def summary(self, scale: float = 1.0) -> dict:
+        values = self.values()
+        if not len(values):
+            return {"median": None, "p90": None, "max": None}
+        median, p90 = np.percentile(values, [50, 90])
+        return {"median": median * scale, "p90": p90 * scale, "max": self.max * scale}
+
+
+class Stats:
+    """Job statistics, the ledger's first observer: per component ticks and tick durations,
+    per channel messages, rate, drops and acquisition-to-receive latency."""
+
+    def __init__(self, clock):
+        self._clock = clock
+        self.started = clock()
+        self.ticks: dict[str, Samples] = {}
+        self.errors: dict[str, int] = {}
+        self.first_publish: dict[str, float] = {}
+        self.last_publish: dict[str, float] = {}
+        self.latency: dict[str, Samples] = {}
+        self._channels: dict[str, "OutputChannel"] = {}
+        self._components: dict[str, "Codelet"] = {}
+
+    def track(self, components) -> None:
+        for component in components:
+            self._components[component.full_name] = component
+            self.ticks.setdefault(component.full_name, Samples())
+            for tx in component.outputs.values():
+                self._channels[tx.name] = tx
+
+    # observer interface ----------------------------------------------------------------------
+    def published(self, channel, message) -> None:
+        # Counts come from the channel itself (one publisher per channel, so no race here).
+        now = message.header.pubtime
+        self.first_publish.setdefault(channel.name, now)
+        self.last_publish[channel.name] = now
+
+    def received(self, rx, message, latency: float) -> None:
+        samples = self.latency.get(rx.name)
+        if samples is None:
+            samples = self.latency[rx.name] = Samples()
+        samples.add(latency)
+
+    def ticked(self, component, start: float, duration: float) -> None:
+        samples = self.ticks.get(component.full_name)
+        if samples is None:
+            samples = self.ticks[component.full_name] = Samples()
+        samples.add(duration)
+
+    def error(self, component) -> None:
+        self.errors[component.full_name] = self.errors.get(component.full_name, 0) + 1
+
+    # report ----------------------------------------------------------------------------------
+    def report(self) -> dict:
+        """The job report: times in milliseconds, rates in messages per second."""
+        now = self._clock()
+        elapsed = max(now - self.started, 1e-9)
+        components = {}
+        for name, samples in sorted(self.ticks.items()):
+            summary = samples.summary(scale=1e3)
+            components[name] = {"ticks": samples.count, "tick_ms": summary,
+                                "tick_rate": samples.count / elapsed,
+                                "errors": self.errors.get(name, 0)}
+        channels = {}
+        for name, tx in sorted(self._channels.items()):
+            count = tx.published
+            span = self.last_publish.get(name, 0.0) - self.first_publish.get(name, 0.0)
+            rate = (count - 1) / span if count > 1 and span > 0 else (count / elapsed)
+            receivers = {}
+            for rx in tx.receivers:
+                latency = self.latency.get(rx.name, Samples(1)).summary(scale=1e3)
+                receivers[rx.name] = {"received": rx.received, "dropped": rx.dropped,
+                                      "latency_ms": {"median": latency["median"], "p90": latency["p90"]}}
+            channels[name] = {"message": tx.message_type.wire_name, "messages": count,
+                              "rate": rate, "drops": sum(r["dropped"] for r in receivers.values()),
+                              "receivers": receivers}
+        return {"elapsed_s": elapsed, "components": components, "channels": channels}
+
+
+def format_report(report: dict) -> str:
+    """The job report as a plain-text table."""
+    def ms(value):
+        return "-" if value is None else f"{value:.3f}"
+
+    lines = [f"job report ({report['elapsed_s']:.2f} s)", "",
+             f"{'component':40} {'ticks':>8} {'median ms':>10} {'p90 ms':>10} {'max ms':>10} {'errors':>6}"]
+    for name, c in report["components"].items():
+        t = c["tick_ms"]
+        lines.append(f"{name:40} {c['ticks']:>8} {ms(t['median']):>10} {ms(t['p90']):>10} "
+                     f"{ms(t['max']):>10} {c['errors']:>6}")
+    lines += ["", f"{'channel':48} {'messages':>9} {'rate/s':>9} {'drops':>6} "
+                  f"{'lat med ms':>10} {'lat p90 ms':>10}"]
+    for name, c in report["channels"].items():
+        latencies = [r["latency_ms"] for r in c["receivers"].values()] or [{"median": None, "p90": None}]
+        for latency in latencies:
+            lines.append(f"{name:48} {c['messages']:>9} {c['rate']:>9.1f} {c['drops']:>6} "
+                         f"{ms(latency['median']):>10} {ms(latency['p90']):>10}")
+    return "\n".join(lines)

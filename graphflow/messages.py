@@ -1,0 +1,257 @@
+"""Messages: a header (uuid, acqtime, pubtime) plus a typed payload.
+
+A message type is declared once, as a subclass of :class:`MessageType` with annotated fields.
+The class is turned into a dataclass, registered under its wire name, and its wire form
+(msgpack, the viewer, other processes) is derived from the annotations; the JSON Schemas in
+``schemas/messages/`` are generated from the same declarations (``graphflow schemas``).
+
+Inside one process a message is passed by reference: :meth:`MessageType.freeze` makes every
+numpy array of the payload read-only before receivers see it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+import uuid as _uuid
+from typing import Any, ClassVar
+
+import numpy as np
+
+_REGISTRY: dict[str, type["MessageType"]] = {}
+
+
+class MessageType:
+    """Base class of every payload type.
+
+    Subclasses declare fields with annotations; ``wire`` names the type on the wire
+    (``"pack/Name"``), ``render`` tells viewers how to draw it (``"image"``, ``"skeleton2"``,
+    or None for the generic inspector)::
+
+        class Peaks(MessageType, wire="openpose/Peaks"):
+            score: np.ndarray = field(doc="Peak confidence, shape [K].")
+    """
+
+    wire_name: ClassVar[str]
+    render: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, wire: str | None = None, render: str | None = None, **kwargs):
+        super().__init_subclass__(**kwargs)
+        dataclasses.dataclass(cls)
+        cls.wire_name = wire or f"{cls.__module__}.{cls.__qualname__}"
+        if render is not None:
+            cls.render = render
+        previous = _REGISTRY.get(cls.wire_name)
+        if previous is not None and previous.__qualname__ != cls.__qualname__:
+            raise TypeError(f"message wire name {cls.wire_name!r} is used by {previous} and {cls}")
+        _REGISTRY[cls.wire_name] = cls
+
+    def freeze(self) -> None:
+        """Make the payload's arrays read-only: receivers share them by reference."""
+        for f in dataclasses.fields(self):
+            _freeze(getattr(self, f.name))
+
+    # -- wire form ---------------------------------------------------------------------------
+    def to_wire(self) -> dict:
+        return {f.name: _to_wire(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_wire(cls, data: dict) -> "MessageType":
+        hints = typing.get_type_hints(cls)
+        kwargs = {}
+        for f in dataclasses.fields(cls):
+            if f.name in data:
+                kwargs[f.name] = _from_wire(data[f.name], hints[f.name])
+        return cls(**kwargs)
+
+    @classmethod
+    def describe(cls) -> dict:
+        """Fields with their wire type and doc, for ``graphflow nodes`` and the viewer."""
+        hints = typing.get_type_hints(cls)
+        return {
+            "wire": cls.wire_name,
+            "doc": (cls.__doc__ or "").strip(),
+            "render": cls.render,
+            "fields": {f.name: {"type": _type_name(hints[f.name]), "doc": f.metadata.get("doc", "")}
+                       for f in dataclasses.fields(cls)},
+        }
+
+
+def field(default: Any = dataclasses.MISSING, *, doc: str = "", default_factory: Any = dataclasses.MISSING):
+    """A documented payload field."""
+    return dataclasses.field(default=default, default_factory=default_factory, metadata={"doc": doc})
+
+
+def message_types() -> dict[str, type[MessageType]]:
+    return dict(_REGISTRY)
+
+
+class Header:
+    """uuid (lazy, random 128 bit), acqtime (when the data was acquired, seconds on the app clock)
+    and pubtime (when it was published)."""
+
+    __slots__ = ("_id", "acqtime", "pubtime")
+
+    def __init__(self, acqtime: float, pubtime: float):
+        self._id = os.urandom(16)
+        self.acqtime = acqtime
+        self.pubtime = pubtime
+
+    @property
+    def uuid(self) -> str:
+        return str(_uuid.UUID(bytes=self._id))
+
+    def to_wire(self) -> dict:
+        return {"uuid": self.uuid, "acqtime": self.acqtime, "pubtime": self.pubtime}
+
+
+class Message:
+    """What a receiver reads: ``msg.payload`` (a :class:`MessageType`) and ``msg.header``."""
+
+    __slots__ = ("header", "payload")
+
+    def __init__(self, header: Header, payload: MessageType):
+        self.header = header
+        self.payload = payload
+
+    @property
+    def acqtime(self) -> float:
+        return self.header.acqtime
+
+    @property
+    def pubtime(self) -> float:
+        return self.header.pubtime
+
+    @property
+    def uuid(self) -> str:
+        return self.header.uuid
+
+    def to_wire(self) -> dict:
+        return {"type": self.payload.wire_name, "header": self.header.to_wire(),
+                "payload": self.payload.to_wire()}
+
+    def __repr__(self) -> str:
+        return f"Message({type(self.payload).__name__}, acqtime={self.acqtime:.6f})"
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def _freeze(value: Any) -> None:
+    if isinstance(value, np.ndarray):
+        value.flags.writeable = False
+    elif isinstance(value, MessageType):
+        value.freeze()
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _freeze(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _freeze(item)
+
+
+def _to_wire(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        array = np.ascontiguousarray(value)
+        return {"dtype": array.dtype.str, "shape": list(array.shape), "data": array.tobytes()}
+    if isinstance(value, MessageType):
+        return value.to_wire()
+    if isinstance(value, (list, tuple)):
+        return [_to_wire(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _to_wire(v) for k, v in value.items()}
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _from_wire(value: Any, hint: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if hint is np.ndarray:
+        return np.frombuffer(value["data"], dtype=np.dtype(value["dtype"])).reshape(value["shape"])
+    if isinstance(hint, type) and issubclass(hint, MessageType):
+        return hint.from_wire(value)
+    if origin in (list, tuple) and typing.get_args(hint):
+        item = typing.get_args(hint)[0]
+        return [_from_wire(v, item) for v in value]
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return None if value is None else _from_wire(value, args[0])
+    return value
+
+
+def _type_name(hint: Any) -> str:
+    if hint is np.ndarray:
+        return "ndarray"
+    if isinstance(hint, type) and issubclass(hint, MessageType):
+        return hint.wire_name
+    origin = typing.get_origin(hint)
+    if origin is not None:
+        args = ", ".join(_type_name(a) for a in typing.get_args(hint))
+        return f"{getattr(origin, '__name__', str(origin))}[{args}]"
+    return getattr(hint, "__name__", str(hint))
+
+
+def wire_schema(cls: type[MessageType]) -> dict:
+    """JSON Schema (draft 2020-12) of a message type's wire form (msgpack map)."""
+    hints = typing.get_type_hints(cls)
+    props = {}
+    for f in dataclasses.fields(cls):
+        schema = _hint_schema(hints[f.name])
+        if f.metadata.get("doc"):
+            schema["description"] = f.metadata["doc"]
+        props[f.name] = schema
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"https://graphflow.dev/schemas/messages/{cls.wire_name.replace('/', '.')}.schema.json",
+        "title": cls.wire_name,
+        "description": (cls.__doc__ or "").strip(),
+        "type": "object",
+        "properties": {
+            "type": {"const": cls.wire_name},
+            "header": {"$ref": "header.schema.json"},
+            "payload": {"type": "object", "properties": props, "required": list(props),
+                        "additionalProperties": False},
+        },
+        "required": ["type", "header", "payload"],
+    }
+
+
+HEADER_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://graphflow.dev/schemas/messages/header.schema.json",
+    "title": "graphflow message header",
+    "type": "object",
+    "properties": {
+        "uuid": {"type": "string", "description": "Random UUID of this message."},
+        "acqtime": {"type": "number", "description": "Acquisition time, seconds on the app clock."},
+        "pubtime": {"type": "number", "description": "Publication time, seconds on the app clock."},
+    },
+    "required": ["uuid", "acqtime", "pubtime"],
+}
+
+NDARRAY_SCHEMA = {
+    "type": "object",
+    "description": "A numpy array: dtype string (numpy .str, e.g. '<f4'), shape, raw C-order bytes.",
+    "properties": {"dtype": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer"}},
+                   "data": {"description": "msgpack bin"}},
+    "required": ["dtype", "shape", "data"],
+}
+
+
+def _hint_schema(hint: Any) -> dict:
+    if hint is np.ndarray:
+        return dict(NDARRAY_SCHEMA)
+    if isinstance(hint, type) and issubclass(hint, MessageType):
+        return {"type": "object", "description": f"A {hint.wire_name} payload."}
+    simple = {float: "number", int: "integer", str: "string", bool: "boolean", dict: "object"}
+    if hint in simple:
+        return {"type": simple[hint]}
+    origin = typing.get_origin(hint)
+    if origin in (list, tuple):
+        args = typing.get_args(hint)
+        return {"type": "array", "items": _hint_schema(args[0]) if args else {}}
+    if origin is dict:
+        return {"type": "object"}
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return {"anyOf": [_hint_schema(a) if a is not type(None) else {"type": "null"}
+                          for a in typing.get_args(hint)]}
+    return {}

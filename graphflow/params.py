@@ -1,0 +1,168 @@
+"""Parameters declared on a codelet class: typed, documented, range- or choice-checked.
+
+``Param`` is a descriptor: ``self.threshold`` reads the component's current value. Values come
+from the app's ``config``; live edits (viewer, API) are validated here and take effect at the
+start of the component's next tick.
+"""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+REQUIRED = object()  # sentinel default: the app must set this param
+
+
+class Period(float):
+    """A tick period in seconds, written ``"30Hz"``, ``"50ms"``, ``"2s"``, ``"100us"`` or a number."""
+
+    _PATTERN = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(hz|khz|s|ms|us|µs|ns)?\s*$",
+                          re.IGNORECASE)
+
+    def __new__(cls, value: Any) -> "Period":
+        return super().__new__(cls, parse_period(value))
+
+
+def parse_period(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a period like '30Hz', '50ms' or '2s', got {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = Period._PATTERN.match(str(value))
+        if not match:
+            raise ValueError(f"expected a period like '30Hz', '50ms' or '2s', got {value!r}")
+        number, unit = float(match.group(1)), (match.group(2) or "s").lower()
+        if unit in ("hz", "khz"):
+            if number <= 0:
+                raise ValueError(f"a frequency must be positive, got {value!r}")
+            seconds = 1.0 / (number * (1000.0 if unit == "khz" else 1.0))
+        else:
+            seconds = number * {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}[unit]
+    if seconds < 0:
+        raise ValueError(f"a period cannot be negative, got {value!r}")
+    return seconds
+
+
+_TYPE_NAMES = {float: "float", int: "int", bool: "bool", str: "str", list: "list", dict: "dict",
+               Period: "period"}
+_JSON_SCHEMA = {float: {"type": "number"}, int: {"type": "integer"}, bool: {"type": "boolean"},
+                str: {"type": "string"}, list: {"type": "array"}, dict: {"type": "object"},
+                Period: {"type": ["string", "number"], "pattern": Period._PATTERN.pattern}}
+
+
+class Param:
+    """A component parameter.
+
+    Args:
+        type: float, int, bool, str, list, dict or :class:`Period`.
+        default: value used when the app does not set it; omit to make the param required.
+        doc: one sentence shown by ``graphflow nodes`` and the viewer.
+        range: inclusive (min, max) for numbers; either end may be None.
+        choices: the allowed values.
+        nullable: whether None (JSON null) is allowed.
+    """
+
+    def __init__(self, type: type, default: Any = REQUIRED, doc: str = "", *, range=None,
+                 choices=None, nullable: bool = False):
+        if type not in _TYPE_NAMES:
+            raise TypeError(f"unsupported param type {type!r}; use one of {list(_TYPE_NAMES.values())}")
+        self.type = type
+        self.doc = doc
+        self.range = tuple(range) if range is not None else None
+        self.choices = list(choices) if choices is not None else None
+        self.nullable = nullable or default is None
+        self.name = ""
+        self.default = REQUIRED if default is REQUIRED else self.convert(default)
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, instance, owner):
+        if instance is None:
+            return self
+        return instance._param_values[self.name]
+
+    def __set__(self, instance, value):
+        raise AttributeError(f"param {self.name!r} is read-only inside the node; "
+                             f"change it through the app config or set_param()")
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+    @property
+    def type_name(self) -> str:
+        return _TYPE_NAMES[self.type]
+
+    def convert(self, value: Any) -> Any:
+        """Return ``value`` as this param's type, or raise ValueError saying what was expected."""
+        if value is None:
+            if self.nullable:
+                return None
+            raise ValueError(f"expected {self.type_name}, got null")
+        t = self.type
+        if t is Period:
+            value = Period(value)
+        elif t is float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"expected float, got {_describe(value)}")
+            value = float(value)
+        elif t is int:
+            if isinstance(value, bool) or not (isinstance(value, int) or
+                                               (isinstance(value, float) and value.is_integer())):
+                raise ValueError(f"expected int, got {_describe(value)}")
+            value = int(value)
+        elif t is list:
+            if not isinstance(value, (list, tuple)):
+                raise ValueError(f"expected list, got {_describe(value)}")
+            value = list(value)
+        elif not isinstance(value, t) or (t is not bool and isinstance(value, bool)):
+            raise ValueError(f"expected {self.type_name}, got {_describe(value)}")
+        if self.range is not None:
+            low, high = self.range
+            if (low is not None and value < low) or (high is not None and value > high):
+                raise ValueError(f"expected a value in [{low}, {high}], got {value!r}")
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(f"expected one of {self.choices}, got {value!r}")
+        return value
+
+    def parse_text(self, text: str) -> Any:
+        """Parse a command-line value (``--set a/b/c=TEXT``) by this param's type."""
+        if self.type in (str, Period):
+            return self.convert(text)
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            if self.type is bool and text.lower() in ("true", "false", "yes", "no", "on", "off"):
+                value = text.lower() in ("true", "yes", "on")
+            else:
+                raise ValueError(f"expected {self.type_name}, got {text!r}") from None
+        return self.convert(value)
+
+    def describe(self) -> dict:
+        out = {"type": self.type_name, "doc": self.doc, "required": self.required,
+               "default": None if self.required else self.default}
+        if self.range is not None:
+            out["range"] = list(self.range)
+        if self.choices is not None:
+            out["choices"] = self.choices
+        if self.nullable:
+            out["nullable"] = True
+        return out
+
+    def json_schema(self) -> dict:
+        schema = dict(_JSON_SCHEMA[self.type], description=self.doc)
+        if self.range is not None:
+            if self.range[0] is not None:
+                schema["minimum"] = self.range[0]
+            if self.range[1] is not None:
+                schema["maximum"] = self.range[1]
+        if self.choices is not None:
+            schema["enum"] = self.choices
+        return schema
+
+
+def _describe(value: Any) -> str:
+    kind = {bool: "bool", int: "int", float: "float", str: "string", list: "list", dict: "object"}
+    return f"{kind.get(type(value), type(value).__name__)} {json.dumps(value, default=str)[:60]}"

@@ -1,0 +1,229 @@
+"""Ports: ``Rx`` (input) and ``Tx`` (output) declarations, and the channels they become.
+
+Each input owns a bounded queue with a policy for when it is full:
+
+- ``"latest"``: keep the latest N, drop the oldest (default; what a live robot wants),
+- ``"block"``: the publisher waits for room (backpressure; nothing is lost),
+- ``"reject"``: the new message is refused.
+
+Drops are counted per input. Publishing passes the message by reference to every receiver.
+"""
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import TYPE_CHECKING
+
+from .messages import Header, Message, MessageType
+
+if TYPE_CHECKING:
+    from .codelet import Codelet
+
+QUEUE_POLICIES = ("latest", "block", "reject")
+
+
+class QueueFull(RuntimeError):
+    """A ``block`` queue is full and nothing can make room (only in the test harness)."""
+
+
+class Rx:
+    """Declares an input port: ``image = Rx(Image, "Frames to encode.")``."""
+
+    def __init__(self, message_type: type[MessageType], doc: str = "", *, queue_size: int = 8,
+                 policy: str = "latest"):
+        if not (isinstance(message_type, type) and issubclass(message_type, MessageType)):
+            raise TypeError(f"Rx needs a MessageType subclass, got {message_type!r}")
+        if policy not in QUEUE_POLICIES:
+            raise ValueError(f"queue policy must be one of {QUEUE_POLICIES}, got {policy!r}")
+        if queue_size < 1:
+            raise ValueError("queue_size must be at least 1")
+        self.message_type = message_type
+        self.doc = doc
+        self.queue_size = queue_size
+        self.policy = policy
+        self.name = ""
+
+    direction = "rx"
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def describe(self) -> dict:
+        return {"name": self.name, "direction": "rx", "message": self.message_type.wire_name,
+                "doc": self.doc, "queue_size": self.queue_size, "policy": self.policy}
+
+
+class Tx:
+    """Declares an output port: ``tensor = Tx(Tensor, "Encoded image.")``."""
+
+    def __init__(self, message_type: type[MessageType], doc: str = ""):
+        if not (isinstance(message_type, type) and issubclass(message_type, MessageType)):
+            raise TypeError(f"Tx needs a MessageType subclass, got {message_type!r}")
+        self.message_type = message_type
+        self.doc = doc
+        self.name = ""
+
+    direction = "tx"
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def describe(self) -> dict:
+        return {"name": self.name, "direction": "tx", "message": self.message_type.wire_name,
+                "doc": self.doc}
+
+
+class InputChannel:
+    """The live queue behind an ``Rx`` of one component."""
+
+    def __init__(self, decl: Rx, component: "Codelet"):
+        self.decl = decl
+        self.component = component
+        self.name = f"{component.full_name}/{decl.name}"
+        self.message_type = decl.message_type
+        self.queue_size = decl.queue_size
+        self.policy = decl.policy
+        self.sources: list[OutputChannel] = []
+        self.dropped = 0
+        self.received = 0
+        self.consumed = 0
+        self.is_trigger = False
+        self._queue: deque[Message] = deque()
+        self._lock = threading.Lock()
+        self._synced: Message | None = None  # set by a synchronized trigger when inputs match
+
+    def configure(self, queue_size: int | None = None, policy: str | None = None) -> None:
+        if policy is not None:
+            if policy not in QUEUE_POLICIES:
+                raise ValueError(f"queue policy must be one of {QUEUE_POLICIES}, got {policy!r}")
+            self.policy = policy
+        if queue_size is not None:
+            if queue_size < 1:
+                raise ValueError("queue size must be at least 1")
+            self.queue_size = queue_size
+
+    # -- publisher side ----------------------------------------------------------------------
+    def deliver(self, message: Message) -> bool:
+        """Queue ``message`` by this input's policy; returns False when it was refused."""
+        queue = self._queue
+        with self._lock:
+            if len(queue) >= self.queue_size:
+                if self.policy == "latest":
+                    queue.popleft()
+                    self.dropped += 1
+                elif self.policy == "reject":
+                    self.dropped += 1
+                    return False
+                else:
+                    while len(queue) >= self.queue_size:
+                        self._lock.release()
+                        try:
+                            room = self.component.runtime.wait_for_space(self)
+                        finally:
+                            self._lock.acquire()
+                        if not room:
+                            self.dropped += 1
+                            return False
+            queue.append(message)
+            self.received += 1
+        if self.is_trigger:
+            self.component.runtime.input_ready(self.component)
+        return True
+
+    # -- receiver side -----------------------------------------------------------------------
+    def available(self) -> int:
+        """Number of messages waiting (a matched synchronized message counts)."""
+        return len(self._queue) + (self._synced is not None)
+
+    def read(self) -> Message | None:
+        """Take the oldest waiting message (the matched one under synchronized ticking)."""
+        if self._synced is not None:
+            message, self._synced = self._synced, None
+        else:
+            with self._lock:
+                if not self._queue:
+                    return None
+                message = self._queue.popleft()
+            if self.policy == "block":
+                self.component.runtime.space_freed(self)
+        self.consumed += 1
+        self.component.runtime.ledger.received(self, message)
+        return message
+
+    def read_latest(self) -> Message | None:
+        """Take the newest waiting message and discard the older ones (not counted as drops)."""
+        with self._lock:
+            if not self._queue:
+                message = None
+            else:
+                message = self._queue.pop()
+                self.consumed += len(self._queue)
+                self._queue.clear()
+        if message is None:
+            return self.read()
+        if self.policy == "block":
+            self.component.runtime.space_freed(self)
+        self._synced = None
+        self.consumed += 1
+        self.component.runtime.ledger.received(self, message)
+        return message
+
+    def peek_acqtimes(self) -> list[float]:
+        with self._lock:
+            return [m.header.acqtime for m in self._queue]
+
+    def _pop_until(self, acqtime: float, tolerance: float) -> Message | None:
+        """Synchronization helper: drop messages older than ``acqtime - tolerance``; return the
+        head if it lies within tolerance (without removing it)."""
+        with self._lock:
+            queue = self._queue
+            while queue and queue[0].header.acqtime < acqtime - tolerance:
+                queue.popleft()
+                self.dropped += 1
+            if queue and abs(queue[0].header.acqtime - acqtime) <= tolerance:
+                return queue[0]
+            return None
+
+    def _take_synced(self) -> None:
+        with self._lock:
+            self._synced = self._queue.popleft()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._queue.clear()
+            self._synced = None
+
+
+class OutputChannel:
+    """The live publisher behind a ``Tx`` of one component; its name is the channel name."""
+
+    def __init__(self, decl: Tx, component: "Codelet"):
+        self.decl = decl
+        self.component = component
+        self.name = f"{component.full_name}/{decl.name}"
+        self.message_type = decl.message_type
+        self.receivers: list[InputChannel] = []
+        self.published = 0
+        self.last: Message | None = None
+
+    def connect(self, receiver: InputChannel) -> None:
+        self.receivers.append(receiver)
+        receiver.sources.append(self)
+
+    def publish(self, payload: MessageType, acqtime: float | None = None) -> Message:
+        """Send ``payload`` to every connected input; ``acqtime`` defaults to now.
+
+        The payload's arrays become read-only: receivers share them."""
+        if not isinstance(payload, self.message_type):
+            raise TypeError(f"{self.name} publishes {self.message_type.wire_name}, "
+                            f"got {type(payload).__name__}")
+        runtime = self.component.runtime
+        now = runtime.now()
+        message = Message(Header(now if acqtime is None else acqtime, now), payload)
+        payload.freeze()
+        self.published += 1
+        self.last = message
+        runtime.ledger.published(self, message)
+        for receiver in self.receivers:
+            receiver.deliver(message)
+        return message

@@ -1,0 +1,1 @@
+"""In-repo node packs: one folder a pack, one node (or tight family) a file."""
