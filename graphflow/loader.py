@@ -81,6 +81,7 @@ class AppSpec:
     components: list[ComponentSpec] = field(default_factory=list)
     edges: list[EdgeSpec] = field(default_factory=list)
     config: dict[tuple[str, str], dict[str, ConfigValue]] = field(default_factory=dict)
+    config_origins: dict[tuple[str, str], tuple[str, str, str]] = field(default_factory=dict)  # file, node path, component path
     io: dict[str, str] = field(default_factory=dict)
     ui_config: dict = field(default_factory=dict)
     types: dict[str, type] = field(default_factory=dict)  # component full name -> class, after validation
@@ -204,6 +205,8 @@ class _Composer:
                                             f"$.graph.edges[{i}]", edge.get("queue")))
         for node_name, components in data.get("config", {}).items():
             for comp_name, params in components.items():
+                self.note_config(prefix + node_name, comp_name, file, f"$.config.{node_name}",
+                                 f"$.config.{node_name}.{comp_name}")
                 for param, value in params.items():
                     self.set_config(prefix + node_name, comp_name, param,
                                     ConfigValue(value, file, f"$.config.{node_name}.{comp_name}.{param}"))
@@ -226,6 +229,10 @@ class _Composer:
             self.errors += exc.errors
             return
         self._add_file(sub_path, data, prefix=node_name + ".")
+
+    def note_config(self, node: str, component: str, file: str, node_path: str, component_path: str) -> None:
+        self.spec.config.setdefault((node, component), {})
+        self.spec.config_origins.setdefault((node, component), (file, node_path, component_path))
 
     def set_config(self, node: str, component: str, param: str, value: ConfigValue) -> None:
         self.spec.config.setdefault((node, component), {})[param] = value
@@ -294,6 +301,7 @@ def _apply_overlays(composer: _Composer, overlays: list[Path], sets: list[str]) 
                 if not isinstance(params, dict):
                     composer.errors.append(AppError(str(overlay), f"$.{node}.{comp}", "expected an object: param -> value"))
                     continue
+                composer.note_config(node, comp, str(overlay), f"$.{node}", f"$.{node}.{comp}")
                 for param, value in params.items():
                     composer.set_config(node, comp, param, ConfigValue(value, str(overlay), f"$.{node}.{comp}.{param}"))
     parsed = []
@@ -393,17 +401,17 @@ def _validate(spec: AppSpec, registry: Registry, set_texts: list[tuple], compose
                                    f"{rx.message_type.wire_name}"))
 
     # config -------------------------------------------------------------------------------------
-    def param_of(node: str, comp_name: str, param: str, file: str, path: str) -> Param | None:
+    def component_of(node: str, comp_name: str, file: str, node_path: str, comp_path: str):
         if node not in nodes:
-            errors.append(AppError(file, path, f"config for unknown node {node!r}{_near(node, nodes)}"))
+            errors.append(AppError(file, node_path, f"config for unknown node {node!r}{_near(node, nodes)}"))
             return None
         if comp_name not in nodes[node]:
-            errors.append(AppError(file, path, f"config for unknown component {node}/{comp_name}"
-                                               f"{_near(comp_name, nodes[node])}"))
+            errors.append(AppError(file, comp_path, f"config for unknown component {node}/{comp_name}"
+                                                    f"{_near(comp_name, nodes[node])}"))
             return None
-        cls = spec.types.get(f"{node}/{comp_name}")
-        if cls is None:
-            return None
+        return spec.types.get(f"{node}/{comp_name}")
+
+    def param_of(cls, node: str, comp_name: str, param: str, file: str, path: str) -> Param | None:
         params = cls.params()
         if param not in params:
             errors.append(AppError(file, path, f"{nodes[node][comp_name].type} has no param {param!r}"
@@ -412,8 +420,11 @@ def _validate(spec: AppSpec, registry: Registry, set_texts: list[tuple], compose
         return params[param]
 
     for (node, comp_name), values in spec.config.items():
+        cls = component_of(node, comp_name, *spec.config_origins[(node, comp_name)])
+        if cls is None:
+            continue
         for name, entry in list(values.items()):
-            declared = param_of(node, comp_name, name, entry.file, entry.path)
+            declared = param_of(cls, node, comp_name, name, entry.file, entry.path)
             if declared is None:
                 continue
             try:
@@ -422,7 +433,8 @@ def _validate(spec: AppSpec, registry: Registry, set_texts: list[tuple], compose
                 errors.append(AppError(entry.file, entry.path, f"{name}: {exc}"))
     for node, comp_name, name, text, original in set_texts:
         where = f"--set {original}"
-        declared = param_of(node, comp_name, name, COMMAND_LINE, where)
+        cls = component_of(node, comp_name, COMMAND_LINE, where, where)
+        declared = cls and param_of(cls, node, comp_name, name, COMMAND_LINE, where)
         if declared is None:
             continue
         try:
@@ -445,7 +457,9 @@ def _validate(spec: AppSpec, registry: Registry, set_texts: list[tuple], compose
     # io and ui sections -------------------------------------------------------------------------
     for key, target in spec.io.items():
         node, comp_name, name = _split_port(target)
-        param_of(node, comp_name, name, spec.file, f"$.io.{key}")
+        cls = component_of(node, comp_name, spec.file, f"$.io.{key}", f"$.io.{key}")
+        if cls is not None:
+            param_of(cls, node, comp_name, name, spec.file, f"$.io.{key}")
     for window, body in spec.ui_config.get("windows", {}).items():
         for i, channel in enumerate(body.get("channels", [])):
             edge = EdgeSpec(channel["name"], "", spec.file, f"$.ui_config.windows.{window}.channels[{i}]")

@@ -133,20 +133,22 @@ class Scheduler(Runtime):
                 self._cond.notify()
 
     def wait_for_space(self, rx: InputChannel) -> bool:
-        """A ``block`` input is full: run other ready work meanwhile, or wait for room."""
-        if self._stop_requested and self._finished.is_set():
+        """A ``block`` input is full: tick its receiver here if it is idle (this drains the queue
+        without a thread switch), else wait until the receiver reads."""
+        if self._stop_requested:
             return False
         running = getattr(self._local, "nodes", [])
         if rx.component.node_name in running:
-            raise QueueFull(f"input {rx.name} is full with policy 'block', and its receiver belongs to "
-                            f"the publishing node {rx.component.node_name!r}: this would deadlock")
+            raise QueueFull(f"input {rx.name} is full with policy 'block', and its receiver's node "
+                            f"{rx.component.node_name!r} is waiting on this publish: this would deadlock")
+        receiver = self._states.get(rx.component)
         with self._cond:
-            state = self._take_runnable()
+            state = self._take(receiver) if receiver is not None else None
             if state is None and self._threads:
                 self._cond.wait(0.01)
                 return True
         if state is None:
-            raise QueueFull(f"input {rx.name} is full with policy 'block' and nothing can run to drain it")
+            raise QueueFull(f"input {rx.name} is full with policy 'block' and its receiver cannot tick now")
         self._run(state)
         return True
 
@@ -232,6 +234,8 @@ class Scheduler(Runtime):
         if not self._finished.is_set():
             self.clock.set(time_)
             self.run_pending()
+        if self._finished.is_set():
+            self.shutdown()
 
     def run_pending(self) -> None:
         """Single-threaded: tick every component that is ready now, until none is."""
@@ -284,14 +288,20 @@ class Scheduler(Runtime):
                 if not state.done and not state.queued:
                     state.queued = True
                     self._ready.append(state)
-        for index, state in enumerate(self._ready):
+        for state in self._ready:
             if state.node not in self._busy_nodes:
-                del self._ready[index]
-                state.queued = False
-                state.running = True
-                self._busy_nodes.add(state.node)
-                return state
+                return self._take(state)
         return None
+
+    def _take(self, state: _State):
+        """Mark a ready state as running, if its node is idle. Caller holds the condition."""
+        if not state.queued or state.node in self._busy_nodes:
+            return None
+        self._ready.remove(state)
+        state.queued = False
+        state.running = True
+        self._busy_nodes.add(state.node)
+        return state
 
     def _run(self, state: _State) -> None:
         component = state.component

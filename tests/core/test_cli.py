@@ -1,0 +1,72 @@
+"""End to end through the command line: run, validate, nodes, graph, schemas."""
+import json
+import subprocess
+import sys
+
+from graphflow.cli import main
+
+
+def test_run_demo_app_to_completion_with_stats(tmp_path, repo, capsys):
+    stats = tmp_path / "stats.json"
+    out = tmp_path / "numbers.jsonl"
+    code = main(["run", str(repo / "apps" / "demo.app.json"), "--stats-json", str(stats),
+                 "--set", f"sink/writer/path={out}", "--set", "ticker/ones/tick_period=500Hz",
+                 "--set", "ticker/tens/tick_period=500Hz"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "job report" in printed and "arith.add/add" in printed
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) == 100
+    assert lines[3]["value"] == 3 * 3.0 + 30.0  # gain 3 · a + b
+    report = json.loads(stats.read_text())
+    assert report["components"]["ticker/ones"]["ticks"] == 100
+    assert report["channels"]["arith.add/add/total"]["messages"] == 100
+    assert report["channels"]["ticker/ones/number"]["receivers"]["arith.scale/scale/number"]["latency_ms"]["p90"] is not None
+
+
+def test_run_subprocess_exit_code_on_node_failure(tmp_path, repo):
+    pack = tmp_path / "boom.py"
+    pack.write_text("from graphflow import Codelet, Rx\nfrom nodes.demo.messages import Number\n"
+                    "class Boom(Codelet):\n    number = Rx(Number)\n"
+                    "    def start(self):\n        self.tick_on_message(self.number)\n"
+                    "    def tick(self):\n        raise ValueError('boom at ' + str(self.number.read().payload.value))\n")
+    app = {"name": "b", "modules": ["demo", "boom.py"], "graph": {
+        "nodes": [{"name": "src", "components": [{"name": "c", "type": "demo.Counter"}]},
+                  {"name": "bad", "components": [{"name": "boom", "type": "boom.Boom"}]}],
+        "edges": [{"source": "src/c/number", "target": "bad/boom/number"}]},
+        "config": {"src": {"c": {"tick_period": "100Hz"}}}}
+    (tmp_path / "b.app.json").write_text(json.dumps(app))
+    result = subprocess.run([sys.executable, "-m", "graphflow.cli", "run", str(tmp_path / "b.app.json"), "--quiet"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "component bad/boom failed in tick()" in result.stderr
+    assert "ValueError: boom at 0.0" in result.stderr
+
+
+def test_nodes_lists_ports_params_docs(capsys):
+    assert main(["nodes", "demo."]) == 0
+    text = capsys.readouterr().out
+    assert "demo.Scale" in text and "<- number: demo/Number" in text and "* gain: float = 2.0" in text
+    assert main(["nodes", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    scale = next(n for n in data["nodes"] if n["type"] == "demo.Scale")
+    assert scale["params"]["gain"] == {"type": "float", "doc": "Multiplier.", "required": False, "default": 2.0}
+    assert {p["name"]: p["direction"] for p in scale["ports"]} == {"number": "rx", "scaled": "tx"}
+    assert "demo/Number" in data["messages"]
+
+
+def test_graph_dot_and_mermaid(repo, capsys):
+    assert main(["graph", str(repo / "apps" / "demo.app.json"), "--format", "dot"]) == 0
+    dot = capsys.readouterr().out
+    assert dot.startswith('digraph "demo"') and '"ticker/ones" -> "arith.scale/scale"' in dot
+    assert main(["graph", str(repo / "apps" / "demo.app.json"), "--format", "mermaid"]) == 0
+    assert "arith_add_add -- \"total → number (demo/Number)\" --> sink_writer" in capsys.readouterr().out
+
+
+def test_message_schemas_are_up_to_date():
+    assert main(["schemas", "--check"]) == 0, "run: graphflow schemas"
+
+
+def test_input_without_io_section_is_a_usage_error(repo, capsys):
+    assert main(["run", str(repo / "apps" / "demo.app.json"), "--input", "x.jpg"]) == 2
+    assert "has no io.input entry" in capsys.readouterr().err

@@ -1,0 +1,116 @@
+"""The test harness, message headers, read-only payloads and the wire form."""
+import msgpack
+import numpy as np
+import pytest
+
+from graphflow.messages import message_types
+from graphflow.ports import QueueFull
+from graphflow.testing import Harness
+from nodes.demo.add import Add
+from nodes.demo.counter import Counter
+from nodes.demo.messages import Number
+from nodes.demo.scale import Scale
+from nodes.vision.messages import Image, Tensors
+
+from . import testpack
+
+
+def test_harness_feeds_ticks_and_reads_outputs():
+    h = Harness(Scale, {"gain": 3.0}).start()
+    message = h.feed("number", Number(2.0), acqtime=1.5)
+    assert h.ready()
+    assert h.run_pending() == 1
+    (out,) = h.outputs("scaled")
+    assert out.payload.value == 6.0 and out.acqtime == 1.5
+    assert out.header.uuid != message.header.uuid and len(out.header.uuid) == 36
+
+
+def test_harness_source_with_manual_clock():
+    h = Harness(Counter, {"count": 3, "start_value": 5.0}).start()
+    for _ in range(3):
+        h.tick()
+        h.clock.advance(0.1)
+    assert [m.payload.value for m in h.take("number")] == [5.0, 6.0, 7.0]
+    assert [m.acqtime for m in h.outputs("number")] == []
+    assert h.component.exhausted
+
+
+def test_harness_synchronized_policy():
+    h = Harness(Add, {"tolerance": "10ms"}).start()
+    h.feed("a", Number(1.0), acqtime=0.0)
+    assert not h.ready()
+    h.feed("b", Number(2.0), acqtime=0.005)
+    assert h.run_pending() == 1
+    assert h.outputs("total")[0].payload.value == 3.0
+
+
+def test_harness_live_params_and_errors():
+    h = Harness(Scale).start()
+    h.set_param("gain", 5.0)
+    h.feed("number", Number(1.0))
+    h.tick()
+    assert h.outputs("scaled")[0].payload.value == 5.0
+    with pytest.raises(KeyError, match="has no input 'nmber'"):
+        h.feed("nmber", Number(1.0))
+    with pytest.raises(TypeError, match="takes demo/Number"):
+        h.feed("number", Image(np.zeros((2, 2, 3), np.uint8)))
+
+
+def test_harness_block_queue_full_is_an_error_not_a_hang():
+    h = Harness(testpack.Collect).start()
+    for value in range(4):
+        h.feed("number", Number(float(value)))
+    with pytest.raises(QueueFull):
+        h.feed("number", Number(9.0))
+
+
+def test_published_arrays_are_read_only_and_shared():
+    h = Harness(_Passthrough).start()
+    pixels = np.zeros((4, 4, 3), np.uint8)
+    h.feed("image", Image(pixels))
+    h.tick()
+    out = h.outputs("image_out")[0].payload
+    assert out.pixels is pixels  # by reference, no copy
+    with pytest.raises(ValueError):
+        out.pixels[0, 0, 0] = 1
+
+
+from graphflow import Codelet, Rx, Tx  # noqa: E402
+
+
+class _Passthrough(Codelet):
+    image = Rx(Image)
+    image_out = Tx(Image)
+
+    def tick(self):
+        self.image_out.publish(self.image.read().payload)
+
+
+def test_wire_round_trip_through_msgpack():
+    tensors = Tensors(["a", "b"], [np.arange(6, dtype=np.float32).reshape(2, 3), np.ones(2, np.int64)])
+    h = Harness(_TensorSource).start()
+    h.component.payload = tensors
+    h.tick()
+    message = h.outputs("out")[0]
+    packed = msgpack.packb(message.to_wire())
+    unpacked = msgpack.unpackb(packed)
+    assert unpacked["type"] == "vision/Tensors"
+    assert set(unpacked["header"]) == {"uuid", "acqtime", "pubtime"}
+    back = message_types()[unpacked["type"]].from_wire(unpacked["payload"])
+    assert back.names == ["a", "b"]
+    np.testing.assert_array_equal(back.tensors[0], tensors.tensors[0])
+    assert back.tensors[1].dtype == np.int64
+
+
+class _TensorSource(Codelet):
+    out = Tx(Tensors)
+
+    def tick(self):
+        self.out.publish(self.payload)
+
+
+def test_publish_checks_the_message_type():
+    h = Harness(_TensorSource).start()
+    h.component.payload = Number(1.0)
+    with pytest.raises(TypeError, match="publishes vision/Tensors, got Number"):
+        h.tick()

@@ -1,0 +1,288 @@
+"""Tick policies, queue policies, synchronization, shutdown and failures, on a controllable clock."""
+import json
+import threading
+
+import pytest
+
+from graphflow import Codelet, Param, Rx, Tx
+from graphflow.app import App
+from graphflow.loader import load_app
+from graphflow.ports import QueueFull
+from graphflow.scheduler import ManualClock, Scheduler
+from nodes.demo.add import Add
+from nodes.demo.counter import Counter
+from nodes.demo.messages import Number
+
+from . import testpack
+
+
+class Recorder(Codelet):
+    """Ticks on message and records (now, value)."""
+    number = Rx(Number, queue_size=100)
+
+    def start(self):
+        self.seen = []
+        self.tick_on_message(self.number)
+
+    def tick(self):
+        message = self.number.read()
+        self.seen.append((self.now(), message.payload.value))
+
+
+class Clocked(Codelet):
+    """Records the clock at each tick; optionally pretends a tick took `cost` seconds."""
+    cost = Param(float, 0.0, "Seconds to advance the manual clock inside each tick.")
+
+    def start(self):
+        self.times = []
+        self.tick_periodically("100ms")
+
+    def tick(self):
+        self.times.append(round(self.now(), 9))
+        if self.cost:
+            self.runtime.clock.advance(self.cost)
+
+
+def wire(source, port, target, rx_port):
+    source.outputs[port].connect(target.inputs[rx_port])
+
+
+def test_periodic_ticks_on_schedule_without_drift():
+    clock = ManualClock()
+    clocked = Clocked("n", "c")
+    scheduler = Scheduler([clocked], clock=clock)
+    scheduler.run_until(1.0)
+    assert clocked.times == pytest.approx([round(0.1 * k, 9) for k in range(11)])
+
+
+def test_periodic_overrun_skips_missed_slots_and_keeps_phase():
+    clock = ManualClock()
+    clocked = Clocked("n", "c", {"cost": 0.25})
+    Scheduler([clocked], clock=clock).run_until(1.0)
+    # each tick lasts 0.25 s: the next free slot on the 100 ms grid is 0.3, then 0.6, 0.9
+    assert clocked.times == pytest.approx([0.0, 0.3, 0.6, 0.9])
+
+
+@pytest.mark.parametrize("text,seconds", [("30Hz", 1 / 30), ("50ms", 0.05), ("2s", 2.0), (0.5, 0.5)])
+def test_period_forms(text, seconds):
+    counter = Counter("n", "c", {"tick_period": text})
+    assert counter.tick_period == pytest.approx(seconds)
+
+
+def test_on_message_ticks_once_per_message():
+    clock = ManualClock()
+    counter = Counter("src", "c", {"tick_period": "10ms", "count": 5})
+    recorder = Recorder("sink", "r")
+    wire(counter, "number", recorder, "number")
+    scheduler = Scheduler([counter, recorder], clock=clock)
+    scheduler.run_until(1.0)
+    assert [v for _, v in recorder.seen] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert [t for t, _ in recorder.seen] == pytest.approx([0.0, 0.01, 0.02, 0.03, 0.04])
+    assert scheduler.finished  # the source is exhausted and the graph drained
+
+
+def test_synchronized_matches_by_acqtime_within_tolerance():
+    adder = Add("add", "add", {"tolerance": "5ms"})
+    recorder = Recorder("sink", "r")
+    wire(adder, "total", recorder, "number")
+    clock = ManualClock()
+    scheduler = Scheduler([adder, recorder], clock=clock)
+    scheduler.start()
+    a_out, b_out = _Feeder("fa", "f"), _Feeder("fb", "f")
+    for feeder in (a_out, b_out):
+        feeder.runtime = scheduler
+    wire(a_out, "out", adder, "a")
+    wire(b_out, "out", adder, "b")
+    a_out.out.publish(Number(1.0), acqtime=1.000)
+    b_out.out.publish(Number(10.0), acqtime=0.990)   # too old for a@1.000: dropped
+    b_out.out.publish(Number(20.0), acqtime=1.004)   # matches a@1.000
+    a_out.out.publish(Number(2.0), acqtime=2.000)
+    b_out.out.publish(Number(30.0), acqtime=2.010)   # outside tolerance: a@2.000 dropped when b moves on
+    a_out.out.publish(Number(3.0), acqtime=2.011)    # matches b@2.010
+    scheduler.run_pending()
+    assert [v for _, v in recorder.seen] == [21.0, 33.0]
+    assert adder.inputs["b"].dropped == 1 and adder.inputs["a"].dropped == 1
+
+
+class _Feeder(Codelet):
+    out = Tx(Number)
+
+
+def test_queue_policy_latest_drops_oldest_and_counts():
+    recorder = Recorder("sink", "r")
+    rx = recorder.inputs["number"]
+    rx.configure(queue_size=3, policy="latest")
+    feeder = _Feeder("f", "f")
+    wire(feeder, "out", recorder, "number")
+    for value in range(5):
+        feeder.out.publish(Number(float(value)))
+    assert rx.dropped == 2
+    assert [rx.read().payload.value for _ in range(3)] == [2.0, 3.0, 4.0]
+
+
+def test_queue_policy_reject_refuses_new_and_counts():
+    recorder = Recorder("sink", "r")
+    rx = recorder.inputs["number"]
+    rx.configure(queue_size=3, policy="reject")
+    feeder = _Feeder("f", "f")
+    wire(feeder, "out", recorder, "number")
+    for value in range(5):
+        feeder.out.publish(Number(float(value)))
+    assert rx.dropped == 2
+    assert [rx.read().payload.value for _ in range(3)] == [0.0, 1.0, 2.0]
+
+
+def test_queue_policy_block_applies_backpressure_and_loses_nothing():
+    source = testpack.Source("src", "s", {"tick_period": "0ms", "count": 200})
+    slow = testpack.Collect("slow", "c", {"work_s": 0.0005})  # queue of 4, policy block
+    wire(source, "number", slow, "number")
+    scheduler = Scheduler([source, slow], workers=2)
+    scheduler.run(duration=20)
+    assert slow.values == [float(v) for v in range(200)]
+    assert slow.inputs["number"].dropped == 0
+    assert scheduler.failure is None
+
+
+def test_queue_policy_block_single_threaded_runs_the_receiver_to_make_room():
+    source = testpack.Source("src", "s", {"tick_period": "1ms", "count": 20})
+    collect = testpack.Collect("c", "c")
+    wire(source, "number", collect, "number")
+    Scheduler([source, collect], clock=ManualClock()).run_until(1.0)
+    assert collect.values == [float(v) for v in range(20)]
+
+
+def test_block_within_one_node_is_reported_not_deadlocked():
+    feeder = _Feeder("same", "f")
+    collect = testpack.Collect("same", "c")
+    wire(feeder, "out", collect, "number")
+    scheduler = Scheduler([feeder, collect], clock=ManualClock())
+    scheduler.start()
+    scheduler._local.nodes = ["same"]  # as if inside a tick of node "same"
+    for value in range(4):
+        feeder.out.publish(Number(float(value)))
+    with pytest.raises(QueueFull, match="would deadlock"):
+        feeder.out.publish(Number(5.0))
+
+
+def test_components_of_one_node_never_tick_together():
+    testpack.Overlap.overlaps.clear()
+    components = [testpack.Overlap("shared", f"c{i}") for i in range(3)]
+    Scheduler(components, workers=3).run(duration=10)
+    assert all(c.ticks == 30 for c in components)
+    assert testpack.Overlap.overlaps == []
+
+
+def _app(tmp_path, nodes, edges, config=None, modules=("demo",)):
+    data = {"name": "t", "modules": [*modules, str(testpack.__file__)],
+            "graph": {"nodes": nodes, "edges": edges}, "config": config or {}}
+    path = tmp_path / "t.app.json"
+    path.write_text(json.dumps(data))
+    return load_app(path)
+
+
+def test_shutdown_drains_then_stops_in_reverse_topological_order(tmp_path):
+    spec = _app(tmp_path,
+                [{"name": "a", "components": [{"name": "src", "type": "testpack.Source"}]},
+                 {"name": "b", "components": [{"name": "mid", "type": "testpack.Collect"}]},
+                 {"name": "c", "components": [{"name": "end", "type": "testpack.Collect"}]}],
+                [{"source": "b/mid/relay", "target": "c/end/number"},
+                 {"source": "a/src/number", "target": "b/mid/number"}],
+                {"a": {"src": {"count": 50, "tick_period": "0ms"}}, "c": {"end": {"work_s": 0.001}}})
+    app = App(spec, workers=2)
+    events = __import__("sys").modules[type(app.component("a/src")).__module__].EVENTS  # the pack as the app loaded it
+    events.clear()
+    app.run(duration=20)
+    stops = [e for e in events if e[0] == "stop"]
+    assert [e[1] for e in stops] == ["c/end", "b/mid", "a/src"]
+    assert stops[0][2] == 50 and stops[1][2] == 50  # every message was processed before stop()
+    assert app.scheduler.stop_order == ["c/end", "b/mid", "a/src"]
+
+
+def test_max_ticks_stops_sources(tmp_path):
+    counter = Counter("src", "c", {"tick_period": "1ms", "count": 0})
+    recorder = Recorder("sink", "r")
+    wire(counter, "number", recorder, "number")
+    scheduler = Scheduler([counter, recorder], clock=ManualClock(), max_ticks=7)
+    scheduler.run_until(10.0)
+    assert len(recorder.seen) == 7 and scheduler.finished
+
+
+def test_duration_stops_an_endless_app():
+    counter = Counter("src", "c", {"tick_period": "5ms", "count": 0})
+    scheduler = Scheduler([counter], workers=1)
+    scheduler.run(duration=0.2)
+    assert scheduler.finished and 5 <= scheduler._states[counter].ticks <= 60
+
+
+def test_request_stop_from_another_thread():
+    counter = Counter("src", "c", {"tick_period": "1ms", "count": 0})
+    scheduler = Scheduler([counter], workers=1)
+    threading.Timer(0.1, scheduler.request_stop).start()
+    scheduler.run(duration=10)
+    assert scheduler.finished and scheduler.stop_order == ["src/c"]
+
+
+def test_failing_tick_stops_the_app_and_names_the_component():
+    counter = Counter("src", "c", {"tick_period": "1ms", "count": 10})
+    faulty = testpack.Faulty("bad", "f", {"fail_on": 2.0})
+    wire(counter, "number", faulty, "number")
+    scheduler = Scheduler([counter, faulty], clock=ManualClock())
+    scheduler.run_until(1.0)
+    assert scheduler.failure is not None
+    assert scheduler.failure.component == "bad/f" and scheduler.failure.phase == "tick"
+    assert "RuntimeError: cannot handle 2.0" in scheduler.failure.traceback
+    assert faulty.seen == [0.0, 1.0]
+    assert set(scheduler.stop_order) == {"src/c", "bad/f"}  # stop() still runs once for each
+
+
+def test_failing_tick_with_continue_policy_logs_and_goes_on(caplog):
+    counter = Counter("src", "c", {"tick_period": "1ms", "count": 5})
+    faulty = testpack.Faulty("bad", "f", {"fail_on": 2.0})
+    wire(counter, "number", faulty, "number")
+    scheduler = Scheduler([counter, faulty], clock=ManualClock(), error_policy={"bad": "continue"})
+    scheduler.run_until(1.0)
+    assert scheduler.failure is None
+    assert faulty.seen == [0.0, 1.0, 3.0, 4.0]
+    assert scheduler.stats.report()["components"]["bad/f"]["errors"] == 1
+    assert "cannot handle 2.0" in caplog.text
+
+
+def test_failing_start_runs_nothing():
+    class BadStart(Codelet):
+        def start(self):
+            raise ValueError("no camera")
+    counter = Counter("src", "c", {"tick_period": "1ms"})
+    scheduler = Scheduler([counter, BadStart("cam", "b")], clock=ManualClock())
+    scheduler.run_until(1.0)
+    assert scheduler.failure.component == "cam/b" and scheduler.failure.phase == "start"
+    assert scheduler._states[counter].ticks == 0
+
+
+def test_live_param_change_applies_on_next_tick():
+    counter = Counter("src", "c", {"tick_period": "1ms", "count": 4})
+    from nodes.demo.scale import Scale
+    scale = Scale("s", "s", {"gain": 2.0})
+    recorder = Recorder("sink", "r")
+    wire(counter, "number", scale, "number")
+    wire(scale, "scaled", recorder, "number")
+    scheduler = Scheduler([counter, scale, recorder], clock=ManualClock())
+    scheduler.run_until(0.0015)
+    scale.set_param("gain", 10.0)
+    with pytest.raises(ValueError, match="expected float"):
+        scale.set_param("gain", "x")
+    scheduler.run_until(1.0)
+    assert [v for _, v in recorder.seen] == [0.0, 2.0, 20.0, 30.0]
+
+
+def test_stats_report_counts_ticks_messages_and_latency():
+    counter = Counter("src", "c", {"tick_period": "10ms", "count": 5})
+    recorder = Recorder("sink", "r")
+    wire(counter, "number", recorder, "number")
+    scheduler = Scheduler([counter, recorder], clock=ManualClock())
+    scheduler.run_until(1.0)
+    report = scheduler.stats.report()
+    assert report["components"]["src/c"]["ticks"] == 5
+    channel = report["channels"]["src/c/number"]
+    assert channel["messages"] == 5 and channel["drops"] == 0
+    assert channel["rate"] == pytest.approx(100.0)
+    assert channel["receivers"]["sink/r/number"]["latency_ms"]["median"] == pytest.approx(0.0)

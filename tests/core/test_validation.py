@@ -1,0 +1,231 @@
+"""Every class of bad app file gets one line naming the file, the JSON path and what was expected."""
+import copy
+import json
+
+import pytest
+
+from graphflow.cli import main
+from graphflow.loader import AppInvalid, load_app
+
+GOOD = {
+    "name": "t",
+    "modules": ["demo"],
+    "graph": {
+        "nodes": [
+            {"name": "src", "components": [{"name": "counter", "type": "demo.Counter"}]},
+            {"name": "gain", "components": [{"name": "scale", "type": "demo.Scale"}]},
+            {"name": "sink", "components": [{"name": "writer", "type": "demo.NumberWriter"}]},
+        ],
+        "edges": [
+            {"source": "src/counter/number", "target": "gain/scale/number"},
+            {"source": "gain/scale/scaled", "target": "sink/writer/number"},
+        ],
+    },
+    "config": {"sink": {"writer": {"path": "out.jsonl"}}},
+}
+
+
+def write(tmp_path, data, name="app.app.json"):
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else json.dumps(data, indent=2))
+    return path
+
+
+def errors_of(tmp_path, mutate=None, sets=(), overlays=()):
+    data = copy.deepcopy(GOOD)
+    if mutate:
+        mutate(data)
+    path = write(tmp_path, data)
+    with pytest.raises(AppInvalid) as info:
+        load_app(path, overlays, sets)
+    return [str(e) for e in info.value.errors], str(path)
+
+
+def test_good_app_is_valid(tmp_path):
+    spec = load_app(write(tmp_path, GOOD))
+    assert [c.full_name for c in spec.components] == ["src/counter", "gain/scale", "sink/writer"]
+
+
+def test_malformed_json_names_line_and_column(tmp_path):
+    path = write(tmp_path, '{\n  "name": "t",\n  "graph": {"nodes": [}\n}')
+    with pytest.raises(AppInvalid) as info:
+        load_app(path)
+    (error,) = info.value.errors
+    assert str(error).startswith(f"{path}:3:")
+    assert "invalid JSON" in str(error)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(AppInvalid) as info:
+        load_app(tmp_path / "nope.app.json")
+    assert "not found" in str(info.value)
+
+
+def test_schema_missing_key(tmp_path):
+    errors, path = errors_of(tmp_path, lambda d: d.pop("name"))
+    assert errors == [f"{path}: $: missing required key 'name'"]
+
+
+def test_schema_unknown_key_suggests(tmp_path):
+    errors, path = errors_of(tmp_path, lambda d: d["graph"].__setitem__("edgs", []))
+    assert errors == [f"{path}: $.graph: unknown key 'edgs'; did you mean 'edges'?"]
+
+
+def test_schema_bad_edge_endpoint(tmp_path):
+    errors, path = errors_of(tmp_path, lambda d: d["graph"]["edges"][0].__setitem__("target", "gain/scale"))
+    assert errors == [f"{path}: $.graph.edges[0].target: 'gain/scale' does not have the form node/component/port"]
+
+
+def test_schema_node_without_components(tmp_path):
+    errors, path = errors_of(tmp_path, lambda d: d["graph"]["nodes"][1].pop("components"))
+    assert len(errors) == 1 and errors[0].startswith(f"{path}: $.graph.nodes[1]:")
+    assert "components" in errors[0]
+
+
+def test_unknown_node_type_suggests(tmp_path):
+    errors, path = errors_of(tmp_path, lambda d: d["graph"]["nodes"][1]["components"][0].__setitem__("type", "demo.Scal"))
+    assert errors == [f"{path}: $.graph.nodes[1].components[0].type: unknown node type 'demo.Scal'; did you mean 'demo.Scale'?"]
+
+
+def test_unknown_module(tmp_path):
+    errors, path = errors_of(tmp_path, lambda d: d["modules"].append("nosuchpack"))
+    assert errors[0].startswith(f"{path}: $.modules[1]: node pack 'nosuchpack' not found")
+
+
+def test_type_from_pack_missing_in_modules(tmp_path):
+    errors, _ = errors_of(tmp_path, lambda d: d["graph"]["nodes"][1]["components"][0].__setitem__("type", "other.Thing"))
+    assert "unknown node type 'other.Thing'; is 'other' missing from modules?" in errors[0]
+
+
+def test_unknown_port_suggests(tmp_path):
+    errors, path = errors_of(tmp_path, lambda d: d["graph"]["edges"][0].__setitem__("target", "gain/scale/numbr"))
+    assert errors == [f"{path}: $.graph.edges[0].target: demo.Scale has no input (Rx) port 'numbr'; did you mean 'number'?"]
+
+
+def test_unknown_node_in_edge_suggests(tmp_path):
+    errors, path = errors_of(tmp_path, lambda d: d["graph"]["edges"][0].__setitem__("target", "gian/scale/number"))
+    assert errors == [f"{path}: $.graph.edges[0].target: unknown node 'gian'; did you mean 'gain'?"]
+
+
+def test_port_direction(tmp_path):
+    errors, path = errors_of(tmp_path, lambda d: d["graph"]["edges"][0].__setitem__("source", "gain/scale/number"))
+    assert f"{path}: $.graph.edges[0].source: 'number' of demo.Scale is an input, expected an output (Tx)" in errors
+
+
+def test_edge_message_type_mismatch(tmp_path):
+    def mutate(d):
+        d["modules"].append(str(tmp_path / "textpack.py"))
+        d["graph"]["nodes"].append({"name": "txt", "components": [{"name": "t", "type": "textpack.TextSink"}]})
+        d["graph"]["edges"].append({"source": "src/counter/number", "target": "txt/t/text"})
+    (tmp_path / "textpack.py").write_text(
+        "from graphflow import Codelet, MessageType, Rx, field\n"
+        "class Text(MessageType, wire='test/Text'):\n    text: str = field('')\n"
+        "class TextSink(Codelet):\n    text = Rx(Text)\n")
+    errors, path = errors_of(tmp_path, mutate)
+    assert errors == [f"{path}: $.graph.edges[2]: message type mismatch: src/counter/number publishes "
+                      f"demo/Number, but txt/t/text expects test/Text"]
+
+
+def test_unknown_param_suggests(tmp_path):
+    errors, path = errors_of(tmp_path, lambda d: d["config"].__setitem__("gain", {"scale": {"gian": 2}}))
+    assert errors == [f"{path}: $.config.gain.scale.gian: demo.Scale has no param 'gian'; did you mean 'gain'?"]
+
+
+def test_param_wrong_type(tmp_path):
+    errors, path = errors_of(tmp_path, lambda d: d["config"].__setitem__("gain", {"scale": {"gain": "high"}}))
+    assert errors == [f'{path}: $.config.gain.scale.gain: gain: expected float, got string "high"']
+
+
+def test_param_out_of_range(tmp_path):
+    errors, path = errors_of(tmp_path, lambda d: d["config"].__setitem__("src", {"counter": {"count": -1}}))
+    assert errors == [f"{path}: $.config.src.counter.count: count: expected a value in [0, None], got -1"]
+
+
+def test_bad_period(tmp_path):
+    errors, path = errors_of(tmp_path, lambda d: d["config"].__setitem__("src", {"counter": {"tick_period": "fast"}}))
+    assert errors == [f"{path}: $.config.src.counter.tick_period: tick_period: expected a period like '30Hz', '50ms' or '2s', got 'fast'"]
+
+
+def test_required_param_missing(tmp_path):
+    errors, path = errors_of(tmp_path, lambda d: d.pop("config"))
+    assert len(errors) == 1
+    assert errors[0].startswith(f"{path}: $.graph.nodes[2].components[0]: required param 'path' of demo.NumberWriter is not set")
+
+
+def test_config_for_unknown_node(tmp_path):
+    errors, path = errors_of(tmp_path, lambda d: d["config"].__setitem__("sinc", {"writer": {}}))
+    assert errors == [f"{path}: $.config.sinc: config for unknown node 'sinc'; did you mean 'sink'?"]
+    errors, path = errors_of(tmp_path, lambda d: d["config"]["sink"].__setitem__("writr", {"path": "x"}))
+    assert errors == [f"{path}: $.config.sink.writr: config for unknown component sink/writr; did you mean 'writer'?"]
+
+
+def test_set_typed_and_errors(tmp_path):
+    path = write(tmp_path, GOOD)
+    spec = load_app(path, sets=["gain/scale/gain=0.5", "src/counter/tick_period=20Hz"])
+    assert spec.params_of("gain/scale") == {"gain": 0.5}
+    assert spec.params_of("src/counter")["tick_period"] == pytest.approx(0.05)
+    with pytest.raises(AppInvalid) as info:
+        load_app(path, sets=["gain/scale/gain=loud", "gain/scale=3", "gain/scale/gian=1"])
+    messages = [str(e) for e in info.value.errors]
+    assert "<command line>: --set gain/scale=3: expected node/component/param=value" in messages
+    assert "<command line>: --set gain/scale/gain=loud: gain: expected float, got 'loud'" in messages
+    assert "<command line>: --set gain/scale/gian=1: demo.Scale has no param 'gian'; did you mean 'gain'?" in messages
+
+
+def test_config_overlay_later_wins(tmp_path):
+    path = write(tmp_path, GOOD)
+    first = write(tmp_path, {"gain": {"scale": {"gain": 4.0}}}, "a.json")
+    second = write(tmp_path, {"gain": {"scale": {"gain": 5.0}}}, "b.json")
+    assert load_app(path, [first, second]).params_of("gain/scale") == {"gain": 5.0}
+    assert load_app(path, [first], ["gain/scale/gain=6"]).params_of("gain/scale") == {"gain": 6.0}
+    bad = write(tmp_path, {"gain": {"scale": {"gain": "x"}}}, "bad.json")
+    with pytest.raises(AppInvalid) as info:
+        load_app(path, [bad])
+    assert [str(e) for e in info.value.errors] == [f'{bad}: $.gain.scale.gain: gain: expected float, got string "x"']
+
+
+def test_subgraph_errors(tmp_path):
+    errors, path = errors_of(tmp_path, lambda d: d["graph"]["nodes"].append({"name": "sub", "subgraph": "missing.subgraph.json"}))
+    assert errors[0].startswith(f"{path}: $.graph.nodes[3].subgraph: subgraph file 'missing.subgraph.json' not found")
+
+
+def test_subgraph_interface_unknown_channel(tmp_path, repo):
+    app = json.loads((repo / "apps" / "demo.app.json").read_text())
+    app["graph"]["nodes"][1]["subgraph"] = str(repo / "apps" / "scale_add.subgraph.json")
+    app["graph"]["edges"][0]["target"] = "arith.interface/subgraph/aa"
+    app["config"]["sink"]["writer"]["path"] = str(tmp_path / "n.jsonl")
+    path = write(tmp_path, app)
+    with pytest.raises(AppInvalid) as info:
+        load_app(path)
+    assert [str(e) for e in info.value.errors] == [
+        f"{path}: $.graph.edges[0].target: subgraph interface arith.interface/subgraph has no input 'aa'; did you mean 'a'?"]
+
+
+def test_subgraph_errors_name_the_subgraph_file(tmp_path):
+    sub = {"name": "s", "modules": ["demo"], "graph": {"nodes": [
+        {"name": "interface", "components": [{"name": "subgraph", "type": "Subgraph"}]},
+        {"name": "scale", "components": [{"name": "scale", "type": "demo.Scael"}]}]}}
+    write(tmp_path, sub, "s.subgraph.json")
+    errors, _ = errors_of(tmp_path, lambda d: d["graph"]["nodes"].append({"name": "sub", "subgraph": "s.subgraph.json"}))
+    assert errors == [f"{tmp_path / 's.subgraph.json'}: $.graph.nodes[1].components[0].type: unknown node type "
+                      f"'demo.Scael'; did you mean 'demo.Scale'?"]
+
+
+def test_validate_cli_exit_codes(tmp_path, repo, capsys):
+    assert main(["validate", str(repo / "apps" / "demo.app.json")]) == 0
+    bad = copy.deepcopy(GOOD)
+    bad["config"]["gain"] = {"scale": {"gain": "x"}}
+    path = write(tmp_path, bad)
+    assert main(["validate", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"error: {path}: $.config.gain.scale.gain:" in err
+
+
+def test_run_performs_the_same_checks(tmp_path, capsys):
+    bad = copy.deepcopy(GOOD)
+    bad["config"]["sink"]["writer"]["path"] = str(tmp_path / "must_not_exist" / "x.jsonl")
+    bad["config"]["gain"] = {"scale": {"gain": "x"}}
+    path = write(tmp_path, bad)
+    assert main(["run", str(path), "--quiet"]) == 1
+    assert "nothing was run" in capsys.readouterr().err
+    assert not (tmp_path / "must_not_exist").exists()
