@@ -1,0 +1,34 @@
+"""openpose.EdgeCandidates — step 7: every pair of parts that a link could join.
+
+Rx:     parts (openpose/PeakList).
+Tx:     candidates (openpose/EdgeList).
+Params: edges, threshold_edge_size.
+"""
+from graphflow import Codelet, Param, Rx, Tx
+
+from . import paf
+from .messages import EdgeList, PeakList
+
+
+class EdgeCandidates(Codelet):
+    """Step 7: for each link [part_from, part_to] in edges, all pairs of candidates of those two
+    part types, except pairs farther apart than threshold_edge_size."""
+
+    parts = Rx(PeakList, "Part candidates.")
+    candidates = Tx(EdgeList, "Candidate connections.")
+    edges = Param(list, [list(e) for e in paf.EDGES],
+                  "Links as [part_from, part_to]; link k's field is PAF plane edges_paf[k]. "
+                  "Parents before children (OpenPose COCO-18 order).")
+    threshold_edge_size = Param(float, 0.0, "Longest allowed pair, in map cells of the decoded grid; "
+                                            "0 disables (saves time only; 16 cut limbs of large people).",
+                                range=(0.0, None))
+
+    def start(self):
+        self.tick_on_message(self.parts)
+
+    def tick(self):
+        message = self.parts.read()
+        parts = message.payload
+        edges = paf.edge_candidates(parts.as_peaks(), self.edges, self.threshold_edge_size)
+        self.candidates.publish(EdgeList(parts, self.edges, edges.link, edges.a, edges.b, edges.length),
+                                acqtime=message.acqtime)

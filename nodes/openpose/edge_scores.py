@@ -1,0 +1,33 @@
+"""openpose.EdgeScores — step 8: PAF line integral along every candidate connection.
+
+Rx:     candidates (openpose/EdgeList).
+Tx:     scored (openpose/EdgeList): with score and count.
+Params: edges_paf, edge_sampling_steps, threshold_sample_score.
+"""
+from graphflow import Codelet, Param, Rx, Tx
+
+from . import paf
+from .messages import EdgeList
+
+
+class EdgeScores(Codelet):
+    """Step 8: sample the link's PAF (bilinear) at edge_sampling_steps points from a to b; the score
+    is the mean of PAF·unit direction, and count the samples with PAF·direction ≥ threshold_sample_score."""
+
+    candidates = Rx(EdgeList, "Candidate connections.")
+    scored = Tx(EdgeList, "Candidates with score and count.")
+    edges_paf = Param(list, list(paf.EDGES_PAF), "PAF plane of each link (channels 2p = x, 2p+1 = y).")
+    edge_sampling_steps = Param(int, 10, "Samples along each candidate, ends included.", range=(2, 100))
+    threshold_sample_score = Param(float, 0.05, "A sample passes when PAF·direction is at least this.",
+                                   range=(-1.0, 1.0))
+
+    def start(self):
+        self.tick_on_message(self.candidates)
+
+    def tick(self):
+        message = self.candidates.read()
+        candidates = message.payload
+        scored = paf.edge_scores(candidates.parts.maps.pafs, candidates.parts.as_peaks(), candidates.as_edges(),
+                                 self.edges_paf, self.edge_sampling_steps, self.threshold_sample_score)
+        self.scored.publish(EdgeList(candidates.parts, candidates.edges, scored.link, scored.a, scored.b,
+                                     scored.length, scored.score, scored.count), acqtime=message.acqtime)

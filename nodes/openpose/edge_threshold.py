@@ -1,0 +1,33 @@
+"""openpose.EdgeThreshold — step 9: keep the connections the PAF supports.
+
+Rx:     scored (openpose/EdgeList).
+Tx:     edges (openpose/EdgeList): all scored connections, with `kept` marking those that pass.
+Params: threshold_edge_score, threshold_edge_sampling_counter.
+"""
+from graphflow import Codelet, Param, Rx, Tx
+
+from . import paf
+from .messages import EdgeList
+
+
+class EdgeThreshold(Codelet):
+    """Step 9: a connection is kept when its score ≥ threshold_edge_score and at least
+    threshold_edge_sampling_counter of its samples passed. Rejected ones stay in the message
+    (kept = False): step 11 uses them to rejoin split skeletons."""
+
+    scored = Rx(EdgeList, "Scored candidate connections.")
+    edges = Tx(EdgeList, "The same connections, with `kept` set.")
+    threshold_edge_score = Param(float, 0.05, "Lowest mean PAF score of a kept connection.", range=(-1.0, 1.0))
+    threshold_edge_sampling_counter = Param(int, 8, "Fewest passing samples of a kept connection.",
+                                            range=(0, 100))
+
+    def start(self):
+        self.tick_on_message(self.scored)
+
+    def tick(self):
+        message = self.scored.read()
+        scored = message.payload
+        kept = paf.edge_threshold_mask(scored.as_edges(), self.threshold_edge_score,
+                                       self.threshold_edge_sampling_counter)
+        self.edges.publish(EdgeList(scored.parts, scored.edges, scored.link, scored.a, scored.b, scored.length,
+                                    scored.score, scored.count, kept), acqtime=message.acqtime)

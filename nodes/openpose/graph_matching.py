@@ -1,0 +1,33 @@
+"""openpose.GraphMatching — step 10: assemble people from the kept connections.
+
+Rx:     edges (openpose/EdgeList).
+Tx:     skeletons (openpose/SkeletonCandidates): in map cells.
+Params: threshold_part_counter, threshold_object_score.
+"""
+from graphflow import Codelet, Param, Rx, Tx
+
+from . import paf
+from .messages import EdgeList, SkeletonCandidates
+
+
+class GraphMatching(Codelet):
+    """Step 10: greedy one-to-one matching per link by PAF score, then people as connected groups
+    of connections (CMU OpenPose rules where a group repeats a part type); people with fewer than
+    threshold_part_counter parts or object score below threshold_object_score are dropped."""
+
+    edges = Rx(EdgeList, "Connections with `kept` set.")
+    skeletons = Tx(SkeletonCandidates, "People, in map cells.")
+    threshold_part_counter = Param(int, 4, "Fewest parts of a kept person.", range=(1, 18))
+    threshold_object_score = Param(float, 0.4, "Lowest (sum of part and connection scores) / parts "
+                                               "of a kept person.", range=(0.0, None))
+
+    def start(self):
+        self.tick_on_message(self.edges)
+
+    def tick(self):
+        message = self.edges.read()
+        connections = message.payload
+        skeletons = paf.graph_matching(connections.parts.as_peaks(), connections.as_edges(only_kept=True),
+                                       connections.edges, self.threshold_part_counter,
+                                       self.threshold_object_score)
+        self.skeletons.publish(SkeletonCandidates.of(connections, skeletons), acqtime=message.acqtime)

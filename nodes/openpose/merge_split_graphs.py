@@ -1,0 +1,31 @@
+"""openpose.MergeSplitGraphs — step 11: rejoin people split by a missed connection.
+
+Rx:     skeletons (openpose/SkeletonCandidates).
+Tx:     merged (openpose/SkeletonCandidates).
+Params: threshold_split_score.
+"""
+from graphflow import Codelet, Param, Rx, Tx
+
+from . import paf
+from .messages import SkeletonCandidates
+
+
+class MergeSplitGraphs(Codelet):
+    """Step 11: merge two skeletons that share no part type when a scored connection (even one
+    step 9 rejected) joins them with score ≥ threshold_split_score; best joins first."""
+
+    skeletons = Rx(SkeletonCandidates, "People from graph matching.")
+    merged = Tx(SkeletonCandidates, "People after merging split pieces.")
+    threshold_split_score = Param(float, 0.03, "Lowest PAF score of a connection that rejoins two "
+                                               "pieces; above 1 disables merging.", range=(-1.0, None))
+
+    def start(self):
+        self.tick_on_message(self.skeletons)
+
+    def tick(self):
+        message = self.skeletons.read()
+        candidates = message.payload
+        connections = candidates.connections
+        merged = paf.merge_split_graphs(candidates.as_skeletons(), connections.parts.as_peaks(),
+                                        connections.as_edges(), self.threshold_split_score)
+        self.merged.publish(SkeletonCandidates.of(connections, merged), acqtime=message.acqtime)

@@ -1,0 +1,28 @@
+"""openpose.NonMaximumSuppression — step 4: keep the cells that are their window's maximum.
+
+Rx:     pooled (openpose/PoseMaps).
+Tx:     peak_map (openpose/PeakMap).
+Params: threshold.
+"""
+from graphflow import Codelet, Param, Rx, Tx
+
+from . import paf
+from .messages import PeakMap, PoseMaps
+
+
+class NonMaximumSuppression(Codelet):
+    """Step 4: a cell is a peak where it equals the pooled heatmap (ties keep one cell)."""
+
+    pooled = Rx(PoseMaps, "Heatmaps with their pooled version.")
+    peak_map = Tx(PeakMap, "Boolean map of local maxima.")
+    threshold = Param(float, 0.05, "Noise floor: cells below it are never peaks. Only prunes work "
+                                   "early; keep it at or below threshold_heatmap.", range=(0.0, 1.0))
+
+    def start(self):
+        self.tick_on_message(self.pooled)
+
+    def tick(self):
+        message = self.pooled.read()
+        maps = message.payload
+        peaks = paf.non_maximum_suppression(maps.heatmaps, maps.pooled, self.threshold)
+        self.peak_map.publish(PeakMap(maps, peaks), acqtime=message.acqtime)

@@ -1,0 +1,29 @@
+"""openpose.PartCandidates — step 6: keep the peaks confident enough to be parts.
+
+Rx:     peaks (openpose/PeakList).
+Tx:     parts (openpose/PeakList).
+Params: threshold_heatmap.
+"""
+from graphflow import Codelet, Param, Rx, Tx
+
+from . import paf
+from .messages import PeakList
+
+
+class PartCandidates(Codelet):
+    """Step 6: keep peak candidates whose confidence is at least threshold_heatmap."""
+
+    peaks = Rx(PeakList, "Every peak.")
+    parts = Tx(PeakList, "Peaks with score ≥ threshold_heatmap.")
+    threshold_heatmap = Param(float, 0.05, "Peaks below this confidence are discarded: raise it for "
+                                           "fewer false parts, lower it for fewer missed joints.",
+                              range=(0.0, 1.0))
+
+    def start(self):
+        self.tick_on_message(self.peaks)
+
+    def tick(self):
+        message = self.peaks.read()
+        peaks = message.payload
+        parts = paf.part_candidates(peaks.as_peaks(), self.threshold_heatmap)
+        self.parts.publish(PeakList.of(peaks.maps, parts), acqtime=message.acqtime)

@@ -1,0 +1,50 @@
+"""openpose.RefinePartCoordinates — step 12: joint positions in original image pixels.
+
+Rx:     skeletons (openpose/SkeletonCandidates).
+Tx:     skeletons_out (vision/Skeleton2List): joints in pixels of the original image.
+Params: refine_parts_coordinates, output_scale, offset, labels, draw_edges.
+"""
+import numpy as np
+
+from graphflow import Codelet, Param, Rx, Tx
+from nodes.vision.messages import Skeleton2List
+
+from . import paf
+from .messages import SkeletonCandidates
+
+
+class RefinePartCoordinates(Codelet):
+    """Step 12: optionally re-refine joints to sub-pixel accuracy on the heatmaps, map cells to
+    tensor pixels (pixel = cell · output_scale + offset), then tensor pixels to the original
+    image through the encoder's recorded scale and padding."""
+
+    skeletons = Rx(SkeletonCandidates, "People in map cells.")
+    skeletons_out = Tx(Skeleton2List, "People in original image pixels, best first.")
+    refine_parts_coordinates = Param(bool, False, "Recompute sub-pixel positions from the heatmaps "
+                                                  "(only useful when step 5 ran with refine 'none').")
+    output_scale = Param(float, 8.0, "Tensor pixels per map cell of the model (its stride).", range=(0.0, None))
+    offset = Param(float, None, "Tensor pixel of map cell 0; null = 0.35 · output_scale (the measured "
+                                "bias of this model's keypoints; the geometric centre would be 3.5).")
+    labels = Param(list, list(paf.PART_NAMES), "Joint names, in part order.")
+    draw_edges = Param(list, [list(e) for e in paf.EDGES[:17]],
+                       "Joint pairs a viewer draws as limbs (the ear-shoulder links are left out).")
+
+    def start(self):
+        self.tick_on_message(self.skeletons)
+
+    def tick(self):
+        message = self.skeletons.read()
+        candidates = message.payload
+        maps = candidates.connections.parts.maps
+        scale, offset = paf.grid_scale_offset(self.output_scale, self.offset, maps.upsample)
+        refined = paf.refine_part_coordinates(candidates.as_skeletons(), self.refine_parts_coordinates,
+                                              scale, offset, maps.heatmaps)
+        joints = refined.parts.copy()
+        joints[..., :2] = maps.transform.to_image(joints[..., :2])
+        missing = refined.index < 0
+        joints[missing] = 0.0  # Skeleton2List convention: score 0 = not found
+        transform = maps.transform
+        self.skeletons_out.publish(Skeleton2List(
+            joints.astype(np.float32), refined.score.astype(np.float32), list(self.labels),
+            [list(e) for e in self.draw_edges], maps.source, maps.frame,
+            transform.image_width, transform.image_height), acqtime=message.acqtime)
