@@ -25,13 +25,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(exc.errors)} problem{'s' if len(exc.errors) != 1 else ''} found; nothing was run.",
               file=sys.stderr)
         return 1
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-class UsageError(Exception):
-    pass
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,6 +57,24 @@ def _parser() -> argparse.ArgumentParser:
     graph.add_argument("--format", choices=["dot", "mermaid"], default="dot")
     graph.set_defaults(func=cmd_graph)
 
+    bench = sub.add_parser("bench", help="measure an app's throughput (frames/s) and per-node latency")
+    _add_app_args(bench)
+    bench.add_argument("--frames", type=int, default=50, help="ticks of every source (default 50)")
+    bench.add_argument("--workers", type=int, help="worker threads (default: the core count)")
+    bench.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    bench.set_defaults(func=cmd_bench)
+
+    evaluate = sub.add_parser("eval", help="run an app over a COCO set and score its predictions (pycocotools)")
+    evaluate.add_argument("app", type=Path)
+    evaluate.add_argument("--annotations", type=Path, required=True, help="COCO annotations JSON")
+    evaluate.add_argument("--images", type=Path, required=True, help="folder of the annotated images")
+    evaluate.add_argument("--config", action="append", default=[], type=Path, metavar="FILE")
+    evaluate.add_argument("--set", action="append", default=[], metavar="NODE/COMPONENT/PARAM=VALUE")
+    evaluate.add_argument("--output", type=Path, help="keep the app's outputs here (default: a temp folder)")
+    evaluate.add_argument("--workers", type=int)
+    evaluate.add_argument("--json", type=Path, help="write AP, AP50, AP75, AR to this JSON file")
+    evaluate.set_defaults(func=cmd_eval)
+
     schemas = sub.add_parser("schemas", help="write the message wire schemas (schemas/messages)")
     schemas.add_argument("--out", type=Path, default=None, help="folder (default: the repo's schemas/messages)")
     schemas.add_argument("--check", action="store_true", help="exit 1 if the files are not up to date")
@@ -83,17 +94,9 @@ def _add_app_args(parser: argparse.ArgumentParser) -> None:
 
 def _io_sets(args) -> list[str]:
     """Turn --input/--output into --set entries through the app's "io" section."""
-    sets = []
-    for key in ("input", "output"):
-        value = getattr(args, key, None)
-        if value is None:
-            continue
-        data = read_json(args.app)
-        target = data.get("io", {}).get(key) if isinstance(data, dict) else None
-        if target is None:
-            raise UsageError(f"{args.app} has no io.{key} entry, so --{key} has nothing to set; use --set")
-        sets.append(f"{target}={value}")
-    return sets + list(args.set)
+    from .evaluation import io_sets
+
+    return io_sets(args.app, args.input, args.output) + list(args.set)
 
 
 def cmd_run(args) -> int:
@@ -168,6 +171,44 @@ def cmd_graph(args) -> int:
 
     spec = load_app(args.app)
     print(to_dot(spec) if args.format == "dot" else to_mermaid(spec))
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .evaluation import benchmark
+
+    try:
+        result = benchmark(args.app, args.frames, args.config, _io_sets(args), args.workers)
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{result['app']}: {result['frames']} frames in {result['seconds']:.2f} s = "
+          f"{result['frames_per_s']:.2f} frames/s ({result['drops']} messages dropped)")
+    print(f"{'component':44} {'ticks':>6} {'median ms':>10} {'p90 ms':>10}")
+    for name, node in result["nodes"].items():
+        median = "-" if node["median_ms"] is None else f"{node['median_ms']:.2f}"
+        p90 = "-" if node["p90_ms"] is None else f"{node['p90_ms']:.2f}"
+        print(f"{name:44} {node['ticks']:>6} {median:>10} {p90:>10}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .evaluation import evaluate_coco
+
+    try:
+        result = evaluate_coco(args.app, args.annotations, args.images, args.config, args.set,
+                               args.workers, args.output)
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.app}: {result['predictions']} predictions on {result.get('images', 0)} images")
+    print("  ".join(f"{key} {result[key]:.3f}" for key in ("AP", "AP50", "AP75", "AR")))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({key: result[key] for key in ("AP", "AP50", "AP75", "AR")}, indent=2))
     return 0
 
 

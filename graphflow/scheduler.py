@@ -114,6 +114,8 @@ class Scheduler(Runtime):
         self._local = threading.local()
         self._started = False
         self._stopped = False
+        self.ticking_since: float | None = None  # clock time when start() finished
+        self.ticking_until: float | None = None  # clock time when the graph finished or stopped
 
     # -- Runtime interface (called by ports and components) ----------------------------------
     def now(self) -> float:
@@ -178,6 +180,7 @@ class Scheduler(Runtime):
                 heapq.heappush(self._timers, (now, next(self._seq), state))
             elif state.policy is not None:
                 self.input_ready(component)
+        self.ticking_since = self.clock()
         if not any(s.source for s in self._states.values()) and self.max_ticks is not None:
             log.warning("max_ticks is set but the app has no periodic source components")
         return True
@@ -252,6 +255,7 @@ class Scheduler(Runtime):
             return
         self._stopped = True
         self._finished.set()
+        self.ticking_until = self.clock()
         for component in reversed(self.components):
             if not self._states[component].started:
                 continue

@@ -67,6 +67,6 @@ def test_message_schemas_are_up_to_date():
     assert main(["schemas", "--check"]) == 0, "run: graphflow schemas"
 
 
-def test_input_without_io_section_is_a_usage_error(repo, capsys):
-    assert main(["run", str(repo / "apps" / "demo.app.json"), "--input", "x.jpg"]) == 2
-    assert "has no io.input entry" in capsys.readouterr().err
+def test_input_without_io_section_is_an_error(repo, capsys):
+    assert main(["run", str(repo / "apps" / "demo.app.json"), "--input", "x.jpg"]) == 1
+    assert f"{repo / 'apps' / 'demo.app.json'}: $.io: no 'input' entry, so --input has nothing to set" in capsys.readouterr().err

@@ -1,0 +1,104 @@
+"""Running an app as a batch job: throughput benchmarks and COCO-format evaluation.
+
+Both run the app as a user would (its own file, config and ``io`` section), with its sources
+unthrottled: every source component that has a ``tick_period`` param gets 0 (as fast as the
+graph accepts; the app's queue policies decide whether frames wait or are dropped).
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from .app import App
+from .loader import AppInvalid, AppError, COMMAND_LINE, load_app, read_json
+
+
+def io_sets(app_file: Path, input: str | None = None, output: str | None = None) -> list[str]:
+    """``--set`` entries for the params that the app's ``io`` section names."""
+    sets = []
+    for key, value in (("input", input), ("output", output)):
+        if value is None:
+            continue
+        data = read_json(app_file)
+        target = data.get("io", {}).get(key) if isinstance(data, dict) else None
+        if target is None:
+            raise AppInvalid([AppError(str(app_file), "$.io", f"no '{key}' entry, so --{key} has nothing to set")])
+        sets.append(f"{target}={value}")
+    return sets
+
+
+def unthrottled_sets(app_file: Path, overlays=(), sets=()) -> list[str]:
+    """``--set`` entries giving every source (no connected input) with a tick_period a period of 0."""
+    spec = load_app(app_file, overlays, sets)
+    fed = {edge.target.rsplit("/", 1)[0] for edge in spec.edges}
+    return [f"{c.full_name}/tick_period=0" for c in spec.components
+            if c.full_name not in fed and "tick_period" in spec.types[c.full_name].params()]
+
+
+def benchmark(app_file: Path, frames: int, overlays=(), sets=(), workers: int | None = None) -> dict:
+    """Run ``frames`` ticks of every source, unthrottled; report frames/s and per-node latency."""
+    sets = list(sets)
+    sets += unthrottled_sets(app_file, overlays, sets)
+    app = App(load_app(app_file, overlays, sets), workers=workers, max_ticks=frames)
+    app.run()
+    if app.failure is not None:
+        raise RuntimeError(str(app.failure))
+    scheduler = app.scheduler
+    seconds = scheduler.ticking_until - scheduler.ticking_since
+    report = app.report()
+    return {
+        "app": str(app_file),
+        "frames": frames,
+        "seconds": seconds,
+        "frames_per_s": frames / seconds if seconds > 0 else float("inf"),
+        "drops": sum(c["drops"] for c in report["channels"].values()),
+        "nodes": {name: {"ticks": c["ticks"], "median_ms": c["tick_ms"]["median"], "p90_ms": c["tick_ms"]["p90"]}
+                  for name, c in report["components"].items()},
+    }
+
+
+def evaluate_coco(app_file: Path, annotations: Path, images: Path, overlays=(), sets=(),
+                  workers: int | None = None, keep_output: Path | None = None) -> dict:
+    """Run the app over a COCO image folder and score its ``predictions.json`` (COCO results
+    format, written into the app's io.output folder) with pycocotools. Keypoint results are
+    scored with OKS (iouType 'keypoints'), others as boxes."""
+    try:
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+    except ImportError:
+        raise RuntimeError("graphflow eval needs pycocotools: pip install pycocotools") from None
+    for path, what in ((annotations, "annotations file"), (images, "image folder")):
+        if not path.exists():
+            raise AppInvalid([AppError(COMMAND_LINE, str(path), f"{what} not found")])
+    output = keep_output or Path(tempfile.mkdtemp(prefix="graphflow-eval-"))
+    sets = io_sets(app_file, str(images), str(output)) + list(sets)
+    sets += unthrottled_sets(app_file, overlays, sets)
+    app = App(load_app(app_file, overlays, sets), workers=workers)
+    app.run()
+    if app.failure is not None:
+        raise RuntimeError(str(app.failure))
+    predictions_file = output / "predictions.json"
+    if not predictions_file.exists():
+        raise RuntimeError(f"the app wrote no {predictions_file}; its io.output must name a folder "
+                           f"where a prediction writer puts predictions.json")
+    predictions = json.loads(predictions_file.read_text())
+    gt = COCO(str(annotations))
+    ids = {Path(image["file_name"]).name: image["id"] for image in gt.dataset["images"]}
+    results = []
+    for prediction in predictions:
+        image_id = prediction.get("image_id", ids.get(Path(prediction.get("file_name", "")).name))
+        if image_id in gt.imgs:
+            results.append({**prediction, "image_id": image_id})
+    kind = "keypoints" if results and "keypoints" in results[0] else "bbox"
+    if not results:
+        return {"AP": 0.0, "AP50": 0.0, "AP75": 0.0, "AR": 0.0, "predictions": 0, "iou_type": kind}
+    evaluation = COCOeval(gt, gt.loadRes(results), kind)
+    evaluation.params.imgIds = sorted(gt.imgs)
+    evaluation.evaluate()
+    evaluation.accumulate()
+    evaluation.summarize()
+    stats = evaluation.stats
+    return {"AP": float(stats[0]), "AP50": float(stats[1]), "AP75": float(stats[2]),
+            "AR": float(stats[5] if kind == "keypoints" else stats[8]), "predictions": len(results),
+            "images": len(gt.imgs), "iou_type": kind, "output": str(output)}
