@@ -24,7 +24,7 @@ def io_sets(app_file: Path, input: str | None = None, output: str | None = None)
         target = data.get("io", {}).get(key) if isinstance(data, dict) else None
         if target is None:
             raise AppInvalid([AppError(str(app_file), "$.io", f"no '{key}' entry, so --{key} has nothing to set")])
-        sets.append(f"{target}={value}")
+        sets += [f"{param}={value}" for param in ([target] if isinstance(target, str) else target)]
     return sets
 
 

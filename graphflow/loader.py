@@ -82,7 +82,7 @@ class AppSpec:
     edges: list[EdgeSpec] = field(default_factory=list)
     config: dict[tuple[str, str], dict[str, ConfigValue]] = field(default_factory=dict)
     config_origins: dict[tuple[str, str], tuple[str, str, str]] = field(default_factory=dict)  # file, node path, component path
-    io: dict[str, str] = field(default_factory=dict)
+    io: dict[str, list[str]] = field(default_factory=dict)  # "input"/"output" -> param paths
     ui_config: dict = field(default_factory=dict)
     types: dict[str, type] = field(default_factory=dict)  # component full name -> class, after validation
 
@@ -176,7 +176,8 @@ class _Composer:
                             file=str(path))
         self._add_file(path, data, prefix="")
         if isinstance(data, dict) and not self.errors:
-            self.spec.io = dict(data.get("io", {}))
+            self.spec.io = {key: [value] if isinstance(value, str) else list(value)
+                            for key, value in data.get("io", {}).items()}
             self.spec.ui_config = copy.deepcopy(data.get("ui_config", {}))
         return self.spec
 
@@ -455,11 +456,12 @@ def _validate(spec: AppSpec, registry: Registry, set_texts: list[tuple], compose
                                        f"(config.{comp.node}.{comp.name}.{name}: {declared.doc})"))
 
     # io and ui sections -------------------------------------------------------------------------
-    for key, target in spec.io.items():
-        node, comp_name, name = _split_port(target)
-        cls = component_of(node, comp_name, spec.file, f"$.io.{key}", f"$.io.{key}")
-        if cls is not None:
-            param_of(cls, node, comp_name, name, spec.file, f"$.io.{key}")
+    for key, targets in spec.io.items():
+        for target in targets:
+            node, comp_name, name = _split_port(target)
+            cls = component_of(node, comp_name, spec.file, f"$.io.{key}", f"$.io.{key}")
+            if cls is not None:
+                param_of(cls, node, comp_name, name, spec.file, f"$.io.{key}")
     for window, body in spec.ui_config.get("windows", {}).items():
         for i, channel in enumerate(body.get("channels", [])):
             edge = EdgeSpec(channel["name"], "", spec.file, f"$.ui_config.windows.{window}.channels[{i}]")

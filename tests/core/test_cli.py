@@ -9,7 +9,7 @@ from graphflow.cli import main
 def test_run_demo_app_to_completion_with_stats(tmp_path, repo, capsys):
     stats = tmp_path / "stats.json"
     out = tmp_path / "numbers.jsonl"
-    code = main(["run", str(repo / "apps" / "demo.app.json"), "--stats-json", str(stats),
+    code = main(["run", str(repo / "apps" / "demo.app.json"), "--no-viewer", "--stats-json", str(stats),
                  "--set", f"sink/writer/path={out}", "--set", "ticker/ones/tick_period=500Hz",
                  "--set", "ticker/tens/tick_period=500Hz"])
     assert code == 0
@@ -36,7 +36,7 @@ def test_run_subprocess_exit_code_on_node_failure(tmp_path, repo):
         "edges": [{"source": "src/c/number", "target": "bad/boom/number"}]},
         "config": {"src": {"c": {"tick_period": "100Hz"}}}}
     (tmp_path / "b.app.json").write_text(json.dumps(app))
-    result = subprocess.run([sys.executable, "-m", "graphflow.cli", "run", str(tmp_path / "b.app.json"), "--quiet"],
+    result = subprocess.run([sys.executable, "-m", "graphflow.cli", "run", str(tmp_path / "b.app.json"), "--quiet", "--no-viewer"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "component bad/boom failed in tick()" in result.stderr
