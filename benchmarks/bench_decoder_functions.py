@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from nodes.openpose import paf, synthetic  # noqa: E402
 
-REFERENCE = Path(os.environ.get("GRAPHFLOW_SHARED", "/work/shared")) / "data" / "reference" / \
+REFERENCE = Path(os.environ.get("GRAPHFLOW_SHARED", ROOT.parent / "shared")) / "data" / "reference" / \
     "openpose_mobilenet_thin_bus_368x432.npz"
 
 

@@ -39,6 +39,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, help="worker threads (default: the core count)")
     run.add_argument("--stats-json", type=Path, help="also write the job report to this JSON file")
     run.add_argument("--quiet", action="store_true", help="do not print the job report")
+    run.add_argument("--no-viewer", action="store_true", help="do not serve the web viewer")
+    run.add_argument("--viewer-port", type=int, default=3000, metavar="PORT",
+                     help="port of the web viewer (default 3000)")
+    run.add_argument("--viewer-host", default="127.0.0.1", metavar="HOST",
+                     help="address the viewer listens on (default 127.0.0.1; 0.0.0.0 exposes it to the network)")
     run.set_defaults(func=cmd_run)
 
     validate = sub.add_parser("validate", help="check app files; exit 0 when all are valid")
@@ -79,6 +84,10 @@ def _parser() -> argparse.ArgumentParser:
     schemas.add_argument("--out", type=Path, default=None, help="folder (default: the repo's schemas/messages)")
     schemas.add_argument("--check", action="store_true", help="exit 1 if the files are not up to date")
     schemas.set_defaults(func=cmd_schemas)
+
+    view = sub.add_parser("view", help="open the web viewer on a recording (recording is not implemented yet)")
+    view.add_argument("recording", type=Path)
+    view.set_defaults(func=cmd_view)
     return parser
 
 
@@ -105,9 +114,20 @@ def cmd_run(args) -> int:
 
     spec = load_app(args.app, args.config, _io_sets(args))
     app = App(spec, workers=args.workers, max_ticks=args.max_ticks)
+    viewer = None
+    if not args.no_viewer:
+        from .viewer import ViewerError, ViewerSession
+        try:
+            viewer = ViewerSession(args.viewer_host, args.viewer_port)  # binds now: a taken port stops here
+        except ViewerError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     previous = signal.signal(signal.SIGTERM, lambda *_: app.request_stop())
     try:
-        app.run(duration=args.duration)
+        if viewer is None:
+            app.run(duration=args.duration)
+        else:
+            viewer.run(app, duration=args.duration)
     finally:
         signal.signal(signal.SIGTERM, previous)
     report = app.report()
@@ -116,10 +136,18 @@ def cmd_run(args) -> int:
         args.stats_json.write_text(json.dumps(report, indent=2))
     if not args.quiet:
         print(format_report(report))
+    if viewer is not None:
+        viewer.linger()  # the graph ended by itself: serve the last messages until Ctrl-C / --duration
     if app.failure is not None:
         print(f"error: {app.failure}", file=sys.stderr)
         return 1
     return 0
+
+
+def cmd_view(args) -> int:
+    from .viewer import view_recording
+
+    return view_recording(args.recording)
 
 
 def cmd_validate(args) -> int:

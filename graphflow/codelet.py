@@ -117,6 +117,7 @@ class Codelet:
         self.log = logging.getLogger(f"graphflow.node.{self.full_name}")
         self.tick_policy: Periodic | OnMessage | Synchronized | None = None
         self.exhausted = False
+        self.consumed = 0  # messages read from any input (the scheduler re-ticks only after progress)
         self.inputs: dict[str, InputChannel] = {}
         self.outputs: dict[str, OutputChannel] = {}
         for port in self.ports().values():

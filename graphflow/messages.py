@@ -11,6 +11,7 @@ numpy array of the payload read-only before receivers see it.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import typing
 import uuid as _uuid
@@ -47,9 +48,20 @@ class MessageType:
         _REGISTRY[cls.wire_name] = cls
 
     def freeze(self) -> None:
-        """Make the payload's arrays read-only: receivers share them by reference."""
-        for f in dataclasses.fields(self):
-            _freeze(getattr(self, f.name))
+        """Make the payload's arrays read-only: receivers share them by reference.
+
+        A payload is frozen once: a later step that nests it (by reference) skips it."""
+        if self.__dict__.get("_frozen"):
+            return
+        cls = type(self)
+        names = cls.__dict__.get("_array_fields")
+        if names is None:  # once per class: only fields whose type can hold arrays are walked
+            hints = typing.get_type_hints(cls)
+            names = tuple(f.name for f in dataclasses.fields(cls) if _may_hold_arrays(hints[f.name]))
+            cls._array_fields = names
+        for name in names:
+            _freeze(getattr(self, name))
+        self.__dict__["_frozen"] = True
 
     # -- wire form ---------------------------------------------------------------------------
     def to_wire(self) -> dict:
@@ -86,20 +98,26 @@ def message_types() -> dict[str, type[MessageType]]:
     return dict(_REGISTRY)
 
 
-class Header:
-    """uuid (lazy, random 128 bit), acqtime (when the data was acquired, seconds on the app clock)
-    and pubtime (when it was published)."""
+_PROCESS_ID = int.from_bytes(os.urandom(8), "big")  # random per process; a counter below it
+_SEQUENCE = itertools.count()
 
-    __slots__ = ("_id", "acqtime", "pubtime")
+
+class Header:
+    """uuid (a version-4 UUID: 64 random bits per process + a 64-bit message counter, formatted
+    on demand), acqtime (when the data was acquired, seconds on the app clock) and pubtime
+    (when it was published)."""
+
+    __slots__ = ("_sequence", "acqtime", "pubtime")
 
     def __init__(self, acqtime: float, pubtime: float):
-        self._id = os.urandom(16)
+        self._sequence = next(_SEQUENCE)
         self.acqtime = acqtime
         self.pubtime = pubtime
 
     @property
     def uuid(self) -> str:
-        return str(_uuid.UUID(bytes=self._id))
+        value = (_PROCESS_ID << 64) | self._sequence
+        return str(_uuid.UUID(int=value, version=4))
 
     def to_wire(self) -> dict:
         return {"uuid": self.uuid, "acqtime": self.acqtime, "pubtime": self.pubtime}
@@ -146,6 +164,14 @@ def _freeze(value: Any) -> None:
     elif isinstance(value, dict):
         for item in value.values():
             _freeze(item)
+
+
+def _may_hold_arrays(hint: Any) -> bool:
+    if hint is np.ndarray or hint is Any or hint is object:
+        return True
+    if isinstance(hint, type):
+        return issubclass(hint, MessageType) or hint in (list, tuple, dict)
+    return any(_may_hold_arrays(arg) for arg in typing.get_args(hint) if arg is not type(None))
 
 
 def _to_wire(value: Any) -> Any:

@@ -147,6 +147,7 @@ class InputChannel:
             if self.policy == "block":
                 self.component.runtime.space_freed(self)
         self.consumed += 1
+        self.component.consumed += 1
         self.component.runtime.ledger.received(self, message)
         return message
 
@@ -158,6 +159,7 @@ class InputChannel:
             else:
                 message = self._queue.pop()
                 self.consumed += len(self._queue)
+                self.component.consumed += len(self._queue)
                 self._queue.clear()
         if message is None:
             return self.read()
@@ -165,6 +167,7 @@ class InputChannel:
             self.component.runtime.space_freed(self)
         self._synced = None
         self.consumed += 1
+        self.component.consumed += 1
         self.component.runtime.ledger.received(self, message)
         return message
 

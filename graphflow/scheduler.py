@@ -313,8 +313,9 @@ class Scheduler(Runtime):
         if nodes is None:
             nodes = self._local.nodes = []
         nodes.append(state.node)
-        consumed_before = sum(rx.consumed for rx in component.inputs.values())
-        component.apply_pending_params()
+        consumed_before = component.consumed
+        if component._pending_params:
+            component.apply_pending_params()
         failed = False
         start = self.clock()
         try:
@@ -331,7 +332,7 @@ class Scheduler(Runtime):
         duration = self.clock() - start
         nodes.pop()
         self.ledger.ticked(component, start, duration)
-        consumed = sum(rx.consumed for rx in component.inputs.values()) != consumed_before
+        consumed = component.consumed != consumed_before
         with self._cond:
             state.running = False
             self._busy_nodes.discard(state.node)

@@ -14,7 +14,7 @@ class EdgeCandidates(Codelet):
     """Step 7: for each link [part_from, part_to] in edges, all pairs of candidates of those two
     part types, except pairs farther apart than threshold_edge_size."""
 
-    parts = Rx(PeakList, "Part candidates.")
+    parts = Rx(PeakList, "Part candidates.", queue_size=2, policy="block")
     candidates = Tx(EdgeList, "Candidate connections.")
     edges = Param(list, [list(e) for e in paf.EDGES],
                   "Links as [part_from, part_to]; link k's field is PAF plane edges_paf[k]. "

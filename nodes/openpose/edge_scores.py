@@ -14,7 +14,7 @@ class EdgeScores(Codelet):
     """Step 8: sample the link's PAF (bilinear) at edge_sampling_steps points from a to b; the score
     is the mean of PAF·unit direction, and count the samples with PAF·direction ≥ threshold_sample_score."""
 
-    candidates = Rx(EdgeList, "Candidate connections.")
+    candidates = Rx(EdgeList, "Candidate connections.", queue_size=2, policy="block")
     scored = Tx(EdgeList, "Candidates with score and count.")
     edges_paf = Param(list, list(paf.EDGES_PAF), "PAF plane of each link (channels 2p = x, 2p+1 = y).")
     edge_sampling_steps = Param(int, 10, "Samples along each candidate, ends included.", range=(2, 100))

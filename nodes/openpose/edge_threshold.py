@@ -15,7 +15,7 @@ class EdgeThreshold(Codelet):
     threshold_edge_sampling_counter of its samples passed. Rejected ones stay in the message
     (kept = False): step 11 uses them to rejoin split skeletons."""
 
-    scored = Rx(EdgeList, "Scored candidate connections.")
+    scored = Rx(EdgeList, "Scored candidate connections.", queue_size=2, policy="block")
     edges = Tx(EdgeList, "The same connections, with `kept` set.")
     threshold_edge_score = Param(float, 0.05, "Lowest mean PAF score of a kept connection.", range=(-1.0, 1.0))
     threshold_edge_sampling_counter = Param(int, 8, "Fewest passing samples of a kept connection.",

@@ -15,7 +15,7 @@ class GraphMatching(Codelet):
     of connections (CMU OpenPose rules where a group repeats a part type); people with fewer than
     threshold_part_counter parts or object score below threshold_object_score are dropped."""
 
-    edges = Rx(EdgeList, "Connections with `kept` set.")
+    edges = Rx(EdgeList, "Connections with `kept` set.", queue_size=2, policy="block")
     skeletons = Tx(SkeletonCandidates, "People, in map cells.")
     threshold_part_counter = Param(int, 4, "Fewest parts of a kept person.", range=(1, 18))
     threshold_object_score = Param(float, 0.4, "Lowest (sum of part and connection scores) / parts "

@@ -15,7 +15,7 @@ class MaxPool(Codelet):
     """Step 3: kernel×kernel max pooling (stride 1) of the part heatmaps; optionally upsamples
     both maps first, and is skipped when the model already outputs pooled heatmaps."""
 
-    maps = Rx(Tensors, "Model outputs: heatmaps [1, C, H, W] and PAFs [1, 2L, H, W].")
+    maps = Rx(Tensors, "Model outputs: heatmaps [1, C, H, W] and PAFs [1, 2L, H, W].", queue_size=2, policy="block")
     pooled = Tx(PoseMaps, "Heatmaps, PAFs and pooled heatmaps of one image.")
     heatmaps_tensor = Param(str, "heatmaps", "Name of the heatmap tensor in maps.")
     pafs_tensor = Param(str, "pafs", "Name of the PAF tensor in maps.")

@@ -14,7 +14,7 @@ class MergeSplitGraphs(Codelet):
     """Step 11: merge two skeletons that share no part type when a scored connection (even one
     step 9 rejected) joins them with score ≥ threshold_split_score; best joins first."""
 
-    skeletons = Rx(SkeletonCandidates, "People from graph matching.")
+    skeletons = Rx(SkeletonCandidates, "People from graph matching.", queue_size=2, policy="block")
     merged = Tx(SkeletonCandidates, "People after merging split pieces.")
     threshold_split_score = Param(float, 0.03, "Lowest PAF score of a connection that rejoins two "
                                                "pieces; above 1 disables merging.", range=(-1.0, None))

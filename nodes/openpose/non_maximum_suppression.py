@@ -13,7 +13,7 @@ from .messages import PeakMap, PoseMaps
 class NonMaximumSuppression(Codelet):
     """Step 4: a cell is a peak where it equals the pooled heatmap (ties keep one cell)."""
 
-    pooled = Rx(PoseMaps, "Heatmaps with their pooled version.")
+    pooled = Rx(PoseMaps, "Heatmaps with their pooled version.", queue_size=2, policy="block")
     peak_map = Tx(PeakMap, "Boolean map of local maxima.")
     threshold = Param(float, 0.05, "Noise floor: cells below it are never peaks. Only prunes work "
                                    "early; keep it at or below threshold_heatmap.", range=(0.0, 1.0))

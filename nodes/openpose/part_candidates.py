@@ -13,7 +13,7 @@ from .messages import PeakList
 class PartCandidates(Codelet):
     """Step 6: keep peak candidates whose confidence is at least threshold_heatmap."""
 
-    peaks = Rx(PeakList, "Every peak.")
+    peaks = Rx(PeakList, "Every peak.", queue_size=2, policy="block")
     parts = Tx(PeakList, "Peaks with score ≥ threshold_heatmap.")
     threshold_heatmap = Param(float, 0.05, "Peaks below this confidence are discarded: raise it for "
                                            "fewer false parts, lower it for fewer missed joints.",

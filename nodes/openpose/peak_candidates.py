@@ -13,7 +13,7 @@ from .messages import PeakList, PeakMap
 class PeakCandidates(Codelet):
     """Step 5: one candidate per peak, its position refined to sub-pixel accuracy."""
 
-    peak_map = Rx(PeakMap, "Local maxima of the heatmaps.")
+    peak_map = Rx(PeakMap, "Local maxima of the heatmaps.", queue_size=2, policy="block")
     peaks = Tx(PeakList, "Every peak: part, y, x (map cells), score.")
     refine = Param(str, "quadratic", "Sub-pixel refinement on the 3×3 neighbourhood (quadratic "
                                      "measured best, +0.16 AP over whole cells).",

@@ -18,7 +18,7 @@ class RefinePartCoordinates(Codelet):
     tensor pixels (pixel = cell · output_scale + offset), then tensor pixels to the original
     image through the encoder's recorded scale and padding."""
 
-    skeletons = Rx(SkeletonCandidates, "People in map cells.")
+    skeletons = Rx(SkeletonCandidates, "People in map cells.", queue_size=2, policy="block")
     skeletons_out = Tx(Skeleton2List, "People in original image pixels, best first.")
     refine_parts_coordinates = Param(bool, False, "Recompute sub-pixel positions from the heatmaps "
                                                   "(only useful when step 5 ran with refine 'none').")

@@ -1,0 +1,117 @@
+"""The OpenPose decoder as a chain of nodes against the same steps as plain functions.
+
+    python benchmarks/bench_decoder_chain.py [--frames 300] [--json OUT]
+
+For each case (the golden bus.jpg maps, synthetic 1/5/20 people at 46×54 and 120×160 cells):
+- functions: ``paf.decode`` called in a loop;
+- chain: the decoder subgraph (apps/openpose_decoder.subgraph.json, ten nodes) in an app fed by
+  a source publishing the same maps as fast as the chain accepts, on ONE worker thread;
+  per-frame time = ticking time / frames.
+Runs alternate so machine noise hits both alike. One thread everywhere (BLAS pinned to 1).
+Targets: chain ≤ 1.15 × functions; functions < 2 ms (5 people, 46×54) and < 5 ms (20 people, 120×160).
+"""
+import os
+
+for _v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ[_v] = "1"
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks.bench_decoder_functions import cases  # noqa: E402
+from graphflow import Codelet, Param, Rx, Tx  # noqa: E402
+from graphflow.app import App  # noqa: E402
+from graphflow.loader import load_app  # noqa: E402
+from nodes.openpose import paf  # noqa: E402
+from nodes.vision.messages import ImageTransform, Skeleton2List, Tensors  # noqa: E402
+
+PAYLOADS: dict[str, Tensors] = {}
+
+
+class MapsSource(Codelet):
+    """Publishes the case's maps `frames` times, as fast as the chain accepts."""
+    maps = Tx(Tensors)
+    case = Param(str, "")
+    frames = Param(int, 100)
+
+    def start(self):
+        self.sent = 0
+        self.tick_periodically(0)
+
+    def tick(self):
+        self.maps.publish(self.payloads[self.case])
+        self.sent += 1
+        if self.sent >= self.frames:
+            self.report_exhausted()
+
+
+class Count(Codelet):
+    skeletons = Rx(Skeleton2List, queue_size=64, policy="block")
+
+    def start(self):
+        self.received = 0
+        self.tick_on_message(self.skeletons)
+
+    def tick(self):
+        self.skeletons.read()
+        self.received += 1
+
+
+def chain_ms(app_file: Path, case: str, frames: int, workers: int = 1) -> float:
+    app = App(load_app(app_file, sets=[f"source/maps/case={case}", f"source/maps/frames={frames}"]), workers=workers)
+    app.component("source/maps").payloads = PAYLOADS  # the app loaded this file as its own module
+    app.run()
+    assert app.failure is None, app.failure
+    assert app.component("sink/count").received == frames, "frames were dropped"
+    return (app.scheduler.ticking_until - app.scheduler.ticking_since) / frames * 1e3
+
+
+def functions_ms(heatmaps, pafs, frames: int) -> float:
+    start = time.perf_counter()
+    for _ in range(frames):
+        paf.decode(heatmaps, pafs)
+    return (time.perf_counter() - start) / frames * 1e3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        app_file = Path(tmp) / "chain.app.json"
+        app_file.write_text(json.dumps({
+            "name": "decoder_chain", "modules": [__file__],
+            "graph": {"nodes": [
+                {"name": "source", "components": [{"name": "maps", "type": "bench_decoder_chain.MapsSource"}]},
+                {"name": "decoder", "subgraph": str(REPO / "apps" / "openpose_decoder.subgraph.json")},
+                {"name": "sink", "components": [{"name": "count", "type": "bench_decoder_chain.Count"}]}],
+                "edges": [{"source": "source/maps/maps", "target": "decoder.interface/subgraph/maps",
+                           "queue": {"size": 1, "policy": "block"}},
+                          {"source": "decoder.interface/subgraph/skeletons", "target": "sink/count/skeletons"}]}}))
+        results = {}
+        print(f"{'case':32} {'functions ms':>13} {'chain ms':>9} {'ratio':>6}")
+        for name, heatmaps, pafs in cases():
+            PAYLOADS[name] = Tensors(["heatmaps", "pafs"], [heatmaps[None], pafs[None]], ImageTransform())
+            plain, chain = [], []
+            for _ in range(args.rounds):
+                plain.append(functions_ms(heatmaps, pafs, args.frames))
+                chain.append(chain_ms(app_file, name, args.frames))
+            f, c = statistics.median(plain), statistics.median(chain)
+            results[name] = {"functions_ms": f, "chain_ms": c, "ratio": c / f}
+            print(f"{name:32} {f:13.3f} {c:9.3f} {c / f:6.2f}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
