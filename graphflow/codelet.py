@@ -19,6 +19,7 @@ by acquisition time within a tolerance). Components of one node never tick at th
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
@@ -126,6 +127,7 @@ class Codelet:
             self.__dict__[port.name] = channel  # shadows the class-level declaration
         self._param_values: dict[str, Any] = {}
         self._pending_params: dict[str, Any] = {}
+        self._params_lock = threading.Lock()  # set_param (viewer/API thread) vs the worker's apply
         config = dict(config or {})
         for name_, param in self.params().items():
             if name_ in config:
@@ -208,13 +210,15 @@ class Codelet:
         if name not in params:
             raise KeyError(name)
         converted = params[name].convert(value)
-        self._pending_params[name] = converted
+        with self._params_lock:
+            self._pending_params[name] = converted
         self.runtime.param_changed(self, name, converted)
         return converted
 
     def apply_pending_params(self) -> None:
         if self._pending_params:
-            pending, self._pending_params = self._pending_params, {}
+            with self._params_lock:
+                pending, self._pending_params = self._pending_params, {}
             self._param_values.update(pending)
 
     def param_values(self) -> dict[str, Any]:

@@ -1,0 +1,167 @@
+"""Fixtures of the viewer tests.
+
+Everything app-specific lives in ``viewer_target``: to run the same tests against the flagship
+app, return a ViewerTarget for apps/openpose.app.json there (channel names, the threshold
+param and two values of it giving different joint counts) — see OPENPOSE below.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+BUS = Path(os.environ.get("GRAPHFLOW_TEST_IMAGE", "/work/shared/data/images/bus.jpg"))
+CHROMIUM = Path(os.environ.get("GRAPHFLOW_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@dataclass
+class ViewerTarget:
+    app: Path
+    sets: list[str]              # --set overrides (NODE/COMPONENT/PARAM=VALUE)
+    image: str                   # an image channel (render "image")
+    skeleton: str                # a skeleton2 channel drawn over it
+    image_window: str            # the app's ui_config 2d window showing both
+    tensor: str                  # a channel with a float tensor
+    tensor_path: str             # where the tensor is in its payload (dotted)
+    tensor_shape: list[int]
+    tensor_window: str           # the app's ui_config inspector window on it
+    plot_channel: str            # a channel with scalar fields
+    param: str                   # node/component/param that changes how many joints are found
+    param_values: tuple          # two valid values of it giving different joint counts
+    bad_value: object = 2.5      # a value the param refuses (out of range)
+    extra: dict = field(default_factory=dict)
+
+
+TEST_APP = ViewerTarget(
+    app=HERE / "app" / "viewer_test.app.json", sets=[f"camera/source/path={BUS}"],
+    image="camera/source/image", skeleton="pose/detector/skeletons", image_window="camera",
+    tensor="features/heatmaps/tensors", tensor_path="tensors.0", tensor_shape=[19, 46, 54],
+    tensor_window="heatmaps", plot_channel="math/scale/scaled",
+    param="pose/detector/threshold", param_values=(0.5, 0.8), bad_value=2.5)
+
+# The flagship app, once it exists (names to be checked against apps/openpose.app.json):
+# OPENPOSE = ViewerTarget(app=REPO / "apps" / "openpose.app.json", sets=[f"<source>/path={BUS}"],
+#     image="<camera node>/<component>/image", skeleton="decoder.<...>/skeletons", image_window="<window>",
+#     tensor="<model node>/<component>/tensors", tensor_path="tensors.0", tensor_shape=[19, 46, 54] (or [57, ...]),
+#     tensor_window="<inspector window>", plot_channel="<any scalar channel>",
+#     param="decoder.<part-candidates node>/<component>/threshold_heatmap", param_values=(0.1, 0.6), bad_value=2.5)
+
+
+@pytest.fixture(scope="session")
+def viewer_target() -> ViewerTarget:
+    if not BUS.exists():
+        pytest.skip(f"test image {BUS} is missing (set GRAPHFLOW_TEST_IMAGE)")
+    pytest.importorskip("cv2")
+    return TEST_APP
+
+
+class Running:
+    """An app running in this process with a viewer on a free port."""
+
+    def __init__(self, target: ViewerTarget):
+        from graphflow.app import App
+        from graphflow.viewer import ViewerServer
+
+        self.target = target
+        self.app = App.load(target.app, sets=target.sets)
+        self.server = ViewerServer("127.0.0.1", 0).attach(self.app).start()
+        self.url = self.server.url
+        self.thread = threading.Thread(target=self.app.run, name="test-app", daemon=True)
+        self.thread.start()
+
+    def get(self, path: str):
+        with urllib.request.urlopen(self.url + path.lstrip("/"), timeout=10) as response:
+            return json.loads(response.read())
+
+    def post(self, path: str, body, *, raw: bytes | None = None, ctype="application/json", headers=None):
+        data = raw if raw is not None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path.lstrip("/"), data=data, method="POST",
+                                         headers={"Content-Type": ctype, **(headers or {})})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+    def latest(self, channel: str, timeout: float = 5.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.get(f"/api/messages/{channel}/latest")
+            except urllib.error.HTTPError as exc:
+                if exc.code != 404 or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def param(self, path: str):
+        node, comp, name = path.split("/")
+        return self.get("/api/config")["config"][node][comp][name]
+
+    def close(self) -> None:
+        self.app.request_stop()
+        self.thread.join(timeout=10)
+        self.server.close()
+
+
+@pytest.fixture(scope="module")
+def running(viewer_target):
+    app = Running(viewer_target)
+    try:
+        app.latest(viewer_target.skeleton, timeout=10)
+        yield app
+    finally:
+        app.close()
+
+
+def found_joints(message: dict) -> int:
+    """Joints with score > 0 in an inspected skeleton2 message."""
+    joints = message["payload"]["joints"]
+    if "values" in joints:
+        return sum(1 for person in joints["values"] for j in person if j[2] > 0)
+    raise AssertionError("skeleton too large to count from the summary")
+
+
+def wait_for(predicate, timeout: float = 5.0, interval: float = 0.05, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {message}")
+        time.sleep(interval)
+
+
+# -- browser ----------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, running):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(running.url)
+    page.wait_for_selector("#graph-svg")
+    yield page
+    context.close()
+    assert not errors, f"errors in the page: {errors}"
