@@ -1,0 +1,1 @@
+"""io: getting images into a graph — files, folders, globs, videos and cameras."""

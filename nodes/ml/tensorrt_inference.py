@@ -1,0 +1,160 @@
+"""ml.TensorRTInference — runs an ONNX model on TensorRT or ONNX Runtime (Isaac's inference node).
+
+Rx:     input (vision/Tensors): the model inputs, matched to model inputs by name (or by
+        `channel` in input_tensor_info; a lone tensor feeds a lone input). A tensor one axis
+        short of the model input gets a batch axis.
+Tx:     output (vision/Tensors): the outputs named in output_tensor_info (default: all), as
+        numpy arrays, with the input's transform, source, frame and acqtime.
+Params: model_file_path, engine_file_path, backend, input_tensor_info, output_tensor_info,
+        inference_mode, max_workspace_size, max_batch_size, profile_dim_range,
+        onnxruntime_providers, intra_op_threads.
+
+Backends: "tensorrt" builds (first run, tens of seconds) or loads a cached engine and runs it
+with CuPy buffers; "onnxruntime" runs the ONNX file directly; "auto" picks TensorRT when it
+imports and a CUDA GPU exists, else ONNX Runtime. Both take any input size the model allows
+(TensorRT: within the optimization profile). The model is found through the model search path
+(nodes/ml/model_path.py); a missing model, a bad tensor name or an unusable backend fails in
+start(), before the app runs.
+
+input_tensor_info / output_tensor_info entries (Isaac's form): {"operation_name": "image",
+"dims": [-1, 3, -1, -1]} — operation_name is the model tensor's name; dims (optional, -1 =
+any size) is checked against the model and each incoming tensor; "channel" (inputs, optional)
+names the incoming tensor; "min_dims"/"opt_dims"/"max_dims" (inputs, optional) set the
+TensorRT optimization profile of that input.
+"""
+from __future__ import annotations
+
+from graphflow import Codelet, Param, Rx, Tx
+from nodes.vision.messages import Tensors
+
+from ._cuda import to_numpy
+from .model_path import find_model
+
+INFO_KEYS = {"operation_name", "dims", "channel", "min_dims", "opt_dims", "max_dims"}
+
+
+class TensorRTInference(Codelet):
+    """Runs an ONNX model (TensorRT engine or ONNX Runtime) on each incoming set of tensors."""
+
+    input = Rx(Tensors, "Model input tensors.", queue_size=4)
+    output = Tx(Tensors, "Model output tensors, with the input's transform and source.")
+
+    model_file_path = Param(str, doc="ONNX model: a path, or a name found on the model search path "
+                                     "($GRAPHFLOW_MODEL_PATH, ./models, the user cache).")
+    engine_file_path = Param(str, "", "TensorRT engine file to load (built there when missing); "
+                                      "empty = the engine cache in the user cache folder.")
+    backend = Param(str, "auto", "auto (TensorRT when a CUDA GPU and tensorrt exist, else "
+                                 "onnxruntime), tensorrt or onnxruntime.",
+                    choices=["auto", "tensorrt", "onnxruntime"])
+    input_tensor_info = Param(list, [], "Model inputs: [{operation_name, dims?, channel?, min_dims?, "
+                                        "opt_dims?, max_dims?}]; empty = all, by the model's names.")
+    output_tensor_info = Param(list, [], "Model outputs to publish: [{operation_name, dims?}]; empty = all.")
+    inference_mode = Param(str, "Float16", "TensorRT precision: Float16 or Float32 (ONNX Runtime runs "
+                                           "the model as stored).", choices=["Float16", "Float32"])
+    max_workspace_size = Param(int, 1 << 30, "TensorRT builder workspace, bytes.", range=(1 << 20, None))
+    max_batch_size = Param(int, 1, "TensorRT profile: largest batch of a dynamic batch axis.", range=(1, None))
+    profile_dim_range = Param(list, [32, 368, 1280], "TensorRT profile [min, opt, max] of every other "
+                                                     "dynamic axis (e.g. H and W).")
+    onnxruntime_providers = Param(list, ["CPUExecutionProvider"], "ONNX Runtime execution providers, "
+                                                                  "in order of preference.")
+    intra_op_threads = Param(int, 0, "ONNX Runtime threads per operator; 0 = its default.", range=(0, None))
+
+    def start(self):
+        if len(self.profile_dim_range) != 3 or not all(isinstance(v, int) for v in self.profile_dim_range):
+            raise ValueError(f"{self.full_name}: profile_dim_range must be three ints [min, opt, max], "
+                             f"got {self.profile_dim_range}")
+        self._inputs = self._parse_info(self.input_tensor_info, "input_tensor_info")
+        self._outputs = self._parse_info(self.output_tensor_info, "output_tensor_info")
+        model = find_model(self.model_file_path)
+        self.model = self._make_backend(model)
+        self._check_names(self._inputs, self.model.inputs, "input")
+        self._check_names(self._outputs, self.model.outputs, "output")
+        self._feed_order = list(self._inputs) or list(self.model.inputs)
+        self._output_names = list(self._outputs) or list(self.model.outputs)
+        self.log.info("%s: %s backend, model %s", self.full_name, self.model.name, model)
+        self.tick_on_message(self.input)
+
+    def tick(self):
+        message = self.input.read()
+        tensors = message.payload
+        feeds = {name: self._feed(name, tensors) for name in self._feed_order}
+        outputs = self.model.run(feeds, self._output_names)
+        for name, array in zip(self._output_names, outputs):
+            _check_dims(array.shape, self._outputs.get(name, {}).get("dims"), f"output {name!r}")
+        self.output.publish(Tensors(names=list(self._output_names), tensors=[to_numpy(a) for a in outputs],
+                                    transform=tensors.transform, source=tensors.source, frame=tensors.frame),
+                            acqtime=message.acqtime)
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _make_backend(self, model):
+        from ._onnxruntime_backend import OnnxRuntimeBackend
+        from ._tensorrt_backend import TensorRTBackend, tensorrt_available
+
+        use_tensorrt = self.backend == "tensorrt"
+        if self.backend == "auto":
+            use_tensorrt, why_not = tensorrt_available()
+            if not use_tensorrt:
+                self.log.info("%s: using onnxruntime (%s)", self.full_name, why_not)
+        elif use_tensorrt:
+            ok, why_not = tensorrt_available()
+            if not ok:
+                raise RuntimeError(f"{self.full_name}: backend 'tensorrt' is not usable here: {why_not}; "
+                                   f"use backend 'onnxruntime' or 'auto'")
+        if use_tensorrt:
+            settings = {"inputs": {name: {k: v for k, v in info.items() if k.endswith("_dims")}
+                                   for name, info in self._inputs.items()},
+                        "dim_range": list(self.profile_dim_range), "max_batch_size": self.max_batch_size}
+            return TensorRTBackend(model, engine_file=self.engine_file_path,
+                                   fp16=self.inference_mode == "Float16",
+                                   max_workspace_size=self.max_workspace_size, profile_settings=settings)
+        if self.inference_mode == "Float16":
+            self.log.info("%s: onnxruntime runs the model in its stored precision (inference_mode "
+                          "Float16 applies to TensorRT)", self.full_name)
+        return OnnxRuntimeBackend(model, list(self.onnxruntime_providers), self.intra_op_threads)
+
+    def _parse_info(self, entries: list, param: str) -> dict[str, dict]:
+        parsed = {}
+        for index, entry in enumerate(entries):
+            if not isinstance(entry, dict) or not isinstance(entry.get("operation_name"), str):
+                raise ValueError(f"{self.full_name}: {param}[{index}] must be an object with a string "
+                                 f"'operation_name', got {entry!r}")
+            unknown = set(entry) - INFO_KEYS
+            if unknown:
+                raise ValueError(f"{self.full_name}: {param}[{index}] has unknown keys {sorted(unknown)} "
+                                 f"(allowed: {sorted(INFO_KEYS)})")
+            parsed[entry["operation_name"]] = entry
+        return parsed
+
+    def _check_names(self, wanted: dict, model_side: dict, kind: str) -> None:
+        for name, info in wanted.items():
+            if name not in model_side:
+                raise ValueError(f"{self.full_name}: the model has no {kind} {name!r} "
+                                 f"(its {kind}s: {sorted(model_side)})")
+            model_dims = model_side[name][0] if kind == "input" else model_side[name]
+            dims = info.get("dims")
+            if dims is not None and (len(dims) != len(model_dims) or any(
+                    d >= 0 and m >= 0 and d != m for d, m in zip(dims, model_dims))):
+                raise ValueError(f"{self.full_name}: {kind} {name!r} dims {list(dims)} do not fit "
+                                 f"the model's {list(model_dims)} (-1 = dynamic)")
+
+    def _feed(self, name: str, tensors: Tensors):
+        channel = self._inputs.get(name, {}).get("channel", name)
+        if channel in tensors.names:
+            array = tensors.get(channel)
+        elif len(tensors.names) == 1 and len(self._feed_order) == 1:
+            array = tensors.tensors[0]
+        else:
+            raise KeyError(f"{self.full_name}: no tensor {channel!r} for model input {name!r} "
+                           f"(received: {tensors.names})")
+        model_dims, dtype = self.model.inputs[name]
+        if array.ndim == len(model_dims) - 1:
+            array = array[None]
+        _check_dims(array.shape, self._inputs.get(name, {}).get("dims", model_dims), f"input {name!r}")
+        return array if array.dtype == dtype else array.astype(dtype)
+
+
+def _check_dims(shape, dims, what: str) -> None:
+    if dims is None:
+        return
+    if len(shape) != len(dims) or any(d >= 0 and d != s for d, s in zip(dims, shape)):
+        raise ValueError(f"{what} has shape {list(shape)}, expected {list(dims)} (-1 = any)")

@@ -1,0 +1,1 @@
+"""viz: drawing skeletons on images and writing images, videos and COCO-style predictions."""

@@ -1,0 +1,92 @@
+"""viz.ImageWriter — writes every image it receives to a folder, or all of them to one video.
+
+Rx:     image (vision/Image), queue policy "block": nothing is dropped.
+Params: folder, format, jpeg_quality, video, video_filename, video_fps.
+
+File names: `<source stem>.<format>`; frames of a video or camera, and a source seen again,
+get `<source stem>_<frame:06d>.<format>`. With `video` true, all images go into
+`folder/video_filename` (codec from its extension: mp4v for .mp4, MJPG for .avi); images of
+another size are resized to the first one's.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from graphflow import Codelet, Param, Rx
+from nodes.io.image_loader import is_video_source
+from nodes.vision.messages import Image
+
+FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+
+
+def image_file_name(source: str, frame: int, extension: str, seen: set[str]) -> str:
+    """``<stem>.<ext>`` for a still image seen once, else ``<stem>_<frame:06d>.<ext>``."""
+    stem = Path(source.replace(":", "_")).stem or "image"
+    name = f"{stem}.{extension}"
+    if is_video_source(source) or name in seen:
+        name = f"{stem}_{frame:06d}.{extension}"
+    seen.add(name)
+    return name
+
+
+def bgr_pixels(image: Image) -> np.ndarray:
+    pixels = image.pixels
+    if pixels.ndim == 3 and image.color_order.lower() == "rgb":
+        return np.ascontiguousarray(pixels[:, :, 2::-1])
+    return pixels
+
+
+class ImageWriter(Codelet):
+    """Writes images to `folder` as files named after their source, or into one video."""
+
+    image = Rx(Image, "Images to write.", queue_size=16, policy="block")
+    folder = Param(str, "out/images", "Output folder (created).")
+    format = Param(str, "jpg", "Image file format.", choices=["jpg", "png"])
+    jpeg_quality = Param(int, 95, "JPEG quality, 0..100.", range=(0, 100))
+    video = Param(bool, False, "Write one video (video_filename) instead of image files.")
+    video_filename = Param(str, "annotated.mp4", "Video file name inside folder (.mp4 or .avi).")
+    video_fps = Param(float, 10.0, "Frames per second of the video.", range=(0.1, None))
+
+    def start(self):
+        self._folder = Path(self.folder)
+        self._folder.mkdir(parents=True, exist_ok=True)
+        self._seen: set[str] = set()
+        self._video = None
+        self._video_size = None
+        self.written = 0
+        self.tick_on_message(self.image)
+
+    def tick(self):
+        image = self.image.read().payload
+        pixels = bgr_pixels(image)
+        if self.video:
+            self._write_frame(pixels)
+        else:
+            path = self._folder / image_file_name(image.source, image.frame, self.format, self._seen)
+            options = [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality] if self.format == "jpg" else []
+            if not cv2.imwrite(str(path), pixels, options):
+                raise OSError(f"{self.full_name}: could not write {path}")
+        self.written += 1
+
+    def stop(self):
+        if getattr(self, "_video", None) is not None:
+            self._video.release()
+            self._video = None
+
+    def _write_frame(self, pixels: np.ndarray) -> None:
+        if pixels.ndim == 2:
+            pixels = cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR)
+        if self._video is None:
+            path = self._folder / self.video_filename
+            fourcc = cv2.VideoWriter_fourcc(*FOURCC.get(path.suffix.lower(), "mp4v"))
+            self._video_size = (pixels.shape[1], pixels.shape[0])
+            self._video = cv2.VideoWriter(str(path), fourcc, self.video_fps, self._video_size)
+            if not self._video.isOpened():
+                self._video = None
+                raise OSError(f"{self.full_name}: could not open video {path} for writing")
+        if (pixels.shape[1], pixels.shape[0]) != self._video_size:
+            pixels = cv2.resize(pixels, self._video_size, interpolation=cv2.INTER_AREA)
+        self._video.write(np.ascontiguousarray(pixels))

