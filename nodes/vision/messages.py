@@ -17,7 +17,8 @@ class Image(MessageType, wire="vision/Image", render="image"):
 
 class ImageTransform(MessageType, wire="vision/ImageTransform"):
     """How tensor pixel coordinates map back to the original image:
-    x_image = x_tensor * scale_x + offset_x, and the same for y."""
+    x_image = x_tensor * scale_x + offset_x, and the same for y. Pixel centres are at integer
+    coordinates in both (so a plain resize by s has offset (s - 1) / 2)."""
     scale_x: float = field(1.0, doc="Original image pixels per tensor pixel, horizontally.")
     scale_y: float = field(1.0, doc="Original image pixels per tensor pixel, vertically.")
     offset_x: float = field(0.0, doc="Added after scaling (undoes left padding).")

@@ -3,10 +3,11 @@
 Rx:     image (vision/Image), queue policy "block": nothing is dropped.
 Params: folder, format, jpeg_quality, video, video_filename, video_fps.
 
-File names: `<source stem>.<format>`; frames of a video or camera, and a source seen again,
-get `<source stem>_<frame:06d>.<format>`. With `video` true, all images go into
-`folder/video_filename` (codec from its extension: mp4v for .mp4, MJPG for .avi); images of
-another size are resized to the first one's.
+File names: `<source stem>.<format>`; frames of a camera, and a source seen again, get
+`<source stem>_<frame:06d>.<format>`. Video: with `video` "auto" (default), images that come
+from a video file go into one video, `folder/<source stem>.mp4` (or `video_filename`); "always"
+puts every image into one video, "never" writes every frame as a file. Codec from the file
+extension: mp4v for .mp4, MJPG for .avi; images of another size are resized to the first one's.
 """
 from __future__ import annotations
 
@@ -46,9 +47,10 @@ class ImageWriter(Codelet):
     folder = Param(str, "out/images", "Output folder (created).")
     format = Param(str, "jpg", "Image file format.", choices=["jpg", "png"])
     jpeg_quality = Param(int, 95, "JPEG quality, 0..100.", range=(0, 100))
-    video = Param(bool, False, "Write one video (video_filename) instead of image files.")
-    video_filename = Param(str, "annotated.mp4", "Video file name inside folder (.mp4 or .avi).")
-    video_fps = Param(float, 10.0, "Frames per second of the video.", range=(0.1, None))
+    video = Param(str, "auto", "auto: frames of a video file go into one video; always: every image; "
+                               "never: image files only.", choices=["auto", "always", "never"])
+    video_filename = Param(str, "", "Video file name inside folder (.mp4 or .avi); empty = <source stem>.mp4.")
+    video_fps = Param(float, 30.0, "Frames per second of the video.", range=(0.1, None))
 
     def start(self):
         self._folder = Path(self.folder)
@@ -62,8 +64,10 @@ class ImageWriter(Codelet):
     def tick(self):
         image = self.image.read().payload
         pixels = bgr_pixels(image)
-        if self.video:
-            self._write_frame(pixels)
+        to_video = self.video == "always" or (self.video == "auto" and is_video_source(image.source)
+                                              and not image.source.startswith("camera:"))
+        if to_video:
+            self._write_frame(pixels, image.source)
         else:
             path = self._folder / image_file_name(image.source, image.frame, self.format, self._seen)
             options = [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality] if self.format == "jpg" else []
@@ -76,11 +80,11 @@ class ImageWriter(Codelet):
             self._video.release()
             self._video = None
 
-    def _write_frame(self, pixels: np.ndarray) -> None:
+    def _write_frame(self, pixels: np.ndarray, source: str) -> None:
         if pixels.ndim == 2:
             pixels = cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR)
         if self._video is None:
-            path = self._folder / self.video_filename
+            path = self._folder / (self.video_filename or f"{Path(source.replace(':', '_')).stem or 'video'}.mp4")
             fourcc = cv2.VideoWriter_fourcc(*FOURCC.get(path.suffix.lower(), "mp4v"))
             self._video_size = (pixels.shape[1], pixels.shape[0])
             self._video = cv2.VideoWriter(str(path), fourcc, self.video_fps, self._video_size)

@@ -31,7 +31,7 @@ def test_still_images_are_named_after_their_source(tmp_path):
 
 
 def test_video_and_camera_frames_get_frame_numbers(tmp_path):
-    out = write(tmp_path, {}, [image(0, "/videos/clip.mp4", frame=k) for k in range(3)] +
+    out = write(tmp_path, {"video": "never"}, [image(0, "/videos/clip.mp4", frame=k) for k in range(3)] +
                 [image(0, "camera:0", frame=12)])
     assert sorted(p.name for p in out.iterdir()) == [
         "camera_0_000012.jpg", "clip_000000.jpg", "clip_000001.jpg", "clip_000002.jpg"]
@@ -45,7 +45,7 @@ def test_rgb_images_are_written_with_the_right_colours(tmp_path):
 def test_video_mode_writes_one_video(tmp_path):
     frames = [image((k * 50, k * 50, k * 50), "/videos/clip.mp4", frame=k) for k in range(4)]
     frames.append(Image(pixels=np.zeros((64, 96, 3), np.uint8), source="other.jpg"))  # resized to fit
-    out = write(tmp_path, {"video": True, "video_filename": "annotated.avi", "video_fps": 5.0}, frames)
+    out = write(tmp_path, {"video": "always", "video_filename": "annotated.avi", "video_fps": 5.0}, frames)
     assert [p.name for p in out.iterdir()] == ["annotated.avi"]
     capture = cv2.VideoCapture(str(out / "annotated.avi"))
     read = []
@@ -61,3 +61,12 @@ def test_video_mode_writes_one_video(tmp_path):
 
 def test_the_input_blocks_instead_of_dropping():
     assert ImageWriter.image.policy == "block"
+
+
+def test_auto_video_mode_writes_frames_of_a_video_file_into_a_video(tmp_path):
+    frames = [image((k * 60, 0, 0), "/videos/walk.mp4", frame=k) for k in range(3)]
+    out = write(tmp_path, {"format": "png"}, frames + [image(0, "camera:1", frame=4), image(0, "/d/still.png")])
+    assert sorted(p.name for p in out.iterdir()) == ["camera_1_000004.png", "still.png", "walk.mp4"]
+    capture = cv2.VideoCapture(str(out / "walk.mp4"))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
+    capture.release()

@@ -1,0 +1,122 @@
+"""The flagship app end to end through the command line, on the real model and real images."""
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from graphflow.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "graphflow.cli", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_bus_image_gives_three_people_drawn_and_written(repo, shared_data, model_path, tmp_path):
+    bus = shared_data / "images" / "bus.jpg"
+    result = run_cli("run", str(repo / "apps" / "openpose.app.json"), "--no-viewer",
+                     "--input", str(bus), "--output", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "job report" in result.stdout
+    predictions = json.loads((tmp_path / "predictions.json").read_text())
+    assert len(predictions) >= 3
+    height, width = cv2.imread(str(bus)).shape[:2]
+    for person in predictions:
+        assert person["file_name"] == "bus.jpg" and person["category_id"] == 1 and 0 < person["score"]
+        keypoints = np.array(person["keypoints"]).reshape(17, 3)
+        found = keypoints[:, 2] > 0
+        assert found.sum() >= 4
+        assert (keypoints[found, 0] >= 0).all() and (keypoints[found, 0] < width).all()
+        assert (keypoints[found, 1] >= 0).all() and (keypoints[found, 1] < height).all()
+        x, y, w, h = person["bbox"]
+        assert x >= 0 and y >= 0 and x + w <= width and y + h <= height
+    # Three upright people side by side: their necks are far apart, heads above hips.
+    necks = sorted(np.array(p["keypoints"]).reshape(17, 3)[[5, 6], 0].mean() for p in predictions[:3])
+    assert min(np.diff(necks)) > 100
+    annotated = cv2.imread(str(tmp_path / "bus.jpg"))
+    original = cv2.imread(str(bus))
+    assert annotated.shape == original.shape
+    changed = np.abs(annotated.astype(int) - original.astype(int)).sum(2) > 60
+    assert 0.002 < changed.mean() < 0.1  # limbs drawn, the photo otherwise untouched
+
+
+def test_folder_input_writes_one_image_per_input(repo, shared_data, model_path, tmp_path):
+    images = shared_data / "images"
+    code = main(["run", str(repo / "apps" / "openpose.app.json"), "--no-viewer", "--quiet",
+                 "--input", str(images), "--output", str(tmp_path)])
+    assert code == 0
+    names = sorted(p.name for p in images.iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "predictions.json") == \
+        sorted(str(n).rsplit(".", 1)[0] + ".jpg" for n in names)
+    predictions = json.loads((tmp_path / "predictions.json").read_text())
+    assert {p["file_name"] for p in predictions} == set(names)
+
+
+def test_video_input_writes_an_annotated_video(repo, shared_data, model_path, tmp_path):
+    frame = cv2.resize(cv2.imread(str(shared_data / "images" / "zidane.jpg")), (640, 360))
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 360))
+    for _ in range(4):
+        writer.write(frame)
+    writer.release()
+    out = tmp_path / "out"
+    result = run_cli("run", str(repo / "apps" / "openpose.app.json"), "--no-viewer", "--quiet",
+                     "--input", str(video), "--output", str(out))
+    assert result.returncode == 0, result.stderr
+    capture = cv2.VideoCapture(str(out / "clip.mp4"))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 4
+    capture.release()
+    predictions = json.loads((out / "predictions.json").read_text())
+    assert sorted({p["frame"] for p in predictions}) == [0, 1, 2, 3]
+
+
+def test_unreadable_input_is_a_clear_error(repo, model_path, tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg at all")
+    result = run_cli("run", str(repo / "apps" / "openpose.app.json"), "--no-viewer", "--quiet",
+                     "--input", str(broken), "--output", str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert "broken.jpg" in result.stderr and "feeder/image_loader" in result.stderr
+    missing = run_cli("run", str(repo / "apps" / "openpose.app.json"), "--no-viewer", "--quiet",
+                      "--input", str(tmp_path / "nothing_here"), "--output", str(tmp_path / "out2"))
+    assert missing.returncode == 1 and "nothing_here" in missing.stderr
+
+
+def test_missing_model_says_where_it_looked(repo, shared_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAPHFLOW_MODEL_PATH", str(tmp_path / "no_models"))
+    result = subprocess.run([sys.executable, "-m", "graphflow.cli", "run", str(repo / "apps" / "openpose.app.json"),
+                             "--no-viewer", "--quiet", "--input", str(shared_data / "images" / "bus.jpg"),
+                             "--output", str(tmp_path / "out")], capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path)
+    assert result.returncode == 1
+    assert "openpose_mobilenet_thin.onnx" in result.stderr and str(tmp_path / "no_models") in result.stderr
+    assert "GRAPHFLOW_MODEL_PATH" in result.stderr
+
+
+def test_eval_on_coco_val_mini_reaches_the_target_ap(repo, shared_data, model_path, tmp_path):
+    coco = shared_data / "coco_val2017_mini"
+    out = tmp_path / "eval.json"
+    result = run_cli("eval", str(repo / "apps" / "openpose.app.json"),
+                     "--annotations", str(coco / "person_keypoints_val2017_mini.json"),
+                     "--images", str(coco / "images"), "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    scores = json.loads(out.read_text())
+    assert set(scores) == {"AP", "AP50", "AP75", "AR"}
+    assert scores["AP"] >= 0.43, scores
+
+
+def test_bench_reports_throughput_and_per_node_latency(repo, shared_data, model_path, tmp_path):
+    out = tmp_path / "bench.json"
+    result = run_cli("bench", str(repo / "apps" / "openpose.app.json"), "--frames", "4",
+                     "--input", str(shared_data / "images" / "astronaut.png"), "--set", "feeder/image_loader/loop=true",
+                     "--output", str(tmp_path / "o"), "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(out.read_text())
+    assert figures["frames"] == 4 and figures["frames_per_s"] > 0
+    assert figures["nodes"]["inference/tensor_rt_inference"]["ticks"] == 4
+    assert "frames/s" in result.stdout
