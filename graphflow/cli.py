@@ -136,12 +136,11 @@ def cmd_run(args) -> int:
         args.stats_json.write_text(json.dumps(report, indent=2))
     if not args.quiet:
         print(format_report(report))
-    if viewer is not None:
-        viewer.linger()  # the graph ended by itself: serve the last messages until Ctrl-C / --duration
     if app.failure is not None:
         print(f"error: {app.failure}", file=sys.stderr)
-        return 1
-    return 0
+    if viewer is not None:
+        viewer.linger()  # the graph ended by itself: serve the last messages until Ctrl-C / --duration
+    return 0 if app.failure is None else 1
 
 
 def cmd_view(args) -> int:

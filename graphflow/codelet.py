@@ -45,7 +45,10 @@ class OnMessage:
         self.triggers = triggers
 
     def ready(self) -> bool:
-        return any(rx.available() for rx in self.triggers)
+        for rx in self.triggers:
+            if rx._queue or rx._synced is not None:
+                return True
+        return False
 
     def describe(self) -> str:
         return "on message " + ", ".join(rx.decl.name for rx in self.triggers)

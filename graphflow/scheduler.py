@@ -107,6 +107,7 @@ class Scheduler(Runtime):
         self._timers: list = []
         self._seq = itertools.count()
         self._busy_nodes: set[str] = set()
+        self._space_waiters = 0  # publishers waiting on a full 'block' input
         self._draining = False
         self._finished = threading.Event()
         self._stop_requested = False
@@ -147,7 +148,11 @@ class Scheduler(Runtime):
         with self._cond:
             state = self._take(receiver) if receiver is not None else None
             if state is None and self._threads:
-                self._cond.wait(0.01)
+                self._space_waiters += 1
+                try:
+                    self._cond.wait(0.01)
+                finally:
+                    self._space_waiters -= 1
                 return True
         if state is None:
             raise QueueFull(f"input {rx.name} is full with policy 'block' and its receiver cannot tick now")
@@ -155,8 +160,9 @@ class Scheduler(Runtime):
         return True
 
     def space_freed(self, rx: InputChannel) -> None:
-        with self._cond:
-            self._cond.notify_all()
+        if self._space_waiters:  # a racy read is fine: waiters also wake every 10 ms
+            with self._cond:
+                self._cond.notify_all()
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> bool:

@@ -134,15 +134,25 @@ COLORMAP = np.stack([np.interp(np.linspace(0, len(_ANCHORS) - 1, 256), np.arange
                      for c in range(3)], axis=1).astype(np.uint8)  # viridis-like, dark → yellow
 
 
+def _drop_batch(array: np.ndarray) -> np.ndarray:
+    """Leading axes of size 1 above three dimensions (a model's batch: [1, 19, 46, 54]) dropped."""
+    while array.ndim > 3 and array.shape[0] == 1:
+        array = array[0]
+    return array
+
+
 def heatmap_able(array: Any) -> bool:
-    return isinstance(array, np.ndarray) and array.ndim in (2, 3) and array.dtype.kind == "f" and array.size > 0
+    return (isinstance(array, np.ndarray) and _drop_batch(array).ndim in (2, 3) and array.dtype.kind == "f"
+            and array.size > 0)
 
 
 def heatmap(array: np.ndarray, index: int = 0) -> tuple[bytes, dict]:
-    """PNG of a 2-D float tensor, or of channel ``index`` (axis 0) of a 3-D one, colour-mapped
-    from its min (dark) to its max (yellow); returns (png, info)."""
+    """PNG of a 2-D float tensor, or of channel ``index`` (axis 0) of a 3-D one (leading batch
+    axes of size 1 ignored: [1, C, H, W] is C maps), colour-mapped from its min (dark) to its max
+    (yellow); returns (png, info)."""
     if not heatmap_able(array):
         raise ValueError(f"a heatmap needs a 2-D or 3-D float tensor, got {array.dtype} {list(array.shape)}")
+    array = _drop_batch(array)
     channels = array.shape[0] if array.ndim == 3 else 1
     if array.ndim == 3:
         if not 0 <= index < channels:

@@ -1,9 +1,11 @@
 // The graph: nodes (boxes of components) in layers by longest path from the sources, edges as
-// curves from output row to input row, labelled with live rate and drops.
+// curves from output row to input row, labelled with live rate and drops. A graph wider than
+// its panel (a long pipeline such as OpenPose's decoder) wraps its layers into bands, read
+// left to right then top to bottom; an edge to a later band runs through the gap between bands.
 import { fmt } from './api.js';
 
 const SVG = 'http://www.w3.org/2000/svg';
-const NODE_W = 230, HEAD_H = 24, ROW_H = 44, GAP_X = 150, GAP_Y = 28, PAD = 24;
+const NODE_W = 230, HEAD_H = 24, ROW_H = 44, GAP_X = 150, GAP_Y = 28, PAD = 24, BAND_GAP = 56;
 
 function svg(tag, attrs = {}, text) {
   const node = document.createElementNS(SVG, tag);
@@ -12,7 +14,7 @@ function svg(tag, attrs = {}, text) {
   return node;
 }
 
-export function layout(graph) {
+export function layout(graph, maxWidth = Infinity) {
   const names = graph.nodes.map((n) => n.name);
   const succ = new Map(names.map((n) => [n, new Set()]));
   const pred = new Map(names.map((n) => [n, new Set()]));
@@ -47,20 +49,27 @@ export function layout(graph) {
     }
   }
   const byName = new Map(graph.nodes.map((n) => [n.name, n]));
+  const perBand = Math.max(1, Math.min(layers.length, Math.floor((maxWidth - 2 * PAD + GAP_X) / (NODE_W + GAP_X))));
   const boxes = new Map();
-  let width = 0, height = 0;
-  layers.forEach((l, li) => {
-    let y = PAD;
-    for (const n of l) {
-      const h = HEAD_H + ROW_H * byName.get(n).components.length + 6;
-      const box = { x: PAD + li * (NODE_W + GAP_X), y, w: NODE_W, h };
-      boxes.set(n, box);
-      y += h + GAP_Y;
-      width = Math.max(width, box.x + NODE_W + PAD);
-      height = Math.max(height, y);
-    }
-  });
-  return { boxes, width, height: height + PAD };
+  const bands = [];
+  let width = 0, top = PAD;
+  for (let b = 0; b * perBand < layers.length; b++) {
+    let bottom = top;
+    layers.slice(b * perBand, (b + 1) * perBand).forEach((l, i) => {
+      let y = top;
+      for (const n of l || []) {
+        const h = HEAD_H + ROW_H * byName.get(n).components.length + 6;
+        const box = { x: PAD + i * (NODE_W + GAP_X), y, w: NODE_W, h, band: b };
+        boxes.set(n, box);
+        y += h + GAP_Y;
+        width = Math.max(width, box.x + NODE_W + PAD);
+        bottom = Math.max(bottom, y - GAP_Y);
+      }
+    });
+    bands.push({ top, bottom });
+    top = bottom + BAND_GAP;
+  }
+  return { boxes, bands, perBand, width, height: top - BAND_GAP + PAD };
 }
 
 export class GraphView {
@@ -70,11 +79,26 @@ export class GraphView {
     this.handlers = handlers;  // {component(fullName), edge(channel)}
     this.compStats = new Map();
     this.edgeLabels = new Map();
+    this.lastStats = null;
+    this.perBand = null;
     this.render();
+    new ResizeObserver(() => {  // re-wrap when the panel's width allows more or fewer layers per band
+      clearTimeout(this.timer);
+      this.timer = setTimeout(() => {
+        if (layout(this.graph, this.available()).perBand !== this.perBand) this.render();
+      }, 100);
+    }).observe(this.container);
+  }
+
+  available() {
+    return this.container.clientWidth || Infinity;
   }
 
   render() {
-    const { boxes, width, height } = layout(this.graph);
+    const { boxes, bands, perBand, width, height } = layout(this.graph, this.available());
+    this.perBand = perBand;
+    this.compStats = new Map();
+    this.edgeLabels = new Map();
     const root = svg('svg', { width, height, viewBox: `0 0 ${width} ${height}`, id: 'graph-svg' });
     const defs = svg('defs');
     root.append(defs);
@@ -112,8 +136,12 @@ export class GraphView {
       const t = rowY.get(e.target.split('/').slice(0, 2).join('/'));
       if (!s || !t) continue;
       const x1 = s.box.x + s.box.w, y1 = s.y, x2 = t.box.x, y2 = t.y;
-      let d;
-      if (x2 > x1) {
+      let d, lane = null;
+      if (t.box.band > s.box.band) {  // to a later band: down into the gap below this band, across, in
+        lane = bands[s.box.band].bottom + BAND_GAP / 2;
+        d = `M${x1},${y1} C${x1 + 40},${y1} ${x1 + 40},${lane} ${x1},${lane} L${x2},${lane} `
+          + `C${x2 - 40},${lane} ${x2 - 40},${y2} ${x2},${y2}`;
+      } else if (x2 > x1) {
         const dx = (x2 - x1) / 2;
         d = `M${x1},${y1} C${x1 + dx},${y1} ${x2 - dx},${y2} ${x2},${y2}`;
       } else {  // backward or same layer: loop below
@@ -125,8 +153,8 @@ export class GraphView {
       const k = `${e.source_node}->${e.target_node}`;
       const n = seen.get(k) || 0;
       seen.set(k, n + 1);
-      const lx = x2 > x1 ? x1 + (x2 - x1) * 0.5 : (x1 + x2) / 2;
-      const ly = (x2 > x1 ? (y1 + y2) / 2 : Math.max(s.box.y + s.box.h, t.box.y + t.box.h) + 20) - 4 + n * 24;
+      const lx = lane !== null ? x1 - (NODE_W + GAP_X) / 2 * (1 + n) : x2 > x1 ? x1 + (x2 - x1) * 0.5 : (x1 + x2) / 2;
+      const ly = lane !== null ? lane - 16 : (x2 > x1 ? (y1 + y2) / 2 : Math.max(s.box.y + s.box.h, t.box.y + t.box.h) + 20) - 4 + n * 24;
       const port = (p) => p.split('/').pop();
       g.append(svg('text', { x: lx, y: ly, 'text-anchor': 'middle' }, `${port(e.source)} → ${port(e.target)}`));
       const rate = svg('text', { x: lx, y: ly + 11, 'text-anchor': 'middle', class: 'rate' }, '');
@@ -137,9 +165,11 @@ export class GraphView {
       edgeLayer.append(g);
     }
     this.container.replaceChildren(root);
+    if (this.lastStats) this.update(this.lastStats);
   }
 
   update(stats) {
+    this.lastStats = stats;
     const live = stats.live || {};
     for (const [name, text] of this.compStats) {
       const c = (stats.components || {})[name];

@@ -1,5 +1,5 @@
 // Inspector: the latest message of a channel — header, payload fields; tensors as shape, dtype,
-// min/max/mean (small ones in full) with a heatmap of 2-D/3-D float tensors.
+// min/max/mean (small ones in full) with a heatmap of 2-D/3-D float tensors ([1, C, H, W] too).
 import { el, fmt } from './api.js';
 
 function valueText(v) {
@@ -76,7 +76,9 @@ export class Inspector {
   }
 
   heatmapControls(v) {
-    const channels = v.shape.length === 3 ? v.shape[0] : 1;
+    let shape = v.shape;
+    while (shape.length > 3 && shape[0] === 1) shape = shape.slice(1);  // a batch of one: [1, C, H, W]
+    const channels = shape.length === 3 ? shape[0] : 1;
     const on = this.heatmap && this.heatmap.path === v.path;
     const toggle = el('button', { class: 'heatmap-toggle', text: on ? 'hide heatmap' : 'heatmap' });
     const index = el('input', { type: 'number', class: 'heatmap-index', min: 0, max: channels - 1,
