@@ -3,11 +3,17 @@ with a connected client that subscribes to an image channel (with its skeleton o
 2-D window, in a separate process, like a browser would.
 
     python benchmarks/bench_viewer.py                        # the viewer test app, source at full speed
-    python benchmarks/bench_viewer.py apps/openpose.app.json --set camera/source/path=... \\
-        --count pose/decoder/skeletons
+    GRAPHFLOW_MODEL_PATH=../shared/models python benchmarks/bench_viewer.py apps/openpose.app.json \\
+        --input ../shared/data/coco_val2017_mini/images --set feeder/image_loader/loop=true
 
-Throughput = messages per second published on --count (default: the first skeleton2 channel,
-else the busiest channel) after a warm-up. Prints the ratio with/without client (target ≥ 0.95).
+The client watches the app's first 2-D ui_config window (OpenPose: "poses", the image and its
+skeletons), else the first image channel with every skeleton2 channel over it (--image picks
+the image channel). --input sets the app's io.input; its io.output params go to a temporary
+folder (so the writers run as in `graphflow run` without filling out/).
+
+Throughput = messages per second published on --count (default: the window's skeleton2
+channel, else the first skeleton2 channel, else the busiest channel) after a warm-up. Prints
+the ratio with/without client (target ≥ 0.95).
 """
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -60,9 +67,18 @@ def one_run(args, mode: str) -> dict:
 
     app = App.load(args.app, sets=args.set, workers=args.workers)
     channels = app.channels()
-    image = args.image or next((n for n, tx in channels.items() if tx.message_type.render == "image"), None)
-    overlays = [n for n, tx in channels.items() if tx.message_type.render == "skeleton2"]
-    count = args.count or (overlays[0] if overlays else None)
+    windows = (app.spec.ui_config or {}).get("windows", {})
+    window = next(([c["name"] for c in w["channels"]] for w in windows.values()
+                   if w.get("renderer", "2d") == "2d"), None)
+    if window and not args.image:
+        image = next((n for n in window if channels[n].message_type.render == "image"), None)
+        overlays = [n for n in window if n != image]
+    else:
+        image = args.image or next((n for n, tx in channels.items() if tx.message_type.render == "image"), None)
+        overlays = [n for n, tx in channels.items() if tx.message_type.render == "skeleton2"]
+    skeletons = [n for n in overlays if channels[n].message_type.render == "skeleton2"] or \
+        [n for n, tx in channels.items() if tx.message_type.render == "skeleton2"]
+    count = args.count or (skeletons[0] if skeletons else None)
     server = client = None
     total = args.warmup + args.duration
     if mode != "no viewer":
@@ -85,7 +101,7 @@ def one_run(args, mode: str) -> dict:
     c1, t1 = channels[count].published, time.monotonic()
     app.request_stop()
     runner.join()
-    result = {"mode": mode, "channel": count, "throughput": (c1 - c0) / (t1 - t0)}
+    result = {"mode": mode, "channel": count, "throughput": (c1 - c0) / (t1 - t0), "window": [image, *overlays]}
     if client is not None:
         out, _ = client.communicate(timeout=total + 15)
         result.update(json.loads(out.strip().splitlines()[-1]))
@@ -99,6 +115,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("app", nargs="?", type=Path, default=TEST_APP)
     parser.add_argument("--set", action="append", default=None, metavar="NODE/COMPONENT/PARAM=VALUE")
+    parser.add_argument("--input", help="what the app's io.input param is set to (as `graphflow run --input`)")
     parser.add_argument("--count", help="channel whose messages/s is the throughput")
     parser.add_argument("--image", help="image channel the client subscribes to (default: the first)")
     parser.add_argument("--width", type=int, default=640)
@@ -116,6 +133,15 @@ def main() -> None:
         return
     if args.set is None:
         args.set = [f"camera/source/path={BUS}", "camera/source/tick_period=0"] if args.app == TEST_APP else []
+    io = json.loads(Path(args.app).read_text()).get("io", {})
+    given = {s.split("=", 1)[0] for s in args.set}
+    if args.input:
+        inputs = io.get("input") or []
+        for name in [inputs] if isinstance(inputs, str) else inputs:
+            args.set.append(f"{name}={args.input}")
+    outputs = io.get("output") or []
+    out = tempfile.mkdtemp(prefix="bench_viewer_")
+    args.set += [f"{name}={out}" for name in ([outputs] if isinstance(outputs, str) else outputs) if name not in given]
     modes = ["no viewer", "idle viewer", "client"]
     results = {m: [] for m in modes}
     for r in range(args.repeats):
@@ -128,6 +154,7 @@ def main() -> None:
     median = {m: statistics.median(x["throughput"] for x in results[m]) for m in modes}
     print()
     print(f"app: {args.app}")
+    print(f"client window: {', '.join(c for c in results['client'][0]['window'] if c)}")
     for mode in modes:
         print(f"{mode:12} median {median[mode]:9.1f} msg/s")
     paired = [c["throughput"] / n["throughput"] for c, n in zip(results["client"], results["no viewer"])]

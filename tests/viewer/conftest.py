@@ -1,8 +1,9 @@
 """Fixtures of the viewer tests.
 
-Everything app-specific lives in ``viewer_target``: to run the same tests against the flagship
-app, return a ViewerTarget for apps/openpose.app.json there (channel names, the threshold
-param and two values of it giving different joint counts) — see OPENPOSE below.
+Everything app-specific lives in a ViewerTarget (channel names, the threshold param and two
+values of it giving different joint counts). ``viewer_target`` is the small test app (fast: the
+API tests); ``openpose_target`` is the flagship app, apps/openpose.app.json with the real model
+on one picture in a loop (the browser tests: test_browser.py overrides ``viewer_target`` with it).
 """
 from __future__ import annotations
 
@@ -15,10 +16,14 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
 BUS = Path(os.environ.get("GRAPHFLOW_TEST_IMAGE", "/work/shared/data/images/bus.jpg"))
+# OpenPose input: astronaut.png (public domain, one person: small, so fast on a CPU)
+OPENPOSE_IMAGE = Path(os.environ.get("GRAPHFLOW_OPENPOSE_IMAGE", "/work/shared/data/images/astronaut.png"))
 CHROMIUM = Path(os.environ.get("GRAPHFLOW_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -34,7 +39,7 @@ class ViewerTarget:
     tensor: str                  # a channel with a float tensor
     tensor_path: str             # where the tensor is in its payload (dotted)
     tensor_shape: list[int]
-    tensor_window: str           # the app's ui_config inspector window on it
+    tensor_window: str | None    # the app's ui_config inspector window on it (None: open one from the channel tree)
     plot_channel: str            # a channel with scalar fields
     param: str                   # node/component/param that changes how many joints are found
     param_values: tuple          # two valid values of it giving different joint counts
@@ -49,12 +54,21 @@ TEST_APP = ViewerTarget(
     tensor_window="heatmaps", plot_channel="math/scale/scaled",
     param="pose/detector/threshold", param_values=(0.5, 0.8), bad_value=2.5)
 
-# The flagship app, once it exists (names to be checked against apps/openpose.app.json):
-# OPENPOSE = ViewerTarget(app=REPO / "apps" / "openpose.app.json", sets=[f"<source>/path={BUS}"],
-#     image="<camera node>/<component>/image", skeleton="decoder.<...>/skeletons", image_window="<window>",
-#     tensor="<model node>/<component>/tensors", tensor_path="tensors.0", tensor_shape=[19, 46, 54] (or [57, ...]),
-#     tensor_window="<inspector window>", plot_channel="<any scalar channel>",
-#     param="decoder.<part-candidates node>/<component>/threshold_heatmap", param_values=(0.1, 0.6), bad_value=2.5)
+
+
+def openpose(image: Path, out: Path) -> ViewerTarget:
+    """apps/openpose.app.json on ``image`` in a loop at 5 Hz (leaves CPU to the browser), writers into ``out``."""
+    return ViewerTarget(
+        app=REPO / "apps" / "openpose.app.json",
+        sets=[f"feeder/image_loader/path={image}", "feeder/image_loader/loop=true",
+              "feeder/image_loader/tick_period=5Hz", f"image_writer/image_writer/folder={out}",
+              f"predictions/prediction_writer/folder={out}"],
+        image="feeder/image_loader/color", skeleton="decoder.refine/refine_part_coordinates/skeletons_out",
+        image_window="poses", tensor="inference/tensor_rt_inference/output", tensor_path="tensors.0",
+        tensor_shape=[1, 19, 46, 46], tensor_window=None,  # heatmaps of a 512×512 picture: 368 rows → 46×46
+        plot_channel="decoder.refine/refine_part_coordinates/skeletons_out",
+        param="decoder.part_candidates/part_candidates/threshold_heatmap", param_values=(0.05, 0.9),
+        bad_value=5.0)
 
 
 @pytest.fixture(scope="session")
@@ -63,6 +77,22 @@ def viewer_target() -> ViewerTarget:
         pytest.skip(f"test image {BUS} is missing (set GRAPHFLOW_TEST_IMAGE)")
     pytest.importorskip("cv2")
     return TEST_APP
+
+
+@pytest.fixture(scope="session")
+def openpose_target(tmp_path_factory) -> ViewerTarget:
+    """The flagship app; skips like tests/conftest.py's model_path if the models are missing (that
+    fixture is per test, the app here runs for a whole module, so the variable is set here)."""
+    from tests.conftest import MODELS
+
+    if not (MODELS / "openpose_mobilenet_thin.onnx").exists():
+        pytest.skip(f"models not found at {MODELS}")
+    if not OPENPOSE_IMAGE.exists():
+        pytest.skip(f"test image {OPENPOSE_IMAGE} is missing (set GRAPHFLOW_OPENPOSE_IMAGE)")
+    pytest.importorskip("cv2")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GRAPHFLOW_MODEL_PATH", str(MODELS))
+        yield openpose(OPENPOSE_IMAGE, tmp_path_factory.mktemp("openpose_out"))
 
 
 class Running:
@@ -102,6 +132,12 @@ class Running:
                 if exc.code != 404 or time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
+
+    def joints(self, channel: str) -> np.ndarray:
+        """[people, joints, (x, y, score)] of the latest skeleton2 message, in full (the JSON
+        summary lists values only for small arrays)."""
+        _, message = self.server.latest(channel)
+        return np.asarray(message.payload.joints, float).reshape(-1, len(message.payload.labels), 3)
 
     def param(self, path: str):
         node, comp, name = path.split("/")

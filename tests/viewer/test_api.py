@@ -244,6 +244,10 @@ def test_encoders():
     assert mime == "image/jpeg" and (w, h) == (300, 400)
     data, info = heatmap(np.random.rand(19, 46, 54).astype(np.float32), 18)
     assert info["channels"] == 19 and info["width"] == 54
+    data, info = heatmap(np.random.rand(1, 19, 46, 54).astype(np.float32), 5)  # a model's output: a batch of one
+    assert info["channels"] == 19 and (info["width"], info["height"]) == (54, 46)
+    with pytest.raises(ValueError, match="float tensor"):
+        heatmap(np.zeros((2, 19, 4, 4), np.float32))  # a real batch: which picture?
     with pytest.raises(ValueError, match="out of range"):
         heatmap(np.zeros((19, 4, 4), np.float32), 19)
     with pytest.raises(ValueError, match="float tensor"):

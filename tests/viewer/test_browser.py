@@ -1,5 +1,7 @@
-"""The real page in headless Chromium (Playwright): graph, image window with skeleton overlay,
-channel toggles, live params, inspector. Screenshots go to $GRAPHFLOW_SCREENSHOTS if set."""
+"""The real page in headless Chromium (Playwright) on the flagship app, apps/openpose.app.json
+(real model, one picture in a loop): graph, image window with the skeleton overlay, channel
+toggles, live params of the decoder, inspector of the model's output. Screenshots go to
+$GRAPHFLOW_SCREENSHOTS if set."""
 from __future__ import annotations
 
 import os
@@ -10,10 +12,28 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .conftest import found_joints, wait_for
+from .conftest import wait_for
 
 pytestmark = pytest.mark.slow
 cv2 = pytest.importorskip("cv2")
+
+
+@pytest.fixture(scope="module")
+def viewer_target(openpose_target):
+    """These tests run on the OpenPose app (conftest's ``running`` starts it once for the module)."""
+    return openpose_target
+
+
+def tensor_window(page, target):
+    """The inspector window on the tensor channel: the app's own, or one opened from the channel tree."""
+    if target.tensor_window:
+        return window(page, target.tensor_window)
+    page.locator(f'#channels-panel [data-channel-row="{target.tensor}"] button', has_text="inspect").click()
+    return window(page, target.tensor.split("/", 1)[1] + " inspector")
+
+
+def joint_count(running) -> int:
+    return int((running.joints(running.target.skeleton)[..., 2] > 0).sum())
 
 
 def window(page, name):
@@ -55,12 +75,14 @@ def test_graph_renders_with_live_stats(page, running):
 def test_image_window_shows_the_frame_with_the_skeleton_overlay(page, running, tmp_path):
     target = running.target
     win = window(page, target.image_window)
-    wait_for(lambda: counter(win, "frames") >= 2 and counter(win, "joints") > 0, timeout=10, message="frames")
+    wait_for(lambda: counter(win, "frames") >= 2 and counter(win, "joints") > 0
+             and win.get_attribute("data-synced") == "true", timeout=10, message="frames with their skeletons")
+    assert win.locator(".win-note").text_content() == ""  # no "overlay not in sync" note
     canvas = win.locator("canvas")
     shot = save(tmp_path / "overlay.png", canvas.screenshot())
     H, W = shot.shape[:2]
-    skeleton = running.latest(target.skeleton)
-    joints = np.array(skeleton["payload"]["joints"]["values"], float)
+    running.latest(target.skeleton)
+    joints = running.joints(target.skeleton)  # one picture in a loop: every frame has the same joints
     image = running.latest(target.image)["payload"]["pixels"]["shape"]
     ih, iw = image[:2]
     scale = min(W / iw, H / ih)
@@ -91,7 +113,7 @@ def test_image_window_shows_the_frame_with_the_skeleton_overlay(page, running, t
 
 def test_switching_a_channel_off_stops_its_updates(page, running):
     target = running.target
-    win = window(page, target.tensor_window)
+    win = tensor_window(page, target)
     wait_for(lambda: counter(win, "updates") >= 2, message="inspector updates")
     page.locator(f'#channels-panel input[data-channel="{target.tensor}"]').uncheck()
     assert not win.locator(f'input[data-channel="{target.tensor}"]').is_checked()  # the window follows
@@ -111,7 +133,8 @@ def test_editing_a_param_in_the_page_changes_what_the_node_outputs(page, running
     low, high = target.param_values
     win = window(page, target.image_window)
     wait_for(lambda: counter(win, "joints") > 0, timeout=10, message="joints")
-    at_low = found_joints(running.latest(target.skeleton))
+    assert running.param(target.param) == low
+    at_low = joint_count(running)
     page.click('.tabs button[data-tab="params"]')
     row = page.locator(f'.param-row[data-param="{target.param}"]')
     try:
@@ -119,9 +142,9 @@ def test_editing_a_param_in_the_page_changes_what_the_node_outputs(page, running
         row.locator("input").press("Enter")
         row.locator(".param-ok").wait_for()
         assert running.param(target.param) == high
-        wait_for(lambda: found_joints(running.latest(target.skeleton)) != at_low, message="new output")
-        wait_for(lambda: counter(win, "joints") == found_joints(running.latest(target.skeleton)),
-                 message="the overlay to follow")
+        at_high = wait_for(lambda: (n := joint_count(running)) != at_low and str(n), message="new output")
+        assert int(at_high) < at_low  # a higher threshold: fewer joints
+        wait_for(lambda: counter(win, "joints") == joint_count(running), message="the overlay to follow")
     finally:
         running.post("/api/config", {target.param: low})
 
@@ -145,7 +168,7 @@ def test_a_bad_edit_is_refused_with_a_visible_error(page, running, tmp_path):
 
 def test_inspector_shows_tensor_shape_and_heatmap(page, running):
     target = running.target
-    win = window(page, target.tensor_window)
+    win = tensor_window(page, target)
     shape = win.locator(".tensor-shape").first
     shape.wait_for()
     assert shape.text_content() == "shape [" + ", ".join(map(str, target.tensor_shape)) + "]"

@@ -141,6 +141,10 @@ export class GraphView {
         lane = bands[s.box.band].bottom + BAND_GAP / 2;
         d = `M${x1},${y1} C${x1 + 40},${y1} ${x1 + 40},${lane} ${x1},${lane} L${x2},${lane} `
           + `C${x2 - 40},${lane} ${x2 - 40},${y2} ${x2},${y2}`;
+      } else if (t.box.band < s.box.band) {  // back to an earlier band: round the right margin, over it, in
+        const xr = width - PAD / 2, up = Math.max(6, bands[t.box.band].top - 12);
+        lane = up + 28;
+        d = `M${x1},${y1} L${xr},${y1} L${xr},${up} L${x2 - 16},${up} L${x2 - 16},${y2} L${x2},${y2}`;
       } else if (x2 > x1) {
         const dx = (x2 - x1) / 2;
         d = `M${x1},${y1} C${x1 + dx},${y1} ${x2 - dx},${y2} ${x2},${y2}`;
