@@ -59,8 +59,13 @@ class MessageType:
             hints = typing.get_type_hints(cls)
             names = tuple(f.name for f in dataclasses.fields(cls) if _may_hold_arrays(hints[f.name]))
             cls._array_fields = names
+        ndarray = np.ndarray
         for name in names:
-            _freeze(getattr(self, name))
+            value = getattr(self, name)
+            if type(value) is ndarray:  # the common case, inlined: this runs on every publish
+                value.setflags(write=False)
+            elif value is not None:
+                _freeze(value)
         self.__dict__["_frozen"] = True
 
     # -- wire form ---------------------------------------------------------------------------
@@ -155,7 +160,7 @@ class Message:
 # -- helpers ---------------------------------------------------------------------------------
 def _freeze(value: Any) -> None:
     if isinstance(value, np.ndarray):
-        value.flags.writeable = False
+        value.setflags(write=False)
     elif isinstance(value, MessageType):
         value.freeze()
     elif isinstance(value, (list, tuple)):

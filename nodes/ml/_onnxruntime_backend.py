@@ -31,6 +31,9 @@ class OnnxRuntimeBackend:
         options = ort.SessionOptions()
         if intra_op_threads > 0:
             options.intra_op_num_threads = intra_op_threads
+        # Idle ORT threads spin for a while by default; in a graph the other nodes need those
+        # cores between inferences, so let them sleep instead.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(model), options, providers=providers)
         self.inputs = {i.name: (_dims(i.shape), np.dtype(_ORT_TYPES.get(i.type, np.float32)))
                        for i in self.session.get_inputs()}
