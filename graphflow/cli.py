@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-from .loader import AppInvalid, load_app, read_json
+from .loader import AppInvalid, load_app
 from .registry import Registry
 
 

@@ -22,7 +22,7 @@ import time
 import traceback
 from dataclasses import dataclass
 
-from .codelet import Codelet, OnMessage, Periodic, Runtime, Synchronized
+from .codelet import Codelet, Periodic, Runtime
 from .ledger import Ledger, Stats
 from .ports import InputChannel, QueueFull
 

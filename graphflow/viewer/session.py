@@ -54,7 +54,7 @@ class ViewerSession:
             if self._user_stop:
                 return
             if self._deadline is None and not _interactive():
-                print(f"graph finished; viewer closed (stdin is not a terminal, so nobody can Ctrl-C it: "
+                print("graph finished; viewer closed (stdin is not a terminal, so nobody can Ctrl-C it: "
                       f"pass --duration to keep it serving)", file=self.out, flush=True)
                 return
             print(f"{FINISHED} ({self.url})", file=self.out, flush=True)

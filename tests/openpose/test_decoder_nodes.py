@@ -1,7 +1,6 @@
 """The decoder steps as nodes: each one alone with the harness, the chain against the plain
 functions, the subgraph inside an app, and each threshold param wired to its step."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
