@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,8 +98,10 @@ class AppSpec:
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"  # the repo's schemas/ folder
 
 
-def app_schema() -> dict:
-    return json.loads((SCHEMA_DIR / "app.schema.json").read_text(encoding="utf-8"))
+@functools.lru_cache(maxsize=1)
+def _validator() -> jsonschema.Draft202012Validator:
+    schema = json.loads((SCHEMA_DIR / "app.schema.json").read_text(encoding="utf-8"))
+    return jsonschema.Draft202012Validator(schema)
 
 
 def read_json(path: Path, what: str = "app file") -> Any:
@@ -131,9 +134,8 @@ def _near(name: str, candidates) -> str:
 
 
 def schema_errors(data: Any, file: str) -> list[AppError]:
-    validator = jsonschema.Draft202012Validator(app_schema())
     errors = []
-    for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
+    for error in sorted(_validator().iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
         errors.append(AppError(file, _json_path(error.absolute_path), _schema_message(error)))
     return errors
 

@@ -120,3 +120,12 @@ def test_bench_reports_throughput_and_per_node_latency(repo, shared_data, model_
     assert figures["frames"] == 4 and figures["frames_per_s"] > 0
     assert figures["nodes"]["inference/tensor_rt_inference"]["ticks"] == 4
     assert "frames/s" in result.stdout
+
+
+def test_bench_counts_the_frames_a_source_really_produced(repo, shared_data, model_path, tmp_path):
+    out = tmp_path / "bench.json"
+    result = run_cli("bench", str(repo / "apps" / "openpose.app.json"), "--frames", "5",
+                     "--input", str(shared_data / "images" / "astronaut.png"),
+                     "--output", str(tmp_path / "o"), "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(out.read_text())["frames"] == 1  # one image, no loop: 1 frame, not 5
