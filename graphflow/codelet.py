@@ -105,9 +105,6 @@ class Runtime:
     def space_freed(self, rx: InputChannel) -> None:
         pass
 
-    def param_changed(self, component: "Codelet", name: str, value: Any) -> None:
-        pass
-
 
 class Codelet:
     """Base class of every node component. Override ``start``, ``tick`` and ``stop``."""
@@ -215,7 +212,6 @@ class Codelet:
         converted = params[name].convert(value)
         with self._params_lock:
             self._pending_params[name] = converted
-        self.runtime.param_changed(self, name, converted)
         return converted
 
     def apply_pending_params(self) -> None:

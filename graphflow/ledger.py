@@ -97,11 +97,9 @@ class Stats:
         self.last_publish: dict[str, float] = {}
         self.latency: dict[str, Samples] = {}
         self._channels: dict[str, "OutputChannel"] = {}
-        self._components: dict[str, "Codelet"] = {}
 
     def track(self, components) -> None:
         for component in components:
-            self._components[component.full_name] = component
             self.ticks.setdefault(component.full_name, Samples())
             for tx in component.outputs.values():
                 self._channels[tx.name] = tx

@@ -87,9 +87,6 @@ class AppSpec:
     ui_config: dict = field(default_factory=dict)
     types: dict[str, type] = field(default_factory=dict)  # component full name -> class, after validation
 
-    def component(self, full_name: str) -> ComponentSpec | None:
-        return next((c for c in self.components if c.full_name == full_name), None)
-
     def params_of(self, full_name: str) -> dict[str, Any]:
         node, name = full_name.split("/", 1)
         return {key: v.value for key, v in self.config.get((node, name), {}).items()}
