@@ -3,7 +3,7 @@
     python benchmarks/bench_decoder_chain.py [--frames 300] [--json OUT]
 
 For each case (the golden bus.jpg maps, synthetic 1/5/20 people at 46×54 and 120×160 cells):
-- functions: ``paf.decode`` called in a loop;
+- functions: ``paf.decode`` called in a loop, joints mapped to image pixels as the chain's last step does;
 - chain: the decoder subgraph (apps/openpose_decoder.subgraph.json, ten nodes) in an app fed by
   a source publishing the same maps as fast as the chain accepts, on ONE worker thread;
   per-frame time = ticking time / frames.
@@ -74,10 +74,21 @@ def chain_ms(app_file: Path, case: str, frames: int, workers: int = 1) -> float:
     return (app.scheduler.ticking_until - app.scheduler.ticking_since) / frames * 1e3
 
 
-def functions_ms(heatmaps, pafs, frames: int) -> float:
+def decode_to_image(heatmaps, pafs, transform: ImageTransform):
+    """The chain's work as plain calls: steps 3-12, joints in original image pixels, 0 = missing."""
+    scale, offset = paf.compose_image_mapping(paf.DEFAULTS["output_scale"], paf.DEFAULTS["offset"],
+                                              (transform.scale_y, transform.scale_x),
+                                              (transform.offset_y, transform.offset_x))
+    skeletons = paf.decode(heatmaps, pafs, output_scale=scale, offset=offset)
+    joints = skeletons.parts
+    joints[skeletons.index < 0] = 0.0
+    return joints, skeletons.score
+
+
+def functions_ms(heatmaps, pafs, frames: int, transform: ImageTransform = ImageTransform()) -> float:
     start = time.perf_counter()
     for _ in range(frames):
-        paf.decode(heatmaps, pafs)
+        decode_to_image(heatmaps, pafs, transform)
     return (time.perf_counter() - start) / frames * 1e3
 
 

@@ -18,7 +18,7 @@ class App:
     def __init__(self, spec: AppSpec, *, clock=time.monotonic, workers: int | None = None,
                  max_ticks: int | None = None):
         self.spec = spec
-        self.ledger = Ledger(clock)
+        self.ledger = Ledger()
         components = {c.full_name: spec.types[c.full_name](c.node, c.name, spec.params_of(c.full_name))
                       for c in spec.components}
         for edge in spec.edges:

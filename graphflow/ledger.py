@@ -1,8 +1,13 @@
 """The ledger: the one observation point of a running graph.
 
-Every publish, every receive and every tick passes through it. Observers (statistics, the web
-viewer, recorders, bridges) subscribe to it; each must return at once — one that falls behind
-drops data for itself only, it never slows the graph.
+Every publish, every receive and every tick passes through it. Observers (the web viewer,
+the test harness, recorders, bridges) subscribe to it; each must return at once — one that
+falls behind drops data for itself only, it never slows the graph. With no observer
+subscribed, a publish, receive or tick costs one attribute check here.
+
+The job statistics are not an observer: counts, publish times, receive latencies and tick
+durations are kept by the channels and the scheduler themselves (a counter or a ring-buffer
+write each, measured as the cheapest place), and :class:`Stats` reads them into the job report.
 """
 from __future__ import annotations
 
@@ -24,57 +29,54 @@ class Observer(Protocol):
 
 
 class Ledger:
-    def __init__(self, clock=None):
-        self._observers: tuple = ()
+    def __init__(self):
+        self.observers: tuple = ()  # replaced, never mutated: graph threads read it without a lock
         self._lock = threading.Lock()
-        self._clock = clock
-
-    def set_clock(self, clock) -> None:
-        self._clock = clock
 
     def subscribe(self, observer) -> None:
         with self._lock:
-            self._observers = self._observers + (observer,)
+            self.observers = self.observers + (observer,)
 
     def unsubscribe(self, observer) -> None:
         with self._lock:
-            self._observers = tuple(o for o in self._observers if o is not observer)
+            self.observers = tuple(o for o in self.observers if o is not observer)
 
+    # Callers check ``ledger.observers`` first, so these run only when someone listens.
     def published(self, channel, message) -> None:
-        for observer in self._observers:
+        for observer in self.observers:
             observer.published(channel, message)
 
-    def received(self, rx, message) -> None:
-        if self._observers:
-            latency = (self._clock or rx.component.runtime.now)() - message.header.acqtime
-            for observer in self._observers:
-                observer.received(rx, message, latency)
+    def received(self, rx, message, latency: float) -> None:
+        for observer in self.observers:
+            observer.received(rx, message, latency)
 
     def ticked(self, component, start: float, duration: float) -> None:
-        for observer in self._observers:
+        for observer in self.observers:
             observer.ticked(component, start, duration)
 
 
 class Samples:
-    """The last ``capacity`` float samples (a ring buffer) plus exact count and max."""
+    """The last ``capacity`` float samples (a ring buffer) plus exact count and max.
 
-    __slots__ = ("_data", "_next", "count", "max")
+    A Python list, not a numpy array: ``add`` runs on every tick and receive, and a list store
+    is several times cheaper than a numpy scalar store."""
+
+    __slots__ = ("_data", "_capacity", "count", "max")
 
     def __init__(self, capacity: int = 4096):
-        self._data = np.empty(capacity, dtype=np.float64)
-        self._next = 0
+        self._data = [0.0] * capacity
+        self._capacity = capacity
         self.count = 0
         self.max = float("-inf")
 
     def add(self, value: float) -> None:
-        self._data[self._next] = value
-        self._next = (self._next + 1) % len(self._data)
+        self._data[self.count % self._capacity] = value
         self.count += 1
         if value > self.max:
             self.max = value
 
     def values(self) -> np.ndarray:
-        return self._data[: min(self.count, len(self._data))]
+        return np.array(self._data[: min(self.count, self._capacity)], dtype=np.float64)
 
     def summary(self, scale: float = 1.0) -> dict:
         values = self.values()
@@ -85,17 +87,15 @@ class Samples:
 
 
 class Stats:
-    """Job statistics, the ledger's first observer: per component ticks and tick durations,
-    per channel messages, rate, drops and acquisition-to-receive latency."""
+    """The job report's figures: per component ticks, tick durations and errors (kept here, written
+    by the scheduler), and per channel messages, rate, drops and acquisition-to-receive latency
+    (kept by the channels)."""
 
     def __init__(self, clock):
         self._clock = clock
         self.started = clock()
         self.ticks: dict[str, Samples] = {}
         self.errors: dict[str, int] = {}
-        self.first_publish: dict[str, float] = {}
-        self.last_publish: dict[str, float] = {}
-        self.latency: dict[str, Samples] = {}
         self._channels: dict[str, "OutputChannel"] = {}
 
     def track(self, components) -> None:
@@ -103,25 +103,6 @@ class Stats:
             self.ticks.setdefault(component.full_name, Samples())
             for tx in component.outputs.values():
                 self._channels[tx.name] = tx
-
-    # observer interface ----------------------------------------------------------------------
-    def published(self, channel, message) -> None:
-        # Counts come from the channel itself (one publisher per channel, so no race here).
-        now = message.header.pubtime
-        self.first_publish.setdefault(channel.name, now)
-        self.last_publish[channel.name] = now
-
-    def received(self, rx, message, latency: float) -> None:
-        samples = self.latency.get(rx.name)
-        if samples is None:
-            samples = self.latency[rx.name] = Samples()
-        samples.add(latency)
-
-    def ticked(self, component, start: float, duration: float) -> None:
-        samples = self.ticks.get(component.full_name)
-        if samples is None:
-            samples = self.ticks[component.full_name] = Samples()
-        samples.add(duration)
 
     def error(self, component) -> None:
         self.errors[component.full_name] = self.errors.get(component.full_name, 0) + 1
@@ -140,11 +121,11 @@ class Stats:
         channels = {}
         for name, tx in sorted(self._channels.items()):
             count = tx.published
-            span = self.last_publish.get(name, 0.0) - self.first_publish.get(name, 0.0)
+            span = tx.last_time - tx.first_time if count else 0.0
             rate = (count - 1) / span if count > 1 and span > 0 else (count / elapsed)
             receivers = {}
             for rx in tx.receivers:
-                latency = self.latency.get(rx.name, Samples(1)).summary(scale=1e3)
+                latency = rx.latency.summary(scale=1e3)
                 receivers[rx.name] = {"received": rx.received, "dropped": rx.dropped,
                                       "latency_ms": {"median": latency["median"], "p90": latency["p90"]}}
             channels[name] = {"message": tx.message_type.wire_name, "messages": count,

@@ -51,22 +51,25 @@ class MessageType:
         """Make the payload's arrays read-only: receivers share them by reference.
 
         A payload is frozen once: a later step that nests it (by reference) skips it."""
-        if self.__dict__.get("_frozen"):
+        values = self.__dict__
+        if "_frozen" in values:
             return
-        cls = type(self)
-        names = cls.__dict__.get("_array_fields")
+        names = type(self).__dict__.get("_array_fields")
         if names is None:  # once per class: only fields whose type can hold arrays are walked
+            cls = type(self)
             hints = typing.get_type_hints(cls)
             names = tuple(f.name for f in dataclasses.fields(cls) if _may_hold_arrays(hints[f.name]))
             cls._array_fields = names
+        values["_frozen"] = True
         ndarray = np.ndarray
-        for name in names:
-            value = getattr(self, name)
-            if type(value) is ndarray:  # the common case, inlined: this runs on every publish
+        for name in names:  # this runs on every publish: the common cases are inlined
+            value = values[name]
+            if type(value) is ndarray:
                 value.setflags(write=False)
+            elif isinstance(value, MessageType):
+                value.freeze()
             elif value is not None:
                 _freeze(value)
-        self.__dict__["_frozen"] = True
 
     # -- wire form ---------------------------------------------------------------------------
     def to_wire(self) -> dict:

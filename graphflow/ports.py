@@ -14,6 +14,7 @@ import threading
 from collections import deque
 from typing import TYPE_CHECKING
 
+from .ledger import Samples
 from .messages import Header, Message, MessageType
 
 if TYPE_CHECKING:
@@ -87,6 +88,7 @@ class InputChannel:
         self.dropped = 0
         self.received = 0
         self.consumed = 0
+        self.latency = Samples()  # acquisition → read, seconds (for the job report)
         self.is_trigger = False
         self._queue: deque[Message] = deque()
         self._lock = threading.Lock()
@@ -146,9 +148,7 @@ class InputChannel:
                 message = self._queue.popleft()
             if self.policy == "block":
                 self.component.runtime.space_freed(self)
-        self.consumed += 1
-        self.component.consumed += 1
-        self.component.runtime.ledger.received(self, message)
+        self._count_read(message)
         return message
 
     def read_latest(self) -> Message | None:
@@ -166,10 +166,18 @@ class InputChannel:
         if self.policy == "block":
             self.component.runtime.space_freed(self)
         self._synced = None
-        self.consumed += 1
-        self.component.consumed += 1
-        self.component.runtime.ledger.received(self, message)
+        self._count_read(message)
         return message
+
+    def _count_read(self, message: Message) -> None:
+        component = self.component
+        self.consumed += 1
+        component.consumed += 1
+        runtime = component.runtime
+        latency = runtime.clock() - message.header.acqtime
+        self.latency.add(latency)
+        if runtime.ledger.observers:
+            runtime.ledger.received(self, message, latency)
 
     def peek_acqtimes(self) -> list[float]:
         with self._lock:
@@ -207,6 +215,8 @@ class OutputChannel:
         self.message_type = decl.message_type
         self.receivers: list[InputChannel] = []
         self.published = 0
+        self.first_time = 0.0  # pubtime of the first and the last message (for the job report)
+        self.last_time = 0.0
         self.last: Message | None = None
 
     def connect(self, receiver: InputChannel) -> None:
@@ -221,12 +231,16 @@ class OutputChannel:
             raise TypeError(f"{self.name} publishes {self.message_type.wire_name}, "
                             f"got {type(payload).__name__}")
         runtime = self.component.runtime
-        now = runtime.now()
+        now = runtime.clock()
         message = Message(Header(now if acqtime is None else acqtime, now), payload)
         payload.freeze()
+        if not self.published:
+            self.first_time = now
         self.published += 1
+        self.last_time = now
         self.last = message
-        runtime.ledger.published(self, message)
+        if runtime.ledger.observers:
+            runtime.ledger.published(self, message)
         for receiver in self.receivers:
             receiver.deliver(message)
         return message

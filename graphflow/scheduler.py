@@ -14,6 +14,7 @@ how tick policies are tested without sleeping.
 from __future__ import annotations
 
 import heapq
+from bisect import insort
 import itertools
 import logging
 import os
@@ -45,6 +46,10 @@ class ManualClock:
         self.time = max(self.time, time_)
 
 
+def _rank(state: "_State") -> int:
+    return state.rank
+
+
 @dataclass
 class NodeFailure:
     component: str
@@ -56,13 +61,16 @@ class NodeFailure:
 
 
 class _State:
-    __slots__ = ("component", "node", "policy", "queued", "running", "retrigger", "due", "ticks",
-                 "source", "done", "started")
+    __slots__ = ("component", "node", "rank", "policy", "periodic", "queued", "running", "retrigger",
+                 "due", "ticks", "source", "done", "started", "durations")
 
-    def __init__(self, component: Codelet):
+    def __init__(self, component: Codelet, rank: int, durations):
         self.component = component
         self.node = component.node_name
+        self.rank = rank  # topological position: ready work furthest downstream runs first
+        self.durations = durations  # tick durations (the job report's Samples)
         self.policy = None
+        self.periodic = False
         self.queued = False
         self.running = False
         self.retrigger = False
@@ -89,20 +97,27 @@ class Scheduler(Runtime):
                  ledger: Ledger | None = None, error_policy: dict[str, str] | None = None,
                  max_ticks: int | None = None):
         super().__init__(clock=clock, ledger=ledger or Ledger())
-        self.ledger.set_clock(clock)
         self.components = list(components)
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.error_policy = error_policy or {}
         self.max_ticks = max_ticks
         self.stats = Stats(clock)
         self.stats.track(self.components)
-        self.ledger.subscribe(self.stats)
         self.failure: NodeFailure | None = None
         self.stop_order: list[str] = []
-        self._states = {c: _State(c) for c in self.components}
+        self._states = {c: _State(c, rank, self.stats.ticks[c.full_name])
+                        for rank, c in enumerate(self.components)}
         for component in self.components:
             component.runtime = self
-        self._cond = threading.Condition()
+        # One lock guards the scheduling state; idle workers wait on _work, publishers blocked on a
+        # full 'block' input wait on _space. Notifies are skipped when nobody waits (the common case).
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)
+        self._space = threading.Condition(self._lock)
+        self._idle_workers = 0
+        # Ready states, sorted by rank. Taking the most downstream first finishes a message before
+        # the sources start the next: fewer messages in flight, lower latency, a smaller working
+        # set (measured: the decoder chain ran ~10% slower with first-come-first-served).
         self._ready: list[_State] = []
         self._timers: list = []
         self._seq = itertools.count()
@@ -110,6 +125,7 @@ class Scheduler(Runtime):
         self._space_waiters = 0  # publishers waiting on a full 'block' input
         self._draining = False
         self._finished = threading.Event()
+        self._ended = False  # mirrors _finished, read without a call on the hot path
         self._stop_requested = False
         self._threads: list[threading.Thread] = []
         self._local = threading.local()
@@ -126,14 +142,15 @@ class Scheduler(Runtime):
         state = self._states.get(component)
         if state is None:
             return
-        with self._cond:
+        with self._lock:
             if state.running:
                 state.retrigger = True
             elif not state.queued and not state.done and state.policy is not None \
-                    and not isinstance(state.policy, Periodic) and state.policy.ready():
+                    and not state.periodic and state.policy.ready():
                 state.queued = True
-                self._ready.append(state)
-                self._cond.notify()
+                self._enqueue(state)
+                if self._idle_workers:
+                    self._work.notify()
 
     def wait_for_space(self, rx: InputChannel) -> bool:
         """A ``block`` input is full: tick its receiver here if it is idle (this drains the queue
@@ -145,24 +162,24 @@ class Scheduler(Runtime):
             raise QueueFull(f"input {rx.name} is full with policy 'block', and its receiver's node "
                             f"{rx.component.node_name!r} is waiting on this publish: this would deadlock")
         receiver = self._states.get(rx.component)
-        with self._cond:
+        with self._lock:
             state = self._take(receiver) if receiver is not None else None
             if state is None and self._threads:
                 self._space_waiters += 1
                 try:
-                    self._cond.wait(0.01)
+                    self._space.wait(0.01)
                 finally:
                     self._space_waiters -= 1
                 return True
         if state is None:
             raise QueueFull(f"input {rx.name} is full with policy 'block' and its receiver cannot tick now")
-        self._run(state)
+        self._run(state, self._local.nodes)
         return True
 
     def space_freed(self, rx: InputChannel) -> None:
         if self._space_waiters:  # a racy read is fine: waiters also wake every 10 ms
-            with self._cond:
-                self._cond.notify_all()
+            with self._lock:
+                self._space.notify_all()
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> bool:
@@ -175,13 +192,14 @@ class Scheduler(Runtime):
                 component.start()
             except Exception:
                 self.failure = NodeFailure(component.full_name, "start", traceback.format_exc())
-                self._finished.set()
+                self._set_finished()
                 return False
             state.started = True
             state.policy = component.tick_policy
-            state.source = isinstance(state.policy, Periodic) and not any(
+            state.periodic = isinstance(state.policy, Periodic)
+            state.source = state.periodic and not any(
                 rx.sources for rx in component.inputs.values())
-            if isinstance(state.policy, Periodic):
+            if state.periodic:
                 state.due = now
                 heapq.heappush(self._timers, (now, next(self._seq), state))
             elif state.policy is not None:
@@ -193,10 +211,19 @@ class Scheduler(Runtime):
 
     def request_stop(self) -> None:
         """Stop as soon as the running ticks return (Ctrl-C, SIGTERM, duration)."""
-        with self._cond:
+        with self._lock:
             self._stop_requested = True
-            self._finished.set()
-            self._cond.notify_all()
+            self._finish()
+
+    def _set_finished(self) -> None:
+        self._ended = True
+        self._finished.set()
+
+    def _finish(self) -> None:
+        """Mark the run finished and wake every waiter. Caller holds the lock."""
+        self._set_finished()
+        self._work.notify_all()
+        self._space.notify_all()
 
     @property
     def finished(self) -> bool:
@@ -222,9 +249,8 @@ class Scheduler(Runtime):
             log.info("interrupted; stopping")
             self.request_stop()
         finally:
-            with self._cond:
-                self._finished.set()
-                self._cond.notify_all()
+            with self._lock:
+                self._finish()
             for thread in self._threads:
                 thread.join()
             self.shutdown()
@@ -235,7 +261,7 @@ class Scheduler(Runtime):
             return
         while not self._finished.is_set():
             self.run_pending()
-            with self._cond:
+            with self._lock:
                 due = self._timers[0][0] if self._timers else None
             if due is None or due > time_ or self._finished.is_set():
                 break
@@ -248,19 +274,20 @@ class Scheduler(Runtime):
 
     def run_pending(self) -> None:
         """Single-threaded: tick every component that is ready now, until none is."""
+        nodes = self._running_nodes()
         while True:
-            with self._cond:
+            with self._lock:
                 state = None if self._finished.is_set() else self._take_runnable()
             if state is None:
                 return
-            self._run(state)
+            self._run(state, nodes)
 
     def shutdown(self) -> None:
         """Run ``stop()`` once for every started component, sinks first (reverse topological)."""
         if self._stopped:
             return
         self._stopped = True
-        self._finished.set()
+        self._set_finished()
         self.ticking_until = self.clock()
         for component in reversed(self.components):
             if not self._states[component].started:
@@ -275,18 +302,32 @@ class Scheduler(Runtime):
                     self.failure = NodeFailure(component.full_name, "stop", trace)
 
     # -- internals ----------------------------------------------------------------------------
+    def _running_nodes(self) -> list[str]:
+        """This thread's stack of nodes in a tick (a block-queue publish can tick another inline)."""
+        nodes = getattr(self._local, "nodes", None)
+        if nodes is None:
+            nodes = self._local.nodes = []
+        return nodes
+
     def _worker(self) -> None:
+        nodes = self._running_nodes()
+        state = None
         while True:
-            with self._cond:
-                while True:
-                    if self._finished.is_set():
-                        return
-                    state = self._take_runnable()
-                    if state is not None:
-                        break
-                    delay = self._timers[0][0] - self.clock() if self._timers else None
-                    self._cond.wait(None if delay is None else max(delay, 0.0))
-            self._run(state)
+            if state is None:
+                with self._lock:
+                    while True:
+                        if self._finished.is_set():
+                            return
+                        state = self._take_runnable()
+                        if state is not None:
+                            break
+                        delay = self._timers[0][0] - self.clock() if self._timers else None
+                        self._idle_workers += 1
+                        try:
+                            self._work.wait(None if delay is None else max(delay, 0.0))
+                        finally:
+                            self._idle_workers -= 1
+            state = self._run(state, nodes, take_next=True)
 
     def _take_runnable(self):
         """Move due timers to the ready list, then take the first state whose node is idle.
@@ -297,11 +338,20 @@ class Scheduler(Runtime):
                 _, _, state = heapq.heappop(self._timers)
                 if not state.done and not state.queued:
                     state.queued = True
-                    self._ready.append(state)
-        for state in self._ready:
-            if state.node not in self._busy_nodes:
+                    self._enqueue(state)
+        busy = self._busy_nodes
+        for state in reversed(self._ready):
+            if state.node not in busy:
                 return self._take(state)
         return None
+
+    def _enqueue(self, state: _State) -> None:
+        """Add to the ready list, kept sorted by rank. Caller holds the lock."""
+        ready = self._ready
+        if not ready or ready[-1].rank <= state.rank:
+            ready.append(state)  # the usual case: empty, or the most downstream so far
+        else:
+            insort(ready, state, key=_rank)
 
     def _take(self, state: _State):
         """Mark a ready state as running, if its node is idle. Caller holds the condition."""
@@ -313,17 +363,17 @@ class Scheduler(Runtime):
         self._busy_nodes.add(state.node)
         return state
 
-    def _run(self, state: _State) -> None:
+    def _run(self, state: _State, nodes: list[str], take_next: bool = False) -> _State | None:
+        """Tick one component. With ``take_next``, return the next runnable state, taken under the
+        same lock hold that books this tick (one lock round trip per tick on a busy worker)."""
         component = state.component
-        nodes = getattr(self._local, "nodes", None)
-        if nodes is None:
-            nodes = self._local.nodes = []
         nodes.append(state.node)
         consumed_before = component.consumed
         if component._pending_params:
             component.apply_pending_params()
         failed = False
-        start = self.clock()
+        clock = self.clock
+        start = clock()
         try:
             component.tick()
         except Exception:
@@ -335,38 +385,44 @@ class Scheduler(Runtime):
                           component.full_name, trace)
             else:
                 self.failure = self.failure or NodeFailure(component.full_name, "tick", trace)
-        duration = self.clock() - start
+        duration = clock() - start
         nodes.pop()
-        self.ledger.ticked(component, start, duration)
+        state.durations.add(duration)
+        if self.ledger.observers:
+            self.ledger.ticked(component, start, duration)
         consumed = component.consumed != consumed_before
-        with self._cond:
+        with self._lock:
             state.running = False
             self._busy_nodes.discard(state.node)
             state.ticks += 1
             if failed and self.failure is not None:
                 self._stop_requested = True
-                self._finished.set()
-                self._cond.notify_all()
-                return
+                self._finish()
+                return None
             if component.exhausted or (state.source and self.max_ticks is not None
                                        and state.ticks >= self.max_ticks):
                 state.done = True
-            policy = state.policy
-            if isinstance(policy, Periodic):
+            if state.periodic:
                 if not state.done:
                     self._arm_timer(state)
-            elif policy is not None and not state.done and (consumed or state.retrigger) \
-                    and policy.ready():
+            elif state.policy is not None and not state.done and (consumed or state.retrigger) \
+                    and state.policy.ready():
                 state.queued = True
-                self._ready.append(state)
+                self._enqueue(state)
             state.retrigger = False
             if not self._draining and state.source and state.done:
                 self._draining = all(s.done for s in self._states.values() if s.source)
             if self._draining and self._drained():
-                self._finished.set()
-                self._cond.notify_all()
-            elif self._ready:
-                self._cond.notify()
+                self._finish()
+                return None
+            if take_next and not self._ended:
+                following = self._take_runnable()
+                if following is not None and self._ready and self._idle_workers:
+                    self._work.notify()  # more work than this worker takes
+                return following
+            if self._ready and self._idle_workers:
+                self._work.notify()
+            return None
 
     def _arm_timer(self, state: _State) -> None:
         period = state.policy.period

@@ -48,6 +48,7 @@ __all__ = [
     "upsample", "max_pool", "non_maximum_suppression", "peak_candidates", "subpixel_offsets",
     "part_candidates", "edge_candidates", "edge_scores", "edge_threshold", "graph_matching",
     "merge_split_graphs", "refine_part_coordinates", "decode", "edge_threshold_mask", "grid_scale_offset",
+    "compose_image_mapping",
 ]
 
 NUM_PARTS = 18
@@ -688,6 +689,19 @@ def grid_scale_offset(output_scale, offset, upsample: int = 1):
     offset = (CELL_OFFSET * s0 if offset is None else offset) - 0.5 * s0 * (1 - 1 / f)
     scale = output_scale / f if np.isscalar(output_scale) else tuple(s / f for s in output_scale)
     return scale, offset
+
+
+def compose_image_mapping(output_scale, offset, image_scale, image_offset):
+    """Step 12's cell → tensor-pixel mapping followed by tensor pixel → original image pixel
+    (``image = tensor * image_scale + image_offset``, each an (y, x) pair), as one per-axis
+    (scale, offset) pair for :func:`refine_part_coordinates`: one multiply-add per joint."""
+    sy, sx = (output_scale, output_scale) if np.isscalar(output_scale) else output_scale
+    if offset is None:
+        oy, ox = CELL_OFFSET * sy, CELL_OFFSET * sx
+    else:
+        oy, ox = (offset, offset) if np.isscalar(offset) else offset
+    (ky, kx), (by, bx) = image_scale, image_offset
+    return (sy * ky, sx * kx), (oy * ky + by, ox * kx + bx)
 
 
 def decode(heatmaps: np.ndarray, pafs: np.ndarray, **params) -> Skeletons:

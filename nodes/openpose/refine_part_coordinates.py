@@ -36,15 +36,15 @@ class RefinePartCoordinates(Codelet):
         message = self.skeletons.read()
         candidates = message.payload
         maps = candidates.connections.parts.maps
+        transform = maps.transform
         scale, offset = paf.grid_scale_offset(self.output_scale, self.offset, maps.upsample)
+        scale, offset = paf.compose_image_mapping(scale, offset, (transform.scale_y, transform.scale_x),
+                                                  (transform.offset_y, transform.offset_x))
         refined = paf.refine_part_coordinates(candidates.as_skeletons(), self.refine_parts_coordinates,
                                               scale, offset, maps.heatmaps)
-        joints = refined.parts.copy()
-        joints[..., :2] = maps.transform.to_image(joints[..., :2])
-        missing = refined.index < 0
-        joints[missing] = 0.0  # Skeleton2List convention: score 0 = not found
-        transform = maps.transform
+        joints = refined.parts  # a fresh array: refine_part_coordinates copies
+        joints[refined.index < 0] = 0.0  # Skeleton2List convention: score 0 = not found
         self.skeletons_out.publish(Skeleton2List(
-            joints.astype(np.float32), refined.score.astype(np.float32), list(self.labels),
-            [list(e) for e in self.draw_edges], maps.source, maps.frame,
+            joints.astype(np.float32, copy=False), refined.score.astype(np.float32, copy=False),
+            self.labels, self.draw_edges, maps.source, maps.frame,
             transform.image_width, transform.image_height), acqtime=message.acqtime)

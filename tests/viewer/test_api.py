@@ -196,7 +196,7 @@ def test_stream_sends_synced_downscaled_frames_and_unwatched_costs_nothing(runni
             assert overlay["channel"] == viewer_target.skeleton and overlay["joints"]
         ws.send_text(json.dumps({"op": "subscribe", "windows": []}))  # all channels switched off
         wait_for(lambda: not server.observer.watched, message="nothing watched")
-        assert server.observer not in running.app.ledger._observers  # not even called any more
+        assert server.observer not in running.app.ledger.observers  # not even called any more
     finally:
         ws.close()
 
