@@ -81,6 +81,44 @@ def test_on_message_ticks_once_per_message():
     assert scheduler.finished  # the source is exhausted and the graph drained
 
 
+class _Logged(Codelet):
+    """Relays numbers (or emits `count` of them, as fast as allowed, without an input) and logs
+    each tick to a shared list."""
+    number = Rx(Number, queue_size=100)
+    out = Tx(Number)
+    count = Param(int, 0)
+
+    def start(self):
+        self.log, self.sent = [], 0
+        if self.count:
+            self.tick_periodically(0)
+        else:
+            self.tick_on_message(self.number)
+
+    def tick(self):
+        self.log.append(self.full_name)
+        if self.count:
+            self.out.publish(Number(float(self.sent)))
+            self.sent += 1
+            if self.sent == self.count:
+                self.report_exhausted()
+        else:
+            self.out.publish(self.number.read().payload)
+
+
+def test_ready_work_furthest_downstream_runs_first():
+    # One thread: a message goes all the way through before the source makes the next one
+    # (first-come-first-served would interleave them and keep several in flight).
+    source, relay, sink = _Logged("a", "src", {"count": 3}), _Logged("b", "relay"), _Logged("c", "sink")
+    wire(source, "out", relay, "number")
+    wire(relay, "out", sink, "number")
+    scheduler = Scheduler([source, relay, sink], clock=ManualClock())
+    scheduler.start()
+    log = source.log = relay.log = sink.log = []
+    scheduler.run_until(0.0)
+    assert log == ["a/src", "b/relay", "c/sink"] * 3
+
+
 def test_synchronized_matches_by_acqtime_within_tolerance():
     adder = Add("add", "add", {"tolerance": "5ms"})
     recorder = Recorder("sink", "r")
