@@ -7,7 +7,9 @@ For each case (the golden bus.jpg maps, synthetic 1/5/20 people at 46×54 and 12
 - chain: the decoder subgraph (apps/openpose_decoder.subgraph.json, ten nodes) in an app fed by
   a source publishing the same maps as fast as the chain accepts, on ONE worker thread;
   per-frame time = ticking time / frames.
-Runs alternate so machine noise hits both alike. One thread everywhere (BLAS pinned to 1).
+Rounds alternate functions and chain so machine noise hits both alike; the ratio is the median
+of the rounds' ratios (range: lowest-highest), and "µs/tick over" is the chain's extra time per
+frame spread over its 12 ticks. One thread everywhere (BLAS pinned to 1).
 Targets: chain ≤ 1.15 × functions; functions < 2 ms (5 people, 46×54) and < 5 ms (20 people, 120×160).
 """
 import os
@@ -34,6 +36,7 @@ from nodes.openpose import paf  # noqa: E402
 from nodes.vision.messages import ImageTransform, Skeleton2List, Tensors  # noqa: E402
 
 PAYLOADS: dict[str, Tensors] = {}
+TICKS_PER_FRAME = 12  # the ten decoder nodes, the source and the sink
 
 
 class MapsSource(Codelet):
@@ -94,8 +97,8 @@ def functions_ms(heatmaps, pafs, frames: int, transform: ImageTransform = ImageT
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, default=300)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--frames", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -110,16 +113,23 @@ def main() -> None:
                            "queue": {"size": 1, "policy": "block"}},
                           {"source": "decoder.interface/subgraph/skeletons", "target": "sink/count/skeletons"}]}}))
         results = {}
-        print(f"{'case':32} {'functions ms':>13} {'chain ms':>9} {'ratio':>6}")
+        print(f"{'case':32} {'functions ms':>13} {'chain ms':>9} {'ratio':>6} {'range':>11} "
+              f"{'µs/tick over':>13}")
         for name, heatmaps, pafs in cases():
             PAYLOADS[name] = Tensors(["heatmaps", "pafs"], [heatmaps[None], pafs[None]], ImageTransform())
+            functions_ms(heatmaps, pafs, 20), chain_ms(app_file, name, 20)  # warm-up, not counted
             plain, chain = [], []
             for _ in range(args.rounds):
                 plain.append(functions_ms(heatmaps, pafs, args.frames))
                 chain.append(chain_ms(app_file, name, args.frames))
             f, c = statistics.median(plain), statistics.median(chain)
-            results[name] = {"functions_ms": f, "chain_ms": c, "ratio": c / f}
-            print(f"{name:32} {f:13.3f} {c:9.3f} {c / f:6.2f}", flush=True)
+            ratios = sorted(c_ / f_ for f_, c_ in zip(plain, chain))  # each round's pair ran back to back
+            ratio = statistics.median(ratios)
+            overhead_us = (c - f) / TICKS_PER_FRAME * 1e3
+            results[name] = {"functions_ms": f, "chain_ms": c, "ratio": ratio,
+                             "ratio_range": [ratios[0], ratios[-1]], "overhead_us_per_tick": overhead_us}
+            print(f"{name:32} {f:13.3f} {c:9.3f} {ratio:6.2f} {ratios[0]:5.2f}-{ratios[-1]:<5.2f} "
+                  f"{overhead_us:13.1f}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -330,8 +330,8 @@ class Scheduler(Runtime):
             state = self._run(state, nodes, take_next=True)
 
     def _take_runnable(self):
-        """Move due timers to the ready list, then take the first state whose node is idle.
-        Caller holds the condition."""
+        """Move due timers to the ready list, then take the most downstream state whose node is
+        idle. Caller holds the lock."""
         if self._timers:
             now = self.clock()
             while self._timers and self._timers[0][0] <= now:
@@ -339,10 +339,15 @@ class Scheduler(Runtime):
                 if not state.done and not state.queued:
                     state.queued = True
                     self._enqueue(state)
-        busy = self._busy_nodes
-        for state in reversed(self._ready):
+        ready, busy = self._ready, self._busy_nodes
+        for index in range(len(ready) - 1, -1, -1):  # most downstream first
+            state = ready[index]
             if state.node not in busy:
-                return self._take(state)
+                del ready[index]  # _take, inlined: this runs once per tick
+                state.queued = False
+                state.running = True
+                busy.add(state.node)
+                return state
         return None
 
     def _enqueue(self, state: _State) -> None:
@@ -354,7 +359,7 @@ class Scheduler(Runtime):
             insort(ready, state, key=_rank)
 
     def _take(self, state: _State):
-        """Mark a ready state as running, if its node is idle. Caller holds the condition."""
+        """Mark a ready state as running, if its node is idle. Caller holds the lock."""
         if not state.queued or state.node in self._busy_nodes:
             return None
         self._ready.remove(state)

@@ -19,10 +19,9 @@ from __future__ import annotations
 import glob
 from pathlib import Path
 
-import cv2
-
 from graphflow import Codelet, Param, Period, Tx
 from nodes.vision.messages import Image
+from nodes.vision.opencv import cv2
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
                   ".pbm", ".pnm", ".jp2", ".exr", ".hdr", ".pic", ".ras", ".sr", ".avif"}

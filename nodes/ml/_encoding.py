@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from nodes.vision.messages import Image, ImageTransform
+from nodes.vision.opencv import cv2
 
 # Isaac's ImageNormalizationMode: value = pixel * gain + bias, pixel in 0..255.
 NORMALIZATION = {

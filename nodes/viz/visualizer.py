@@ -12,11 +12,11 @@ thickness scales with the image size unless `thickness` is set.
 """
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from graphflow import Codelet, Param, Period, Rx, Tx
 from nodes.vision.messages import Image, Skeleton2List
+from nodes.vision.opencv import cv2
 
 # OpenPose's rendering palette (RGB), one colour per COCO-18 part / limb, cycled beyond 18.
 OPENPOSE_COLORS_RGB = np.array([

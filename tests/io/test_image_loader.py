@@ -121,3 +121,10 @@ def test_a_corrupt_file_stops_an_app_with_its_name(tmp_path):
     app = App.load(app_file, workers=1)
     app.run(duration=10)
     assert app.failure is not None and "broken.png" in str(app.failure)
+
+
+def test_node_packs_keep_opencv_to_one_thread():
+    # The graph's workers are the parallelism; OpenCV's own pool on top oversubscribes the cores.
+    from nodes.vision.opencv import cv2
+
+    assert cv2.getNumThreads() == 1
