@@ -77,6 +77,9 @@ class Tx:
 class InputChannel:
     """The live queue behind an ``Rx`` of one component."""
 
+    __slots__ = ("decl", "component", "name", "message_type", "queue_size", "policy", "sources", "dropped",
+                 "received", "consumed", "latency", "is_trigger", "_queue", "_lock", "_synced")
+
     def __init__(self, decl: Rx, component: "Codelet"):
         self.decl = decl
         self.component = component
@@ -207,6 +210,9 @@ class InputChannel:
 
 class OutputChannel:
     """The live publisher behind a ``Tx`` of one component; its name is the channel name."""
+
+    __slots__ = ("decl", "component", "name", "message_type", "receivers", "published", "first_time",
+                 "last_time", "last")
 
     def __init__(self, decl: Tx, component: "Codelet"):
         self.decl = decl
