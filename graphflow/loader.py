@@ -396,9 +396,15 @@ def _validate(spec: AppSpec, registry: Registry, set_texts: list[tuple], compose
             errors.append(AppError(edge.file, edge.path, f"duplicate edge {edge.source} -> {edge.target}"))
         pairs.add((edge.source, edge.target))
         if tx is not None and rx is not None and not issubclass(tx.message_type, rx.message_type):
-            errors.append(AppError(edge.file, edge.path, f"message type mismatch: {edge.source} publishes "
-                                   f"{tx.message_type.wire_name}, but {edge.target} expects "
-                                   f"{rx.message_type.wire_name}"))
+            sent, expected = tx.message_type, rx.message_type
+            if sent.wire_name == expected.wire_name:  # one declaration, imported under two module names
+                errors.append(AppError(edge.file, edge.path, f"message type {sent.wire_name} of {edge.source} "
+                                       f"(module {sent.__module__}) is not the one {edge.target} expects "
+                                       f"(module {expected.__module__}): the same file was loaded as two "
+                                       f"modules; import it by one name everywhere"))
+            else:
+                errors.append(AppError(edge.file, edge.path, f"message type mismatch: {edge.source} publishes "
+                                       f"{sent.wire_name}, but {edge.target} expects {expected.wire_name}"))
 
     # config -------------------------------------------------------------------------------------
     def component_of(node: str, comp_name: str, file: str, node_path: str, comp_path: str):

@@ -126,6 +126,29 @@ def test_edge_message_type_mismatch(tmp_path):
                       f"demo/Number, but txt/t/text expects test/Text"]
 
 
+def test_message_type_loaded_twice_is_named_as_such(tmp_path):
+    # sinks.py imports blobs by module name while the app loads blobs.py from its path: two classes
+    # with one wire name. The error must say so, not "publishes test/Blob, but expects test/Blob".
+    (tmp_path / "blobs.py").write_text(
+        "from graphflow import Codelet, MessageType, Tx, field\n"
+        "class Blob(MessageType, wire='test/Blob'):\n    size: int = field(0)\n"
+        "class BlobSource(Codelet):\n    blob = Tx(Blob)\n")
+    (tmp_path / "sinks.py").write_text(
+        f"import sys\nsys.path.insert(0, {str(tmp_path)!r})\nfrom blobs import Blob\n"
+        "from graphflow import Codelet, Rx\n"
+        "class BlobSink(Codelet):\n    blob = Rx(Blob)\n")
+
+    def mutate(d):
+        d["modules"] += [str(tmp_path / "blobs.py"), str(tmp_path / "sinks.py")]
+        d["graph"]["nodes"] += [{"name": "b", "components": [{"name": "s", "type": "blobs.BlobSource"}]},
+                                {"name": "k", "components": [{"name": "s", "type": "sinks.BlobSink"}]}]
+        d["graph"]["edges"].append({"source": "b/s/blob", "target": "k/s/blob"})
+    errors, path = errors_of(tmp_path, mutate)
+    assert len(errors) == 1
+    assert errors[0].startswith(f"{path}: $.graph.edges[2]: message type test/Blob of b/s/blob (module ")
+    assert "the same file was loaded as two modules; import it by one name everywhere" in errors[0]
+
+
 def test_unknown_param_suggests(tmp_path):
     errors, path = errors_of(tmp_path, lambda d: d["config"].__setitem__("gain", {"scale": {"gian": 2}}))
     assert errors == [f"{path}: $.config.gain.scale.gian: demo.Scale has no param 'gian'; did you mean 'gain'?"]
