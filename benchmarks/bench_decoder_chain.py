@@ -117,7 +117,7 @@ def main() -> None:
               f"{'µs/tick over':>13}")
         for name, heatmaps, pafs in cases():
             PAYLOADS[name] = Tensors(["heatmaps", "pafs"], [heatmaps[None], pafs[None]], ImageTransform())
-            functions_ms(heatmaps, pafs, 20), chain_ms(app_file, name, 20)  # warm-up, not counted
+            functions_ms(heatmaps, pafs, 100), chain_ms(app_file, name, 100)  # warm-up, not counted
             plain, chain = [], []
             for _ in range(args.rounds):
                 plain.append(functions_ms(heatmaps, pafs, args.frames))

@@ -1,9 +1,9 @@
 """The ledger: the one observation point of a running graph.
 
 Every publish, every receive and every tick passes through it. Observers (the web viewer,
-the test harness, recorders, bridges) subscribe to it; each must return at once — one that
-falls behind drops data for itself only, it never slows the graph. With no observer
-subscribed, a publish, receive or tick costs one attribute check here.
+the test harness, recorders, bridges) subscribe to it and are called for the events they
+define; each must return at once — one that falls behind drops data for itself only, it never
+slows the graph. An event nobody listens to costs a loop over an empty tuple.
 
 The job statistics are not an observer: counts, publish times, receive latencies and tick
 durations are kept by the channels and the scheduler themselves (a counter or a ring-buffer
@@ -23,36 +23,41 @@ if TYPE_CHECKING:
 
 
 class Observer(Protocol):
+    """What an observer may define; it is called only for the events it defines."""
     def published(self, channel: "OutputChannel", message: "Message") -> None: ...
     def received(self, rx: "InputChannel", message: "Message", latency: float) -> None: ...
     def ticked(self, component: "Codelet", start: float, duration: float) -> None: ...
 
 
 class Ledger:
+    """Per event, a tuple of the subscribed observers' handlers. The tuples are replaced, never
+    mutated, so graph threads iterate them without a lock; an empty one is the whole cost of an
+    event nobody listens to."""
+
     def __init__(self):
-        self.observers: tuple = ()  # replaced, never mutated: graph threads read it without a lock
+        self.on_published: tuple = ()
+        self.on_received: tuple = ()
+        self.on_ticked: tuple = ()
+        self._observers: tuple = ()
         self._lock = threading.Lock()
+
+    @property
+    def observers(self) -> tuple:
+        return self._observers
 
     def subscribe(self, observer) -> None:
         with self._lock:
-            self.observers = self.observers + (observer,)
+            self._set(self._observers + (observer,))
 
     def unsubscribe(self, observer) -> None:
         with self._lock:
-            self.observers = tuple(o for o in self.observers if o is not observer)
+            self._set(tuple(o for o in self._observers if o is not observer))
 
-    # Callers check ``ledger.observers`` first, so these run only when someone listens.
-    def published(self, channel, message) -> None:
-        for observer in self.observers:
-            observer.published(channel, message)
-
-    def received(self, rx, message, latency: float) -> None:
-        for observer in self.observers:
-            observer.received(rx, message, latency)
-
-    def ticked(self, component, start: float, duration: float) -> None:
-        for observer in self.observers:
-            observer.ticked(component, start, duration)
+    def _set(self, observers: tuple) -> None:
+        self._observers = observers
+        self.on_published = tuple(o.published for o in observers if hasattr(o, "published"))
+        self.on_received = tuple(o.received for o in observers if hasattr(o, "received"))
+        self.on_ticked = tuple(o.ticked for o in observers if hasattr(o, "ticked"))
 
 
 class Samples:

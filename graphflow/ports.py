@@ -179,8 +179,8 @@ class InputChannel:
         runtime = component.runtime
         latency = runtime.clock() - message.header.acqtime
         self.latency.add(latency)
-        if runtime.ledger.observers:
-            runtime.ledger.received(self, message, latency)
+        for observe in runtime.ledger.on_received:
+            observe(self, message, latency)
 
     def peek_acqtimes(self) -> list[float]:
         with self._lock:
@@ -245,8 +245,8 @@ class OutputChannel:
         self.published += 1
         self.last_time = now
         self.last = message
-        if runtime.ledger.observers:
-            runtime.ledger.published(self, message)
+        for observe in runtime.ledger.on_published:
+            observe(self, message)
         for receiver in self.receivers:
             receiver.deliver(message)
         return message

@@ -14,13 +14,13 @@ how tick policies are tested without sleeping.
 from __future__ import annotations
 
 import heapq
-from bisect import insort
 import itertools
 import logging
 import os
 import threading
 import time
 import traceback
+from bisect import insort
 from dataclasses import dataclass
 
 from .codelet import Codelet, Periodic, Runtime
@@ -117,7 +117,7 @@ class Scheduler(Runtime):
         self._idle_workers = 0
         # Ready states, sorted by rank. Taking the most downstream first finishes a message before
         # the sources start the next: fewer messages in flight, lower latency, a smaller working
-        # set (measured: the decoder chain ran ~10% slower with first-come-first-served).
+        # set (measured: the 20-person decoder chain ran 9% faster than first-come-first-served).
         self._ready: list[_State] = []
         self._timers: list = []
         self._seq = itertools.count()
@@ -173,7 +173,7 @@ class Scheduler(Runtime):
                 return True
         if state is None:
             raise QueueFull(f"input {rx.name} is full with policy 'block' and its receiver cannot tick now")
-        self._run(state, self._local.nodes)
+        self._run(state, self._running_nodes())
         return True
 
     def space_freed(self, rx: InputChannel) -> None:
@@ -393,8 +393,8 @@ class Scheduler(Runtime):
         duration = clock() - start
         nodes.pop()
         state.durations.add(duration)
-        if self.ledger.observers:
-            self.ledger.ticked(component, start, duration)
+        for observe in self.ledger.on_ticked:
+            observe(component, start, duration)
         consumed = component.consumed != consumed_before
         with self._lock:
             state.running = False

@@ -22,12 +22,6 @@ class _Capture:
     def published(self, channel, message) -> None:
         self.messages.setdefault(channel.decl.name, []).append(message)
 
-    def received(self, rx, message, latency) -> None:
-        pass
-
-    def ticked(self, component, start, duration) -> None:
-        pass
-
 
 class Harness:
     """Wraps one component with a :class:`ManualClock` (``harness.clock``) and captures its outputs."""

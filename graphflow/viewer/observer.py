@@ -26,12 +26,6 @@ class ViewerObserver:
         if history is not None:
             history.append(message)
 
-    def received(self, rx, message, latency: float) -> None:
-        pass
-
-    def ticked(self, component, start: float, duration: float) -> None:
-        pass
-
     # -- viewer side --------------------------------------------------------------------------
     def watch(self, depths: dict[str, int]) -> None:
         """Watch exactly these channels (name → history length); keeps what is already held."""
