@@ -119,6 +119,20 @@ def test_ready_work_furthest_downstream_runs_first():
     assert log == ["a/src", "b/relay", "c/sink"] * 3
 
 
+def test_sources_due_together_take_turns():
+    # Two unthrottled sources on one thread: neither may starve the other, whatever their order.
+    first, second = _Logged("a", "src", {"count": 3}), _Logged("b", "src", {"count": 3})
+    sinks = _Logged("c", "sink"), _Logged("d", "sink")
+    wire(first, "out", sinks[0], "number")
+    wire(second, "out", sinks[1], "number")
+    scheduler = Scheduler([first, second, *sinks], clock=ManualClock())
+    scheduler.start()
+    log = first.log = second.log = sinks[0].log = sinks[1].log = []
+    scheduler.run_until(0.0)
+    sources = [name for name in log if name.endswith("/src")]
+    assert sources == ["a/src", "b/src"] * 3
+
+
 def test_synchronized_matches_by_acqtime_within_tolerance():
     adder = Add("add", "add", {"tolerance": "5ms"})
     recorder = Recorder("sink", "r")
