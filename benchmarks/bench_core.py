@@ -6,6 +6,8 @@
 - one-hop throughput: a source publishing as fast as it can into one receiver whose queue applies
   backpressure (policy "block", nothing dropped): messages/s received.
 - chain throughput: the same through a chain of 10 trivial relay nodes: messages/s out of the end.
+- tick cost: that chain on ONE worker, one message per source tick: the framework's time per tick
+  (read, message, publish, scheduling) = ticking time / ticks.
 Targets (2-core machine): median hop overhead < 20 µs, ≥ 50,000 messages/s through one hop.
 """
 import argparse
@@ -93,6 +95,23 @@ def throughput(messages: int, relays: int, workers: int) -> dict:
     return {"messages": messages, "relays": relays, "seconds": elapsed, "messages_per_s": messages / elapsed}
 
 
+def tick_cost(messages: int, relays: int = 10) -> dict:
+    source = Source("src", "s", {"count": messages})
+    chain = [Relay(f"relay{i}", "r") for i in range(relays)]
+    sink = Sink("sink", "s")
+    sink.record = False
+    previous = source.outputs["out"]
+    for relay in chain:
+        previous.connect(relay.inputs["inp"])
+        previous = relay.outputs["out"]
+    previous.connect(sink.inputs["inp"])
+    scheduler = Scheduler([source, *chain, sink], clock=time.perf_counter, workers=1)
+    scheduler.run(duration=300)
+    assert sink.received == messages, (sink.received, messages)
+    ticks = messages * (relays + 2)
+    return {"ticks": ticks, "us_per_tick": (scheduler.ticking_until - scheduler.ticking_since) / ticks * 1e6}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=100_000)
@@ -103,12 +122,14 @@ def main() -> None:
         "hop_latency": hop_latency(min(args.messages, 2000), args.workers),
         "one_hop": throughput(args.messages, 0, args.workers),
         "chain_10": throughput(args.messages // 5, 10, args.workers),
+        "tick_cost": min((tick_cost(args.messages // 20) for _ in range(5)), key=lambda r: r["us_per_tick"]),
     }
     hop, one, chain = results["hop_latency"], results["one_hop"], results["chain_10"]
     print(f"hop latency      median {hop['median_us']:.1f} µs   p90 {hop['p90_us']:.1f} µs   (target median < 20 µs)")
     print(f"one hop          {one['messages_per_s']:,.0f} messages/s   (target ≥ 50,000)")
     print(f"chain of 10      {chain['messages_per_s']:,.0f} messages/s out of the last node "
           f"({chain['messages_per_s'] * 11:,.0f} hops/s)")
+    print(f"tick cost        {results['tick_cost']['us_per_tick']:.2f} µs per tick, one worker (best of 5)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
