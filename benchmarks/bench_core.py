@@ -77,8 +77,9 @@ def hop_latency(messages: int, workers: int) -> dict:
             "p90_us": delays_us[int(0.9 * len(delays_us))]}
 
 
-def throughput(messages: int, relays: int, workers: int) -> dict:
-    source = Source("src", "s", {"count": messages, "burst": 64})
+def relay_chain(messages: int, relays: int, workers: int | None, burst: int = 1):
+    """source → relays → sink, wired; returns (scheduler, sink)."""
+    source = Source("src", "s", {"count": messages, "burst": burst})
     chain = [Relay(f"relay{i}", "r") for i in range(relays)]
     sink = Sink("sink", "s")
     sink.record = False
@@ -87,7 +88,11 @@ def throughput(messages: int, relays: int, workers: int) -> dict:
         previous.connect(relay.inputs["inp"])
         previous = relay.outputs["out"]
     previous.connect(sink.inputs["inp"])
-    scheduler = Scheduler([source, *chain, sink], clock=time.perf_counter, workers=workers)
+    return Scheduler([source, *chain, sink], clock=time.perf_counter, workers=workers), sink
+
+
+def throughput(messages: int, relays: int, workers: int | None) -> dict:
+    scheduler, sink = relay_chain(messages, relays, workers, burst=64)
     start = time.perf_counter()
     scheduler.run(duration=300)
     elapsed = time.perf_counter() - start
@@ -96,16 +101,7 @@ def throughput(messages: int, relays: int, workers: int) -> dict:
 
 
 def tick_cost(messages: int, relays: int = 10) -> dict:
-    source = Source("src", "s", {"count": messages})
-    chain = [Relay(f"relay{i}", "r") for i in range(relays)]
-    sink = Sink("sink", "s")
-    sink.record = False
-    previous = source.outputs["out"]
-    for relay in chain:
-        previous.connect(relay.inputs["inp"])
-        previous = relay.outputs["out"]
-    previous.connect(sink.inputs["inp"])
-    scheduler = Scheduler([source, *chain, sink], clock=time.perf_counter, workers=1)
+    scheduler, sink = relay_chain(messages, relays, workers=1)
     scheduler.run(duration=300)
     assert sink.received == messages, (sink.received, messages)
     ticks = messages * (relays + 2)

@@ -106,17 +106,24 @@ class _Logged(Codelet):
             self.out.publish(self.number.read().payload)
 
 
+def _tick_log(*components: _Logged) -> list[str]:
+    """Run the components single-threaded at time 0 until idle; the order they ticked in."""
+    scheduler = Scheduler(list(components), clock=ManualClock())
+    scheduler.start()
+    log = []
+    for component in components:
+        component.log = log
+    scheduler.run_until(0.0)
+    return log
+
+
 def test_ready_work_furthest_downstream_runs_first():
     # One thread: a message goes all the way through before the source makes the next one
     # (first-come-first-served would interleave them and keep several in flight).
     source, relay, sink = _Logged("a", "src", {"count": 3}), _Logged("b", "relay"), _Logged("c", "sink")
     wire(source, "out", relay, "number")
     wire(relay, "out", sink, "number")
-    scheduler = Scheduler([source, relay, sink], clock=ManualClock())
-    scheduler.start()
-    log = source.log = relay.log = sink.log = []
-    scheduler.run_until(0.0)
-    assert log == ["a/src", "b/relay", "c/sink"] * 3
+    assert _tick_log(source, relay, sink) == ["a/src", "b/relay", "c/sink"] * 3
 
 
 def test_sources_due_together_take_turns():
@@ -125,11 +132,7 @@ def test_sources_due_together_take_turns():
     sinks = _Logged("c", "sink"), _Logged("d", "sink")
     wire(first, "out", sinks[0], "number")
     wire(second, "out", sinks[1], "number")
-    scheduler = Scheduler([first, second, *sinks], clock=ManualClock())
-    scheduler.start()
-    log = first.log = second.log = sinks[0].log = sinks[1].log = []
-    scheduler.run_until(0.0)
-    sources = [name for name in log if name.endswith("/src")]
+    sources = [name for name in _tick_log(first, second, *sinks) if name.endswith("/src")]
     assert sources == ["a/src", "b/src"] * 3
 
 
