@@ -82,8 +82,8 @@ def test_on_message_ticks_once_per_message():
 
 
 class _Logged(Codelet):
-    """Relays numbers (or emits `count` of them, as fast as allowed, without an input) and logs
-    each tick to a shared list."""
+    """Relays numbers (or emits `count` of them, as fast as allowed, without an input) and appends
+    its name to `log` at each tick (_tick_log gives all components one list)."""
     number = Rx(Number, queue_size=100)
     out = Tx(Number)
     count = Param(int, 0)
