@@ -1,6 +1,7 @@
 """Tick policies, queue policies, synchronization, shutdown and failures, on a controllable clock."""
 import json
 import threading
+import time
 
 import pytest
 
@@ -225,6 +226,43 @@ def test_components_of_one_node_never_tick_together():
     Scheduler(components, workers=3).run(duration=10)
     assert all(c.ticks == 30 for c in components)
     assert testpack.Overlap.overlaps == []
+
+
+class _Ticker(Codelet):
+    """Periodic every 20 ms, 30 ticks; the first tick triggers a slow component."""
+    out = Tx(Number)
+
+    def start(self):
+        self.times = []
+        self.tick_periodically("20ms")
+
+    def tick(self):
+        self.times.append(time.monotonic())
+        if len(self.times) == 1:
+            self.out.publish(Number(0.0))
+        if len(self.times) == 30:
+            self.report_exhausted()
+
+
+class _Slow(Codelet):
+    number = Rx(Number)
+
+    def start(self):
+        self.tick_on_message(self.number)
+
+    def tick(self):
+        self.number.read()
+        time.sleep(0.3)
+
+
+def test_periodic_component_keeps_time_while_another_worker_is_busy():
+    # Worker 1 ticks the ticker, re-arms its timer, then takes the slow tick (300 ms). The idle
+    # worker 2 must wake for the ticker's next slot, not sleep until the slow tick ends.
+    ticker, slow = _Ticker("t", "t"), _Slow("s", "s")
+    wire(ticker, "out", slow, "number")
+    Scheduler([ticker, slow], workers=2).run(duration=10)
+    gaps = [b - a for a, b in zip(ticker.times, ticker.times[1:])]
+    assert max(gaps) < 0.15, f"the ticker waited {max(gaps) * 1e3:.0f} ms for a 20 ms slot"
 
 
 def _app(tmp_path, nodes, edges, config=None, modules=("demo",)):
