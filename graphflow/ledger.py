@@ -64,7 +64,7 @@ class Samples:
     """The last ``capacity`` float samples (a ring buffer) plus exact count and max.
 
     A Python list, not a numpy array: ``add`` runs on every tick and receive, and a list store
-    is several times cheaper than a numpy scalar store."""
+    is about three times cheaper than a numpy scalar store."""
 
     __slots__ = ("_data", "_capacity", "count", "max")
 
