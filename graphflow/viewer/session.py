@@ -55,7 +55,7 @@ class ViewerSession:
                 return
             if self._deadline is None and not _interactive():
                 print("graph finished; viewer closed (stdin is not a terminal, so nobody can Ctrl-C it: "
-                      f"pass --duration to keep it serving)", file=self.out, flush=True)
+                      "pass --duration to keep it serving)", file=self.out, flush=True)
                 return
             print(f"{FINISHED} ({self.url})", file=self.out, flush=True)
             done = threading.Event()
