@@ -1,6 +1,6 @@
 """The OpenPose decoder as a chain of nodes against the same steps as plain functions.
 
-    python benchmarks/bench_decoder_chain.py [--frames 300] [--json OUT]
+    python benchmarks/bench_decoder_chain.py [--frames 200] [--rounds 9] [--json OUT]
 
 For each case (the golden bus.jpg maps, synthetic 1/5/20 people at 46×54 and 120×160 cells):
 - functions: ``paf.decode`` called in a loop, joints mapped to image pixels as the chain's last step does;

@@ -63,9 +63,12 @@ def plain_loop(folder: Path, out: Path, config: dict) -> float:
         tensor = _encoding.encode_cpu(pixels, plan, gain=1.0, bias=0.0, pad_value=0.0,
                                       interpolation=enc["interpolation"], index_order="201", batch_dim=True)
         heatmaps, pafs = backend.run({"image": tensor}, ["heatmaps", "pafs"])
-        skeletons = paf.decode(heatmaps, pafs)
-        joints = skeletons.parts.copy()
-        joints[..., :2] = plan.transform().to_image(joints[..., :2])
+        transform = plan.transform()
+        scale, offset = paf.compose_image_mapping(paf.DEFAULTS["output_scale"], paf.DEFAULTS["offset"],
+                                                  (transform.scale_y, transform.scale_x),
+                                                  (transform.offset_y, transform.offset_x))
+        skeletons = paf.decode(heatmaps, pafs, output_scale=scale, offset=offset)  # joints in image pixels
+        joints = skeletons.parts
         joints[skeletons.index < 0] = 0.0
         annotated = pixels.copy()
         draw_skeletons(annotated, joints, paf.EDGES[:17], 0.05, auto_thickness(*pixels.shape[:2]))

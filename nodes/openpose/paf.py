@@ -662,17 +662,22 @@ def refine_part_coordinates(skeletons: Skeletons, refine_parts_coordinates: bool
         dy, dx = subpixel_offsets(h, ji, yi, xi, refine)
         parts[pi, ji, 0] = xi + dx
         parts[pi, ji, 1] = yi + dy
-    sy, sx = (output_scale, output_scale) if np.isscalar(output_scale) else output_scale
-    if offset is None:
-        oy, ox = CELL_OFFSET * sy, CELL_OFFSET * sx
-    else:
-        oy, ox = (offset, offset) if np.isscalar(offset) else offset
+    (sy, sx), (oy, ox) = _per_axis(output_scale, offset)
     parts[..., 0] = parts[..., 0] * sx + ox
     parts[..., 1] = parts[..., 1] * sy + oy
     return skeletons._replace(parts=parts)
 
 
 # --------------------------------------------------------------------------------------------
+
+
+def _per_axis(output_scale, offset) -> tuple[tuple, tuple]:
+    """Step 12's scale and offset as ((sy, sx), (oy, ox)); a scalar applies to both axes, and
+    offset None is the default CELL_OFFSET cells."""
+    sy, sx = (output_scale, output_scale) if np.isscalar(output_scale) else output_scale
+    if offset is None:
+        return (sy, sx), (CELL_OFFSET * sy, CELL_OFFSET * sx)
+    return (sy, sx), ((offset, offset) if np.isscalar(offset) else tuple(offset))
 
 
 def grid_scale_offset(output_scale, offset, upsample: int = 1):
@@ -695,11 +700,7 @@ def compose_image_mapping(output_scale, offset, image_scale, image_offset):
     """Step 12's cell → tensor-pixel mapping followed by tensor pixel → original image pixel
     (``image = tensor * image_scale + image_offset``, each an (y, x) pair), as one per-axis
     (scale, offset) pair for :func:`refine_part_coordinates`: one multiply-add per joint."""
-    sy, sx = (output_scale, output_scale) if np.isscalar(output_scale) else output_scale
-    if offset is None:
-        oy, ox = CELL_OFFSET * sy, CELL_OFFSET * sx
-    else:
-        oy, ox = (offset, offset) if np.isscalar(offset) else offset
+    (sy, sx), (oy, ox) = _per_axis(output_scale, offset)
     (ky, kx), (by, bx) = image_scale, image_offset
     return (sy * ky, sx * kx), (oy * ky + by, ox * kx + bx)
 
