@@ -44,10 +44,10 @@ extern "C" __global__ void resize_normalize(
         const int sy = min((int)floor((y + 0.5) * scale_y), src_h - 1);
         for (int c = 0; c < 3; ++c) value[c] = (float)src[(sy * src_w + sx) * 3 + channel[c]];
     } else if (mode == 1) {  // linear, as cv2.resize on float32
-        float fx = (float)((x + 0.5) * scale_x - 0.5);
-        float fy = (float)((y + 0.5) * scale_y - 0.5);
-        int sx = (int)floorf(fx), sy = (int)floorf(fy);
-        fx -= sx; fy -= sy;
+        // cv2 takes the fraction of the double position: a float position loses up to 6e-5 of it.
+        const double px = (x + 0.5) * scale_x - 0.5, py = (y + 0.5) * scale_y - 0.5;
+        int sx = (int)floor(px), sy = (int)floor(py);
+        float fx = (float)(px - sx), fy = (float)(py - sy);
         if (sx < 0) { fx = 0.f; sx = 0; }
         if (sx >= src_w - 1) { fx = 0.f; sx = src_w - 1; }
         if (sy < 0) { fy = 0.f; sy = 0; }
@@ -60,12 +60,11 @@ extern "C" __global__ void resize_normalize(
             value[c] = (1.f - fy) * top + fy * bottom;
         }
     } else {  // cubic, as cv2.resize on float32 (A = -0.75, replicated border)
-        float fx = (float)((x + 0.5) * scale_x - 0.5);
-        float fy = (float)((y + 0.5) * scale_y - 0.5);
-        const int sx = (int)floorf(fx), sy = (int)floorf(fy);
+        const double px = (x + 0.5) * scale_x - 0.5, py = (y + 0.5) * scale_y - 0.5;
+        const int sx = (int)floor(px), sy = (int)floor(py);
         float wx[4], wy[4];
-        cubic_weights(fx - sx, wx);
-        cubic_weights(fy - sy, wy);
+        cubic_weights((float)(px - sx), wx);
+        cubic_weights((float)(py - sy), wy);
         int xs[4], ys[4];
         for (int i = 0; i < 4; ++i) {
             xs[i] = min(max(sx - 1 + i, 0), src_w - 1);

@@ -1,5 +1,5 @@
 """ml.ColorCameraEncoder (CPU) and ml.ColorCameraEncoderCuda: values, layout, transform, padding,
-GPU parity and the CPU fallback."""
+GPU parity (on a GPU, and with the CUDA kernel emulated on the CPU) and the CPU fallback."""
 import logging
 
 import cv2
@@ -10,9 +10,10 @@ from graphflow.testing import Harness
 from nodes.ml._cuda import cupy_with_device
 from nodes.ml._encoding import plan
 from nodes.ml.color_camera_encoder import ColorCameraEncoder
-from nodes.ml.color_camera_encoder_cuda import ColorCameraEncoderCuda
+from nodes.ml.color_camera_encoder_cuda import KERNEL_SOURCE, ColorCameraEncoderCuda
 from nodes.vision.messages import Image
 from tests.conftest import DATA
+from tests.ml import cuda_emulation
 
 BUS = DATA / "images" / "bus.jpg"
 
@@ -154,11 +155,14 @@ def _has_cuda():
         return False
 
 
+GPU_CONFIGS = [{"rows": 368}, {"rows": 200, "cols": 200, "keep_aspect_ratio": True},
+               {"rows": 600, "cols": 500, "keep_aspect_ratio": False, "channel_order": "rgb",
+                "tensor_index_order": "012", "batch_dim": False}]
+
+
 @pytest.mark.skipif(not _has_cuda(), reason="needs CuPy and a CUDA device")
 @pytest.mark.parametrize("interpolation", ["linear", "cubic"])
-@pytest.mark.parametrize("config", [{"rows": 368}, {"rows": 200, "cols": 200, "keep_aspect_ratio": True},
-                                    {"rows": 600, "cols": 500, "keep_aspect_ratio": False,
-                                     "channel_order": "rgb", "tensor_index_order": "012"}])
+@pytest.mark.parametrize("config", GPU_CONFIGS)
 def test_cuda_matches_cpu(interpolation, config):
     pixels = cv2.imread(str(BUS)) if BUS.exists() else random_image(480, 640)
     config = dict(config, interpolation=interpolation, pixel_normalization_mode="Unit")
@@ -166,6 +170,56 @@ def test_cuda_matches_cpu(interpolation, config):
     gpu = encode(config, pixels, ColorCameraEncoderCuda).tensors[0]
     assert isinstance(gpu, np.ndarray) and gpu.shape == cpu.shape
     np.testing.assert_allclose(gpu, cpu, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def emulated_kernel(tmp_path_factory):
+    if cuda_emulation.compiler() is None:
+        pytest.skip("needs a C++ compiler to run the CUDA kernel on the CPU")
+    return cuda_emulation.EmulatedKernel(KERNEL_SOURCE, "resize_normalize", tmp_path_factory.mktemp("kernel"))
+
+
+def encode_with_emulated_kernel(config, pixels, kernel, color_order="bgr"):
+    """The Cuda node's own GPU code path (its encode(), the kernel source and its arguments), with
+    CuPy's calls on host memory and the kernel run by the CPU emulation."""
+    h = Harness(ColorCameraEncoderCuda, config).start()
+    h.component._cupy, h.component._kernel = cuda_emulation.HOST_CUPY, kernel
+    h.feed("rgb_image", Image(pixels=pixels, color_order=color_order), acqtime=1.0)
+    assert h.run_pending() == 1
+    return h.outputs("tensor")[0].payload.tensors[0]
+
+
+@pytest.mark.parametrize("interpolation", ["linear", "cubic"])
+# 1e-5 on 0..1 (the documented parity); on raw 0..255, cubic's 16-term sums differ by float rounding (3e-4).
+@pytest.mark.parametrize("normalization, atol", [("Unit", 1e-5), ("None", 1e-3)])
+@pytest.mark.parametrize("config", GPU_CONFIGS)
+def test_emulated_cuda_kernel_matches_cpu(emulated_kernel, interpolation, normalization, atol, config):
+    pixels = cv2.imread(str(BUS)) if BUS.exists() else random_image(480, 640)
+    config = dict(config, interpolation=interpolation, pixel_normalization_mode=normalization)
+    cpu = encode(config, pixels).tensors[0]
+    emulated = encode_with_emulated_kernel(config, pixels, emulated_kernel)
+    assert emulated.shape == cpu.shape and emulated.dtype == np.float32
+    np.testing.assert_allclose(emulated, cpu, atol=atol)
+
+
+def test_emulated_cuda_kernel_nearest_picks_the_centre_pixel(emulated_kernel):
+    """Nearest is centre-aligned (cv2.INTER_NEAREST_EXACT); integer down-scaling has no ties."""
+    pixels = random_image(60, 90, seed=3)
+    config = {"rows": 20, "cols": 30, "interpolation": "nearest", "pixel_normalization_mode": "None",
+              "tensor_index_order": "201", "batch_dim": False}
+    emulated = encode_with_emulated_kernel(config, pixels, emulated_kernel)
+    np.testing.assert_array_equal(emulated, pixels[1::3, 1::3].transpose(2, 0, 1).astype(np.float32))
+    np.testing.assert_array_equal(emulated, encode(config, pixels).tensors[0])
+
+
+def test_emulated_cuda_kernel_reads_channel_reversed_views(emulated_kernel):
+    """An RGB image asked for in BGR arrives as a reversed view; the kernel swaps channels itself."""
+    pixels = random_image(50, 70, seed=4)
+    config = {"rows": 40, "cols": 48, "interpolation": "linear", "pixel_normalization_mode": "Unit",
+              "channel_order": "bgr", "keep_aspect_ratio": True, "pad_value": 0.5}
+    expected = encode(config, pixels, color_order="rgb").tensors[0]
+    emulated = encode_with_emulated_kernel(config, pixels, emulated_kernel, color_order="rgb")
+    np.testing.assert_allclose(emulated, expected, atol=1e-5)
 
 
 @pytest.mark.skipif(_has_cuda(), reason="checks the fallback on machines without CUDA")
