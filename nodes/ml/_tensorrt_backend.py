@@ -130,8 +130,9 @@ class TensorRTBackend:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace)
         if fp16 and hasattr(trt.BuilderFlag, "FP16"):
             config.set_flag(trt.BuilderFlag.FP16)
-        elif fp16:  # TensorRT versions with strongly typed networks only
-            log.warning("this TensorRT has no FP16 builder flag; the engine keeps the model's precision")
+        elif fp16:  # TensorRT 11 on: networks are strongly typed, precision comes from the model
+            log.warning("TensorRT %s has no FP16 builder flag (its networks are strongly typed): the engine "
+                        "keeps the model's precision; for FP16, give it an FP16 ONNX model", trt.__version__)
         profile = builder.create_optimization_profile()
         for i in range(network.num_inputs):
             tensor = network.get_input(i)
