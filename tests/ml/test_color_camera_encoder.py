@@ -212,6 +212,24 @@ def test_emulated_cuda_kernel_nearest_picks_the_centre_pixel(emulated_kernel):
     np.testing.assert_array_equal(emulated, encode(config, pixels).tensors[0])
 
 
+def test_emulated_cuda_kernel_nearest_matches_cpu_except_at_exact_ties(emulated_kernel):
+    """At an exact tie (a pixel centre mapping to a source pixel border) cv2's fixed-point
+    arithmetic picks either side; everywhere else both pick the same pixel."""
+    pixels = cv2.imread(str(BUS)) if BUS.exists() else random_image(1080, 810)
+    config = {"rows": 333, "cols": 517, "keep_aspect_ratio": False, "interpolation": "nearest",
+              "pixel_normalization_mode": "None", "tensor_index_order": "012", "batch_dim": False}
+    emulated = encode_with_emulated_kernel(config, pixels, emulated_kernel)
+    cpu = encode(config, pixels).tensors[0]
+
+    def ties(source, resized):
+        return ((2 * np.arange(resized) + 1) * source) % (2 * resized) == 0
+
+    tie_rows, tie_cols = ties(pixels.shape[0], 333), ties(pixels.shape[1], 517)
+    assert tie_rows.any()  # this size has ties: the test would prove nothing otherwise
+    away = ~tie_rows[:, None] & ~tie_cols[None, :]
+    np.testing.assert_array_equal(emulated[away], cpu[away])
+
+
 def test_emulated_cuda_kernel_reads_channel_reversed_views(emulated_kernel):
     """An RGB image asked for in BGR arrives as a reversed view; the kernel swaps channels itself."""
     pixels = random_image(50, 70, seed=4)
