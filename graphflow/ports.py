@@ -149,7 +149,7 @@ class InputChannel:
                 if not self._queue:
                     return None
                 message = self._queue.popleft()
-            if self.policy == "block":
+            if self.policy == "block" and self.component.runtime.space_waiters:
                 self.component.runtime.space_freed(self)
         self._count_read(message)
         return message
@@ -166,7 +166,7 @@ class InputChannel:
                 self._queue.clear()
         if message is None:
             return self.read()
-        if self.policy == "block":
+        if self.policy == "block" and self.component.runtime.space_waiters:
             self.component.runtime.space_freed(self)
         self._synced = None
         self._count_read(message)

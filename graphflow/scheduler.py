@@ -126,7 +126,7 @@ class Scheduler(Runtime):
         self._timers: list = []
         self._seq = itertools.count()
         self._busy_nodes: set[str] = set()
-        self._space_waiters = 0  # publishers waiting on a full 'block' input
+        self.space_waiters = 0  # publishers waiting on a full 'block' input
         self._draining = False
         self._finished = threading.Event()
         self._ended = False  # mirrors _finished, read without a call on the hot path
@@ -169,11 +169,11 @@ class Scheduler(Runtime):
         with self._lock:
             state = self._take(receiver) if receiver is not None else None
             if state is None and self._threads:
-                self._space_waiters += 1
+                self.space_waiters += 1
                 try:
                     self._space.wait(0.01)
                 finally:
-                    self._space_waiters -= 1
+                    self.space_waiters -= 1
                 return True
         if state is None:
             raise QueueFull(f"input {rx.name} is full with policy 'block' and its receiver cannot tick now")
@@ -181,9 +181,9 @@ class Scheduler(Runtime):
         return True
 
     def space_freed(self, rx: InputChannel) -> None:
-        if self._space_waiters:  # a racy read is fine: waiters also wake every 10 ms
-            with self._lock:
-                self._space.notify_all()
+        """Called by a read when ``space_waiters`` was set (a racy read: waiters also wake every 10 ms)."""
+        with self._lock:
+            self._space.notify_all()
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> bool:
@@ -345,7 +345,9 @@ class Scheduler(Runtime):
                     self._due.append(state)
         busy = self._busy_nodes
         ready = self._ready
-        for index in range(len(ready) - 1, -1, -1):  # most downstream first
+        if ready and ready[-1].node not in busy:  # the usual case: the most downstream one can run
+            return self._mark_running(ready.pop())
+        for index in range(len(ready) - 2, -1, -1):  # most downstream first
             state = ready[index]
             if state.node not in busy:
                 del ready[index]
