@@ -164,28 +164,18 @@ class _Feeder(Codelet):
     out = Tx(Number)
 
 
-def test_queue_policy_latest_drops_oldest_and_counts():
+@pytest.mark.parametrize("policy, kept", [("latest", [2.0, 3.0, 4.0]),   # drops the oldest
+                                          ("reject", [0.0, 1.0, 2.0])])  # refuses the new
+def test_queue_policy_latest_and_reject_drop_and_count(policy, kept):
     recorder = Recorder("sink", "r")
     rx = recorder.inputs["number"]
-    rx.configure(queue_size=3, policy="latest")
+    rx.configure(queue_size=3, policy=policy)
     feeder = _Feeder("f", "f")
     wire(feeder, "out", recorder, "number")
     for value in range(5):
         feeder.out.publish(Number(float(value)))
     assert rx.dropped == 2
-    assert [rx.read().payload.value for _ in range(3)] == [2.0, 3.0, 4.0]
-
-
-def test_queue_policy_reject_refuses_new_and_counts():
-    recorder = Recorder("sink", "r")
-    rx = recorder.inputs["number"]
-    rx.configure(queue_size=3, policy="reject")
-    feeder = _Feeder("f", "f")
-    wire(feeder, "out", recorder, "number")
-    for value in range(5):
-        feeder.out.publish(Number(float(value)))
-    assert rx.dropped == 2
-    assert [rx.read().payload.value for _ in range(3)] == [0.0, 1.0, 2.0]
+    assert [rx.read().payload.value for _ in range(3)] == kept
 
 
 def test_queue_policy_block_applies_backpressure_and_loses_nothing():
