@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Any
 
-from .ledger import Ledger
 from .params import Param, parse_period
-from .ports import InputChannel, OutputChannel, QueueFull, Rx, Tx
+from .ports import InputChannel, OutputChannel, Rx, Tx
+from .runtime import Runtime
 
 
 class Periodic:
@@ -82,30 +81,6 @@ class Synchronized:
     def describe(self) -> str:
         names = ", ".join(rx.decl.name for rx in self.triggers)
         return f"synchronized {names} (tolerance {self.tolerance:g}s)"
-
-
-class Runtime:
-    """What a component needs from whoever runs it. This default one serves the test harness:
-    a settable clock, its own ledger, no threads."""
-
-    space_waiters = 0  # publishers waiting for room in a 'block' input (read() notifies only then)
-
-    def __init__(self, clock=None, ledger: Ledger | None = None):
-        self.clock = clock or time.monotonic
-        self.ledger = ledger or Ledger()
-
-    def now(self) -> float:
-        return self.clock()
-
-    def input_ready(self, component: "Codelet") -> None:
-        pass
-
-    def wait_for_space(self, rx: InputChannel) -> bool:
-        raise QueueFull(f"input {rx.name} is full ({rx.queue_size}) with policy 'block' "
-                        f"and nothing else runs here to make room")
-
-    def space_freed(self, rx: InputChannel) -> None:
-        pass
 
 
 class Codelet:

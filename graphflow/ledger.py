@@ -128,7 +128,7 @@ class Stats:
             count = tx.published
             span = tx.last_time - tx.first_time if count else 0.0
             rate = (count - 1) / span if count > 1 and span > 0 else (count / elapsed)
-            receivers = {}
+            receivers: dict[str, dict] = {}
             for rx in tx.receivers:
                 latency = rx.latency.summary(scale=1e3)
                 receivers[rx.name] = {"received": rx.received, "dropped": rx.dropped,

@@ -23,10 +23,6 @@ if TYPE_CHECKING:
 QUEUE_POLICIES = ("latest", "block", "reject")
 
 
-class QueueFull(RuntimeError):
-    """A ``block`` queue is full and nothing can make room (only in the test harness)."""
-
-
 class Rx:
     """Declares an input port: ``image = Rx(Image, "Frames to encode.")``."""
 
@@ -83,15 +79,15 @@ class InputChannel:
     def __init__(self, decl: Rx, component: "Codelet"):
         self.decl = decl
         self.component = component
-        self.name = f"{component.full_name}/{decl.name}"
-        self.message_type = decl.message_type
-        self.queue_size = decl.queue_size
-        self.policy = decl.policy
+        self.name: str = f"{component.full_name}/{decl.name}"
+        self.message_type: type[MessageType] = decl.message_type
+        self.queue_size: int = decl.queue_size
+        self.policy: str = decl.policy
         self.sources: list[OutputChannel] = []
-        self.dropped = 0
-        self.received = 0
+        self.dropped: int = 0
+        self.received: int = 0
         self.consumed = 0
-        self.latency = Samples()  # acquisition → read, seconds (for the job report)
+        self.latency: Samples = Samples()  # acquisition → read, seconds (for the job report)
         self.is_trigger = False
         self._queue: deque[Message] = deque()
         self._lock = threading.Lock()
@@ -217,12 +213,12 @@ class OutputChannel:
     def __init__(self, decl: Tx, component: "Codelet"):
         self.decl = decl
         self.component = component
-        self.name = f"{component.full_name}/{decl.name}"
-        self.message_type = decl.message_type
+        self.name: str = f"{component.full_name}/{decl.name}"
+        self.message_type: type[MessageType] = decl.message_type
         self.receivers: list[InputChannel] = []
-        self.published = 0
-        self.first_time = 0.0  # pubtime of the first and the last message (for the job report)
-        self.last_time = 0.0
+        self.published: int = 0
+        self.first_time: float = 0.0  # pubtime of the first and the last message (for the job report)
+        self.last_time: float = 0.0
         self.last: Message | None = None
 
     def connect(self, receiver: InputChannel) -> None:

@@ -23,10 +23,13 @@ import traceback
 from bisect import insort
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
-from .codelet import Codelet, Periodic, Runtime
+from .codelet import Codelet, Periodic
+from .errors import QueueFull
 from .ledger import Ledger, Stats
-from .ports import InputChannel, QueueFull
+from .ports import InputChannel
+from .runtime import Runtime
 
 log = logging.getLogger("graphflow.scheduler")
 
@@ -70,7 +73,7 @@ class _State:
         self.node = component.node_name
         self.rank = rank  # topological position: ready work furthest downstream runs first
         self.durations = durations  # tick durations (the job report's Samples)
-        self.policy = None
+        self.policy: Any = None  # the component's Periodic, OnMessage or Synchronized
         self.periodic = False
         self.queued = False
         self.running = False
@@ -261,6 +264,9 @@ class Scheduler(Runtime):
 
     def run_until(self, time_: float) -> None:
         """Single-threaded: run everything due up to ``time_`` on a :class:`ManualClock`."""
+        clock = self.clock
+        if not isinstance(clock, ManualClock):
+            raise TypeError(f"run_until needs a scheduler built with clock=ManualClock(), not {clock!r}")
         if not self._started and not self.start():
             return
         while not self._finished.is_set():
@@ -269,9 +275,9 @@ class Scheduler(Runtime):
                 due = self._timers[0][0] if self._timers else None
             if due is None or due > time_ or self._finished.is_set():
                 break
-            self.clock.set(due)
+            clock.set(due)
         if not self._finished.is_set():
-            self.clock.set(time_)
+            clock.set(time_)
             self.run_pending()
         if self._finished.is_set():
             self.shutdown()
@@ -315,7 +321,7 @@ class Scheduler(Runtime):
 
     def _worker(self) -> None:
         nodes = self._running_nodes()
-        state = None
+        state: _State | None = None
         while True:
             if state is None:
                 with self._lock:

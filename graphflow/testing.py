@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .codelet import Codelet, OnMessage, Runtime, Synchronized
+from .codelet import Codelet, OnMessage, Synchronized
 from .messages import Header, Message, MessageType
+from .runtime import Runtime
 from .scheduler import ManualClock
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from graphflow.messages import message_types
-from graphflow.ports import QueueFull
+from graphflow.errors import QueueFull
 from graphflow.testing import Harness
 from nodes.demo.add import Add
 from nodes.demo.counter import Counter

@@ -8,7 +8,7 @@ import pytest
 from graphflow import Codelet, Param, Rx, Tx
 from graphflow.app import App
 from graphflow.loader import load_app
-from graphflow.ports import QueueFull
+from graphflow.errors import QueueFull
 from graphflow.scheduler import ManualClock, Scheduler
 from nodes.demo.add import Add
 from nodes.demo.counter import Counter
