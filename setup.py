@@ -22,6 +22,7 @@ if os.environ.get("GRAPHFLOW_COMPILE") == "1":
     except ImportError:  # the build front end first asks which packages the build needs
         setup(setup_requires=[MYPY])
     else:
-        setup(ext_modules=mypycify(COMPILED_MODULES, opt_level="3", group_name="graphflow_core"), setup_requires=[MYPY])
+        core = mypycify(COMPILED_MODULES, opt_level="3")
+        setup(ext_modules=core, setup_requires=[MYPY])
 else:
     setup()

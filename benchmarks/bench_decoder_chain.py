@@ -3,13 +3,18 @@
     python benchmarks/bench_decoder_chain.py [--frames 200] [--rounds 9] [--json OUT]
 
 For each case (the golden bus.jpg maps, synthetic 1/5/20 people at 46×54 and 120×160 cells):
-- functions: ``paf.decode`` called in a loop, joints mapped to image pixels as the chain's last step does;
+- functions: ``paf.decode`` called in a loop, joints mapped to image pixels as the chain's last step
+  does; a frame's time is one call's;
 - chain: the decoder subgraph (apps/openpose_decoder.subgraph.json, ten nodes) in an app fed by
-  a source publishing the same maps as fast as the chain accepts, on ONE worker thread;
-  per-frame time = ticking time / frames.
-Rounds alternate functions and chain so machine noise hits both alike; the ratio is the median
-of the rounds' ratios (range: lowest-highest), and "µs/tick over" is the chain's extra time per
-frame spread over its 12 ticks. One thread everywhere (BLAS pinned to 1).
+  a source publishing the same maps as fast as the chain accepts, on ONE worker thread; a
+  frame's time is the interval between two frames reaching the sink (all 12 ticks and the
+  scheduling between them).
+A round's figure is the MEDIAN frame time: this VM's noise comes in bursts that stall some frames,
+and a mean over a round carried them (round ratios ranged 0.7-1.8 that way). Rounds alternate
+functions and chain so noise hits both alike; the ratio is the median of the rounds' ratios
+(range: lowest-highest), and "µs/tick over" is the chain's extra time per frame spread over its
+12 ticks. One thread everywhere (BLAS pinned to 1). The core is interpreted or compiled
+(setup.py, GRAPHFLOW_COMPILE=1): the first line says which.
 Targets: chain ≤ 1.15 × functions; functions < 2 ms (5 people, 46×54) and < 5 ms (20 people, 120×160).
 """
 import os
@@ -29,6 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.bench_decoder_functions import cases  # noqa: E402
+import graphflow  # noqa: E402
 from graphflow import Codelet, Param, Rx, Tx  # noqa: E402
 from graphflow.app import App  # noqa: E402
 from graphflow.loader import load_app  # noqa: E402
@@ -60,21 +66,23 @@ class Count(Codelet):
     skeletons = Rx(Skeleton2List, queue_size=64, policy="block")
 
     def start(self):
-        self.received = 0
+        self.arrivals = []
         self.tick_on_message(self.skeletons)
 
     def tick(self):
         self.skeletons.read()
-        self.received += 1
+        self.arrivals.append(time.perf_counter())
 
 
 def chain_ms(app_file: Path, case: str, frames: int, workers: int = 1) -> float:
+    """Median ms per frame of the chain (the interval between frames at the sink)."""
     app = App(load_app(app_file, sets=[f"source/maps/case={case}", f"source/maps/frames={frames}"]), workers=workers)
     app.component("source/maps").payloads = PAYLOADS  # the app loaded this file as its own module
     app.run()
     assert app.failure is None, app.failure
-    assert app.component("sink/count").received == frames, "frames were dropped"
-    return (app.scheduler.ticking_until - app.scheduler.ticking_since) / frames * 1e3
+    arrivals = app.component("sink/count").arrivals
+    assert len(arrivals) == frames, "frames were dropped"
+    return statistics.median(b - a for a, b in zip(arrivals, arrivals[1:])) * 1e3
 
 
 def decode_to_image(heatmaps, pafs, transform: ImageTransform):
@@ -89,10 +97,14 @@ def decode_to_image(heatmaps, pafs, transform: ImageTransform):
 
 
 def functions_ms(heatmaps, pafs, frames: int, transform: ImageTransform = ImageTransform()) -> float:
-    start = time.perf_counter()
+    """Median ms per call of the plain functions."""
+    durations = []
+    clock = time.perf_counter
     for _ in range(frames):
+        start = clock()
         decode_to_image(heatmaps, pafs, transform)
-    return (time.perf_counter() - start) / frames * 1e3
+        durations.append(clock() - start)
+    return statistics.median(durations) * 1e3
 
 
 def main() -> None:
@@ -112,7 +124,8 @@ def main() -> None:
                 "edges": [{"source": "source/maps/maps", "target": "decoder.interface/subgraph/maps",
                            "queue": {"size": 1, "policy": "block"}},
                           {"source": "decoder.interface/subgraph/skeletons", "target": "sink/count/skeletons"}]}}))
-        results = {}
+        results = {"core": "compiled" if graphflow.COMPILED else "interpreted"}
+        print(f"graphflow core: {results['core']} (setup.py: GRAPHFLOW_COMPILE=1 compiles it)")
         print(f"{'case':32} {'functions ms':>13} {'chain ms':>9} {'ratio':>6} {'range':>11} "
               f"{'µs/tick over':>13}")
         # All maps first: their megabytes raise glibc's dynamic mmap/trim thresholds as a running
