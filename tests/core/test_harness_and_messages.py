@@ -3,8 +3,9 @@ import msgpack
 import numpy as np
 import pytest
 
-from graphflow.messages import message_types
+from graphflow import MessageType, field
 from graphflow.errors import QueueFull
+from graphflow.messages import message_types
 from graphflow.testing import Harness
 from nodes.demo.add import Add
 from nodes.demo.counter import Counter
@@ -73,6 +74,29 @@ def test_published_arrays_are_read_only_and_shared():
     assert out.pixels is pixels  # by reference, no copy
     with pytest.raises(ValueError):
         out.pixels[0, 0, 0] = 1
+
+
+class _Outer(MessageType, wire="test/Outer"):
+    inner: Image | None = field(None)
+    arrays: list = field(default_factory=list)
+    label: str = field("")
+
+
+class _OuterWithMore(_Outer, wire="test/OuterWithMore"):
+    extra: np.ndarray | None = field(None)
+
+
+def test_freeze_reaches_nested_messages_containers_and_subclass_fields():
+    parent = _Outer(Image(np.zeros((2, 2, 3), np.uint8)), [np.zeros(3), {"k": np.zeros(2)}])
+    parent.freeze()  # the parent class writes its freeze first: the subclass must not inherit it
+    child = _OuterWithMore(None, [], "x", np.zeros(5))
+    child.freeze()
+    for array in (parent.inner.pixels, parent.arrays[0], parent.arrays[1]["k"], child.extra):
+        assert not array.flags.writeable
+    later = _Outer(Image(np.zeros((1, 1, 3), np.uint8)))
+    later.inner.freeze()  # already frozen nested payloads are skipped, not an error
+    later.freeze()
+    assert not later.inner.pixels.flags.writeable
 
 
 from graphflow import Codelet, Rx, Tx  # noqa: E402

@@ -7,8 +7,8 @@ import pytest
 
 from graphflow import Codelet, Param, Rx, Tx
 from graphflow.app import App
-from graphflow.loader import load_app
 from graphflow.errors import QueueFull
+from graphflow.loader import load_app
 from graphflow.scheduler import ManualClock, Scheduler
 from nodes.demo.add import Add
 from nodes.demo.counter import Counter
@@ -62,6 +62,13 @@ def test_periodic_overrun_skips_missed_slots_and_keeps_phase():
     Scheduler([clocked], clock=clock).run_until(1.0)
     # each tick lasts 0.25 s: the next free slot on the 100 ms grid is 0.3, then 0.6, 0.9
     assert clocked.times == pytest.approx([0.0, 0.3, 0.6, 0.9])
+
+
+def test_run_until_needs_a_manual_clock_and_says_so():
+    clocked = Clocked("n", "c")
+    with pytest.raises(TypeError, match="ManualClock"):
+        Scheduler([clocked], clock=time.monotonic).run_until(1.0)
+    assert not hasattr(clocked, "times")  # refused before start(): nothing ran
 
 
 @pytest.mark.parametrize("text,seconds", [("30Hz", 1 / 30), ("50ms", 0.05), ("2s", 2.0), (0.5, 0.5)])
