@@ -12,8 +12,8 @@ import os
 
 from setuptools import setup
 
-COMPILED_MODULES = ["graphflow/ledger.py", "graphflow/ports.py", "graphflow/runtime.py",
-                    "graphflow/scheduler.py"]
+COMPILED_MODULES = ["graphflow/envelope.py", "graphflow/ledger.py", "graphflow/policies.py",
+                    "graphflow/ports.py", "graphflow/runtime.py", "graphflow/scheduler.py"]
 MYPY = "mypy==1.13.0"  # mypyc ships with mypy; pinned so every build compiles the same C
 
 if os.environ.get("GRAPHFLOW_COMPILE") == "1":

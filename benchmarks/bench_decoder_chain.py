@@ -1,6 +1,6 @@
 """The OpenPose decoder as a chain of nodes against the same steps as plain functions.
 
-    python benchmarks/bench_decoder_chain.py [--frames 200] [--rounds 9] [--json OUT]
+    python benchmarks/bench_decoder_chain.py [--frames 200] [--rounds 9] [--cases TEXT] [--json OUT]
 
 For each case (the golden bus.jpg maps, synthetic 1/5/20 people at 46×54 and 120×160 cells):
 - functions: ``paf.decode`` called in a loop, joints mapped to image pixels as the chain's last step
@@ -111,6 +111,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--cases", default="", help="only the cases whose name contains TEXT (e.g. '46x54')")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -132,6 +133,8 @@ def main() -> None:
         # app's frames do. Otherwise the first case ran with the heap trimmed after every frame
         # (page faults), the plain functions hit harder than the chain.
         for name, heatmaps, pafs in list(cases()):
+            if args.cases not in name:
+                continue
             PAYLOADS[name] = Tensors(["heatmaps", "pafs"], [heatmaps[None], pafs[None]], ImageTransform())
             functions_ms(heatmaps, pafs, 100), chain_ms(app_file, name, 100)  # warm-up, not counted
             plain, chain = [], []

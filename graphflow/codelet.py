@@ -13,8 +13,8 @@
             msg = self.value.read()
             self.doubled.publish(Number(msg.payload.value * self.gain), acqtime=msg.acqtime)
 
-Tick policies (chosen in ``start``): periodic, on message, synchronized (several inputs matched
-by acquisition time within a tolerance). Components of one node never tick at the same time.
+Tick policies (chosen in ``start``, defined in :mod:`graphflow.policies`): periodic, on message,
+synchronized (several inputs matched by acquisition time within a tolerance). Components of one node never tick at the same time.
 """
 from __future__ import annotations
 
@@ -23,64 +23,9 @@ import threading
 from typing import Any
 
 from .params import Param, parse_period
+from .policies import OnMessage, Periodic, Synchronized, TickPolicy
 from .ports import InputChannel, OutputChannel, Rx, Tx
 from .runtime import Runtime
-
-
-class Periodic:
-    """Tick every ``period`` seconds, phase-locked to the start time (no drift)."""
-
-    def __init__(self, period: float):
-        self.period = period
-
-    def describe(self) -> str:
-        return f"periodic {self.period:g}s"
-
-
-class OnMessage:
-    """Tick when any of ``triggers`` has a message waiting."""
-
-    def __init__(self, triggers: tuple[InputChannel, ...]):
-        self.triggers = triggers
-
-    def ready(self) -> bool:
-        for rx in self.triggers:
-            if rx._queue or rx._synced is not None:
-                return True
-        return False
-
-    def describe(self) -> str:
-        return "on message " + ", ".join(rx.decl.name for rx in self.triggers)
-
-
-class Synchronized:
-    """Tick when every input in ``triggers`` holds a message whose acqtime lies within
-    ``tolerance`` of the others'. Older unmatched messages are dropped (counted on their input);
-    during the tick each ``read()`` returns the matched message."""
-
-    def __init__(self, triggers: tuple[InputChannel, ...], tolerance: float):
-        self.triggers = triggers
-        self.tolerance = tolerance
-
-    def ready(self) -> bool:
-        if all(rx._synced is not None for rx in self.triggers):
-            return True
-        while True:
-            heads = [rx.peek_acqtimes() for rx in self.triggers]
-            if not all(heads):
-                return False
-            newest_head = max(times[0] for times in heads)
-            matched = [rx._pop_until(newest_head, self.tolerance) for rx in self.triggers]
-            if all(m is not None for m in matched):
-                for rx in self.triggers:
-                    rx._take_synced()
-                return True
-            if not all(rx.available() for rx in self.triggers):
-                return False
-
-    def describe(self) -> str:
-        names = ", ".join(rx.decl.name for rx in self.triggers)
-        return f"synchronized {names} (tolerance {self.tolerance:g}s)"
 
 
 class Codelet:
@@ -93,7 +38,7 @@ class Codelet:
         self.full_name = f"{node}/{name}"
         self.runtime = runtime or Runtime()
         self.log = logging.getLogger(f"graphflow.node.{self.full_name}")
-        self.tick_policy: Periodic | OnMessage | Synchronized | None = None
+        self.tick_policy: TickPolicy | None = None
         self.exhausted = False
         self.consumed = 0  # messages read from any input (the scheduler re-ticks only after progress)
         self.inputs: dict[str, InputChannel] = {}

@@ -5,20 +5,20 @@ The class is turned into a dataclass, registered under its wire name, and its wi
 (msgpack, the viewer, other processes) is derived from the annotations; the JSON Schemas in
 ``schemas/messages/`` are generated from the same declarations (``graphflow schemas``).
 
-Inside one process a message is passed by reference: :meth:`MessageType.freeze` makes every
-numpy array of the payload read-only before receivers see it.
+Inside one process a message is passed by reference: publishing freezes the payload (every numpy
+array read-only) before receivers see it. :class:`Header`, :class:`Message` and the freeze live
+in :mod:`graphflow.envelope`, compiled with the core; they are re-exported here.
 """
 from __future__ import annotations
 
 import dataclasses
-import itertools
-import os
 import types
 import typing
-import uuid as _uuid
 from typing import Any, ClassVar
 
 import numpy as np
+
+from .envelope import Header, Message, freeze
 
 _REGISTRY: dict[str, type["MessageType"]] = {}
 
@@ -47,14 +47,12 @@ class MessageType:
         if previous is not None and previous.__qualname__ != cls.__qualname__:
             raise TypeError(f"message wire name {cls.wire_name!r} is used by {previous} and {cls}")
         _REGISTRY[cls.wire_name] = cls
-        if "freeze" not in cls.__dict__:
-            cls.freeze = MessageType.freeze  # not a parent's written one: it would miss new fields
 
     def freeze(self) -> None:
         """Make the payload's arrays read-only: receivers share them by reference.
 
         A payload is frozen once: a later step that nests it (by reference) skips it."""
-        _write_freeze(type(self))(self)
+        freeze(self)
 
     # -- wire form ---------------------------------------------------------------------------
     def to_wire(self) -> dict:
@@ -91,92 +89,13 @@ def message_types() -> dict[str, type[MessageType]]:
     return dict(_REGISTRY)
 
 
-_PROCESS_ID = int.from_bytes(os.urandom(8), "big")  # random per process; a counter below it
-_SEQUENCE = itertools.count()
-
-
-class Header:
-    """uuid (a version-4 UUID: 64 random bits per process + a 64-bit message counter, formatted
-    on demand), acqtime (when the data was acquired, seconds on the app clock) and pubtime
-    (when it was published)."""
-
-    __slots__ = ("_sequence", "acqtime", "pubtime")
-
-    def __init__(self, acqtime: float, pubtime: float):
-        self._sequence = next(_SEQUENCE)
-        self.acqtime = acqtime
-        self.pubtime = pubtime
-
-    @property
-    def uuid(self) -> str:
-        value = (_PROCESS_ID << 64) | self._sequence
-        return str(_uuid.UUID(int=value, version=4))
-
-    def to_wire(self) -> dict:
-        return {"uuid": self.uuid, "acqtime": self.acqtime, "pubtime": self.pubtime}
-
-
-class Message:
-    """What a receiver reads: ``msg.payload`` (a :class:`MessageType`) and ``msg.header``."""
-
-    __slots__ = ("header", "payload")
-
-    def __init__(self, header: Header, payload: MessageType):
-        self.header = header
-        self.payload = payload
-
-    @property
-    def acqtime(self) -> float:
-        return self.header.acqtime
-
-    @property
-    def pubtime(self) -> float:
-        return self.header.pubtime
-
-    @property
-    def uuid(self) -> str:
-        return self.header.uuid
-
-    def to_wire(self) -> dict:
-        return {"type": self.payload.wire_name, "header": self.header.to_wire(),
-                "payload": self.payload.to_wire()}
-
-    def __repr__(self) -> str:
-        return f"Message({type(self.payload).__name__}, acqtime={self.acqtime:.6f})"
-
-
 # -- helpers ---------------------------------------------------------------------------------
-def _write_freeze(cls: type[MessageType]):
-    """Write ``cls.freeze`` as straight-line code over the fields that may hold arrays.
-
-    It runs on every publish; unrolled per field (as dataclasses writes ``__init__``) it runs a
-    third fewer interpreter opcodes than a loop over the field names (measured on the decoder chain)."""
+def freeze_plan(cls: type[MessageType]) -> list[tuple[str, bool]]:
+    """For :func:`graphflow.envelope.freeze`: the fields of ``cls`` that may hold arrays, each
+    with whether it holds a nested payload (frozen by its own plan)."""
     hints = typing.get_type_hints(cls)
-    lines = ["def freeze(self):",
-             "    values = self.__dict__",
-             "    if '_frozen' in values:",
-             "        return",
-             "    values['_frozen'] = True"]
-    for f in dataclasses.fields(cls):
-        hint = hints[f.name]
-        if not _may_hold_arrays(hint):
-            continue
-        lines.append(f"    value = values[{f.name!r}]")
-        if _is_message_type(hint):  # nested payloads are usually frozen already: one call, returns
-            lines += ["    if value is not None:",
-                      "        value.freeze()"]
-        else:
-            lines += ["    if value.__class__ is ndarray:",
-                      "        value.setflags(False)  # write=False; positional: a keyword costs 2.5×",
-                      "    elif value is not None:",
-                      "        freeze_value(value)"]
-    namespace = {"ndarray": np.ndarray, "freeze_value": _freeze}
-    exec("\n".join(lines), namespace)
-    freeze = namespace["freeze"]
-    freeze.__qualname__ = f"{cls.__qualname__}.freeze"
-    freeze.__doc__ = MessageType.freeze.__doc__
-    cls.freeze = freeze
-    return freeze
+    return [(f.name, _is_message_type(hints[f.name])) for f in dataclasses.fields(cls)
+            if _may_hold_arrays(hints[f.name])]
 
 
 def _is_message_type(hint: Any) -> bool:
@@ -186,19 +105,6 @@ def _is_message_type(hint: Any) -> bool:
     args = [arg for arg in typing.get_args(hint) if arg is not type(None)]
     return len(args) == 1 and typing.get_origin(hint) in (typing.Union, types.UnionType) \
         and _is_message_type(args[0])
-
-
-def _freeze(value: Any) -> None:
-    if isinstance(value, np.ndarray):
-        value.setflags(False)
-    elif isinstance(value, MessageType):
-        value.freeze()
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            _freeze(item)
-    elif isinstance(value, dict):
-        for item in value.values():
-            _freeze(item)
 
 
 def _may_hold_arrays(hint: Any) -> bool:

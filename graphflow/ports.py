@@ -15,7 +15,8 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from .ledger import Samples
-from .messages import Header, Message, MessageType
+from .envelope import Header, Message, freeze
+from .messages import MessageType
 
 if TYPE_CHECKING:
     from .codelet import Codelet
@@ -235,7 +236,7 @@ class OutputChannel:
         runtime = self.component.runtime
         now = runtime.clock()
         message = Message(Header(now if acqtime is None else acqtime, now), payload)
-        payload.freeze()
+        freeze(payload)
         if not self.published:
             self.first_time = now
         self.published += 1

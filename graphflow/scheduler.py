@@ -25,7 +25,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from .codelet import Codelet, Periodic
+from .codelet import Codelet
+from .policies import Periodic, TickPolicy
 from .errors import QueueFull
 from .ledger import Ledger, Stats
 from .ports import InputChannel
@@ -73,7 +74,7 @@ class _State:
         self.node = component.node_name
         self.rank = rank  # topological position: ready work furthest downstream runs first
         self.durations = durations  # tick durations (the job report's Samples)
-        self.policy: Any = None  # the component's Periodic, OnMessage or Synchronized
+        self.policy: TickPolicy | None = None  # the component's Periodic, OnMessage or Synchronized
         self.periodic = False
         self.queued = False
         self.running = False
@@ -447,7 +448,9 @@ class Scheduler(Runtime):
             return None
 
     def _arm_timer(self, state: _State) -> None:
-        period = state.policy.period
+        policy = state.policy
+        assert isinstance(policy, Periodic)
+        period = policy.period
         now = self.clock()
         due = state.due + period
         if due < now and period > 0:

@@ -88,7 +88,7 @@ class _OuterWithMore(_Outer, wire="test/OuterWithMore"):
 
 def test_freeze_reaches_nested_messages_containers_and_subclass_fields():
     parent = _Outer(Image(np.zeros((2, 2, 3), np.uint8)), [np.zeros(3), {"k": np.zeros(2)}])
-    parent.freeze()  # the parent class writes its freeze first: the subclass must not inherit it
+    parent.freeze()  # the parent's freeze plan is made first: the subclass needs its own
     child = _OuterWithMore(None, [], "x", np.zeros(5))
     child.freeze()
     for array in (parent.inner.pixels, parent.arrays[0], parent.arrays[1]["k"], child.extra):

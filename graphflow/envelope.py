@@ -1,0 +1,114 @@
+"""What publishing wraps around a payload, and the freeze that makes it safe to share.
+
+A :class:`Message` is a :class:`Header` (uuid, acqtime, pubtime) plus the payload. Inside one
+process receivers share the payload by reference, so :func:`freeze` makes its numpy arrays
+read-only first. All of this runs on every publish: setup.py compiles it with the core.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import uuid as _uuid
+from typing import Any
+
+import numpy as np
+
+_PROCESS_ID = int.from_bytes(os.urandom(8), "big")  # random per process; a counter below it
+_SEQUENCE = itertools.count()
+
+
+class Header:
+    """uuid (a version-4 UUID: 64 random bits per process + a 64-bit message counter, formatted
+    on demand), acqtime (when the data was acquired, seconds on the app clock) and pubtime
+    (when it was published)."""
+
+    __slots__ = ("_sequence", "acqtime", "pubtime")
+
+    def __init__(self, acqtime: float, pubtime: float):
+        self._sequence: int = next(_SEQUENCE)
+        self.acqtime: float = acqtime
+        self.pubtime: float = pubtime
+
+    @property
+    def uuid(self) -> str:
+        value = (_PROCESS_ID << 64) | self._sequence
+        return str(_uuid.UUID(int=value, version=4))
+
+    def to_wire(self) -> dict:
+        return {"uuid": self.uuid, "acqtime": self.acqtime, "pubtime": self.pubtime}
+
+
+class Message:
+    """What a receiver reads: ``msg.payload`` (a MessageType) and ``msg.header``."""
+
+    __slots__ = ("header", "payload")
+
+    def __init__(self, header: Header, payload: Any):
+        self.header: Header = header
+        self.payload: Any = payload
+
+    @property
+    def acqtime(self) -> float:
+        return self.header.acqtime
+
+    @property
+    def pubtime(self) -> float:
+        return self.header.pubtime
+
+    @property
+    def uuid(self) -> str:
+        return self.header.uuid
+
+    def to_wire(self) -> dict:
+        return {"type": self.payload.wire_name, "header": self.header.to_wire(),
+                "payload": self.payload.to_wire()}
+
+    def __repr__(self) -> str:
+        return f"Message({type(self.payload).__name__}, acqtime={self.acqtime:.6f})"
+
+
+# Per payload class: (field name, holds a nested payload) for each field that may hold arrays.
+# Worked out once per class from its annotations (messages.freeze_plan), on its first freeze.
+_PLANS: dict[type, list[tuple[str, bool]]] = {}
+
+
+def freeze(payload: Any) -> None:
+    """Make a payload's arrays read-only (nested payloads, lists and dicts included).
+
+    A payload is frozen once: a later payload that nests it by reference skips it."""
+    values: dict[str, Any] = payload.__dict__
+    if "_frozen" in values:
+        return
+    values["_frozen"] = True
+    cls = type(payload)
+    plan = _PLANS.get(cls)
+    if plan is None:
+        from .messages import freeze_plan  # messages imports this module
+
+        plan = _PLANS[cls] = freeze_plan(cls)
+    for name, nested in plan:
+        value = values[name]
+        if value is None:
+            continue
+        if nested:
+            freeze(value)
+        elif type(value) is np.ndarray:
+            value.setflags(False)  # type: ignore[misc]  # write=False; a keyword costs 2.5× (measured)
+        else:
+            _freeze_value(value)
+
+
+def _freeze_value(value: Any) -> None:
+    """A field typed loosely (list, dict, Any): look at what it holds."""
+    from .messages import MessageType  # messages imports this module
+
+    if isinstance(value, np.ndarray):
+        value.setflags(False)  # type: ignore[misc]
+    elif isinstance(value, MessageType):
+        freeze(value)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _freeze_value(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _freeze_value(item)
