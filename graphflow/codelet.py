@@ -36,11 +36,10 @@ class Codelet:
         self.node_name = node
         self.name = name
         self.full_name = f"{node}/{name}"
-        self.runtime = runtime or Runtime()
+        self._runtime = runtime or Runtime()
         self.log = logging.getLogger(f"graphflow.node.{self.full_name}")
         self.tick_policy: TickPolicy | None = None
         self.exhausted = False
-        self.consumed = 0  # messages read from any input (the scheduler re-ticks only after progress)
         self.inputs: dict[str, InputChannel] = {}
         self.outputs: dict[str, OutputChannel] = {}
         for port in self.ports().values():
@@ -60,6 +59,17 @@ class Codelet:
                 self._param_values[name_] = param.default
         if config:
             raise ValueError(f"{self.full_name}: unknown params {sorted(config)}")
+
+    @property
+    def runtime(self) -> Runtime:
+        """What runs this component: the scheduler, or a test harness's runtime."""
+        return self._runtime
+
+    @runtime.setter
+    def runtime(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        for channel in (*self.inputs.values(), *self.outputs.values()):
+            channel.runtime = runtime  # the channels' own reference: the hot path reads it natively
 
     # -- declarations --------------------------------------------------------------------------
     @classmethod

@@ -14,9 +14,10 @@ import threading
 from collections import deque
 from typing import TYPE_CHECKING
 
-from .ledger import Samples
 from .envelope import Header, Message, freeze
+from .ledger import Samples
 from .messages import MessageType
+from .runtime import Runtime
 
 if TYPE_CHECKING:
     from .codelet import Codelet
@@ -74,12 +75,13 @@ class Tx:
 class InputChannel:
     """The live queue behind an ``Rx`` of one component."""
 
-    __slots__ = ("decl", "component", "name", "message_type", "queue_size", "policy", "sources", "dropped",
-                 "received", "consumed", "latency", "is_trigger", "_queue", "_lock", "_synced")
+    __slots__ = ("decl", "component", "runtime", "name", "message_type", "queue_size", "policy", "sources",
+                 "dropped", "received", "consumed", "latency", "is_trigger", "_queue", "_lock", "_synced")
 
     def __init__(self, decl: Rx, component: "Codelet"):
         self.decl = decl
         self.component = component
+        self.runtime: Runtime = component.runtime  # kept in step by Codelet.runtime; read natively per message
         self.name: str = f"{component.full_name}/{decl.name}"
         self.message_type: type[MessageType] = decl.message_type
         self.queue_size: int = decl.queue_size
@@ -87,7 +89,7 @@ class InputChannel:
         self.sources: list[OutputChannel] = []
         self.dropped: int = 0
         self.received: int = 0
-        self.consumed = 0
+        self.consumed = 0  # messages taken (read, or skipped by read_latest): the scheduler's progress test
         self.latency: Samples = Samples()  # acquisition → read, seconds (for the job report)
         self.is_trigger = False
         self._queue: deque[Message] = deque()
@@ -120,7 +122,7 @@ class InputChannel:
                     while len(queue) >= self.queue_size:
                         self._lock.release()
                         try:
-                            room = self.component.runtime.wait_for_space(self)
+                            room = self.runtime.wait_for_space(self)
                         finally:
                             self._lock.acquire()
                         if not room:
@@ -129,7 +131,7 @@ class InputChannel:
             queue.append(message)
             self.received += 1
         if self.is_trigger:
-            self.component.runtime.input_ready(self.component)
+            self.runtime.input_ready(self.component)
         return True
 
     # -- receiver side -----------------------------------------------------------------------
@@ -146,8 +148,8 @@ class InputChannel:
                 if not self._queue:
                     return None
                 message = self._queue.popleft()
-            if self.policy == "block" and self.component.runtime.space_waiters:
-                self.component.runtime.space_freed(self)
+            if self.policy == "block" and self.runtime.space_waiters:
+                self.runtime.space_freed(self)
         self._count_read(message)
         return message
 
@@ -159,21 +161,18 @@ class InputChannel:
             else:
                 message = self._queue.pop()
                 self.consumed += len(self._queue)
-                self.component.consumed += len(self._queue)
                 self._queue.clear()
         if message is None:
             return self.read()
-        if self.policy == "block" and self.component.runtime.space_waiters:
-            self.component.runtime.space_freed(self)
+        if self.policy == "block" and self.runtime.space_waiters:
+            self.runtime.space_freed(self)
         self._synced = None
         self._count_read(message)
         return message
 
     def _count_read(self, message: Message) -> None:
-        component = self.component
         self.consumed += 1
-        component.consumed += 1
-        runtime = component.runtime
+        runtime = self.runtime
         latency = runtime.clock() - message.header.acqtime
         self.latency.add(latency)
         for observe in runtime.ledger.on_received:
@@ -208,12 +207,13 @@ class InputChannel:
 class OutputChannel:
     """The live publisher behind a ``Tx`` of one component; its name is the channel name."""
 
-    __slots__ = ("decl", "component", "name", "message_type", "receivers", "published", "first_time",
+    __slots__ = ("decl", "component", "runtime", "name", "message_type", "receivers", "published", "first_time",
                  "last_time", "last")
 
     def __init__(self, decl: Tx, component: "Codelet"):
         self.decl = decl
         self.component = component
+        self.runtime: Runtime = component.runtime  # kept in step by Codelet.runtime
         self.name: str = f"{component.full_name}/{decl.name}"
         self.message_type: type[MessageType] = decl.message_type
         self.receivers: list[InputChannel] = []
@@ -233,7 +233,7 @@ class OutputChannel:
         if not isinstance(payload, self.message_type):
             raise TypeError(f"{self.name} publishes {self.message_type.wire_name}, "
                             f"got {type(payload).__name__}")
-        runtime = self.component.runtime
+        runtime = self.runtime
         now = runtime.clock()
         message = Message(Header(now if acqtime is None else acqtime, now), payload)
         freeze(payload)

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .codelet import Codelet
-from .policies import Periodic, TickPolicy
 from .errors import QueueFull
 from .ledger import Ledger, Stats
+from .policies import Periodic, TickPolicy
 from .ports import InputChannel
 from .runtime import Runtime
 
@@ -66,11 +66,12 @@ class NodeFailure:
 
 
 class _State:
-    __slots__ = ("component", "node", "rank", "policy", "periodic", "queued", "running", "retrigger",
+    __slots__ = ("component", "inputs", "node", "rank", "policy", "periodic", "queued", "running", "retrigger",
                  "due", "ticks", "source", "done", "started", "durations")
 
     def __init__(self, component: Codelet, rank: int, durations):
         self.component = component
+        self.inputs: tuple[InputChannel, ...] = tuple(component.inputs.values())
         self.node = component.node_name
         self.rank = rank  # topological position: ready work furthest downstream runs first
         self.durations = durations  # tick durations (the job report's Samples)
@@ -84,6 +85,13 @@ class _State:
         self.source = False
         self.done = False
         self.started = False
+
+    def consumed(self) -> int:
+        """Messages taken from the component's inputs so far: the scheduler re-ticks only after progress."""
+        total = 0
+        for rx in self.inputs:
+            total += rx.consumed
+        return total
 
 
 class Scheduler(Runtime):
@@ -391,7 +399,7 @@ class Scheduler(Runtime):
         same lock hold that books this tick (one lock round trip per tick on a busy worker)."""
         component = state.component
         nodes.append(state.node)
-        consumed_before = component.consumed
+        consumed_before = state.consumed()
         if component._pending_params:
             component.apply_pending_params()
         failed = False
@@ -413,7 +421,7 @@ class Scheduler(Runtime):
         state.durations.add(duration)
         for observe in self.ledger.on_ticked:
             observe(component, start, duration)
-        consumed = component.consumed != consumed_before
+        consumed = state.consumed() != consumed_before
         with self._lock:
             state.running = False
             self._busy_nodes.discard(state.node)
