@@ -14,7 +14,8 @@
             self.doubled.publish(Number(msg.payload.value * self.gain), acqtime=msg.acqtime)
 
 Tick policies (chosen in ``start``, defined in :mod:`graphflow.policies`): periodic, on message,
-synchronized (several inputs matched by acquisition time within a tolerance). Components of one node never tick at the same time.
+synchronized (several inputs matched by acquisition time within a tolerance). Components of one
+node never tick at the same time.
 """
 from __future__ import annotations
 

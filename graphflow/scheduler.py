@@ -23,7 +23,6 @@ import traceback
 from bisect import insort
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
 
 from .codelet import Codelet
 from .errors import QueueFull

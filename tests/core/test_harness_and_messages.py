@@ -138,3 +138,18 @@ def test_publish_checks_the_message_type():
     h.component.payload = Number(1.0)
     with pytest.raises(TypeError, match="publishes vision/Tensors, got Number"):
         h.tick()
+
+
+def test_a_new_runtime_reaches_the_components_channels():
+    from graphflow.runtime import Runtime
+    from graphflow.scheduler import ManualClock
+
+    h = Harness(_Passthrough).start()
+    moved = Runtime(clock=ManualClock(42.0))
+    moved.ledger.subscribe(h._capture)
+    h.component.runtime = moved
+    h.feed("image", Image(np.zeros((1, 1, 3), np.uint8)), acqtime=41.0)
+    h.tick()
+    message = h.outputs("image_out")[0]
+    assert message.pubtime == 42.0  # stamped by the new runtime's clock, not the harness's
+    assert h.component.image.latency.values()[-1] == pytest.approx(1.0)
