@@ -3,8 +3,8 @@
     GRAPHFLOW_COMPILE=1 pip install ".[cpu]"      # needs a C compiler; mypy is fetched for the build
 
 The compiled modules are the same Python source, so there is one implementation and
-``pip install .`` without the variable runs it interpreted. Compiling takes about a third off
-the framework's time per tick (figures: README, benchmarks/bench_decoder_chain.py); use it on
+``pip install .`` without the variable runs it interpreted. Compiling takes more than half off
+the framework's time per tick (figures: README, benchmarks/bench_core.py); use it on
 devices and for benchmarks. Leave it off while editing these modules: an editable compiled
 install puts the compiled files beside the sources, and they shadow edits until rebuilt.
 """
