@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from graphflow.files import write_atomically
 
 from ._cuda import cupy_with_device, gpu_name
 from .model_path import user_cache_dir
@@ -90,7 +90,7 @@ class TensorRTBackend:
         self.engine = self._load(engine_path) if engine_path.is_file() else None
         if self.engine is None:
             data = self._build(model, fp16, max_workspace_size, profile_settings)
-            _write_atomically(engine_path, data)
+            write_atomically(engine_path, data)
             self.engine = self.runtime.deserialize_cuda_engine(data)
             if self.engine is None:
                 raise RuntimeError(f"TensorRT could not load the engine it just built ({engine_path})")
@@ -168,15 +168,3 @@ class TensorRTBackend:
             result = [cp.asnumpy(outputs[name], stream=self.stream) for name in output_names]
             self.stream.synchronize()
         return result
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as f:
-            f.write(data)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise

@@ -14,13 +14,12 @@ The file is written once, in stop(), through a temporary file and a rename.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from graphflow import Codelet, Param, Rx
+from graphflow.files import write_atomically
 from nodes.vision.messages import Skeleton2List
 
 # shared/models/MANIFEST.md: "Mapping from model part to COCO-17 index" (OpenPose COCO-18 order;
@@ -102,13 +101,5 @@ class PredictionWriter(Codelet):
         if not hasattr(self, "results"):
             return
         target = Path(self.folder) / self.filename
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".tmp")
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as f:
-                json.dump(self.results, f)
-            os.replace(temp, target)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        write_atomically(target, json.dumps(self.results).encode("utf-8"))
         self.log.info("%s: wrote %d results to %s", self.full_name, len(self.results), target)

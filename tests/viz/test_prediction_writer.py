@@ -1,6 +1,7 @@
 """viz.PredictionWriter: COCO results content, the OpenPose → COCO keypoint map, image ids,
 writing in stop()."""
 import json
+import os
 import re
 
 import numpy as np
@@ -56,6 +57,9 @@ def test_results_file_content(tmp_path):
     h.stop()
     results = json.loads((tmp_path / "out" / "predictions.json").read_text())
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["predictions.json"]  # no temp file left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "out" / "predictions.json").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
     assert len(results) == 2
     a, b = results
     assert a["image_id"] == 785 and a["file_name"] == "000000000785.jpg" and a["category_id"] == 1
