@@ -3,7 +3,8 @@
 Each input owns a bounded queue with a policy for when it is full:
 
 - ``"latest"``: keep the latest N, drop the oldest (default; what a live robot wants),
-- ``"block"``: the publisher waits for room (backpressure; nothing is lost),
+- ``"block"``: the publisher waits for room (backpressure; nothing is lost); the scheduler
+  holds a component back while an input it publishes into is full,
 - ``"reject"``: the new message is refused.
 
 Drops are counted per input. Publishing passes the message by reference to every receiver.
@@ -148,8 +149,7 @@ class InputChannel:
                 if not self._queue:
                     return None
                 message = self._queue.popleft()
-            if self.policy == "block" and self.runtime.space_waiters:
-                self.runtime.space_freed(self)
+            self._made_room()
         self._count_read(message)
         return message
 
@@ -164,11 +164,19 @@ class InputChannel:
                 self._queue.clear()
         if message is None:
             return self.read()
-        if self.policy == "block" and self.runtime.space_waiters:
-            self.runtime.space_freed(self)
+        self._made_room()
         self._synced = None
         self._count_read(message)
         return message
+
+    def full(self) -> bool:
+        return len(self._queue) >= self.queue_size
+
+    def _made_room(self) -> None:
+        """After messages left the queue: tell the runtime when someone waits for room in a
+        'block' input (a publisher, or a component the scheduler holds back)."""
+        if self.policy == "block" and self.runtime.space_waiters:
+            self.runtime.space_freed(self)
 
     def _count_read(self, message: Message) -> None:
         self.consumed += 1
@@ -182,6 +190,8 @@ class InputChannel:
         with self._lock:
             return [m.header.acqtime for m in self._queue]
 
+    # Synchronized.ready() calls these two under the scheduler's lock, so they leave telling
+    # about the room they make to the scheduler (see Scheduler._policy_ready).
     def _pop_until(self, acqtime: float, tolerance: float) -> Message | None:
         """Synchronization helper: drop messages older than ``acqtime - tolerance``; return the
         head if it lies within tolerance (without removing it)."""
@@ -202,6 +212,7 @@ class InputChannel:
         with self._lock:
             self._queue.clear()
             self._synced = None
+        self._made_room()
 
 
 class OutputChannel:

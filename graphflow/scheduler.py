@@ -3,6 +3,9 @@
 - Periodic components keep their rate without drift (tick k is due at start + k·period; late
   ticks skip missed slots instead of bunching up).
 - On-message and synchronized components become ready when their inputs say so.
+- Backpressure holds components back instead of blocking threads: a component that publishes
+  into a full ``block`` input waits, off the workers, until that input has room. A worker thread
+  blocks in a publish only when one tick publishes more than the room there was.
 - Components of one node never tick at the same time.
 - The app ends on request (Ctrl-C, SIGTERM, ``--duration``), or when every source component is
   exhausted or has ticked ``max_ticks`` times; the graph then drains (every queued message is
@@ -50,6 +53,13 @@ class ManualClock:
         self.time = max(self.time, time_)
 
 
+def _outlets(component: Codelet) -> tuple[InputChannel, ...]:
+    """The 'block' inputs of other components that ``component`` publishes into. (Its own are left
+    out: a component filling its own input is a deadlock, which the publish reports.)"""
+    return tuple(rx for tx in component.outputs.values() for rx in tx.receivers
+                 if rx.policy == "block" and rx.component is not component)
+
+
 def _rank(state: "_State") -> int:
     return state.rank
 
@@ -65,18 +75,20 @@ class NodeFailure:
 
 
 class _State:
-    __slots__ = ("component", "inputs", "node", "rank", "policy", "periodic", "queued", "running", "retrigger",
-                 "due", "ticks", "source", "done", "started", "durations")
+    __slots__ = ("component", "inputs", "outlets", "node", "rank", "policy", "periodic", "queued", "parked",
+                 "running", "retrigger", "due", "ticks", "source", "done", "started", "durations")
 
     def __init__(self, component: Codelet, rank: int, durations):
         self.component = component
         self.inputs: tuple[InputChannel, ...] = tuple(component.inputs.values())
+        self.outlets: tuple[InputChannel, ...] = ()  # the 'block' inputs it publishes into (set by start)
         self.node = component.node_name
         self.rank = rank  # topological position: ready work furthest downstream runs first
         self.durations = durations  # tick durations (the job report's Samples)
         self.policy: TickPolicy | None = None  # the component's Periodic, OnMessage or Synchronized
         self.periodic = False
-        self.queued = False
+        self.queued = False  # waiting to run: in the ready list, the due queue, or parked
+        self.parked = False  # held back until its outlets have room
         self.running = False
         self.retrigger = False
         self.due = 0.0
@@ -84,6 +96,12 @@ class _State:
         self.source = False
         self.done = False
         self.started = False
+
+    def outlet_full(self) -> bool:
+        for rx in self.outlets:
+            if rx.full():
+                return True
+        return False
 
     def consumed(self) -> int:
         """Messages taken from the component's inputs so far: the scheduler re-ticks only after progress."""
@@ -134,10 +152,11 @@ class Scheduler(Runtime):
         # (so no source starves another), and run when no triggered work can.
         self._ready: list[_State] = []
         self._due: deque[_State] = deque()
+        self._parked: list[_State] = []  # queued states whose outlets are full
         self._timers: list = []
         self._seq = itertools.count()
         self._busy_nodes: set[str] = set()
-        self.space_waiters = 0  # publishers waiting on a full 'block' input
+        self.space_waiters = 0  # publishers waiting on a full 'block' input, plus parked states
         self._draining = False
         self._finished = threading.Event()
         self._ended = False  # mirrors _finished, read without a call on the hot path
@@ -161,9 +180,8 @@ class Scheduler(Runtime):
             if state.running:
                 state.retrigger = True
             elif not state.queued and not state.done and state.policy is not None \
-                    and not state.periodic and state.policy.ready():
-                state.queued = True
-                self._enqueue(state)
+                    and not state.periodic and self._policy_ready(state.policy):
+                self._queue(state)
                 if self._idle_workers:
                     self._work.notify()
 
@@ -192,9 +210,25 @@ class Scheduler(Runtime):
         return True
 
     def space_freed(self, rx: InputChannel) -> None:
-        """Called by a read when ``space_waiters`` was set (a racy read: waiters also wake every 10 ms)."""
+        """Called when a 'block' input lost messages while ``space_waiters`` was set (a racy read:
+        blocked publishers also wake every 10 ms; parking is ordered so it cannot miss this call)."""
         with self._lock:
-            self._space.notify_all()
+            self._room_made()
+
+    def _room_made(self) -> None:
+        """Wake blocked publishers to look again, and queue parked states that may run now.
+        Caller holds the lock."""
+        self._space.notify_all()
+        if self._parked:
+            self._unpark()
+
+    def _policy_ready(self, policy: TickPolicy) -> bool:
+        """Ask the policy under the lock. A synchronized one drops and takes messages as it
+        matches them, which may make room that someone waits for."""
+        ready = policy.ready()
+        if self.space_waiters:
+            self._room_made()
+        return ready
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> bool:
@@ -203,6 +237,7 @@ class Scheduler(Runtime):
         now = self.clock()
         for component in self.components:
             state = self._states[component]
+            state.outlets = _outlets(component)
             try:
                 component.start()
             except Exception:
@@ -355,8 +390,7 @@ class Scheduler(Runtime):
             while self._timers and self._timers[0][0] <= now:
                 _, _, state = heapq.heappop(self._timers)
                 if not state.done and not state.queued:
-                    state.queued = True
-                    self._due.append(state)
+                    self._queue(state)
         busy = self._busy_nodes
         ready = self._ready
         if ready and ready[-1].node not in busy:  # the usual case: the most downstream one can run
@@ -378,6 +412,42 @@ class Scheduler(Runtime):
         self._busy_nodes.add(state.node)
         return state
 
+    def _queue(self, state: _State) -> None:
+        """Queue a state that may tick: to run, or parked while an input it publishes into is
+        full (a worker would otherwise block in its publish). Caller holds the lock."""
+        state.queued = True
+        if state.outlets:
+            # Counted before looking: a read that empties the input after the look then sees a
+            # waiter and calls space_freed, which waits for this lock and unparks.
+            self.space_waiters += 1
+            if state.outlet_full():
+                state.parked = True
+                self._parked.append(state)
+                return
+            self.space_waiters -= 1
+        if state.periodic:
+            self._due.append(state)
+        else:
+            self._enqueue(state)
+
+    def _unpark(self) -> None:
+        """Queue the parked states whose outlets have room now. Caller holds the lock."""
+        still = []
+        for state in self._parked:
+            if state.outlet_full():
+                still.append(state)
+                continue
+            state.parked = False
+            self.space_waiters -= 1
+            if state.periodic:
+                self._due.append(state)
+            else:
+                self._enqueue(state)
+        if len(still) != len(self._parked):
+            self._parked = still
+            if self._idle_workers:
+                self._work.notify()
+
     def _enqueue(self, state: _State) -> None:
         """Add a triggered state to the ready list, kept sorted by rank. Caller holds the lock."""
         ready = self._ready
@@ -388,7 +458,7 @@ class Scheduler(Runtime):
 
     def _take(self, state: _State):
         """Mark a queued state as running, if its node is idle. Caller holds the lock."""
-        if not state.queued or state.node in self._busy_nodes:
+        if not state.queued or state.parked or state.node in self._busy_nodes:
             return None
         (self._due if state.periodic else self._ready).remove(state)
         return self._mark_running(state)
@@ -436,10 +506,13 @@ class Scheduler(Runtime):
                 if not state.done:
                     self._arm_timer(state)
             elif state.policy is not None and not state.done and (consumed or state.retrigger) \
-                    and state.policy.ready():
-                state.queued = True
-                self._enqueue(state)
+                    and self._policy_ready(state.policy):
+                self._queue(state)
             state.retrigger = False
+            if self.space_waiters:
+                # A publisher blocked on a full input may tick this component inline now that
+                # it is idle; without this wake it would sleep out its 10 ms wait.
+                self._space.notify_all()
             if not self._draining and state.source and state.done:
                 self._draining = all(s.done for s in self._states.values() if s.source)
             if self._draining and self._drained():
@@ -466,6 +539,6 @@ class Scheduler(Runtime):
         heapq.heappush(self._timers, (state.due, next(self._seq), state))
 
     def _drained(self) -> bool:
-        if self._ready or self._due or any(s.running for s in self._states.values()):
+        if self._ready or self._due or self._parked or any(s.running for s in self._states.values()):
             return False
         return not any(rx.available() for c in self.components for rx in c.inputs.values())

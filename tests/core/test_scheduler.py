@@ -196,6 +196,44 @@ def test_queue_policy_block_applies_backpressure_and_loses_nothing():
     assert scheduler.failure is None
 
 
+class _CountingScheduler(Scheduler):
+    """Counts publishes that found a full 'block' input (each would hold a worker thread)."""
+    blocked_publishes = 0
+
+    def wait_for_space(self, rx):
+        self.blocked_publishes += 1
+        return super().wait_for_space(rx)
+
+
+def test_backpressure_holds_the_publisher_back_instead_of_blocking_a_worker():
+    source = testpack.Source("src", "s", {"tick_period": "0ms", "count": 200})
+    slow = testpack.Collect("slow", "c", {"work_s": 0.0005})  # queue of 4, policy block
+    wire(source, "number", slow, "number")
+    scheduler = _CountingScheduler([source, slow], workers=2)
+    scheduler.run(duration=20)
+    assert slow.values == [float(v) for v in range(200)]
+    assert scheduler.blocked_publishes == 0  # the source waited off the workers, not in publish()
+
+
+def test_backpressure_through_a_synchronized_receiver_loses_nothing_and_ends():
+    # The synchronized Add takes its matched messages while the scheduler decides it is ready,
+    # which frees room for sources held back by its full inputs; the slow sink holds Add back.
+    a = testpack.Source("a", "s", {"tick_period": "0ms", "count": 100})
+    b = testpack.Source("b", "s", {"tick_period": "0ms", "count": 100})
+    adder = Add("add", "add", {"tolerance": "10s"})
+    slow = testpack.Collect("slow", "c", {"work_s": 0.0005})
+    for source, port in ((a, "a"), (b, "b")):
+        adder.inputs[port].configure(queue_size=2, policy="block")
+        wire(source, "number", adder, port)
+    wire(adder, "total", slow, "number")
+    runner = threading.Thread(target=Scheduler([a, b, adder, slow], workers=2).run, kwargs={"duration": 30},
+                              daemon=True)  # a deadlock fails the test instead of hanging it
+    runner.start()
+    runner.join(20)
+    assert not runner.is_alive(), "the app did not end"
+    assert slow.values == [2.0 * v for v in range(100)]
+
+
 def test_queue_policy_block_single_threaded_runs_the_receiver_to_make_room():
     source = testpack.Source("src", "s", {"tick_period": "1ms", "count": 20})
     collect = testpack.Collect("c", "c")
