@@ -1,5 +1,6 @@
 """ml.TensorRTInference: ONNX Runtime golden parity, dynamic sizes, tensor info, errors; the
 TensorRT backend where a GPU and tensorrt exist."""
+import threading
 import time
 
 import numpy as np
@@ -57,6 +58,34 @@ def test_dynamic_input_sizes_in_one_component(model_path):
     assert messages[0].payload.tensors[0].shape == (1, 19, 8, 12)
     assert messages[1].payload.tensors[0].shape == (1, 19, 8, 7)  # ceil(60/8), ceil(50/8)
     assert [m.payload.frame for m in messages] == [0, 1]
+
+
+@needs_model
+def test_the_model_runs_on_one_thread_of_its_own_whichever_thread_ticks(model_path):
+    # ONNX Runtime's thread pool is slower when the calling thread changes (the node's doc).
+    h = Harness(TensorRTInference, {"model_file_path": MODEL, "backend": "onnxruntime"}).start()
+    model, callers = h.component.model, []
+    run = model.run
+
+    def recording_run(feeds, names):
+        callers.append(threading.get_ident())
+        return run(feeds, names)
+
+    model.run = recording_run
+    image = np.zeros((1, 3, 16, 16), np.float32)
+    tickers = []
+    for frame in range(3):  # each tick from another thread, as graph workers do
+        h.feed("input", Tensors(names=["image"], tensors=[image], frame=frame))
+        ticker = threading.Thread(target=h.run_pending)
+        ticker.start()
+        ticker.join()
+        tickers.append(ticker.ident)
+    assert [m.payload.frame for m in h.outputs("output")] == [0, 1, 2]
+    assert len(set(callers)) == 1 and callers[0] not in tickers
+    runner = next(t for t in threading.enumerate() if t.ident == callers[0])
+    h.stop()
+    runner.join(5)
+    assert not runner.is_alive()
 
 
 @needs_model
