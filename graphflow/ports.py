@@ -77,7 +77,8 @@ class InputChannel:
     """The live queue behind an ``Rx`` of one component."""
 
     __slots__ = ("decl", "component", "runtime", "name", "message_type", "queue_size", "policy", "sources",
-                 "dropped", "received", "consumed", "latency", "is_trigger", "_queue", "_lock", "_synced")
+                 "dropped", "received", "consumed", "latency", "is_trigger", "waiters", "_queue", "_lock",
+                 "_synced")
 
     def __init__(self, decl: Rx, component: "Codelet"):
         self.decl = decl
@@ -93,6 +94,7 @@ class InputChannel:
         self.consumed = 0  # messages taken (read, or skipped by read_latest): the scheduler's progress test
         self.latency: Samples = Samples()  # acquisition → read, seconds (for the job report)
         self.is_trigger = False
+        self.waiters = 0  # publishers and held-back components waiting for room here (set by the runtime)
         self._queue: deque[Message] = deque()
         self._lock = threading.Lock()
         self._synced: Message | None = None  # set by a synchronized trigger when inputs match
@@ -173,9 +175,8 @@ class InputChannel:
         return len(self._queue) >= self.queue_size
 
     def _made_room(self) -> None:
-        """After messages left the queue: tell the runtime when someone waits for room in a
-        'block' input (a publisher, or a component the scheduler holds back)."""
-        if self.policy == "block" and self.runtime.space_waiters:
+        """After messages left the queue: tell the runtime when someone waits for room here."""
+        if self.waiters:
             self.runtime.space_freed(self)
 
     def _count_read(self, message: Message) -> None:

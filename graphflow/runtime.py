@@ -16,8 +16,6 @@ class Runtime:
     """What a component needs from whoever runs it. This default one serves the test harness:
     a settable clock, its own ledger, no threads."""
 
-    space_waiters = 0  # publishers waiting for room in a 'block' input (read() notifies only then)
-
     def __init__(self, clock=None, ledger: Ledger | None = None):
         self.clock = clock or time.monotonic
         self.ledger = ledger or Ledger()

@@ -103,6 +103,10 @@ class _State:
                 return True
         return False
 
+    def watch_outlets(self, change: int) -> None:
+        for rx in self.outlets:
+            rx.waiters += change
+
     def consumed(self) -> int:
         """Messages taken from the component's inputs so far: the scheduler re-ticks only after progress."""
         total = 0
@@ -156,7 +160,7 @@ class Scheduler(Runtime):
         self._timers: list = []
         self._seq = itertools.count()
         self._busy_nodes: set[str] = set()
-        self.space_waiters = 0  # publishers waiting on a full 'block' input, plus parked states
+        self._blocked_publishers = 0  # ticks waiting in a publish for room in a 'block' input
         self._draining = False
         self._finished = threading.Event()
         self._ended = False  # mirrors _finished, read without a call on the hot path
@@ -198,11 +202,13 @@ class Scheduler(Runtime):
         with self._lock:
             state = self._take(receiver) if receiver is not None else None
             if state is None and self._threads:
-                self.space_waiters += 1
+                self._blocked_publishers += 1
+                rx.waiters += 1
                 try:
                     self._space.wait(0.01)
                 finally:
-                    self.space_waiters -= 1
+                    self._blocked_publishers -= 1
+                    rx.waiters -= 1
                 return True
         if state is None:
             raise QueueFull(f"input {rx.name} is full with policy 'block' and its receiver cannot tick now")
@@ -210,15 +216,16 @@ class Scheduler(Runtime):
         return True
 
     def space_freed(self, rx: InputChannel) -> None:
-        """Called when a 'block' input lost messages while ``space_waiters`` was set (a racy read:
-        blocked publishers also wake every 10 ms; parking is ordered so it cannot miss this call)."""
+        """Called when an input with ``waiters`` lost messages (a racy read: blocked publishers
+        also wake every 10 ms; parking is ordered so that it cannot miss this call)."""
         with self._lock:
             self._room_made()
 
     def _room_made(self) -> None:
         """Wake blocked publishers to look again, and queue parked states that may run now.
         Caller holds the lock."""
-        self._space.notify_all()
+        if self._blocked_publishers:
+            self._space.notify_all()
         if self._parked:
             self._unpark()
 
@@ -226,7 +233,7 @@ class Scheduler(Runtime):
         """Ask the policy under the lock. A synchronized one drops and takes messages as it
         matches them, which may make room that someone waits for."""
         ready = policy.ready()
-        if self.space_waiters:
+        if self._parked or self._blocked_publishers:
             self._room_made()
         return ready
 
@@ -416,15 +423,15 @@ class Scheduler(Runtime):
         """Queue a state that may tick: to run, or parked while an input it publishes into is
         full (a worker would otherwise block in its publish). Caller holds the lock."""
         state.queued = True
-        if state.outlets:
-            # Counted before looking: a read that empties the input after the look then sees a
-            # waiter and calls space_freed, which waits for this lock and unparks.
-            self.space_waiters += 1
+        if state.outlets and state.outlet_full():
+            # Watch the outlets, then look again: a read that makes room after this second look
+            # sees a waiter and calls space_freed, which waits for this lock and unparks.
+            state.watch_outlets(1)
             if state.outlet_full():
                 state.parked = True
                 self._parked.append(state)
                 return
-            self.space_waiters -= 1
+            state.watch_outlets(-1)
         if state.periodic:
             self._due.append(state)
         else:
@@ -438,7 +445,7 @@ class Scheduler(Runtime):
                 still.append(state)
                 continue
             state.parked = False
-            self.space_waiters -= 1
+            state.watch_outlets(-1)
             if state.periodic:
                 self._due.append(state)
             else:
@@ -509,7 +516,7 @@ class Scheduler(Runtime):
                     and self._policy_ready(state.policy):
                 self._queue(state)
             state.retrigger = False
-            if self.space_waiters:
+            if self._blocked_publishers:
                 # A publisher blocked on a full input may tick this component inline now that
                 # it is idle; without this wake it would sleep out its 10 ms wait.
                 self._space.notify_all()
