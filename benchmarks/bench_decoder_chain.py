@@ -14,7 +14,7 @@ and a mean over a round carried them (round ratios ranged 0.7-1.8 that way). Rou
 functions and chain so noise hits both alike; the ratio is the median of the rounds' ratios
 (range: lowest-highest), and "µs/tick over" is the chain's extra time per frame spread over its
 12 ticks. One thread everywhere (BLAS pinned to 1). The core is interpreted or compiled
-(setup.py, GRAPHFLOW_COMPILE=1): the first line says which.
+(setup.py; an editable install is interpreted unless GRAPHFLOW_COMPILE=1): the first line says which.
 Targets: chain ≤ 1.15 × functions; functions < 2 ms (5 people, 46×54) and < 5 ms (20 people, 120×160).
 """
 import os
@@ -126,7 +126,7 @@ def main() -> None:
                            "queue": {"size": 1, "policy": "block"}},
                           {"source": "decoder.interface/subgraph/skeletons", "target": "sink/count/skeletons"}]}}))
         results = {"core": "compiled" if graphflow.COMPILED else "interpreted"}
-        print(f"graphflow core: {results['core']} (setup.py: GRAPHFLOW_COMPILE=1 compiles it)")
+        print(f"graphflow core: {results['core']} (graphflow.COMPILED; see setup.py)")
         print(f"{'case':32} {'functions ms':>13} {'chain ms':>9} {'ratio':>6} {'range':>11} "
               f"{'µs/tick over':>13}")
         # All maps first: their megabytes raise glibc's dynamic mmap/trim thresholds as a running

@@ -92,7 +92,9 @@ class AppSpec:
         return {key: v.value for key, v in self.config.get((node, name), {}).items()}
 
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"  # the repo's schemas/ folder
+# The repo's schemas/ folder; an installed wheel carries it as graphflow/schemas (setup.py).
+SCHEMA_DIR = next(d for d in (Path(__file__).resolve().parent / "schemas",
+                              Path(__file__).resolve().parent.parent / "schemas") if d.is_dir())
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,0 +1,38 @@
+"""The package as users install it: a wheel, outside the checkout."""
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_an_installed_wheel_validates_and_runs_an_app_outside_the_checkout(tmp_path):
+    env = {**os.environ, "GRAPHFLOW_COMPILE": "0", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "-q", "-w", str(tmp_path / "dist")],
+                   check=True, env=env, cwd=tmp_path)
+    (wheel,) = (tmp_path / "dist").glob("graphflow-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "graphflow/schemas/app.schema.json" in names  # apps cannot be validated without it
+    assert "graphflow/viewer/static/index.html" in names
+    assert any(name.startswith("nodes/openpose/") for name in names)
+
+    venv = tmp_path / "venv"  # the dependencies come from this interpreter's site-packages
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "-q", str(wheel)], check=True, env=env)
+    where = subprocess.run([str(python), "-c", "import graphflow; print(graphflow.__file__)"], check=True,
+                           capture_output=True, text=True, cwd=tmp_path).stdout
+    assert str(venv) in where
+
+    numbers = tmp_path / "numbers.jsonl"
+    run = subprocess.run([str(venv / "bin" / "graphflow"), "run", str(REPO / "apps" / "demo.app.json"),
+                          "--set", f"sink/writer/path={numbers}", "--max-ticks", "5", "--no-viewer"],
+                         capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert run.returncode == 0, run.stderr
+    assert len([json.loads(line) for line in numbers.read_text().splitlines()]) == 5
