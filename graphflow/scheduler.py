@@ -161,6 +161,7 @@ class Scheduler(Runtime):
         self._seq = itertools.count()
         self._busy_nodes: set[str] = set()
         self._blocked_publishers = 0  # ticks waiting in a publish for room in a 'block' input
+        self.blocked_publishes = 0  # times a publish found a 'block' input full and had to wait
         self._draining = False
         self._finished = threading.Event()
         self._ended = False  # mirrors _finished, read without a call on the hot path
@@ -200,6 +201,7 @@ class Scheduler(Runtime):
                             f"{rx.component.node_name!r} is waiting on this publish: this would deadlock")
         receiver = self._states.get(rx.component)
         with self._lock:
+            self.blocked_publishes += 1
             state = self._take(receiver) if receiver is not None else None
             if state is None and self._threads:
                 self._blocked_publishers += 1

@@ -13,7 +13,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.mark.slow
 def test_an_installed_wheel_validates_and_runs_an_app_outside_the_checkout(tmp_path):
-    env = {**os.environ, "GRAPHFLOW_COMPILE": "0", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}  # the wheel's graphflow only
+    env.update(GRAPHFLOW_COMPILE="0", PIP_DISABLE_PIP_VERSION_CHECK="1")
     subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "-q", "-w", str(tmp_path / "dist")],
                    check=True, env=env, cwd=tmp_path)
     (wheel,) = (tmp_path / "dist").glob("graphflow-*.whl")
@@ -27,7 +28,7 @@ def test_an_installed_wheel_validates_and_runs_an_app_outside_the_checkout(tmp_p
     python = venv / "bin" / "python"
     subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "-q", str(wheel)], check=True, env=env)
     where = subprocess.run([str(python), "-c", "import graphflow; print(graphflow.__file__)"], check=True,
-                           capture_output=True, text=True, cwd=tmp_path).stdout
+                           capture_output=True, text=True, cwd=tmp_path, env=env).stdout
     assert str(venv) in where
 
     numbers = tmp_path / "numbers.jsonl"

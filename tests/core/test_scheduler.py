@@ -196,20 +196,11 @@ def test_queue_policy_block_applies_backpressure_and_loses_nothing():
     assert scheduler.failure is None
 
 
-class _CountingScheduler(Scheduler):
-    """Counts publishes that found a full 'block' input (each would hold a worker thread)."""
-    blocked_publishes = 0
-
-    def wait_for_space(self, rx):
-        self.blocked_publishes += 1
-        return super().wait_for_space(rx)
-
-
 def test_backpressure_holds_the_publisher_back_instead_of_blocking_a_worker():
     source = testpack.Source("src", "s", {"tick_period": "0ms", "count": 200})
     slow = testpack.Collect("slow", "c", {"work_s": 0.0005})  # queue of 4, policy block
     wire(source, "number", slow, "number")
-    scheduler = _CountingScheduler([source, slow], workers=2)
+    scheduler = Scheduler([source, slow], workers=2)
     scheduler.run(duration=20)
     assert slow.values == [float(v) for v in range(200)]
     assert scheduler.blocked_publishes == 0  # the source waited off the workers, not in publish()
