@@ -6,14 +6,15 @@ For each case (the golden bus.jpg maps, synthetic 1/5/20 people at 46×54 and 12
 - functions: ``paf.decode`` called in a loop, joints mapped to image pixels as the chain's last step
   does; a frame's time is one call's;
 - chain: the decoder subgraph (apps/openpose_decoder.subgraph.json, ten nodes) in an app fed by
-  a source publishing the same maps as fast as the chain accepts, on ONE worker thread; a
-  frame's time is the interval between two frames reaching the sink (all 12 ticks and the
-  scheduling between them).
+  a source publishing the same maps as fast as the chain accepts, on ONE worker thread. A frame's
+  time is from the source's publish of the maps to the sink's read of the skeletons: the ten
+  ticks and every hop between them, as a plain call is timed from call to return. ("interval",
+  the time between two frames at the sink, also counts the test source's and sink's own ticks.)
 A round's figure is the MEDIAN frame time: this VM's noise comes in bursts that stall some frames,
 and a mean over a round carried them (round ratios ranged 0.7-1.8 that way). Rounds alternate
 functions and chain so noise hits both alike; the ratio is the median of the rounds' ratios
 (range: lowest-highest), and "µs/tick over" is the chain's extra time per frame spread over its
-12 ticks. One thread everywhere (BLAS pinned to 1). The core is interpreted or compiled
+ten ticks. One thread everywhere (BLAS pinned to 1). The core is interpreted or compiled
 (setup.py; an editable install is interpreted unless GRAPHFLOW_COMPILE=1): the first line says which.
 Targets: chain ≤ 1.15 × functions; functions < 2 ms (5 people, 46×54) and < 5 ms (20 people, 120×160).
 """
@@ -42,7 +43,7 @@ from nodes.openpose import paf  # noqa: E402
 from nodes.vision.messages import ImageTransform, Skeleton2List, Tensors  # noqa: E402
 
 PAYLOADS: dict[str, Tensors] = {}
-TICKS_PER_FRAME = 12  # the ten decoder nodes, the source and the sink
+DECODER_TICKS = 10
 
 
 class MapsSource(Codelet):
@@ -66,23 +67,28 @@ class Count(Codelet):
     skeletons = Rx(Skeleton2List, queue_size=64, policy="block")
 
     def start(self):
-        self.arrivals = []
+        self.arrivals = []  # when each frame's skeletons were read
+        self.transits = []  # from the maps' publish (the frame's acqtime) to that read
         self.tick_on_message(self.skeletons)
 
     def tick(self):
-        self.skeletons.read()
-        self.arrivals.append(time.perf_counter())
+        message = self.skeletons.read()
+        now = self.now()
+        self.arrivals.append(now)
+        self.transits.append(now - message.acqtime)
 
 
-def chain_ms(app_file: Path, case: str, frames: int, workers: int = 1) -> float:
-    """Median ms per frame of the chain (the interval between frames at the sink)."""
+def chain_ms(app_file: Path, case: str, frames: int, workers: int = 1) -> tuple[float, float]:
+    """Median ms per frame through the chain (maps published → skeletons read), and the median
+    interval between frames at the sink."""
     app = App(load_app(app_file, sets=[f"source/maps/case={case}", f"source/maps/frames={frames}"]), workers=workers)
     app.component("source/maps").payloads = PAYLOADS  # the app loaded this file as its own module
     app.run()
     assert app.failure is None, app.failure
-    arrivals = app.component("sink/count").arrivals
-    assert len(arrivals) == frames, "frames were dropped"
-    return statistics.median(b - a for a, b in zip(arrivals, arrivals[1:])) * 1e3
+    sink = app.component("sink/count")
+    assert len(sink.arrivals) == frames, "frames were dropped"
+    interval = statistics.median(b - a for a, b in zip(sink.arrivals, sink.arrivals[1:]))
+    return statistics.median(sink.transits) * 1e3, interval * 1e3
 
 
 def decode_to_image(heatmaps, pafs, transform: ImageTransform):
@@ -128,7 +134,7 @@ def main() -> None:
         results = {"core": "compiled" if graphflow.COMPILED else "interpreted"}
         print(f"graphflow core: {results['core']} (graphflow.COMPILED; see setup.py)")
         print(f"{'case':32} {'functions ms':>13} {'chain ms':>9} {'ratio':>6} {'range':>11} "
-              f"{'µs/tick over':>13}")
+              f"{'µs/tick over':>13} {'interval ms':>12} {'ratio':>6}")
         # All maps first: their megabytes raise glibc's dynamic mmap/trim thresholds as a running
         # app's frames do. Otherwise the first case ran with the heap trimmed after every frame
         # (page faults), the plain functions hit harder than the chain.
@@ -137,18 +143,22 @@ def main() -> None:
                 continue
             PAYLOADS[name] = Tensors(["heatmaps", "pafs"], [heatmaps[None], pafs[None]], ImageTransform())
             functions_ms(heatmaps, pafs, 100), chain_ms(app_file, name, 100)  # warm-up, not counted
-            plain, chain = [], []
+            plain, chain, interval = [], [], []
             for _ in range(args.rounds):
                 plain.append(functions_ms(heatmaps, pafs, args.frames))
-                chain.append(chain_ms(app_file, name, args.frames))
-            f, c = statistics.median(plain), statistics.median(chain)
+                through, between = chain_ms(app_file, name, args.frames)
+                chain.append(through)
+                interval.append(between)
+            f, c, i = statistics.median(plain), statistics.median(chain), statistics.median(interval)
             ratios = sorted(c_ / f_ for f_, c_ in zip(plain, chain))  # each round's pair ran back to back
             ratio = statistics.median(ratios)
-            overhead_us = (c - f) / TICKS_PER_FRAME * 1e3
+            interval_ratio = statistics.median(i_ / f_ for f_, i_ in zip(plain, interval))
+            overhead_us = (c - f) / DECODER_TICKS * 1e3
             results[name] = {"functions_ms": f, "chain_ms": c, "ratio": ratio,
-                             "ratio_range": [ratios[0], ratios[-1]], "overhead_us_per_tick": overhead_us}
+                             "ratio_range": [ratios[0], ratios[-1]], "overhead_us_per_tick": overhead_us,
+                             "interval_ms": i, "interval_ratio": interval_ratio}
             print(f"{name:32} {f:13.3f} {c:9.3f} {ratio:6.2f} {ratios[0]:5.2f}-{ratios[-1]:<5.2f} "
-                  f"{overhead_us:13.1f}", flush=True)
+                  f"{overhead_us:13.1f} {i:12.3f} {interval_ratio:6.2f}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
