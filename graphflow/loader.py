@@ -93,8 +93,8 @@ class AppSpec:
 
 
 # The repo's schemas/ folder; an installed wheel carries it as graphflow/schemas (setup.py).
-SCHEMA_DIR = next(d for d in (Path(__file__).resolve().parent / "schemas",
-                              Path(__file__).resolve().parent.parent / "schemas") if d.is_dir())
+_PACKAGE = Path(__file__).resolve().parent
+SCHEMA_DIR = _PACKAGE / "schemas" if (_PACKAGE / "schemas").is_dir() else _PACKAGE.parent / "schemas"
 
 
 @functools.lru_cache(maxsize=1)

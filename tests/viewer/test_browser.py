@@ -75,9 +75,14 @@ def test_graph_renders_with_live_stats(page, running):
 def test_image_window_shows_the_frame_with_the_skeleton_overlay(page, running, tmp_path):
     target = running.target
     win = window(page, target.image_window)
-    wait_for(lambda: counter(win, "frames") >= 2 and counter(win, "joints") > 0
-             and win.get_attribute("data-synced") == "true", timeout=10, message="frames with their skeletons")
-    assert win.locator(".win-note").text_content() == ""  # no "overlay not in sync" note
+
+    def shown() -> dict:  # the frame's attributes and its note, read at one instant
+        return win.evaluate("el => ({frames: +(el.dataset.frames || 0), joints: +(el.dataset.joints || 0), "
+                            "synced: el.dataset.synced, note: el.querySelector('.win-note').textContent})")
+
+    frame = wait_for(lambda: (s := shown())["frames"] >= 2 and s["joints"] > 0 and s["synced"] == "true" and s,
+                     timeout=10, message="frames with their skeletons")
+    assert frame["note"] == ""  # a synced frame carries no "overlay not in sync" note
     canvas = win.locator("canvas")
     shot = save(tmp_path / "overlay.png", canvas.screenshot())
     H, W = shot.shape[:2]
