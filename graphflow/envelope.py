@@ -75,11 +75,12 @@ _PLANS: dict[type, list[tuple[str, bool]]] = {}
 def freeze(payload: Any) -> None:
     """Make a payload's arrays read-only (nested payloads, lists and dicts included).
 
-    A payload is frozen once: a later payload that nests it by reference skips it."""
-    values: dict[str, Any] = payload.__dict__
-    if "_frozen" in values:
+    A payload is frozen once: a later payload that nests it by reference skips it. (The mark is
+    an attribute, not a key put in ``__dict__``: reading ``__dict__`` would build the dict that
+    Python otherwise keeps inline, on every publish.)"""
+    if payload._frozen:
         return
-    values["_frozen"] = True
+    payload._frozen = True
     cls = type(payload)
     plan = _PLANS.get(cls)
     if plan is None:
@@ -87,7 +88,7 @@ def freeze(payload: Any) -> None:
 
         plan = _PLANS[cls] = freeze_plan(cls)
     for name, nested in plan:
-        value = values[name]
+        value = getattr(payload, name)
         if value is None:
             continue
         if nested:

@@ -36,6 +36,7 @@ class MessageType:
 
     wire_name: ClassVar[str]
     render: ClassVar[str | None] = None
+    _frozen: ClassVar[bool] = False  # set on the instance by its first publish (envelope.freeze)
 
     def __init_subclass__(cls, wire: str | None = None, render: str | None = None, **kwargs):
         super().__init_subclass__(**kwargs)
