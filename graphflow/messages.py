@@ -1,6 +1,9 @@
 """Messages: a header (uuid, acqtime, pubtime) plus a typed payload.
 
 A message type is declared once, as a subclass of :class:`MessageType` with annotated fields.
+A field may be an array, a number or string, a list or dict, another message type, or a record
+(a ``typing.NamedTuple``, e.g. the result of a plain function the node wraps: the node then
+publishes that result as it is, with no copy into fields of its own).
 The class is turned into a dataclass, registered under its wire name, and its wire form
 (msgpack, the viewer, other processes) is derived from the annotations; the JSON Schemas in
 ``schemas/messages/`` are generated from the same declarations (``graphflow schemas``).
@@ -18,6 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from . import envelope
 from .envelope import Header, Message, freeze
 
 _REGISTRY: dict[str, type["MessageType"]] = {}
@@ -90,13 +94,29 @@ def message_types() -> dict[str, type[MessageType]]:
     return dict(_REGISTRY)
 
 
+def is_record_type(hint: Any) -> bool:
+    """A ``typing.NamedTuple`` class: a field kind whose wire form is a map by field name."""
+    return isinstance(hint, type) and issubclass(hint, tuple) and hasattr(hint, "_fields")
+
+
+def is_record(value: Any) -> bool:
+    return isinstance(value, tuple) and hasattr(type(value), "_fields")
+
+
 # -- helpers ---------------------------------------------------------------------------------
-def freeze_plan(cls: type[MessageType]) -> list[tuple[str, bool]]:
+def freeze_plan(cls: type[MessageType]) -> list[tuple[str, int]]:
     """For :func:`graphflow.envelope.freeze`: the fields of ``cls`` that may hold arrays, each
-    with whether it holds a nested payload (frozen by its own plan)."""
+    with how to freeze it (envelope.PAYLOAD, RECORD or ARRAY_OR_ANY)."""
     hints = typing.get_type_hints(cls)
-    return [(f.name, _is_message_type(hints[f.name])) for f in dataclasses.fields(cls)
-            if _may_hold_arrays(hints[f.name])]
+
+    def kind(hint: Any) -> int:
+        if _is_message_type(hint):
+            return envelope.PAYLOAD
+        if is_record_type(hint):
+            return envelope.RECORD
+        return envelope.ARRAY_OR_ANY
+
+    return [(f.name, kind(hints[f.name])) for f in dataclasses.fields(cls) if _may_hold_arrays(hints[f.name])]
 
 
 def _is_message_type(hint: Any) -> bool:
@@ -112,7 +132,7 @@ def _may_hold_arrays(hint: Any) -> bool:
     if hint is np.ndarray or hint is Any or hint is object:
         return True
     if isinstance(hint, type):
-        return issubclass(hint, MessageType) or hint in (list, tuple, dict)
+        return issubclass(hint, (MessageType, list, tuple, dict))  # tuple: records too
     return any(_may_hold_arrays(arg) for arg in typing.get_args(hint) if arg is not type(None))
 
 
@@ -122,6 +142,8 @@ def _to_wire(value: Any) -> Any:
         return {"dtype": array.dtype.str, "shape": list(array.shape), "data": array.tobytes()}
     if isinstance(value, MessageType):
         return value.to_wire()
+    if is_record(value):
+        return {name: _to_wire(item) for name, item in zip(value._fields, value)}
     if isinstance(value, (list, tuple)):
         return [_to_wire(v) for v in value]
     if isinstance(value, dict):
@@ -137,6 +159,9 @@ def _from_wire(value: Any, hint: Any) -> Any:
         return np.frombuffer(value["data"], dtype=np.dtype(value["dtype"])).reshape(value["shape"])
     if isinstance(hint, type) and issubclass(hint, MessageType):
         return hint.from_wire(value)
+    if is_record_type(hint):
+        hints = typing.get_type_hints(hint)
+        return hint(**{name: _from_wire(value[name], hints[name]) for name in hint._fields if name in value})
     if origin in (list, tuple) and typing.get_args(hint):
         item = typing.get_args(hint)[0]
         return [_from_wire(v, item) for v in value]
@@ -151,6 +176,8 @@ def _type_name(hint: Any) -> str:
         return "ndarray"
     if isinstance(hint, type) and issubclass(hint, MessageType):
         return hint.wire_name
+    if is_record_type(hint):
+        return f"{hint.__name__}({', '.join(hint._fields)})"
     origin = typing.get_origin(hint)
     if origin is not None:
         args = ", ".join(_type_name(a) for a in typing.get_args(hint))
@@ -210,6 +237,12 @@ def _hint_schema(hint: Any) -> dict:
         return dict(NDARRAY_SCHEMA)
     if isinstance(hint, type) and issubclass(hint, MessageType):
         return {"type": "object", "description": f"A {hint.wire_name} payload."}
+    if is_record_type(hint):
+        hints = typing.get_type_hints(hint)
+        return {"type": "object", "description": (hint.__doc__ or "").strip(),
+                "properties": {name: _hint_schema(hints[name]) for name in hint._fields},
+                "required": [name for name in hint._fields if name not in hint._field_defaults],
+                "additionalProperties": False}
     simple = {float: "number", int: "integer", str: "string", bool: "boolean", dict: "object"}
     if hint in simple:
         return {"type": simple[hint]}

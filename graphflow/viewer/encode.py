@@ -17,7 +17,7 @@ try:  # opencv is in the "cpu" extra; without it images go out as PNG, scaled by
 except ImportError:  # pragma: no cover - exercised where opencv is absent
     cv2 = None
 
-from ..messages import Message, MessageType
+from ..messages import Message, MessageType, is_record
 
 SMALL_ARRAY = 64     # arrays (and lists) up to this many items are sent in full
 HEATMAP_MAX_SIDE = 512
@@ -173,7 +173,9 @@ def resolve(payload: Any, path: str) -> Any:
     """Follow a dotted field path ("tensors.0", "transform.scale_x") into a payload."""
     value = payload
     for part in [p for p in path.split(".") if p]:
-        if isinstance(value, (list, tuple)):
+        if is_record(value) and part in value._fields:
+            value = getattr(value, part)
+        elif isinstance(value, (list, tuple)):
             try:
                 value = value[int(part)]
             except (ValueError, IndexError):
@@ -209,6 +211,10 @@ def describe_value(value: Any, path: str = "", depth: int = 0) -> dict:
         return {"kind": "message", "path": path, "type": value.wire_name,
                 "fields": {f.name: describe_value(getattr(value, f.name), _join(path, f.name), depth + 1)
                            for f in dataclasses.fields(value)}}
+    if is_record(value):
+        return {"kind": "message", "path": path, "type": type(value).__name__,
+                "fields": {name: describe_value(item, _join(path, name), depth + 1)
+                           for name, item in zip(value._fields, value)}}
     if isinstance(value, (list, tuple)):
         if all(isinstance(v, (int, float, str, bool, type(None))) for v in value) and len(value) <= SMALL_ARRAY:
             return {"kind": "list", "path": path, "length": len(value), "values": list(value)}
@@ -249,14 +255,14 @@ def inspect_message(message: Message, now: float | None = None) -> dict:
 
 # -- plots -------------------------------------------------------------------------------------
 def scalars(payload: Any, prefix: str = "", depth: int = 0) -> dict[str, float]:
-    """Every number a payload carries (nested messages flattened with dots), plus the length of
-    each list/array as ``field#len``."""
+    """Every number a payload carries (nested messages and records flattened with dots), plus the
+    length of each list/array as ``field#len``."""
     out: dict[str, float] = {}
-    if not dataclasses.is_dataclass(payload) or depth > 3:
+    items = _named_items(payload)
+    if items is None or depth > 3:
         return out
-    for f in dataclasses.fields(payload):
-        value = getattr(payload, f.name)
-        name = _join(prefix, f.name)
+    for field_name, value in items:
+        name = _join(prefix, field_name)
         if isinstance(value, bool):
             out[name] = float(value)
         elif isinstance(value, (int, float, np.integer, np.floating)):
@@ -268,11 +274,20 @@ def scalars(payload: Any, prefix: str = "", depth: int = 0) -> dict[str, float]:
                 out[name] = float(value.reshape(-1)[0])
             elif value.ndim:
                 out[name + "#len"] = float(value.shape[0])
+        elif _named_items(value) is not None:
+            out.update(scalars(value, name, depth + 1))
         elif isinstance(value, (list, tuple)):
             out[name + "#len"] = float(len(value))
-        elif dataclasses.is_dataclass(value):
-            out.update(scalars(value, name, depth + 1))
     return out
+
+
+def _named_items(value: Any) -> list[tuple[str, Any]] | None:
+    """(name, value) of each field of a payload or record; None for anything else."""
+    if is_record(value):
+        return list(zip(value._fields, value))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [(f.name, getattr(value, f.name)) for f in dataclasses.fields(value)]
+    return None
 
 
 # -- overlays ----------------------------------------------------------------------------------

@@ -1,11 +1,13 @@
 """The test harness, message headers, read-only payloads and the wire form."""
+from typing import NamedTuple
+
 import msgpack
 import numpy as np
 import pytest
 
 from graphflow import MessageType, field
 from graphflow.errors import QueueFull
-from graphflow.messages import message_types
+from graphflow.messages import message_types, wire_schema
 from graphflow.testing import Harness
 from nodes.demo.add import Add
 from nodes.demo.counter import Counter
@@ -124,6 +126,34 @@ def test_wire_round_trip_through_msgpack():
     assert back.names == ["a", "b"]
     np.testing.assert_array_equal(back.tensors[0], tensors.tensors[0])
     assert back.tensors[1].dtype == np.int64
+
+
+class _Track(NamedTuple):
+    """What a plain tracking function returns."""
+    ids: np.ndarray
+    boxes: np.ndarray
+    velocity: np.ndarray | None = None
+
+
+class _Tracks(MessageType, wire="test/Tracks"):
+    tracks: _Track = field(doc="Tracked boxes.")
+    frame: int = field(0)
+
+
+def test_a_record_field_is_frozen_sent_by_field_name_and_described_in_the_schema():
+    payload = _Tracks(_Track(np.arange(3, dtype=np.int32), np.zeros((3, 4), np.float32)), 5)
+    payload.freeze()
+    assert not payload.tracks.ids.flags.writeable and not payload.tracks.boxes.flags.writeable
+    wire = msgpack.unpackb(msgpack.packb(payload.to_wire()))
+    assert set(wire["tracks"]) == {"ids", "boxes", "velocity"} and wire["tracks"]["velocity"] is None
+    back = _Tracks.from_wire(wire)
+    assert isinstance(back.tracks, _Track) and back.frame == 5 and back.tracks.velocity is None
+    np.testing.assert_array_equal(back.tracks.ids, [0, 1, 2])
+    assert back.tracks.boxes.shape == (3, 4) and back.tracks.boxes.dtype == np.float32
+    schema = wire_schema(_Tracks)["properties"]["payload"]["properties"]["tracks"]
+    assert schema["required"] == ["ids", "boxes"] and schema["additionalProperties"] is False
+    assert "dtype" in schema["properties"]["ids"]["properties"]
+    assert _Tracks.describe()["fields"]["tracks"]["type"] == "_Track(ids, boxes, velocity)"
 
 
 class _TensorSource(Codelet):
