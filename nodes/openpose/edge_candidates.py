@@ -29,6 +29,5 @@ class EdgeCandidates(Codelet):
     def tick(self):
         message = self.parts.read()
         parts = message.payload
-        edges = paf.edge_candidates(parts.as_peaks(), self.edges, self.threshold_edge_size)
-        self.candidates.publish(EdgeList(parts, self.edges, edges.link, edges.a, edges.b, edges.length),
-                                acqtime=message.acqtime)
+        pairs = paf.edge_candidates(parts.peaks, self.edges, self.threshold_edge_size)
+        self.candidates.publish(EdgeList(parts, self.edges, pairs), acqtime=message.acqtime)

@@ -27,7 +27,7 @@ class EdgeScores(Codelet):
     def tick(self):
         message = self.candidates.read()
         candidates = message.payload
-        scored = paf.edge_scores(candidates.parts.maps.pafs, candidates.parts.as_peaks(), candidates.as_edges(),
-                                 self.edges_paf, self.edge_sampling_steps, self.threshold_sample_score)
-        self.scored.publish(EdgeList(candidates.parts, candidates.edges, scored.link, scored.a, scored.b,
-                                     scored.length, scored.score, scored.count), acqtime=message.acqtime)
+        parts = candidates.parts
+        scored = paf.edge_scores(parts.maps.pafs, parts.peaks, candidates.pairs, self.edges_paf,
+                                 self.edge_sampling_steps, self.threshold_sample_score)
+        self.scored.publish(EdgeList(parts, candidates.links, scored), acqtime=message.acqtime)

@@ -27,7 +27,6 @@ class EdgeThreshold(Codelet):
     def tick(self):
         message = self.scored.read()
         scored = message.payload
-        kept = paf.edge_threshold_mask(scored.as_edges(), self.threshold_edge_score,
+        kept = paf.edge_threshold_mask(scored.pairs, self.threshold_edge_score,
                                        self.threshold_edge_sampling_counter)
-        self.edges.publish(EdgeList(scored.parts, scored.edges, scored.link, scored.a, scored.b, scored.length,
-                                    scored.score, scored.count, kept), acqtime=message.acqtime)
+        self.edges.publish(EdgeList(scored.parts, scored.links, scored.pairs, kept), acqtime=message.acqtime)

@@ -27,7 +27,6 @@ class GraphMatching(Codelet):
     def tick(self):
         message = self.edges.read()
         connections = message.payload
-        skeletons = paf.graph_matching(connections.parts.as_peaks(), connections.as_edges(only_kept=True),
-                                       connections.edges, self.threshold_part_counter,
-                                       self.threshold_object_score)
-        self.skeletons.publish(SkeletonCandidates.of(connections, skeletons), acqtime=message.acqtime)
+        skeletons = paf.graph_matching(connections.parts.peaks, connections.kept_pairs(), connections.links,
+                                       self.threshold_part_counter, self.threshold_object_score)
+        self.skeletons.publish(SkeletonCandidates(connections, skeletons), acqtime=message.acqtime)

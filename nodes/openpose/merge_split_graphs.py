@@ -26,6 +26,6 @@ class MergeSplitGraphs(Codelet):
         message = self.skeletons.read()
         candidates = message.payload
         connections = candidates.connections
-        merged = paf.merge_split_graphs(candidates.as_skeletons(), connections.parts.as_peaks(),
-                                        connections.as_edges(), self.threshold_split_score)
-        self.merged.publish(SkeletonCandidates.of(connections, merged), acqtime=message.acqtime)
+        merged = paf.merge_split_graphs(candidates.skeletons, connections.parts.peaks, connections.pairs,
+                                        self.threshold_split_score)
+        self.merged.publish(SkeletonCandidates(connections, merged), acqtime=message.acqtime)

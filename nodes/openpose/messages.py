@@ -1,7 +1,8 @@
 """Message types between the OpenPose decoding steps.
 
-Each step's message keeps a reference to what later steps still need (the maps, the part
-list), so nothing is copied along the chain. Coordinates are in map cells until step 12.
+Each step's message carries its step function's result (a ``paf`` record) as it is, and a
+reference to what later steps still need (the maps, the part list): nothing is copied or
+converted along the chain. Coordinates are in map cells until step 12.
 """
 from __future__ import annotations
 
@@ -33,49 +34,30 @@ class PeakMap(MessageType, wire="openpose/PeakMap"):
 class PeakList(MessageType, wire="openpose/PeakList"):
     """Steps 5-6: one entry per peak (part candidate)."""
     maps: PoseMaps = field(doc="The maps the peaks were found in.")
-    part: np.ndarray = field(doc="[K] int32 part type.")
-    y: np.ndarray = field(doc="[K] float32 row in map cells (sub-pixel).")
-    x: np.ndarray = field(doc="[K] float32 column in map cells (sub-pixel).")
-    score: np.ndarray = field(doc="[K] float32 heatmap confidence.")
-
-    def as_peaks(self) -> paf.Peaks:
-        return paf.Peaks(self.part, self.y, self.x, self.score)
-
-    @classmethod
-    def of(cls, maps: PoseMaps, peaks: paf.Peaks) -> "PeakList":
-        return cls(maps, peaks.part, peaks.y, peaks.x, peaks.score)
+    peaks: paf.Peaks = field(doc="part [K] int32 part type; y, x [K] float32 row and column in map cells "
+                                 "(sub-pixel); score [K] float32 heatmap confidence.")
 
 
 class EdgeList(MessageType, wire="openpose/EdgeList"):
     """Steps 7-9: candidate connections between parts, one entry per (a, b) pair of a link."""
     parts: PeakList = field(doc="The part candidates that a and b index into.")
-    edges: list[list[int]] = field(doc="The link list: [part_from, part_to] per link.")
-    link: np.ndarray = field(doc="[E] int32 link index into edges.")
-    a: np.ndarray = field(doc="[E] int32 index of the link's first part in parts.")
-    b: np.ndarray = field(doc="[E] int32 index of the link's second part in parts.")
-    length: np.ndarray = field(doc="[E] float32 distance a-b in map cells.")
-    score: np.ndarray | None = field(None, doc="[E] float32 mean PAF·direction (step 8).")
-    count: np.ndarray | None = field(None, doc="[E] int32 samples passing the sample threshold (step 8).")
-    kept: np.ndarray | None = field(None, doc="[E] bool, connections that passed step 9.")
+    links: list[list[int]] = field(doc="The link list (the edges param): [part_from, part_to] per link.")
+    pairs: paf.Edges = field(doc="link [E] int32 index into links; a, b [E] int32 indices into parts.peaks; "
+                                 "length [E] float32 a-b distance in map cells; score [E] float32 mean "
+                                 "PAF·direction and count [E] int32 samples passing (step 8; null before).")
+    kept: np.ndarray | None = field(None, doc="[E] bool, the pairs that passed step 9.")
 
-    def as_edges(self, only_kept: bool = False) -> paf.Edges:
-        edges = paf.Edges(self.link, self.a, self.b, self.length, self.score, self.count)
-        if only_kept and self.kept is not None:
-            edges = paf.Edges(*(None if v is None else v[self.kept] for v in edges))
-        return edges
+    def kept_pairs(self) -> paf.Edges:
+        """The pairs step 9 kept (all of them before step 9)."""
+        if self.kept is None:
+            return self.pairs
+        return paf.Edges(*(None if values is None else values[self.kept] for values in self.pairs))
 
 
 class SkeletonCandidates(MessageType, wire="openpose/SkeletonCandidates"):
     """Steps 10-11: people assembled from connections, in map cells."""
     connections: EdgeList = field(doc="The scored connections they were assembled from.")
-    joints: np.ndarray = field(doc="[P, 18, 3] float32 x, y (map cells) and score; NaN/0 where missing.")
-    scores: np.ndarray = field(doc="[P] float32 person score.")
-    index: np.ndarray = field(doc="[P, 18] int32 index into the part list, -1 where missing.")
-    edge_score: np.ndarray = field(doc="[P] float32 sum of the person's connection scores.")
-
-    def as_skeletons(self) -> paf.Skeletons:
-        return paf.Skeletons(self.joints, self.scores, self.index, self.edge_score)
-
-    @classmethod
-    def of(cls, connections: EdgeList, skeletons: paf.Skeletons) -> "SkeletonCandidates":
-        return cls(connections, skeletons.parts, skeletons.score, skeletons.index, skeletons.edge_score)
+    skeletons: paf.Skeletons = field(doc="parts [P, 18, 3] float32 x, y (map cells) and score, NaN/0 where "
+                                         "missing; score [P] float32 person score; index [P, 18] int32 into "
+                                         "the part list, -1 where missing; edge_score [P] float32 sum of the "
+                                         "person's connection scores.")

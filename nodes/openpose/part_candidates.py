@@ -25,5 +25,5 @@ class PartCandidates(Codelet):
     def tick(self):
         message = self.peaks.read()
         peaks = message.payload
-        parts = paf.part_candidates(peaks.as_peaks(), self.threshold_heatmap)
-        self.parts.publish(PeakList.of(peaks.maps, parts), acqtime=message.acqtime)
+        parts = paf.part_candidates(peaks.peaks, self.threshold_heatmap)
+        self.parts.publish(PeakList(peaks.maps, parts), acqtime=message.acqtime)

@@ -26,4 +26,4 @@ class PeakCandidates(Codelet):
         message = self.peak_map.read()
         peak_map = message.payload
         peaks = paf.peak_candidates(peak_map.maps.heatmaps, peak_map.peaks, self.refine)
-        self.peaks.publish(PeakList.of(peak_map.maps, peaks), acqtime=message.acqtime)
+        self.peaks.publish(PeakList(peak_map.maps, peaks), acqtime=message.acqtime)

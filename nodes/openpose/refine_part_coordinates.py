@@ -40,7 +40,7 @@ class RefinePartCoordinates(Codelet):
         scale, offset = paf.grid_scale_offset(self.output_scale, self.offset, maps.upsample)
         scale, offset = paf.compose_image_mapping(scale, offset, (transform.scale_y, transform.scale_x),
                                                   (transform.offset_y, transform.offset_x))
-        refined = paf.refine_part_coordinates(candidates.as_skeletons(), self.refine_parts_coordinates,
+        refined = paf.refine_part_coordinates(candidates.skeletons, self.refine_parts_coordinates,
                                               scale, offset, maps.heatmaps)
         joints = refined.parts  # a fresh array: refine_part_coordinates copies
         joints[refined.index < 0] = 0.0  # Skeleton2List convention: score 0 = not found

@@ -102,16 +102,16 @@ def test_threshold_heatmap_drops_weak_parts():
     tensors = Tensors(["heatmaps", "pafs"], [heatmaps[None] * 0.5, pafs[None]], IDENTITY)
     low = run_chain(tensors, {"PartCandidates": {"threshold_heatmap": 0.1}})["PartCandidates"]
     high = run_chain(tensors, {"PartCandidates": {"threshold_heatmap": 0.6}})["PartCandidates"]
-    assert len(low.score) == 3 * 18 and len(high.score) == 0
+    assert len(low.peaks.score) == 3 * 18 and len(high.peaks.score) == 0
 
 
 def test_threshold_part_counter_and_object_score_drop_people():
     people = synthetic.random_people(3, (46, 54), seed=5)
     people[0, 2:] = np.nan  # person 0 has only nose and neck
     tensors = model_output(people)
-    assert len(run_chain(tensors, {"GraphMatching": {"threshold_part_counter": 2}})["GraphMatching"].scores) == 3
-    assert len(run_chain(tensors, {"GraphMatching": {"threshold_part_counter": 3}})["GraphMatching"].scores) == 2
-    assert len(run_chain(tensors, {"GraphMatching": {"threshold_object_score": 5.0}})["GraphMatching"].scores) == 0
+    assert len(run_chain(tensors, {"GraphMatching": {"threshold_part_counter": 2}})["GraphMatching"].skeletons.score) == 3
+    assert len(run_chain(tensors, {"GraphMatching": {"threshold_part_counter": 3}})["GraphMatching"].skeletons.score) == 2
+    assert len(run_chain(tensors, {"GraphMatching": {"threshold_object_score": 5.0}})["GraphMatching"].skeletons.score) == 0
 
 
 def test_edge_thresholds_mark_rejected_connections():
@@ -128,7 +128,7 @@ def test_threshold_edge_size_drops_long_pairs():
     tensors = model_output(synthetic.random_people(4, (46, 54), seed=7))
     every = run_chain(tensors)["EdgeCandidates"]
     short = run_chain(tensors, {"EdgeCandidates": {"threshold_edge_size": 3.0}})["EdgeCandidates"]
-    assert (short.length <= 3.0).all() and len(short.length) < len(every.length)
+    assert (short.pairs.length <= 3.0).all() and len(short.pairs.length) < len(every.pairs.length)
 
 
 def test_max_pool_reuses_a_pooled_tensor_from_the_model():

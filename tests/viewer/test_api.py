@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from graphflow.viewer import ViewerError, ViewerServer
-from graphflow.viewer.encode import encode_image, heatmap, inspect_message, png, scalars
+from graphflow.viewer.encode import encode_image, heatmap, inspect_message, png, resolve, scalars
 from graphflow.viewer.server import SendQueue
 from graphflow.viewer.websocket import connect
 
@@ -267,6 +267,22 @@ def test_inspect_and_scalars_of_a_tensors_message():
     assert scalars(payload) == {"names#len": 2.0, "tensors#len": 2.0, "transform.scale_x": 1.0,
                                 "transform.scale_y": 1.0, "transform.offset_x": 0.0, "transform.offset_y": 0.0,
                                 "transform.image_width": 0.0, "transform.image_height": 0.0, "frame": 3.0}
+
+
+def test_inspect_resolve_and_scalars_name_the_fields_of_a_record():
+    from graphflow.messages import Header, Message
+    from nodes.openpose import paf
+    from nodes.openpose.messages import PeakList, PoseMaps
+    maps = np.zeros((18, 4, 5), np.float32)
+    peaks = paf.Peaks(np.array([0, 1], np.int32), np.array([1.5, 2.0], np.float32),
+                      np.array([3.0, 4.25], np.float32), np.array([0.9, 0.8], np.float32))
+    payload = PeakList(PoseMaps(maps, np.zeros((38, 4, 5), np.float32), maps), peaks)
+    shown = inspect_message(Message(Header(1.0, 1.0), payload))["payload"]["peaks"]
+    assert shown["kind"] == "message" and shown["type"] == "Peaks"
+    assert shown["fields"]["x"]["values"] == [3.0, 4.25] and shown["fields"]["x"]["path"] == "peaks.x"
+    assert resolve(payload, "peaks.x") is peaks.x and resolve(payload, "peaks.1") is peaks.y
+    plotted = scalars(payload)
+    assert plotted["peaks.score#len"] == 2.0 and plotted["maps.frame"] == 0.0
 
 
 # -- the command line ----------------------------------------------------------------------------
