@@ -133,6 +133,9 @@ def main() -> None:
                           {"source": "decoder.interface/subgraph/skeletons", "target": "sink/count/skeletons"}]}}))
         results = {"core": "compiled" if graphflow.COMPILED else "interpreted"}
         print(f"graphflow core: {results['core']} (graphflow.COMPILED; see setup.py)")
+        if not graphflow.COMPILED:
+            print("  the chain target is for the compiled core that `pip install .` builds; to measure it "
+                  "from a checkout: GRAPHFLOW_COMPILE=1 pip install -e .")
         print(f"{'case':32} {'functions ms':>13} {'chain ms':>9} {'ratio':>6} {'range':>11} "
               f"{'µs/tick over':>13} {'interval ms':>12} {'ratio':>6}")
         # All maps first: their megabytes raise glibc's dynamic mmap/trim thresholds as a running
