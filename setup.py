@@ -1,41 +1,69 @@
 """Builds graphflow, with its scheduling core compiled to C by mypyc wherever it can be.
 
     pip install ".[cpu]"                        # compiled core (a C compiler; mypy is fetched for the build)
-    GRAPHFLOW_COMPILE=0 pip install ".[cpu]"    # interpreted core
-    pip install -e ".[dev]"                     # editable: interpreted unless GRAPHFLOW_COMPILE=1
+    pip install -e ".[dev]"                     # the same, editable: compiled files beside the sources
+    GRAPHFLOW_COMPILE=0 pip install ...         # interpreted core
+    GRAPHFLOW_COMPILE=1 pip install ...         # compiled core, or fail
 
 The compiled modules are the same Python source, so there is one implementation. Compiling takes
 more than half off the framework's time per tick (figures: README, benchmarks/bench_core.py),
-so it is the default for installs. Where compiling fails (no C compiler) the install goes on
-without it and the core runs interpreted; ``graphflow.COMPILED`` says which one runs. Editable
-installs stay interpreted unless asked: a compiled editable install puts the compiled files
-beside the sources, and they shadow edits to those sources until rebuilt.
+so it is the default. Where compiling fails (no C compiler) the install goes on without it and
+the core runs interpreted; ``graphflow.COMPILED`` says which one runs. Beside the compiled files
+the build records the digest of each source it compiled: once a source changes (an edit in an
+editable checkout), graphflow runs the core from its sources until rebuilt (graphflow/corebuild.py).
 """
+import hashlib
+import json
 import os
 import shutil
 import sys
+from glob import glob
 
 from setuptools import find_packages, setup
 from setuptools.command.build_ext import build_ext
 
-COMPILED_MODULES = ["graphflow/envelope.py", "graphflow/ledger.py", "graphflow/policies.py",
-                    "graphflow/ports.py", "graphflow/runtime.py", "graphflow/scheduler.py"]
+CORE_MODULES = ["envelope", "ledger", "policies", "ports", "runtime", "scheduler"]  # as graphflow/corebuild.py
+COMPILED_MODULES = [f"graphflow/{name}.py" for name in CORE_MODULES]
+COMPILED_FROM = "_compiled_from.json"
 MYPY = "mypy==1.13.0"  # mypyc ships with mypy; pinned so every build compiles the same C
 
+CHOICE = os.environ.get("GRAPHFLOW_COMPILE")  # "1": compile or fail; "0": do not; unset: try
+EDITABLE = "editable_wheel" in sys.argv  # the command pip's editable build runs
 
-class BuildCoreIfPossible(build_ext):
-    """Builds the compiled core, all of it or none: a partly built core would not import."""
+
+class BuildCore(build_ext):
+    """Builds the compiled core, all of it or none (a partly built core would not import), and
+    records the digests of the sources it was built from beside it."""
 
     def run(self):
         try:
             super().run()
         except Exception as error:  # no C compiler, no Python headers
+            if CHOICE == "1":
+                raise
             for path in self.get_outputs():
                 if os.path.exists(path):
                     os.remove(path)
             shutil.rmtree(self.build_temp, ignore_errors=True)
             print(f"WARNING: graphflow's core could not be compiled ({error}); it is installed "
                   f"interpreted (GRAPHFLOW_COMPILE=0 skips trying)", file=sys.stderr)
+            return
+        digests = {os.path.basename(source): hashlib.sha256(open(source, "rb").read()).hexdigest()
+                   for source in COMPILED_MODULES}
+        folders = [os.path.join(self.build_lib, "graphflow")] + (["graphflow"] if self.inplace else [])
+        for folder in folders:
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, COMPILED_FROM), "w") as record:
+                json.dump(digests, record, indent=1)
+
+
+def remove_compiled_core_from_checkout():
+    """An editable install without compiling: compiled files left beside the sources by an earlier
+    compiled editable install would still be imported."""
+    leftovers = [path for name in CORE_MODULES for path in glob(f"graphflow/{name}.*.so") + glob(f"graphflow/{name}.*.pyd")]
+    leftovers += glob("*__mypyc.*.so") + glob("*__mypyc.*.pyd") + glob(f"graphflow/{COMPILED_FROM}")
+    for path in leftovers:
+        os.remove(path)
 
 
 # The repo's schemas/ folder ships inside the package (graphflow/schemas) so installed apps validate.
@@ -43,16 +71,15 @@ LAYOUT = {"packages": find_packages(include=["graphflow*", "nodes*"]) + ["graphf
           "package_dir": {"graphflow.schemas": "schemas"},
           "package_data": {"graphflow": ["viewer/static/*"], "graphflow.schemas": ["*.json", "messages/*.json"]}}
 
-CHOICE = os.environ.get("GRAPHFLOW_COMPILE")  # "1": compile or fail; "0": do not; unset: try
-EDITABLE = "editable_wheel" in sys.argv  # the command pip's editable build runs
-
-if CHOICE == "1" or (CHOICE is None and not EDITABLE):
+if CHOICE != "0":
     try:
         from mypyc.build import mypycify
     except ImportError:  # the build front end first asks which packages the build needs
         setup(setup_requires=[MYPY], **LAYOUT)
     else:
         setup(ext_modules=mypycify(COMPILED_MODULES, opt_level="3"), setup_requires=[MYPY],
-              cmdclass={} if CHOICE == "1" else {"build_ext": BuildCoreIfPossible}, **LAYOUT)
+              cmdclass={"build_ext": BuildCore}, **LAYOUT)
 else:
+    if EDITABLE:
+        remove_compiled_core_from_checkout()
     setup(**LAYOUT)

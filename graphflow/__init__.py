@@ -1,9 +1,13 @@
 """graphflow: JSON node graphs of codelets wired through typed message channels."""
-from .codelet import Codelet
-from .messages import Header, Message, MessageType, field
-from .params import REQUIRED, Param, Period
-from .ports import Rx, Tx
-from . import scheduler as _scheduler
+from .corebuild import use_current_core
+
+use_current_core()  # before the core is imported: a compiled core older than its sources is not used
+
+from .codelet import Codelet  # noqa: E402
+from .messages import Header, Message, MessageType, field  # noqa: E402
+from .params import REQUIRED, Param, Period  # noqa: E402
+from .ports import Rx, Tx  # noqa: E402
+from . import scheduler as _scheduler  # noqa: E402
 
 __all__ = ["Codelet", "Header", "Message", "MessageType", "Param", "Period", "REQUIRED", "Rx", "Tx",
            "field"]
