@@ -207,14 +207,11 @@ def describe_value(value: Any, path: str = "", depth: int = 0) -> dict:
             out["values"] = value.tolist()
         out["heatmap"] = heatmap_able(value)
         return out
-    if isinstance(value, MessageType):
-        return {"kind": "message", "path": path, "type": value.wire_name,
-                "fields": {f.name: describe_value(getattr(value, f.name), _join(path, f.name), depth + 1)
-                           for f in dataclasses.fields(value)}}
-    if is_record(value):
-        return {"kind": "message", "path": path, "type": type(value).__name__,
+    if isinstance(value, MessageType) or is_record(value):
+        return {"kind": "message", "path": path,
+                "type": value.wire_name if isinstance(value, MessageType) else type(value).__name__,
                 "fields": {name: describe_value(item, _join(path, name), depth + 1)
-                           for name, item in zip(value._fields, value)}}
+                           for name, item in _named_items(value) or []}}
     if isinstance(value, (list, tuple)):
         if all(isinstance(v, (int, float, str, bool, type(None))) for v in value) and len(value) <= SMALL_ARRAY:
             return {"kind": "list", "path": path, "length": len(value), "values": list(value)}
