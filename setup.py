@@ -45,8 +45,6 @@ class BuildCore(build_ext):
                 if os.path.exists(path):
                     os.remove(path)
             shutil.rmtree(self.build_temp, ignore_errors=True)
-            if self.inplace:
-                remove_compiled_core_from_checkout()  # an earlier build would run instead
             print(f"WARNING: graphflow's core could not be compiled ({error}); it is installed "
                   f"interpreted (GRAPHFLOW_COMPILE=0 skips trying)", file=sys.stderr)
             return
