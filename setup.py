@@ -12,19 +12,31 @@ the core runs interpreted; ``graphflow.COMPILED`` says which one runs. Beside th
 the build records the digest of each source it compiled: once a source changes (an edit in an
 editable checkout), graphflow runs the core from its sources until rebuilt (graphflow/corebuild.py).
 """
-import hashlib
+import importlib.util
 import json
 import os
 import shutil
 import sys
 from glob import glob
+from pathlib import Path
 
 from setuptools import find_packages, setup
 from setuptools.command.build_ext import build_ext
 
-CORE_MODULES = ["envelope", "ledger", "policies", "ports", "runtime", "scheduler"]  # as graphflow/corebuild.py
+
+def load_corebuild():
+    """graphflow/corebuild.py on its own (importing the package would need its dependencies): it
+    names the core modules and writes the record that graphflow checks the build against."""
+    spec = importlib.util.spec_from_file_location("graphflow_corebuild", "graphflow/corebuild.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+corebuild = load_corebuild()
+CORE_MODULES = corebuild.CORE_MODULES
+COMPILED_FROM = corebuild.COMPILED_FROM
 COMPILED_MODULES = [f"graphflow/{name}.py" for name in CORE_MODULES]
-COMPILED_FROM = "_compiled_from.json"
 MYPY = "mypy==1.13.0"  # mypyc ships with mypy; pinned so every build compiles the same C
 
 CHOICE = os.environ.get("GRAPHFLOW_COMPILE")  # "1": compile or fail; "0": do not; unset: try
@@ -48,8 +60,7 @@ class BuildCore(build_ext):
             print(f"WARNING: graphflow's core could not be compiled ({error}); it is installed "
                   f"interpreted (GRAPHFLOW_COMPILE=0 skips trying)", file=sys.stderr)
             return
-        digests = {os.path.basename(source): hashlib.sha256(open(source, "rb").read()).hexdigest()
-                   for source in COMPILED_MODULES}
+        digests = {Path(source).name: corebuild.source_digest(Path(source)) for source in COMPILED_MODULES}
         folders = [os.path.join(self.build_lib, "graphflow")] + (["graphflow"] if self.inplace else [])
         for folder in folders:
             os.makedirs(folder, exist_ok=True)

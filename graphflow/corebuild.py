@@ -17,7 +17,7 @@ import sys
 import warnings
 from pathlib import Path
 
-CORE_MODULES = ("envelope", "ledger", "policies", "ports", "runtime", "scheduler")  # setup.py compiles these
+CORE_MODULES = ("envelope", "ledger", "policies", "ports", "runtime", "scheduler")  # setup.py compiles these (it reads this list)
 COMPILED_FROM = "_compiled_from.json"  # {source file name: sha256}, written by setup.py
 PACKAGE_DIR = Path(__file__).resolve().parent
 
