@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nodes.openpose import paf, synthetic  # noqa: E402
+from graphflow.packs.openpose import paf, synthetic  # noqa: E402
 
 REFERENCE = Path(os.environ.get("GRAPHFLOW_SHARED", ROOT.parent / "shared")) / "data" / "reference" / \
     "openpose_mobilenet_thin_bus_368x432.npz"

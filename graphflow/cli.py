@@ -1,4 +1,6 @@
-"""The ``graphflow`` command line."""
+"""The ``graphflow`` command line: argument parsing and text output only; the work is done by
+the modules below it (loader, app, evaluation, viewer). Heavy modules are imported by the
+command that needs them, so ``graphflow nodes`` and ``graphflow validate`` start fast."""
 from __future__ import annotations
 
 import argparse
@@ -101,19 +103,36 @@ def _add_app_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", help="what the app's io.output param is set to (a folder)")
 
 
-def _io_sets(args) -> list[str]:
-    """Turn --input/--output into --set entries through the app's "io" section."""
-    from .evaluation import io_sets
+def _io(args) -> dict[str, str]:
+    """--input/--output: values for the params that the app's ``io`` section names."""
+    return {key: value for key, value in (("input", args.input), ("output", args.output)) if value is not None}
 
-    return io_sets(args.app, args.input, args.output) + list(args.set)
+
+def format_report(report: dict) -> str:
+    """The job report as a plain-text table."""
+    def ms(value):
+        return "-" if value is None else f"{value:.3f}"
+
+    lines = [f"job report ({report['elapsed_s']:.2f} s)", "",
+             f"{'component':40} {'ticks':>8} {'median ms':>10} {'p90 ms':>10} {'max ms':>10} {'errors':>6}"]
+    for name, c in report["components"].items():
+        t = c["tick_ms"]
+        lines.append(f"{name:40} {c['ticks']:>8} {ms(t['median']):>10} {ms(t['p90']):>10} "
+                     f"{ms(t['max']):>10} {c['errors']:>6}")
+    lines += ["", f"{'channel':48} {'messages':>9} {'rate/s':>9} {'drops':>6} "
+                  f"{'lat med ms':>10} {'lat p90 ms':>10}"]
+    for name, c in report["channels"].items():
+        latencies = [r["latency_ms"] for r in c["receivers"].values()] or [{"median": None, "p90": None}]
+        for latency in latencies:
+            lines.append(f"{name:48} {c['messages']:>9} {c['rate']:>9.1f} {c['drops']:>6} "
+                         f"{ms(latency['median']):>10} {ms(latency['p90']):>10}")
+    return "\n".join(lines)
 
 
 def cmd_run(args) -> int:
     from .app import App
-    from .ledger import format_report
 
-    spec = load_app(args.app, args.config, _io_sets(args))
-    app = App(spec, workers=args.workers, max_ticks=args.max_ticks)
+    app = App.load(args.app, args.config, args.set, io=_io(args), workers=args.workers, max_ticks=args.max_ticks)
     viewer = None
     if not args.no_viewer:
         from .viewer import ViewerError, ViewerSession
@@ -194,7 +213,7 @@ def cmd_nodes(args) -> int:
 
 
 def cmd_graph(args) -> int:
-    from .render import to_dot, to_mermaid
+    from .diagram import to_dot, to_mermaid
 
     spec = load_app(args.app)
     print(to_dot(spec) if args.format == "dot" else to_mermaid(spec))
@@ -205,7 +224,7 @@ def cmd_bench(args) -> int:
     from .evaluation import benchmark
 
     try:
-        result = benchmark(args.app, args.frames, args.config, _io_sets(args), args.workers)
+        result = benchmark(args.app, args.frames, args.config, args.set, args.workers, io=_io(args))
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

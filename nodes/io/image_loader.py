@@ -20,8 +20,8 @@ import glob
 from pathlib import Path
 
 from graphflow import Codelet, Param, Period, Tx
-from nodes.vision.messages import Image
-from nodes.vision.opencv import cv2
+from graphflow.packs.vision.messages import Image
+from graphflow.packs.vision.opencv import cv2
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
                   ".pbm", ".pnm", ".jp2", ".exr", ".hdr", ".pic", ".ras", ".sr", ".avif"}

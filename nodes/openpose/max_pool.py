@@ -5,7 +5,7 @@ Tx:     pooled (openpose/PoseMaps): heatmaps (background dropped), PAFs and pool
 Params: heatmaps_tensor, pafs_tensor, pooled_tensor, num_parts, kernel, upsample.
 """
 from graphflow import Codelet, Param, Rx, Tx
-from nodes.vision.messages import Tensors
+from graphflow.packs.vision.messages import Tensors
 
 from . import paf
 from .messages import PoseMaps

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphflow import MessageType, field
-from nodes.vision.messages import ImageTransform
+from graphflow.packs.vision.messages import ImageTransform
 
 from . import paf
 

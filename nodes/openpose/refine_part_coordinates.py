@@ -7,7 +7,7 @@ Params: refine_parts_coordinates, output_scale, offset, labels, draw_edges.
 import numpy as np
 
 from graphflow import Codelet, Param, Rx, Tx
-from nodes.vision.messages import Skeleton2List
+from graphflow.packs.vision.messages import Skeleton2List
 
 from . import paf
 from .messages import SkeletonCandidates

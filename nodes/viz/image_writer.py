@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from graphflow import Codelet, Param, Rx
-from nodes.io.image_loader import is_video_source
-from nodes.vision.messages import Image
-from nodes.vision.opencv import cv2
+from graphflow.packs.io.image_loader import is_video_source
+from graphflow.packs.vision.messages import Image
+from graphflow.packs.vision.opencv import cv2
 
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
 

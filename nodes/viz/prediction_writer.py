@@ -20,7 +20,7 @@ import numpy as np
 
 from graphflow import Codelet, Param, Rx
 from graphflow.files import write_atomically
-from nodes.vision.messages import Skeleton2List
+from graphflow.packs.vision.messages import Skeleton2List
 
 # shared/models/MANIFEST.md: "Mapping from model part to COCO-17 index" (OpenPose COCO-18 order;
 # the neck, part 1, has no COCO keypoint).

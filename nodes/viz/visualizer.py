@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from graphflow import Codelet, Param, Period, Rx, Tx
-from nodes.vision.messages import Image, Skeleton2List
-from nodes.vision.opencv import cv2
+from graphflow.packs.vision.messages import Image, Skeleton2List
+from graphflow.packs.vision.opencv import cv2
 
 # OpenPose's rendering palette (RGB), one colour per COCO-18 part / limb, cycled beyond 18.
 OPENPOSE_COLORS_RGB = np.array([

@@ -26,7 +26,7 @@ def test_run_demo_app_to_completion_with_stats(tmp_path, repo, capsys):
 
 def test_run_subprocess_exit_code_on_node_failure(tmp_path, repo):
     pack = tmp_path / "boom.py"
-    pack.write_text("from graphflow import Codelet, Rx\nfrom nodes.demo.messages import Number\n"
+    pack.write_text("from graphflow import Codelet, Rx\nfrom graphflow.packs.demo.messages import Number\n"
                     "class Boom(Codelet):\n    number = Rx(Number)\n"
                     "    def start(self):\n        self.tick_on_message(self.number)\n"
                     "    def tick(self):\n        raise ValueError('boom at ' + str(self.number.read().payload.value))\n")

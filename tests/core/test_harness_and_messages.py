@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 from graphflow import MessageType, field
-from graphflow.errors import QueueFull
+from graphflow.ports import QueueFull
 from graphflow.messages import message_types, wire_schema
 from graphflow.testing import Harness
-from nodes.demo.add import Add
-from nodes.demo.counter import Counter
-from nodes.demo.messages import Number
-from nodes.demo.scale import Scale
-from nodes.vision.messages import Image, Tensors
+from graphflow.packs.demo.add import Add
+from graphflow.packs.demo.counter import Counter
+from graphflow.packs.demo.messages import Number
+from graphflow.packs.demo.scale import Scale
+from graphflow.packs.vision.messages import Image, Tensors
 
 from . import testpack
 
@@ -176,7 +176,7 @@ def test_a_new_runtime_reaches_the_components_channels():
 
     h = Harness(_Passthrough).start()
     moved = Runtime(clock=ManualClock(42.0))
-    moved.ledger.subscribe(h._capture)
+    moved.tap.subscribe(h._capture)
     h.component.runtime = moved
     h.feed("image", Image(np.zeros((1, 1, 3), np.uint8)), acqtime=41.0)
     h.tick()

@@ -3,7 +3,7 @@ import threading
 import time
 
 from graphflow import Codelet, Param, Period, Rx, Tx
-from nodes.demo.messages import Number
+from graphflow.packs.demo.messages import Number
 
 EVENTS: list = []  # (event, component full name, value) in the order they happened
 _lock = threading.Lock()

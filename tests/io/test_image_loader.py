@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from graphflow.testing import Harness
-from nodes.io.image_loader import ImageLoader
+from graphflow.packs.io.image_loader import ImageLoader
 from tests.conftest import DATA
 
 IMAGES = DATA / "images"
@@ -125,6 +125,6 @@ def test_a_corrupt_file_stops_an_app_with_its_name(tmp_path):
 
 def test_node_packs_keep_opencv_to_one_thread():
     # The graph's workers are the parallelism; OpenCV's own pool on top oversubscribes the cores.
-    from nodes.vision.opencv import cv2
+    from graphflow.packs.vision.opencv import cv2
 
     assert cv2.getNumThreads() == 1

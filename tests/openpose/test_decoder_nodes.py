@@ -9,18 +9,18 @@ from graphflow import Codelet, Param, Rx, Tx
 from graphflow.app import App
 from graphflow.loader import load_app
 from graphflow.testing import Harness
-from nodes.openpose import paf, synthetic
-from nodes.openpose.edge_candidates import EdgeCandidates
-from nodes.openpose.edge_scores import EdgeScores
-from nodes.openpose.edge_threshold import EdgeThreshold
-from nodes.openpose.graph_matching import GraphMatching
-from nodes.openpose.max_pool import MaxPool
-from nodes.openpose.merge_split_graphs import MergeSplitGraphs
-from nodes.openpose.non_maximum_suppression import NonMaximumSuppression
-from nodes.openpose.part_candidates import PartCandidates
-from nodes.openpose.peak_candidates import PeakCandidates
-from nodes.openpose.refine_part_coordinates import RefinePartCoordinates
-from nodes.vision.messages import ImageTransform, Tensors
+from graphflow.packs.openpose import paf, synthetic
+from graphflow.packs.openpose.edge_candidates import EdgeCandidates
+from graphflow.packs.openpose.edge_scores import EdgeScores
+from graphflow.packs.openpose.edge_threshold import EdgeThreshold
+from graphflow.packs.openpose.graph_matching import GraphMatching
+from graphflow.packs.openpose.max_pool import MaxPool
+from graphflow.packs.openpose.merge_split_graphs import MergeSplitGraphs
+from graphflow.packs.openpose.non_maximum_suppression import NonMaximumSuppression
+from graphflow.packs.openpose.part_candidates import PartCandidates
+from graphflow.packs.openpose.peak_candidates import PeakCandidates
+from graphflow.packs.openpose.refine_part_coordinates import RefinePartCoordinates
+from graphflow.packs.vision.messages import ImageTransform, Tensors
 
 CHAIN = [  # node class, its input port, its output port
     (MaxPool, "maps", "pooled"),
@@ -175,7 +175,7 @@ class _MapsSource(Codelet):
 
 
 class _Collect(Codelet):
-    from nodes.vision.messages import Skeleton2List
+    from graphflow.packs.vision.messages import Skeleton2List
     skeletons = Rx(Skeleton2List, policy="block")
 
     def start(self):

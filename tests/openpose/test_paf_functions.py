@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nodes.openpose import paf, synthetic  # noqa: E402
-from nodes.openpose.paf import EDGES, NUM_PARTS  # noqa: E402
+from graphflow.packs.openpose import paf, synthetic  # noqa: E402
+from graphflow.packs.openpose.paf import EDGES, NUM_PARTS  # noqa: E402
 
 SHAPE = (46, 54)
 REFERENCE = Path(os.environ.get("GRAPHFLOW_SHARED", Path(__file__).resolve().parents[3] / "shared")) / "data" / "reference" / \

@@ -3,8 +3,8 @@ import cv2
 import numpy as np
 
 from graphflow.testing import Harness
-from nodes.viz.image_writer import ImageWriter
-from nodes.vision.messages import Image
+from graphflow.packs.viz.image_writer import ImageWriter
+from graphflow.packs.vision.messages import Image
 
 
 def write(tmp_path, config, images):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from graphflow.testing import Harness
-from nodes.viz.prediction_writer import COCO17_FROM_OPENPOSE18, OPENPOSE18_TO_COCO17, PredictionWriter
-from nodes.vision.messages import Skeleton2List
+from graphflow.packs.viz.prediction_writer import COCO17_FROM_OPENPOSE18, OPENPOSE18_TO_COCO17, PredictionWriter
+from graphflow.packs.vision.messages import Skeleton2List
 from tests.conftest import MODELS
 
 MANIFEST = MODELS / "MANIFEST.md"

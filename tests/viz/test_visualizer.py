@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from graphflow.testing import Harness
-from nodes.viz.visualizer import Visualizer, auto_thickness, color_bgr
-from nodes.vision.messages import Image, Skeleton2List
+from graphflow.packs.viz.visualizer import Visualizer, auto_thickness, color_bgr
+from graphflow.packs.vision.messages import Image, Skeleton2List
 from tests.conftest import DATA
 
 BUS = DATA / "images" / "bus.jpg"
