@@ -28,6 +28,9 @@ from .messages import Header, Message, MessageType, freeze
 from .samples import Samples
 
 QUEUE_POLICIES = ("latest", "block", "reject")
+# Times closer than this count as equal when matching acqtimes: 1.000 - 0.990 is a hair above 10 ms
+# in floats, and a pair written exactly 10 ms apart must match at a 10 ms tolerance.
+TIME_SLACK = 1e-9
 
 
 class QueueFull(RuntimeError):
@@ -223,12 +226,14 @@ class InputChannel:
         further than ``tolerance`` before it and return the new head, which then lies within
         tolerance (without removing it), or None when the queue ran empty.
 
-        Dropping and matching are one comparison (``reference - acqtime > tolerance``), so every
-        head is either dropped or matched: no float rounding can leave one that is neither."""
+        Dropping and matching are one comparison (``reference - acqtime > tolerance``, with
+        :data:`TIME_SLACK`), so every head is either dropped or matched: no float rounding can
+        leave one that is neither."""
         with self._lock:
             queue = self._queue
             dropped = 0
-            while queue and reference - queue[0].header.acqtime > tolerance:
+            limit = tolerance + TIME_SLACK
+            while queue and reference - queue[0].header.acqtime > limit:
                 queue.popleft()
                 dropped += 1
             if dropped:

@@ -12,8 +12,11 @@
   receiver on the waiting thread).
 - Components of one node never tick at the same time.
 - The app ends on request (Ctrl-C, SIGTERM, ``--duration``), or when every source component is
-  exhausted or has ticked ``max_ticks`` times; the graph then drains (every queued message is
-  processed) and ``stop()`` runs once per component, in reverse topological order.
+  exhausted or has ticked ``max_ticks`` times. Either way the sources tick no more and the graph
+  drains: every component that its queued messages make due ticks, until none is (messages that no
+  tick policy will take, such as an unmatched half of a synchronized pair, are left). A drain
+  asked for has ``drain_timeout`` seconds; a second request abandons it. Then ``stop()`` runs
+  once per component, in reverse topological order.
 
 The same scheduler runs single-threaded against a :class:`ManualClock` (``run_until``), which is
 how tick policies are tested without sleeping.
@@ -129,16 +132,18 @@ class Scheduler(Runtime):
         on_error: node name → ``"stop"`` (default: a failing tick stops the app with an
             error) or ``"continue"`` (log it and go on).
         max_ticks: stop after every source component ticked this many times.
+        drain_timeout: seconds a requested stop waits for the graph to drain.
     """
 
     def __init__(self, components: list[Codelet], *, clock=time.monotonic, workers: int | None = None,
                  tap: Tap | None = None, on_error: dict[str, str] | None = None,
-                 max_ticks: int | None = None):
+                 max_ticks: int | None = None, drain_timeout: float = 10.0):
         super().__init__(clock=clock, tap=tap)
         self.components = list(components)
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.on_error = on_error or {}
         self.max_ticks = max_ticks
+        self.drain_timeout = drain_timeout
         self.stats = Stats(clock)
         self.stats.track(self.components)
         self.failure: NodeFailure | None = None
@@ -168,6 +173,9 @@ class Scheduler(Runtime):
         self._finished = threading.Event()
         self._ended = False  # mirrors _finished, read without a call on the hot path
         self._stop_requested = False
+        self._abandoned = False  # a stop that does not wait for the drain
+        self._drain_deadline: float | None = None  # time.monotonic() by which a requested drain ends
+        self.left_over = 0  # messages still queued when the graph stopped
         self._threads: list[threading.Thread] = []
         self._local = threading.local()
         self._started = False
@@ -196,7 +204,7 @@ class Scheduler(Runtime):
         """A publish waits for room in the full ``block`` input ``rx`` (see :mod:`graphflow.ports`):
         tick its receiver on this thread if it is idle (that makes room without a thread switch),
         else let the channel wait for another worker's read. Refuses a wait that could not end."""
-        if self._stop_requested:
+        if self._abandoned:
             return False
         if rx.component.node_name in self._running_nodes():
             raise QueueFull(f"input {rx.name} is full with policy 'block', and its receiver's node "
@@ -255,10 +263,41 @@ class Scheduler(Runtime):
         return True
 
     def request_stop(self) -> None:
-        """Stop as soon as the running ticks return (Ctrl-C, SIGTERM, duration)."""
+        """Stop (Ctrl-C, SIGTERM): the sources tick no more, the graph drains (at most
+        ``drain_timeout`` s), then every component stops. A second request abandons the drain."""
         with self._lock:
-            self._stop_requested = True
+            if self._stop_requested:
+                log.warning("stopping now, without waiting for the graph to drain")
+                self._abandon()
+            else:
+                self._begin_stop()
+
+    def _begin_stop(self) -> None:
+        """Caller holds the lock."""
+        if self._stop_requested:
+            return
+        self._stop_requested = True
+        self._drain_deadline = time.monotonic() + self.drain_timeout
+        for state in self._states.values():
+            if state.source:
+                state.done = True  # its timer is dropped when it comes due
+        for state in [state for state in self._due if state.done]:
+            self._due.remove(state)
+            state.queued = False
+        for state in [state for state in self._parked if state.done]:
+            self._parked.remove(state)
+            state.queued = state.parked = False
+            state.watch_outlets(-1)
+        self._draining = True
+        if self._drained():
             self._finish()
+        elif self._idle_workers:
+            self._work.notify_all()
+
+    def _abandon(self) -> None:
+        """Caller holds the lock."""
+        self._stop_requested = self._abandoned = True
+        self._finish()
 
     def _set_finished(self) -> None:
         self._ended = True
@@ -285,13 +324,21 @@ class Scheduler(Runtime):
         deadline = None if duration is None else time.monotonic() + duration
         try:
             while not self._finished.is_set():
-                timeout = 0.1 if deadline is None else min(0.1, max(0.0, deadline - time.monotonic()))
-                self._finished.wait(timeout)
-                if deadline is not None and time.monotonic() >= deadline:
+                try:
+                    self._finished.wait(0.1 if deadline is None else
+                                        min(0.1, max(0.0, deadline - time.monotonic())))
+                    now = time.monotonic()
+                    with self._lock:
+                        if deadline is not None and now >= deadline:
+                            self._begin_stop()
+                        if self._drain_deadline is not None and now >= self._drain_deadline \
+                                and not self._finished.is_set():
+                            log.warning("the graph did not drain within %.1f s; stopping without it",
+                                        self.drain_timeout)
+                            self._abandon()
+                except KeyboardInterrupt:
+                    log.info("interrupted: draining the graph (Ctrl-C again to stop at once)")
                     self.request_stop()
-        except KeyboardInterrupt:
-            log.info("interrupted; stopping")
-            self.request_stop()
         finally:
             with self._lock:
                 self._finish()
@@ -336,6 +383,9 @@ class Scheduler(Runtime):
         self._stopped = True
         self._set_finished()
         self.ticking_until = self.clock()
+        self.left_over = sum(rx.available() for c in self.components for rx in c.inputs.values())
+        if self.left_over:
+            log.info("%d message(s) were still queued at stop", self.left_over)
         for component in reversed(self.components):
             if not self._states[component].started:
                 continue
@@ -490,8 +540,7 @@ class Scheduler(Runtime):
             self._busy_nodes.discard(state.node)
             state.ticks += 1
             if failed and self.failure is not None:
-                self._stop_requested = True
-                self._finish()
+                self._abandon()
                 return None
             if component.exhausted or (state.source and self.max_ticks is not None
                                        and state.ticks >= self.max_ticks):
@@ -526,6 +575,6 @@ class Scheduler(Runtime):
         heapq.heappush(self._timers, (due, next(self._seq), state))
 
     def _drained(self) -> bool:
-        if self._ready or self._due or self._parked or any(s.running for s in self._states.values()):
-            return False
-        return not any(rx.available() for c in self.components for rx in c.inputs.values())
+        """No component can tick again for the messages there are: none is queued or running.
+        (Messages no tick policy takes stay queued; they must not keep the app alive.)"""
+        return not (self._ready or self._due or self._parked or any(s.running for s in self._states.values()))

@@ -28,12 +28,15 @@ def load_app(path: str | Path, overlays=(), sets=(), registry: Registry | None =
 
     ``io`` gives values for the params that the app's ``io`` section names (``--input``,
     ``--output``); they apply after ``--config`` and before ``sets``."""
-    sources = read_sources(Path(path), [Path(p) for p in overlays])
-    composition = compose(sources, list(sets), io or {})
-    if composition.fatal:
-        raise AppInvalid(composition.errors)
-    registry = registry or Registry()
-    errors = composition.errors + validate(composition, registry)
-    if errors:
-        raise AppInvalid(errors)
-    return build_spec(composition, registry)
+    try:
+        sources = read_sources(Path(path), [Path(p) for p in overlays])
+        composition = compose(sources, list(sets), io or {})
+        if composition.fatal:
+            raise AppInvalid(composition.errors)
+        registry = registry or Registry()
+        errors = composition.errors + validate(composition, registry)
+        if errors:
+            raise AppInvalid(errors)
+        return build_spec(composition, registry)
+    except RecursionError:  # JSON nested deeper than the checks can follow, or a graph too deep to walk
+        raise AppInvalid([AppError(str(path), "$", "nested too deeply (or a graph too deep) to check")]) from None

@@ -67,6 +67,40 @@ def _schema_message(error: jsonschema.ValidationError) -> str:
     return error.message
 
 
+MAX_QUEUE = 1_000_000  # messages; a larger queue is a mistake (its memory would be unbounded in practice)
+
+
+def _cycle_errors(edges) -> list[AppError]:
+    """graphflow runs acyclic graphs: a cycle has no message to start it (no app can give one
+    yet), so it would wait forever. Each cycle is reported once, at the edge that closes it."""
+    downstream: dict[str, list] = {}
+    for edge in edges:
+        downstream.setdefault(edge.source.rsplit("/", 1)[0], []).append(edge)
+    errors: list[AppError] = []
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(component: str) -> None:
+        state[component] = 1
+        path.append(component)
+        for edge in downstream.get(component, ()):
+            target = edge.target.rsplit("/", 1)[0]
+            if state.get(target) == 1:
+                loop = " -> ".join(path[path.index(target):] + [target])
+                what = "a self-loop" if target == component else "a cycle"
+                errors.append(AppError(edge.file, edge.path, f"{what}: {loop}; graphflow runs acyclic graphs "
+                                                             f"(nothing would send a cycle its first message)"))
+            elif target not in state:
+                visit(target)
+        path.pop()
+        state[component] = 2
+
+    for component in list(downstream):
+        if component not in state:
+            visit(component)
+    return errors
+
+
 def _split_port(text: str) -> tuple[str, str, str]:
     node, component, port = text.rsplit("/", 2)
     return node, component, port
@@ -146,6 +180,11 @@ def validate(spec: Composition, registry: Registry) -> list[AppError]:
             else:
                 errors.append(AppError(edge.file, edge.path, f"message type mismatch: {edge.source} publishes "
                                        f"{sent.wire_name}, but {edge.target} expects {expected.wire_name}"))
+        size = (edge.queue or {}).get("size")
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= MAX_QUEUE):
+            errors.append(AppError(edge.file, f"{edge.path}.queue.size",
+                                   f"expected a whole number of messages in [1, {MAX_QUEUE}], got {size!r}"))
+    errors += _cycle_errors(spec.edges)
 
     # config -------------------------------------------------------------------------------------
     def component_of(node: str, comp_name: str, file: str, node_path: str, comp_path: str):

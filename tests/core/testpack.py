@@ -95,3 +95,23 @@ class Overlap(Codelet):
         self.ticks += 1
         if self.ticks >= 30:
             self.report_exhausted()
+
+
+class SlowWriter(Codelet):
+    """Writes each number to a file, one line each, flushed, after ``work_s`` of simulated work."""
+    number = Rx(Number, "Numbers.", queue_size=50, policy="block")
+    path = Param(str, doc="The file.")
+    work_s = Param(float, 0.01, "Seconds of simulated work per number.")
+
+    def start(self):
+        self.file = open(self.path, "w", encoding="utf-8")
+        self.tick_on_message(self.number)
+
+    def tick(self):
+        message = self.number.read()
+        time.sleep(self.work_s)
+        self.file.write(f"{message.payload.value:g}\n")
+        self.file.flush()
+
+    def stop(self):
+        self.file.close()
