@@ -18,7 +18,7 @@ def compose(sources: Sources, sets: list[str], io_values: dict[str, str]) -> Com
     data = sources.documents.get(_key(sources, app))
     composition = Composition(name=str(data.get("name", app.stem)) if isinstance(data, dict) else app.stem,
                               file=str(app), errors=list(sources.errors))
-    if data is None or sources.errors:
+    if sources.errors:
         composition.fatal = True
         return composition
     _add_file(composition, sources, _key(sources, app), prefix="")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
 COMMAND_LINE = "<command line>"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 INTERFACE_TYPE = "Subgraph"  # the pseudo component through which a subgraph's channels pass
 
 # The repo's schemas/ folder; an installed wheel carries it as graphflow/schemas (setup.py).
@@ -24,7 +26,8 @@ class AppError:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.file}: {self.path}: {self.message}"
+        """One line, whatever names the file held: control characters are escaped."""
+        return _CONTROL.sub(lambda m: repr(m.group())[1:-1], f"{self.file}: {self.path}: {self.message}")
 
 
 class AppInvalid(Exception):
