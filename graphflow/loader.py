@@ -334,6 +334,17 @@ def load_app(path: str | Path, overlays: list[str | Path] = (), sets: list[str] 
     return spec
 
 
+def _carried(spec: AppSpec, endpoint: str, port) -> type | None:
+    """The message type a port carries: its declaration's, or for a bridge (net.Publisher,
+    net.Subscriber) the one its params name (``port_message_type``)."""
+    node, component, name = _split_port(endpoint)
+    hook = getattr(spec.types.get(f"{node}/{component}"), "port_message_type", None)
+    if port is None or hook is None:
+        return port and port.message_type
+    params = {key: entry.value for key, entry in spec.config.get((node, component), {}).items()}
+    return hook(name, params) or port.message_type
+
+
 def _validate(spec: AppSpec, registry: Registry, set_texts: list[tuple], composer: _Composer) -> list[AppError]:
     errors: list[AppError] = []
     for name, base, file, path in spec.modules:
@@ -397,8 +408,8 @@ def _validate(spec: AppSpec, registry: Registry, set_texts: list[tuple], compose
         if (edge.source, edge.target) in pairs:
             errors.append(AppError(edge.file, edge.path, f"duplicate edge {edge.source} -> {edge.target}"))
         pairs.add((edge.source, edge.target))
-        if tx is not None and rx is not None and not issubclass(tx.message_type, rx.message_type):
-            sent, expected = tx.message_type, rx.message_type
+        sent, expected = (_carried(spec, edge.source, tx), _carried(spec, edge.target, rx))
+        if tx is not None and rx is not None and not issubclass(sent, expected):
             if sent.wire_name == expected.wire_name:  # one declaration, imported under two module names
                 errors.append(AppError(edge.file, edge.path, f"message type {sent.wire_name} of {edge.source} "
                                        f"(module {sent.__module__}) is not the one {edge.target} expects "

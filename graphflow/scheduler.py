@@ -256,7 +256,7 @@ class Scheduler(Runtime):
             state.started = True
             state.policy = component.tick_policy
             state.periodic = isinstance(state.policy, Periodic)
-            state.source = state.periodic and not any(
+            state.source = (state.periodic or getattr(state.policy, "is_source", False)) and not any(
                 rx.sources for rx in component.inputs.values())
             if state.periodic:
                 state.due = now
