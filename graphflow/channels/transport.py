@@ -111,7 +111,7 @@ class _Outgoing:
     def __init__(self, head, arrays, refs, segments, inline):
         self.head = head          # msgpack header frame
         self.arrays = arrays      # array frames for a receiver on another host
-        self.refs = refs          # {array index: [segment, size, nbytes]} for one on this host
+        self.refs = refs          # [[array index, segment, size, nbytes], ...] for one on this host
         self.segments = segments  # the segments refs name
         self.inline = inline      # array frames with the shared-memory ones left empty
 
@@ -208,7 +208,7 @@ class Sender:
             with self._lock:
                 wants_shm = any(p.local for p in self._peers.values()) or not self._peers
             if wants_shm:
-                refs, inline = {}, list(arrays)
+                refs, inline = [], list(arrays)
                 for index, array in enumerate(arrays):
                     if array.nbytes < self.shm_threshold:
                         continue
@@ -216,7 +216,7 @@ class Sender:
                     if segment is None:
                         continue  # the pool is at its cap: this one goes inline
                     segment.map[:array.nbytes] = array  # the one copy of this hop
-                    refs[index] = [segment.name, segment.size, array.nbytes]
+                    refs.append([index, segment.name, segment.size, array.nbytes])
                     segments.append(segment)
                     inline[index] = b""
                 refs = refs or None
@@ -695,10 +695,10 @@ class Receiver:
                 raise wire.WireError("bad message sequence frame") from None
             body = [frames[2].buffer] + [f.buffer for f in frames[3:]]
             if refs:
-                if not isinstance(refs, dict):
-                    raise wire.WireError("bad shared-memory references")
-                for index, ref in refs.items():
-                    body[1 + int(index)] = self._mapped(*ref)
+                for index, name, segment_size, nbytes in refs:
+                    if not (type(index) is int and 0 <= index < len(body) - 1 and len(body[1 + index]) == 0):
+                        raise wire.WireError(f"shared-memory reference to array {index!r}")
+                    body[1 + index] = self._mapped(name, segment_size, nbytes)
             message = wire.decode(body)
             if type(message.payload) is not self.message_type:
                 raise wire.WireError(f"a {message.payload.wire_name} on a {self.type_name} channel")
