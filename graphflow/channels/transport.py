@@ -124,7 +124,7 @@ class _Peer:
         self.identity = identity
         self.info = info
         self.credit = int(info.get("credit", 1))
-        self.pending: deque[_Outgoing] = deque()
+        self.pending: deque[tuple[int, _Outgoing]] = deque()  # (sequence number, message)
         self.seq = 0
         self.last_seen = now
         self.last_sent = now
@@ -159,7 +159,7 @@ class Sender:
         self._use_shm = use_shm and shm.available()
         self.pool = shm.SegmentPool() if self._use_shm else None
         self._peers: dict[bytes, _Peer] = {}
-        self._backlog: deque[_Outgoing] = deque()  # before any receiver has connected
+        self._backlog: deque[tuple[int, _Outgoing]] = deque()  # before any receiver has connected
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
         self._waker = _Waker()
@@ -242,11 +242,13 @@ class Sender:
         queue = self._backlog if peer is None else peer.pending
         while len(queue) >= self.queue_size:
             if self.policy == "latest":
-                old = queue.popleft()
+                _, old = queue.popleft()
                 self._release(peer, old)
                 self._count_drop(peer)
             elif self.policy == "reject":
                 self._count_drop(peer)
+                if peer is not None:
+                    peer.seq += 1  # a gap the receiver sees
                 return False
             else:  # block: wait for room, a change of receivers, or the app stopping
                 if self._closing or self.stopping():
@@ -258,11 +260,12 @@ class Sender:
                 if peer is None and self._peers:
                     return None
                 queue = self._backlog if peer is None else peer.pending
-        queue.append(outgoing)
-        if peer is not None and outgoing.refs and peer.local:
-            for segment in outgoing.segments:
-                segment.users += 1
-        elif peer is None and outgoing.refs:
+        if peer is None:
+            queue.append((0, outgoing))
+        else:
+            peer.seq += 1  # numbered here: a message dropped from the queue leaves a gap
+            queue.append((peer.seq, outgoing))
+        if outgoing.refs and (peer is None or peer.local):
             for segment in outgoing.segments:
                 segment.users += 1
         return True
@@ -403,11 +406,12 @@ class Sender:
             return
         if self._backlog:  # the first receiver takes what was published before it came
             while self._backlog:
-                outgoing = self._backlog.popleft()
+                _, outgoing = self._backlog.popleft()
                 if outgoing.refs and not local:
                     for segment in outgoing.segments:
                         self.pool.release(segment.name)
-                peer.pending.append(outgoing)
+                peer.seq += 1
+                peer.pending.append((peer.seq, outgoing))
         log.info("%s: subscriber %s connected (%s)", self.name, info.get("name"),
                  "shared memory" if local else "frames")
         self._room.notify_all()
@@ -415,15 +419,14 @@ class Sender:
     def _send_pending(self, sock, now: float) -> None:
         for peer in list(self._peers.values()):
             while peer.credit > 0 and peer.pending:
-                outgoing = peer.pending.popleft()
-                peer.seq += 1
+                seq, outgoing = peer.pending.popleft()
                 if peer.local and outgoing.refs:
-                    meta = msgpack.packb([peer.seq, outgoing.refs])
+                    meta = msgpack.packb([seq, outgoing.refs])
                     frames = [b"MSG", meta, outgoing.head, *outgoing.inline]
                     for segment in outgoing.segments:
                         peer.segments[segment.name] = peer.segments.get(segment.name, 0) + 1
                 else:
-                    frames = [b"MSG", msgpack.packb([peer.seq, None]), outgoing.head, *outgoing.arrays]
+                    frames = [b"MSG", msgpack.packb([seq, None]), outgoing.head, *outgoing.arrays]
                 if not self._send(sock, peer, frames):
                     break
                 peer.credit -= 1
@@ -464,7 +467,7 @@ class Sender:
     def _forget(self, peer: _Peer) -> None:
         """Release every segment the peer held or was to get."""
         while peer.pending:
-            self._release(peer, peer.pending.popleft())
+            self._release(peer, peer.pending.popleft()[1])
         for name, count in peer.segments.items():
             if count:
                 self.pool.release(name, count)
