@@ -10,6 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
+from .channels import cli as channels_cli
 from .loader import AppInvalid, load_app
 from .registry import Registry
 
@@ -46,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="port of the web viewer (default 3000)")
     run.add_argument("--viewer-host", default="127.0.0.1", metavar="HOST",
                      help="address the viewer listens on (default 127.0.0.1; 0.0.0.0 exposes it to the network)")
+    channels_cli.add_run_arguments(run)
     run.set_defaults(func=cmd_run)
 
     validate = sub.add_parser("validate", help="check app files; exit 0 when all are valid")
@@ -90,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     view = sub.add_parser("view", help="open the web viewer on a recording (recording is not implemented yet)")
     view.add_argument("recording", type=Path)
     view.set_defaults(func=cmd_view)
+    channels_cli.add_commands(sub)
     return parser
 
 
@@ -132,7 +135,12 @@ def format_report(report: dict) -> str:
 def cmd_run(args) -> int:
     from .app import App
 
-    app = App.load(args.app, args.config, args.set, io=_io(args), workers=args.workers, max_ticks=args.max_ticks)
+    spec = load_app(args.app, args.config, args.set, io=_io(args))
+    io_sets = [f"{target}={value}" for key, value in _io(args).items() for target in spec.io.get(key, ())]
+    split = channels_cli.run_split(args, spec, io_sets + list(args.set), format_report)
+    if split is not None:
+        return split
+    app = App(spec, workers=args.workers, max_ticks=args.max_ticks)
     viewer = None
     if not args.no_viewer:
         from .viewer import ViewerError, ViewerSession

@@ -251,7 +251,8 @@ class Scheduler(Runtime):
             state.policy = component.tick_policy
             due = None if state.policy is None else state.policy.next_due(None, now)
             state.timed = due is not None
-            state.source = state.timed and not any(rx.sources for rx in component.inputs.values())
+            state.source = state.policy is not None and state.policy.self_driven and not any(
+                rx.sources for rx in component.inputs.values())
             if due is not None:
                 state.due = due
                 heapq.heappush(self._timers, (due, next(self._seq), state))

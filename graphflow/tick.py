@@ -12,6 +12,11 @@ from .ports import InputChannel
 
 
 class TickPolicy:
+    # Whether something other than the component's inputs makes it due (the clock, a socket): a
+    # component with such a policy and no connected input is a source; the app ends when every
+    # source is exhausted (or has ticked --max-ticks times).
+    self_driven = False
+
     def next_due(self, previous: float | None, now: float) -> float | None:
         """When the component is next due by the clock: ``previous`` is the time it was last
         due (None before its first tick). None: only messages make it due."""
@@ -28,6 +33,8 @@ class TickPolicy:
 class Periodic(TickPolicy):
     """Tick every ``period`` seconds, phase-locked to the first tick (no drift): tick k is due at
     first + k·period; a late tick skips the slots it missed instead of bunching up."""
+
+    self_driven = True
 
     def __init__(self, period: float):
         self.period = period

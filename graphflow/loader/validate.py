@@ -101,6 +101,15 @@ def _cycle_errors(edges) -> list[AppError]:
     return errors
 
 
+def carried(cls, endpoint: str, port, params: dict):
+    """The message type a port carries: its declaration's, or for a bridge (net.Publisher,
+    net.Subscriber) the one its params name (its class's ``port_message_type``)."""
+    hook = getattr(cls, "port_message_type", None)
+    if port is None or hook is None:
+        return port and port.message_type
+    return hook(endpoint.rsplit("/", 1)[1], params) or port.message_type
+
+
 def _split_port(text: str) -> tuple[str, str, str]:
     node, component, port = text.rsplit("/", 2)
     return node, component, port
@@ -163,6 +172,10 @@ def validate(spec: Composition, registry: Registry) -> list[AppError]:
         return ports[port_name]
 
     # edges --------------------------------------------------------------------------------------
+    def config_values(endpoint: str) -> dict:
+        node, comp_name, _ = _split_port(endpoint)
+        return {key: entry.value for key, entry in spec.config.get((node, comp_name), {}).items()}
+
     pairs = set()
     for edge in spec.edges:
         tx = port(edge.source, edge, "source", "tx")
@@ -170,8 +183,9 @@ def validate(spec: Composition, registry: Registry) -> list[AppError]:
         if (edge.source, edge.target) in pairs:
             errors.append(AppError(edge.file, edge.path, f"duplicate edge {edge.source} -> {edge.target}"))
         pairs.add((edge.source, edge.target))
-        if tx is not None and rx is not None and not issubclass(tx.message_type, rx.message_type):
-            sent, expected = tx.message_type, rx.message_type
+        sent = carried(types.get(edge.source.rsplit("/", 1)[0]), edge.source, tx, config_values(edge.source))
+        expected = carried(types.get(edge.target.rsplit("/", 1)[0]), edge.target, rx, config_values(edge.target))
+        if tx is not None and rx is not None and not issubclass(sent, expected):
             if sent.wire_name == expected.wire_name:  # one declaration, imported under two module names
                 errors.append(AppError(edge.file, edge.path, f"message type {sent.wire_name} of {edge.source} "
                                        f"(module {sent.__module__}) is not the one {edge.target} expects "
