@@ -192,6 +192,7 @@ def cmd_validate(args) -> int:
 
 
 def cmd_nodes(args) -> int:
+    """Every node type's ports (with their message's fields) and params, from the declarations."""
     from .messages import message_types
 
     registry = Registry()
@@ -203,6 +204,7 @@ def cmd_nodes(args) -> int:
         return 0
     for problem in problems:
         print(f"warning: {problem}", file=sys.stderr)
+    types = message_types()
     for node in described:
         print(node["type"])
         for line in node["doc"].splitlines():
@@ -211,6 +213,9 @@ def cmd_nodes(args) -> int:
             arrow = "<-" if port["direction"] == "rx" else "->"
             queue = f"  [queue {port['queue_size']}, {port['policy']}]" if port["direction"] == "rx" else ""
             print(f"  {arrow} {port['name']}: {port['message']}{queue}  {port['doc']}")
+            message = types.get(port["message"])
+            for name, declared in (message.describe()["fields"].items() if message else ()):
+                print(f"       .{name}: {declared['type']}  {declared['doc']}")
         for name, param in node["params"].items():
             default = "required" if param["required"] else f"= {json.dumps(param['default'])}"
             limits = f" in {param['range']}" if "range" in param else ""
