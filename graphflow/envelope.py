@@ -22,20 +22,20 @@ class Header:
     on demand), acqtime (when the data was acquired, seconds on the app clock) and pubtime
     (when it was published)."""
 
-    __slots__ = ("_sequence", "acqtime", "pubtime")
+    __slots__ = ("_sequence", "_uuid", "acqtime", "pubtime")
 
-    def __init__(self, acqtime: float, pubtime: float):
+    def __init__(self, acqtime: float, pubtime: float, uuid: str | None = None):
         self._sequence: int = next(_SEQUENCE)
+        self._uuid: str | None = uuid  # given when decoded: the sender's uuid
         self.acqtime: float = acqtime
         self.pubtime: float = pubtime
 
     @property
     def uuid(self) -> str:
+        if self._uuid is not None:
+            return self._uuid
         value = (_PROCESS_ID << 64) | self._sequence
         return str(_uuid.UUID(int=value, version=4))
-
-    def to_wire(self) -> dict:
-        return {"uuid": self.uuid, "acqtime": self.acqtime, "pubtime": self.pubtime}
 
 
 class Message:
@@ -58,10 +58,6 @@ class Message:
     @property
     def uuid(self) -> str:
         return self.header.uuid
-
-    def to_wire(self) -> dict:
-        return {"type": self.payload.wire_name, "header": self.header.to_wire(),
-                "payload": self.payload.to_wire()}
 
     def __repr__(self) -> str:
         return f"Message({type(self.payload).__name__}, acqtime={self.acqtime:.6f})"

@@ -60,12 +60,16 @@ class MessageType:
         freeze(self)
 
     # -- wire form ---------------------------------------------------------------------------
-    def to_wire(self) -> dict:
-        return {f.name: _to_wire(getattr(self, f.name)) for f in dataclasses.fields(self)}
+    def to_wire(self, array: Any = None) -> dict:
+        """The fields as plain values (maps, lists, numbers, strings). ``array`` maps each array
+        to its wire form (:mod:`graphflow.wire` passes one that sends it out of band); without
+        it an array becomes ``{"dtype", "shape", "data"}`` with its bytes inline."""
+        return {f.name: _to_wire(getattr(self, f.name), array) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_wire(cls, data: dict) -> "MessageType":
-        hints = typing.get_type_hints(cls)
+        """Inverse of :meth:`to_wire`; arrays may come inline or already decoded (numpy)."""
+        hints = _hints(cls)
         kwargs = {}
         for f in dataclasses.fields(cls):
             if f.name in data:
@@ -136,31 +140,46 @@ def _may_hold_arrays(hint: Any) -> bool:
     return any(_may_hold_arrays(arg) for arg in typing.get_args(hint) if arg is not type(None))
 
 
-def _to_wire(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        array = np.ascontiguousarray(value)
-        return {"dtype": array.dtype.str, "shape": list(array.shape), "data": array.tobytes()}
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    """``typing.get_type_hints``, once per class (it costs microseconds per call)."""
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    return hints
+
+
+def _to_wire(value: Any, array: Any = None) -> Any:
+    if isinstance(value, np.ndarray) or hasattr(value, "__cuda_array_interface__"):
+        if array is not None:
+            return array(value)
+        value = np.ascontiguousarray(value.get() if hasattr(value, "get") else value)
+        return {"dtype": value.dtype.str, "shape": list(value.shape), "data": value.tobytes()}
     if isinstance(value, MessageType):
-        return value.to_wire()
+        return value.to_wire(array)
     if is_record(value):
-        return {name: _to_wire(item) for name, item in zip(value._fields, value)}
+        return {name: _to_wire(item, array) for name, item in zip(value._fields, value)}
     if isinstance(value, (list, tuple)):
-        return [_to_wire(v) for v in value]
+        return [_to_wire(v, array) for v in value]
     if isinstance(value, dict):
-        return {str(k): _to_wire(v) for k, v in value.items()}
+        return {str(k): _to_wire(v, array) for k, v in value.items()}
     if isinstance(value, np.generic):
         return value.item()
     return value
 
 
 def _from_wire(value: Any, hint: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value
     origin = typing.get_origin(hint)
     if hint is np.ndarray:
         return np.frombuffer(value["data"], dtype=np.dtype(value["dtype"])).reshape(value["shape"])
     if isinstance(hint, type) and issubclass(hint, MessageType):
         return hint.from_wire(value)
     if is_record_type(hint):
-        hints = typing.get_type_hints(hint)
+        hints = _hints(hint)
         return hint(**{name: _from_wire(value[name], hints[name]) for name in hint._fields if name in value})
     if origin in (list, tuple) and typing.get_args(hint):
         item = typing.get_args(hint)[0]
