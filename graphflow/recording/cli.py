@@ -229,20 +229,13 @@ def _image_channel(recording: Recording, chosen: str | None) -> str:
 
 def _images(recording: Recording, topic: str):
     for item in recording.messages([topic]):
-        _, _, fields = _fields(item.data)
+        _, _, fields = item.fields()
         pixels = fields.get("pixels")
         if pixels is None:
             raise RecordingError(f"{topic}: messages have no 'pixels' field")
         if fields.get("color_order") == "rgb" and pixels.ndim == 3:
             pixels = pixels[..., ::-1]
         yield item, pixels
-
-
-def _fields(data: bytes):
-    """(type name, header, fields) of a recorded message, without its node pack."""
-    from .. import wire
-
-    return wire.decode_fields([data])
 
 
 def cmd_export(args) -> int:

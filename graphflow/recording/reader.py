@@ -24,7 +24,7 @@ from mcap.records import (Attachment, Channel, Chunk, ChunkIndex, DataEnd, Foote
 from mcap.records import Message as McapMessage
 from mcap.stream_reader import StreamReader, breakup_chunk
 
-from .writer import APP_ATTACHMENT, FORMAT
+from .writer import APP_ATTACHMENT, FORMAT, record_frames
 
 MAGIC = b"\x89MCAP0\r\n"
 CHUNK_CACHE = 8  # decompressed chunks kept (stepping back and forth in the viewer)
@@ -84,7 +84,7 @@ class _Chunk:
 @dataclass
 class RecordedMessage:
     """One message as stored: the channel's topic, log time (acqtime) and publish time (pubtime)
-    in nanoseconds, and the wire bytes (:func:`graphflow.wire.unpack` decodes them)."""
+    in nanoseconds, and the recorded bytes (:func:`graphflow.recording.writer.message_record`)."""
     topic: str
     log_time: int
     publish_time: int
@@ -97,9 +97,16 @@ class RecordedMessage:
         return self.log_time / 1e9
 
     def decode(self):
+        """The message (its node pack must be imported); raises graphflow.wire.WireError."""
         from .. import wire
 
-        return wire.unpack(self.data)
+        return wire.decode(record_frames(self.data))
+
+    def fields(self) -> tuple[str, dict, dict]:
+        """(type name, header, fields) without the node pack (graphflow.wire.decode_fields)."""
+        from .. import wire
+
+        return wire.decode_fields(record_frames(self.data))
 
 
 class Recording:

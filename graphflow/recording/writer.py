@@ -8,10 +8,11 @@ cannot keep up and the queue is full, the recorder drops the message for itself 
 
 The file (one per ``split_bytes`` when given):
 
-- per message type one Schema record: its JSON Schema (``messages.wire_schema``), encoding
-  ``jsonschema``, named by the type's wire name;
-- per channel one Channel record: topic = the channel name, message encoding ``msgpack`` (the
-  wire form, ``wire.pack``), metadata: the type's schema version and render hint;
+- per message type one Schema record: its JSON Schema (the fields of ``messages.wire_schema``
+  inside the wire header, :func:`record_schema`), encoding ``jsonschema``, named by its wire name;
+- per channel one Channel record: topic = the channel name, message encoding ``msgpack``: one
+  msgpack array ``[wire header, array bytes...]`` (:func:`message_record`, the frames of
+  ``wire.encode``), metadata: the type's schema version and render hint;
 - messages: log time = acqtime, publish time = pubtime (nanoseconds on the app clock), sequence =
   the message's number on its channel;
 - chunked (``CHUNK_BYTES``) and compressed (zstd by default); a chunk is also closed and flushed
@@ -37,6 +38,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
+import msgpack
 from mcap.writer import CompressionType, Writer
 
 from .. import __version__
@@ -330,7 +332,7 @@ class Recorder:
         self._sequence[name] = sequence + 1
         log_time = _nanoseconds(message.acqtime)
         publish_time = _nanoseconds(message.pubtime)
-        file.writer.add_message(cid, log_time, wire.pack(message), publish_time, sequence & 0xFFFFFFFF)
+        file.writer.add_message(cid, log_time, message_record(message), publish_time, sequence & 0xFFFFFFFF)
         self.recorded += 1
         if self.foxglove_channels:
             kind = foxglove.visual_kind(message_type)
@@ -386,15 +388,67 @@ def _nanoseconds(seconds: float) -> int:
     return max(0, int(round(seconds * 1e9)))
 
 
+# -- the record of one message ---------------------------------------------------------------------
+def message_record(message) -> bytes:
+    """A message as one msgpack value: ``[header, array bytes 0, array bytes 1, ...]``, where the
+    header is the map of :func:`graphflow.wire.encode` (``v, type, schema, uuid, acqtime, pubtime,
+    fields``; an array in the fields is ``{"__nd__": i, "dtype", "shape"}`` and its bytes are item
+    ``1 + i``). Any msgpack reader can read it; the wire form is reused as it is, not re-invented."""
+    frames = _wire().encode(message)
+    return msgpack.packb([msgpack.unpackb(frames[0]), *frames[1:]])  # the header is small; the arrays copy once
+
+
+def record_frames(data) -> list:
+    """The wire frames of a :func:`message_record` (for ``wire.decode`` / ``wire.decode_fields``)."""
+    try:
+        items = msgpack.unpackb(data)
+    except Exception as exc:
+        raise _wire().WireError(f"recorded message is not msgpack: {type(exc).__name__}: {exc}") from None
+    if not isinstance(items, list) or not items or not isinstance(items[0], dict):
+        raise _wire().WireError("recorded message is not a graphflow record ([header, arrays...])")
+    return [msgpack.packb(items[0]), *items[1:]]
+
+
 _SCHEMAS: dict[type, bytes] = {}
+
+
+def record_schema(message_type) -> dict:
+    """JSON Schema of :func:`message_record` for one type: the payload's fields from
+    ``messages.wire_schema``, arrays as their ``__nd__`` references."""
+    from ..messages import wire_schema
+
+    schema = wire_schema(message_type)
+    fields = _array_references(schema["properties"]["payload"])
+    header = {"type": "object", "description": "graphflow wire header (graphflow/wire.py)",
+              "properties": {"v": {"const": _wire().FORMAT_VERSION}, "type": {"const": message_type.wire_name},
+                             "schema": {"const": _wire().schema_version(message_type)},
+                             "uuid": {"type": "string"}, "acqtime": {"type": "number"},
+                             "pubtime": {"type": "number"}, "fields": fields},
+              "required": ["v", "type", "schema", "uuid", "acqtime", "pubtime", "fields"]}
+    return {"$schema": schema["$schema"], "title": message_type.wire_name, "description": schema["description"],
+            "type": "array", "prefixItems": [header],
+            "items": {"description": "msgpack bin: the C-order bytes of the array whose __nd__ is this index - 1"}}
+
+
+def _array_references(schema):
+    if isinstance(schema, dict):
+        properties = schema.get("properties")
+        if isinstance(properties, dict) and {"dtype", "shape", "data"} <= properties.keys():
+            return {"type": "object", "description": schema.get("description", "A numpy array."),
+                    "properties": {"__nd__": {"type": "integer", "description": "index of its bytes after the header"},
+                                   "dtype": {"type": "string"},
+                                   "shape": {"type": "array", "items": {"type": "integer"}}},
+                    "required": ["__nd__", "dtype", "shape"]}
+        return {key: _array_references(value) for key, value in schema.items()}
+    if isinstance(schema, list):
+        return [_array_references(value) for value in schema]
+    return schema
 
 
 def _schema_json(message_type) -> bytes:
     found = _SCHEMAS.get(message_type)
     if found is None:
-        from ..messages import wire_schema
-
-        found = _SCHEMAS[message_type] = json.dumps(wire_schema(message_type)).encode()
+        found = _SCHEMAS[message_type] = json.dumps(record_schema(message_type)).encode()
     return found
 
 
