@@ -65,10 +65,11 @@ class Recovery:
 
     def __str__(self) -> str:
         lost = self.file_bytes - self.kept_bytes
+        tail = (f"the last {lost:,} bytes were an incomplete record" if lost
+                else "the file ends after a complete record")
+        corrupt = f", {self.lost_chunks} corrupt chunks skipped" if self.lost_chunks else ""
         return (f"recovered {self.messages} messages in {self.chunks} complete chunks "
-                f"({self.kept_bytes:,} of {self.file_bytes:,} bytes; the last {lost:,} bytes were an "
-                f"incomplete record{f', {self.lost_chunks} corrupt chunks skipped' if self.lost_chunks else ''}; "
-                f"{self.reason})")
+                f"({self.kept_bytes:,} of {self.file_bytes:,} bytes; {tail}{corrupt})")
 
 
 @dataclass(order=True)

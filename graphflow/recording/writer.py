@@ -67,7 +67,7 @@ def parse_size(text: str) -> int:
     number, prefix, binary = match.groups()
     base = 1024 if binary else 1000
     size = int(float(number) * base ** " kmgt".index(prefix.lower() or " "))
-    if size < 64 * 1024:
+    if size < 64_000:
         raise RecordingError(f"--record-split {text!r}: a file must be allowed at least 64kB")
     return size
 
@@ -251,7 +251,14 @@ class Recorder:
         return self.attach(app.ledger)
 
     def attach(self, ledger) -> "Recorder":
-        self._file = self._open(self.path)
+        try:
+            self._file = self._open(self.path)
+        except OSError as exc:  # the disk is full already: no recording, the app runs
+            self._closed = True
+            self.failed = f"{self.path}: {_reason(exc)}"
+            print(f"recording stopped: {self.failed} before anything was recorded; the app runs on",
+                  file=self.err, flush=True)
+            return self
         self._thread = threading.Thread(target=self._run, name="graphflow-recorder", daemon=True)
         self._thread.start()
         self._ledger = ledger
@@ -264,7 +271,12 @@ class Recorder:
             self._ledger.unsubscribe(self)
             self._ledger = None
         if self._thread is not None:
-            self._queue.put(_STOP)  # after everything queued before it
+            while self._thread.is_alive():  # after everything queued before it
+                try:
+                    self._queue.put(_STOP, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
             self._thread.join()
             self._thread = None
         self._closed = True
@@ -292,6 +304,8 @@ class Recorder:
         try:
             file = McapFile(path, metadata, self.app, self.compression, self.chunk_bytes)
         except OSError as exc:
+            if exc.errno in _DISK_FULL:
+                raise
             raise RecordingError(f"--record {path}: cannot write: {exc.strerror or exc}") from None
         self.files.append(path)
         return file
@@ -357,7 +371,7 @@ class Recorder:
             except Exception:
                 pass
         self._file.abandon()
-        reason = "disk full" if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else (exc.strerror or str(exc))
+        reason = _reason(exc)
         self.failed = f"{self._file.path}: {reason}"
         self.bytes_written = _total_size(self.files)
         print(f"recording stopped: {self._file.path}: {reason} after {self.recorded} messages "
@@ -368,6 +382,17 @@ class Recorder:
                 self._queue.get_nowait()
             except queue.Empty:
                 break
+
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _reason(exc: OSError) -> str:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "disk full"
+    if exc.errno == errno.EFBIG:
+        return "file size limit reached"
+    return exc.strerror or str(exc)
 
 
 def _part_path(path: Path, index: int) -> Path:
