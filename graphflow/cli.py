@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .channels import cli as channels_cli
 from .loader import AppInvalid, load_app
+from .recording import cli as recording_cli
 from .registry import Registry
 
 
@@ -37,17 +38,8 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="validate and run an app")
     _add_app_args(run)
-    run.add_argument("--duration", type=float, help="stop after this many seconds")
-    run.add_argument("--max-ticks", type=int, help="stop after every source component ticked N times")
-    run.add_argument("--workers", type=int, help="worker threads (default: the core count)")
-    run.add_argument("--stats-json", type=Path, help="also write the job report to this JSON file")
-    run.add_argument("--quiet", action="store_true", help="do not print the job report")
-    run.add_argument("--no-viewer", action="store_true", help="do not serve the web viewer")
-    run.add_argument("--viewer-port", type=int, default=3000, metavar="PORT",
-                     help="port of the web viewer (default 3000)")
-    run.add_argument("--viewer-host", default="127.0.0.1", metavar="HOST",
-                     help="address the viewer listens on (default 127.0.0.1; 0.0.0.0 exposes it to the network)")
-    channels_cli.add_run_arguments(run)
+    _add_run_args(run)
+    channels_cli.add_run_arguments(run)  # --process, --single-process, --insecure: run only
     run.set_defaults(func=cmd_run)
 
     validate = sub.add_parser("validate", help="check app files; exit 0 when all are valid")
@@ -89,11 +81,24 @@ def _parser() -> argparse.ArgumentParser:
     schemas.add_argument("--check", action="store_true", help="exit 1 if the files are not up to date")
     schemas.set_defaults(func=cmd_schemas)
 
-    view = sub.add_parser("view", help="open the web viewer on a recording (recording is not implemented yet)")
-    view.add_argument("recording", type=Path)
-    view.set_defaults(func=cmd_view)
-    channels_cli.add_commands(sub)
+    recording_cli.add_commands(sub, _add_app_args, _add_run_args, run_app)  # replay, view, info, export
+    channels_cli.add_commands(sub)  # keys
     return parser
+
+
+def _add_run_args(parser: argparse.ArgumentParser) -> None:
+    """What running an app takes beyond the app itself (``run``, ``replay``)."""
+    parser.add_argument("--duration", type=float, help="stop after this many seconds")
+    parser.add_argument("--max-ticks", type=int, help="stop after every source component ticked N times")
+    parser.add_argument("--workers", type=int, help="worker threads (default: the core count)")
+    parser.add_argument("--stats-json", type=Path, help="also write the job report to this JSON file")
+    parser.add_argument("--quiet", action="store_true", help="do not print the job report")
+    parser.add_argument("--no-viewer", action="store_true", help="do not serve the web viewer")
+    parser.add_argument("--viewer-port", type=int, default=3000, metavar="PORT",
+                        help="port of the web viewer (default 3000)")
+    parser.add_argument("--viewer-host", default="127.0.0.1", metavar="HOST",
+                        help="address the viewer listens on (default 127.0.0.1; 0.0.0.0 exposes it to the network)")
+    recording_cli.add_run_options(parser)  # --record, --channels, --foxglove, ...
 
 
 def _add_app_args(parser: argparse.ArgumentParser) -> None:
@@ -140,7 +145,11 @@ def cmd_run(args) -> int:
     split = channels_cli.run_split(args, spec, io_sets + list(args.set), format_report)
     if split is not None:
         return split
-    app = App(spec, workers=args.workers, max_ticks=args.max_ticks)
+    return run_app(args, App(spec, workers=args.workers, max_ticks=args.max_ticks))
+
+
+def run_app(args, app) -> int:
+    """Run a built app with the viewer, recorder and report that the run options ask for."""
     viewer = None
     if not args.no_viewer:
         from .viewer import ViewerError, ViewerSession
@@ -149,6 +158,13 @@ def cmd_run(args) -> int:
         except ViewerError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+    try:
+        observers = recording_cli.start_observers(args, app)
+    except recording_cli.RecordingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        if viewer is not None:
+            viewer.close()
+        return 2
     previous = signal.signal(signal.SIGTERM, lambda *_: app.request_stop())
     try:
         if viewer is None:
@@ -157,6 +173,7 @@ def cmd_run(args) -> int:
             viewer.run(app, duration=args.duration)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        recording_cli.stop_observers(observers)
     report = app.report()
     if args.stats_json:
         args.stats_json.parent.mkdir(parents=True, exist_ok=True)
@@ -168,12 +185,6 @@ def cmd_run(args) -> int:
     if viewer is not None:
         viewer.linger()  # the graph ended by itself: serve the last messages until Ctrl-C / --duration
     return 0 if app.failure is None else 1
-
-
-def cmd_view(args) -> int:
-    from .viewer import view_recording
-
-    return view_recording(args.recording)
 
 
 def cmd_validate(args) -> int:

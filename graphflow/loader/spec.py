@@ -97,6 +97,7 @@ class AppSpec:
     """A composed, validated app, read-only: what :class:`graphflow.app.App` builds."""
     name: str
     file: str
+    modules: tuple[tuple[str, str], ...]  # (pack name as written, the folder of the file naming it)
     components: tuple[ComponentSpec, ...]
     edges: tuple[EdgeSpec, ...]
     config: Mapping[str, Mapping[str, Any]]  # component full name -> param -> typed value
@@ -129,7 +130,9 @@ def build_spec(composition: Composition, registry) -> AppSpec:
             name: params[name].parse_text(v.value) if v.text else params[name].convert(v.value)
             for name, v in values.items()})
     return AppSpec(
-        name=composition.name, file=composition.file, components=tuple(composition.components),
+        name=composition.name, file=composition.file,
+        modules=tuple((name, str(base)) for name, base, _, _ in composition.modules),
+        components=tuple(composition.components),
         edges=tuple(EdgeSpec(e.source, e.target, e.file, e.path,
                              None if e.queue is None else MappingProxyType(dict(e.queue)))
                     for e in composition.edges),
