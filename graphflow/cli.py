@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -18,7 +19,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the try, not at interpreter exit
+        return status
+    except BrokenPipeError:  # `graphflow ... | head`: the reader has gone; stop quietly, like SIGPIPE
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except AppInvalid as exc:
         for error in exc.errors:
             print(f"error: {error}", file=sys.stderr)
@@ -99,13 +105,16 @@ def _add_app_args(parser: argparse.ArgumentParser) -> None:
                         help="set one param, typed by its declaration (repeatable; wins over --config)")
     parser.add_argument("--input", help="what the app's io.input param is set to (image, folder, video, camera:N)")
     parser.add_argument("--output", help="what the app's io.output param is set to (a folder)")
+    parser.add_argument("--on-bad-input", choices=["skip", "stop"],
+                        help="an unreadable input file: skip it (the loaders' default) or stop the app")
 
 
 def _io_sets(args) -> list[str]:
     """Turn --input/--output into --set entries through the app's "io" section."""
-    from .evaluation import io_sets
+    from .evaluation import io_sets, on_bad_input_sets
 
-    return io_sets(args.app, args.input, args.output) + list(args.set)
+    sets = io_sets(args.app, args.input, args.output) + list(args.set)
+    return sets + on_bad_input_sets(args.app, args.on_bad_input, args.config, sets)
 
 
 def cmd_run(args) -> int:

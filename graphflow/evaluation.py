@@ -34,6 +34,19 @@ def _sources(spec) -> list[str]:
     return [c.full_name for c in spec.components if c.full_name not in fed]
 
 
+def on_bad_input_sets(app_file: Path, value: str | None, overlays=(), sets=()) -> list[str]:
+    """``--set`` entries giving every component that has an ``on_bad_input`` param ``value``
+    (``--on-bad-input``); none for None."""
+    if value is None:
+        return []
+    spec = load_app(app_file, overlays, sets)
+    names = [c.full_name for c in spec.components if "on_bad_input" in spec.types[c.full_name].params()]
+    if not names:
+        raise AppInvalid([AppError(COMMAND_LINE, "--on-bad-input",
+                                   f"no component of {app_file} has an on_bad_input param")])
+    return [f"{name}/on_bad_input={value}" for name in names]
+
+
 def unthrottled_sets(app_file: Path, overlays=(), sets=()) -> list[str]:
     """``--set`` entries giving every source (no connected input) with a tick_period a period of 0."""
     spec = load_app(app_file, overlays, sets)
@@ -70,16 +83,27 @@ def evaluate_coco(app_file: Path, annotations: Path, images: Path, overlays=(), 
                   workers: int | None = None, keep_output: Path | None = None) -> dict:
     """Run the app over a COCO image folder and score its ``predictions.json`` (COCO results
     format, written into the app's io.output folder) with pycocotools. Keypoint results are
-    scored with OKS (iouType 'keypoints'), others as boxes."""
+    scored with OKS (iouType 'keypoints'), others as boxes. Without ``keep_output`` the outputs go to
+    a temporary folder that is removed afterwards, also when the run fails."""
     try:
-        from pycocotools.coco import COCO
-        from pycocotools.cocoeval import COCOeval
+        import pycocotools.cocoeval  # noqa: F401
     except ImportError:
         raise RuntimeError("graphflow eval needs pycocotools: pip install pycocotools") from None
     for path, what in ((annotations, "annotations file"), (images, "image folder")):
         if not path.exists():
             raise AppInvalid([AppError(COMMAND_LINE, str(path), f"{what} not found")])
-    output = keep_output or Path(tempfile.mkdtemp(prefix="graphflow-eval-"))
+    if keep_output is not None:
+        return _evaluate_coco(app_file, annotations, images, overlays, sets, workers, keep_output)
+    with tempfile.TemporaryDirectory(prefix="graphflow-eval-") as temporary:
+        result = _evaluate_coco(app_file, annotations, images, overlays, sets, workers, Path(temporary))
+    del result["output"]  # removed with the temporary folder
+    return result
+
+
+def _evaluate_coco(app_file: Path, annotations: Path, images: Path, overlays, sets, workers, output: Path) -> dict:
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
     sets = io_sets(app_file, str(images), str(output)) + list(sets)
     sets += unthrottled_sets(app_file, overlays, sets)
     app = App(load_app(app_file, overlays, sets), workers=workers)
@@ -100,7 +124,8 @@ def evaluate_coco(app_file: Path, annotations: Path, images: Path, overlays=(), 
             results.append({**prediction, "image_id": image_id})
     kind = "keypoints" if results and "keypoints" in results[0] else "bbox"
     if not results:
-        return {"AP": 0.0, "AP50": 0.0, "AP75": 0.0, "AR": 0.0, "predictions": 0, "iou_type": kind}
+        return {"AP": 0.0, "AP50": 0.0, "AP75": 0.0, "AR": 0.0, "predictions": 0, "iou_type": kind,
+                "output": str(output)}
     evaluation = COCOeval(gt, gt.loadRes(results), kind)
     evaluation.params.imgIds = sorted(gt.imgs)
     evaluation.evaluate()
