@@ -92,10 +92,10 @@ def jpeg_is_complete(data: bytes) -> bool:
         position += int.from_bytes(data[position:position + 2], "big")  # the segment, then scan data
 
 
-def truncation(data: bytes, suffix: str) -> str | None:
-    """Why ``data`` (a file with ``suffix``) is cut short, or None where the format's end is there
-    (JPEG and PNG are checked; other formats rely on the decoder)."""
-    if data[:2] == b"\xff\xd8" or (suffix in (".jpg", ".jpeg", ".jpe") and data[:1] == b"\xff"):
+def truncation(data: bytes) -> str | None:
+    """Why an image file's ``data`` is cut short, or None where the format's end is there (JPEG
+    and PNG, told by their signatures, are checked; other formats rely on the decoder)."""
+    if data[:2] == b"\xff\xd8":
         return None if jpeg_is_complete(data) else "is cut short (a JPEG without its end-of-image marker)"
     if data[:8] == b"\x89PNG\r\n\x1a\n":
         return None if _PNG_END in data[-64:] else "is cut short (a PNG without its IEND chunk)"
@@ -110,7 +110,7 @@ def decode_image(file: Path) -> tuple[np.ndarray | None, str]:
         return None, f"cannot be read ({exc.strerror or exc})"
     if not data:
         return None, "is empty"
-    why = truncation(data, file.suffix.lower())
+    why = truncation(data)
     if why:
         return None, why
     pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)

@@ -110,3 +110,24 @@ def test_eval_leaves_no_temporary_folder(model_path, shared_data, tmp_path):
     assert "AP " in result.stdout
     # onnxruntime keeps one session-id file (.ses) in the temp folder, reused by every run.
     assert [p.name for p in temp.iterdir() if p.name != ".ses"] == []
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_10_fps_video_gives_a_10_fps_video_with_every_frame(model_path, shared_data, tmp_path):
+    import cv2
+    import numpy as np
+
+    bus = cv2.resize(cv2.imread(str(shared_data / "images" / "bus.jpg")), (240, 320))
+    clip = tmp_path / "walk.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (240, 320))
+    for k in range(6):
+        writer.write(np.roll(bus, 8 * k, axis=1))
+    writer.release()
+    result = graphflow("run", str(OPENPOSE), "--no-viewer", "--quiet", "--input", str(clip),
+                       "--output", str(tmp_path / "out"), timeout=200)
+    assert result.returncode == 0, result.stderr
+    capture = cv2.VideoCapture(str(tmp_path / "out" / "walk.mp4"))
+    fps, frames = capture.get(cv2.CAP_PROP_FPS), int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    capture.release()
+    assert fps == pytest.approx(10.0) and frames == 6  # 0.6 s, as long as the input
