@@ -6,12 +6,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
 
 from .channels import cli as channels_cli
-from .loader import AppInvalid, load_app
+from .loader import COMMAND_LINE, AppError, AppInvalid, load_app
 from .recording import cli as recording_cli
 from .registry import Registry
 
@@ -22,7 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the try, not at interpreter exit
+        return status
+    except BrokenPipeError:  # `graphflow ... | head`: the reader has gone; stop quietly, like SIGPIPE
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except AppInvalid as exc:
         for error in exc.errors:
             print(f"error: {error}", file=sys.stderr)
@@ -109,11 +115,24 @@ def _add_app_args(parser: argparse.ArgumentParser) -> None:
                         help="set one param, typed by its declaration (repeatable; wins over --config)")
     parser.add_argument("--input", help="what the app's io.input param is set to (image, folder, video, camera:N)")
     parser.add_argument("--output", help="what the app's io.output param is set to (a folder)")
+    parser.add_argument("--on-bad-input", choices=["skip", "stop"],
+                        help="an unreadable input file: skip it (the loaders' default) or stop the app")
 
 
 def _io(args) -> dict[str, str]:
     """--input/--output: values for the params that the app's ``io`` section names."""
     return {key: value for key, value in (("input", args.input), ("output", args.output)) if value is not None}
+
+
+def _on_bad_input(spec, value: str | None):
+    """--on-bad-input: the spec with every component that has an ``on_bad_input`` param set to it."""
+    if value is None:
+        return spec
+    names = [c.full_name for c in spec.components if "on_bad_input" in spec.types[c.full_name].params()]
+    if not names:
+        raise AppInvalid([AppError(COMMAND_LINE, "--on-bad-input",
+                                   f"no component of {spec.file} has an on_bad_input param")])
+    return spec.with_params({name: {"on_bad_input": value} for name in names})
 
 
 def format_report(report: dict) -> str:
@@ -140,7 +159,7 @@ def format_report(report: dict) -> str:
 def cmd_run(args) -> int:
     from .app import App
 
-    spec = load_app(args.app, args.config, args.set, io=_io(args))
+    spec = _on_bad_input(load_app(args.app, args.config, args.set, io=_io(args)), args.on_bad_input)
     io_sets = [f"{target}={value}" for key, value in _io(args).items() for target in spec.io.get(key, ())]
     split = channels_cli.run_split(args, spec, io_sets + list(args.set), format_report)
     if split is not None:

@@ -55,16 +55,27 @@ def evaluate_coco(app_file: Path, annotations: Path, images: Path, overlays=(), 
                   workers: int | None = None, keep_output: Path | None = None) -> dict:
     """Run the app over a COCO image folder and score its ``predictions.json`` (COCO results
     format, written into the app's io.output folder) with pycocotools. Keypoint results are
-    scored with OKS (iouType 'keypoints'), others as boxes."""
+    scored with OKS (iouType 'keypoints'), others as boxes. Without ``keep_output`` the outputs go to
+    a temporary folder that is removed afterwards, also when the run fails."""
     try:
-        from pycocotools.coco import COCO
-        from pycocotools.cocoeval import COCOeval
+        import pycocotools.cocoeval  # noqa: F401
     except ImportError:
         raise RuntimeError("graphflow eval needs pycocotools: pip install pycocotools") from None
     for path, what in ((annotations, "annotations file"), (images, "image folder")):
         if not path.exists():
             raise AppInvalid([AppError(COMMAND_LINE, str(path), f"{what} not found")])
-    output = keep_output or Path(tempfile.mkdtemp(prefix="graphflow-eval-"))
+    if keep_output is not None:
+        return _evaluate_coco(app_file, annotations, images, overlays, sets, workers, keep_output)
+    with tempfile.TemporaryDirectory(prefix="graphflow-eval-") as temporary:
+        result = _evaluate_coco(app_file, annotations, images, overlays, sets, workers, Path(temporary))
+    del result["output"]  # removed with the temporary folder
+    return result
+
+
+def _evaluate_coco(app_file: Path, annotations: Path, images: Path, overlays, sets, workers, output: Path) -> dict:
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
     spec = load_app(app_file, overlays, sets, io={"input": str(images), "output": str(output)})
     app = App(unthrottled(spec), workers=workers)
     app.run()
@@ -84,7 +95,8 @@ def evaluate_coco(app_file: Path, annotations: Path, images: Path, overlays=(), 
             results.append({**prediction, "image_id": image_id})
     kind = "keypoints" if results and "keypoints" in results[0] else "bbox"
     if not results:
-        return {"AP": 0.0, "AP50": 0.0, "AP75": 0.0, "AR": 0.0, "predictions": 0, "iou_type": kind}
+        return {"AP": 0.0, "AP50": 0.0, "AP75": 0.0, "AR": 0.0, "predictions": 0, "iou_type": kind,
+                "output": str(output)}
     evaluation = COCOeval(gt, gt.loadRes(results), kind)
     evaluation.params.imgIds = sorted(gt.imgs)
     evaluation.evaluate()

@@ -34,8 +34,10 @@ def test_harness_source_with_manual_clock():
     for _ in range(3):
         h.tick()
         h.clock.advance(0.1)
-    assert [m.payload.value for m in h.take("number")] == [5.0, 6.0, 7.0]
-    assert [m.acqtime for m in h.outputs("number")] == []
+    taken = h.take("number")
+    assert [m.payload.value for m in taken] == [5.0, 6.0, 7.0]
+    assert [m.acqtime for m in taken] == pytest.approx([0.0, 0.1, 0.2])  # stamped by the manual clock
+    assert h.outputs("number") == []  # take() forgot them
     assert h.component.exhausted
 
 

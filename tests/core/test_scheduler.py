@@ -49,11 +49,15 @@ def wire(source, port, target, rx_port):
 
 
 def test_periodic_ticks_on_schedule_without_drift():
+    # Each tick takes 30 ms: a timer armed from the end of the tick (now + period) drifts by 30 ms
+    # a tick; one kept on the grid (due + period) does not, not even after 1000 ticks.
     clock = ManualClock()
-    clocked = Clocked("n", "c")
+    clocked = Clocked("n", "c", {"cost": 0.03})
     scheduler = Scheduler([clocked], clock=clock)
     scheduler.run_until(1.0)
-    assert clocked.times == pytest.approx([round(0.1 * k, 9) for k in range(11)])
+    assert clocked.times == pytest.approx([round(0.1 * k, 9) for k in range(11)], abs=1e-9)
+    scheduler.run_until(100.0)
+    assert len(clocked.times) == 1001 and clocked.times[-1] == pytest.approx(100.0, abs=1e-9)
 
 
 def test_periodic_overrun_skips_missed_slots_and_keeps_phase():
