@@ -13,7 +13,7 @@ import jsonschema
 
 from ..params import Param
 from ..registry import PackNotFound, Registry
-from .spec import SCHEMA_DIR, AppError, Composition, EdgeSpec
+from .spec import SCHEMA_DIR, AppError, ComponentSpec, Composition, EdgeSpec
 
 
 @functools.lru_cache(maxsize=1)

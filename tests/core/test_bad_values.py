@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from graphflow.loader import AppInvalid, load_app
-from graphflow.params import Param
 
 from .test_validation import GOOD, write
 
