@@ -42,14 +42,62 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
+from . import kernels
+
 __all__ = [
     "NUM_PARTS", "EDGES", "EDGES_PAF", "PART_NAMES", "DEFAULTS",
     "Peaks", "Edges", "Skeletons",
     "upsample", "max_pool", "non_maximum_suppression", "peak_candidates", "subpixel_offsets",
     "part_candidates", "edge_candidates", "edge_scores", "edge_threshold", "graph_matching",
     "merge_split_graphs", "refine_part_coordinates", "decode", "edge_threshold_mask", "grid_scale_offset",
-    "compose_image_mapping",
+    "compose_image_mapping", "use_jit", "jit_enabled", "warm_up",
 ]
+
+_jit = kernels.ENABLED
+
+
+def use_jit(enabled: bool) -> None:
+    """Run the steps' compiled kernels (True, the default when numba is installed and
+    ``GRAPHFLOW_JIT`` is not 0) or their NumPy code (False). Both give the same results."""
+    global _jit
+    if enabled and not kernels.AVAILABLE:
+        raise RuntimeError("use_jit(True) needs numba (pip install numba)")
+    _jit = bool(enabled)
+
+
+def jit_enabled() -> bool:
+    """Whether the steps run their compiled kernels."""
+    return _jit
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) every step's kernel by decoding a small synthetic
+    frame, so that no frame waits for a compilation. A no-op with the JIT off; cheap once done."""
+    global _warm
+    if not _jit or _warm:
+        return
+    from .synthetic import random_people, render
+    heatmaps, pafs = render(random_people(2, (24, 24), seed=0), (24, 24))
+    for refine in ("quadratic", "gaussian", "none"):
+        decode(heatmaps, pafs, refine=refine, threshold_edge_size=8.0)
+    merge_split_graphs(*_split_example())
+    _warm = True
+
+
+_warm = False
+
+
+def _split_example():
+    """A frame whose head link failed step 9, so step 11 has two skeletons to merge (warms its kernel)."""
+    parts = Peaks(np.array([0, 1, 2, 5], np.int32), np.array([1, 3, 3, 3], np.float32),
+                  np.array([2, 2, 1, 3], np.float32), np.ones(4, np.float32))
+    skeletons = Skeletons(np.zeros((2, NUM_PARTS, 3), np.float32), np.ones(2, np.float32),
+                          np.full((2, NUM_PARTS), -1, np.int32), np.ones(2, np.float32))
+    skeletons.index[0, [1, 2, 5]] = [1, 2, 3]
+    skeletons.index[1, 0] = 0
+    scored = Edges(np.array([14], np.int32), np.array([1], np.int32), np.array([0], np.int32),
+                   np.ones(1, np.float32), np.ones(1, np.float32), np.full(1, 10, np.int32))
+    return skeletons, parts, scored
 
 NUM_PARTS = 18
 PART_NAMES = (
@@ -166,6 +214,8 @@ def max_pool(heatmaps: np.ndarray, kernel: int = 3) -> np.ndarray:
         raise ValueError(f"kernel must be a positive odd integer, got {kernel}")
     h = np.asarray(heatmaps)
     r = kernel // 2
+    if _jit:
+        return kernels.max_pool(np.ascontiguousarray(h, np.float32), r)
     # Separable, in place on shifted views (no padded copy): out-of-map cells never win,
     # which is the same as padding with -inf.
     rows = h.copy()
@@ -189,6 +239,9 @@ def non_maximum_suppression(heatmaps: np.ndarray, pooled: np.ndarray, threshold:
     centred exactly between two cells gives one peak, not two (3x3 plateaus only).
     """
     h = np.asarray(heatmaps)
+    if _jit:
+        return kernels.non_maximum_suppression(np.ascontiguousarray(h, np.float32),
+                                               np.ascontiguousarray(pooled, np.float32), np.float32(threshold))
     peak = (h >= pooled) & (h >= threshold)
     c, H, W = h.shape
     idx = np.flatnonzero(peak)
@@ -267,6 +320,15 @@ def peak_candidates(heatmaps: np.ndarray, peak_map: np.ndarray, refine: str = "q
     cells). Peaks are ordered by part, then raster order.
     """
     h = np.asarray(heatmaps)
+    if _jit:
+        flat = np.ascontiguousarray(peak_map, np.bool_).reshape(-1)
+        words = flat[: flat.size // 8 * 8].view(np.uint64)  # skip empty runs 8 cells at a time
+        part, y, x, score, yi, xi = kernels.peak_candidates(
+            np.ascontiguousarray(h, np.float32), words, flat, refine == "quadratic", refine == "gaussian")
+        if refine not in ("quadratic", "gaussian", "none"):
+            dy, dx = subpixel_offsets(h, part, yi, xi, refine)
+            y, x = yi.astype(np.float32) + dy, xi.astype(np.float32) + dx
+        return Peaks(part, y, x, score)
     c, H, W = h.shape
     idx = np.flatnonzero(peak_map)  # faster than a 3-D np.nonzero
     part, rem = np.divmod(idx, H * W)
@@ -304,6 +366,11 @@ def edge_candidates(parts: Peaks, edges: Sequence[Sequence[int]] = EDGES,
     """
     e = np.asarray(edges, dtype=np.intp).reshape(-1, 2)
     n_parts = max(NUM_PARTS, int(e.max()) + 1, int(parts.part.max()) + 1 if len(parts.part) else 0)
+    if _jit:
+        return Edges(*kernels.edge_candidates(
+            parts.part.astype(np.int32, copy=False), parts.x.astype(np.float32, copy=False),
+            parts.y.astype(np.float32, copy=False), e.astype(np.int64, copy=False), n_parts,
+            float(threshold_edge_size or 0.0)))
     order = np.argsort(parts.part, kind="stable")
     cnt = np.bincount(parts.part, minlength=n_parts)
     start = np.concatenate([[0], np.cumsum(cnt)[:-1]])
@@ -343,6 +410,13 @@ def edge_scores(pafs: np.ndarray, parts: Peaks, candidates: Edges,
     if p.shape[1] < 2 or p.shape[2] < 2:  # degenerate map: give bilinear a 2x2 footprint
         p = np.pad(p, ((0, 0), (0, max(0, 2 - p.shape[1])), (0, max(0, 2 - p.shape[2]))), mode="edge")
     C, H, W = p.shape
+    if _jit:
+        score, count = kernels.edge_scores(
+            np.ascontiguousarray(p), parts.x.astype(np.float32, copy=False), parts.y.astype(np.float32, copy=False),
+            candidates.link.astype(np.int32, copy=False), candidates.a.astype(np.int32, copy=False),
+            candidates.b.astype(np.int32, copy=False), np.asarray(edges_paf, dtype=np.int64),
+            int(edge_sampling_steps), np.float32(threshold_sample_score))
+        return candidates._replace(score=score, count=count)
     # Clip the endpoints, not the E x S samples: samples are convex combinations of the
     # endpoints, so they stay inside the map too.
     ax = np.clip(parts.x[candidates.a], 0, W - 1)
@@ -498,7 +572,10 @@ def _assemble_sequential(a, b, s, link, e, K, num_parts):
         # two different people: merge when their part types are disjoint
         for i in np.flatnonzero((pa >= 0) & (pb >= 0) & (pa != pb)):
             x, y = owner[ca[i]], owner[cb[i]]
-            if x == y or ((table[x] >= 0) & (table[y] >= 0)).any():
+            if x == y:  # joined by an earlier merge of this link: a connection inside one person
+                esum[x] += cs[i]
+                continue
+            if ((table[x] >= 0) & (table[y] >= 0)).any():
                 continue
             moved = table[y] >= 0
             table[x, moved] = table[y, moved]
@@ -519,7 +596,9 @@ def _skeletons_from_table(parts: Peaks, table: np.ndarray, edge_sum: np.ndarray,
     out[..., 1] = np.where(have, parts.y[t], np.nan)
     out[..., 2] = np.where(have, parts.score[t], 0.0)
     score = person_score(out[..., 2], have)
-    order = np.argsort(-score, kind="stable")  # best first, a deterministic order
+    # Best first; ties by the person's smallest peak index (the same order on every code path).
+    first = np.where(have, table, np.iinfo(np.int64).max).min(1) if P else np.zeros(0, np.int64)
+    order = np.lexsort((first, -score))
     return Skeletons(out[order], score[order], table[order].astype(np.int32),
                      edge_sum[order].astype(np.float32))
 
@@ -556,6 +635,15 @@ def graph_matching(parts: Peaks, edges_kept: Edges, edges: Sequence[Sequence[int
     Returns ``Skeletons`` (``score`` from ``person_score``) in map-cell coordinates.
     """
     e = np.asarray(edges, dtype=np.intp).reshape(-1, 2)
+    if _jit:
+        f32 = np.float32
+        return Skeletons(*kernels.graph_matching(
+            parts.part.astype(np.int32, copy=False), parts.x.astype(f32, copy=False),
+            parts.y.astype(f32, copy=False), parts.score.astype(f32, copy=False),
+            edges_kept.link.astype(np.int32, copy=False), edges_kept.a.astype(np.int32, copy=False),
+            edges_kept.b.astype(np.int32, copy=False), edges_kept.score.astype(f32, copy=False),
+            e.astype(np.int64, copy=False), num_parts, int(threshold_part_counter),
+            float(threshold_object_score), 0))
     K = len(parts.part)
     lk = edges_kept.link.astype(np.intp)
     chosen = _greedy_one_to_one(lk * K + edges_kept.a, lk * K + edges_kept.b, edges_kept.score,
@@ -605,6 +693,19 @@ def merge_split_graphs(skeletons: Skeletons, parts: Peaks, scored: Edges,
     P = len(skeletons.score)
     if P < 2 or scored.score is None or len(scored.a) == 0:
         return skeletons
+    if _jit:
+        f32 = np.float32
+        table, esum, merged = kernels.merge_split_graphs(
+            skeletons.index.astype(np.int32, copy=False), skeletons.edge_score.astype(f32, copy=False),
+            parts.x.astype(f32, copy=False), parts.y.astype(f32, copy=False),
+            parts.score.astype(f32, copy=False), scored.a.astype(np.int32, copy=False),
+            scored.b.astype(np.int32, copy=False), scored.score.astype(f32, copy=False),
+            float(threshold_split_score))
+        if not merged:
+            return skeletons
+        return Skeletons(*kernels.skeletons_from_table(
+            table, esum, parts.x.astype(f32, copy=False), parts.y.astype(f32, copy=False),
+            parts.score.astype(f32, copy=False), 0, -np.inf, 0))
     K = len(parts.part)
     owner = np.full(K, -1, np.intp)
     t = skeletons.index
