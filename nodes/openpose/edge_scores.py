@@ -21,13 +21,15 @@ class EdgeScores(Codelet):
                           choices=["nearest", "bilinear"])
 
     def start(self):
+        paf.warm_up()  # compile or load the step kernels now, not on the first frame
         self.tick_on_message(self.candidates)
 
     def tick(self):
         message = self.candidates.read()
         candidates = message.payload
-        parts = candidates.parts
-        scored = paf.edge_scores(parts.maps.pafs, parts.peaks, candidates.pairs, self.edges_paf,
+        scored = paf.edge_scores(candidates.pafs, candidates.parts, candidates.pairs, self.edges_paf,
                                  self.edge_sampling_steps, self.threshold_sample_score,
                                  self.edge_sampling)
-        self.scored.publish(EdgeList(parts, candidates.links, scored), acqtime=message.acqtime)
+        self.scored.publish(EdgeList(scored, candidates.parts, candidates.links, candidates.heatmaps,
+                                     candidates.pafs, None, candidates.upsample, candidates.transform,
+                                     candidates.source, candidates.frame), acqtime=message.acqtime)

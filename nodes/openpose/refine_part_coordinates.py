@@ -1,9 +1,4 @@
-"""openpose.RefinePartCoordinates — step 12: joint positions in original image pixels.
-
-Rx:     skeletons (openpose/SkeletonCandidates).
-Tx:     skeletons_out (vision/Skeleton2List): joints in pixels of the original image.
-Params: refine_parts_coordinates, output_scale, offset, labels, draw_edges.
-"""
+"""openpose.RefinePartCoordinates — step 12: joint positions in original image pixels."""
 import numpy as np
 
 from graphflow import Codelet, Param, Rx, Tx
@@ -35,16 +30,15 @@ class RefinePartCoordinates(Codelet):
     def tick(self):
         message = self.skeletons.read()
         candidates = message.payload
-        maps = candidates.connections.parts.maps
-        transform = maps.transform
-        scale, offset = paf.grid_scale_offset(self.output_scale, self.offset, maps.upsample)
+        transform = candidates.transform
+        scale, offset = paf.grid_scale_offset(self.output_scale, self.offset, candidates.upsample)
         scale, offset = paf.compose_image_mapping(scale, offset, (transform.scale_y, transform.scale_x),
                                                   (transform.offset_y, transform.offset_x))
         refined = paf.refine_part_coordinates(candidates.skeletons, self.refine_parts_coordinates,
-                                              scale, offset, maps.heatmaps)
+                                              scale, offset, candidates.heatmaps)
         joints = refined.parts  # a fresh array: refine_part_coordinates copies
         joints[refined.index < 0] = 0.0  # Skeleton2List convention: score 0 = not found
         self.skeletons_out.publish(Skeleton2List(
             joints.astype(np.float32, copy=False), refined.score.astype(np.float32, copy=False),
-            self.labels, self.draw_edges, maps.source, maps.frame,
+            self.labels, self.draw_edges, candidates.source, candidates.frame,
             transform.image_width, transform.image_height), acqtime=message.acqtime)
