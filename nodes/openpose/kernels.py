@@ -30,33 +30,75 @@ ENABLED = AVAILABLE and os.environ.get("GRAPHFLOW_JIT", "1").strip().lower() not
 if AVAILABLE:
     jit = njit(cache=True, nogil=True)
 
+    # Elementwise loops written as out[i] = f(a[i], b[i], ...) into a buffer distinct from the
+    # inputs: the form LLVM vectorizes (an in-place dst[i] = max(dst[i], src[i]) stayed scalar,
+    # 4x slower).
+    @njit(nogil=True, fastmath=True, inline="always")
+    def _max3(out, a, b, c, n):
+        for i in range(n):
+            out[i] = max(max(a[i], b[i]), c[i])
+
+    @njit(nogil=True, fastmath=True, inline="always")
+    def _max2(out, a, b, n):
+        for i in range(n):
+            out[i] = max(a[i], b[i])
+
+    @njit(cache=True, nogil=True, fastmath=True)
+    def _pool3(src, out, tmp, C, H, W):
+        """3x3 max pooling of flat (C*H*W) src into out, windows clipped to each channel."""
+        HW = H * W
+        for c in range(C):
+            s = src[c * HW:(c + 1) * HW]
+            o = out[c * HW:(c + 1) * HW]
+            if H == 1:
+                tmp[:HW] = s
+            else:  # rows: max of a cell and the cells above and below
+                _max2(tmp, s, s[W:], W)
+                _max2(tmp[HW - W:], s[HW - 2 * W:], s[HW - W:], W)
+                if H > 2:
+                    _max3(tmp[W:], s, s[W:], s[2 * W:], HW - 2 * W)
+            if W == 1:
+                o[:] = tmp[:HW]
+                continue
+            if HW > 2:  # columns, over the channel as one flat row ...
+                _max3(o[1:], tmp, tmp[1:], tmp[2:], HW - 2)
+            for y in range(H):  # ... then the row ends again, which saw the next/previous row
+                i = y * W
+                o[i] = max(tmp[i], tmp[i + 1])
+                j = i + W - 1
+                o[j] = max(tmp[j - 1], tmp[j])
+
     @jit
     def max_pool(h, r):
-        """(C, H, W) float32 → same-size max over (2r+1)² windows clipped to the map. Separable,
-        with branch-free inner loops over a row (which the compiler vectorizes)."""
+        """(C, H, W) float32 → same-size max over (2r+1)² windows clipped to the map: r passes
+        of 3x3 pooling (a clipped 5x5 window is a clipped 3x3 window of clipped 3x3 windows)."""
         C, H, W = h.shape
         out = np.empty_like(h)
-        col = np.empty(W, np.float32)
-        for c in range(C):
-            for y in range(H):
-                y0 = max(y - r, 0)
-                y1 = min(y + r, H - 1)
-                src = h[c, y0]
-                for x in range(W):
-                    col[x] = src[x]
-                for yy in range(y0 + 1, y1 + 1):
-                    src = h[c, yy]
-                    for x in range(W):
-                        col[x] = max(col[x], src[x])
-                row = out[c, y]
-                for x in range(W):
-                    row[x] = col[x]
-                for d in range(1, r + 1):
-                    for x in range(d, W):
-                        row[x] = max(row[x], col[x - d])
-                    for x in range(W - d):
-                        row[x] = max(row[x], col[x + d])
+        if r == 0:
+            out[:] = h
+            return out
+        tmp = np.empty(H * W, np.float32)
+        _pool3(h.ravel(), out.ravel(), tmp, C, H, W)
+        if r > 1:
+            other = np.empty_like(h)
+            for _ in range(r - 1):
+                _pool3(out.ravel(), other.ravel(), tmp, C, H, W)
+                out, other = other, out
         return out
+
+    @jit
+    def _blocks(words):
+        """Indices of the 8-word (64-cell) blocks of a flat bool map with a True cell, in order:
+        a sparse map is skipped a cache line at a time."""
+        nb = words.size // 8
+        found = np.empty(nb, np.int64)
+        n = 0
+        for b in range(nb):
+            w = words[8 * b:8 * b + 8]
+            if (w[0] | w[1] | w[2] | w[3] | w[4] | w[5] | w[6] | w[7]) != 0:
+                found[n] = b
+                n += 1
+        return found[:n]
 
     @jit
     def non_maximum_suppression(h, pooled, threshold):
@@ -70,15 +112,17 @@ if AVAILABLE:
             v = hf[i]
             flags[i] = (v >= pf[i]) & (v >= threshold)
         out = flags.view(np.bool_)
-        n8 = n // 8
-        words = flags[: n8 * 8].view(np.uint64)
+        blocks = _blocks(flags[: n // 64 * 64].view(np.uint64))
         # Reverse raster order: the earlier neighbours a cell is compared with still hold their
-        # original peak flags when it is visited (as in the NumPy code, which uses them all at
-        # once). Whole words of non-peaks are skipped 8 cells at a time.
-        for w in range(n8, -1, -1):
-            if w < n8 and words[w] == 0:
-                continue
-            for i in range(min(8 * w + 7, n - 1), 8 * w - 1, -1):
+        # original peak flags when it is visited (as in the NumPy code, which uses them all at once).
+        tail = n // 64 * 64
+        for k in range(blocks.size + 1):
+            if k == 0:
+                lo, hi = tail, n
+            else:
+                lo = blocks[blocks.size - k] * 64
+                hi = lo + 64
+            for i in range(hi - 1, lo - 1, -1):
                 if not out[i]:
                     continue
                 v = hf[i]
@@ -108,29 +152,29 @@ if AVAILABLE:
         return np.float32(min(max(off, np.float32(-0.5)), np.float32(0.5)))
 
     @jit
-    def peak_candidates(h, words, flat, quadratic, gaussian):
-        """Peaks of a flat bool map (``words`` = its whole uint64 words): part, y, x, score, and
-        the integer cells; sub-pixel offsets by a parabola (on log values if ``gaussian``)."""
+    def peak_candidates(h, flat, quadratic, gaussian):
+        """Peaks of a flat bool map: part, y, x, score, and the integer cells; sub-pixel offsets
+        by a parabola (on log values if ``gaussian``)."""
         C, H, W = h.shape
         HW = H * W
+        tail = flat.size // 64 * 64
+        blocks = _blocks(flat[:tail].view(np.uint8).view(np.uint64))
         count = 0
-        for w in range(words.size):
-            if words[w] != 0:
-                for i in range(8 * w, 8 * w + 8):
-                    if flat[i]:
-                        count += 1
-        for i in range(8 * words.size, flat.size):
+        for b in blocks:
+            for i in range(64 * b, 64 * b + 64):
+                if flat[i]:
+                    count += 1
+        for i in range(tail, flat.size):
             if flat[i]:
                 count += 1
         idx = np.empty(count, np.int64)
         k = 0
-        for w in range(words.size):
-            if words[w] != 0:
-                for i in range(8 * w, 8 * w + 8):
-                    if flat[i]:
-                        idx[k] = i
-                        k += 1
-        for i in range(8 * words.size, flat.size):
+        for b in blocks:
+            for i in range(64 * b, 64 * b + 64):
+                if flat[i]:
+                    idx[k] = i
+                    k += 1
+        for i in range(tail, flat.size):
             if flat[i]:
                 idx[k] = i
                 k += 1
@@ -174,9 +218,14 @@ if AVAILABLE:
         return part, ys, xs, score, yi, xi
 
     @jit
-    def edge_candidates(part, x, y, e, n_parts, threshold_edge_size):
+    def edge_candidates(part, x, y, e, threshold_edge_size):
         """Every (a, b) pair per link, in link order, a-major, parts of a type in input order."""
         K = part.size
+        n_parts = 18
+        for k in range(e.shape[0]):
+            n_parts = max(n_parts, e[k, 0] + 1, e[k, 1] + 1)
+        for i in range(K):
+            n_parts = max(n_parts, part[i] + 1)
         cnt = np.zeros(n_parts, np.int64)
         for i in range(K):
             cnt[part[i]] += 1
@@ -262,13 +311,12 @@ if AVAILABLE:
                     fx = sx - np.float32(x0)
                     fy = sy - np.float32(y0)
                     j = y0 * W + x0
-                    d00 = px[j] * ux + py[j] * uy
-                    d01 = px[j + 1] * ux + py[j + 1] * uy
-                    d10 = px[j + W] * ux + py[j + W] * uy
-                    d11 = px[j + W + 1] * ux + py[j + W + 1] * uy
-                    top = d00 + (d01 - d00) * fx
-                    bot = d10 + (d11 - d10) * fx
-                    v = top + (bot - top) * fy
+                    # interpolate each channel, then one dot product (not four)
+                    gx0 = px[j] + (px[j + 1] - px[j]) * fx
+                    gx1 = px[j + W] + (px[j + W + 1] - px[j + W]) * fx
+                    gy0 = py[j] + (py[j + 1] - py[j]) * fx
+                    gy1 = py[j + W] + (py[j + W + 1] - py[j + W]) * fx
+                    v = (gx0 + (gx1 - gx0) * fy) * ux + (gy0 + (gy1 - gy0) * fy) * uy
                     total += v
                     passed += v >= threshold_sample_score
             score[i] = total / np.float32(steps)
@@ -487,3 +535,15 @@ if AVAILABLE:
                     keep[q] = True
                     break
         return table[keep], esum[keep], True
+
+    @jit
+    def map_to_pixels(parts, sx, sy, ox, oy):
+        """Step 12's cell → pixel mapping of [P, J, 3] joints into a new array (scores kept)."""
+        out = np.empty_like(parts)
+        P, J, _ = parts.shape
+        for q in range(P):
+            for j in range(J):
+                out[q, j, 0] = parts[q, j, 0] * sx + ox
+                out[q, j, 1] = parts[q, j, 1] * sy + oy
+                out[q, j, 2] = parts[q, j, 2]
+        return out

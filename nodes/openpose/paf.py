@@ -112,6 +112,14 @@ EDGES = (
     (1, 5), (5, 6), (6, 7), (5, 17), (1, 0), (0, 14), (0, 15), (14, 16), (15, 17),
 )
 EDGES_PAF = tuple(range(len(EDGES)))
+_EDGES_ARRAY = np.array(EDGES, np.int64)
+
+
+def _links(edges) -> np.ndarray:
+    """The link list as an int64 [L, 2] array (the default one converted once)."""
+    if edges is EDGES:
+        return _EDGES_ARRAY
+    return np.asarray(edges, dtype=np.int64).reshape(-1, 2)
 # Default step-12 offset in cells: pixel = cell * scale + CELL_OFFSET * scale. Measured as the
 # mean keypoint bias on COCO val mini at input height 368 (x 2.75 px, y 2.83 px at stride 8);
 # the geometric cell centre (scale - 1) / 2 = 3.5 px scored 0.03 AP lower.
@@ -137,6 +145,7 @@ DEFAULTS = dict(
     threshold_object_score=0.4,
     threshold_split_score=0.03,
     refine_parts_coordinates=False,
+    max_people=0,
     output_scale=8.0,
     offset=None,
 )
@@ -322,10 +331,9 @@ def peak_candidates(heatmaps: np.ndarray, peak_map: np.ndarray, refine: str = "q
     """
     h = np.asarray(heatmaps)
     if _jit:
-        flat = np.ascontiguousarray(peak_map, np.bool_).reshape(-1)
-        words = flat[: flat.size // 8 * 8].view(np.uint64)  # skip empty runs 8 cells at a time
         part, y, x, score, yi, xi = kernels.peak_candidates(
-            np.ascontiguousarray(h, np.float32), words, flat, refine == "quadratic", refine == "gaussian")
+            np.ascontiguousarray(h, np.float32), np.ascontiguousarray(peak_map, np.bool_).reshape(-1),
+            refine == "quadratic", refine == "gaussian")
         if refine not in ("quadratic", "gaussian", "none"):
             dy, dx = subpixel_offsets(h, part, yi, xi, refine)
             y, x = yi.astype(np.float32) + dy, xi.astype(np.float32) + dx
@@ -365,13 +373,12 @@ def edge_candidates(parts: Peaks, edges: Sequence[Sequence[int]] = EDGES,
     Built without a per-link loop: pairs of link k are the cartesian product of the parts of
     type ``edges[k][0]`` and ``edges[k][1]``, laid out with repeat/arange arithmetic.
     """
-    e = np.asarray(edges, dtype=np.intp).reshape(-1, 2)
-    n_parts = max(NUM_PARTS, int(e.max()) + 1, int(parts.part.max()) + 1 if len(parts.part) else 0)
+    e = _links(edges)
     if _jit:
         return Edges(*kernels.edge_candidates(
             parts.part.astype(np.int32, copy=False), parts.x.astype(np.float32, copy=False),
-            parts.y.astype(np.float32, copy=False), e.astype(np.int64, copy=False), n_parts,
-            float(threshold_edge_size or 0.0)))
+            parts.y.astype(np.float32, copy=False), e, float(threshold_edge_size or 0.0)))
+    n_parts = max(NUM_PARTS, int(e.max()) + 1, int(parts.part.max()) + 1 if len(parts.part) else 0)
     order = np.argsort(parts.part, kind="stable")
     cnt = np.bincount(parts.part, minlength=n_parts)
     start = np.concatenate([[0], np.cumsum(cnt)[:-1]])
@@ -652,7 +659,7 @@ def graph_matching(parts: Peaks, edges_kept: Edges, edges: Sequence[Sequence[int
        ``threshold_object_score``. Raising either drops more people.
     Returns ``Skeletons`` (``score`` from ``person_score``) in map-cell coordinates.
     """
-    e = np.asarray(edges, dtype=np.intp).reshape(-1, 2)
+    e = _links(edges)
     if _jit:
         f32 = np.float32
         return Skeletons(*kernels.graph_matching(
@@ -660,7 +667,7 @@ def graph_matching(parts: Peaks, edges_kept: Edges, edges: Sequence[Sequence[int
             parts.y.astype(f32, copy=False), parts.score.astype(f32, copy=False),
             edges_kept.link.astype(np.int32, copy=False), edges_kept.a.astype(np.int32, copy=False),
             edges_kept.b.astype(np.int32, copy=False), edges_kept.score.astype(f32, copy=False),
-            e.astype(np.int64, copy=False), num_parts, int(threshold_part_counter),
+            e, num_parts, int(threshold_part_counter),
             float(threshold_object_score), 0))
     K = len(parts.part)
     lk = edges_kept.link.astype(np.intp)
@@ -757,7 +764,8 @@ def merge_split_graphs(skeletons: Skeletons, parts: Peaks, scored: Edges,
 
 def refine_part_coordinates(skeletons: Skeletons, refine_parts_coordinates: bool = False,
                             output_scale: float | Sequence[float] = 8.0, offset: float | None = None,
-                            heatmaps: np.ndarray | None = None, refine: str = "quadratic") -> Skeletons:
+                            heatmaps: np.ndarray | None = None, refine: str = "quadratic",
+                            max_people: int = 0) -> Skeletons:
     """Step 12: optional sub-pixel refinement, then map cells to image pixels.
 
     refine_parts_coordinates: if True, (re)compute sub-pixel positions from ``heatmaps``
@@ -768,7 +776,18 @@ def refine_part_coordinates(skeletons: Skeletons, refine_parts_coordinates: bool
     ``CELL_OFFSET * output_scale`` (2.8 px at stride 8, measured; the geometric centre of the
     cell's pixels would be (output_scale - 1) / 2 = 3.5). A pair gives per-axis (y, x) values.
     Scores and the person score are unchanged; missing parts stay NaN.
+    max_people: keep only the best this many people (they come best first); 0, the default,
+    keeps everyone. (A cap belongs to what consumes the people, e.g. COCO's evaluation counts
+    at most 20 per image; the decoder itself has none.)
     """
+    if max_people < 0:
+        raise ValueError(f"max_people must be >= 0 (0 = no cap), got {max_people}")
+    if max_people and len(skeletons.score) > max_people:
+        skeletons = Skeletons(*(values[:max_people] for values in skeletons))
+    if _jit and not refine_parts_coordinates:
+        (sy, sx), (oy, ox) = _per_axis(output_scale, offset)
+        return skeletons._replace(parts=kernels.map_to_pixels(
+            skeletons.parts.astype(np.float32, copy=False), float(sx), float(sy), float(ox), float(oy)))
     parts = skeletons.parts.copy()
     if refine_parts_coordinates:
         if heatmaps is None:
@@ -833,10 +852,13 @@ def decode(heatmaps: np.ndarray, pafs: np.ndarray, **params) -> Skeletons:
     ``output_scale``, ``offset`` and ``threshold_edge_size`` (all given for the native grid)
     are converted to the finer grid.
     """
-    unknown = set(params) - set(DEFAULTS) - {"edges", "edges_paf"}
-    if unknown:
-        raise TypeError(f"unknown decode parameters: {sorted(unknown)}")
-    p = {**DEFAULTS, **params}
+    if params:
+        unknown = set(params) - set(DEFAULTS) - {"edges", "edges_paf"}
+        if unknown:
+            raise TypeError(f"unknown decode parameters: {sorted(unknown)}")
+        p = {**DEFAULTS, **params}
+    else:
+        p = DEFAULTS
     edges = p.get("edges", EDGES)
     edges_paf = p.get("edges_paf", EDGES_PAF)
     hm = np.asarray(heatmaps)
@@ -858,4 +880,5 @@ def decode(heatmaps: np.ndarray, pafs: np.ndarray, **params) -> Skeletons:
     kept = edge_threshold(scored, p["threshold_edge_score"], p["threshold_edge_sampling_counter"])
     skel = graph_matching(parts, kept, edges, p["threshold_part_counter"], p["threshold_object_score"])
     skel = merge_split_graphs(skel, parts, scored, p["threshold_split_score"])
-    return refine_part_coordinates(skel, p["refine_parts_coordinates"], scale, offset, hm, p["refine"])
+    return refine_part_coordinates(skel, p["refine_parts_coordinates"], scale, offset, hm, p["refine"],
+                                   p["max_people"])

@@ -352,3 +352,17 @@ def test_regression_bus_reference():
     # missing parts are NaN with score 0
     miss = skel.index < 0
     assert np.all(np.isnan(skel.parts[..., 0][miss])) and np.all(skel.parts[..., 2][miss] == 0)
+
+
+@pytest.mark.timeout(30)
+def test_max_people_keeps_the_best_and_zero_keeps_all():
+    people = synthetic.random_people(25, (60, 80), seed=25)
+    hm, pf = synthetic.render(people, (60, 80))
+    everyone = paf.decode(hm, pf)
+    assert len(everyone.score) == 25  # no cap by default (COCO's evaluation counts at most 20)
+    capped = paf.decode(hm, pf, max_people=20)
+    assert len(capped.score) == 20
+    np.testing.assert_array_equal(capped.score, everyone.score[:20])
+    assert len(paf.decode(hm, pf, max_people=25).score) == 25
+    with pytest.raises(ValueError, match="max_people"):
+        paf.decode(hm, pf, max_people=-1)
