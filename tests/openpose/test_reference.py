@@ -234,3 +234,26 @@ def test_use_jit_without_numba_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(paf.kernels, "AVAILABLE", False)
     with pytest.raises(RuntimeError, match="numba"):
         paf.use_jit(True)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.skipif(not paf.kernels.AVAILABLE, reason="numba not installed")
+def test_after_warm_up_no_frame_compiles(monkeypatch):
+    """The nodes warm the kernels in start(); afterwards frames of any layout or dtype reuse the
+    compiled code (the step functions convert their inputs), so no frame waits for numba."""
+    from graphflow.testing import Harness
+    from nodes.openpose.max_pool import MaxPool
+    monkeypatch.setattr(paf, "_jit", True)
+    Harness(MaxPool).start()  # start() warms every kernel
+    kernels = [getattr(paf.kernels, name) for name in (
+        "max_pool", "non_maximum_suppression", "peak_candidates", "edge_candidates", "edge_scores",
+        "graph_matching", "merge_split_graphs", "skeletons_from_table", "map_to_pixels")]
+    compiled = [len(k.signatures) for k in kernels]
+    assert all(compiled)
+    necks, shape = SCENES["three at 46x54"]
+    _, heatmaps, pafs = scene(necks, shape)
+    for hm, pf in ((heatmaps, pafs), (heatmaps.astype(np.float64), pafs.astype(np.float64)),
+                   (np.asfortranarray(heatmaps), pafs[:, ::-1, :]), (heatmaps[None], pafs[None])):
+        for params in ({}, {"refine": "gaussian", "edge_sampling": "nearest", "kernel": 5}):
+            paf.decode(hm, pf, **params)
+    assert [len(k.signatures) for k in kernels] == compiled
