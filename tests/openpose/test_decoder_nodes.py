@@ -1,6 +1,7 @@
 """The decoder steps as nodes: each one alone with the harness, the chain against the plain
 functions, the subgraph inside an app, and each threshold param wired to its step."""
 import json
+import typing
 
 import numpy as np
 import pytest
@@ -205,3 +206,23 @@ def test_decoder_subgraph_runs_inside_an_app(tmp_path, repo):
     built.run(duration=60)
     assert built.failure is None
     assert built.component("sink/collect").counts == [2, 3, 4]
+
+
+@pytest.mark.timeout(60)
+def test_messages_are_flat_and_pass_arrays_by_reference():
+    from graphflow import MessageType
+    from graphflow.packs.openpose import messages
+    decoder_types = [messages.PoseMaps, messages.PeakMap, messages.PeakList, messages.EdgeList,
+                     messages.SkeletonCandidates]
+    for cls in decoder_types:
+        for name, hint in typing.get_type_hints(cls).items():
+            assert not (isinstance(hint, type) and issubclass(hint, tuple(decoder_types))), (cls, name)
+    outputs = run_chain(model_output(synthetic.random_people(2, (46, 54), seed=11)))
+    heatmaps = outputs["MaxPool"].heatmaps
+    for step in ("NonMaximumSuppression", "PeakCandidates", "PartCandidates", "EdgeCandidates", "EdgeScores",
+                 "EdgeThreshold", "GraphMatching", "MergeSplitGraphs"):
+        assert outputs[step].heatmaps is heatmaps, step  # by reference, never copied
+        assert not any(isinstance(getattr(outputs[step], f), MessageType) and f != "transform"
+                       for f in vars(outputs[step])), step
+    assert outputs["EdgeScores"].parts is outputs["PartCandidates"].peaks
+    assert outputs["GraphMatching"].pairs is outputs["EdgeScores"].pairs  # step 11 sees every scored pair
