@@ -88,6 +88,9 @@ def _parser() -> argparse.ArgumentParser:
     view = sub.add_parser("view", help="open the web viewer on a recording (recording is not implemented yet)")
     view.add_argument("recording", type=Path)
     view.set_defaults(func=cmd_view)
+
+    from .deploy.cli import add_subcommands as add_deploy_subcommands
+    add_deploy_subcommands(sub)  # package, deploy, remote
     return parser
 
 

@@ -1,0 +1,63 @@
+"""What each deploy target runs: Python version, wheel platform, venv kind, pinned requirements.
+
+JetPack 6 is Ubuntu 22.04 (glibc 2.35) with Python 3.10; JetPack 7 is Ubuntu 24.04 (glibc 2.39)
+with Python 3.12. TensorRT's Python bindings come from JetPack's apt packages
+(``python3-libnvinfer``), never from PyPI, so a Jetson venv sees the system site packages. ONNX
+Runtime from PyPI is CPU-only on aarch64: it is the fallback when TensorRT cannot run.
+
+The pins below are the versions that have wheels for the target's platform and Python (checked
+with ``pip download --only-binary :all:``); ``linux-x86_64``/``linux-aarch64`` pin what this
+machine runs. With ``--wheelhouse``, the package's requirements.txt pins the whole resolved set.
+"""
+from __future__ import annotations
+
+import platform
+import sys
+from dataclasses import dataclass, field
+from importlib import metadata
+
+# graphflow's own dependencies (pyproject [project.dependencies]) and the CPU inference extra.
+BASE = ["numpy", "jsonschema", "msgpack", "pyzmq"]
+CPU = ["onnxruntime", "opencv-python-headless"]
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    python: str                 # "3.10"
+    platform: str               # pip --platform, e.g. manylinux_2_35_aarch64 (pip also accepts older manylinux tags)
+    jetson: bool                # a venv with --system-site-packages (TensorRT from JetPack)
+    pins: dict = field(default_factory=dict)  # requirement name -> version; empty: this machine's versions
+    gpu: tuple = ()             # extra requirement names on this target (pyproject extra of the same name)
+
+    def requirements(self) -> list[str]:
+        names = BASE + CPU + list(self.gpu)
+        if self.pins:
+            return [f"{name}=={self.pins[name]}" for name in names]
+        return [f"{name}=={metadata.version(name)}" for name in names if _installed(name)]
+
+
+def _installed(name: str) -> bool:
+    try:
+        metadata.version(name)
+        return True
+    except metadata.PackageNotFoundError:
+        return False
+
+
+_JP6 = {"numpy": "1.26.4", "jsonschema": "4.23.0", "msgpack": "1.1.0", "pyzmq": "26.2.0",
+        "onnxruntime": "1.20.1", "opencv-python-headless": "4.10.0.84", "cupy-cuda12x": "13.6.0"}
+_JP7 = {"numpy": "2.2.6", "jsonschema": "4.23.0", "msgpack": "1.1.0", "pyzmq": "26.2.0",
+        "onnxruntime": "1.22.1", "opencv-python-headless": "4.11.0.86", "cupy-cuda13x": "14.2.0"}
+_LOCAL_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+
+TARGETS = {
+    "jetson-jp6": Target("jetson-jp6", "3.10", "manylinux_2_35_aarch64", True, _JP6, ("cupy-cuda12x",)),
+    "jetson-jp7": Target("jetson-jp7", "3.12", "manylinux_2_39_aarch64", True, _JP7, ("cupy-cuda13x",)),
+    "linux-x86_64": Target("linux-x86_64", _LOCAL_PYTHON, "manylinux_2_28_x86_64", False),
+    "linux-aarch64": Target("linux-aarch64", _LOCAL_PYTHON, "manylinux_2_28_aarch64", False),
+}
+
+
+def default_target() -> str:
+    return "linux-aarch64" if platform.machine() in ("aarch64", "arm64") else "linux-x86_64"
