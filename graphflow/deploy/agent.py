@@ -331,7 +331,7 @@ def verb_run(root, args):
 
     def watch_stdin():
         try:
-            while sys.stdin.buffer.read1(1024) if hasattr(sys.stdin.buffer, "read1") else sys.stdin.read(1):
+            while os.read(0, 4096):  # unbuffered: no lock held at interpreter shutdown
                 pass
         except (OSError, ValueError):
             pass

@@ -1,7 +1,7 @@
 """The ``package``, ``deploy`` and ``remote`` subcommands (hooked into graphflow/cli.py)."""
 from __future__ import annotations
 
-import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -41,8 +41,9 @@ def add_subcommands(sub) -> None:
                         help="the device's own Python packages serve the requirements: a venv with "
                              "--system-site-packages, and only the app's wheels installed (--no-deps)")
     deploy.add_argument("--bwlimit", type=int, metavar="KBPS", help="limit the upload rate (KB/s)")
-    deploy.add_argument("run_args", nargs=argparse.REMAINDER,
-                        help="after --: arguments for `graphflow run` on the device (e.g. -- --input camera:0)")
+    deploy.add_argument("--app-args", default="", metavar="ARGS",
+                        help="arguments for `graphflow run` on the device, split like a shell would "
+                             "(no shell runs them), e.g. --app-args '--input camera:0'")
     deploy.set_defaults(func=cmd_deploy)
 
     remote = sub.add_parser("remote", help="operate a deployed device: " + ", ".join(REMOTE_VERBS))
@@ -94,10 +95,11 @@ def cmd_deploy(args) -> int:
     from .remote import DeployOptions, deploy
     from .transport import check_local_path
 
-    run_args = list(args.run_args)
-    if run_args[:1] == ["--"]:
-        run_args = run_args[1:]
     try:
+        try:
+            run_args = shlex.split(args.app_args)
+        except ValueError as exc:
+            raise DeployError(f"--app-args: {exc}") from None
         check_local_path(args.package, "package")
         read_manifest(args.package)
         options = DeployOptions(ssh_config=check_local_path(args.ssh_config, "ssh config"), keep=args.keep,

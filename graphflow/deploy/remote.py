@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -68,8 +69,23 @@ def agent_call(transport: Transport, verb: str, *args: str, request: dict | None
     """Run an agent verb; returns its JSON result or raises DeployError with the agent's error line.
     ``stream``: its progress lines go straight to this terminal."""
     command = transport.remote_command(transport.agent_args(verb, *args))
-    process = subprocess.run(command, input=json.dumps(request) if request is not None else "", text=True,
-                             stdout=subprocess.PIPE, stderr=None if stream else subprocess.PIPE)
+    payload = json.dumps(request) if request is not None else ""
+    if stream:  # progress lines appear as they come, and are kept for the error message
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True)
+        threading.Thread(target=_feed, args=(process.stdin, payload), daemon=True).start()
+        stdout_chunks: list[str] = []
+        reader = threading.Thread(target=lambda: stdout_chunks.append(process.stdout.read()), daemon=True)
+        reader.start()
+        kept = []
+        for line in process.stderr:
+            print(line, end="", file=sys.stderr, flush=True)
+            kept.append(line)
+        reader.join()
+        process.wait()
+        process = subprocess.CompletedProcess(command, process.returncode, "".join(stdout_chunks), "".join(kept))
+    else:
+        process = subprocess.run(command, input=payload, text=True, capture_output=True)
     if process.returncode != 0:
         raise DeployError(_last_error(process.stderr or "", process.returncode, transport))
     lines = process.stdout.strip().splitlines()
@@ -77,6 +93,14 @@ def agent_call(transport: Transport, verb: str, *args: str, request: dict | None
         return json.loads(lines[-1]) if lines else {}
     except json.JSONDecodeError:
         raise DeployError(f"unexpected answer from the device: {lines[-1][:200]!r}") from None
+
+
+def _feed(pipe, text: str) -> None:
+    try:
+        pipe.write(text)
+        pipe.close()
+    except OSError:  # the remote side ended early; its error says why
+        pass
 
 
 def _last_error(stderr: str, code: int, transport: Transport) -> str:
