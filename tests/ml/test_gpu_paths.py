@@ -234,7 +234,7 @@ def test_the_engine_key_names_the_l4t_release(tmp_path):
 # -- extras per target ----------------------------------------------------------------------------------
 def test_gpu_extras_match_the_deploy_targets():
     try:
-        import tomllib
+        import tomllib  # novermin: the fallback below covers 3.10
     except ImportError:  # Python 3.10
         import tomli as tomllib
     from graphflow.deploy.targets import TARGETS
