@@ -253,7 +253,8 @@ def _env(**extra) -> dict:
 
 
 def _pip_target_args(target: Target, python: str | None = None) -> list[str]:
-    return ["--platform", target.platform, "--python-version", python or target.python,
+    platforms = [arg for tag in target.pip_platforms() for arg in ("--platform", tag)]
+    return [*platforms, "--python-version", python or target.python,
             "--implementation", "cp", "--only-binary", ":all:"]
 
 

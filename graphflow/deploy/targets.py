@@ -25,10 +25,16 @@ CPU = ["onnxruntime", "opencv-python-headless"]
 class Target:
     name: str
     python: str                 # "3.10"
-    platform: str               # pip --platform, e.g. manylinux_2_35_aarch64 (pip also accepts older manylinux tags)
+    platform: str               # the newest manylinux tag the device's glibc runs, e.g. manylinux_2_35_aarch64
     jetson: bool                # a venv with --system-site-packages (TensorRT from JetPack)
     pins: dict = field(default_factory=dict)  # requirement name -> version; empty: this machine's versions
     gpu: tuple = ()             # extra requirement names on this target (pyproject extra of the same name)
+
+    def pip_platforms(self) -> list[str]:
+        """Every manylinux tag the device runs, newest first: pip's --platform takes each one
+        literally (it widens only the legacy manylinux2014/2010 names)."""
+        glibc, arch = self.platform[len("manylinux_2_"):].split("_", 1)
+        return [f"manylinux_2_{minor}_{arch}" for minor in range(int(glibc), 16, -1)] + [f"manylinux2014_{arch}"]
 
     def requirements(self) -> list[str]:
         names = BASE + CPU + list(self.gpu)
