@@ -164,9 +164,14 @@ def make_venv(release_dir, manifest, request):
         if os.path.isdir(venv):
             shutil.rmtree(venv)  # an interrupted venv: start it again
         system_site = manifest.get("jetson") or reuse
+        base = request.get("python") or sys.executable
+        # A venv that sees the system site packages can use the system's pip: no copy of pip to
+        # install into it (ensurepip takes most of a venv's creation time).
+        system_pip = system_site and python_probe(base, "import pip") is not None
         say("creating the venv%s" % (" (with the system site packages)" if system_site else ""))
-        command = [request.get("python") or sys.executable, "-m", "venv"]
-        run_step(command + (["--system-site-packages"] if system_site else []) + [venv], "python3 -m venv")
+        command = [base, "-m", "venv"] + (["--system-site-packages"] if system_site else []) + \
+            (["--without-pip"] if system_pip else [])
+        run_step(command + [venv], "python3 -m venv")
         wheels = sorted(os.path.join(release_dir, "wheels", w) for w in os.listdir(os.path.join(release_dir, "wheels")))
         pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input"]
         house = os.path.join(release_dir, "wheelhouse")
@@ -339,6 +344,9 @@ def verb_run(root, args):
             child.send_signal(signal.SIGINT)
 
     threading.Thread(target=watch_stdin, daemon=True).start()
+    # With a tty, Ctrl-C signals the whole foreground group: the app gets its own SIGINT and drains;
+    # the agent waits for it. A hang-up (the connection dropped) stops the app the same way.
+    signal.signal(signal.SIGINT, lambda *_: None)
     signal.signal(signal.SIGHUP, lambda *_: child.send_signal(signal.SIGINT))
     signal.signal(signal.SIGTERM, lambda *_: child.send_signal(signal.SIGTERM))
     return child.wait()
@@ -385,7 +393,8 @@ def systemctl(args):
     process = subprocess.run(["systemctl", "--user"] + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              universal_newlines=True, env=user_env())
     if process.returncode != 0:
-        raise AgentError("systemctl --user %s failed: %s" % (" ".join(args), process.stdout.strip().splitlines()[-1:]))
+        lines = process.stdout.strip().splitlines()
+        raise AgentError("systemctl --user %s failed: %s" % (" ".join(args), lines[-1] if lines else process.returncode))
     return process.stdout
 
 
@@ -401,14 +410,23 @@ def install_service(root, app, python):
     write_atomically(os.path.join(root, ".graphflow", "unit"), unit)
     out = {"unit": unit, "path": path, "started": False, "linger_hint": None, "verify": None}
     if shutil.which("systemd-analyze"):
-        check = subprocess.run(["systemd-analyze", "--user", "verify", path], stdout=subprocess.PIPE,
+        # --user needs the user's runtime folder; without one (no user session) verify as a system unit.
+        scope = ["--user"] if os.path.isdir(user_env()["XDG_RUNTIME_DIR"]) else []
+        check = subprocess.run(["systemd-analyze"] + scope + ["verify", path], stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, universal_newlines=True, env=user_env())
-        out["verify"] = check.stdout.strip() if check.returncode else "ok"
-    if not shutil.which("systemctl"):
-        raise AgentError("systemctl not found: the unit is written to %s, but nothing can start it" % path)
-    systemctl(["daemon-reload"])
-    systemctl(["enable", unit])
-    systemctl(["restart", unit])
+        if check.returncode != 0:
+            raise AgentError("the unit %s does not verify: %s" % (path, " | ".join(check.stdout.strip().splitlines()[-2:])))
+        out["verify"] = "ok"
+    try:
+        if not shutil.which("systemctl"):
+            raise AgentError("systemctl not found")
+        systemctl(["daemon-reload"])
+        systemctl(["enable", unit])
+        systemctl(["restart", unit])
+    except AgentError as exc:
+        raise AgentError("the release is current and its unit is written to %s, but the service did not start: "
+                         "%s (is a systemd user session running? `sudo loginctl enable-linger %s` starts one "
+                         "at boot)" % (path, exc, os.environ.get("USER") or os.getuid()))
     out["started"] = True
     user = os.environ.get("USER") or str(os.getuid())
     linger = subprocess.run(["loginctl", "show-user", user, "-p", "Linger"], stdout=subprocess.PIPE,

@@ -53,6 +53,8 @@ def add_subcommands(sub) -> None:
     remote.add_argument("-f", "--follow", action="store_true", help="logs: keep following")
     remote.add_argument("--keep", type=int, default=3, help="prune: releases kept (default 3)")
     remote.add_argument("--port", type=int, default=3000, help="view: local port of the tunnel (default 3000)")
+    remote.add_argument("--remote-port", type=int, default=3000,
+                        help="view: the viewer's port on the device's loopback (default 3000, graphflow run's)")
     remote.set_defaults(func=cmd_remote)
 
 
@@ -117,6 +119,7 @@ def cmd_remote(args) -> int:
 
     try:
         return remote(args.verb, args.target, check_local_path(args.ssh_config, "ssh config"), python=args.python,
-                      follow=args.follow, keep=args.keep, local_port=args.port)
+                      follow=args.follow, keep=args.keep, local_port=args.port,
+                      remote_port=args.remote_port)
     except DeployError as exc:
         return _fail(exc)

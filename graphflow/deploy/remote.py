@@ -235,14 +235,18 @@ def deploy(package: Path, targets: list[str], options: DeployOptions, say=print)
 
 
 def run_attached(transport: Transport, extra: list[str]) -> int:
-    """Run the current release's app on the device with its output here. Ctrl-C (or any end of
-    this process) closes the connection; the agent then stops the app with SIGINT, and it drains."""
-    command = transport.remote_command(transport.agent_args("run", "--attached", *extra))
-    process = subprocess.Popen(command, stdin=subprocess.PIPE)
+    """Run the current release's app on the device with its output here. In a terminal, ssh gets
+    a tty (-t): Ctrl-C reaches the app on the device as SIGINT, and it drains. Otherwise the
+    app's stdin is a pipe from here: when this process ends or is interrupted, the pipe closes
+    and the agent stops the app with SIGINT."""
+    tty = sys.stdin.isatty() and sys.stdout.isatty()
+    command = transport.remote_command(transport.agent_args("run", "--attached", *extra), tty=tty)
+    process = subprocess.Popen(command, stdin=None if tty else subprocess.PIPE)
     try:
         return process.wait()
     except KeyboardInterrupt:
-        process.stdin.close()  # the device sees stdin close and stops the app
+        if process.stdin is not None:
+            process.stdin.close()  # the device sees stdin close and stops the app
         try:
             return process.wait(timeout=60)
         except (KeyboardInterrupt, subprocess.TimeoutExpired):
@@ -252,11 +256,11 @@ def run_attached(transport: Transport, extra: list[str]) -> int:
 
 # -- the remote verbs ------------------------------------------------------------------------------
 def remote(verb: str, target: str, ssh_config: Path | None, python: str = "python3", follow: bool = False,
-           keep: int = 3, local_port: int = VIEWER_PORT, say=print) -> int:
+           keep: int = 3, local_port: int = VIEWER_PORT, remote_port: int = VIEWER_PORT, say=print) -> int:
     destination = parse_destination(target)
     transport = Transport(destination, ssh_config, python=python)
     if verb == "view":
-        return view(transport, local_port, say)
+        return view(transport, local_port, remote_port, say)
     ensure_agent(transport)
     if verb == "doctor":
         checks = agent_call(transport, "doctor")["checks"]
@@ -293,10 +297,12 @@ def remote(verb: str, target: str, ssh_config: Path | None, python: str = "pytho
     raise DeployError(f"unknown remote verb {verb!r}")
 
 
-def view(transport: Transport, local_port: int, say=print) -> int:
-    """Forward localhost:PORT to the device's loopback viewer port; nothing on the device binds
-    off loopback. Ends on Ctrl-C."""
-    forward = ["-N", "-o", "ExitOnForwardFailure=yes", "-L", f"127.0.0.1:{int(local_port)}:127.0.0.1:{VIEWER_PORT}"]
+def view(transport: Transport, local_port: int, remote_port: int = VIEWER_PORT, say=print) -> int:
+    """Forward 127.0.0.1:local_port here to the viewer on the device's loopback (127.0.0.1:
+    remote_port, where `graphflow run` serves it by default); nothing on the device binds off
+    loopback for it. Ends on Ctrl-C."""
+    forward = ["-N", "-o", "ExitOnForwardFailure=yes", "-L",
+               f"127.0.0.1:{int(local_port)}:127.0.0.1:{int(remote_port)}"]
     command = transport.ssh_base() + forward + ["--", transport.destination.login]
     say(f"viewer of {transport.destination.login}: http://127.0.0.1:{local_port}/  (Ctrl-C ends the tunnel)")
     process = subprocess.Popen(command)

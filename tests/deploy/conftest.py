@@ -23,12 +23,14 @@ SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 
 @dataclass
 class Device:
-    """The "device": this machine reached through the test sshd as Host ``device``."""
+    """The "device": this machine reached through the test sshd as Host ``device``; its sessions
+    have XDG_CONFIG_HOME under the test's folder (systemd user units land there, not in ~)."""
     config: Path          # ssh config file (--ssh-config)
     port: int
     pid: int              # the listening sshd
     host: str = "device"
     python: str = sys.executable  # the device's python3 (sshd's PATH does not include pyenv)
+    config_home: Path | None = None
 
     def connections(self) -> list[int]:
         """Per-connection sshd processes (children of the listening one)."""
@@ -75,6 +77,7 @@ UsePAM no
 StrictModes no
 PermitRootLogin prohibit-password
 Subsystem sftp internal-sftp
+SetEnv XDG_CONFIG_HOME={folder / 'config'}
 """)
     for path in folder.iterdir():
         if path.name in ("host_key", "client_key"):
@@ -115,7 +118,7 @@ Host unreachable
     else:
         server.terminate()
         pytest.fail(f"sshd does not answer: {(folder / 'sshd.log').read_text()[-500:]}")
-    yield Device(folder / "ssh_config", port, server.pid)
+    yield Device(folder / "ssh_config", port, server.pid, config_home=folder / "config")
     server.terminate()
     server.wait(timeout=10)
     log.close()

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -240,3 +243,90 @@ def test_remote_names_travel_quoted(device, tmp_path):
     assert made.returncode == 0 and (folder / "x y").is_dir()
     echoed = transport.run(["printf", "%s\\n", "a b", "$(id)", "'q'", ";"])
     assert echoed.stdout.splitlines() == ["a b", "$(id)", "'q'", ";"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_service_writes_a_unit_that_verifies_and_says_why_it_did_not_start(device, openpose_packages, tmp_path):
+    root = tmp_path / "device"
+    result = deploy(device, openpose_packages["1.0.0"], f"device:{root}", "--service")
+    unit = device.config_home / "systemd" / "user" / "graphflow-openpose.service"
+    assert unit.is_file()
+    text = unit.read_text()
+    assert f"ExecStart={device.python} {root}/.graphflow/agent.py run {root}\n" in text
+    assert "Restart=on-failure" in text and "WantedBy=default.target" in text
+    if Path("/run/systemd/system").is_dir() and os.environ.get("XDG_RUNTIME_DIR"):
+        assert result.returncode == 0 and "service graphflow-openpose.service started" in result.stdout
+    else:  # no systemd user session here (a container): installed and switched, and it says so
+        assert result.returncode == 1, result.stdout
+        assert "the release is current and its unit is written to" in result.stdout
+        assert "did not start" in result.stdout and "loginctl enable-linger" in result.stdout
+        assert current(root).startswith("1.0.0-")
+    if shutil.which("systemd-analyze"):
+        checked = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stderr
+        broken = tmp_path / "graphflow-broken.service"
+        broken.write_text(text.replace("ExecStart=", "ExecStrat="))  # the check must catch a bad unit
+        assert subprocess.run(["systemd-analyze", "verify", str(broken)], capture_output=True).returncode != 0
+
+
+def viewer_page(port: int) -> str | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+            return response.read().decode(errors="replace")
+    except OSError:
+        return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_foreground_viewer_through_the_tunnel_and_ctrl_c_stops_the_app_on_the_device(device, openpose_packages,
+                                                                                   tmp_path):
+    root = tmp_path / "device"
+    device_port, local_port = free_port(), free_port()
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    # The app serves its viewer on the device's loopback after the image (until Ctrl-C or --duration).
+    app = subprocess.Popen([sys.executable, "-m", "graphflow.cli", "deploy", str(openpose_packages["1.0.0"]),
+                            f"--to=device:{root}", "--ssh-config", str(device.config), "--python", device.python,
+                            "--reuse-system-packages", "--foreground", "--app-args",
+                            f"--input {BUS} --output {tmp_path / 'out'} --quiet --viewer-port {device_port} --duration 200"],
+                           env=env, cwd=REPO, start_new_session=True, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    tunnel = None
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "out" / "predictions.json").exists() or not listening(device_port):
+            assert time.monotonic() < deadline and app.poll() is None, "the app did not come up"
+            time.sleep(0.2)
+        tunnel = subprocess.Popen([sys.executable, "-m", "graphflow.cli", "remote", "view", "--ssh-config",
+                                   str(device.config), "--port", str(local_port), "--remote-port", str(device_port),
+                                   "device"], env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True, start_new_session=True)
+        page = None
+        while page is None and time.monotonic() < deadline:
+            page = viewer_page(local_port)
+            time.sleep(0.2)
+        assert page is not None and "<html" in page.lower()
+        os.killpg(tunnel.pid, signal.SIGINT)  # Ctrl-C ends the tunnel
+        assert tunnel.wait(timeout=30) == 0 and not listening(local_port)
+        os.killpg(app.pid, signal.SIGINT)  # Ctrl-C in the terminal: the app on the device stops
+        app.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while listening(device_port) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not listening(device_port), "the app still runs on the device"
+    finally:
+        for process in (tunnel, app):
+            if process is not None and process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
