@@ -224,13 +224,21 @@ def build_graphflow_wheel(out: Path, progress=print) -> Path:
         _copy_tracked(REPO_ROOT, Path(src))
         result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
                                  "--quiet", "-w", str(out), src],
-                                env=_env(GRAPHFLOW_COMPILE="0"), capture_output=True, text=True)
+                                env=_env(GRAPHFLOW_COMPILE="0", SOURCE_DATE_EPOCH=_source_date()),
+                                capture_output=True, text=True)
     if result.returncode != 0:
         raise DeployError(f"building the graphflow wheel failed: {result.stderr.strip().splitlines()[-1:]}")
     wheels = sorted(out.glob("graphflow-*.whl"))
     if not wheels or not wheels[0].name.endswith("-py3-none-any.whl"):
         raise DeployError(f"the graphflow wheel is not pure Python: {[w.name for w in wheels]}")
     return wheels[0]
+
+
+def _source_date() -> str:
+    """The last commit's time: the wheel's file times, so the same sources make the same wheel
+    (and a redeploy uploads it only when graphflow changed)."""
+    stamp = subprocess.run(["git", "-C", str(REPO_ROOT), "log", "-1", "--format=%ct"], capture_output=True, text=True)
+    return stamp.stdout.strip() if stamp.returncode == 0 and stamp.stdout.strip().isdigit() else "315532800"
 
 
 def _copy_tracked(root: Path, dest: Path) -> None:

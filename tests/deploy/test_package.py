@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from graphflow.deploy.package import build_package, check_package
+from graphflow.deploy.package import build_graphflow_wheel, build_package, check_package
 from tests.conftest import MODELS, REPO
 
 MODEL = MODELS / "openpose_mobilenet_thin.onnx"
@@ -69,6 +69,9 @@ def test_a_model_used_twice_is_stored_once_and_packaging_is_reproducible(tmp_pat
     first = build_package(tmp_path / "two.app.json", tmp_path / "a", **quiet)
     second = build_package(tmp_path / "two.app.json", tmp_path / "b", **quiet)
     assert first.read_bytes() == second.read_bytes()
+    # The graphflow wheel itself is reproducible: a redeploy uploads it only when graphflow changed.
+    wheels = [build_graphflow_wheel(tmp_path / f"wheel{i}", progress=lambda _: None) for i in (1, 2)]
+    assert wheels[0].read_bytes() == wheels[1].read_bytes()
     files = members(first)
     assert len([n for n in files if n.startswith("models/")]) == 1
     packaged = json.loads(files["app/two.app.json"])
