@@ -245,3 +245,45 @@ def test_gpu_extras_match_the_deploy_targets():
         names = {r.split("=")[0].split(">")[0].split("<")[0] for r in extras[name]}
         assert names == set(TARGETS[name].gpu), name  # TensorRT on a Jetson comes from JetPack, not PyPI
     assert {r.split(">")[0] for r in extras["gpu"]} >= {"cupy-cuda12x", "tensorrt"}
+
+
+# -- on a real CUDA GPU -----------------------------------------------------------------------------
+def has_cuda() -> bool:
+    from nodes.ml._cuda import cupy_with_device
+    try:
+        cupy_with_device()
+        return True
+    except RuntimeError:
+        return False
+
+
+@pytest.mark.skipif(not has_cuda(), reason="needs CuPy and a CUDA device")
+@pytest.mark.timeout(120)
+def test_device_tensors_from_the_gpu_encoder_reach_inference_and_come_back_as_numpy(model_path, caplog):
+    """keep_on_device: the encoder's CuPy tensor (kernel compiled and launched in start(), no
+    warning) feeds ml.TensorRTInference (here ONNX Runtime), whose output is numpy again."""
+    import cupy
+
+    caplog.set_level(logging.WARNING)
+    config = dict(ENCODER, rows=368, keep_on_device=True)
+    encoder = Harness(ColorCameraEncoderCuda, config).start()
+    assert encoder.component._kernel is not None and not caplog.records
+    pixels = cv2.imread(str(DATA / "images" / "bus.jpg"))
+    encoder.feed("rgb_image", Image(pixels=pixels, color_order="bgr"), acqtime=1.0)
+    encoder.run_pending()
+    tensors = encoder.outputs("tensor")[0].payload
+    assert isinstance(tensors.tensors[0], cupy.ndarray)
+    cpu = Harness(ColorCameraEncoder, ENCODER | {"rows": 368}).start()
+    cpu.feed("rgb_image", Image(pixels=pixels, color_order="bgr"), acqtime=1.0)
+    cpu.run_pending()
+    host = cpu.outputs("tensor")[0].payload
+    np.testing.assert_allclose(cupy.asnumpy(tensors.tensors[0]), host.tensors[0], atol=3e-3)
+    outputs = []
+    for payload in (tensors, host):
+        infer = Harness(TensorRTInference, {"model_file_path": MODEL, "backend": "onnxruntime"}).start()
+        infer.feed("input", payload, acqtime=1.0)
+        assert infer.run_pending() == 1
+        outputs.append(infer.outputs("output")[0].payload.tensors)
+    assert all(isinstance(array, np.ndarray) for array in outputs[0])
+    for device_side, host_side in zip(*outputs):
+        np.testing.assert_allclose(device_side, host_side, atol=1e-3)
