@@ -3,7 +3,7 @@
 1. the OpenPose app's frames/s without and with ``--record`` (every channel), side by side:
    runs alternate (off, on, off, on, ...) so that the shared machine's load hits both alike;
 2. the recorder's throughput in raw 640×480×3 uint8 frames per second: frames published through
-   a ledger into the recorder in lossless mode (nothing dropped), timed until the file is finished;
+   a tap into the recorder in lossless mode (nothing dropped), timed until the file is finished;
    the frames are the COCO val mini images resized (distinct, natural images), per compression, to
    a file on disk and to /dev/shm (RAM: the recorder's own cost without the disk's);
 3. the file size per frame of both.
@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 from graphflow.app import App  # noqa: E402
 from graphflow.messages import Header, Message  # noqa: E402
 from graphflow.evaluation import unthrottled_sets  # noqa: E402
-from graphflow.ledger import Ledger  # noqa: E402
+from graphflow.tap import Tap  # noqa: E402
 from graphflow.loader import load_app  # noqa: E402
 from graphflow.recording.writer import Recorder, composed_app  # noqa: E402
 
@@ -80,11 +80,11 @@ def recorder_throughput(path: Path, frames: list[np.ndarray], compression: str) 
     for index, pixels in enumerate(frames):
         pixels.setflags(write=False)
         messages.append(Message(Header(index / 30, index / 30), Image(pixels=pixels, frame=index)))
-    ledger = Ledger()
-    recorder = Recorder(path, lossless=True, compression=compression, queue_messages=64).attach(ledger)
+    tap = Tap()
+    recorder = Recorder(path, lossless=True, compression=compression, queue_messages=64).attach(tap)
     started = time.perf_counter()
     for message in messages:
-        for observe in ledger.on_published:
+        for observe in tap.on_published:
             observe(channel, message)
     recorder.stop()  # everything written and the file finished
     seconds = time.perf_counter() - started

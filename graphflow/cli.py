@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from .channels import cli as channels_cli
+from .deploy import cli as deploy_cli
 from .loader import COMMAND_LINE, AppError, AppInvalid, load_app
 from .recording import cli as recording_cli
 from .registry import Registry
@@ -89,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
 
     recording_cli.add_commands(sub, _add_app_args, _add_run_args, run_app)  # replay, view, info, export
     channels_cli.add_commands(sub)  # keys
+    deploy_cli.add_subcommands(sub)  # package, deploy, remote
     return parser
 
 

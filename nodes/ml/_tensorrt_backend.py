@@ -1,25 +1,23 @@
 """TensorRT backend of ml.TensorRTInference (TensorRT 10 Python API, CuPy device buffers).
 
 The engine is built from the ONNX file once (OnnxParser, one optimization profile covering
-the dynamic dimensions, FP16 when asked), serialized, and cached under
-``<user cache>/engines/<model stem>-<key>.engine``, the key hashing (model sha256, TensorRT
-version, GPU name, precision, profile settings). Later runs deserialize it in about a second.
+the dynamic dimensions, FP16 when asked), serialized, and cached (engine_cache.py: keyed by model
+sha256, TensorRT version, GPU, L4T release, precision and profile). Later runs deserialize it in
+about a second. An input outside the profile (a wider image than profile_dim_range allows)
+rebuilds the engine once with a profile grown to cover it, as ONNX Runtime would accept it.
 ``tensorrt`` and ``cupy`` are imported only when this backend is built.
 """
 from __future__ import annotations
 
-import hashlib
-import json
+import copy
 import logging
 import time
 from pathlib import Path
 
 import numpy as np
 
-from graphflow.files import write_atomically
-
 from ._cuda import cupy_with_device, gpu_name
-from .model_path import user_cache_dir
+from .engine_cache import cached_engine_path, engine_key, file_sha256, read_engine, write_engine
 
 log = logging.getLogger("graphflow.ml.tensorrt")
 
@@ -35,14 +33,6 @@ def tensorrt_available() -> tuple[bool, str]:
     except RuntimeError as why:
         return False, str(why)
     return True, ""
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def profile_shapes(name: str, dims: tuple[int, ...], settings: dict) -> tuple[tuple, tuple, tuple]:
@@ -66,6 +56,27 @@ def profile_shapes(name: str, dims: tuple[int, ...], settings: dict) -> tuple[tu
     return tuple(shapes[0]), tuple(shapes[1]), tuple(shapes[2])
 
 
+PROFILE_STEP = 32  # a grown profile's maximum is rounded up to this, so nearby sizes share an engine
+
+
+def grown_profile(settings: dict, name: str, dims: tuple[int, ...], shape: tuple[int, ...]) -> dict:
+    """Profile settings that also cover ``shape`` for input ``name`` (network dims ``dims``)."""
+    grown = copy.deepcopy(settings)
+    given = grown["inputs"].get(name, {})
+    if all(key in given for key in ("min_dims", "opt_dims", "max_dims")):
+        given["min_dims"] = [min(m, v) for m, v in zip(given["min_dims"], shape)]
+        given["max_dims"] = [max(m, v) for m, v in zip(given["max_dims"], shape)]
+        return grown
+    low, opt, high = grown["dim_range"]
+    needed = [value for axis, (dim, value) in enumerate(zip(dims, shape)) if dim < 0 and axis > 0]
+    if needed:
+        top = -(-max(needed) // PROFILE_STEP) * PROFILE_STEP
+        grown["dim_range"] = [min([low] + needed), opt, max(high, top)]
+    if dims and dims[0] < 0 and shape[0] > grown["max_batch_size"]:
+        grown["max_batch_size"] = shape[0]
+    return grown
+
+
 class TensorRTBackend:
     name = "tensorrt"
 
@@ -76,41 +87,40 @@ class TensorRTBackend:
         self.trt = trt
         self.cp = cupy_with_device()
         self.logger = trt.Logger(trt.Logger.WARNING)
-        precision = "fp16" if fp16 else "fp32"
-        if engine_file:
-            engine_path = Path(engine_file).expanduser()
-        else:
-            key_text = json.dumps({"model": file_sha256(model), "tensorrt": trt.__version__,
-                                   "gpu": gpu_name(self.cp), "precision": precision,
-                                   "profile": profile_settings}, sort_keys=True)
-            key = hashlib.sha256(key_text.encode()).hexdigest()[:16]
-            engine_path = user_cache_dir() / "engines" / f"{model.stem}-{precision}-{key}.engine"
-        self.engine_path = engine_path
+        self.model, self.fp16, self.workspace = model, fp16, max_workspace_size
+        self.model_sha256 = file_sha256(model)
+        self.engine_file = Path(engine_file).expanduser() if engine_file else None
         self.runtime = trt.Runtime(self.logger)  # must outlive the engine
-        self.engine = self._load(engine_path) if engine_path.is_file() else None
-        if self.engine is None:
-            data = self._build(model, fp16, max_workspace_size, profile_settings)
-            write_atomically(engine_path, data)
-            self.engine = self.runtime.deserialize_cuda_engine(data)
-            if self.engine is None:
-                raise RuntimeError(f"TensorRT could not load the engine it just built ({engine_path})")
-        engine = self.engine
+        # A blocking stream: it also waits for work queued on the legacy default stream.
+        self.stream = self.cp.cuda.Stream(non_blocking=False)
+        self._load_or_build(profile_settings)
+
+    def _load_or_build(self, settings: dict) -> None:
+        """Load the engine for ``settings`` from the cache (or engine_file_path) when its key
+        matches, else build it; a cache that cannot be written leaves it running from memory."""
+        trt = self.trt
+        self.settings = settings
+        self.key = engine_key(self.model_sha256, trt.__version__, gpu_name(self.cp),
+                              "fp16" if self.fp16 else "fp32", settings)
+        self.engine_path = self.engine_file or cached_engine_path(self.model, self.key)
+        data = read_engine(self.engine_path, self.key)
+        engine = self.runtime.deserialize_cuda_engine(data) if data else None
+        if data and engine is None:
+            log.warning("TensorRT engine %s does not load here (built by another TensorRT version "
+                        "or GPU?); building a new one", self.engine_path)
+        if engine is None:
+            data = self._build(self.model, self.fp16, self.workspace, settings)
+            engine = self.runtime.deserialize_cuda_engine(data)
+            if engine is None:
+                raise RuntimeError(f"TensorRT could not load the engine it just built for {self.model}")
+            write_engine(self.engine_path, data, self.key)  # only once it loads; failure: warn, run from memory
+        self.engine = engine
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         is_input = {n: engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
         self.dtypes = {n: np.dtype(trt.nptype(engine.get_tensor_dtype(n))) for n in names}
         self.inputs = {n: (tuple(engine.get_tensor_shape(n)), self.dtypes[n]) for n in names if is_input[n]}
         self.outputs = {n: tuple(engine.get_tensor_shape(n)) for n in names if not is_input[n]}
         self.context = engine.create_execution_context()
-        # A blocking stream: it waits for work queued on the legacy default stream (e.g. an
-        # encoder kernel that produced a CuPy input).
-        self.stream = self.cp.cuda.Stream(non_blocking=False)
-
-    def _load(self, path: Path):
-        engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
-        if engine is None:
-            log.warning("TensorRT engine %s does not load here (built by another TensorRT version "
-                        "or GPU?); building a new one", path)
-        return engine
 
     def _build(self, model: Path, fp16: bool, workspace: int, settings: dict) -> bytes:
         trt = self.trt
@@ -145,17 +155,32 @@ class TensorRTBackend:
         log.warning("built the TensorRT engine in %.0f s", time.monotonic() - started)
         return bytes(serialized)
 
+    def fit_profile(self, shapes: dict[str, tuple[int, ...]]) -> None:
+        """Rebuild (or load from the cache) an engine whose profile covers these input shapes,
+        when the current one does not."""
+        settings = self.settings
+        for name, shape in shapes.items():
+            low, _, high = (tuple(s) for s in self.engine.get_tensor_profile_shape(name, 0))
+            if len(shape) != len(low) or any(v < lo or v > hi for v, lo, hi in zip(shape, low, high)):
+                settings = grown_profile(settings, name, self.inputs[name][0], shape)
+        if settings is not self.settings:
+            log.warning("input shapes %s lie outside the TensorRT optimization profile; making an engine for "
+                        "a profile that covers them (%s)", shapes, settings)
+            self._load_or_build(settings)
+
     def run(self, feeds: dict, output_names: list[str]) -> list[np.ndarray]:
-        cp, context = self.cp, self.context
+        cp = self.cp
         with self.stream:
+            arrays = {name: cp.ascontiguousarray(cp.asarray(feeds[name]).astype(self.dtypes[name], copy=False))
+                      for name in self.inputs}
+            self.fit_profile({name: tuple(array.shape) for name, array in arrays.items()})
+            context = self.context
             keep_alive = []
-            for name in self.inputs:
-                array = cp.ascontiguousarray(cp.asarray(feeds[name]).astype(self.dtypes[name], copy=False))
+            for name, array in arrays.items():
                 if not context.set_input_shape(name, tuple(array.shape)):
                     low, _, high = self.engine.get_tensor_profile_shape(name, 0)
-                    raise ValueError(f"input {name!r} of shape {tuple(array.shape)} lies outside the "
-                                     f"TensorRT optimization profile (min {tuple(low)}, max {tuple(high)}); "
-                                     f"widen profile_dim_range or the min_dims/max_dims of input_tensor_info")
+                    raise ValueError(f"input {name!r} of shape {tuple(array.shape)} does not fit the "
+                                     f"TensorRT engine (profile min {tuple(low)}, max {tuple(high)})")
                 context.set_tensor_address(name, array.data.ptr)
                 keep_alive.append(array)
             outputs = {}

@@ -1,12 +1,17 @@
 """ml.ColorCameraEncoderCuda — ml.ColorCameraEncoder with resize, normalize and layout on the GPU.
 
-Rx, Tx, Params: as ml.ColorCameraEncoder, plus keep_on_device.
-
 On the GPU (CuPy, one raw CUDA kernel per image) "linear" and "cubic" follow cv2.resize's
 float formulas (cv2's pixel mapping, border replication, cubic A = -0.75) and match the CPU
 encoder to float rounding; "nearest" is centre-aligned like cv2.INTER_NEAREST_EXACT and can
 pick the neighbouring pixel at exact ties; "area" has no GPU kernel and runs on the CPU.
-Without CuPy or a CUDA device the node runs the CPU encoder and logs one warning.
+Without CuPy or a CUDA device, or where the kernel does not compile (a CuPy without NVRTC) or
+launch (a driver older than the CUDA it compiles for), the node runs the CPU encoder and logs
+one warning: start() compiles and launches the kernel once on a tiny image, so nothing of this
+waits for the first tick.
+
+With keep_on_device the tensor stays a CuPy array for a GPU inference node in the same process
+(ml.TensorRTInference, whose output is numpy again: the declared host boundary). The encoder
+waits for its kernel before publishing, so a receiver on any CUDA stream sees finished data.
 """
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ import numpy as np
 from graphflow import Param
 
 from ._cuda import cupy_with_device
-from ._encoding import INDEX_ORDERS, encode_cpu
+from ._encoding import INDEX_ORDERS, encode_cpu, plan
 from .color_camera_encoder import ColorCameraEncoder
 
 GPU_INTERPOLATION = {"nearest": 0, "linear": 1, "cubic": 2}
@@ -109,7 +114,14 @@ class ColorCameraEncoderCuda(ColorCameraEncoder):
                              self.full_name, self.interpolation)
             self._cupy = None
             return
-        self._kernel = self._cupy.RawKernel(KERNEL_SOURCE, "resize_normalize")
+        try:
+            self._kernel = self._cupy.RawKernel(KERNEL_SOURCE, "resize_normalize")
+            self._kernel.compile()  # NVRTC runs here, not lazily on the first tick
+            self.encode(np.zeros((4, 4, 3), np.uint8), plan(4, 4, 4, 4, False, 1))  # and one launch
+        except Exception as exc:
+            self.log.warning("%s: the CUDA kernel does not compile or run here (%s: %s); encoding on the "
+                             "CPU instead (cv2).", self.full_name, type(exc).__name__, exc)
+            self._cupy = self._kernel = None
 
     def encode(self, pixels, sizes):
         cp = self._cupy
@@ -134,4 +146,7 @@ class ColorCameraEncoderCuda(ColorCameraEncoder):
             cp.float32(options["gain"]), cp.float32(options["bias"])))
         if options["batch_dim"]:
             out = out[None]
-        return out if self.keep_on_device else cp.asnumpy(out)
+        if self.keep_on_device:
+            cp.cuda.get_current_stream().synchronize()  # receivers need not share this stream
+            return out
+        return cp.asnumpy(out)

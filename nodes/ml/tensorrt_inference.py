@@ -1,17 +1,9 @@
 """ml.TensorRTInference — runs an ONNX model on TensorRT or ONNX Runtime (Isaac's inference node).
 
-Rx:     input (vision/Tensors): the model inputs, matched to model inputs by name (or by
-        `channel` in input_tensor_info; a lone tensor feeds a lone input). A tensor one axis
-        short of the model input gets a batch axis.
-Tx:     output (vision/Tensors): the outputs named in output_tensor_info (default: all), as
-        numpy arrays, with the input's transform, source, frame and acqtime.
-Params: model_file_path, engine_file_path, backend, input_tensor_info, output_tensor_info,
-        inference_mode, max_workspace_size, max_batch_size, profile_dim_range,
-        onnxruntime_providers, intra_op_threads.
-
 Backends: "tensorrt" builds (first run, tens of seconds) or loads a cached engine and runs it
 with CuPy buffers; "onnxruntime" runs the ONNX file directly; "auto" picks TensorRT when it
-imports and a CUDA GPU exists, else ONNX Runtime. Both take any input size the model allows
+imports and a CUDA GPU exists, else ONNX Runtime, and falls back to ONNX Runtime with a
+warning when TensorRT fails to build or load the engine. Both take any input size the model allows
 (TensorRT: within the optimization profile). The model is found through the model search path
 (nodes/ml/model_path.py); a missing model, a bad tensor name or an unusable backend fails in
 start(), before the app runs.
@@ -42,13 +34,18 @@ INFO_KEYS = {"operation_name", "dims", "channel", "min_dims", "opt_dims", "max_d
 class TensorRTInference(Codelet):
     """Runs an ONNX model (TensorRT engine or ONNX Runtime) on each incoming set of tensors."""
 
-    input = Rx(Tensors, "Model input tensors.", queue_size=4)
-    output = Tx(Tensors, "Model output tensors, with the input's transform and source.")
+    input = Rx(Tensors, "Model input tensors, matched to model inputs by name (or by `channel` in "
+                        "input_tensor_info; a lone tensor feeds a lone input); a tensor one axis short "
+                        "of the model input gets a batch axis. numpy, or CuPy from a GPU encoder.",
+               queue_size=4)
+    output = Tx(Tensors, "The outputs named in output_tensor_info (default: all), always numpy (the "
+                         "host boundary of device arrays), with the input's transform, source, frame and acqtime.")
 
     model_file_path = Param(str, doc="ONNX model: a path, or a name found on the model search path "
                                      "($GRAPHFLOW_MODEL_PATH, ./models, the user cache).")
-    engine_file_path = Param(str, "", "TensorRT engine file to load (built there when missing); "
-                                      "empty = the engine cache in the user cache folder.")
+    engine_file_path = Param(str, "", "TensorRT engine file to load when its key file (<file>.key.json) "
+                                      "matches the model, precision, TensorRT, GPU and profile; built there "
+                                      "otherwise. Empty = the engine cache in the user cache folder.")
     backend = Param(str, "auto", "auto (TensorRT when a CUDA GPU and tensorrt exist, else "
                                  "onnxruntime), tensorrt or onnxruntime.",
                     choices=["auto", "tensorrt", "onnxruntime"])
@@ -115,9 +112,16 @@ class TensorRTInference(Codelet):
             settings = {"inputs": {name: {k: v for k, v in info.items() if k.endswith("_dims")}
                                    for name, info in self._inputs.items()},
                         "dim_range": list(self.profile_dim_range), "max_batch_size": self.max_batch_size}
-            return TensorRTBackend(model, engine_file=self.engine_file_path,
-                                   fp16=self.inference_mode == "Float16",
-                                   max_workspace_size=self.max_workspace_size, profile_settings=settings)
+            try:
+                return TensorRTBackend(model, engine_file=self.engine_file_path,
+                                       fp16=self.inference_mode == "Float16",
+                                       max_workspace_size=self.max_workspace_size, profile_settings=settings)
+            except Exception as exc:  # an old driver, out of memory, a parse or build error
+                if self.backend == "tensorrt":
+                    raise RuntimeError(f"{self.full_name}: TensorRT cannot run {model.name}: "
+                                       f"{type(exc).__name__}: {exc}") from exc
+                self.log.warning("%s: TensorRT cannot run %s (%s: %s); using onnxruntime instead",
+                                 self.full_name, model.name, type(exc).__name__, exc)
         if self.inference_mode == "Float16":
             self.log.info("%s: onnxruntime runs the model in its stored precision (inference_mode "
                           "Float16 applies to TensorRT)", self.full_name)

@@ -1,0 +1,539 @@
+"""graphflow's helper on the device: copied to DIR/.graphflow/agent.py by every deploy and run there
+by the device's own python3 (standard library only, Python 3.8 on). The local side
+(graphflow/deploy/remote.py) calls it through ssh with each argument quoted, and sends larger
+inputs (manifests, hash lists) as JSON on stdin; progress goes to stderr, the result to stdout.
+
+Device layout under DIR::
+
+    store/<sha256>            every uploaded file once, by content (models, wheels, app files)
+    releases/VERSION-SHA8/    a complete release: files hard-linked from the store, its venv,
+                              release.json; built in releases/.VERSION-SHA8.partial and renamed
+                              when complete, so an interrupted install leaves nothing half-made
+    current -> releases/ID    switched by renaming a new symlink over it (atomic)
+    history                   release ids in the order they were made current (rollback)
+    cache/graphflow/engines/  TensorRT engines, shared by every release (XDG_CACHE_HOME=DIR/cache)
+    data/                     the app's working directory (its relative outputs land here)
+"""
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+UNIT_PREFIX = "graphflow-"
+SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+
+
+def main(argv):
+    if len(argv) < 2:
+        return fail("usage: agent.py VERB DIR [ARGS]")
+    verb, root = argv[0], os.path.abspath(os.path.expanduser(argv[1]))
+    handler = VERBS.get(verb)
+    if handler is None:
+        return fail("unknown verb %r" % verb)
+    try:
+        return handler(root, argv[2:])
+    except AgentError as exc:
+        return fail(str(exc))
+
+
+class AgentError(Exception):
+    pass
+
+
+def fail(message):
+    print("error: " + message, file=sys.stderr)
+    return 1
+
+
+def say(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def result(data):
+    print(json.dumps(data), flush=True)
+    return 0
+
+
+def read_stdin_json():
+    text = sys.stdin.read()
+    return json.loads(text) if text.strip() else {}
+
+
+def sha256_file(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# -- upload ----------------------------------------------------------------------------------------
+def verb_missing(root, args):
+    """Which of the hashes on stdin the store lacks."""
+    wanted = read_stdin_json().get("hashes", [])
+    store = os.path.join(root, "store")
+    os.makedirs(store, exist_ok=True)
+    return result({"missing": [h for h in wanted if not os.path.isfile(os.path.join(store, h))]})
+
+
+# -- install ---------------------------------------------------------------------------------------
+def verb_install(root, args):
+    """Build releases/ID from the store (resumable, idempotent), switch current, prune, and
+    (--service) install and restart the user unit. stdin: {manifest, release, keep, run_args,
+    reuse_system_packages, service}."""
+    request = read_stdin_json()
+    manifest, release = request["manifest"], request["release"]
+    if not SAFE.match(release) or not SAFE.match(manifest["app"]["name"]):
+        raise AgentError("unsafe release or app name %r" % release)
+    releases = os.path.join(root, "releases")
+    final = os.path.join(releases, release)
+    os.makedirs(releases, exist_ok=True)
+    for folder in ("data", "cache"):
+        os.makedirs(os.path.join(root, folder), exist_ok=True)
+    if os.path.isfile(os.path.join(final, "release.json")):
+        say("release %s is already installed" % release)
+    else:
+        build_release(root, manifest, release, request)
+    info_path = os.path.join(final, "release.json")
+    info = json.load(open(info_path))
+    info["run_args"] = request.get("run_args", [])
+    write_atomically(info_path, json.dumps(info, indent=1))
+    switch(root, release)
+    say("current -> releases/%s" % release)
+    removed = prune(root, int(request.get("keep", 3)))
+    out = {"release": release, "removed": removed, "service": None}
+    if request.get("service"):
+        out["service"] = install_service(root, manifest["app"]["name"], request.get("python") or sys.executable)
+    return result(out)
+
+
+def build_release(root, manifest, release, request):
+    store = os.path.join(root, "store")
+    partial = os.path.join(root, "releases", "." + release + ".partial")
+    final = os.path.join(root, "releases", release)
+    os.makedirs(partial, exist_ok=True)  # a rerun continues in the same folder
+    for path, entry in sorted(manifest["files"].items()):
+        if ".." in path.split("/") or path.startswith("/"):
+            raise AgentError("unsafe path in the manifest: %r" % path)
+        source = os.path.join(store, entry["sha256"])
+        if not os.path.isfile(source):
+            raise AgentError("%s (%s) is not in the store: deploy again to upload it" % (path, entry["sha256"][:12]))
+        dest = os.path.join(partial, path)
+        if os.path.isfile(dest):
+            continue
+        if sha256_file(source) != entry["sha256"]:
+            os.remove(source)  # corrupt: the next deploy uploads it again
+            raise AgentError("%s arrived corrupt (sha256 differs); deploy again" % path)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        link_or_copy(source, dest + ".tmp")
+        os.replace(dest + ".tmp", dest)
+    models = os.path.join(partial, "models")
+    for name, digest in manifest.get("models", {}).items():  # the model path: each model by its name
+        dest = os.path.join(models, name)
+        if not os.path.isfile(dest):
+            link_or_copy(os.path.join(partial, "models", digest), dest + ".tmp")
+            os.replace(dest + ".tmp", dest)
+    write_atomically(os.path.join(partial, "manifest.json"), json.dumps(manifest, indent=1))
+    make_venv(partial, manifest, request)
+    info = {"release": release, "app": manifest["app"], "target": manifest["target"],
+            "installed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    write_atomically(os.path.join(partial, "release.json"), json.dumps(info, indent=1))
+    os.rename(partial, final)  # complete: only now does releases/ID exist
+
+
+def link_or_copy(source, dest):
+    if os.path.exists(dest):
+        os.remove(dest)
+    try:
+        os.link(source, dest)
+    except OSError:
+        shutil.copy2(source, dest)
+
+
+def make_venv(release_dir, manifest, request):
+    venv = os.path.join(release_dir, "venv")
+    python = os.path.join(venv, "bin", "python")
+    reuse = bool(request.get("reuse_system_packages"))
+    if not os.path.isfile(os.path.join(venv, ".graphflow-ready")):
+        if os.path.isdir(venv):
+            shutil.rmtree(venv)  # an interrupted venv: start it again
+        system_site = manifest.get("jetson") or reuse
+        base = request.get("python") or sys.executable
+        # A venv that sees the system site packages can use the system's pip: no copy of pip to
+        # install into it (ensurepip takes most of a venv's creation time).
+        system_pip = system_site and python_probe(base, "import pip") is not None
+        say("creating the venv%s" % (" (with the system site packages)" if system_site else ""))
+        command = [base, "-m", "venv"] + (["--system-site-packages"] if system_site else []) + \
+            (["--without-pip"] if system_pip else [])
+        run_step(command + [venv], "python3 -m venv")
+        wheels = sorted(os.path.join(release_dir, "wheels", w) for w in os.listdir(os.path.join(release_dir, "wheels")))
+        pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input"]
+        house = os.path.join(release_dir, "wheelhouse")
+        if reuse:
+            # The device's own Python packages serve the requirements (the venv sees them); only the
+            # app's wheels go in, without their dependencies: no index is needed.
+            say("installing the app's wheels (--no-deps; requirements from the system packages)")
+            run_step(pip + ["--no-deps", "--no-index"] + wheels, "pip install")
+        else:
+            offline = ["--no-index", "--find-links", house] if os.path.isdir(house) else []
+            say("installing the requirements%s" % (" from the wheelhouse (offline)" if offline else " from PyPI"))
+            run_step(pip + offline + ["-r", os.path.join(release_dir, "requirements.txt")], "pip install -r requirements.txt")
+            say("installing the app's wheels")
+            run_step(pip + ["--no-deps", "--no-index"] + wheels, "pip install")
+        run_step([python, "-c", "import graphflow, nodes"], "import graphflow in the new venv")
+        open(os.path.join(venv, ".graphflow-ready"), "w").close()
+
+
+def run_step(command, what):
+    process = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    if process.returncode != 0:
+        tail = " | ".join(process.stdout.strip().splitlines()[-3:])
+        raise AgentError("%s failed (exit %d): %s" % (what, process.returncode, tail))
+
+
+def write_atomically(path, text):
+    temp = path + ".tmp%d" % os.getpid()
+    with open(temp, "w") as f:
+        f.write(text + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temp, path)
+
+
+def switch(root, release):
+    """Point current at releases/RELEASE: a new symlink renamed over the old one (atomic)."""
+    link = os.path.join(root, "current")
+    temp = os.path.join(root, ".current.tmp%d" % os.getpid())
+    if os.path.lexists(temp):
+        os.remove(temp)
+    os.symlink(os.path.join("releases", release), temp)
+    os.replace(temp, link)
+    history = read_history(root)
+    if not history or history[-1] != release:
+        history.append(release)
+    write_atomically(os.path.join(root, "history"), "\n".join(history[-100:]))
+
+
+def read_history(root):
+    try:
+        return [line for line in open(os.path.join(root, "history")).read().split() if line]
+    except OSError:
+        return []
+
+
+def current_release(root):
+    link = os.path.join(root, "current")
+    return os.path.basename(os.readlink(link)) if os.path.islink(link) else None
+
+
+def installed_releases(root):
+    folder = os.path.join(root, "releases")
+    if not os.path.isdir(folder):
+        return []
+    found = [name for name in os.listdir(folder) if not name.startswith(".")
+             and os.path.isfile(os.path.join(folder, name, "release.json"))]
+    return sorted(found, key=lambda n: os.path.getmtime(os.path.join(folder, n, "release.json")))
+
+
+def prune(root, keep):
+    """Keep the current release and the newest others up to ``keep`` in all; drop store objects
+    no kept release uses, and leftover partial installs."""
+    keep = max(keep, 1)
+    current = current_release(root)
+    history = read_history(root)
+    order = {name: i for i, name in enumerate(history)}
+    releases = sorted(installed_releases(root), key=lambda n: order.get(n, -1))
+    others = [r for r in releases if r != current]
+    kept = set(others[-(keep - 1):] if keep > 1 else []) | {current}
+    removed = [r for r in releases if r not in kept]
+    for name in removed:
+        shutil.rmtree(os.path.join(root, "releases", name), ignore_errors=True)
+    used = set()
+    for name in kept:
+        try:
+            manifest = json.load(open(os.path.join(root, "releases", name, "manifest.json")))
+            used |= {e["sha256"] for e in manifest["files"].values()}
+        except (OSError, ValueError, TypeError):
+            pass
+    store = os.path.join(root, "store")
+    if os.path.isdir(store):
+        for name in os.listdir(store):
+            if name not in used and not name.startswith("."):
+                os.remove(os.path.join(store, name))
+    if removed:
+        write_atomically(os.path.join(root, "history"),
+                         "\n".join(h for h in history if h not in removed))
+    return removed
+
+
+def verb_prune(root, args):
+    keep = int(args[0]) if args else 3
+    return result({"removed": prune(root, keep), "kept": installed_releases(root)})
+
+
+def verb_list(root, args):
+    current = current_release(root)
+    out = []
+    for name in installed_releases(root):
+        info = json.load(open(os.path.join(root, "releases", name, "release.json")))
+        out.append({"release": name, "installed": info.get("installed"), "current": name == current})
+    return result({"releases": out})
+
+
+def verb_rollback(root, args):
+    """Switch current to the release made current before it, and restart the service if any.
+    The rolled-back release leaves the history, so a second rollback goes one further back."""
+    current = current_release(root)
+    installed = set(installed_releases(root))
+    history = [h for h in read_history(root) if h in installed]
+    if current in history:
+        history = history[:len(history) - 1 - history[::-1].index(current)]
+    history = [h for h in history if h != current]
+    if not history:
+        raise AgentError("no earlier release to roll back to (installed: %s)" % ", ".join(sorted(installed)))
+    target = history[-1]
+    write_atomically(os.path.join(root, "history"), "\n".join(history))
+    switch(root, target)
+    say("current -> releases/%s (was %s)" % (target, current))
+    restarted = False
+    unit = unit_name_of(root)
+    if unit and unit_exists(unit):
+        systemctl(["restart", unit])
+        restarted = True
+    return result({"release": target, "previous": current, "restarted": restarted})
+
+
+# -- running ---------------------------------------------------------------------------------------
+def app_command(root):
+    release_dir = os.path.realpath(os.path.join(root, "current"))
+    if not os.path.isfile(os.path.join(release_dir, "release.json")):
+        raise AgentError("nothing is deployed in %s (no current release)" % root)
+    info = json.load(open(os.path.join(release_dir, "release.json")))
+    python = os.path.join(release_dir, "venv", "bin", "python")
+    command = [python, "-m", "graphflow.cli", "run", os.path.join(release_dir, info["app"]["file"])]
+    command += list(info.get("run_args", []))
+    env = dict(os.environ, GRAPHFLOW_MODEL_PATH=os.path.join(release_dir, "models"),
+               XDG_CACHE_HOME=os.path.join(root, "cache"), PYTHONUNBUFFERED="1")
+    return command, env, os.path.join(root, "data")
+
+
+def verb_run(root, args):
+    """Run the current release's app. --attached: stop it (SIGINT: it drains) when stdin closes,
+    i.e. when the ssh connection that started it ends (Ctrl-C on the user's side)."""
+    command, env, cwd = app_command(root)
+    extra = [a for a in args if a != "--attached"]
+    os.makedirs(cwd, exist_ok=True)
+    if "--attached" not in args:
+        os.chdir(cwd)
+        os.execve(command[0], command + extra, env)  # the service: systemd watches the app itself
+    child = subprocess.Popen(command + extra, env=env, cwd=cwd)
+
+    def watch_stdin():
+        try:
+            while os.read(0, 4096):  # unbuffered: no lock held at interpreter shutdown
+                pass
+        except (OSError, ValueError):
+            pass
+        if child.poll() is None:
+            child.send_signal(signal.SIGINT)
+
+    threading.Thread(target=watch_stdin, daemon=True).start()
+    # With a tty, Ctrl-C signals the whole foreground group: the app gets its own SIGINT and drains;
+    # the agent waits for it. A hang-up (the connection dropped) stops the app the same way.
+    signal.signal(signal.SIGINT, lambda *_: None)
+    signal.signal(signal.SIGHUP, lambda *_: child.send_signal(signal.SIGINT))
+    signal.signal(signal.SIGTERM, lambda *_: child.send_signal(signal.SIGTERM))
+    return child.wait()
+
+
+# -- the systemd user unit -------------------------------------------------------------------------
+def unit_text(root, app, python):
+    return """[Unit]
+Description=graphflow app %(app)s (%(root)s)
+After=network-online.target
+
+[Service]
+Type=simple
+ExecStart=%(python)s %(agent)s run %(root)s
+Restart=on-failure
+RestartSec=5
+KillSignal=SIGINT
+TimeoutStopSec=30
+
+[Install]
+WantedBy=default.target
+""" % {"app": app, "root": root, "python": python, "agent": os.path.join(root, ".graphflow", "agent.py")}
+
+
+def unit_dir():
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, "systemd", "user")
+
+
+def unit_name_of(root):
+    try:
+        return open(os.path.join(root, ".graphflow", "unit")).read().strip() or None
+    except OSError:
+        return None
+
+
+def user_env():
+    env = dict(os.environ)
+    env.setdefault("XDG_RUNTIME_DIR", "/run/user/%d" % os.getuid())
+    return env
+
+
+def systemctl(args):
+    process = subprocess.run(["systemctl", "--user"] + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             universal_newlines=True, env=user_env())
+    if process.returncode != 0:
+        lines = process.stdout.strip().splitlines()
+        raise AgentError("systemctl --user %s failed: %s" % (" ".join(args), lines[-1] if lines else process.returncode))
+    return process.stdout
+
+
+def unit_exists(unit):
+    return os.path.isfile(os.path.join(unit_dir(), unit))
+
+
+def install_service(root, app, python):
+    unit = UNIT_PREFIX + app + ".service"
+    os.makedirs(unit_dir(), exist_ok=True)
+    path = os.path.join(unit_dir(), unit)
+    write_atomically(path, unit_text(root, app, python).rstrip("\n"))
+    write_atomically(os.path.join(root, ".graphflow", "unit"), unit)
+    out = {"unit": unit, "path": path, "started": False, "linger_hint": None, "verify": None}
+    if shutil.which("systemd-analyze"):
+        # --user needs the user's runtime folder; without one (no user session) verify as a system unit.
+        scope = ["--user"] if os.path.isdir(user_env()["XDG_RUNTIME_DIR"]) else []
+        check = subprocess.run(["systemd-analyze"] + scope + ["verify", path], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, universal_newlines=True, env=user_env())
+        if check.returncode != 0:
+            raise AgentError("the unit %s does not verify: %s" % (path, " | ".join(check.stdout.strip().splitlines()[-2:])))
+        out["verify"] = "ok"
+    try:
+        if not shutil.which("systemctl"):
+            raise AgentError("systemctl not found")
+        systemctl(["daemon-reload"])
+        systemctl(["enable", unit])
+        systemctl(["restart", unit])
+    except AgentError as exc:
+        raise AgentError("the release is current and its unit is written to %s, but the service did not start: "
+                         "%s (is a systemd user session running? `sudo loginctl enable-linger %s` starts one "
+                         "at boot)" % (path, exc, os.environ.get("USER") or os.getuid()))
+    out["started"] = True
+    user = os.environ.get("USER") or str(os.getuid())
+    linger = subprocess.run(["loginctl", "show-user", user, "-p", "Linger"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, universal_newlines=True) if shutil.which("loginctl") else None
+    if linger is None or "Linger=yes" not in linger.stdout:
+        out["linger_hint"] = "sudo loginctl enable-linger %s" % user
+    return out
+
+
+def verb_service(root, args):
+    """start | stop | restart | status of the user unit; logs [-f]."""
+    action = args[0]
+    unit = unit_name_of(root)
+    if unit is None:
+        raise AgentError("no service is installed for %s (deploy with --service)" % root)
+    if action == "logs":
+        command = ["journalctl", "--user", "-u", unit, "--no-pager", "-n", "200"] + (["-f"] if "-f" in args else [])
+        os.execvpe(command[0], command, user_env())
+    if action == "status":
+        process = subprocess.run(["systemctl", "--user", "is-active", unit], stdout=subprocess.PIPE,
+                                 stderr=subprocess.DEVNULL, universal_newlines=True, env=user_env())
+        return result({"unit": unit, "active": process.stdout.strip() or "unknown"})
+    systemctl([action, unit])
+    return result({"unit": unit, "action": action})
+
+
+def verb_status(root, args):
+    unit = unit_name_of(root)
+    active = None
+    if unit and shutil.which("systemctl"):
+        process = subprocess.run(["systemctl", "--user", "is-active", unit], stdout=subprocess.PIPE,
+                                 stderr=subprocess.DEVNULL, universal_newlines=True, env=user_env())
+        active = process.stdout.strip() or "unknown"
+    return result({"current": current_release(root), "releases": installed_releases(root),
+                   "unit": unit, "active": active})
+
+
+# -- doctor ----------------------------------------------------------------------------------------
+def verb_doctor(root, args):
+    checks = []
+
+    def check(name, ok, detail, fix=None):
+        checks.append({"name": name, "ok": bool(ok), "detail": detail, "fix": None if ok else fix})
+
+    tegra = read_text("/etc/nv_tegra_release")
+    model = read_text("/proc/device-tree/model").strip("\0\n ")
+    check("jetpack", tegra, (tegra.splitlines()[0].strip("# ") if tegra else "no /etc/nv_tegra_release (not a Jetson)")
+          + (", " + model if model else ""), "flash JetPack 6 (SDK Manager) — needed only for TensorRT on a Jetson")
+    check("python", sys.version_info >= (3, 10), "Python %d.%d.%d (%s)" % (sys.version_info[:3] + (sys.executable,)),
+          "sudo apt install python3 (3.10 or newer)")
+    venv = subprocess.run([sys.executable, "-c", "import ensurepip, venv"], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL).returncode == 0
+    check("venv", venv, "python3 -m venv works" if venv else "python3 has no venv/ensurepip",
+          "sudo apt install python3-venv python3-pip")
+    check("rsync", shutil.which("rsync"), shutil.which("rsync") or "rsync not found", "sudo apt install rsync")
+    cuda = read_text("/usr/local/cuda/version.json")
+    cuda_version = None
+    if cuda:
+        try:
+            cuda_version = json.loads(cuda)["cuda"]["version"]
+        except (ValueError, KeyError, TypeError):
+            cuda_version = "unknown version"
+    check("cuda", cuda_version, "CUDA %s" % cuda_version if cuda_version else "no /usr/local/cuda",
+          "sudo apt install nvidia-jetpack (JetPack's CUDA, cuDNN and TensorRT)")
+    trt = python_probe(sys.executable, "import tensorrt; print(tensorrt.__version__)")
+    check("tensorrt", trt, "TensorRT %s (system Python)" % trt if trt else "the system python3 cannot import tensorrt",
+          "sudo apt install python3-libnvinfer python3-libnvinfer-dev")
+    venv_python = os.path.join(root, "current", "venv", "bin", "python")
+    cupy = python_probe(venv_python if os.path.exists(venv_python) else sys.executable,
+                        "import cupy; print(cupy.__version__, cupy.cuda.runtime.getDeviceCount(), 'device(s)')")
+    check("cupy", cupy, "CuPy %s" % cupy if cupy else "CuPy does not import or sees no CUDA device",
+          "deploy a jetson-jp6 package (its requirements include cupy-cuda12x) or pip install cupy-cuda12x")
+    cameras = sorted(n for n in os.listdir("/dev") if n.startswith("video")) if os.path.isdir("/dev") else []
+    check("cameras", cameras, ", ".join("/dev/" + c for c in cameras) or "no /dev/video*",
+          "connect a camera; for a USB camera: sudo usermod -aG video $USER")
+    probe = root if os.path.isdir(root) else os.path.expanduser("~")
+    usage = shutil.disk_usage(probe)
+    check("disk", usage.free > 2 << 30, "%.1f GB free at %s" % (usage.free / 1e9, probe),
+          "free disk space (a release with its venv takes about 1 GB)")
+    linger = subprocess.run(["loginctl", "show-user", os.environ.get("USER", ""), "-p", "Linger"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            universal_newlines=True).stdout.strip() if shutil.which("loginctl") else ""
+    check("linger", linger == "Linger=yes", linger or "loginctl not available",
+          "sudo loginctl enable-linger %s  (the service then runs without a login)" % os.environ.get("USER", "$USER"))
+    return result({"checks": checks})
+
+
+def read_text(path):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def python_probe(python, code):
+    try:
+        process = subprocess.run([python, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                 universal_newlines=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return process.stdout.strip() if process.returncode == 0 else None
+
+
+VERBS = {"missing": verb_missing, "install": verb_install, "list": verb_list, "prune": verb_prune,
+         "rollback": verb_rollback, "run": verb_run, "service": verb_service, "status": verb_status,
+         "doctor": verb_doctor}
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,314 @@
+"""Deploying a package to devices and the remote verbs, through :mod:`.transport` and the
+device-side :mod:`.agent`.
+
+A deploy: verify the package, make sure DIR/.graphflow/agent.py is current (rsync), ask the
+device which files (by sha256) its store lacks, rsync only those (resumable), then have the agent
+build releases/VERSION-SHA8 (venv and all), switch DIR/current, prune to --keep releases and, with
+--service, (re)start the systemd user unit. Every step is idempotent: a rerun after a failure or
+a cut connection picks up where it stopped, and nothing touches DIR/current before the release is
+complete.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import DeployError
+from .package import extract, package_digest
+from .transport import Destination, Transport, parse_destination
+
+AGENT = Path(__file__).with_name("agent.py")
+VIEWER_PORT = 3000
+
+
+@dataclass
+class DeployOptions:
+    ssh_config: Path | None = None
+    keep: int = 3
+    service: bool = False
+    foreground: bool = False
+    run_args: list[str] = field(default_factory=list)
+    python: str = "python3"
+    reuse_system_packages: bool = False
+    bwlimit: int | None = None
+
+
+def read_destinations(values: list[str]) -> list[Destination]:
+    """``--to`` values: each a destination or an inventory file (one destination a line, # comments)."""
+    found = []
+    for value in values:
+        path = Path(value)
+        if path.is_file():
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                line = line.split("#", 1)[0].strip()
+                if line:
+                    try:
+                        found.append(parse_destination(line))
+                    except DeployError as exc:
+                        raise DeployError(f"{path}:{number}: {exc}") from None
+        else:
+            found.append(parse_destination(value))
+    if not found:
+        raise DeployError("no destination given (--to [USER@]HOST[:DIR] or an inventory file)")
+    if len(set(found)) != len(found):
+        raise DeployError("a destination is listed twice")
+    return found
+
+
+def agent_call(transport: Transport, verb: str, *args: str, request: dict | None = None,
+               stream: bool = False) -> dict:
+    """Run an agent verb; returns its JSON result or raises DeployError with the agent's error line.
+    ``stream``: its progress lines go straight to this terminal."""
+    command = transport.remote_command(transport.agent_args(verb, *args))
+    payload = json.dumps(request) if request is not None else ""
+    if stream:  # progress lines appear as they come, and are kept for the error message
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True)
+        threading.Thread(target=_feed, args=(process.stdin, payload), daemon=True).start()
+        stdout_chunks: list[str] = []
+        reader = threading.Thread(target=lambda: stdout_chunks.append(process.stdout.read()), daemon=True)
+        reader.start()
+        kept = []
+        for line in process.stderr:
+            print(line, end="", file=sys.stderr, flush=True)
+            kept.append(line)
+        reader.join()
+        process.wait()
+        process = subprocess.CompletedProcess(command, process.returncode, "".join(stdout_chunks), "".join(kept))
+    else:
+        process = subprocess.run(command, input=payload, text=True, capture_output=True)
+    if process.returncode != 0:
+        raise DeployError(_last_error(process.stderr or "", process.returncode, transport))
+    lines = process.stdout.strip().splitlines()
+    try:
+        return json.loads(lines[-1]) if lines else {}
+    except json.JSONDecodeError:
+        raise DeployError(f"unexpected answer from the device: {lines[-1][:200]!r}") from None
+
+
+def _feed(pipe, text: str) -> None:
+    try:
+        pipe.write(text)
+        pipe.close()
+    except OSError:  # the remote side ended early; its error says why
+        pass
+
+
+def _last_error(stderr: str, code: int, transport: Transport) -> str:
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error: ")]
+    if errors:
+        return errors[-1][len("error: "):]
+    if code == 255:
+        return f"ssh to {transport.destination.login} failed: {lines[-1] if lines else 'no message'}"
+    return lines[-1] if lines else f"exit status {code}"
+
+
+def ensure_agent(transport: Transport) -> None:
+    made = transport.run(["mkdir", "-p", "--", f"{transport.destination.dir}/.graphflow"], timeout=120)
+    if made.returncode != 0:
+        raise DeployError(_last_error(made.stderr, made.returncode, transport))
+    with tempfile.TemporaryDirectory(prefix="gf-agent-") as folder:
+        (Path(folder) / "agent.py").write_bytes(AGENT.read_bytes())
+        copied = transport.rsync(Path(folder), f"{transport.destination.dir}/.graphflow", extra=["--checksum"])
+    if copied.returncode != 0:
+        raise DeployError(f"copying the agent failed: {_rsync_error(copied)}")
+
+
+def _rsync_error(process: subprocess.CompletedProcess) -> str:
+    lines = [line for line in (process.stderr or "").strip().splitlines() if line.strip()]
+    return lines[0] if lines else f"rsync exit status {process.returncode}"
+
+
+class LocalPackage:
+    """A verified package extracted once, with its files laid out by content hash for upload."""
+
+    def __init__(self, package: Path):
+        self.path = package
+        self._temp = tempfile.TemporaryDirectory(prefix="gf-deploy-")
+        root = Path(self._temp.name)
+        self.manifest = extract(package, root / "files")
+        self.release = f"{self.manifest['app']['version']}-{package_digest(package)[:8]}"
+        self.objects = root / "objects"
+        self.objects.mkdir()
+        self.sizes: dict[str, int] = {}
+        for path, entry in self.manifest["files"].items():
+            target = self.objects / entry["sha256"]
+            if not target.exists():
+                os.link(root / "files" / path, target)
+            self.sizes[entry["sha256"]] = entry["size"]
+        self.root = root
+
+    def staging_of(self, hashes: list[str]) -> Path:
+        folder = Path(tempfile.mkdtemp(prefix="upload-", dir=self.root))
+        for digest in hashes:
+            os.link(self.objects / digest, folder / digest)
+        return folder
+
+    def close(self):
+        self._temp.cleanup()
+
+
+@dataclass
+class Outcome:
+    destination: Destination
+    ok: bool
+    line: str
+    details: dict = field(default_factory=dict)
+
+
+def deploy_one(local: LocalPackage, destination: Destination, options: DeployOptions, fleet: bool,
+               say=print) -> Outcome:
+    started = time.monotonic()
+    transport = Transport(destination, options.ssh_config, batch=fleet, python=options.python)
+    step = "connect"
+    try:
+        ensure_agent(transport)
+        step = "compare"
+        hashes = sorted(local.sizes)
+        missing = agent_call(transport, "missing", request={"hashes": hashes})["missing"]
+        upload_bytes = sum(local.sizes[h] for h in missing)
+        if missing:
+            step = "upload"
+            if not fleet:
+                say(f"uploading {len(missing)} of {len(hashes)} files ({upload_bytes / 1e6:.1f} MB)")
+            staging = local.staging_of(missing)
+            copied = transport.rsync(staging, f"{destination.dir}/store", progress=not fleet and sys.stderr.isatty(),
+                                     bwlimit=options.bwlimit)
+            if copied.returncode != 0:
+                raise DeployError(f"upload failed ({_rsync_error(copied)}); run the deploy again to resume it")
+        step = "install"
+        request = {"manifest": local.manifest, "release": local.release, "keep": options.keep,
+                   "run_args": options.run_args, "service": options.service, "python": options.python,
+                   "reuse_system_packages": options.reuse_system_packages}
+        installed = agent_call(transport, "install", request=request, stream=not fleet)
+    except DeployError as exc:
+        return Outcome(destination, False, f"{destination}: FAILED at {step}: {exc}")
+    seconds = time.monotonic() - started
+    line = (f"{destination}: ok, current = {local.release} (uploaded {len(missing)} of {len(hashes)} files, "
+            f"{upload_bytes / 1e6:.1f} MB; {seconds:.1f} s)")
+    service = installed.get("service")
+    if service:
+        line += f"; service {service['unit']} started"
+        if service.get("linger_hint"):
+            line += f"; to keep it running without a login: ssh {destination.login} {service['linger_hint']}"
+    return Outcome(destination, True, line, installed)
+
+
+def deploy(package: Path, targets: list[str], options: DeployOptions, say=print) -> int:
+    destinations = read_destinations(targets)
+    if options.foreground and len(destinations) > 1:
+        raise DeployError("--foreground runs the app attached to one device; give one --to")
+    if options.foreground and options.service:
+        raise DeployError("--foreground and --service exclude each other")
+    if options.keep < 1:
+        raise DeployError("--keep must be at least 1")
+    local = LocalPackage(package)
+    try:
+        fleet = len(destinations) > 1
+        if fleet:
+            with ThreadPoolExecutor(max_workers=min(16, len(destinations))) as pool:
+                outcomes = list(pool.map(lambda d: deploy_one(local, d, options, True, say), destinations))
+        else:
+            outcomes = [deploy_one(local, destinations[0], options, False, say)]
+    finally:
+        local.close()
+    for outcome in outcomes:
+        say(outcome.line)
+    if fleet:
+        failed = sum(not o.ok for o in outcomes)
+        say(f"{len(outcomes) - failed} of {len(outcomes)} devices deployed" + (f", {failed} failed" if failed else ""))
+    if not all(o.ok for o in outcomes):
+        return 1
+    if options.foreground:
+        return run_attached(Transport(destinations[0], options.ssh_config, python=options.python), [])
+    return 0
+
+
+def run_attached(transport: Transport, extra: list[str]) -> int:
+    """Run the current release's app on the device with its output here. In a terminal, ssh gets
+    a tty (-t): Ctrl-C reaches the app on the device as SIGINT, and it drains. Otherwise the
+    app's stdin is a pipe from here: when this process ends or is interrupted, the pipe closes
+    and the agent stops the app with SIGINT."""
+    tty = sys.stdin.isatty() and sys.stdout.isatty()
+    command = transport.remote_command(transport.agent_args("run", "--attached", *extra), tty=tty)
+    process = subprocess.Popen(command, stdin=None if tty else subprocess.PIPE)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        if process.stdin is not None:
+            process.stdin.close()  # the device sees stdin close and stops the app
+        try:
+            return process.wait(timeout=60)
+        except (KeyboardInterrupt, subprocess.TimeoutExpired):
+            process.send_signal(signal.SIGTERM)
+            return 130
+
+
+# -- the remote verbs ------------------------------------------------------------------------------
+def remote(verb: str, target: str, ssh_config: Path | None, python: str = "python3", follow: bool = False,
+           keep: int = 3, local_port: int = VIEWER_PORT, remote_port: int = VIEWER_PORT, say=print) -> int:
+    destination = parse_destination(target)
+    transport = Transport(destination, ssh_config, python=python)
+    if verb == "view":
+        return view(transport, local_port, remote_port, say)
+    ensure_agent(transport)
+    if verb == "doctor":
+        checks = agent_call(transport, "doctor")["checks"]
+        for check in checks:
+            say(f"{'ok  ' if check['ok'] else 'MISSING'} {check['name']:9} {check['detail']}")
+            if check["fix"]:
+                say(f"        fix: {check['fix']}")
+        return 0 if all(c["ok"] or c["name"] in ("cameras", "linger") for c in checks) else 1
+    if verb == "status":
+        status = agent_call(transport, "status")
+        say(f"{destination}: current {status['current'] or '(none)'}; {len(status['releases'])} release(s); "
+            f"service {status['unit'] or '(none)'}: {status['active'] or '-'}")
+        return 0
+    if verb == "list":
+        for release in agent_call(transport, "list")["releases"]:
+            say(f"{'*' if release['current'] else ' '} {release['release']}  installed {release['installed']}")
+        return 0
+    if verb == "prune":
+        result = agent_call(transport, "prune", str(keep))
+        say(f"{destination}: removed {len(result['removed'])} release(s); kept {', '.join(result['kept'])}")
+        return 0
+    if verb == "rollback":
+        result = agent_call(transport, "rollback")
+        say(f"{destination}: current = {result['release']} (was {result['previous']})"
+            + ("; service restarted" if result["restarted"] else ""))
+        return 0
+    if verb == "logs":
+        return subprocess.run(transport.remote_command(transport.agent_args("service", "logs",
+                                                                             *(["-f"] if follow else [])))).returncode
+    if verb in ("start", "stop", "restart"):
+        agent_call(transport, "service", verb)
+        say(f"{destination}: {verb} done")
+        return 0
+    raise DeployError(f"unknown remote verb {verb!r}")
+
+
+def view(transport: Transport, local_port: int, remote_port: int = VIEWER_PORT, say=print) -> int:
+    """Forward 127.0.0.1:local_port here to the viewer on the device's loopback (127.0.0.1:
+    remote_port, where `graphflow run` serves it by default); nothing on the device binds off
+    loopback for it. Ends on Ctrl-C."""
+    forward = ["-N", "-o", "ExitOnForwardFailure=yes", "-L",
+               f"127.0.0.1:{int(local_port)}:127.0.0.1:{int(remote_port)}"]
+    command = transport.ssh_base() + forward + ["--", transport.destination.login]
+    say(f"viewer of {transport.destination.login}: http://127.0.0.1:{local_port}/  (Ctrl-C ends the tunnel)")
+    process = subprocess.Popen(command)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        process.wait()
+        return 0

@@ -1,0 +1,332 @@
+"""Deploy through a real sshd (tests/deploy/conftest.py) into temporary folders on this machine.
+
+The "device" venv reuses this machine's numpy/onnxruntime/opencv (--reuse-system-packages: a venv
+with --system-site-packages, and the graphflow wheel installed with --no-deps), so no internet is
+needed; everything else — ssh, rsync, the agent, the release layout, the app run — is real."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from graphflow.deploy.transport import Transport, parse_destination
+from tests.conftest import DATA, MODELS, REPO
+
+BUS = DATA / "images" / "bus.jpg"
+
+
+def graphflow(*args: str, timeout: float = 240, **kwargs) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO), GRAPHFLOW_MODEL_PATH=str(MODELS))
+    return subprocess.run([sys.executable, "-m", "graphflow.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=kwargs.pop("cwd", REPO), **kwargs)
+
+
+def deploy(device, package: Path, to: str, *extra: str) -> subprocess.CompletedProcess:
+    return graphflow("deploy", str(package), f"--to={to}", "--ssh-config", str(device.config),
+                     "--python", device.python, "--reuse-system-packages", *extra)
+
+
+def remote(device, verb: str, to: str, *extra: str) -> subprocess.CompletedProcess:
+    return graphflow("remote", verb, "--ssh-config", str(device.config), "--python", device.python, *extra, "--", to)
+
+
+def current(root: Path) -> str | None:
+    link = root / "current"
+    return os.readlink(link).split("/")[-1] if link.is_symlink() else None
+
+
+def keypoints(path: Path) -> np.ndarray:
+    results = json.loads(path.read_text())
+    return np.array(sorted((r["keypoints"] for r in results), key=lambda k: k[:6]), dtype=np.float64)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_foreground_run_on_the_device_matches_a_local_run(device, openpose_packages, tmp_path):
+    root = tmp_path / "device"
+    result = deploy(device, openpose_packages["1.0.0"], f"device:{root}", "--foreground", "--app-args",
+                    f"--input {BUS} --output {tmp_path / 'remote_out'} --no-viewer --quiet")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "device:" in result.stdout and "ok, current = 1.0.0-" in result.stdout
+    release = root / "releases" / current(root)
+    # On the device, the venv runs the shipped wheel (not the editable install its system site has).
+    transport = Transport(parse_destination(f"device:{root}"), device.config)
+    where = transport.run([str(release / "venv" / "bin" / "python"), "-c", "import graphflow; print(graphflow.__file__)"])
+    assert where.stdout.startswith(str(release / "venv")), where
+    assert (release / "models" / "openpose_mobilenet_thin.onnx").is_file()
+    local = graphflow("run", "apps/openpose.app.json", "--input", str(BUS), "--output", str(tmp_path / "local_out"),
+                      "--no-viewer", "--quiet")
+    assert local.returncode == 0, local.stderr[-2000:]
+    remote_points, local_points = keypoints(tmp_path / "remote_out" / "predictions.json"), \
+        keypoints(tmp_path / "local_out" / "predictions.json")
+    assert remote_points.shape == local_points.shape and len(remote_points) >= 3  # bus.jpg: 4 people, 3+ found
+    np.testing.assert_allclose(remote_points, local_points, atol=1e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_redeploy_uploads_only_changed_files_then_rollback_and_prune(device, openpose_packages, tmp_path):
+    to = f"device:{tmp_path / 'device'}"
+    root = tmp_path / "device"
+    first = deploy(device, openpose_packages["1.0.0"], to)
+    assert first.returncode == 0, first.stderr[-2000:]
+    v1 = current(root)
+    assert v1.startswith("1.0.0-") and "uploaded 5 of 5 files" in first.stdout
+
+    again = deploy(device, openpose_packages["1.0.0"], to)  # idempotent: nothing uploaded, same release
+    assert again.returncode == 0 and "uploaded 0 of 5 files" in again.stdout and current(root) == v1
+    assert "already installed" in again.stderr
+
+    second = deploy(device, openpose_packages["1.1.0"], to)
+    assert second.returncode == 0, second.stderr[-2000:]
+    v2 = current(root)
+    assert v2.startswith("1.1.0-") and v2 != v1
+    assert "uploaded 1 of 5 files" in second.stdout  # only the changed app file; model and wheel are shared
+    packaged = json.loads((root / "current" / "app" / "openpose.app.json").read_text())
+    assert packaged["config"]["viz"]["visualizer"]["min_confidence"] == 0.2  # the overlay is in the package
+
+    listed = remote(device, "list", to)
+    assert listed.returncode == 0 and f"* {v2}" in listed.stdout and f"  {v1}" in listed.stdout
+
+    back = remote(device, "rollback", to)
+    assert back.returncode == 0, back.stderr
+    assert current(root) == v1 and f"current = {v1} (was {v2})" in back.stdout
+    nothing_left = remote(device, "rollback", to)
+    assert nothing_left.returncode == 1 and "no earlier release" in nothing_left.stderr and current(root) == v1
+
+    pruned = remote(device, "prune", to, "--keep", "1")
+    assert pruned.returncode == 0 and sorted(p.name for p in (root / "releases").iterdir()) == [v1]
+    # The store keeps only what the kept release uses.
+    manifest = json.loads((root / "current" / "manifest.json").read_text())
+    assert {p.name for p in (root / "store").iterdir()} == {e["sha256"] for e in manifest["files"].values()}
+
+    status = remote(device, "status", to)
+    assert status.returncode == 0 and f"current {v1}" in status.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_cut_connection_mid_upload_leaves_current_alone_and_the_next_deploy_resumes(device, openpose_packages,
+                                                                                     tmp_path):
+    root = tmp_path / "device"
+    to = f"device:{root}"
+    first = deploy(device, openpose_packages["1.0.0"], to)
+    assert first.returncode == 0
+    v1 = current(root)
+    # Upload the 1.1.0 package to a fresh store at 500 KB/s (the 7.8 MB model takes ~15 s) and cut
+    # the connection from the server's side while the model is on its way.
+    fresh = tmp_path / "fresh"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    upload = subprocess.Popen([sys.executable, "-m", "graphflow.cli", "deploy", str(openpose_packages["1.1.0"]),
+                               "--to", f"device:{fresh}", "--ssh-config", str(device.config), "--python",
+                               device.python, "--reuse-system-packages", "--bwlimit", "500"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 60
+    partial = []
+    while time.monotonic() < deadline and not partial:
+        partial = [p for p in (fresh / "store").glob(".*") if p.is_file() and p.stat().st_size > 500_000]
+        time.sleep(0.1)
+    assert partial, "the upload never got under way"
+    for pid in device.connections():
+        os.kill(pid, signal.SIGKILL)
+    out, err = upload.communicate(timeout=60)
+    assert upload.returncode == 1 and "FAILED at upload" in out, (out, err)
+    assert not (fresh / "current").exists()
+    assert not (fresh / "releases").exists() or not any((fresh / "releases").iterdir())
+    kept = sum(p.stat().st_size for p in (fresh / "store" / ".rsync-partial").glob("*"))
+    assert kept > 500_000  # rsync kept what arrived
+
+    resumed = deploy(device, openpose_packages["1.1.0"], f"device:{fresh}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert current(fresh).startswith("1.1.0-")
+    assert current(root) == v1  # the other install is untouched
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_failed_install_leaves_current_untouched_and_a_rerun_completes(device, openpose_packages, tmp_path):
+    root = tmp_path / "device"
+    to = f"device:{root}"
+    assert deploy(device, openpose_packages["1.0.0"], to).returncode == 0
+    v1 = current(root)
+    # A device whose python cannot make a venv fails the install of 1.1.0 half-way.
+    broken = tmp_path / "python-without-venv"
+    broken.write_text(f"#!/bin/sh\nif [ \"$2\" = venv ]; then echo 'No module named venv' >&2; exit 1; fi\n"
+                      f"exec {device.python} \"$@\"\n")
+    broken.chmod(0o755)
+    failed = graphflow("deploy", str(openpose_packages["1.1.0"]), "--to", to, "--ssh-config", str(device.config),
+                       "--python", str(broken), "--reuse-system-packages")
+    assert failed.returncode == 1 and "FAILED at install" in failed.stdout and "No module named venv" in failed.stdout
+    assert current(root) == v1
+    assert [p.name for p in (root / "releases").iterdir() if p.name.endswith(".partial")]
+    rerun = deploy(device, openpose_packages["1.1.0"], to)
+    assert rerun.returncode == 0 and "uploaded 0 of 5 files" in rerun.stdout
+    assert current(root).startswith("1.1.0-")
+    assert not [p.name for p in (root / "releases").iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_fleet_deploys_in_parallel_and_one_failure_leaves_the_others(device, openpose_packages, tmp_path):
+    inventory = tmp_path / "devices.txt"
+    inventory.write_text(f"# the fleet\ndevice:{tmp_path / 'a'}\nunreachable:{tmp_path / 'c'}\n")
+    result = graphflow("deploy", str(openpose_packages["1.0.0"]), "--to", str(inventory),
+                       "--to", f"device:{tmp_path / 'b'}", "--ssh-config", str(device.config),
+                       "--python", device.python, "--reuse-system-packages")
+    assert result.returncode == 1
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 4, lines  # one line per device, then the count
+    assert lines[0].startswith(f"device:{tmp_path / 'a'}: ok") and lines[2].startswith(f"device:{tmp_path / 'b'}: ok")
+    assert lines[1].startswith(f"unreachable:{tmp_path / 'c'}: FAILED at connect")
+    assert lines[3] == "2 of 3 devices deployed, 1 failed"
+    assert current(tmp_path / "a").startswith("1.0.0-") and current(tmp_path / "b").startswith("1.0.0-")
+
+
+@pytest.mark.timeout(120)
+def test_doctor_reports_each_missing_thing_with_its_fix(device, tmp_path):
+    result = remote(device, "doctor", f"device:{tmp_path / 'device'}")
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("ok   python") for line in lines), lines
+    if not Path("/etc/nv_tegra_release").exists():
+        assert result.returncode == 1
+        index = next(i for i, line in enumerate(lines) if "jetpack" in line)
+        assert lines[index].startswith("MISSING") and "fix:" in lines[index + 1]
+    assert any("disk" in line and "GB free" in line for line in lines)
+
+
+@pytest.mark.parametrize("target", [
+    "host name", "host;rm -rf ~", "$(reboot)", "-oProxyCommand=touch{x}", "dev'ice", 'dev"ice', "device:dir with space",
+    "device:-rf", "device:a;b", "device:$(touch{x})", "device:../../etc", "`touch{x}`@device", "device:a'b",
+    "us er@device", "-l@device",
+])
+@pytest.mark.timeout(60)
+def test_hostile_destinations_are_refused_before_anything_runs(device, openpose_packages, tmp_path, target):
+    marker = tmp_path / "pwned"
+    target = target.replace("{x}", f" {marker}")
+    for result in (deploy(device, openpose_packages["1.0.0"], target), remote(device, "status", target)):
+        assert result.returncode == 1
+        errors = result.stderr.strip().splitlines()
+        assert len(errors) == 1 and errors[0].startswith("error: destination "), result.stderr
+    assert not marker.exists()
+
+
+@pytest.mark.timeout(120)
+def test_hostile_app_names_are_refused_when_packaging(tmp_path, graphflow_wheel):
+    app = json.loads((REPO / "apps" / "demo.app.json").read_text())
+    (tmp_path / "scale_add.subgraph.json").write_text((REPO / "apps" / "scale_add.subgraph.json").read_text())
+    for name in ("a b", "x;reboot", "$(id)", "-rf", "../up", "it's"):
+        app["name"] = name
+        (tmp_path / "app.json").write_text(json.dumps(app))
+        result = graphflow("package", str(tmp_path / "app.json"), "-o", str(tmp_path / "out"),
+                           "--graphflow-wheel", str(graphflow_wheel))
+        assert result.returncode == 1 and result.stderr.startswith("error: app name ") and \
+            len(result.stderr.strip().splitlines()) == 1, (name, result.stderr)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.timeout(60)
+def test_remote_names_travel_quoted(device, tmp_path):
+    """Names the validation allows still reach the device as single arguments."""
+    folder = tmp_path / "a+b.c_d-e"
+    transport = Transport(parse_destination(f"device:{folder}"), device.config, python=device.python)
+    made = transport.run(["mkdir", "-p", "--", str(folder / "x y")])
+    assert made.returncode == 0 and (folder / "x y").is_dir()
+    echoed = transport.run(["printf", "%s\\n", "a b", "$(id)", "'q'", ";"])
+    assert echoed.stdout.splitlines() == ["a b", "$(id)", "'q'", ";"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_service_writes_a_unit_that_verifies_and_says_why_it_did_not_start(device, openpose_packages, tmp_path):
+    root = tmp_path / "device"
+    result = deploy(device, openpose_packages["1.0.0"], f"device:{root}", "--service")
+    unit = device.config_home / "systemd" / "user" / "graphflow-openpose.service"
+    assert unit.is_file()
+    text = unit.read_text()
+    assert f"ExecStart={device.python} {root}/.graphflow/agent.py run {root}\n" in text
+    assert "Restart=on-failure" in text and "WantedBy=default.target" in text
+    if Path("/run/systemd/system").is_dir() and os.environ.get("XDG_RUNTIME_DIR"):
+        assert result.returncode == 0 and "service graphflow-openpose.service started" in result.stdout
+    else:  # no systemd user session here (a container): installed and switched, and it says so
+        assert result.returncode == 1, result.stdout
+        assert "the release is current and its unit is written to" in result.stdout
+        assert "did not start" in result.stdout and "loginctl enable-linger" in result.stdout
+        assert current(root).startswith("1.0.0-")
+    if shutil.which("systemd-analyze"):
+        checked = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stderr
+        broken = tmp_path / "graphflow-broken.service"
+        broken.write_text(text.replace("ExecStart=", "ExecStrat="))  # the check must catch a bad unit
+        assert subprocess.run(["systemd-analyze", "verify", str(broken)], capture_output=True).returncode != 0
+
+
+def viewer_page(port: int) -> str | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+            return response.read().decode(errors="replace")
+    except OSError:
+        return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_foreground_viewer_through_the_tunnel_and_ctrl_c_stops_the_app_on_the_device(device, openpose_packages,
+                                                                                   tmp_path):
+    root = tmp_path / "device"
+    device_port, local_port = free_port(), free_port()
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    # The app serves its viewer on the device's loopback after the image (until Ctrl-C or --duration).
+    app = subprocess.Popen([sys.executable, "-m", "graphflow.cli", "deploy", str(openpose_packages["1.0.0"]),
+                            f"--to=device:{root}", "--ssh-config", str(device.config), "--python", device.python,
+                            "--reuse-system-packages", "--foreground", "--app-args",
+                            f"--input {BUS} --output {tmp_path / 'out'} --quiet --viewer-port {device_port} --duration 200"],
+                           env=env, cwd=REPO, start_new_session=True, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    tunnel = None
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "out" / "predictions.json").exists() or not listening(device_port):
+            assert time.monotonic() < deadline and app.poll() is None, "the app did not come up"
+            time.sleep(0.2)
+        tunnel = subprocess.Popen([sys.executable, "-m", "graphflow.cli", "remote", "view", "--ssh-config",
+                                   str(device.config), "--port", str(local_port), "--remote-port", str(device_port),
+                                   "device"], env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True, start_new_session=True)
+        page = None
+        while page is None and time.monotonic() < deadline:
+            page = viewer_page(local_port)
+            time.sleep(0.2)
+        assert page is not None and "<html" in page.lower()
+        os.killpg(tunnel.pid, signal.SIGINT)  # Ctrl-C ends the tunnel
+        assert tunnel.wait(timeout=30) == 0 and not listening(local_port)
+        os.killpg(app.pid, signal.SIGINT)  # Ctrl-C in the terminal: the app on the device stops
+        app.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while listening(device_port) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not listening(device_port), "the app still runs on the device"
+    finally:
+        for process in (tunnel, app):
+            if process is not None and process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)

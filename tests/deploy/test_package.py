@@ -1,0 +1,169 @@
+"""The .gfpkg package: what it holds, its hashes, and --check (hashes; the wheelhouse resolved
+offline by pip for the target's platform and Python)."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from graphflow.deploy.package import build_graphflow_wheel, build_package, check_package
+from tests.conftest import MODELS, REPO
+
+MODEL = MODELS / "openpose_mobilenet_thin.onnx"
+
+
+def graphflow(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO), GRAPHFLOW_MODEL_PATH=str(MODELS))
+    return subprocess.run([sys.executable, "-m", "graphflow.cli", *args], capture_output=True, text=True,
+                          timeout=120, env=env, cwd=REPO)
+
+
+def members(package: Path) -> dict[str, bytes]:
+    with tarfile.open(package) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar}
+
+
+@pytest.mark.timeout(120)
+def test_the_package_holds_the_composed_app_the_wheel_the_model_once_and_pins(openpose_packages):
+    files = members(openpose_packages["1.0.0"])
+    manifest = json.loads(files.pop("manifest.json"))
+    assert manifest["app"] == {"name": "openpose", "version": "1.0.0", "file": "app/openpose.app.json"}
+    assert manifest["target"] == "linux-x86_64" and manifest["python"] == f"{sys.version_info[0]}.{sys.version_info[1]}"
+    model_hash = hashlib.sha256(MODEL.read_bytes()).hexdigest()  # computed here, not by the package code
+    assert manifest["models"] == {"openpose_mobilenet_thin.onnx": model_hash}
+    assert sorted(files) == sorted(["app/openpose.app.json", "app/openpose_decoder.subgraph.json",
+                                    f"models/{model_hash}", "requirements.txt",
+                                    "wheels/graphflow-0.1.0-py3-none-any.whl"])
+    assert set(manifest["files"]) == set(files)
+    for name, data in files.items():
+        assert manifest["files"][name] == {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    app = json.loads(files["app/openpose.app.json"])
+    assert app["config"]["inference"]["tensor_rt_inference"]["model_file_path"] == "openpose_mobilenet_thin.onnx"
+    assert {"name": "decoder", "subgraph": "openpose_decoder.subgraph.json"} in app["graph"]["nodes"]
+    pins = files["requirements.txt"].decode().split()
+    from importlib.metadata import version
+    assert f"numpy=={version('numpy')}" in pins and f"onnxruntime=={version('onnxruntime')}" in pins
+    with zipfile.ZipFile(io.BytesIO(files["wheels/graphflow-0.1.0-py3-none-any.whl"])) as wheel:
+        names = wheel.namelist()
+    assert "graphflow/packs/openpose/__init__.py" in names and "graphflow/deploy/agent.py" in names  # packs ship inside
+    assert not [n for n in names if n.endswith((".so", ".pyd"))]  # pure Python: runs on aarch64 too
+
+
+@pytest.mark.timeout(120)
+def test_a_model_used_twice_is_stored_once_and_packaging_is_reproducible(tmp_path, graphflow_wheel, model_path):
+    app = json.loads((REPO / "apps" / "openpose.app.json").read_text())
+    app["graph"]["nodes"].append({"name": "second", "components": [{"name": "infer", "type": "ml.TensorRTInference"}]})
+    app["graph"]["edges"].append({"source": "encoder/color_camera_encoder/tensor", "target": "second/infer/input"})
+    app["config"]["second"] = {"infer": {"model_file_path": str(MODEL)}}  # the same file by its absolute path
+    (tmp_path / "two.app.json").write_text(json.dumps(app))
+    (tmp_path / "openpose_decoder.subgraph.json").write_text((REPO / "apps" / "openpose_decoder.subgraph.json").read_text())
+    quiet = dict(target="linux-x86_64", graphflow_wheel=graphflow_wheel, progress=lambda _: None)
+    first = build_package(tmp_path / "two.app.json", tmp_path / "a", **quiet)
+    second = build_package(tmp_path / "two.app.json", tmp_path / "b", **quiet)
+    assert first.read_bytes() == second.read_bytes()
+    # The graphflow wheel itself is reproducible: a redeploy uploads it only when graphflow changed.
+    wheels = [build_graphflow_wheel(tmp_path / f"wheel{i}", progress=lambda _: None) for i in (1, 2)]
+    assert wheels[0].read_bytes() == wheels[1].read_bytes()
+    files = members(first)
+    assert len([n for n in files if n.startswith("models/")]) == 1
+    packaged = json.loads(files["app/two.app.json"])
+    assert packaged["config"]["second"]["infer"]["model_file_path"] == "openpose_mobilenet_thin.onnx"
+
+
+def rewrite(package: Path, out: Path, change) -> Path:
+    """A copy of the package with ``change(name, data) -> (name, data) | None`` applied to each member."""
+    with tarfile.open(package) as tar, tarfile.open(out, "w") as new:
+        for member in tar:
+            changed = change(member.name, tar.extractfile(member).read())
+            if changed is None:
+                continue
+            info = tarfile.TarInfo(changed[0])
+            info.size = len(changed[1])
+            new.addfile(info, io.BytesIO(changed[1]))
+    return out
+
+
+@pytest.mark.timeout(120)
+def test_check_finds_a_changed_a_missing_an_extra_and_an_unsafe_file(openpose_packages, tmp_path):
+    package = openpose_packages["1.0.0"]
+    ok = graphflow("package", "--check", str(package))
+    assert ok.returncode == 0 and ok.stdout.strip() == f"{package}: ok"
+
+    def flip(name, data):
+        return (name, data[:100] + bytes([data[100] ^ 1]) + data[101:]) if name.startswith("models/") else (name, data)
+
+    flipped = graphflow("package", "--check", str(rewrite(package, tmp_path / "flipped.gfpkg", flip)))
+    assert flipped.returncode == 1 and flipped.stderr.startswith("error: models/") and "sha256" in flipped.stderr
+
+    dropped = rewrite(package, tmp_path / "dropped.gfpkg", lambda n, d: None if n == "requirements.txt" else (n, d))
+    assert check_package(dropped, progress=lambda _: None) == ["requirements.txt: listed in the manifest but missing"]
+
+    def extra(name, data):
+        return ("app/../../evil.sh" if name == "requirements.txt" else name, data)
+
+    problems = check_package(rewrite(package, tmp_path / "unsafe.gfpkg", extra), progress=lambda _: None)
+    assert problems[0].startswith("app/../../evil.sh: unsafe entry")
+
+    (tmp_path / "junk.gfpkg").write_bytes(b"not a tar file at all")
+    junk = graphflow("package", "--check", str(tmp_path / "junk.gfpkg"))
+    assert junk.returncode == 1 and junk.stderr.startswith("error: ") and "not a graphflow package" in junk.stderr
+    assert len(junk.stderr.strip().splitlines()) == 1
+
+
+def fake_target_wheel(folder: Path, name: str, version: str, tag: str, requires: list[str] = ()) -> Path:
+    """A wheel with real metadata for pip's resolver (which reads only the metadata on --dry-run)."""
+    path = folder / f"{name}-{version}-{tag}.whl"
+    info = f"{name}-{version}.dist-info"
+    with zipfile.ZipFile(path, "w") as wheel:
+        wheel.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+                       + "".join(f"Requires-Dist: {r}\n" for r in requires))
+        wheel.writestr(f"{info}/WHEEL", f"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\nTag: {tag}\n")
+        wheel.writestr(f"{info}/RECORD", "")
+    return path
+
+
+@pytest.mark.timeout(180)
+def test_check_resolves_the_wheelhouse_offline_for_the_target_platform_and_python(tmp_path, graphflow_wheel,
+                                                                                  model_path, monkeypatch):
+    """A jetson-jp6 package whose wheelhouse has aarch64 cp310 wheels for every pin passes; one
+    with a cp311 or an x86_64 wheel in their place fails, naming the requirement. (The wheels'
+    metadata is real pip metadata; their content is not needed for pip's dry run. The full
+    wheelhouse from PyPI is checked by the command in benchmarks/README.md.)"""
+    from graphflow.deploy import package as package_module
+    from graphflow.deploy.targets import TARGETS
+
+    target = TARGETS["jetson-jp6"]
+    aarch64_310 = "cp310-cp310-manylinux_2_17_aarch64.manylinux2014_aarch64"
+
+    def make(tag_of):
+        def download(spec_target, requirements, out, progress):
+            out.mkdir(parents=True, exist_ok=True)
+            for requirement in requirements:
+                name, version = requirement.split("==")
+                fake_target_wheel(out, name.replace("-", "_"), version, tag_of(name))
+            return out
+        monkeypatch.setattr(package_module, "download_wheelhouse", download)
+        folder = tmp_path / str(len(list(tmp_path.iterdir())))
+        return build_package(REPO / "apps" / "openpose.app.json", folder, target="jetson-jp6", wheelhouse=True,
+                             graphflow_wheel=graphflow_wheel, progress=lambda _: None)
+
+    good = make(lambda name: aarch64_310)
+    assert check_package(good, progress=lambda _: None) == []
+    assert "cupy-cuda12x==13.6.0" in members(good)["requirements.txt"].decode().split()
+    wrong_python = make(lambda name: "cp311-cp311-manylinux_2_17_aarch64" if name == "numpy" else aarch64_310)
+    problems = check_package(wrong_python, progress=lambda _: None)
+    assert problems and "does not resolve offline for jetson-jp6" in problems[0] and "numpy" in " ".join(problems)
+    wrong_platform = make(lambda name: "cp310-cp310-manylinux_2_17_x86_64" if name == "pyzmq" else aarch64_310)
+    problems = check_package(wrong_platform, progress=lambda _: None)
+    assert problems and "pyzmq" in " ".join(problems)
+    # The same good package does not resolve for JetPack 7 (Python 3.12).
+    assert check_package(good, "jetson-jp7", progress=lambda _: None)
+    assert target.python == "3.10"
