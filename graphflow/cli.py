@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .loader import AppInvalid, load_app
 from .registry import Registry
+from .viewer.cli import add_viewer_arguments, open_viewer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,11 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, help="worker threads (default: the core count)")
     run.add_argument("--stats-json", type=Path, help="also write the job report to this JSON file")
     run.add_argument("--quiet", action="store_true", help="do not print the job report")
-    run.add_argument("--no-viewer", action="store_true", help="do not serve the web viewer")
-    run.add_argument("--viewer-port", type=int, default=3000, metavar="PORT",
-                     help="port of the web viewer (default 3000)")
-    run.add_argument("--viewer-host", default="127.0.0.1", metavar="HOST",
-                     help="address the viewer listens on (default 127.0.0.1; 0.0.0.0 exposes it to the network)")
+    add_viewer_arguments(run)
     run.set_defaults(func=cmd_run)
 
     validate = sub.add_parser("validate", help="check app files; exit 0 when all are valid")
@@ -114,14 +111,7 @@ def cmd_run(args) -> int:
 
     spec = load_app(args.app, args.config, _io_sets(args))
     app = App(spec, workers=args.workers, max_ticks=args.max_ticks)
-    viewer = None
-    if not args.no_viewer:
-        from .viewer import ViewerError, ViewerSession
-        try:
-            viewer = ViewerSession(args.viewer_host, args.viewer_port)  # binds now: a taken port stops here
-        except ViewerError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+    viewer = open_viewer(args)  # binds now; a taken port: one line, and the app runs without it
     previous = signal.signal(signal.SIGTERM, lambda *_: app.request_stop())
     try:
         if viewer is None:
