@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
 
 from . import encode
 from .api import MAX_BODY, Api, ApiError, parse_json, query_int
@@ -55,6 +56,22 @@ _ENDPOINTS = ("/api/graph, /api/stats, /api/channels, /api/config, "
               "/api/messages/<channel>/latest[/image|/heatmap], /api/stream")
 # marks a response as answered by the routes (not by the HTTP parser); ResponseKey from aiohttp 3.12
 _HANDLED = web.ResponseKey("graphflow_handled", bool) if hasattr(web, "ResponseKey") else "graphflow_handled"
+
+
+class _QuietParseErrors(logging.Filter):
+    """A request the HTTP parser refuses is the client's mistake, answered with a 400 and counted:
+    a debug line, not a traceback on the app's terminal."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return log.isEnabledFor(logging.DEBUG)
+        return True
+
+
+_server_log = logging.getLogger("graphflow.viewer.http")
+_server_log.addFilter(_QuietParseErrors())
 
 
 class ViewerError(RuntimeError):
@@ -122,6 +139,7 @@ class ViewerServer:
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
         self._sockets: set = set()   # open WebSocketResponses
+        self._served: set = set()    # connections (aiohttp's handlers) that got a request through
         self._streams = 0            # streams counted against the cap (from the handshake on)
         self._allowed_hosts = {*LOOPBACK_NAMES, _host_name(host)}
         self._cookie = f"graphflow-viewer-{self.port}"
@@ -184,7 +202,7 @@ class ViewerServer:
             loop.run_forever()
         finally:
             try:
-                loop.run_until_complete(self._runner.cleanup())
+                loop.run_until_complete(self._teardown())
             finally:
                 loop.close()
 
@@ -211,10 +229,40 @@ class ViewerServer:
                 if 400 <= response.status < 500 and not response.get(_HANDLED):
                     server.refused["malformed"] += 1
 
-        self._runner = web.AppRunner(app, access_log_class=Counting, access_log=log,
+        self._runner = web.AppRunner(app, access_log_class=Counting, access_log=log, logger=_server_log,
                                      keepalive_timeout=self.idle_timeout, shutdown_timeout=1.0)
         await self._runner.setup()
         await web.SockSite(self._runner, self._sock).start()
+        self._sweeper = asyncio.ensure_future(self._sweep())
+
+    async def _sweep(self) -> None:
+        """Close connections that never completed a first request within the idle timeout
+        (slow or silent peers). aiohttp's keep-alive timeout covers the time between requests,
+        and in its newest releases this case too; this keeps it true on every release."""
+        loop = asyncio.get_running_loop()
+        first_seen: dict = {}
+        while True:
+            await asyncio.sleep(min(max(self.idle_timeout / 4, 0.05), 5.0))
+            now = loop.time()
+            connections = self._runner.server.connections if self._runner.server is not None else []
+            self._served.intersection_update(connections)
+            waiting = {}
+            for handler in connections:
+                if handler in self._served:
+                    continue
+                waiting[handler] = first_seen.get(handler, now)
+                if now - waiting[handler] >= self.idle_timeout:
+                    self.refused["idle"] += 1
+                    handler.force_close()
+            first_seen = waiting
+
+    async def _teardown(self) -> None:
+        self._sweeper.cancel()
+        await self._runner.cleanup()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:  # connections still open at shutdown
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def close(self) -> None:
         if self.stream is not None:
@@ -250,6 +298,7 @@ class ViewerServer:
     @web.middleware
     async def _guard(self, request: web.Request, handler):
         cookie = None
+        self._served.add(request.protocol)
         try:
             self._check_host(request)
             cookie = self._check_token(request)

@@ -271,6 +271,8 @@ class StreamClient:
         return got
 
     def close(self) -> None:
+        if self.loop.is_closed():
+            return
         self.loop.run_until_complete(self.ws.close())
         self.loop.run_until_complete(self.session.close())
         self.loop.close()
