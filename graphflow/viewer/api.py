@@ -93,13 +93,13 @@ def _check_finite(value, path: str) -> None:
     while stack:
         item, where = stack.pop()
         if isinstance(item, float) and not math.isfinite(item):
-            raise ValueError(f"{where}: {item!r} is not a finite number")
+            raise ValueError(f"{where}: {str(item)!r} is not a finite number")
         if isinstance(item, int) and not isinstance(item, bool) and not INT64[0] <= item <= INT64[1]:
             raise ValueError(f"{where}: integer out of the 64-bit range")
         if isinstance(item, (list, tuple)):
             stack.extend((v, f"{where}[{i}]") for i, v in enumerate(item))
         elif isinstance(item, dict):
-            stack.extend((v, f"{where}.{k}") for k, v in item.items())
+            stack.extend((v, f"{where}[{json.dumps(k)}]") for k, v in item.items())
 
 
 def near(name: str, candidates) -> str:
@@ -252,7 +252,7 @@ class Api:
                 for comp, params in value.items():
                     if not isinstance(params, dict):
                         errors.append({"path": f"{key}/{comp}",
-                                       "error": f"component {key}/{comp}: expected an object of params"})
+                                       "error": f"component {key + '/' + comp!r}: expected an object of params"})
                         continue
                     for param, v in params.items():
                         changes.append((f"{key}/{comp}", param, v, f"{key}/{comp}/{param}"))
@@ -270,7 +270,9 @@ class Api:
                 continue
             try:
                 _check_finite(value, path)
-                converted.append((component_name, param, declared[param].convert(value), path))
+                typed = declared[param].convert(value)
+                _check_finite(typed, path)  # e.g. a period "NaNHz" or "1e-400s": a string that converts to no number
+                converted.append((component_name, param, typed, path))
             except (ValueError, TypeError, OverflowError) as exc:
                 message = str(exc)
                 errors.append({"path": path, "error": message if message.startswith(path) else f"{path}: {message}"})

@@ -208,17 +208,20 @@ class ViewerServer:
 
     async def _setup(self) -> None:
         app = web.Application(middlewares=[self._guard], client_max_size=MAX_BODY)
-        app.router.add_get("/", self._index)
-        app.router.add_get("/index.html", self._index)
-        app.router.add_get("/static/{name}", self._static)
-        app.router.add_get("/favicon.ico", self._favicon)
-        app.router.add_get("/api/graph", self._json_route(lambda: self.api.graph()))
-        app.router.add_get("/api/stats", self._json_route(self.stats))
-        app.router.add_get("/api/channels", self._json_route(lambda: self.api.channels()))
-        app.router.add_get("/api/config", self._json_route(lambda: self.api.config()))
-        app.router.add_post("/api/config", self._set_config)
-        app.router.add_get("/api/messages/{tail:.+}", self._messages)
-        app.router.add_get("/api/stream", self._stream)
+        routes = [("GET", "/", self._index), ("GET", "/index.html", self._index),
+                  ("GET", "/static/{name}", self._static), ("GET", "/favicon.ico", self._favicon),
+                  ("GET", "/api/graph", self._json_route(lambda: self.api.graph())),
+                  ("GET", "/api/stats", self._json_route(self.stats)),
+                  ("GET", "/api/channels", self._json_route(lambda: self.api.channels())),
+                  ("GET", "/api/config", self._json_route(lambda: self.api.config())),
+                  ("POST", "/api/config", self._set_config),
+                  ("GET", "/api/messages/{tail:.+}", self._messages),
+                  ("GET", "/api/stream", self._stream)]
+        for method, path, handler in routes:
+            if method == "GET":
+                app.router.add_get(path, handler, expect_handler=_expect)
+            else:
+                app.router.add_route(method, path, handler, expect_handler=_expect)
         app.on_shutdown.append(self._close_streams)
         server = self
 
@@ -465,6 +468,18 @@ class ViewerServer:
         finally:
             writer.cancel()
             self.stream.remove(client)
+
+
+async def _expect(request: web.Request) -> web.Response | None:
+    """The Expect header (it is handled before the routes and the gate): 100-continue is
+    answered, anything else refused with a 417 (aiohttp's own answer fails on a non-ASCII one)."""
+    expect = request.headers.get("Expect", "")
+    if expect.lower() == "100-continue":
+        if request.version >= (1, 1):
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0  # the interim answer is not the response
+        return None
+    return _json_error(417, f"unsupported Expect header {expect[:40]!r} (only 100-continue)")
 
 
 async def _write(client: Client, wake: asyncio.Event) -> None:
