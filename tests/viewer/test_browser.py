@@ -14,7 +14,7 @@ import pytest
 
 from .conftest import wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 cv2 = pytest.importorskip("cv2")
 
 
