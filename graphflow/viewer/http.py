@@ -139,6 +139,8 @@ class ViewerServer:
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
         self._sockets: set = set()   # open WebSocketResponses
+        self._wakes: list = []       # writers the pump has work for (their asyncio.Events)
+        self._loop_thread: int | None = None
         self._served: set = set()    # connections (aiohttp's handlers) that got a request through
         self._streams = 0            # streams counted against the cap (from the handshake on)
         self._allowed_hosts = {*LOOPBACK_NAMES, _host_name(host)}
@@ -170,7 +172,18 @@ class ViewerServer:
         self.observer = ViewerObserver(tap_of(app))
         self.api = Api(app, self.observer)
         self.stream = Stream(self.api, self.observer)
+        self.stream.end_of_round = self._wake_writers
         return self
+
+    def _wake_writers(self) -> None:
+        """From the pump, once per round: wake every writer it queued something for."""
+        if not self._wakes:
+            return
+        wakes, self._wakes = self._wakes, []
+        try:
+            self._loop.call_soon_threadsafe(_set_all, wakes)
+        except RuntimeError:  # the loop closed
+            pass
 
     def start(self) -> "ViewerServer":
         if self.app is None:
@@ -191,6 +204,7 @@ class ViewerServer:
     def _serve(self, ready: threading.Event, failure: list) -> None:
         loop = self._loop
         asyncio.set_event_loop(loop)
+        self._loop_thread = threading.get_ident()
         try:
             loop.run_until_complete(self._setup())
         except Exception as exc:  # reported by start()
@@ -443,11 +457,11 @@ class ViewerServer:
         loop = asyncio.get_running_loop()
         wake = asyncio.Event()
 
-        def wake_writer() -> None:  # from the pump thread
-            try:
-                loop.call_soon_threadsafe(wake.set)
-            except RuntimeError:  # the loop closed
-                pass
+        def wake_writer() -> None:
+            if threading.get_ident() == self._loop_thread:
+                wake.set()
+            else:  # the pump: woken all at once at the end of its round (one wake-up of the loop)
+                self._wakes.append(wake)
 
         client = self.stream.add(Client(ws.send_str, ws.send_bytes, wake_writer))
         writer = asyncio.ensure_future(_write(client, wake))
@@ -468,6 +482,11 @@ class ViewerServer:
         finally:
             writer.cancel()
             self.stream.remove(client)
+
+
+def _set_all(events: list) -> None:
+    for event in events:
+        event.set()
 
 
 async def _expect(request: web.Request) -> web.Response | None:

@@ -175,6 +175,9 @@ class Stream:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.end_of_round: Callable[[], None] = lambda: None  # set by the server: wake the writers at once
+        self._resubscribed = True
+        self._other_windows = False   # an inspector or a plot open somewhere (served every round)
 
     def start(self) -> None:
         self.api.live.sample()
@@ -259,6 +262,7 @@ class Stream:
                 window.seen = {k: v for k, v in old.seen.items() if k in window.channels}
             windows[window.id] = window
         client.windows = windows
+        self._resubscribed = True
         self._rewatch()
         if errors:
             client.send_json(None, {"type": "error", "error": "; ".join(errors)})
@@ -267,6 +271,7 @@ class Stream:
         depths: dict[str, int] = {}
         with self._lock:
             clients = list(self.clients.values())
+        self._other_windows = any(w.renderer != "2d" for c in clients for w in c.windows.values())
         for client in clients:
             for window in client.windows.values():
                 if window.renderer == "inspector":
@@ -281,6 +286,7 @@ class Stream:
         next_stats = 0.0
         next_sample = 0.0
         cache: OrderedDict = OrderedDict()
+        seen_version, again = -1, True
         while not self._stop.is_set():
             now = time.monotonic()
             if now >= next_sample:
@@ -293,11 +299,18 @@ class Stream:
                 for client in clients:
                     client.queue.put(("stats",), text)
                 next_stats = now + 1.0
-            for client in clients:
+            synced_now: dict = {}
+            # 2-D windows only change when a watched channel published, or when a frame had to
+            # wait (its window's rate, or its client still busy): other rounds skip them all.
+            version = self.observer.version
+            serve_2d, seen_version, again = again or version != seen_version or self._resubscribed, version, False
+            self._resubscribed = False
+            for client in clients if serve_2d or self._other_windows else ():
                 for window in list(client.windows.values()):
                     try:
                         if window.renderer == "2d":
-                            self._serve_2d(client, window, now, cache)
+                            if serve_2d:
+                                again = self._serve_2d(client, window, now, cache, synced_now) or again
                         elif window.renderer == "inspector":
                             self._serve_inspector(client, window, now)
                         else:
@@ -307,6 +320,7 @@ class Stream:
                         window.last_sent = now + 1.0
                         client.send_json(("error", window.id), {"type": "error", "window": window.id,
                                                                 "error": f"window {window.id}: {exc}"})
+            self.end_of_round()
             self._stop.wait(1 / PUMP_HZ)
 
     def _head(self, name: str):
@@ -320,54 +334,72 @@ class Stream:
             held.append(last)
         return held
 
-    def _serve_2d(self, client: Client, window: Window, now: float, cache: OrderedDict) -> None:
+    def _serve_2d(self, client: Client, window: Window, now: float, cache: OrderedDict, synced_now: dict) -> bool:
+        """Queue the window's newest frame if there is one; True when it has to look again soon
+        (the window's rate or its client's queue held a frame back)."""
         key = ("2d", window.id)
         if now - window.last_sent < 1.0 / window.max_fps or client.queue.pending(key):
-            return
+            return True
         heads = (self._head(window.image_channel) if window.image_channel else None,
                  tuple(self._head(name) for name in window.overlays), window.width, window.height)
         if window.last_heads is not None and len(heads[1]) == len(window.last_heads[1]) and \
                 heads[0] is window.last_heads[0] and all(a is b for a, b in zip(heads[1], window.last_heads[1])) \
                 and heads[2:] == window.last_heads[2:]:
-            return  # nothing new was published since we last looked
+            return False  # nothing new was published since we last looked
         window.last_heads = heads
-        images = self._messages(window.image_channel) if window.image_channel else []
-        overlay_lists = [(name, self._messages(name)) for name in window.overlays]
-        chosen = synchronize(images, [msgs for _, msgs in overlay_lists if msgs], window.tolerance)
+        # What to show depends on the channels alone: worked out once per round for every client.
+        sync_key = (window.image_channel, tuple(window.overlays), window.tolerance)
+        if sync_key not in synced_now:
+            images = self._messages(window.image_channel) if window.image_channel else []
+            overlay_lists = [(name, self._messages(name)) for name in window.overlays]
+            names = tuple(name for name, msgs in overlay_lists if msgs)
+            synced_now[sync_key] = (names, synchronize(images, [msgs for _, msgs in overlay_lists if msgs],
+                                                       window.tolerance))
+        names, chosen = synced_now[sync_key]
         if chosen is None:
-            return
+            return False
         image, overlays, synced = chosen
         if image is None and not overlays:
-            return
+            return False
         ident = (image, *overlays, window.width, window.height)  # messages compare by identity
         if window.last_key is not None and len(ident) == len(window.last_key) and \
                 all(a is b or (type(a) is int and a == b) for a, b in zip(ident, window.last_key)):
-            return
+            return False
+        # The same frame for every client showing the same window (tabs of one page share their
+        # window ids): encoded once. The entry holds the messages, so their ids stay unique.
+        frame_key = (window.id, window.image_channel, names, synced, *map(id, ident[:-2]), window.width, window.height)
+        held = cache.get(frame_key)
+        if held is None or not all(a is b for a, b in zip(held[0][:-2], ident[:-2])):
+            held = (ident, self._frame(window, image, names, overlays, synced, cache))
+            cache[frame_key] = held
+            while len(cache) > 64:
+                cache.popitem(last=False)
+        client.queue.put(key, held[1])
+        window.last_key = ident
+        window.last_sent = now
+        return False
+
+    def _frame(self, window: Window, image, names, overlays, synced: bool, cache: OrderedDict) -> bytes:
         header = {"type": "frame", "window": window.id, "synced": synced, "image": None, "overlays": []}
         data = b""
         if image is not None:
             pixels = image.payload.pixels
             h, w = pixels.shape[:2]
-            cache_key = (id(image), window.width, window.height)
-            held = cache.get(cache_key)
-            encoded = held[1] if held is not None and held[0] is image else None  # the entry holds the
-            if encoded is None:                                                   # message: ids stay unique
-                encoded = encode.encode_image(pixels, getattr(image.payload, "color_order", "bgr"),
-                                              window.width, window.height)
-                cache[cache_key] = (image, encoded)
-                while len(cache) > 8:
-                    cache.popitem(last=False)
-            data, mime, width, height = encoded
+            image_key = ("jpeg", id(image), window.width, window.height)
+            held = cache.get(image_key)
+            if held is None or held[0] is not image:
+                held = (image, encode.encode_image(pixels, getattr(image.payload, "color_order", "bgr"),
+                                                   window.width, window.height))
+                cache[image_key] = held
+            data, mime, width, height = held[1]
             header["image"] = {"channel": window.image_channel, "uuid": image.header.uuid,
                                "acqtime": image.acqtime, "pubtime": image.pubtime, "mime": mime,
                                "width": width, "height": height, "image_width": w, "image_height": h}
-        names = [name for name, msgs in overlay_lists if msgs]
         for name, message in zip(names, overlays):
             header["overlays"].append({"channel": name, "uuid": message.header.uuid, "acqtime": message.acqtime,
                                        "render": type(message.payload).render, **_overlay(message)})
-        client.send_binary(key, header, data)
-        window.last_key = ident
-        window.last_sent = now
+        head = encode.dumps(header).encode()
+        return struct.pack(">I", len(head)) + head + data
 
     def _serve_inspector(self, client: Client, window: Window, now: float) -> None:
         key = ("inspect", window.id)
