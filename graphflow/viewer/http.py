@@ -221,7 +221,9 @@ class ViewerServer:
                 loop.close()
 
     async def _setup(self) -> None:
-        app = web.Application(middlewares=[self._guard], client_max_size=MAX_BODY)
+        # aiohttp's own limit is one byte over ours (its comparison changed between releases);
+        # _set_config holds a body to MAX_BODY exactly
+        app = web.Application(middlewares=[self._guard], client_max_size=MAX_BODY + 1)
         routes = [("GET", "/", self._index), ("GET", "/index.html", self._index),
                   ("GET", "/static/{name}", self._static), ("GET", "/favicon.ico", self._favicon),
                   ("GET", "/api/graph", self._json_route(lambda: self.api.graph())),
@@ -414,6 +416,8 @@ class ViewerServer:
             raw = await asyncio.wait_for(request.read(), self.idle_timeout)
         except asyncio.TimeoutError:
             raise self._refuse("body", 408, f"the body did not arrive within {self.idle_timeout:g} s") from None
+        if len(raw) > MAX_BODY:  # sent without a Content-Length (chunked)
+            raise self._refuse("body", 413, f"body too large (limit {MAX_BODY >> 20} MiB)")
         try:
             body = parse_json(raw)
         except ApiError as exc:

@@ -230,13 +230,11 @@ class StreamClient:
     """``/api/stream`` as a test sees it: ``send`` JSON, ``recv`` (header, body) pairs."""
 
     def __init__(self, url: str, headers: dict | None = None):
-        import aiohttp
-
         self.loop = asyncio.new_event_loop()
         self.session = self.loop.run_until_complete(self._session())
         self.ws = self.loop.run_until_complete(
             self.session.ws_connect(url.replace("http://", "ws://") + "api/stream", headers=headers or {},
-                                    max_msg_size=1 << 28, timeout=aiohttp.ClientWSTimeout(ws_close=2)))
+                                    max_msg_size=1 << 28))
 
     async def _session(self):
         import aiohttp

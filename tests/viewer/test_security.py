@@ -142,6 +142,14 @@ def test_the_body_limit_is_1_mib_inclusive(running):
     assert status == 400 and "expected an object of components" in answer["error"]
     status, answer = post_raw(running, body_of(MAX_BODY + 1))
     assert status == 413
+    for size, expected in ((MAX_BODY, 400), (MAX_BODY + 1, 413)):  # no Content-Length: chunked
+        body = body_of(size)
+        chunked = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 65536]), body[i:i + 65536])
+                           for i in range(0, len(body), 65536)) + b"0\r\n\r\n"
+        status, _, _ = raw_request(running.server.port, (
+            f"POST /api/config HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Transfer-Encoding: chunked\r\n\r\n").encode() + chunked)
+        assert status == expected, size
 
 
 @pytest.mark.parametrize("literal, words", [
