@@ -366,15 +366,15 @@ class Stream:
                 all(a is b or (type(a) is int and a == b) for a, b in zip(ident, window.last_key)):
             return False
         # The same frame for every client showing the same window (tabs of one page share their
-        # window ids): encoded once. The entry holds the messages, so their ids stay unique.
-        frame_key = (window.id, window.image_channel, names, synced, *map(id, ident[:-2]), window.width, window.height)
-        held = cache.get(frame_key)
-        if held is None or not all(a is b for a, b in zip(held[0][:-2], ident[:-2])):
-            held = (ident, self._frame(window, image, names, overlays, synced, cache))
-            cache[frame_key] = held
-            while len(cache) > 64:
+        # window ids): encoded once. Keyed by the messages' uuids, so the cache holds no message.
+        frame_key = (window.id, window.image_channel, names, synced, window.width, window.height,
+                     *(m.header.uuid for m in ident[:-2] if m is not None))
+        data = cache.get(frame_key)
+        if data is None:
+            data = cache[frame_key] = self._frame(window, image, names, overlays, synced, cache)
+            while len(cache) > 16:
                 cache.popitem(last=False)
-        client.queue.put(key, held[1])
+        client.queue.put(key, data)
         window.last_key = ident
         window.last_sent = now
         return False
@@ -385,13 +385,12 @@ class Stream:
         if image is not None:
             pixels = image.payload.pixels
             h, w = pixels.shape[:2]
-            image_key = ("jpeg", id(image), window.width, window.height)
-            held = cache.get(image_key)
-            if held is None or held[0] is not image:
-                held = (image, encode.encode_image(pixels, getattr(image.payload, "color_order", "bgr"),
-                                                   window.width, window.height))
-                cache[image_key] = held
-            data, mime, width, height = held[1]
+            image_key = ("jpeg", image.header.uuid, window.width, window.height)
+            encoded = cache.get(image_key)  # one JPEG per image and size, whatever the window
+            if encoded is None:
+                encoded = cache[image_key] = encode.encode_image(
+                    pixels, getattr(image.payload, "color_order", "bgr"), window.width, window.height)
+            data, mime, width, height = encoded
             header["image"] = {"channel": window.image_channel, "uuid": image.header.uuid,
                                "acqtime": image.acqtime, "pubtime": image.pubtime, "mime": mime,
                                "width": width, "height": height, "image_width": w, "image_height": h}
