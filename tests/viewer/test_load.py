@@ -64,3 +64,42 @@ def test_500_idle_streams_add_no_threads(running):
         for sock in sockets:
             sock.close()
         server.close()
+
+
+def masked_text(text: str) -> bytes:
+    """One client text frame (clients mask theirs)."""
+    data, mask = text.encode(), os.urandom(4)
+    head = bytes([0x81]) + (bytes([0x80 | len(data)]) if len(data) < 126 else bytes([0x80 | 126]) + len(data).to_bytes(2, "big"))
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+
+
+@pytest.mark.timeout(90)
+def test_a_client_that_stops_reading_slows_neither_the_graph_nor_the_others(running, viewer_target):
+    """A tab that reads nothing (a frozen browser) fills its socket; its newer frames replace its
+    unsent ones, while another client keeps getting frames and the graph keeps its rate."""
+    import json
+
+    from .conftest import StreamClient
+
+    window = {"id": "w", "renderer": "2d", "channels": [viewer_target.image, viewer_target.skeleton],
+              "width": 4096, "height": 4096}  # full-size frames: the frozen tab's buffers fill fast
+    frozen = open_stream(running.server.port)
+    frozen.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    try:
+        frozen.sendall(masked_text(json.dumps({"op": "subscribe", "windows": [window]})))
+        with StreamClient(running.url) as live:
+            live.send({"op": "subscribe", "windows": [window]})
+            tx = running.app.channels()[viewer_target.image]
+            live.frames({"frame"}, 2)
+            c0, t0 = tx.published, time.monotonic()
+            got = len(live.frames({"frame"}, 15, timeout=10))
+            rate = (tx.published - c0) / (time.monotonic() - t0)
+            assert got == 15 and rate > 7, rate  # the camera runs at 10 Hz
+            frozen_client = min(running.server.clients.values(), key=lambda c: c.id)  # it came first
+            # the socket's buffers take a few MB first; then its newer frames replace the unsent ones
+            wait_for(lambda: frozen_client.queue.dropped > 3, timeout=30,
+                     message="the frozen client's frames replaced unsent")
+            assert len(frozen_client.queue._items) <= 2  # at most one frame per window, and the stats
+            assert len(live.frames({"frame"}, 5, timeout=5)) == 5  # the other one still gets its frames
+    finally:
+        frozen.close()
