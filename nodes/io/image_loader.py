@@ -11,7 +11,8 @@ Bad input: a file that cannot be read, is not an image, or is cut short (a JPEG 
 end-of-image marker, a PNG without IEND: decoders would fill the rest with grey without a
 word) is logged by name and skipped with `on_bad_input` "skip" (the default), and counted in
 `bad_inputs`; stop() logs the count and the names. With "stop" the first bad file stops the
-app with an error naming it. A skipped file is not retried on the next pass of `loop`.
+app with an error naming it. A skipped file is not retried on the next pass of `loop`. Input
+of which not one file could be read is an error either way (naming the files), not an empty run.
 At the end the loader reports itself exhausted (never with loop or a camera), so an app over a
 data set ends by itself. tick_period "0" publishes as fast as the scheduler allows; give the
 edge to the next node the queue policy "block" so that nothing is dropped.
@@ -150,6 +151,7 @@ class ImageLoader(Codelet):
         self._next_file = 0
         self._video_frame = 0
         self._good_this_pass = 0
+        self._good_total = 0
         self.bad_inputs = 0
         self._bad_names: list[str] = []
         self.tick_periodically(self.tick_period)
@@ -157,9 +159,14 @@ class ImageLoader(Codelet):
     def tick(self):
         found = self._next_image()
         if found is None:
+            if self.bad_inputs and not self._good_total:
+                raise ValueError(f"{self.full_name}: no input could be read: {self.bad_inputs} bad file"
+                                 f"{'s' if self.bad_inputs != 1 else ''} ({', '.join(self._bad_names)}"
+                                 f"{', ...' if self.bad_inputs > len(self._bad_names) else ''})")
             self.report_exhausted()
             return
         pixels, source, frame, fps = found
+        self._good_total += 1
         self.color.publish(Image(pixels=pixels, color_order="bgr", source=source, frame=frame, fps=fps))
         if not self.loop and self._capture is None and self._next_file >= len(self._files):
             self.report_exhausted()
