@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from graphflow import Codelet, Param, Period, Tx
+from graphflow import Codelet, NodeError, Param, Period, Tx
 from graphflow.packs.vision.messages import Image
 from graphflow.packs.vision.opencv import cv2
 
@@ -138,13 +138,13 @@ class ImageLoader(Codelet):
             index = self.path[len(CAMERA_PREFIX):]
             capture = cv2.VideoCapture(int(index) if index.isdigit() else index)
             if not capture.isOpened():
-                raise RuntimeError(f"{self.full_name}: cannot open camera {self.path!r}")
+                raise NodeError(f"cannot open camera {self.path!r}")
             self._files: list[tuple[int, Path]] = []
         else:
             try:
                 self._files = list(enumerate(list_sources(self.path)))
             except FileNotFoundError as exc:
-                raise FileNotFoundError(f"{self.full_name}: {exc}") from None
+                raise NodeError(str(exc)) from None
             capture = None
         self._capture, self._capture_source = capture, self.path
         self._capture_fps = _fps(capture)
@@ -160,7 +160,7 @@ class ImageLoader(Codelet):
         found = self._next_image()
         if found is None:
             if self.bad_inputs and not self._good_total:
-                raise ValueError(f"{self.full_name}: no input could be read: {self.bad_inputs} bad file"
+                raise NodeError(f"no input could be read: {self.bad_inputs} bad file"
                                  f"{'s' if self.bad_inputs != 1 else ''} ({', '.join(self._bad_names)}"
                                  f"{', ...' if self.bad_inputs > len(self._bad_names) else ''})")
             self.report_exhausted()
@@ -194,7 +194,7 @@ class ImageLoader(Codelet):
                 self._capture.release()
                 self._capture = None
                 if self._camera:
-                    raise RuntimeError(f"{self.full_name}: camera {self.path!r} returned no frame")
+                    raise NodeError(f"camera {self.path!r} returned no frame")
                 if self._video_frame == 0:
                     self._bad("has no readable video frames")
                 continue
@@ -223,10 +223,10 @@ class ImageLoader(Codelet):
         """Stop on the bad file just taken from the list, or log it, count it and drop it from the list."""
         self._next_file -= 1
         file = self._files.pop(self._next_file)[1]
-        message = f"{self.full_name}: file {str(file)!r} {why}"
+        message = f"file {str(file)!r} {why}"
         if self.on_bad_input == "stop":
-            raise ValueError(f"{message} (on_bad_input is 'stop')")
-        self.log.warning("%s; skipped", message)
+            raise NodeError(f"{message} (on_bad_input is 'stop')")
+        self.log.warning("%s: %s; skipped", self.full_name, message)
         self.bad_inputs += 1
         if len(self._bad_names) < NAMES_IN_SUMMARY:
             self._bad_names.append(file.name)
