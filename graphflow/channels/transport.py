@@ -101,7 +101,7 @@ class _Waker:
 
 
 def _describe_end(info: dict) -> str:
-    return f"{info.get('name', '?')} (pid {info.get('pid', '?')}) {info.get('type', '?')} schema {info.get('schema', '?')}"
+    return f"{info.get('name', '?')} (pid {info.get('pid', '?')})"
 
 
 # -- sender ------------------------------------------------------------------------------------
