@@ -11,8 +11,9 @@ receiver's routing id):
                         PING              heartbeat
     sender → receiver   WELCOME {name, type, schema, shm} or REFUSE text   (type and schema
                         version must match; a refusal names both ends)
-                        MSG [seq, refs], header, array frames   (graphflow.wire frames; arrays of
-                        64 KB and more go through shared memory on one host: refs name them)
+                        MSG [[seq, refs, n], ...], then per message its n graphflow.wire frames
+                        (several small messages in one ZeroMQ message; arrays of 64 KB and
+                        more go through shared memory on one host: refs name them)
                         END seq           the sender's graph has drained
                         PING, WHO         heartbeat; "who are you?" to an unknown receiver
 
@@ -52,6 +53,8 @@ HELLO_RETRY_S = 0.1
 PEER_TIMEOUT_S = 1.5
 POLICIES = ("latest", "block", "reject")
 SHM_THRESHOLD = 64 * 1024
+BATCH_MESSAGES = 64  # small messages waiting for one receiver go out together, up to these
+BATCH_BYTES = 256 * 1024
 MAX_MESSAGE_BYTES = 1 << 30
 
 _HOST = f"{socket.gethostname()}:{open('/proc/sys/kernel/random/boot_id').read().strip() if os.path.exists('/proc/sys/kernel/random/boot_id') else ''}"
@@ -72,20 +75,26 @@ class ChannelError(RuntimeError):
 
 
 class _Waker:
-    """A pipe the I/O thread polls: any thread (or a finalizer) may wake it."""
+    """A pipe the I/O thread polls: any thread (or a finalizer) may wake it. One byte per wake-up
+    at most: a wake while one is pending costs no system call."""
 
     def __init__(self):
         self.read_fd, self.write_fd = os.pipe()
         os.set_blocking(self.read_fd, False)
         os.set_blocking(self.write_fd, False)
+        self._pending = False
 
     def wake(self) -> None:
+        if self._pending:
+            return
+        self._pending = True
         try:
             os.write(self.write_fd, b"x")
         except (BlockingIOError, OSError):
             pass  # the pipe is full: the I/O thread is about to wake anyway
 
     def drain(self) -> None:
+        self._pending = False  # before reading: a wake after this point writes again
         try:
             while os.read(self.read_fd, 4096):
                 pass
@@ -417,21 +426,27 @@ class Sender:
         self._room.notify_all()
 
     def _send_pending(self, sock, now: float) -> None:
+        """Send what each receiver has credit for, several small messages per ZeroMQ message."""
         for peer in list(self._peers.values()):
             while peer.credit > 0 and peer.pending:
-                seq, outgoing = peer.pending.popleft()
-                if peer.local and outgoing.refs:
-                    meta = msgpack.packb([seq, outgoing.refs])
-                    frames = [b"MSG", meta, outgoing.head, *outgoing.inline]
-                    for segment in outgoing.segments:
-                        peer.segments[segment.name] = peer.segments.get(segment.name, 0) + 1
-                else:
-                    frames = [b"MSG", msgpack.packb([seq, None]), outgoing.head, *outgoing.arrays]
+                meta, frames, size = [], [b"MSG", b""], 0
+                while peer.credit > 0 and peer.pending and len(meta) < BATCH_MESSAGES and size < BATCH_BYTES:
+                    seq, outgoing = peer.pending.popleft()
+                    if peer.local and outgoing.refs:
+                        body, refs = [outgoing.head, *outgoing.inline], outgoing.refs
+                        for segment in outgoing.segments:
+                            peer.segments[segment.name] = peer.segments.get(segment.name, 0) + 1
+                    else:
+                        body, refs = [outgoing.head, *outgoing.arrays], None
+                    meta.append([seq, refs, len(body)])
+                    frames += body
+                    size += sum(len(frame) for frame in body)
+                    peer.credit -= 1
+                    peer.sent += 1
+                    self.sent += 1
+                frames[1] = msgpack.packb(meta)
                 if not self._send(sock, peer, frames):
                     break
-                peer.credit -= 1
-                peer.sent += 1
-                self.sent += 1
                 peer.last_sent = now
                 self._room.notify_all()
 
@@ -657,7 +672,7 @@ class Receiver:
             seen = True
             kind = frames[0].bytes if frames else b""
             if kind == b"MSG":
-                if self._message(frames):
+                if self._messages(frames):
                     woke = True
             elif kind == b"WELCOME":
                 try:
@@ -684,19 +699,35 @@ class Receiver:
             self._notify()
         return seen
 
-    def _message(self, frames) -> bool:
-        """Decode one MSG; a bad one is counted and its credit given back."""
+    def _messages(self, frames) -> bool:
+        """Decode one MSG (one or more messages); a bad one is counted and its credit given back."""
+        try:
+            meta = msgpack.unpackb(frames[1].bytes) if len(frames) > 2 else None
+            if not isinstance(meta, list) or not meta or not all(
+                    isinstance(entry, list) and len(entry) == 3 and type(entry[2]) is int and entry[2] >= 1
+                    for entry in meta) or 2 + sum(entry[2] for entry in meta) != len(frames):
+                raise wire.WireError("bad message index frame")
+        except Exception as exc:
+            self._bad(exc)
+            return False
+        position, any_good = 2, False
+        for seq, refs, count in meta:
+            any_good |= self._message(seq, refs, frames[position:position + count])
+            position += count
+        return any_good
+
+    def _bad(self, error: Exception) -> None:
+        self.bad_frames += 1
+        log.debug("%s: dropped a bad frame: %s", self.name, error)
+        with self._lock:
+            self._returned += 1
+
+    def _message(self, seq, refs, frames) -> bool:
         try:
             size = sum(len(f) for f in frames)
             if size > self.max_message_bytes:
                 raise wire.WireError(f"{size} bytes is beyond the size cap of {self.max_message_bytes}")
-            if len(frames) < 3:
-                raise wire.WireError("a message without a header")
-            try:
-                seq, refs = msgpack.unpackb(frames[1].bytes)
-            except Exception:
-                raise wire.WireError("bad message sequence frame") from None
-            body = [frames[2].buffer] + [f.buffer for f in frames[3:]]
+            body = [f.buffer for f in frames]
             if refs:
                 for index, name, segment_size, nbytes in refs:
                     if not (type(index) is int and 0 <= index < len(body) - 1 and len(body[1 + index]) == 0):
@@ -706,18 +737,15 @@ class Receiver:
             if type(message.payload) is not self.message_type:
                 raise wire.WireError(f"a {message.payload.wire_name} on a {self.type_name} channel")
         except (wire.WireError, ValueError, TypeError, IndexError, OSError) as exc:
-            self.bad_frames += 1
-            log.debug("%s: dropped a bad frame: %s", self.name, exc)
-            with self._lock:
-                self._returned += 1
+            self._bad(exc)
             return False
-        if isinstance(seq, int):
+        if type(seq) is int:
             if seq > self._seq + 1 and self._seq:
                 self.upstream_dropped += seq - self._seq - 1
             self._seq = seq
+        self.received += 1  # counted before a taker can see it
         with self._lock:
             self._inbox.append(message)
-        self.received += 1
         return True
 
     def _mapped(self, name: str, size: int, nbytes: int) -> np.ndarray:
