@@ -117,7 +117,8 @@ def graphflow_hop(work: Path, size: int, count: int, period: float) -> dict:
 
 _PYZMQ_SENDER = """
 import sys, time, numpy as np, zmq
-endpoint, size, count, period = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+import os
+endpoint, size, count, period, done = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
 context = zmq.Context()
 sock = context.socket(zmq.PUSH); sock.connect(endpoint)
 time.sleep(1.0)
@@ -128,8 +129,10 @@ for i in range(count):
     sock.send_multipart([stamp.tobytes(), payload], copy=size < 65536)
     if period:
         time.sleep(period)
-sock.close(linger=-1)
-context.term()  # waits until everything queued went out
+while not os.path.exists(done):  # (closing at once lost the last messages still queued, measured)
+    time.sleep(0.05)
+sock.close()
+context.term()
 """
 
 _PYZMQ_RECEIVER = """
@@ -143,7 +146,8 @@ for _ in range(count):
     view = np.frombuffer(payload.buffer, np.uint8)
     latency.append((now - np.frombuffer(stamp.buffer, np.float64)[0]) * 1e3)
     arrivals.append(now)
-json.dump({"latency_ms": latency, "arrivals": arrivals}, open(out, "w"))
+json.dump({"latency_ms": latency, "arrivals": arrivals}, open(out + ".tmp", "w"))
+import os; os.rename(out + ".tmp", out)
 """
 
 
@@ -153,8 +157,8 @@ def pyzmq_hop(work: Path, size: int, count: int, period: float) -> dict:
     deadline = time.monotonic() + 30
     while not (work / "zmq.sock").exists() and time.monotonic() < deadline:
         time.sleep(0.05)  # bound before the sender connects (a PUSH to a path not yet bound can lose its queue)
-    subprocess.run([sys.executable, "-c", _PYZMQ_SENDER, endpoint, str(size), str(count), str(period)], timeout=600,
-                   check=True)
+    subprocess.run([sys.executable, "-c", _PYZMQ_SENDER, endpoint, str(size), str(count), str(period),
+                    str(work / "zmq.json")], timeout=600, check=True)
     receiving.wait(timeout=120)
     return json.loads((work / "zmq.json").read_text())
 
