@@ -70,6 +70,32 @@ def context() -> zmq.Context:
         return _CONTEXT
 
 
+class _Authenticator:
+    """libzmq takes one ZAP handler per context: the publishers of a process share it, each with
+    its own domain (its own folder of allowed client keys)."""
+    _auth = None
+    _users = 0
+    _lock = threading.Lock()
+
+    @classmethod
+    def use(cls, ctx: zmq.Context):
+        from zmq.auth.thread import ThreadAuthenticator
+        with cls._lock:
+            if cls._auth is None:
+                cls._auth = ThreadAuthenticator(ctx)
+                cls._auth.start()
+            cls._users += 1
+            return cls._auth
+
+    @classmethod
+    def release(cls) -> None:
+        with cls._lock:
+            cls._users -= 1
+            if cls._users == 0 and cls._auth is not None:
+                cls._auth.stop()
+                cls._auth = None
+
+
 class ChannelError(RuntimeError):
     """A channel that cannot work: refused at connect, or a bad setting."""
 
@@ -194,10 +220,10 @@ class Sender:
         if secret_file:
             security.configure_server(sock, secret_file)
             if clients:
-                from zmq.auth.thread import ThreadAuthenticator
-                self._auth = ThreadAuthenticator(ctx)
-                self._auth.start()
-                self._auth.configure_curve(domain="*", location=str(clients))
+                self._auth = _Authenticator.use(ctx)
+                domain = f"graphflow-{secrets.token_hex(4)}"  # this socket's own list of clients
+                self._auth.configure_curve(domain=domain, location=str(clients))
+                sock.zap_domain = domain.encode()
         try:
             sock.bind(self.endpoint)
         except zmq.ZMQError as exc:
@@ -316,7 +342,7 @@ class Sender:
         self._thread.join(timeout=5)
         self._thread = None
         if self._auth is not None:
-            self._auth.stop()
+            _Authenticator.release()
         if self.pool is not None:
             self.pool.close()
         self._waker.close()

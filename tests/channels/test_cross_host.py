@@ -56,6 +56,19 @@ def in_namespace(namespace: str, hostname: str, args: list[str]) -> subprocess.P
                             stderr=subprocess.STDOUT, text=True)
 
 
+def finish(process: subprocess.Popen, timeout: float) -> str:
+    try:
+        return process.communicate(timeout=timeout)[0]
+    except subprocess.TimeoutExpired:
+        process.terminate()
+        try:
+            return process.communicate(timeout=15)[0] + "\n(stopped: it did not end in time)"
+        except subprocess.TimeoutExpired:
+            pass
+        process.kill()
+        return process.communicate()[0] + "\n(killed: it did not end in time)"
+
+
 def split_app(tmp_path: Path, name: str, keys_a: Path, keys_b: Path) -> Path:
     app = json.loads((REPO / "apps" / "openpose_split.app.json").read_text())
     app["processes"] = {"inference": {"host": ADDR_A, "port": 5560, "keys": str(keys_a)},
@@ -86,10 +99,9 @@ def test_the_split_app_across_two_hosts_over_tcp_with_curve_keys(namespaces, tmp
     common = ["--input", str(image), "--output", str(tmp_path / "out"), "--no-viewer"]
     post = in_namespace(NS_B, "host-b", ["run", str(app), "--process", "post", *common])
     inference = in_namespace(NS_A, "host-a", ["run", str(app), "--process", "inference", *common])
-    inference_output, _ = inference.communicate(timeout=300)
-    post_output, _ = post.communicate(timeout=120)
-    assert inference.returncode == 0, inference_output
-    assert post.returncode == 0, post_output
+    inference_output = finish(inference, 300)
+    post_output = finish(post, 60)
+    assert inference.returncode == 0 and post.returncode == 0, inference_output + post_output
     assert "connected (frames)" in inference_output  # another host: frames over TCP, not shared memory
     single = subprocess.run([sys.executable, "-m", "graphflow.cli", "run", "apps/openpose.app.json",
                              "--input", str(image), "--output", str(tmp_path / "single"), "--no-viewer"],
@@ -106,9 +118,9 @@ def test_the_split_app_across_two_hosts_over_tcp_with_curve_keys(namespaces, tmp
     inference = in_namespace(NS_A, "host-a", ["run", str(bad_app), "--process", "inference", *common,
                                               "--duration", "20"])
     post = in_namespace(NS_B, "host-b", ["run", str(bad_app), "--process", "post", *common, "--duration", "20"])
-    post_output, _ = post.communicate(timeout=120)
-    inference.kill()
-    inference.communicate(timeout=60)
+    post_output = finish(post, 120)
+    inference.terminate()  # the supervisor stops its child
+    finish(inference, 60)
     assert post.returncode == 1
     assert "authentication refused" in post_output
 

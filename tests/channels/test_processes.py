@@ -230,3 +230,20 @@ def test_processes_started_separately_with_dash_dash_process(tmp_path):
     assert len(list((tmp_path / "out").glob("*.png"))) == 3
     bad = run(["run", str(app), "--process", "c", "--no-viewer"], timeout=60)
     assert bad.returncode == 1 and "--process c: the app has no such process (it has: ['a', 'b'])" in bad.stderr
+
+
+@pytest.mark.timeout(120)
+def test_kill_9_of_the_supervisor_stops_its_processes_too(tmp_path):
+    supervisor = start(["run", str(images_app(tmp_path, tmp_path / "out", loop=True)), "--no-viewer"])
+    pids = _children_by_process(supervisor.pid)
+    time.sleep(2)
+    os.kill(supervisor.pid, signal.SIGKILL)
+    supervisor.communicate(timeout=30)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in pids.values()):
+        time.sleep(0.1)
+    alive = [pid for pid in pids.values() if os.path.exists(f"/proc/{pid}")]
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, "a process outlived its supervisor"
+    assert all(shm.segments_of(pid) == [] for pid in pids.values())  # they stopped cleanly, segments unlinked
