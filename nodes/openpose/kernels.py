@@ -328,7 +328,10 @@ if AVAILABLE:
         """Greedy one-to-one per link by descending score, then people grown link by link (the
         CMU rules of paf._assemble_sequential). Returns the person → peak table and edge sums."""
         n = s.size
-        order = np.argsort(-s, kind="mergesort")
+        rank = np.empty(n, np.float32)
+        for i in range(n):
+            rank[i] = s[i] + pscore[a[i]] + pscore[b[i]]
+        order = np.argsort(-rank, kind="mergesort")
         used_a = np.zeros(n_links * K, np.bool_)
         used_b = np.zeros(n_links * K, np.bool_)
         chosen = np.zeros(n, np.bool_)

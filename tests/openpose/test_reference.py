@@ -257,3 +257,24 @@ def test_after_warm_up_no_frame_compiles(monkeypatch):
         for params in ({}, {"refine": "gaussian", "edge_sampling": "nearest", "kernel": 5}):
             paf.decode(hm, pf, **params)
     assert [len(k.signatures) for k in kernels] == compiled
+
+
+@pytest.mark.timeout(120)
+def test_zidane_gives_two_whole_people():
+    """The model's maps of zidane.jpg at input height 368: two people, each one skeleton (ranking
+    connections by PAF score alone split the left man into two)."""
+    cv2 = pytest.importorskip("cv2")
+    ort = pytest.importorskip("onnxruntime")
+    image = SHARED / "data" / "images" / "zidane.jpg"
+    model = Path(os.environ.get("GRAPHFLOW_MODEL_PATH", SHARED / "models")) / "openpose_mobilenet_thin.onnx"
+    if not image.exists() or not model.exists():
+        pytest.skip("zidane.jpg or the model not available")
+    bgr = cv2.imread(str(image))
+    x = cv2.resize(bgr, (656, 368), interpolation=cv2.INTER_CUBIC).astype(np.float32).transpose(2, 0, 1)[None]
+    heatmaps, pafs = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(
+        ["heatmaps", "pafs"], {"image": x})
+    people = paf.decode(heatmaps, pafs, **CELLS)
+    assert len(people.score) == 2
+    assert ((people.index >= 0).sum(1) >= 8).all()
+    necks = np.sort(people.parts[:, 1, 0])
+    assert necks[0] < 41 < necks[1]  # one on each side of the image's middle (82 cells wide)
