@@ -412,8 +412,8 @@ def edge_scores(pafs: np.ndarray, parts: Peaks, candidates: Edges,
     faster with 20 people). On COCO val mini both score the same AP (input heights 320, 368,
     432), but on fields one cell wide (synthetic scenes) nearest loses short limbs whose
     samples round to cells just off the field, so bilinear stays the default.
-    The field value is dotted with the unit vector a->b. Returns the candidates with ``score`` (mean over samples) and ``count``
-    (number of passing samples). A zero-length pair scores 0.
+    The field value is dotted with the unit vector a->b. Returns the candidates with ``score``
+    (mean over samples) and ``count`` (number of passing samples). A zero-length pair scores 0.
     """
     if edge_sampling not in ("nearest", "bilinear"):
         raise ValueError(f"edge_sampling must be 'nearest' or 'bilinear', got {edge_sampling!r}")
