@@ -550,3 +550,25 @@ if AVAILABLE:
                 out[q, j, 1] = parts[q, j, 1] * sy + oy
                 out[q, j, 2] = parts[q, j, 2]
         return out
+
+    @jit
+    def edge_threshold(link, a, b, length, score, count, threshold_edge_score, threshold_count):
+        """Step 9: the pairs with score >= threshold_edge_score and count >= threshold_count."""
+        keep = np.empty(score.size, np.bool_)
+        n = 0
+        for i in range(score.size):
+            keep[i] = score[i] >= threshold_edge_score and count[i] >= threshold_count
+            n += keep[i]
+        out = (np.empty(n, link.dtype), np.empty(n, a.dtype), np.empty(n, b.dtype),
+               np.empty(n, length.dtype), np.empty(n, score.dtype), np.empty(n, count.dtype))
+        k = 0
+        for i in range(score.size):
+            if keep[i]:
+                out[0][k] = link[i]
+                out[1][k] = a[i]
+                out[2][k] = b[i]
+                out[3][k] = length[i]
+                out[4][k] = score[i]
+                out[5][k] = count[i]
+                k += 1
+        return out

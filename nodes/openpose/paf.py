@@ -113,6 +113,7 @@ EDGES = (
 )
 EDGES_PAF = tuple(range(len(EDGES)))
 _EDGES_ARRAY = np.array(EDGES, np.int64)
+_EDGES_PAF_ARRAY = np.array(EDGES_PAF, np.int64)
 
 
 def _links(edges) -> np.ndarray:
@@ -353,6 +354,8 @@ def part_candidates(peaks: Peaks, threshold_heatmap: float = 0.05) -> Peaks:
     Raising the threshold keeps fewer parts (fewer false parts, more missed joints).
     """
     keep = peaks.score >= threshold_heatmap
+    if keep.all():  # the usual case (step 4 already dropped the cells below the noise floor)
+        return peaks
     return Peaks(*(a[keep] for a in peaks))
 
 
@@ -420,15 +423,16 @@ def edge_scores(pafs: np.ndarray, parts: Peaks, candidates: Edges,
     n = len(candidates.a)
     if n == 0:
         return candidates._replace(score=np.zeros(0, np.float32), count=np.zeros(0, np.int32))
-    p = np.asarray(pafs, dtype=np.float32)
+    p = pafs if type(pafs) is np.ndarray and pafs.dtype == np.float32 else np.asarray(pafs, dtype=np.float32)
     if p.shape[1] < 2 or p.shape[2] < 2:  # degenerate map: give bilinear a 2x2 footprint
         p = np.pad(p, ((0, 0), (0, max(0, 2 - p.shape[1])), (0, max(0, 2 - p.shape[2]))), mode="edge")
     C, H, W = p.shape
     if _jit:
         score, count = kernels.edge_scores(
-            np.ascontiguousarray(p), parts.x.astype(np.float32, copy=False), parts.y.astype(np.float32, copy=False),
-            candidates.link.astype(np.int32, copy=False), candidates.a.astype(np.int32, copy=False),
-            candidates.b.astype(np.int32, copy=False), np.asarray(edges_paf, dtype=np.int64),
+            p if p.flags.c_contiguous else np.ascontiguousarray(p), parts.x.astype(np.float32, copy=False),
+            parts.y.astype(np.float32, copy=False), candidates.link.astype(np.int32, copy=False),
+            candidates.a.astype(np.int32, copy=False), candidates.b.astype(np.int32, copy=False),
+            _EDGES_PAF_ARRAY if edges_paf is EDGES_PAF else np.asarray(edges_paf, dtype=np.int64),
             int(edge_sampling_steps), np.float32(threshold_sample_score), edge_sampling == "nearest")
         return candidates._replace(score=score, count=count)
     # Clip the endpoints, not the E x S samples: samples are convex combinations of the
@@ -488,6 +492,12 @@ def edge_threshold(scored: Edges, threshold_edge_score: float = 0.05,
 
     Raising either threshold keeps fewer connections.
     """
+    if _jit and scored.score is not None:
+        i32, f32 = np.int32, np.float32
+        return Edges(*kernels.edge_threshold(
+            scored.link.astype(i32, copy=False), scored.a.astype(i32, copy=False), scored.b.astype(i32, copy=False),
+            scored.length.astype(f32, copy=False), scored.score.astype(f32, copy=False),
+            scored.count.astype(i32, copy=False), f32(threshold_edge_score), int(threshold_edge_sampling_counter)))
     keep = edge_threshold_mask(scored, threshold_edge_score, threshold_edge_sampling_counter)
     return Edges(*(None if f is None else f[keep] for f in scored))
 

@@ -208,7 +208,7 @@ def test_decoder_subgraph_runs_inside_an_app(tmp_path, repo):
     assert built.component("sink/collect").counts == [2, 3, 4]
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(300)
 def test_messages_are_flat_and_pass_arrays_by_reference():
     from graphflow import MessageType
     from nodes.openpose import messages
