@@ -190,6 +190,10 @@ def _cases():
     if BUS_MAPS.exists():
         z = np.load(BUS_MAPS)
         out.append((z["heatmaps"][0], z["pafs"][0]))
+    rng = np.random.default_rng(2)  # noise: many peaks, conflicting components, merges
+    out.append((rng.random((19, 20, 20), np.float32), rng.standard_normal((38, 20, 20)).astype(np.float32)))
+    out.append((rng.random((19, 2, 3), np.float32), rng.random((38, 2, 3), np.float32)))  # tiny maps
+    out.append((np.full((19, 5, 5), 0.5, np.float32), np.zeros((38, 5, 5), np.float32)))  # one plateau
     return out
 
 
