@@ -19,9 +19,10 @@ step  function                    parameters
 ====  ==========================  ==============================================
 
 ``decode`` chains them. Every function takes and returns plain numpy arrays or the small
-NamedTuple containers below (``Peaks``, ``Edges``, ``Skeletons``), and is vectorized over all
-candidates: the only Python loops are over the 19 links (graph matching) and over the few
-skeleton merges.
+NamedTuple containers below (``Peaks``, ``Edges``, ``Skeletons``). Each runs a compiled kernel
+(``kernels.py``, numba) when it can, and otherwise its NumPy code, vectorized over all
+candidates (the only Python loops are over the 19 links and over the few skeleton merges);
+both give the same results (``use_jit``, ``GRAPHFLOW_JIT=0``, ``warm_up``).
 
 Conventions
 -----------
@@ -53,51 +54,7 @@ __all__ = [
     "compose_image_mapping", "use_jit", "jit_enabled", "warm_up",
 ]
 
-_jit = kernels.ENABLED
-
-
-def use_jit(enabled: bool) -> None:
-    """Run the steps' compiled kernels (True, the default when numba is installed and
-    ``GRAPHFLOW_JIT`` is not 0) or their NumPy code (False). Both give the same results."""
-    global _jit
-    if enabled and not kernels.AVAILABLE:
-        raise RuntimeError("use_jit(True) needs numba (pip install numba)")
-    _jit = bool(enabled)
-
-
-def jit_enabled() -> bool:
-    """Whether the steps run their compiled kernels."""
-    return _jit
-
-
-def warm_up() -> None:
-    """Compile (or load from numba's cache) every step's kernel by decoding a small synthetic
-    frame, so that no frame waits for a compilation. A no-op with the JIT off; cheap once done."""
-    global _warm
-    if not _jit or _warm:
-        return
-    from .synthetic import random_people, render
-    heatmaps, pafs = render(random_people(2, (24, 24), seed=0), (24, 24))
-    for refine in ("quadratic", "gaussian", "none"):
-        decode(heatmaps, pafs, refine=refine, threshold_edge_size=8.0)
-    merge_split_graphs(*_split_example())
-    _warm = True
-
-
-_warm = False
-
-
-def _split_example():
-    """A frame whose head link failed step 9, so step 11 has two skeletons to merge (warms its kernel)."""
-    parts = Peaks(np.array([0, 1, 2, 5], np.int32), np.array([1, 3, 3, 3], np.float32),
-                  np.array([2, 2, 1, 3], np.float32), np.ones(4, np.float32))
-    skeletons = Skeletons(np.zeros((2, NUM_PARTS, 3), np.float32), np.ones(2, np.float32),
-                          np.full((2, NUM_PARTS), -1, np.int32), np.ones(2, np.float32))
-    skeletons.index[0, [1, 2, 5]] = [1, 2, 3]
-    skeletons.index[1, 0] = 0
-    scored = Edges(np.array([14], np.int32), np.array([1], np.int32), np.array([0], np.int32),
-                   np.ones(1, np.float32), np.ones(1, np.float32), np.full(1, 10, np.int32))
-    return skeletons, parts, scored
+_jit = kernels.ENABLED  # see use_jit
 
 NUM_PARTS = 18
 PART_NAMES = (
@@ -898,3 +855,51 @@ def decode(heatmaps: np.ndarray, pafs: np.ndarray, **params) -> Skeletons:
     skel = merge_split_graphs(skel, parts, scored, p["threshold_split_score"])
     return refine_part_coordinates(skel, p["refine_parts_coordinates"], scale, offset, hm, p["refine"],
                                    p["max_people"])
+
+
+# --------------------------------------------------------------------------------------------
+# compiled kernels
+
+
+def use_jit(enabled: bool) -> None:
+    """Run the steps' compiled kernels (True, the default when numba is installed and
+    ``GRAPHFLOW_JIT`` is not 0) or their NumPy code (False). Both give the same results."""
+    global _jit
+    if enabled and not kernels.AVAILABLE:
+        raise RuntimeError("use_jit(True) needs numba (pip install numba)")
+    _jit = bool(enabled)
+
+
+def jit_enabled() -> bool:
+    """Whether the steps run their compiled kernels."""
+    return _jit
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) every step's kernel by decoding a small synthetic
+    frame, so that no frame waits for a compilation. A no-op with the JIT off; cheap once done."""
+    global _warm
+    if not _jit or _warm:
+        return
+    from .synthetic import random_people, render
+    heatmaps, pafs = render(random_people(2, (24, 24), seed=0), (24, 24))
+    for refine in ("quadratic", "gaussian", "none"):
+        decode(heatmaps, pafs, refine=refine, threshold_edge_size=8.0)
+    merge_split_graphs(*_split_example())
+    _warm = True
+
+
+_warm = False
+
+
+def _split_example():
+    """A frame whose head link failed step 9, so step 11 has two skeletons to merge (warms its kernel)."""
+    parts = Peaks(np.array([0, 1, 2, 5], np.int32), np.array([1, 3, 3, 3], np.float32),
+                  np.array([2, 2, 1, 3], np.float32), np.ones(4, np.float32))
+    skeletons = Skeletons(np.zeros((2, NUM_PARTS, 3), np.float32), np.ones(2, np.float32),
+                          np.full((2, NUM_PARTS), -1, np.int32), np.ones(2, np.float32))
+    skeletons.index[0, [1, 2, 5]] = [1, 2, 3]
+    skeletons.index[1, 0] = 0
+    scored = Edges(np.array([14], np.int32), np.array([1], np.int32), np.array([0], np.int32),
+                   np.ones(1, np.float32), np.ones(1, np.float32), np.full(1, 10, np.int32))
+    return skeletons, parts, scored
