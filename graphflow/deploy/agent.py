@@ -99,6 +99,7 @@ def verb_install(root, args):
     if os.path.isfile(os.path.join(final, "release.json")):
         say("release %s is already installed" % release)
     else:
+        check_target(manifest, request)
         build_release(root, manifest, release, request)
     info_path = os.path.join(final, "release.json")
     info = json.load(open(info_path))
@@ -109,8 +110,23 @@ def verb_install(root, args):
     removed = prune(root, int(request.get("keep", 3)))
     out = {"release": release, "removed": removed, "service": None}
     if request.get("service"):
-        out["service"] = install_service(root, manifest["app"]["name"], request.get("python") or sys.executable)
+        out["service"] = install_service(root, manifest["app"]["name"], sys.executable)
     return result(out)
+
+
+def check_target(manifest, request):
+    """A wheelhouse holds wheels for one platform and Python: refuse a device that runs others
+    before anything is installed."""
+    if request.get("reuse_system_packages") or not any(p.startswith("wheelhouse/") for p in manifest["files"]):
+        return
+    python = request.get("python") or sys.executable
+    version = python_probe(python, "import sys; print('%d.%d' % sys.version_info[:2])") or "unknown"
+    machine = os.uname().machine
+    wanted_arch = manifest.get("platform", "").split("_", 3)[-1]  # manylinux_2_35_aarch64 -> aarch64
+    if version != manifest["python"] or (wanted_arch and wanted_arch != machine):
+        raise AgentError("the package is for %s (Python %s, %s); this device runs Python %s on %s: package the "
+                         "app for this device's target" % (manifest["target"], manifest["python"],
+                                                           wanted_arch, version, machine))
 
 
 def build_release(root, manifest, release, request):

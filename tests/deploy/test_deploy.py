@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import platform
+import shlex
 import shutil
 import signal
 import socket
@@ -18,7 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from graphflow.deploy import DeployError
 from graphflow.deploy.transport import Transport, parse_destination
 from tests.conftest import DATA, MODELS, REPO
 
@@ -38,6 +43,24 @@ def deploy(device, package: Path, to: str, *extra: str) -> subprocess.CompletedP
 
 def remote(device, verb: str, to: str, *extra: str) -> subprocess.CompletedProcess:
     return graphflow("remote", verb, "--ssh-config", str(device.config), "--python", device.python, *extra, "--", to)
+
+
+@given(st.one_of(st.text(max_size=40), st.text(alphabet="ab1-._/:@~;$()` '\"+\n*&|<>", max_size=30)))
+@settings(max_examples=300, deadline=None)
+def test_any_destination_is_refused_or_travels_as_plain_names(text):
+    """Whatever the text, parse_destination refuses it with a one-line DeployError, or every part
+    is a plain name that no shell would read as anything else."""
+    try:
+        destination = parse_destination(text)
+    except DeployError as exc:
+        assert "\n" not in str(exc)
+        return
+    for part in (destination.host, destination.user or "x", destination.dir):
+        assert not part.startswith("-") and shlex.quote(part) == part
+    assert ".." not in destination.dir.split("/")
+    transport = Transport(destination)
+    command = transport.remote_command(["true", destination.dir])
+    assert command[-3:-1] == ["--", destination.login] and shlex.split(command[-1]) == ["true", destination.dir]
 
 
 def current(root: Path) -> str | None:
@@ -330,3 +353,30 @@ def test_foreground_viewer_through_the_tunnel_and_ctrl_c_stops_the_app_on_the_de
         for process in (tunnel, app):
             if process is not None and process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.mark.timeout(180)
+def test_a_package_for_another_platform_is_refused_before_anything_is_installed(device, graphflow_wheel, tmp_path,
+                                                                                monkeypatch, model_path):
+    """A jetson-jp6 package (aarch64, Python 3.10 wheelhouse) sent to this x86_64 "device"."""
+    from graphflow.deploy import package as package_module
+    from graphflow.deploy.package import build_package
+    from tests.deploy.wheels import fake_target_wheel
+
+    def download(spec_target, requirements, out, progress):
+        out.mkdir(parents=True, exist_ok=True)
+        for requirement in requirements:
+            name, version = requirement.split("==")
+            fake_target_wheel(out, name.replace("-", "_"), version, "cp310-cp310-manylinux_2_17_aarch64")
+        return out
+
+    monkeypatch.setattr(package_module, "download_wheelhouse", download)
+    package = build_package(REPO / "apps" / "openpose.app.json", tmp_path / "pkg", target="jetson-jp6",
+                            wheelhouse=True, graphflow_wheel=graphflow_wheel, progress=lambda _: None)
+    root = tmp_path / "device"
+    result = graphflow("deploy", str(package), f"--to=device:{root}", "--ssh-config", str(device.config),
+                       "--python", device.python)
+    assert result.returncode == 1
+    assert (f"FAILED at install: the package is for jetson-jp6 (Python 3.10, aarch64); this device runs Python "
+            f"{sys.version_info[0]}.{sys.version_info[1]} on {platform.machine()}") in result.stdout, result.stdout
+    assert not (root / "current").exists() and not list((root / "releases").iterdir())

@@ -16,6 +16,7 @@ import pytest
 
 from graphflow.deploy.package import build_graphflow_wheel, build_package, check_package
 from tests.conftest import MODELS, REPO
+from tests.deploy.wheels import fake_target_wheel
 
 MODEL = MODELS / "openpose_mobilenet_thin.onnx"
 
@@ -116,18 +117,6 @@ def test_check_finds_a_changed_a_missing_an_extra_and_an_unsafe_file(openpose_pa
     junk = graphflow("package", "--check", str(tmp_path / "junk.gfpkg"))
     assert junk.returncode == 1 and junk.stderr.startswith("error: ") and "not a graphflow package" in junk.stderr
     assert len(junk.stderr.strip().splitlines()) == 1
-
-
-def fake_target_wheel(folder: Path, name: str, version: str, tag: str, requires: list[str] = ()) -> Path:
-    """A wheel with real metadata for pip's resolver (which reads only the metadata on --dry-run)."""
-    path = folder / f"{name}-{version}-{tag}.whl"
-    info = f"{name}-{version}.dist-info"
-    with zipfile.ZipFile(path, "w") as wheel:
-        wheel.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
-                       + "".join(f"Requires-Dist: {r}\n" for r in requires))
-        wheel.writestr(f"{info}/WHEEL", f"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\nTag: {tag}\n")
-        wheel.writestr(f"{info}/RECORD", "")
-    return path
 
 
 @pytest.mark.timeout(180)
