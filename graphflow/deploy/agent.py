@@ -173,14 +173,29 @@ def link_or_copy(source, dest):
 
 
 def make_venv(release_dir, manifest, request):
+    """The release's venv: the requirements, then the app's wheels. A venv of an earlier release
+    made for the same requirements, wheelhouse, Python and options is cloned by hard links (a
+    Jetson then skips reinstalling CuPy, OpenCV, ONNX Runtime, numpy) and gets only the new app
+    wheels: files pip replaces are unlinked, never rewritten, so the earlier release is unchanged."""
     venv = os.path.join(release_dir, "venv")
     python = os.path.join(venv, "bin", "python")
+    marker = os.path.join(venv, ".graphflow-ready")
+    if os.path.isfile(marker):
+        return
+    if os.path.isdir(venv):
+        shutil.rmtree(venv)  # an interrupted venv: start it again
     reuse = bool(request.get("reuse_system_packages"))
-    if not os.path.isfile(os.path.join(venv, ".graphflow-ready")):
-        if os.path.isdir(venv):
-            shutil.rmtree(venv)  # an interrupted venv: start it again
-        system_site = manifest.get("jetson") or reuse
-        base = request.get("python") or sys.executable
+    system_site = bool(manifest.get("jetson") or reuse)
+    base = request.get("python") or sys.executable
+    key = environment_key(manifest, base, system_site, reuse)
+    wheels = sorted(os.path.join(release_dir, "wheels", w) for w in os.listdir(os.path.join(release_dir, "wheels")))
+    pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input"]
+    donor = find_venv(os.path.dirname(release_dir), key)
+    if donor is not None and clone_venv(donor, venv):
+        say("reusing the venv of release %s (same requirements); installing the app's wheels" % os.path.basename(
+            os.path.dirname(donor)))
+        run_step(pip + ["--no-deps", "--no-index", "--force-reinstall"] + wheels, "pip install")
+    else:
         # A venv that sees the system site packages can use the system's pip: no copy of pip to
         # install into it (ensurepip takes most of a venv's creation time).
         system_pip = system_site and python_probe(base, "import pip") is not None
@@ -188,22 +203,52 @@ def make_venv(release_dir, manifest, request):
         command = [base, "-m", "venv"] + (["--system-site-packages"] if system_site else []) + \
             (["--without-pip"] if system_pip else [])
         run_step(command + [venv], "python3 -m venv")
-        wheels = sorted(os.path.join(release_dir, "wheels", w) for w in os.listdir(os.path.join(release_dir, "wheels")))
-        pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input"]
         house = os.path.join(release_dir, "wheelhouse")
         if reuse:
             # The device's own Python packages serve the requirements (the venv sees them); only the
             # app's wheels go in, without their dependencies: no index is needed.
             say("installing the app's wheels (--no-deps; requirements from the system packages)")
-            run_step(pip + ["--no-deps", "--no-index"] + wheels, "pip install")
         else:
             offline = ["--no-index", "--find-links", house] if os.path.isdir(house) else []
             say("installing the requirements%s" % (" from the wheelhouse (offline)" if offline else " from PyPI"))
             run_step(pip + offline + ["-r", os.path.join(release_dir, "requirements.txt")], "pip install -r requirements.txt")
             say("installing the app's wheels")
-            run_step(pip + ["--no-deps", "--no-index"] + wheels, "pip install")
-        run_step([python, "-c", "import graphflow, nodes"], "import graphflow in the new venv")
-        open(os.path.join(venv, ".graphflow-ready"), "w").close()
+        run_step(pip + ["--no-deps", "--no-index", "--force-reinstall"] + wheels, "pip install")
+    run_step([python, "-c", "import graphflow, nodes"], "import graphflow in the new venv")
+    with open(marker, "w") as f:  # a new file (a cloned marker was unlinked): the donor keeps its own
+        f.write(key + "\n")
+
+
+def environment_key(manifest, python, system_site, reuse):
+    files = manifest["files"]
+    parts = {"requirements": files.get("requirements.txt", {}).get("sha256"),
+             "wheelhouse": sorted(e["sha256"] for p, e in files.items() if p.startswith("wheelhouse/")),
+             "python": os.path.realpath(shutil.which(python) or python), "system_site": system_site, "reuse": reuse}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def find_venv(releases, key):
+    for name in sorted(os.listdir(releases), reverse=True):
+        candidate = os.path.join(releases, name, "venv")
+        if name.startswith("."):
+            continue
+        try:
+            if open(os.path.join(candidate, ".graphflow-ready")).read().strip() == key:
+                return candidate
+        except OSError:
+            continue
+    return None
+
+
+def clone_venv(donor, venv):
+    try:
+        shutil.copytree(donor, venv, symlinks=True, copy_function=os.link)
+        os.remove(os.path.join(venv, ".graphflow-ready"))
+        return True
+    except OSError as exc:  # another file system: a fresh venv instead
+        say("cannot reuse %s (%s); making a new venv" % (donor, exc))
+        shutil.rmtree(venv, ignore_errors=True)
+        return False
 
 
 def run_step(command, what):

@@ -115,6 +115,15 @@ def test_redeploy_uploads_only_changed_files_then_rollback_and_prune(device, ope
     v2 = current(root)
     assert v2.startswith("1.1.0-") and v2 != v1
     assert "uploaded 1 of 5 files" in second.stdout  # only the changed app file; model and wheel are shared
+    assert f"reusing the venv of release {v1}" in second.stderr  # same requirements: cloned, not rebuilt
+    transport = Transport(parse_destination(to), device.config)
+
+    def venv_works(release: str) -> bool:
+        python = root / "releases" / release / "venv" / "bin" / "python"
+        where = transport.run([str(python), "-c", "import graphflow, nodes.openpose; print(graphflow.__file__)"])
+        return where.returncode == 0 and where.stdout.startswith(str(root / "releases" / release / "venv"))
+
+    assert venv_works(v2) and venv_works(v1)
     packaged = json.loads((root / "current" / "app" / "openpose.app.json").read_text())
     assert packaged["config"]["viz"]["visualizer"]["min_confidence"] == 0.2  # the overlay is in the package
 
@@ -129,6 +138,7 @@ def test_redeploy_uploads_only_changed_files_then_rollback_and_prune(device, ope
 
     pruned = remote(device, "prune", to, "--keep", "1")
     assert pruned.returncode == 0 and sorted(p.name for p in (root / "releases").iterdir()) == [v1]
+    assert venv_works(v1)  # removing the clone left the donor venv whole
     # The store keeps only what the kept release uses.
     manifest = json.loads((root / "current" / "manifest.json").read_text())
     assert {p.name for p in (root / "store").iterdir()} == {e["sha256"] for e in manifest["files"].values()}
