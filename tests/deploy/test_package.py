@@ -156,3 +156,57 @@ def test_check_resolves_the_wheelhouse_offline_for_the_target_platform_and_pytho
     # The same good package does not resolve for JetPack 7 (Python 3.12).
     assert check_package(good, "jetson-jp7", progress=lambda _: None)
     assert target.python == "3.10"
+
+
+PACK_CODE = '''from graphflow import Codelet, Param, Rx, Tx
+from nodes.demo.messages import Number
+
+
+class {name}(Codelet):
+    """Multiplies numbers."""
+    number = Rx(Number, "In.")
+    result = Tx(Number, "Out.")
+    factor = Param(float, {factor}, "Multiplier.")
+
+    def start(self):
+        self.tick_on_message(self.number)
+
+    def tick(self):
+        message = self.number.read()
+        self.result.publish(Number(message.payload.value * self.factor), acqtime=message.acqtime)
+'''
+
+
+@pytest.mark.timeout(120)
+def test_packs_given_by_path_ship_beside_the_app_and_run_from_the_extracted_package(tmp_path, graphflow_wheel):
+    """A folder pack and a single-file pack, both outside the app's folder, run from the package."""
+    (tmp_path / "packs" / "doubling").mkdir(parents=True)
+    (tmp_path / "packs" / "doubling" / "__init__.py").write_text(PACK_CODE.format(name="Doubler", factor=2.0))
+    (tmp_path / "tripling.py").write_text(PACK_CODE.format(name="Tripler", factor=3.0))
+    (tmp_path / "src").mkdir()
+    app = {"name": "packs", "modules": ["demo", "../packs/doubling", "../tripling.py"],
+           "graph": {"nodes": [
+               {"name": "count", "components": [{"name": "counter", "type": "demo.Counter"}]},
+               {"name": "double", "components": [{"name": "d", "type": "doubling.Doubler"}]},
+               {"name": "triple", "components": [{"name": "t", "type": "tripling.Tripler"}]},
+               {"name": "sink", "components": [{"name": "writer", "type": "demo.NumberWriter"}]}],
+               "edges": [{"source": "count/counter/number", "target": "double/d/number"},
+                         {"source": "double/d/result", "target": "triple/t/number"},
+                         {"source": "triple/t/result", "target": "sink/writer/number"}]},
+           "config": {"count": {"counter": {"count": 4, "tick_period": "1ms"}},
+                      "sink": {"writer": {"path": "numbers.jsonl"}}}}
+    (tmp_path / "src" / "packs.app.json").write_text(json.dumps(app))
+    package = build_package(tmp_path / "src" / "packs.app.json", tmp_path / "out", target="linux-x86_64",
+                            graphflow_wheel=graphflow_wheel, progress=lambda _: None)
+    files = members(package)
+    assert {"app/doubling/__init__.py", "app/tripling.py"} <= set(files)
+    assert json.loads(files["app/packs.app.json"])["modules"] == ["demo", "./doubling", "./tripling.py"]
+    unpacked = tmp_path / "unpacked"
+    with tarfile.open(package) as tar:
+        tar.extractall(unpacked)
+    result = subprocess.run([sys.executable, "-m", "graphflow.cli", "run", str(unpacked / "app" / "packs.app.json"),
+                             "--no-viewer", "--quiet"], capture_output=True, text=True, timeout=60,
+                            cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert result.returncode == 0, result.stderr
+    values = [json.loads(line)["value"] for line in (tmp_path / "numbers.jsonl").read_text().splitlines()]
+    assert values == [0.0, 6.0, 12.0, 18.0]
