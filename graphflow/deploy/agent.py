@@ -214,7 +214,9 @@ def make_venv(release_dir, manifest, request):
             run_step(pip + offline + ["-r", os.path.join(release_dir, "requirements.txt")], "pip install -r requirements.txt")
             say("installing the app's wheels")
         run_step(pip + ["--no-deps", "--no-index", "--force-reinstall"] + wheels, "pip install")
-    run_step([python, "-c", "import graphflow, nodes"], "import graphflow in the new venv")
+    # The app validates in its venv (every node pack imports, every param fits) before anything switches.
+    run_step([python, "-m", "graphflow.cli", "validate", os.path.join(release_dir, manifest["app"]["file"])],
+             "graphflow validate in the new venv")
     with open(marker, "w") as f:  # a new file (a cloned marker was unlinked): the donor keeps its own
         f.write(key + "\n")
 
