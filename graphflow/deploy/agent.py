@@ -524,7 +524,22 @@ def verb_status(root, args):
                                  stderr=subprocess.DEVNULL, universal_newlines=True, env=user_env())
         active = process.stdout.strip() or "unknown"
     return result({"current": current_release(root), "releases": installed_releases(root),
-                   "unit": unit, "active": active})
+                   "unit": unit, "active": active, "engines": cached_engines(root)})
+
+
+def cached_engines(root):
+    """The TensorRT engines in the cache shared by every release (nodes/ml/engine_cache.py)."""
+    folder = os.path.join(root, "cache", "graphflow", "engines")
+    engines = []
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        if name.endswith(".engine"):
+            try:
+                key = json.load(open(os.path.join(folder, name + ".key.json")))
+            except (OSError, ValueError):
+                key = {}
+            engines.append({"file": name, "tensorrt": key.get("tensorrt"), "gpu": key.get("gpu"),
+                            "l4t": key.get("l4t"), "precision": key.get("precision")})
+    return engines
 
 
 # -- doctor ----------------------------------------------------------------------------------------

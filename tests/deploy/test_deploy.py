@@ -143,8 +143,17 @@ def test_redeploy_uploads_only_changed_files_then_rollback_and_prune(device, ope
     manifest = json.loads((root / "current" / "manifest.json").read_text())
     assert {p.name for p in (root / "store").iterdir()} == {e["sha256"] for e in manifest["files"].values()}
 
+    # An engine built on the device lands in the cache every release shares (XDG_CACHE_HOME=DIR/cache).
+    engines = root / "cache" / "graphflow" / "engines"
+    engines.mkdir(parents=True)
+    (engines / "openpose_mobilenet_thin-fp16-0123456789abcdef.engine").write_bytes(b"engine")
+    (engines / "openpose_mobilenet_thin-fp16-0123456789abcdef.engine.key.json").write_text(json.dumps(
+        {"tensorrt": "10.3.0", "gpu": "Orin (nvgpu)", "l4t": "R36.4.0", "precision": "fp16"}))
     status = remote(device, "status", to)
     assert status.returncode == 0 and f"current {v1}" in status.stdout
+    assert "1 cached TensorRT engine(s)" in status.stdout
+    assert "openpose_mobilenet_thin-fp16-0123456789abcdef.engine: TensorRT 10.3.0, Orin (nvgpu), L4T R36.4.0, fp16" \
+        in status.stdout
 
 
 @pytest.mark.slow
@@ -390,3 +399,19 @@ def test_a_package_for_another_platform_is_refused_before_anything_is_installed(
     assert (f"FAILED at install: the package is for jetson-jp6 (Python 3.10, aarch64); this device runs Python "
             f"{sys.version_info[0]}.{sys.version_info[1]} on {platform.machine()}") in result.stdout, result.stdout
     assert not (root / "current").exists() and not list((root / "releases").iterdir())
+
+
+def test_the_app_runs_with_the_release_models_and_the_shared_engine_cache(tmp_path):
+    """What the agent runs for `current`: the release's venv and app, its models folder as the model
+    path, and one engine cache for every release (so a redeploy of the same model builds nothing)."""
+    from graphflow.deploy import agent
+
+    release = tmp_path / "releases" / "1.0.0-abcdef12"
+    release.mkdir(parents=True)
+    (release / "release.json").write_text(json.dumps({"app": {"file": "app/x.app.json"}, "run_args": ["--input", "a b"]}))
+    (tmp_path / "current").symlink_to("releases/1.0.0-abcdef12")
+    command, env, cwd = agent.app_command(str(tmp_path))
+    assert command == [str(release / "venv" / "bin" / "python"), "-m", "graphflow.cli", "run",
+                       str(release / "app" / "x.app.json"), "--input", "a b"]
+    assert env["GRAPHFLOW_MODEL_PATH"] == str(release / "models")
+    assert env["XDG_CACHE_HOME"] == str(tmp_path / "cache") and cwd == str(tmp_path / "data")
