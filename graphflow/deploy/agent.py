@@ -40,6 +40,8 @@ def main(argv):
         return handler(root, argv[2:])
     except AgentError as exc:
         return fail(str(exc))
+    except (OSError, ValueError, KeyError) as exc:  # a full disk, a broken request: one line, not a traceback
+        return fail("%s failed: %s: %s" % (verb, type(exc).__name__, exc))
 
 
 class AgentError(Exception):
@@ -151,6 +153,8 @@ def build_release(root, manifest, release, request):
         os.replace(dest + ".tmp", dest)
     models = os.path.join(partial, "models")
     for name, digest in manifest.get("models", {}).items():  # the model path: each model by its name
+        if not SAFE.match(name) or not re.match(r"^[0-9a-f]{64}$", digest):
+            raise AgentError("unsafe model entry in the manifest: %r" % name)
         dest = os.path.join(models, name)
         if not os.path.isfile(dest):
             link_or_copy(os.path.join(partial, "models", digest), dest + ".tmp")

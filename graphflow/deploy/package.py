@@ -33,6 +33,7 @@ FORMAT = 1
 MANIFEST = "manifest.json"
 SUFFIX = ".gfpkg"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")  # app names and versions
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")  # as the device agent's SAFE
 MODEL_PARAM_SUFFIX = "model_file_path"  # params naming a model on the model search path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -93,6 +94,9 @@ def build_package(app: Path, out_dir: Path, *, target: str, version: str = "0.0.
                     raise DeployError(f"{node}/{comp}/{param}: {str(exc).splitlines()[0]} "
                                       f"(set GRAPHFLOW_MODEL_PATH)") from None
                 digest = sha256_file(path)
+                if not MODEL_NAME.match(Path(entry.value).name):
+                    raise DeployError(f"{node}/{comp}/{param}: model file name {Path(entry.value).name!r} is not "
+                                      f"allowed on a device: use letters, digits and . _ + - (rename the file)")
                 if models.get(Path(entry.value).name, digest) != digest:
                     raise DeployError(f"two different models are both named {Path(entry.value).name!r}")
                 models[Path(entry.value).name] = digest

@@ -210,3 +210,17 @@ def test_packs_given_by_path_ship_beside_the_app_and_run_from_the_extracted_pack
     assert result.returncode == 0, result.stderr
     values = [json.loads(line)["value"] for line in (tmp_path / "numbers.jsonl").read_text().splitlines()]
     assert values == [0.0, 6.0, 12.0, 18.0]
+
+
+@pytest.mark.timeout(60)
+def test_a_model_file_name_a_device_cannot_hold_safely_is_refused(tmp_path, graphflow_wheel, model_path):
+    (tmp_path / "my model;x.onnx").symlink_to(MODEL)
+    app = json.loads((REPO / "apps" / "openpose.app.json").read_text())
+    app["config"]["inference"]["tensor_rt_inference"]["model_file_path"] = str(tmp_path / "my model;x.onnx")
+    (tmp_path / "app.json").write_text(json.dumps(app))
+    (tmp_path / "openpose_decoder.subgraph.json").write_text((REPO / "apps" / "openpose_decoder.subgraph.json").read_text())
+    result = graphflow("package", str(tmp_path / "app.json"), "-o", str(tmp_path / "out"),
+                       "--graphflow-wheel", str(graphflow_wheel))
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("error: inference/tensor_rt_inference/model_file_path: model file name "
+                                    "'my model;x.onnx' is not allowed")
