@@ -40,6 +40,8 @@ def main(argv):
         return handler(root, argv[2:])
     except AgentError as exc:
         return fail(str(exc))
+    except (OSError, ValueError, KeyError) as exc:  # a full disk, a broken request: one line, not a traceback
+        return fail("%s failed: %s: %s" % (verb, type(exc).__name__, exc))
 
 
 class AgentError(Exception):
@@ -99,6 +101,7 @@ def verb_install(root, args):
     if os.path.isfile(os.path.join(final, "release.json")):
         say("release %s is already installed" % release)
     else:
+        check_target(manifest, request)
         build_release(root, manifest, release, request)
     info_path = os.path.join(final, "release.json")
     info = json.load(open(info_path))
@@ -109,8 +112,23 @@ def verb_install(root, args):
     removed = prune(root, int(request.get("keep", 3)))
     out = {"release": release, "removed": removed, "service": None}
     if request.get("service"):
-        out["service"] = install_service(root, manifest["app"]["name"], request.get("python") or sys.executable)
+        out["service"] = install_service(root, manifest["app"]["name"], sys.executable)
     return result(out)
+
+
+def check_target(manifest, request):
+    """A wheelhouse holds wheels for one platform and Python: refuse a device that runs others
+    before anything is installed."""
+    if request.get("reuse_system_packages") or not any(p.startswith("wheelhouse/") for p in manifest["files"]):
+        return
+    python = request.get("python") or sys.executable
+    version = python_probe(python, "import sys; print('%d.%d' % sys.version_info[:2])") or "unknown"
+    machine = os.uname().machine
+    wanted_arch = manifest.get("platform", "").split("_", 3)[-1]  # manylinux_2_35_aarch64 -> aarch64
+    if version != manifest["python"] or (wanted_arch and wanted_arch != machine):
+        raise AgentError("the package is for %s (Python %s, %s); this device runs Python %s on %s: package the "
+                         "app for this device's target" % (manifest["target"], manifest["python"],
+                                                           wanted_arch, version, machine))
 
 
 def build_release(root, manifest, release, request):
@@ -135,6 +153,8 @@ def build_release(root, manifest, release, request):
         os.replace(dest + ".tmp", dest)
     models = os.path.join(partial, "models")
     for name, digest in manifest.get("models", {}).items():  # the model path: each model by its name
+        if not SAFE.match(name) or not re.match(r"^[0-9a-f]{64}$", digest):
+            raise AgentError("unsafe model entry in the manifest: %r" % name)
         dest = os.path.join(models, name)
         if not os.path.isfile(dest):
             link_or_copy(os.path.join(partial, "models", digest), dest + ".tmp")
@@ -157,14 +177,29 @@ def link_or_copy(source, dest):
 
 
 def make_venv(release_dir, manifest, request):
+    """The release's venv: the requirements, then the app's wheels. A venv of an earlier release
+    made for the same requirements, wheelhouse, Python and options is cloned by hard links (a
+    Jetson then skips reinstalling CuPy, OpenCV, ONNX Runtime, numpy) and gets only the new app
+    wheels: files pip replaces are unlinked, never rewritten, so the earlier release is unchanged."""
     venv = os.path.join(release_dir, "venv")
     python = os.path.join(venv, "bin", "python")
+    marker = os.path.join(venv, ".graphflow-ready")
+    if os.path.isfile(marker):
+        return
+    if os.path.isdir(venv):
+        shutil.rmtree(venv)  # an interrupted venv: start it again
     reuse = bool(request.get("reuse_system_packages"))
-    if not os.path.isfile(os.path.join(venv, ".graphflow-ready")):
-        if os.path.isdir(venv):
-            shutil.rmtree(venv)  # an interrupted venv: start it again
-        system_site = manifest.get("jetson") or reuse
-        base = request.get("python") or sys.executable
+    system_site = bool(manifest.get("jetson") or reuse)
+    base = request.get("python") or sys.executable
+    key = environment_key(manifest, base, system_site, reuse)
+    wheels = sorted(os.path.join(release_dir, "wheels", w) for w in os.listdir(os.path.join(release_dir, "wheels")))
+    pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input"]
+    donor = find_venv(os.path.dirname(release_dir), key)
+    if donor is not None and clone_venv(donor, venv):
+        say("reusing the venv of release %s (same requirements); installing the app's wheels" % os.path.basename(
+            os.path.dirname(donor)))
+        run_step(pip + ["--no-deps", "--no-index", "--force-reinstall"] + wheels, "pip install")
+    else:
         # A venv that sees the system site packages can use the system's pip: no copy of pip to
         # install into it (ensurepip takes most of a venv's creation time).
         system_pip = system_site and python_probe(base, "import pip") is not None
@@ -172,22 +207,54 @@ def make_venv(release_dir, manifest, request):
         command = [base, "-m", "venv"] + (["--system-site-packages"] if system_site else []) + \
             (["--without-pip"] if system_pip else [])
         run_step(command + [venv], "python3 -m venv")
-        wheels = sorted(os.path.join(release_dir, "wheels", w) for w in os.listdir(os.path.join(release_dir, "wheels")))
-        pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input"]
         house = os.path.join(release_dir, "wheelhouse")
         if reuse:
             # The device's own Python packages serve the requirements (the venv sees them); only the
             # app's wheels go in, without their dependencies: no index is needed.
             say("installing the app's wheels (--no-deps; requirements from the system packages)")
-            run_step(pip + ["--no-deps", "--no-index"] + wheels, "pip install")
         else:
             offline = ["--no-index", "--find-links", house] if os.path.isdir(house) else []
             say("installing the requirements%s" % (" from the wheelhouse (offline)" if offline else " from PyPI"))
             run_step(pip + offline + ["-r", os.path.join(release_dir, "requirements.txt")], "pip install -r requirements.txt")
             say("installing the app's wheels")
-            run_step(pip + ["--no-deps", "--no-index"] + wheels, "pip install")
-        run_step([python, "-c", "import graphflow, nodes"], "import graphflow in the new venv")
-        open(os.path.join(venv, ".graphflow-ready"), "w").close()
+        run_step(pip + ["--no-deps", "--no-index", "--force-reinstall"] + wheels, "pip install")
+    # The app validates in its venv (every node pack imports, every param fits) before anything switches.
+    run_step([python, "-m", "graphflow.cli", "validate", os.path.join(release_dir, manifest["app"]["file"])],
+             "graphflow validate in the new venv")
+    with open(marker, "w") as f:  # a new file (a cloned marker was unlinked): the donor keeps its own
+        f.write(key + "\n")
+
+
+def environment_key(manifest, python, system_site, reuse):
+    files = manifest["files"]
+    parts = {"requirements": files.get("requirements.txt", {}).get("sha256"),
+             "wheelhouse": sorted(e["sha256"] for p, e in files.items() if p.startswith("wheelhouse/")),
+             "python": os.path.realpath(shutil.which(python) or python), "system_site": system_site, "reuse": reuse}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def find_venv(releases, key):
+    for name in sorted(os.listdir(releases), reverse=True):
+        candidate = os.path.join(releases, name, "venv")
+        if name.startswith("."):
+            continue
+        try:
+            if open(os.path.join(candidate, ".graphflow-ready")).read().strip() == key:
+                return candidate
+        except OSError:
+            continue
+    return None
+
+
+def clone_venv(donor, venv):
+    try:
+        shutil.copytree(donor, venv, symlinks=True, copy_function=os.link)
+        os.remove(os.path.join(venv, ".graphflow-ready"))
+        return True
+    except OSError as exc:  # another file system: a fresh venv instead
+        say("cannot reuse %s (%s); making a new venv" % (donor, exc))
+        shutil.rmtree(venv, ignore_errors=True)
+        return False
 
 
 def run_step(command, what):
@@ -461,7 +528,22 @@ def verb_status(root, args):
                                  stderr=subprocess.DEVNULL, universal_newlines=True, env=user_env())
         active = process.stdout.strip() or "unknown"
     return result({"current": current_release(root), "releases": installed_releases(root),
-                   "unit": unit, "active": active})
+                   "unit": unit, "active": active, "engines": cached_engines(root)})
+
+
+def cached_engines(root):
+    """The TensorRT engines in the cache shared by every release (nodes/ml/engine_cache.py)."""
+    folder = os.path.join(root, "cache", "graphflow", "engines")
+    engines = []
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        if name.endswith(".engine"):
+            try:
+                key = json.load(open(os.path.join(folder, name + ".key.json")))
+            except (OSError, ValueError):
+                key = {}
+            engines.append({"file": name, "tensorrt": key.get("tensorrt"), "gpu": key.get("gpu"),
+                            "l4t": key.get("l4t"), "precision": key.get("precision")})
+    return engines
 
 
 # -- doctor ----------------------------------------------------------------------------------------

@@ -68,6 +68,12 @@ def _fail(exc: Exception) -> int:
     return 1
 
 
+def _interrupted() -> int:
+    print("interrupted: a release switches only once it is complete; run the same command again to resume",
+          file=sys.stderr)
+    return 130
+
+
 def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -88,6 +94,8 @@ def cmd_package(args) -> int:
                                graphflow_wheel=args.graphflow_wheel, progress=_progress)
     except DeployError as exc:
         return _fail(exc)
+    except KeyboardInterrupt:
+        return _interrupted()
     print(f"wrote {result} ({result.stat().st_size / 1e6:.1f} MB)")
     return 0
 
@@ -111,6 +119,8 @@ def cmd_deploy(args) -> int:
         return deploy(args.package, args.to, options)
     except DeployError as exc:
         return _fail(exc)
+    except KeyboardInterrupt:
+        return _interrupted()
 
 
 def cmd_remote(args) -> int:
@@ -123,3 +133,5 @@ def cmd_remote(args) -> int:
                       remote_port=args.remote_port)
     except DeployError as exc:
         return _fail(exc)
+    except KeyboardInterrupt:
+        return _interrupted()

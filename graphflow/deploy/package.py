@@ -33,6 +33,7 @@ FORMAT = 1
 MANIFEST = "manifest.json"
 SUFFIX = ".gfpkg"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")  # app names and versions
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")  # as the device agent's SAFE
 MODEL_PARAM_SUFFIX = "model_file_path"  # params naming a model on the model search path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -93,17 +94,24 @@ def build_package(app: Path, out_dir: Path, *, target: str, version: str = "0.0.
                     raise DeployError(f"{component}/{param}: {str(exc).splitlines()[0]} "
                                       f"(set GRAPHFLOW_MODEL_PATH)") from None
                 digest = sha256_file(path)
+                if not MODEL_NAME.match(Path(value).name):
+                    raise DeployError(f"{component}/{param}: model file name {Path(value).name!r} is not "
+                                      f"allowed on a device: use letters, digits and . _ + - (rename the file)")
                 if models.get(Path(value).name, digest) != digest:
                     raise DeployError(f"two different models are both named {Path(value).name!r}")
                 models[Path(value).name] = digest
                 files[f"models/{digest}"] = path
     _bare_model_names(app_files)
+    _local_pack_paths(app_files)
     for path, (packaged, data) in app_files.items():
         files[f"app/{packaged}"] = (json.dumps(data, indent=2) + "\n").encode()
-    for pack_dir in _local_packs(spec):
-        for source in sorted(pack_dir.rglob("*")):
+    for pack in _local_packs(spec):
+        if pack.is_file():
+            files[f"app/{pack.name}"] = pack
+            continue
+        for source in sorted(pack.rglob("*")):
             if source.is_file() and "__pycache__" not in source.parts:
-                files[f"app/{pack_dir.name}/{source.relative_to(pack_dir)}"] = source
+                files[f"app/{pack.name}/{source.relative_to(pack)}"] = source
 
     with tempfile.TemporaryDirectory(prefix="gfpkg-") as temp:
         temp = Path(temp)
@@ -200,16 +208,28 @@ def _bare_model_names(app_files) -> None:
 
 
 def _local_packs(spec) -> list[Path]:
-    """Packs given as a path relative to the app file: shipped beside the packaged app."""
-    folders = []
-    for name, base in spec.modules:
-        if "/" in name or name.endswith(".py"):
+    """Packs given as a path relative to an app file (a folder, or a .py file): shipped beside
+    the packaged app files (app/<its name>)."""
+    found: dict[str, Path] = {}
+    for name, base, file, path in spec.modules:
+        if _is_local_pack(name):
             candidate = (Path(base) / name).resolve()
-            if candidate.is_dir():
-                folders.append(candidate)
-            elif candidate.is_file():
-                raise DeployError(f"node pack {name!r}: a single-file pack cannot be packaged; make it a folder")
-    return folders
+            if found.get(candidate.name, candidate) != candidate:
+                raise DeployError(f"{file}: {path}: two node packs are both named {candidate.name!r}")
+            found[candidate.name] = candidate
+    return list(found.values())
+
+
+def _is_local_pack(name: str) -> bool:
+    return "/" in name or name.endswith(".py")
+
+
+def _local_pack_paths(app_files) -> None:
+    """Point path-given packs at their packaged place, beside the (flattened) app files."""
+    for _, data in app_files.values():
+        if "modules" in data:
+            data["modules"] = [f"./{Path(name.rstrip('/')).name}" if _is_local_pack(name) else name
+                               for name in data["modules"]]
 
 
 def build_graphflow_wheel(out: Path, progress=print) -> Path:

@@ -272,7 +272,11 @@ def remote(verb: str, target: str, ssh_config: Path | None, python: str = "pytho
     if verb == "status":
         status = agent_call(transport, "status")
         say(f"{destination}: current {status['current'] or '(none)'}; {len(status['releases'])} release(s); "
-            f"service {status['unit'] or '(none)'}: {status['active'] or '-'}")
+            f"service {status['unit'] or '(none)'}: {status['active'] or '-'}; "
+            f"{len(status['engines'])} cached TensorRT engine(s)")
+        for engine in status["engines"]:
+            say(f"  {engine['file']}: TensorRT {engine['tensorrt']}, {engine['gpu']}, L4T {engine['l4t'] or '-'}, "
+                f"{engine['precision']}")
         return 0
     if verb == "list":
         for release in agent_call(transport, "list")["releases"]:

@@ -111,8 +111,9 @@ class Transport:
         remote home unless absolute). An interrupted copy keeps its partial files in
         .rsync-partial, and the next one continues from them."""
         ssh = " ".join(shlex.quote(part) for part in self.ssh_base())
+        # The remote folders exist already (deploy makes them): no --mkpath, which rsync < 3.2.3 lacks.
         command = ["rsync", "--recursive", "--times", "--partial-dir=.rsync-partial", "--protect-args",
-                   "--mkpath", "-e", ssh, *extra]
+                   "-e", ssh, *extra]
         if bwlimit:
             command.append(f"--bwlimit={int(bwlimit)}")
         if progress:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -75,6 +76,51 @@ def grown_profile(settings: dict, name: str, dims: tuple[int, ...], shape: tuple
     if dims and dims[0] < 0 and shape[0] > grown["max_batch_size"]:
         grown["max_batch_size"] = shape[0]
     return grown
+
+
+def build_progress_monitor(trt, stream=None, every: float = 2.0):
+    """A TensorRT progress monitor (TensorRT 10's IProgressMonitor) that shows the build's current
+    phase and step: one line redrawn on a terminal, a log line every ``every`` seconds otherwise.
+    None where TensorRT has no progress monitor."""
+    base = getattr(trt, "IProgressMonitor", None)
+    if base is None:
+        return None
+    out = stream or sys.stderr
+
+    class BuildProgress(base):
+        def __init__(self):
+            base.__init__(self)
+            self.steps: dict[str, int] = {}
+            self.shown = 0.0
+
+        def phase_start(self, phase_name, parent_phase, num_steps):
+            self.steps[phase_name] = num_steps
+            self.show(phase_name, 0)
+
+        def step_complete(self, phase_name, step):
+            self.show(phase_name, step + 1)
+            return True  # False would cancel the build
+
+        def phase_finish(self, phase_name):
+            self.steps.pop(phase_name, None)
+            if not self.steps and out.isatty():
+                out.write("\n")
+
+        def show(self, phase, step):
+            now = time.monotonic()
+            terminal = out.isatty()
+            if not terminal and now - self.shown < every:
+                return
+            self.shown = now
+            line = "building the TensorRT engine: " + " > ".join(
+                f"{name} {step if name == phase else '…'}/{total}" for name, total in self.steps.items())
+            if terminal:
+                out.write("\r" + line[:150].ljust(150))
+                out.flush()
+            else:
+                log.warning("%s", line)
+
+    return BuildProgress()
 
 
 class TensorRTBackend:
@@ -149,6 +195,9 @@ class TensorRTBackend:
             low, opt, high = profile_shapes(tensor.name, tuple(tensor.shape), settings)
             profile.set_shape(tensor.name, low, opt, high)
         config.add_optimization_profile(profile)
+        monitor = build_progress_monitor(trt)
+        if monitor is not None:
+            config.progress_monitor = monitor
         serialized = builder.build_serialized_network(network, config)
         if serialized is None:
             raise RuntimeError(f"TensorRT failed to build an engine for {model} (see its log above)")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import platform
+import shlex
 import shutil
 import signal
 import socket
@@ -18,7 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from graphflow.deploy import DeployError
 from graphflow.deploy.transport import Transport, parse_destination
 from tests.conftest import DATA, MODELS, REPO
 
@@ -38,6 +43,24 @@ def deploy(device, package: Path, to: str, *extra: str) -> subprocess.CompletedP
 
 def remote(device, verb: str, to: str, *extra: str) -> subprocess.CompletedProcess:
     return graphflow("remote", verb, "--ssh-config", str(device.config), "--python", device.python, *extra, "--", to)
+
+
+@given(st.one_of(st.text(max_size=40), st.text(alphabet="ab1-._/:@~;$()` '\"+\n*&|<>", max_size=30)))
+@settings(max_examples=300, deadline=None)
+def test_any_destination_is_refused_or_travels_as_plain_names(text):
+    """Whatever the text, parse_destination refuses it with a one-line DeployError, or every part
+    is a plain name that no shell would read as anything else."""
+    try:
+        destination = parse_destination(text)
+    except DeployError as exc:
+        assert "\n" not in str(exc)
+        return
+    for part in (destination.host, destination.user or "x", destination.dir):
+        assert not part.startswith("-") and shlex.quote(part) == part
+    assert ".." not in destination.dir.split("/")
+    transport = Transport(destination)
+    command = transport.remote_command(["true", destination.dir])
+    assert command[-3:-1] == ["--", destination.login] and shlex.split(command[-1]) == ["true", destination.dir]
 
 
 def current(root: Path) -> str | None:
@@ -92,6 +115,15 @@ def test_redeploy_uploads_only_changed_files_then_rollback_and_prune(device, ope
     v2 = current(root)
     assert v2.startswith("1.1.0-") and v2 != v1
     assert "uploaded 1 of 5 files" in second.stdout  # only the changed app file; model and wheel are shared
+    assert f"reusing the venv of release {v1}" in second.stderr  # same requirements: cloned, not rebuilt
+    transport = Transport(parse_destination(to), device.config)
+
+    def venv_works(release: str) -> bool:
+        python = root / "releases" / release / "venv" / "bin" / "python"
+        where = transport.run([str(python), "-c", "import graphflow, nodes.openpose; print(graphflow.__file__)"])
+        return where.returncode == 0 and where.stdout.startswith(str(root / "releases" / release / "venv"))
+
+    assert venv_works(v2) and venv_works(v1)
     packaged = json.loads((root / "current" / "app" / "openpose.app.json").read_text())
     assert packaged["config"]["viz"]["visualizer"]["min_confidence"] == 0.2  # the overlay is in the package
 
@@ -106,12 +138,22 @@ def test_redeploy_uploads_only_changed_files_then_rollback_and_prune(device, ope
 
     pruned = remote(device, "prune", to, "--keep", "1")
     assert pruned.returncode == 0 and sorted(p.name for p in (root / "releases").iterdir()) == [v1]
+    assert venv_works(v1)  # removing the clone left the donor venv whole
     # The store keeps only what the kept release uses.
     manifest = json.loads((root / "current" / "manifest.json").read_text())
     assert {p.name for p in (root / "store").iterdir()} == {e["sha256"] for e in manifest["files"].values()}
 
+    # An engine built on the device lands in the cache every release shares (XDG_CACHE_HOME=DIR/cache).
+    engines = root / "cache" / "graphflow" / "engines"
+    engines.mkdir(parents=True)
+    (engines / "openpose_mobilenet_thin-fp16-0123456789abcdef.engine").write_bytes(b"engine")
+    (engines / "openpose_mobilenet_thin-fp16-0123456789abcdef.engine.key.json").write_text(json.dumps(
+        {"tensorrt": "10.3.0", "gpu": "Orin (nvgpu)", "l4t": "R36.4.0", "precision": "fp16"}))
     status = remote(device, "status", to)
     assert status.returncode == 0 and f"current {v1}" in status.stdout
+    assert "1 cached TensorRT engine(s)" in status.stdout
+    assert "openpose_mobilenet_thin-fp16-0123456789abcdef.engine: TensorRT 10.3.0, Orin (nvgpu), L4T R36.4.0, fp16" \
+        in status.stdout
 
 
 @pytest.mark.slow
@@ -330,3 +372,46 @@ def test_foreground_viewer_through_the_tunnel_and_ctrl_c_stops_the_app_on_the_de
         for process in (tunnel, app):
             if process is not None and process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.mark.timeout(180)
+def test_a_package_for_another_platform_is_refused_before_anything_is_installed(device, graphflow_wheel, tmp_path,
+                                                                                monkeypatch, model_path):
+    """A jetson-jp6 package (aarch64, Python 3.10 wheelhouse) sent to this x86_64 "device"."""
+    from graphflow.deploy import package as package_module
+    from graphflow.deploy.package import build_package
+    from tests.deploy.wheels import fake_target_wheel
+
+    def download(spec_target, requirements, out, progress):
+        out.mkdir(parents=True, exist_ok=True)
+        for requirement in requirements:
+            name, version = requirement.split("==")
+            fake_target_wheel(out, name.replace("-", "_"), version, "cp310-cp310-manylinux_2_17_aarch64")
+        return out
+
+    monkeypatch.setattr(package_module, "download_wheelhouse", download)
+    package = build_package(REPO / "apps" / "openpose.app.json", tmp_path / "pkg", target="jetson-jp6",
+                            wheelhouse=True, graphflow_wheel=graphflow_wheel, progress=lambda _: None)
+    root = tmp_path / "device"
+    result = graphflow("deploy", str(package), f"--to=device:{root}", "--ssh-config", str(device.config),
+                       "--python", device.python)
+    assert result.returncode == 1
+    assert (f"FAILED at install: the package is for jetson-jp6 (Python 3.10, aarch64); this device runs Python "
+            f"{sys.version_info[0]}.{sys.version_info[1]} on {platform.machine()}") in result.stdout, result.stdout
+    assert not (root / "current").exists() and not list((root / "releases").iterdir())
+
+
+def test_the_app_runs_with_the_release_models_and_the_shared_engine_cache(tmp_path):
+    """What the agent runs for `current`: the release's venv and app, its models folder as the model
+    path, and one engine cache for every release (so a redeploy of the same model builds nothing)."""
+    from graphflow.deploy import agent
+
+    release = tmp_path / "releases" / "1.0.0-abcdef12"
+    release.mkdir(parents=True)
+    (release / "release.json").write_text(json.dumps({"app": {"file": "app/x.app.json"}, "run_args": ["--input", "a b"]}))
+    (tmp_path / "current").symlink_to("releases/1.0.0-abcdef12")
+    command, env, cwd = agent.app_command(str(tmp_path))
+    assert command == [str(release / "venv" / "bin" / "python"), "-m", "graphflow.cli", "run",
+                       str(release / "app" / "x.app.json"), "--input", "a b"]
+    assert env["GRAPHFLOW_MODEL_PATH"] == str(release / "models")
+    assert env["XDG_CACHE_HOME"] == str(tmp_path / "cache") and cwd == str(tmp_path / "data")

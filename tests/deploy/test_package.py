@@ -16,6 +16,7 @@ import pytest
 
 from graphflow.deploy.package import build_graphflow_wheel, build_package, check_package
 from tests.conftest import MODELS, REPO
+from tests.deploy.wheels import fake_target_wheel
 
 MODEL = MODELS / "openpose_mobilenet_thin.onnx"
 
@@ -118,18 +119,6 @@ def test_check_finds_a_changed_a_missing_an_extra_and_an_unsafe_file(openpose_pa
     assert len(junk.stderr.strip().splitlines()) == 1
 
 
-def fake_target_wheel(folder: Path, name: str, version: str, tag: str, requires: list[str] = ()) -> Path:
-    """A wheel with real metadata for pip's resolver (which reads only the metadata on --dry-run)."""
-    path = folder / f"{name}-{version}-{tag}.whl"
-    info = f"{name}-{version}.dist-info"
-    with zipfile.ZipFile(path, "w") as wheel:
-        wheel.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
-                       + "".join(f"Requires-Dist: {r}\n" for r in requires))
-        wheel.writestr(f"{info}/WHEEL", f"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\nTag: {tag}\n")
-        wheel.writestr(f"{info}/RECORD", "")
-    return path
-
-
 @pytest.mark.timeout(180)
 def test_check_resolves_the_wheelhouse_offline_for_the_target_platform_and_python(tmp_path, graphflow_wheel,
                                                                                   model_path, monkeypatch):
@@ -167,3 +156,71 @@ def test_check_resolves_the_wheelhouse_offline_for_the_target_platform_and_pytho
     # The same good package does not resolve for JetPack 7 (Python 3.12).
     assert check_package(good, "jetson-jp7", progress=lambda _: None)
     assert target.python == "3.10"
+
+
+PACK_CODE = '''from graphflow import Codelet, Param, Rx, Tx
+from graphflow.packs.demo.messages import Number
+
+
+class {name}(Codelet):
+    """Multiplies numbers."""
+    number = Rx(Number, "In.")
+    result = Tx(Number, "Out.")
+    factor = Param(float, {factor}, "Multiplier.")
+
+    def start(self):
+        self.tick_on_message(self.number)
+
+    def tick(self):
+        message = self.number.read()
+        self.result.publish(Number(message.payload.value * self.factor), acqtime=message.acqtime)
+'''
+
+
+@pytest.mark.timeout(120)
+def test_packs_given_by_path_ship_beside_the_app_and_run_from_the_extracted_package(tmp_path, graphflow_wheel):
+    """A folder pack and a single-file pack, both outside the app's folder, run from the package."""
+    (tmp_path / "packs" / "doubling").mkdir(parents=True)
+    (tmp_path / "packs" / "doubling" / "__init__.py").write_text(PACK_CODE.format(name="Doubler", factor=2.0))
+    (tmp_path / "tripling.py").write_text(PACK_CODE.format(name="Tripler", factor=3.0))
+    (tmp_path / "src").mkdir()
+    app = {"name": "packs", "modules": ["demo", "../packs/doubling", "../tripling.py"],
+           "graph": {"nodes": [
+               {"name": "count", "components": [{"name": "counter", "type": "demo.Counter"}]},
+               {"name": "double", "components": [{"name": "d", "type": "doubling.Doubler"}]},
+               {"name": "triple", "components": [{"name": "t", "type": "tripling.Tripler"}]},
+               {"name": "sink", "components": [{"name": "writer", "type": "demo.NumberWriter"}]}],
+               "edges": [{"source": "count/counter/number", "target": "double/d/number"},
+                         {"source": "double/d/result", "target": "triple/t/number"},
+                         {"source": "triple/t/result", "target": "sink/writer/number"}]},
+           "config": {"count": {"counter": {"count": 4, "tick_period": "1ms"}},
+                      "sink": {"writer": {"path": "numbers.jsonl"}}}}
+    (tmp_path / "src" / "packs.app.json").write_text(json.dumps(app))
+    package = build_package(tmp_path / "src" / "packs.app.json", tmp_path / "out", target="linux-x86_64",
+                            graphflow_wheel=graphflow_wheel, progress=lambda _: None)
+    files = members(package)
+    assert {"app/doubling/__init__.py", "app/tripling.py"} <= set(files)
+    assert json.loads(files["app/packs.app.json"])["modules"] == ["demo", "./doubling", "./tripling.py"]
+    unpacked = tmp_path / "unpacked"
+    with tarfile.open(package) as tar:
+        tar.extractall(unpacked)
+    result = subprocess.run([sys.executable, "-m", "graphflow.cli", "run", str(unpacked / "app" / "packs.app.json"),
+                             "--no-viewer", "--quiet"], capture_output=True, text=True, timeout=60,
+                            cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert result.returncode == 0, result.stderr
+    values = [json.loads(line)["value"] for line in (tmp_path / "numbers.jsonl").read_text().splitlines()]
+    assert values == [0.0, 6.0, 12.0, 18.0]
+
+
+@pytest.mark.timeout(60)
+def test_a_model_file_name_a_device_cannot_hold_safely_is_refused(tmp_path, graphflow_wheel, model_path):
+    (tmp_path / "my model;x.onnx").symlink_to(MODEL)
+    app = json.loads((REPO / "apps" / "openpose.app.json").read_text())
+    app["config"]["inference"]["tensor_rt_inference"]["model_file_path"] = str(tmp_path / "my model;x.onnx")
+    (tmp_path / "app.json").write_text(json.dumps(app))
+    (tmp_path / "openpose_decoder.subgraph.json").write_text((REPO / "apps" / "openpose_decoder.subgraph.json").read_text())
+    result = graphflow("package", str(tmp_path / "app.json"), "-o", str(tmp_path / "out"),
+                       "--graphflow-wheel", str(graphflow_wheel))
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("error: inference/tensor_rt_inference/model_file_path: model file name "
+                                    "'my model;x.onnx' is not allowed")

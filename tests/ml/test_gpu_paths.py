@@ -287,3 +287,21 @@ def test_device_tensors_from_the_gpu_encoder_reach_inference_and_come_back_as_nu
     assert all(isinstance(array, np.ndarray) for array in outputs[0])
     for device_side, host_side in zip(*outputs):
         np.testing.assert_allclose(device_side, host_side, atol=1e-3)
+
+
+def test_the_engine_build_shows_its_progress(caplog):
+    """TensorRT 10 reports build phases to an IProgressMonitor: a log line every few seconds
+    when not on a terminal (a service's journal)."""
+    class IProgressMonitor:
+        def __init__(self):
+            pass
+
+    caplog.set_level(logging.WARNING)
+    monitor = trt_backend.build_progress_monitor(SimpleNamespace(IProgressMonitor=IProgressMonitor), every=0.0)
+    monitor.phase_start("Building engine", None, 3)
+    monitor.phase_start("Tactic selection", "Building engine", 40)
+    assert monitor.step_complete("Tactic selection", 9) is True
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[-1] == "building the TensorRT engine: Building engine …/3 > Tactic selection 10/40"
+    monitor.phase_finish("Tactic selection")
+    assert trt_backend.build_progress_monitor(SimpleNamespace()) is None  # TensorRT 8: no monitor
