@@ -14,17 +14,26 @@ IMAGE_HISTORY = 32   # images kept per watched image channel (to sync overlays b
 OTHER_HISTORY = 64   # other messages kept per watched channel (plots, overlays)
 
 
+def tap_of(app):
+    """The app's observation point (the one place the viewer names it: the ledger is being
+    renamed the tap)."""
+    tap = getattr(app, "tap", None)
+    return tap if tap is not None else app.ledger
+
+
 class ViewerObserver:
-    def __init__(self, ledger=None):
-        self._ledger = ledger
+    def __init__(self, tap=None):
+        self._tap = tap
         self._history: dict[str, deque] = {}
         self._subscribed = False
+        self.version = 0  # changes when a watched channel publishes (the pump skips rounds it did not)
 
     # -- ledger interface: called on graph threads, must return at once -----------------------
     def published(self, channel, message) -> None:
         history = self._history.get(channel.name)
         if history is not None:
             history.append(message)
+            self.version += 1  # not atomic: two threads may count once, the pump only looks for a change
 
     # -- viewer side --------------------------------------------------------------------------
     def watch(self, depths: dict[str, int]) -> None:
@@ -34,12 +43,12 @@ class ViewerObserver:
             old = self._history.get(name)
             histories[name] = old if old is not None and old.maxlen == depth else deque(old or (), maxlen=depth)
         self._history = histories  # one atomic swap; the graph threads see old or new, both fine
-        if self._ledger is not None:
+        if self._tap is not None:
             if histories and not self._subscribed:
-                self._ledger.subscribe(self)
+                self._tap.subscribe(self)
                 self._subscribed = True
             elif not histories and self._subscribed:
-                self._ledger.unsubscribe(self)
+                self._tap.unsubscribe(self)
                 self._subscribed = False
 
     @property
