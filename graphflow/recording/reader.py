@@ -132,7 +132,7 @@ class Recording:
         self.recovery: Recovery | None = None
         self.profile = ""
         self._chunks: list[_Chunk] = []
-        self._times: dict[int, list[int]] = {}  # channel id → sorted log times (recovered files)
+        self._times: dict[int, list[tuple]] = {}  # channel id → sorted (log time, chunk, position) (recovered files)
         self._cache: OrderedDict[int, list] = OrderedDict()
         try:
             if not self._read_summary():
@@ -206,7 +206,7 @@ class Recording:
         kept = len(MAGIC)
         chunks = messages = corrupt = 0
         reason = "end of file"
-        times: dict[int, list[int]] = {}
+        times: dict[int, list[tuple[int, int, int]]] = {}
         while True:
             start = max(self._file.tell(), len(MAGIC))
             try:
@@ -228,6 +228,7 @@ class Recording:
                     kept = end
                     continue
                 present = set()
+                position = 0
                 for item in inner:
                     if isinstance(item, Schema):
                         self.schemas[item.id] = item
@@ -236,8 +237,9 @@ class Recording:
                             self.channels[item.id] = self._channel_info(item)
                     elif isinstance(item, McapMessage):
                         present.add(item.channel_id)
-                        times.setdefault(item.channel_id, []).append(item.log_time)
+                        times.setdefault(item.channel_id, []).append((item.log_time, start, position))
                         messages += 1
+                    position += 1
                 self._chunks.append(_Chunk(record.message_start_time, record.message_end_time, start,
                                            end - start, frozenset(present)))
                 self._cache_put(start, inner)
@@ -257,7 +259,7 @@ class Recording:
             values.sort()
             info = self.channels.get(cid)
             if info is not None:
-                info.count, info.first, info.last = len(values), values[0], values[-1]
+                info.count, info.first, info.last = len(values), values[0][0], values[-1][0]
         self._times = times
         self.recovery = Recovery(self.size, kept, chunks, messages, reason, corrupt)
         try:
@@ -355,19 +357,24 @@ class Recording:
     def times(self, topic: str) -> list[int]:
         """Sorted log times of every message on ``topic``, from the message indexes (no chunk is
         decompressed for a finished file)."""
+        return [entry[0] for entry in self.index(topic)]
+
+    def index(self, topic: str) -> list[tuple[int, int, int]]:
+        """(log time, chunk offset, position in the chunk) of every message on ``topic``, sorted:
+        across topics, this order is the order the messages were written in (publish order)."""
         channel = self.by_topic[topic]
         if self._times:
             return list(self._times.get(channel.id, []))
-        values: list[int] = []
+        entries: list[tuple[int, int, int]] = []
         for chunk in self._chunks:
             offset = chunk.message_index_offsets.get(channel.id)
             if offset is None:
                 continue
             record = self._record_at(offset)
             if isinstance(record, MessageIndex):
-                values.extend(time for time, _ in record.records)
-        values.sort()
-        return values
+                entries.extend((time, chunk.offset, position) for time, position in record.records)
+        entries.sort()
+        return entries
 
     def message_at(self, topic: str, log_time: int) -> RecordedMessage | None:
         """The last message on ``topic`` with log time <= ``log_time`` (reads one or two chunks)."""
