@@ -187,8 +187,11 @@ def cmd_info(args) -> int:
         recording = _open(args.recording)
     except RecordingInvalid as exc:
         return _fail(str(exc))
-    with recording:
-        info = describe(recording)
+    try:
+        with recording:
+            info = describe(recording)
+    except RecordingInvalid as exc:
+        return _fail(str(exc))
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -256,7 +259,7 @@ def cmd_export(args) -> int:
             else:
                 count = export_video(recording, args.video, args.channel, args.fps)
                 print(f"wrote {count} frames to {args.video}")
-    except RecordingError as exc:
+    except (RecordingError, RecordingInvalid, ValueError) as exc:  # ValueError: wire.WireError, a damaged message
         return _fail(str(exc))
     return 0
 

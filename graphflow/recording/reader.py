@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Iterator
 
 from mcap.data_stream import ReadDataStream
-from mcap.exceptions import McapError
 from mcap.reader import SeekingReader
 from mcap.records import (Attachment, Channel, Chunk, ChunkIndex, DataEnd, Footer, Metadata, MessageIndex,
                           Schema)
@@ -160,7 +159,7 @@ class Recording:
             reader = SeekingReader(self._file)
             self.profile = reader.get_header().profile
             summary = reader.get_summary()
-        except (McapError, OSError, ValueError, StopIteration, EOFError, KeyError, UnicodeDecodeError):
+        except Exception:  # no footer, a cut summary, damaged bytes: the scan decides what is left
             return False
         if summary is None:
             return False
@@ -175,7 +174,10 @@ class Recording:
         for index in summary.attachment_indexes:
             self.attachments[index.name] = (index.offset, index.media_type)
         for index in summary.metadata_indexes:
-            record = self._record_at(index.offset)
+            try:
+                record = self._record_at(index.offset)
+            except RecordingInvalid:  # a damaged metadata record: the messages may still be fine
+                continue
             if isinstance(record, Metadata):
                 self.metadata[record.name] = dict(record.metadata)
         self._channel_times_from_chunks()
@@ -196,8 +198,12 @@ class Recording:
                     info.last = chunk.end if info.last is None else max(info.last, chunk.end)
 
     def _record_at(self, offset: int):
-        self._file.seek(offset)
-        return next(StreamReader(self._file, skip_magic=True, emit_chunks=True).records)
+        try:
+            self._file.seek(offset)
+            return next(StreamReader(self._file, skip_magic=True, emit_chunks=True).records)
+        except Exception as exc:
+            raise RecordingInvalid(f"{self.path}: the record at byte {offset} is unreadable "
+                                   f"({type(exc).__name__}: {exc})") from None
 
     def _recover(self) -> None:
         """Scan a file without a summary; keep every complete, intact chunk."""
@@ -350,7 +356,9 @@ class Recording:
             if not heap:
                 continue
             _, _, _, record = heapq.heappop(heap)
-            channel = self.channels[record.channel_id]
+            channel = self.channels.get(record.channel_id)
+            if channel is None:  # its channel record was lost (a damaged file): nothing says how to read it
+                continue
             yield RecordedMessage(channel.topic, record.log_time, record.publish_time, record.sequence,
                                   record.data, channel)
 
