@@ -5,7 +5,8 @@
 2. the recorder's throughput in raw 640×480×3 uint8 frames per second: frames published through
    a ledger into the recorder in lossless mode (nothing dropped), timed until the file is finished;
    the frames are the COCO val mini images resized (distinct, natural images), per compression, to
-   a file on disk and to /dev/shm (RAM: the recorder's own cost without the disk's);
+   a file on disk and to /dev/shm (RAM: the recorder's own cost without the disk's), with the
+   writer thread at normal priority (``--raw-nice``);
 3. the file size per frame of both.
 
     GRAPHFLOW_MODEL_PATH=../shared/models PYTHONPATH=$PWD python benchmarks/bench_recording.py
@@ -67,7 +68,7 @@ def raw_frames(count: int) -> list[np.ndarray]:
     return [images[i % len(images)] for i in range(count)]
 
 
-def recorder_throughput(path: Path, frames: list[np.ndarray], compression: str) -> dict:
+def recorder_throughput(path: Path, frames: list[np.ndarray], compression: str, nice: int) -> dict:
     from graphflow.codelet import Codelet
     from graphflow.ports import OutputChannel, Tx
     from nodes.vision.messages import Image
@@ -81,7 +82,7 @@ def recorder_throughput(path: Path, frames: list[np.ndarray], compression: str) 
         pixels.setflags(write=False)
         messages.append(Message(Header(index / 30, index / 30), Image(pixels=pixels, frame=index)))
     ledger = Ledger()
-    recorder = Recorder(path, lossless=True, compression=compression, queue_messages=64).attach(ledger)
+    recorder = Recorder(path, lossless=True, compression=compression, queue_messages=64, nice=nice).attach(ledger)
     started = time.perf_counter()
     for message in messages:
         for observe in ledger.on_published:
@@ -101,6 +102,9 @@ def main() -> None:
     parser.add_argument("--raw-frames", type=int, default=1500, help="frames for the recorder throughput")
     parser.add_argument("--compression", default="lz4", choices=["zstd", "lz4", "none"],
                         help="the app runs' recording compression (default lz4, as graphflow run --record)")
+    parser.add_argument("--raw-nice", type=int, default=0,
+                        help="the recorder thread's nice value for the throughput figures (default 0: the "
+                             "recorder's own capacity; graphflow run uses 10, which yields to other processes too)")
     parser.add_argument("--skip-app", action="store_true")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -129,7 +133,7 @@ def main() -> None:
     results["raw"] = {}
     for where, folder in (("disk", disk), ("ram", Path("/dev/shm"))):
         for compression in ("zstd", "lz4", "none"):
-            figures = recorder_throughput(folder / "raw.mcap", frames, compression)
+            figures = recorder_throughput(folder / "raw.mcap", frames, compression, args.raw_nice)
             results["raw"][f"{where}/{compression}"] = figures
             print(f"recorder, raw 640×480×3 frames, {compression:4} to {where:4}: {figures['frames_per_s']:7.0f} frames/s "
                   f"({figures['mb_per_s']:6.0f} MB/s in), {figures['bytes_per_frame'] / 1e3:6.0f} kB per frame", flush=True)

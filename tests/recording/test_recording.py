@@ -515,3 +515,27 @@ def test_export_errors_are_one_line(repo, tmp_path, capsys):
         assert expected in err and "Traceback" not in err, (args, err)
     assert main(["export", str(tmp_path / "missing.mcap"), "--images", str(tmp_path)]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(30)
+def test_the_writer_thread_yields_the_cpu_to_the_graph(tmp_path):
+    from graphflow.recording.writer import RECORDER_NICE
+
+    ledger = Ledger()
+    rec = Recorder(tmp_path / "nice.mcap").attach(ledger)
+    try:
+        native = wait_for_native_id(rec)
+        assert os.getpriority(os.PRIO_PROCESS, native) == os.getpriority(os.PRIO_PROCESS, 0) + RECORDER_NICE == 10
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == 0  # the graph's threads keep theirs
+    finally:
+        rec.stop()
+
+
+def wait_for_native_id(rec) -> int:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        native = rec._thread.native_id
+        if native is not None and os.getpriority(os.PRIO_PROCESS, native) != 0:
+            return native
+        time.sleep(0.01)
+    return rec._thread.native_id
