@@ -120,13 +120,18 @@ def main() -> None:
             with_.append(fps)
             facts.append(fact)
             print(f"round {round_ + 1}: {without[-1]:.2f} frames/s without, {with_[-1]:.2f} with --record "
-                  f"({fact['recorded']} messages, {fact['dropped']} dropped, {fact['bytes'] / 1e6:.1f} MB)", flush=True)
-        median_without, median_with = statistics.median(without), statistics.median(with_)
+                  f"= {with_[-1] / without[-1]:.3f}× ({fact['recorded']} messages, {fact['dropped']} dropped, "
+                  f"{fact['bytes'] / 1e6:.1f} MB)", flush=True)
+        # each round's two runs are neighbours in time (alike in the shared machine's load): the
+        # median of the rounds' ratios, not the ratio of the medians
+        ratios = [w / wo for w, wo in zip(with_, without)]
+        ratio = statistics.median(ratios)
         results["app"] = {"frames": args.app_frames, "rounds": args.rounds, "without_fps": without, "with_fps": with_,
-                          "ratio": median_with / median_without, "bytes_per_frame": facts[-1]["bytes"] / args.app_frames,
+                          "ratios": ratios, "ratio": ratio, "bytes_per_frame": facts[-1]["bytes"] / args.app_frames,
                           "dropped": [f["dropped"] for f in facts]}
-        print(f"OpenPose app: {median_without:.2f} frames/s without, {median_with:.2f} with --record "
-              f"= {median_with / median_without:.3f}× (median of {args.rounds}); "
+        print(f"OpenPose app: {statistics.median(without):.2f} frames/s without, {statistics.median(with_):.2f} with "
+              f"--record; with/without {ratio:.3f}× (median of {args.rounds} rounds' ratios, "
+              f"{min(ratios):.3f}-{max(ratios):.3f}); "
               f"{results['app']['bytes_per_frame'] / 1e6:.2f} MB per frame (every channel, {args.compression})")
 
     frames = raw_frames(args.raw_frames)
