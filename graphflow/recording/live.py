@@ -14,7 +14,7 @@ import sys
 import threading
 
 from . import foxglove
-from .writer import RecordingError
+from .errors import RecordingError
 
 QUEUE_MESSAGES = 8
 _STOP = object()

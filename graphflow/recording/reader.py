@@ -18,19 +18,16 @@ from typing import Iterator
 
 from mcap.data_stream import ReadDataStream
 from mcap.reader import SeekingReader
-from mcap.records import (Attachment, Channel, Chunk, ChunkIndex, DataEnd, Footer, Metadata, MessageIndex,
+from mcap.records import (Attachment, Channel, Chunk, DataEnd, Footer, Metadata, MessageIndex,
                           Schema)
 from mcap.records import Message as McapMessage
 from mcap.stream_reader import StreamReader, breakup_chunk
 
+from .errors import RecordingInvalid
 from .writer import APP_ATTACHMENT, FORMAT, record_frames
 
 MAGIC = b"\x89MCAP0\r\n"
 CHUNK_CACHE = 8  # decompressed chunks kept (stepping back and forth in the viewer)
-
-
-class RecordingInvalid(Exception):
-    """Not a readable recording (one line: what is wrong and where)."""
 
 
 @dataclass

@@ -22,7 +22,8 @@ import threading
 import time
 from pathlib import Path
 
-from .reader import Recording, RecordingInvalid
+from .errors import RecordingInvalid
+from .reader import Recording
 
 RATES = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 10.0)
 

@@ -46,6 +46,7 @@ from mcap.writer import CompressionType, Writer
 
 from .. import __version__
 from . import foxglove
+from .errors import RecordingError
 
 FORMAT = "graphflow"             # metadata record name and MCAP profile
 APP_ATTACHMENT = "app.json"      # the composed app
@@ -61,10 +62,6 @@ COMPRESSIONS = {"zstd": CompressionType.ZSTD, "lz4": CompressionType.LZ4, "none"
 # the graph could lose.
 DEFAULT_COMPRESSION = "lz4"
 _STOP = object()
-
-
-class RecordingError(Exception):
-    """A user's mistake in the recording options (one line)."""
 
 
 def parse_size(text: str) -> int:
@@ -229,6 +226,7 @@ class Recorder:
         self.bytes_written = 0
         self.files: list[Path] = []
         self.failed: str | None = None
+        self.cpu_seconds = 0.0  # the writer thread's CPU time, once stopped
         self._closed = False
         self._ledger = None
         self._thread: threading.Thread | None = None
@@ -323,6 +321,12 @@ class Recorder:
     def _run(self) -> None:
         if self.nice:
             _lower_priority(self.nice)
+        try:
+            self._write_until_stopped()
+        finally:
+            self.cpu_seconds = time.thread_time()  # this thread's CPU time: what recording cost
+
+    def _write_until_stopped(self) -> None:
         wire = _wire()
         get = self._queue.get
         last_flush = time.monotonic()
