@@ -168,14 +168,12 @@ def cmd_run(args) -> int:
 
 def run_app(args, app) -> int:
     """Run a built app with the viewer, recorder and report that the run options ask for."""
-    viewer = open_viewer(args)  # binds now; a taken port: one line, and the app runs without it
     try:
         observers = recording_cli.start_observers(args, app)
     except recording_cli.RecordingError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        if viewer is not None:
-            viewer.close()
         return 2
+    viewer = open_viewer(args)  # binds now; a taken port: one line, and the app runs without it
     previous = signal.signal(signal.SIGTERM, lambda *_: app.request_stop())
     try:
         if viewer is None:

@@ -145,6 +145,7 @@ class ViewerServer:
         self._streams = 0            # streams counted against the cap (from the handshake on)
         self._allowed_hosts = {*LOOPBACK_NAMES, _host_name(host)}
         self._cookie = f"graphflow-viewer-{self.port}"
+        self.extra_routes: list = []  # (method, path, answer): answer() for GET, answer(body) for POST → JSON
 
     @property
     def url(self) -> str:
@@ -233,6 +234,8 @@ class ViewerServer:
                   ("POST", "/api/config", self._set_config),
                   ("GET", "/api/messages/{tail:.+}", self._messages),
                   ("GET", "/api/stream", self._stream)]
+        for method, path, answer in self.extra_routes:  # JSON routes of the caller's (a recording's timeline)
+            routes.append((method, path, self._json_route(answer) if method == "GET" else self._json_post(answer)))
         for method, path, handler in routes:
             if method == "GET":
                 app.router.add_get(path, handler, expect_handler=_expect)
@@ -406,6 +409,15 @@ class ViewerServer:
         return web.Response(status=204, content_type="image/x-icon")
 
     async def _set_config(self, request: web.Request) -> web.Response:
+        return _json(self.api.set_config(await self._json_body(request)))
+
+    def _json_post(self, answer):
+        async def route(request: web.Request) -> web.Response:
+            return _json(answer(await self._json_body(request)))
+        return route
+
+    async def _json_body(self, request: web.Request):
+        """The strict-JSON body of a change (POST), after the origin check."""
         self._check_origin(request)
         if request.content_type != "application/json":
             raise ApiError(415, "send the body as JSON with Content-Type: application/json")
@@ -419,11 +431,10 @@ class ViewerServer:
         if len(raw) > MAX_BODY:  # sent without a Content-Length (chunked)
             raise self._refuse("body", 413, f"body too large (limit {MAX_BODY >> 20} MiB)")
         try:
-            body = parse_json(raw)
+            return parse_json(raw)
         except ApiError as exc:
             self.refused["body"] += 1
             raise exc
-        return _json(self.api.set_config(body))
 
     async def _messages(self, request: web.Request) -> web.Response:
         match = _MESSAGES.match(request.match_info["tail"])
