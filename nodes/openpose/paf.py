@@ -20,7 +20,7 @@ step  function                    parameters
 
 ``decode`` chains them. Every function takes and returns plain numpy arrays or the small
 NamedTuple containers below (``Peaks``, ``Edges``, ``Skeletons``). Each runs a compiled kernel
-(``kernels.py``, numba) when it can, and otherwise its NumPy code, vectorized over all
+(``_kernels.py``, numba) when it can, and otherwise its NumPy code, vectorized over all
 candidates (the only Python loops are over the 19 links and over the few skeleton merges);
 both give the same results (``use_jit``, ``GRAPHFLOW_JIT=0``, ``warm_up``).
 
@@ -39,11 +39,25 @@ Conventions
 """
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import os
 from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from . import kernels
+
+class _Kernels:
+    """The compiled kernels (``_kernels.py``), imported on first use: importing numba takes a
+    fifth of a second that listing or validating nodes should not pay (the nodes warm the kernels
+    in ``start()``)."""
+    AVAILABLE = importlib.util.find_spec("numba") is not None
+
+    def __getattr__(self, name: str):
+        return getattr(importlib.import_module("._kernels", __package__), name)
+
+
+kernels = _Kernels()
 
 __all__ = [
     "NUM_PARTS", "EDGES", "EDGES_PAF", "PART_NAMES", "DEFAULTS",
@@ -54,7 +68,7 @@ __all__ = [
     "compose_image_mapping", "use_jit", "jit_enabled", "warm_up",
 ]
 
-_jit = kernels.ENABLED  # see use_jit
+_jit = kernels.AVAILABLE and os.environ.get("GRAPHFLOW_JIT", "1").strip().lower() not in ("0", "false", "no", "off")
 
 NUM_PARTS = 18
 PART_NAMES = (
