@@ -162,8 +162,9 @@ class Scheduler(Runtime):
         for component in self.components:
             component.runtime = self
         # One lock guards the scheduling state; idle workers wait on _work (a notify is skipped
-        # when nobody waits, the common case).
-        self._lock = threading.Lock()
+        # when nobody waits, the common case). Reentrant: a signal handler (SIGTERM's
+        # request_stop) runs on the main thread, which may be holding it at that moment.
+        self._lock = threading.RLock()
         self._work = threading.Condition(self._lock)
         self._idle_workers = 0
         # Message-triggered states, sorted by rank; the most downstream runs first, so a message
@@ -338,13 +339,14 @@ class Scheduler(Runtime):
                     self._finished.wait(0.1 if deadline is None else
                                         min(0.1, max(0.0, deadline - time.monotonic())))
                     now = time.monotonic()
-                    with self._lock:
-                        if deadline is not None and now >= deadline:
+                    if deadline is not None and now >= deadline and not self._stop_requested:
+                        with self._lock:
                             self._begin_stop()
-                        if self._drain_deadline is not None and now >= self._drain_deadline \
-                                and not self._finished.is_set():
-                            log.warning("the graph did not drain within %.1f s; stopping without it",
-                                        self.drain_timeout)
+                    if self._drain_deadline is not None and now >= self._drain_deadline \
+                            and not self._finished.is_set():
+                        log.warning("the graph did not drain within %.1f s; stopping without it",
+                                    self.drain_timeout)
+                        with self._lock:
                             self._abandon()
                 except KeyboardInterrupt:
                     log.info("interrupted: draining the graph (Ctrl-C again to stop at once)")
