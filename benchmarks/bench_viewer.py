@@ -9,7 +9,8 @@ One app runs throughout (its model loaded once); the measurement alternates phas
 ``--phase`` seconds: no viewer at all (no server, no observer on the tap), then a viewer with N
 clients connected and watching, or the other way round (the order alternates per pair), so
 the shared machine's load drifts hit both alike. The clients run in a separate process (one
-asyncio loop, N aiohttp connections) and count every frame they receive.
+asyncio loop, N aiohttp connections) and count every frame they receive; it runs at nice 19
+(--client-nice), since it stands in for browsers on other machines.
 
 Throughput = messages/s on the app's skeleton channel (one per processed frame). Prints each
 pair, the median of the per-pair ratios (target >= 0.95), the clients' frames/s, and the CPU
@@ -119,10 +120,16 @@ def frame_rate(tx, seconds: float) -> float:
 class Clients:
     """The clients' process, kept for the whole run."""
 
-    def __init__(self, count: int, window: list[str], width: int, height: int):
+    def __init__(self, count: int, window: list[str], width: int, height: int, nice: int):
         self.process = subprocess.Popen([sys.executable, __file__, "--client", str(count), "--channels", ",".join(window),
                                          "--width", str(width), "--height", str(height)],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                        preexec_fn=(lambda: os.nice(nice)) if nice else None)
+
+    def cpu(self) -> float:
+        """CPU seconds the clients' process used so far."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def say(self, line: str) -> None:
         self.process.stdin.write(line + "\n")
@@ -154,11 +161,12 @@ def measure(app, args, count: str, clients: Clients | None, window: list[str]) -
     if clients is not None:
         clients.say("go")
         threads = [server._thread.native_id, server.stream._thread.native_id]
-        viewer0 = sum(thread_cpu(t) for t in threads)
+        viewer0, clients0 = sum(thread_cpu(t) for t in threads), clients.cpu()
     cpu0 = process_cpu()
     result = {"frames_per_s": frame_rate(tx, args.phase), "cpu_s": process_cpu() - cpu0}
     if server is not None:
         result["viewer_cpu_s"] = sum(thread_cpu(t) for t in threads) - viewer0
+        result["clients_cpu_s"] = clients.cpu() - clients0
         result["client_frames_per_s"] = clients.stop()
         result["replaced_unsent"] = sum(c.queue.dropped for c in server.clients.values())
         server.close()
@@ -179,6 +187,9 @@ def main() -> None:
     parser.add_argument("--phase", type=float, default=6.0, help="seconds measured per phase")
     parser.add_argument("--settle", type=float, default=1.0, help="seconds after a phase starts before measuring")
     parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--client-nice", type=int, default=19,
+                        help="niceness of the clients' process (default 19: they stand in for browsers on other "
+                             "machines, so they get only the CPU the app leaves; 0 to compete with it)")
     parser.add_argument("--client", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--channels", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -209,7 +220,7 @@ def main() -> None:
     if window is None:
         raise SystemExit(f"{args.app} has no 2-D window in its ui_config for the clients to watch")
     count = args.count or next(n for n in window if channels[n].message_type.render == "skeleton2")
-    clients = Clients(args.clients, window, args.width, args.height)
+    clients = Clients(args.clients, window, args.width, args.height, args.client_nice)
     runner = threading.Thread(target=app.run, name="bench-app")
     runner.start()
     pairs = []
@@ -224,7 +235,8 @@ def main() -> None:
             print(f"pair {p + 1:2}: no viewer {without['frames_per_s']:6.2f}, {args.clients} clients "
                   f"{watched['frames_per_s']:6.2f} frames/s (ratio {watched['frames_per_s'] / without['frames_per_s']:.3f});"
                   f" clients got {statistics.median(fps):.2f} frames/s (min {min(fps):.2f});"
-                  f" viewer CPU {100 * watched['viewer_cpu_s'] / watched['cpu_s']:.1f}% of the process;"
+                  f" viewer CPU {100 * watched['viewer_cpu_s'] / watched['cpu_s']:.1f}% of the process,"
+                  f" clients' process {100 * watched['clients_cpu_s'] / args.phase:.1f}% of a core;"
                   f" {watched['replaced_unsent']} frames replaced unsent", flush=True)
     finally:
         app.request_stop()
@@ -239,7 +251,9 @@ def main() -> None:
     print(f"no viewer      median {statistics.median(n['frames_per_s'] for n, _ in pairs):.2f} frames/s")
     print(f"{args.clients} clients     median {statistics.median(w['frames_per_s'] for _, w in pairs):.2f} frames/s")
     print(f"per-pair ratios: {', '.join(f'{r:.3f}' for r in ratios)}")
-    print(f"viewer threads' CPU: {100 * share:.1f}% of the app process's, {1000 * per_frame:.1f} ms per app frame")
+    print(f"viewer threads' CPU: {100 * share:.1f}% of the app process's, {1000 * per_frame:.1f} ms per app frame;"
+          f" clients' process (nice {args.client_nice}): "
+          f"{100 * statistics.median(w['clients_cpu_s'] for _, w in pairs) / args.phase:.1f}% of a core")
     print(f"ratio with {args.clients} clients / without viewer: {statistics.median(ratios):.3f} (target >= 0.95)")
 
 

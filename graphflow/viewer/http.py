@@ -21,6 +21,7 @@ Connections idle (no request) for the idle timeout are closed (aiohttp's keep-al
 from __future__ import annotations
 
 import asyncio
+import errno
 import hmac
 import ipaddress
 import logging
@@ -104,8 +105,8 @@ def _bind(host: str, port: int) -> socket.socket:
     except OverflowError:
         raise ViewerError(f"viewer port {port} is not a port (0-65535); see --viewer-port") from None
     except OSError as exc:
-        if exc.errno in (98, 13):  # EADDRINUSE, EACCES
-            why = "is already in use" if exc.errno == 98 else "needs privileges"
+        if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+            why = "is already in use" if exc.errno == errno.EADDRINUSE else "needs privileges"
             raise ViewerError(f"viewer port {port} on {host} {why}; pick another with --viewer-port N "
                               f"(or --no-viewer)") from None
         raise ViewerError(f"cannot serve the viewer on {host}:{port}: {exc.strerror or exc}; "

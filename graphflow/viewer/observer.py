@@ -20,6 +20,7 @@ class ViewerObserver:
         self._history: dict[str, deque] = {}
         self._subscribed = False
         self.version = 0  # changes when a watched channel publishes (the pump skips rounds it did not)
+        self.wake = None  # a threading.Event the pump sleeps on, set when a watched channel publishes
 
     # -- tap interface: called on graph threads, must return at once -----------------------
     def published(self, channel, message) -> None:
@@ -27,6 +28,9 @@ class ViewerObserver:
         if history is not None:
             history.append(message)
             self.version += 1  # not atomic: two threads may count once, the pump only looks for a change
+            wake = self.wake
+            if wake is not None and not wake.is_set():  # set only when the pump sleeps: one flag read
+                wake.set()
 
     # -- viewer side --------------------------------------------------------------------------
     def watch(self, depths: dict[str, int]) -> None:

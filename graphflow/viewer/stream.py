@@ -35,6 +35,7 @@ DEFAULT_FPS = {"2d": 30.0, "inspector": 5.0, "plot": 10.0}
 MAX_WINDOWS = 64            # windows one client may subscribe
 MAX_WINDOW_CHANNELS = 32    # channels one window may show
 PUMP_HZ = 60
+UNSYNCED_AFTER = 0.5        # s a 2-D window waits for a synced frame before it shows an unsynced one
 
 
 class SendQueue:
@@ -113,6 +114,7 @@ class Window:
                     self.image_channel = name
                 elif render != "image":
                     self.overlays.append(name)
+        self.opened = time.monotonic()
         self.last_sent = 0.0
         self.last_key = None
         self.last_heads = None
@@ -174,6 +176,8 @@ class Stream:
         self.clients: dict[int, Client] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a watched channel published, a client subscribed, or close
+        observer.wake = self._wake
         self._thread: threading.Thread | None = None
         self.end_of_round: Callable[[], None] = lambda: None  # set by the server: wake the writers at once
         self._resubscribed = True
@@ -186,6 +190,7 @@ class Stream:
 
     def close(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
         with self._lock:
@@ -264,6 +269,7 @@ class Stream:
         client.windows = windows
         self._resubscribed = True
         self._rewatch()
+        self._wake.set()
         if errors:
             client.send_json(None, {"type": "error", "error": "; ".join(errors)})
 
@@ -288,6 +294,7 @@ class Stream:
         cache: OrderedDict = OrderedDict()
         seen_version, again = -1, True
         while not self._stop.is_set():
+            self._wake.clear()  # before the round: whatever is published during it wakes the next
             now = time.monotonic()
             if now >= next_sample:
                 self.api.live.sample()
@@ -321,7 +328,14 @@ class Stream:
                         client.send_json(("error", window.id), {"type": "error", "window": window.id,
                                                                 "error": f"window {window.id}: {exc}"})
             self.end_of_round()
-            self._stop.wait(1 / PUMP_HZ)
+            # Sleep until something is published on a watched channel (or a client subscribes),
+            # or the stats are due; a round at PUMP_HZ only while a frame waits for its window's
+            # rate or its client, or while inspectors and plots are open (they poll).
+            if again or self._other_windows:
+                timeout = 1 / PUMP_HZ
+            else:
+                timeout = min(next_stats if clients else next_sample, next_sample) - time.monotonic()
+            self._wake.wait(max(timeout, 0.001))
 
     def _head(self, name: str):
         """The newest message of a channel, cheaply (no copy)."""
@@ -348,13 +362,17 @@ class Stream:
             return False  # nothing new was published since we last looked
         window.last_heads = heads
         # What to show depends on the channels alone: worked out once per round for every client.
-        sync_key = (window.image_channel, tuple(window.overlays), window.tolerance)
+        # A window that just opened waits a moment for its histories to fill before it settles
+        # for an unsynced frame (right after a subscription they hold one message each).
+        patient = now - max(window.opened, window.last_sent) < UNSYNCED_AFTER
+        sync_key = (window.image_channel, tuple(window.overlays), window.tolerance, patient)
         if sync_key not in synced_now:
             images = self._messages(window.image_channel) if window.image_channel else []
             overlay_lists = [(name, self._messages(name)) for name in window.overlays]
             names = tuple(name for name, msgs in overlay_lists if msgs)
             synced_now[sync_key] = (names, synchronize(images, [msgs for _, msgs in overlay_lists if msgs],
-                                                       window.tolerance))
+                                                       window.tolerance,
+                                                       unsynced=not patient or len(images) >= IMAGE_HISTORY))
         names, chosen = synced_now[sync_key]
         if chosen is None:
             return False
@@ -462,11 +480,12 @@ def _nearest(messages: list, times: list, t: float):
     return messages[best] if best is not None else None
 
 
-def synchronize(images: list, overlay_lists: list[list], tolerance: float):
+def synchronize(images: list, overlay_lists: list[list], tolerance: float, unsynced: bool = True):
     """Pick the newest image for which every overlay channel holds a message of the same
     acqtime (± tolerance). Returns (image, overlays, synced) or None to wait. When an overlay
     cannot match anything held (it lags more than the image history, or there are no images)
-    the newest image goes out with the nearest overlays, marked unsynced."""
+    the newest image goes out with the nearest overlays, marked unsynced (if ``unsynced``;
+    else None: wait)."""
     if not images:
         return None, [m[-1] for m in overlay_lists], True
     if not overlay_lists:
@@ -482,7 +501,7 @@ def synchronize(images: list, overlay_lists: list[list], tolerance: float):
             return image, matched, True
     oldest = images[0].acqtime
     newest_overlay = min(times[-1] for _, times in lists)
-    if newest_overlay < oldest - tolerance:
+    if unsynced and newest_overlay < oldest - tolerance:
         latest = images[-1]
         return latest, [_nearest(msgs, times, latest.acqtime) for msgs, times in lists], False
     return None

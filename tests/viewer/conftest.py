@@ -225,30 +225,49 @@ def page(browser, running):
     assert not errors, f"errors in the page: {errors}"
 
 
-# -- a WebSocket client for the tests (aiohttp's, driven synchronously on a loop of its own) ----
+# -- a WebSocket client for the tests (aiohttp's, on an event loop in a thread of its own, so it
+# works beside Playwright's sync API, which keeps a loop running in the main thread) ----------
+def run_async(coroutine, timeout: float = 30.0):
+    """Run a coroutine to its end on a fresh event loop in another thread; its result."""
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result(timeout)
+
+
 class StreamClient:
     """``/api/stream`` as a test sees it: ``send`` JSON, ``recv`` (header, body) pairs."""
 
     def __init__(self, url: str, headers: dict | None = None):
         self.loop = asyncio.new_event_loop()
-        self.session = self.loop.run_until_complete(self._session())
-        self.ws = self.loop.run_until_complete(
-            self.session.ws_connect(url.replace("http://", "ws://") + "api/stream", headers=headers or {},
-                                    max_msg_size=1 << 28))
+        self.thread = threading.Thread(target=self.loop.run_forever, name="test-stream-client", daemon=True)
+        self.thread.start()
+        self.session, self.ws = self._run(self._connect(url, headers or {}))
 
-    async def _session(self):
+    def _run(self, coroutine, timeout: float = 30.0):
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    async def _connect(self, url: str, headers: dict):
         import aiohttp
-        return aiohttp.ClientSession()
+
+        session = aiohttp.ClientSession()
+        try:
+            ws = await session.ws_connect(url.replace("http://", "ws://") + "api/stream", headers=headers,
+                                          max_msg_size=1 << 28)
+        except BaseException:
+            await session.close()
+            raise
+        return session, ws
 
     def send(self, value) -> None:
         text = value if isinstance(value, str) else json.dumps(value)
-        self.loop.run_until_complete(self.ws.send_str(text))
+        self._run(self.ws.send_str(text))
 
     def recv(self, timeout: float = 10.0):
         """The next message as (header dict, body bytes); raises EOFError when the stream closed."""
         import aiohttp
 
-        message = self.loop.run_until_complete(self.ws.receive(timeout=timeout))
+        message = self._run(self.ws.receive(timeout=timeout), timeout + 5)
         if message.type == aiohttp.WSMsgType.TEXT:
             return json.loads(message.data), b""
         if message.type == aiohttp.WSMsgType.BINARY:
@@ -271,9 +290,13 @@ class StreamClient:
     def close(self) -> None:
         if self.loop.is_closed():
             return
-        self.loop.run_until_complete(self.ws.close())
-        self.loop.run_until_complete(self.session.close())
-        self.loop.close()
+        try:
+            self._run(self.ws.close(), 10)
+            self._run(self.session.close(), 10)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+            self.loop.close()
 
     def __enter__(self):
         return self

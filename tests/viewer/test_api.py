@@ -410,3 +410,21 @@ def test_cli_no_viewer_and_view_stub(viewer_target, tmp_path):
     (tmp_path / "run.rec").write_bytes(b"")
     result = _cli("view", str(tmp_path / "run.rec"))
     assert result.returncode == 2 and "not an MCAP file" in result.stderr
+
+
+def test_synchronize_matches_by_acqtime_and_waits_before_showing_unsynced():
+    from graphflow.messages import Header, Message
+    from graphflow.viewer.stream import synchronize
+
+    def at(t: float):
+        return Message(Header(t, t), None)
+
+    images = [at(1.0), at(2.0), at(3.0)]
+    skeletons = [at(0.5), at(1.0), at(2.0005)]
+    image, (skeleton,), synced = synchronize(images, [skeletons], tolerance=1e-3)
+    assert synced and image is images[1] and skeleton is skeletons[2]  # 3.0 has none yet: 2.0 it is
+    assert synchronize(images, [skeletons], tolerance=1e-4)[0] is images[0]  # 2.0005 is 0.5 ms off
+    lagging = [at(0.2)]  # older than every image held
+    assert synchronize(images, [lagging], 1e-3, unsynced=False) is None  # a window that just opened waits
+    image, (skeleton,), synced = synchronize(images, [lagging], 1e-3)
+    assert not synced and image is images[-1] and skeleton is lagging[0]

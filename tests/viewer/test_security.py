@@ -3,7 +3,6 @@ clear close of the stream) and is counted. Real servers on free loopback ports, 
 where a well-behaved client could not send the request at all."""
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import socket
@@ -20,7 +19,7 @@ import pytest
 from graphflow.viewer import ViewerServer
 from graphflow.viewer.api import MAX_BODY
 
-from .conftest import StreamClient, wait_for
+from .conftest import StreamClient, run_async, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -75,7 +74,7 @@ def handshake(url: str, headers: dict | None = None) -> int:
                     return 101
             except aiohttp.WSServerHandshakeError as exc:
                 return exc.status
-    return asyncio.run(attempt())
+    return run_async(attempt())
 
 
 def post_raw(running, body: bytes, ctype: str = "application/json"):
