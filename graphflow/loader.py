@@ -342,7 +342,7 @@ def _carried(spec: AppSpec, endpoint: str, port) -> type | None:
     if port is None or hook is None:
         return port and port.message_type
     params = {key: entry.value for key, entry in spec.config.get((node, component), {}).items()}
-    return hook(name, params) or port.message_type
+    return hook(name, params)  # None: its params do not name one (that param's error says so)
 
 
 def _validate(spec: AppSpec, registry: Registry, set_texts: list[tuple], composer: _Composer) -> list[AppError]:
@@ -409,7 +409,7 @@ def _validate(spec: AppSpec, registry: Registry, set_texts: list[tuple], compose
             errors.append(AppError(edge.file, edge.path, f"duplicate edge {edge.source} -> {edge.target}"))
         pairs.add((edge.source, edge.target))
         sent, expected = (_carried(spec, edge.source, tx), _carried(spec, edge.target, rx))
-        if tx is not None and rx is not None and not issubclass(sent, expected):
+        if sent is not None and expected is not None and not issubclass(sent, expected):
             if sent.wire_name == expected.wire_name:  # one declaration, imported under two module names
                 errors.append(AppError(edge.file, edge.path, f"message type {sent.wire_name} of {edge.source} "
                                        f"(module {sent.__module__}) is not the one {edge.target} expects "
