@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -384,18 +385,23 @@ def run_app(args, data: dict, spec, sets: list[str], format_one) -> int:
         routed = route_sets(sets, parts)
         configs = route_configs(list(args.config), parts, run_dir)
     except SplitError as exc:
+        shutil.rmtree(run_dir, ignore_errors=True)
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if args.process:
         if args.process not in parts:
             print(f"error: --process {args.process}: the app has no such process (it has: {sorted(parts)})",
                   file=sys.stderr)
+            shutil.rmtree(run_dir, ignore_errors=True)
             return 1
         parts = {args.process: parts[args.process]}
     supervisor = Supervisor(parts, run_dir, sets=routed, configs=configs, duration=args.duration, max_ticks=args.max_ticks,
                             workers=args.workers, verbose=getattr(args, "verbose", False))
-    status = supervisor.run()
-    combined = supervisor.report()
+    try:
+        status = supervisor.run()
+        combined = supervisor.report()
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)  # the parts' app files, reports and sockets
     if args.stats_json:
         args.stats_json.parent.mkdir(parents=True, exist_ok=True)
         args.stats_json.write_text(json.dumps(combined, indent=2))

@@ -107,7 +107,7 @@ def carried(cls, endpoint: str, port, params: dict):
     hook = getattr(cls, "port_message_type", None)
     if port is None or hook is None:
         return port and port.message_type
-    return hook(endpoint.rsplit("/", 1)[1], params) or port.message_type
+    return hook(endpoint.rsplit("/", 1)[1], params)  # None: its params name none (that param's error says so)
 
 
 def _split_port(text: str) -> tuple[str, str, str]:
@@ -185,7 +185,7 @@ def validate(spec: Composition, registry: Registry) -> list[AppError]:
         pairs.add((edge.source, edge.target))
         sent = carried(types.get(edge.source.rsplit("/", 1)[0]), edge.source, tx, config_values(edge.source))
         expected = carried(types.get(edge.target.rsplit("/", 1)[0]), edge.target, rx, config_values(edge.target))
-        if tx is not None and rx is not None and not issubclass(sent, expected):
+        if sent is not None and expected is not None and not issubclass(sent, expected):
             if sent.wire_name == expected.wire_name:  # one declaration, imported under two module names
                 errors.append(AppError(edge.file, edge.path, f"message type {sent.wire_name} of {edge.source} "
                                        f"(module {sent.__module__}) is not the one {edge.target} expects "

@@ -20,10 +20,24 @@ def _resolve(type_name: str, who: str):
     return message_type
 
 
+class _MessageTypeParam(Param):
+    """A message type's wire name, checked against the declared types when the app is validated."""
+
+    def convert(self, value):
+        value = super().convert(value)
+        known = message_types()
+        if value not in known or known[value] is AnyMessage:
+            import difflib
+            near = difflib.get_close_matches(value, [k for k in known if k != AnyMessage.wire_name], n=3)
+            hint = f"; did you mean {' or '.join(map(repr, near))}?" if near else " (is its pack in the app's modules?)"
+            raise ValueError(f"unknown message type {value!r}{hint}")
+        return value
+
+
 class _Bridge(Codelet):
     endpoint = Param(str, "tcp://127.0.0.1:5555",
                      "ZeroMQ endpoint: tcp://HOST:PORT or ipc:///path. The publisher binds it, subscribers connect.")
-    message_type = Param(str, doc="Wire name of the message type carried, e.g. 'vision/Image'; "
+    message_type = _MessageTypeParam(str, doc="Wire name of the message type carried, e.g. 'vision/Image'; "
                                   "both ends must agree (checked when they connect).")
     queue_size = Param(int, 8, "Messages in flight per subscriber before the policy applies.", range=(1, None))
     curve_secret_key = Param(str, "", "This end's CURVE secret key file (graphflow keys NAME makes NAME.key_secret); "

@@ -141,3 +141,33 @@ def test_binding_off_loopback_without_keys_is_refused_unless_insecure(namespaces
     allowed = in_namespace(NS_A, "host-a", common + ["--insecure"])  # runs; nobody subscribes, --duration ends it
     output, _ = allowed.communicate(timeout=60)
     assert "exposes the channel" not in output and "cannot bind" not in output
+
+
+@pytest.mark.timeout(120)
+def test_a_network_drop_is_noticed_and_the_link_resumes_without_restart(namespaces, tmp_path, shared_data):
+    app = {"name": "drop", "modules": ["io", "viz"],
+           "graph": {"nodes": [
+               {"name": "feeder", "process": "a", "components": [{"name": "loader", "type": "io.ImageLoader"}]},
+               {"name": "writer", "process": "b", "components": [{"name": "writer", "type": "viz.ImageWriter"}]}],
+               "edges": [{"source": "feeder/loader/color", "target": "writer/writer/image",
+                          "queue": {"size": 4, "policy": "block"}}]},
+           "processes": {"a": {"host": ADDR_A, "port": 5570}, "b": {}},
+           "config": {"feeder": {"loader": {"path": str(shared_data / "images"), "tick_period": "20Hz", "loop": True}},
+                      "writer": {"writer": {"folder": str(tmp_path / "out"), "format": "png"}}}}
+    path = tmp_path / "drop.app.json"
+    path.write_text(json.dumps(app))
+    b = in_namespace(NS_B, "host-b", ["run", str(path), "--process", "b", "--no-viewer", "--duration", "30"])
+    a = in_namespace(NS_A, "host-a", ["run", str(path), "--process", "a", "--no-viewer", "--insecure",
+                                      "--duration", "14"])
+    import time
+    time.sleep(5)
+    assert _ip("-n", NS_B, "link", "set", VETH_B, "down").returncode == 0  # the cable is pulled for 3 s
+    time.sleep(3)
+    assert _ip("-n", NS_B, "link", "set", VETH_B, "up").returncode == 0
+    a_output, b_output = finish(a, 60), finish(b, 60)
+    assert a.returncode == 0 and b.returncode == 0, a_output + b_output
+    silent = b_output.find("silent for")
+    assert silent > 0, b_output  # noticed by heartbeats (within 2 s: PEER_TIMEOUT_S 1.5 plus one poll)
+    assert b_output.find("connected to", silent) > silent  # and said hello again: resumed, no restart
+    received = [line for line in b_output.splitlines() if "net.rx0/subscriber/message" in line]
+    assert received and int(received[0].split()[1]) > 150  # ~14 s at 20 Hz, minus the outage

@@ -247,3 +247,22 @@ def test_kill_9_of_the_supervisor_stops_its_processes_too(tmp_path):
         os.kill(pid, signal.SIGKILL)
     assert not alive, "a process outlived its supervisor"
     assert all(shm.segments_of(pid) == [] for pid in pids.values())  # they stopped cleanly, segments unlinked
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_stops_every_process_cleanly_with_one_report(tmp_path, how):
+    supervisor = start(["run", str(images_app(tmp_path, tmp_path / "out", loop=True)), "--no-viewer"])
+    try:
+        pids = _children_by_process(supervisor.pid)
+        time.sleep(3)
+        os.kill(supervisor.pid, how)
+        output, _ = supervisor.communicate(timeout=60)
+    finally:
+        if supervisor.poll() is None:
+            os.killpg(supervisor.pid, signal.SIGKILL)
+    assert supervisor.returncode == 0, output
+    assert "job report: 2 processes" in output and "== process a" in output and "== process b" in output
+    assert "net.rx0/subscriber/message" in output  # b's channels are in the one report
+    for pid in pids.values():
+        assert not os.path.exists(f"/proc/{pid}") and shm.segments_of(pid) == []
