@@ -264,6 +264,21 @@ if AVAILABLE:
                     n += 1
         return link[:n], a[:n], b[:n], length[:n]
 
+    @njit(nogil=True, fastmath={"reassoc", "contract", "arcp"}, inline="always")
+    def _bilinear(px, py, sx, sy, W, H):
+        """Both channels of a field plane (flat px, py) interpolated at (sx, sy) inside the map."""
+        x0 = min(np.int32(sx), W - 2)  # sx >= 0: truncation is floor
+        y0 = min(np.int32(sy), H - 2)
+        fx = sx - np.float32(x0)
+        fy = sy - np.float32(y0)
+        j = y0 * W + x0
+        # interpolate each channel, then one dot product (not four)
+        gx0 = px[j] + (px[j + 1] - px[j]) * fx
+        gx1 = px[j + W] + (px[j + W + 1] - px[j + W]) * fx
+        gy0 = py[j] + (py[j + 1] - py[j]) * fx
+        gy1 = py[j + W] + (py[j + W + 1] - py[j + W]) * fx
+        return gx0 + (gx1 - gx0) * fy, gy0 + (gy1 - gy0) * fy
+
     # reassociation and fused multiply-adds (11% faster), keeping NaN/inf semantics
     @njit(cache=True, nogil=True, fastmath={"reassoc", "contract", "arcp"})
     def edge_scores(p, x, y, link, a, b, plane_of_link, steps, threshold_sample_score, nearest):
@@ -279,6 +294,10 @@ if AVAILABLE:
         wmax = np.float32(W - 1)
         hmax = np.float32(H - 1)
         half = np.float32(0.5)
+        K = x.size
+        have = np.zeros((C // 2) * K, np.bool_)
+        end_x = np.empty((C // 2) * K, np.float32)
+        end_y = np.empty((C // 2) * K, np.float32)
         for i in range(n):
             ax = min(max(x[a[i]], np.float32(0.0)), wmax)
             ay = min(max(y[a[i]], np.float32(0.0)), hmax)
@@ -304,20 +323,22 @@ if AVAILABLE:
                     total += v
                     passed += v >= threshold_sample_score
             else:
-                for s in range(steps):
-                    sx = ax + vx * t[s]
-                    sy = ay + vy * t[s]
-                    x0 = min(np.int32(sx), W - 2)  # sx >= 0: truncation is floor
-                    y0 = min(np.int32(sy), H - 2)
-                    fx = sx - np.float32(x0)
-                    fy = sy - np.float32(y0)
-                    j = y0 * W + x0
-                    # interpolate each channel, then one dot product (not four)
-                    gx0 = px[j] + (px[j + 1] - px[j]) * fx
-                    gx1 = px[j + W] + (px[j + W + 1] - px[j + W]) * fx
-                    gy0 = py[j] + (py[j + 1] - py[j]) * fx
-                    gy1 = py[j + W] + (py[j + W + 1] - py[j + W]) * fx
-                    v = (gx0 + (gx1 - gx0) * fy) * ux + (gy0 + (gy1 - gy0) * fy) * uy
+                # The end samples (t = 0, 1) sit on the peaks: their field values are shared by
+                # every pair of the link with that end, so each is read once per (plane, peak).
+                plane = plane_of_link[link[i]]
+                for end in range(2):
+                    k = plane * K + (a[i] if end == 0 else b[i])
+                    if not have[k]:
+                        ex = ax if end == 0 else ax + vx
+                        ey = ay if end == 0 else ay + vy
+                        end_x[k], end_y[k] = _bilinear(px, py, ex, ey, W, H)
+                        have[k] = True
+                    v = end_x[k] * ux + end_y[k] * uy
+                    total += v
+                    passed += v >= threshold_sample_score
+                for s in range(1, steps - 1):
+                    gx, gy = _bilinear(px, py, ax + vx * t[s], ay + vy * t[s], W, H)
+                    v = gx * ux + gy * uy
                     total += v
                     passed += v >= threshold_sample_score
             score[i] = total / np.float32(steps)

@@ -6,7 +6,7 @@ from .messages import EdgeList
 
 
 class EdgeScores(Codelet):
-    """Step 8: sample the link's PAF (bilinear) at edge_sampling_steps points from a to b; the score
+    """Step 8: sample the link's PAF (edge_sampling) at edge_sampling_steps points from a to b; the score
     is the mean of PAF·unit direction, and count the samples with PAF·direction ≥ threshold_sample_score."""
 
     candidates = Rx(EdgeList, "Candidate connections.", queue_size=2, policy="block")
