@@ -131,11 +131,9 @@ def test_parse_size():
             parse_size(bad)
 
 
-class Frame:
-    """A published-looking message of a big array, for driving the recorder directly."""
-
-
 def _big_messages(count, shape=(480, 640, 3)):
+    """A camera's output channel and ``count`` published-looking image messages, for driving the
+    recorder directly."""
     from graphflow.envelope import Header, Message
     from graphflow.ports import OutputChannel, Tx
     from graphflow.codelet import Codelet
@@ -422,7 +420,6 @@ from hypothesis import strategies as st  # noqa: E402
 @pytest.fixture(scope="module")
 def small_recording(tmp_path_factory):
     from graphflow.envelope import Header, Message
-    from nodes.demo.messages import Number
 
     path = tmp_path_factory.mktemp("fuzz") / "small.mcap"
     channel, _ = _big_messages(1, shape=(4, 4, 3))
@@ -433,7 +430,6 @@ def small_recording(tmp_path_factory):
             observe(channel, Message(Header(1.0 + index / 10, 1.0 + index / 10),
                                      channel.message_type(pixels=np.full((4, 4, 3), index, np.uint8), frame=index)))
     rec.stop()
-    _ = Number
     return path.read_bytes()
 
 
