@@ -535,3 +535,29 @@ def wait_for_native_id(rec) -> int:
             return native
         time.sleep(0.01)
     return rec._thread.native_id
+
+
+def _bytes_read() -> int:
+    """Bytes this process has read through read() calls so far (Linux /proc/self/io rchar)."""
+    with open("/proc/self/io") as io:
+        return next(int(line.split()[1]) for line in io if line.startswith("rchar:"))
+
+
+@pytest.mark.timeout(60)
+def test_opening_and_indexing_reads_the_index_not_the_file(tmp_path):
+    channel, messages = _big_messages(60)
+    ledger = Ledger()
+    rec = Recorder(tmp_path / "big.mcap", lossless=True, compression="none").attach(ledger)
+    for message in messages:
+        for observe in ledger.on_published:
+            observe(channel, message)
+    rec.stop()
+    size = (tmp_path / "big.mcap").stat().st_size
+    assert size > 50_000_000
+    before = _bytes_read()
+    with Recording(tmp_path / "big.mcap") as read:
+        entries = read.index("camera/cam/color")   # every message's time: what the viewer's timeline needs
+        middle = read.message_at("camera/cam/color", entries[30][0])  # one seek: one chunk
+        assert len(entries) == 60 and middle.fields()[2]["frame"] == 30
+        read_bytes = _bytes_read() - before
+    assert read_bytes < 3_000_000, f"read {read_bytes:,} of {size:,} bytes"
