@@ -354,6 +354,9 @@ def test_replay_rate_start_end_and_loop(repo, tmp_path):
     start, end = (ones[5] - ones[0]) / 1e9, (ones[9] - ones[0]) / 1e9
     assert main(args + ["--rate", "max", "--start", str(start), "--end", str(end)]) == 0
     assert [json.loads(line)["value"] for line in out.read_text().splitlines()] == [5, 6, 7, 8, 9]
+    # onto an input port: it is fed instead of what was wired to it (the counter, then unused, goes)
+    assert main(args + ["--rate", "max", "--map", "ticker/ones/number=sink/writer/number"]) == 0
+    assert out.read_text() == live.read_text()
 
 
 def test_replay_options_that_do_not_fit_are_one_line_errors(repo, tmp_path, capsys):
