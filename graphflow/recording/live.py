@@ -60,6 +60,10 @@ class FoxgloveLive:
             raise RecordingError(f"--foxglove: cannot serve on {self.host}:{self.port}: {exc}") from None
         port = self.server.port
         self.port = port() if callable(port) else port
+        for name, tx in app.channels().items():  # advertised from the start, before any client connects
+            kind = foxglove.visual_kind(tx.message_type)
+            if kind is not None:
+                self._channel(name, kind)
         print(f"foxglove: ws://{self.host}:{self.port} (open it in Foxglove: Open connection → Foxglove WebSocket)",
               file=self.out, flush=True)
         self._thread = threading.Thread(target=self._run, name="graphflow-foxglove", daemon=True)

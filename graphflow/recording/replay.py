@@ -92,7 +92,9 @@ class ReplaySource(Codelet):
         first = rec.start_time or 0
         self._start = None if self.options.start is None else first + round(self.options.start * 1e9)
         self._end = None if self.options.end is None else first + round(self.options.end * 1e9)
-        self._ports = {recorded: self.outputs[port] for port, recorded in self.feeds.items()}
+        self._ports: dict[str, list] = {}  # recorded channel → the ports it feeds (one, or more with --map)
+        for port, recorded in self.feeds.items():
+            self._ports.setdefault(recorded, []).append(self.outputs[port])
         self._round = 0
         self._offset = 0.0
         self._published = 0
@@ -119,7 +121,8 @@ class ReplaySource(Codelet):
         if self.options.rate is not None:
             self._wait_for(item.log_time)
         message = item.decode()
-        self._ports[item.topic].publish(message.payload, acqtime=message.acqtime + self._offset)
+        for port in self._ports[item.topic]:
+            port.publish(message.payload, acqtime=message.acqtime + self._offset)
         self._published += 1
 
     def _wait_for(self, log_time: int) -> None:
@@ -205,7 +208,7 @@ def replay_spec(spec: AppSpec, recording: Recording, options: ReplayOptions) -> 
         if not issubclass(message_type, declared):
             raise ReplayError(f"--map {source}={target}: the recording holds {type_name} there, but {target} "
                               f"{'publishes' if direction == 'tx' else 'takes'} {declared.wire_name}")
-        port = _port_name(source if direction == "rx" else target)
+        port = _port_name(target)  # one port per target: one recorded channel may feed several
         feeds[port] = (source, message_type, target if direction == "tx" else source)
 
     # rewire ----------------------------------------------------------------------------------------
@@ -245,7 +248,7 @@ def replay_spec(spec: AppSpec, recording: Recording, options: ReplayOptions) -> 
             edges.append(edge)
     for source, target, direction in plan:
         if direction == "rx":
-            edges.append(EdgeSpec(f"{player}/{_port_name(source)}", target, str(recording.path), "--map", None))
+            edges.append(EdgeSpec(f"{player}/{_port_name(target)}", target, str(recording.path), "--map", None))
     components = [ComponentSpec(node, REPLAY_COMPONENT, "recording.Replay", str(recording.path), "$")]
     components += [c for c in spec.components if c.full_name not in removed]
     types = {name: cls for name, cls in spec.types.items() if name not in removed}

@@ -9,6 +9,7 @@ import re
 import struct
 import subprocess
 import sys
+import threading
 import time
 
 import aiohttp
@@ -29,7 +30,7 @@ def feed_app(tmp_path, image):
     return path
 
 
-async def first_image(url: str, topic: str, timeout: float = 20.0) -> tuple[dict, dict, bytes]:
+async def first_image(url: str, topic: str, timeout: float = 60.0) -> tuple[dict, dict, bytes]:
     async with aiohttp.ClientSession() as session:
         async with session.ws_connect(url, protocols=("foxglove.sdk.v1", "foxglove.websocket.v1")) as ws:
             deadline = time.monotonic() + timeout
@@ -53,11 +54,11 @@ async def first_image(url: str, topic: str, timeout: float = 20.0) -> tuple[dict
     raise AssertionError(f"no message on {topic} within {timeout} s")
 
 
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(180)
 def test_foxglove_server_sends_the_images(repo, shared_data, tmp_path):
     image = shared_data / "images" / "bus.jpg"
     process = subprocess.Popen([sys.executable, "-m", "graphflow.cli", "run", str(feed_app(tmp_path, image)),
-                                "--no-viewer", "--quiet", "--foxglove", "--foxglove-port", "0", "--duration", "30"],
+                                "--no-viewer", "--quiet", "--foxglove", "--foxglove-port", "0", "--duration", "90"],
                                cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         url = None
@@ -67,6 +68,7 @@ def test_foxglove_server_sends_the_images(repo, shared_data, tmp_path):
                 url = found.group(1)
                 break
         assert url, "the server did not say where it listens"
+        threading.Thread(target=process.stdout.read, daemon=True).start()  # keep the pipe from filling up
         channel, header, payload = asyncio.run(first_image(url, "/foxglove/feeder/image_loader/color"))
         assert channel["schemaName"] == "foxglove.CompressedImage" and channel["encoding"] == "json"
         body = json.loads(payload)

@@ -131,11 +131,9 @@ def test_parse_size():
             parse_size(bad)
 
 
-class Frame:
-    """A published-looking message of a big array, for driving the recorder directly."""
-
-
 def _big_messages(count, shape=(480, 640, 3)):
+    """A camera's output channel and ``count`` published-looking image messages, for driving the
+    recorder directly."""
     from graphflow.messages import Header, Message
     from graphflow.ports import OutputChannel, Tx
     from graphflow.codelet import Codelet
@@ -356,6 +354,9 @@ def test_replay_rate_start_end_and_loop(repo, tmp_path):
     start, end = (ones[5] - ones[0]) / 1e9, (ones[9] - ones[0]) / 1e9
     assert main(args + ["--rate", "max", "--start", str(start), "--end", str(end)]) == 0
     assert [json.loads(line)["value"] for line in out.read_text().splitlines()] == [5, 6, 7, 8, 9]
+    # onto an input port: it is fed instead of what was wired to it (the counter, then unused, goes)
+    assert main(args + ["--rate", "max", "--map", "ticker/ones/number=sink/writer/number"]) == 0
+    assert out.read_text() == live.read_text()
 
 
 def test_replay_options_that_do_not_fit_are_one_line_errors(repo, tmp_path, capsys):
@@ -433,7 +434,6 @@ def small_recording(tmp_path_factory):
             observe(channel, Message(Header(1.0 + index / 10, 1.0 + index / 10),
                                      channel.message_type(pixels=np.full((4, 4, 3), index, np.uint8), frame=index)))
     rec.stop()
-    _ = Number
     return path.read_bytes()
 
 
@@ -539,3 +539,29 @@ def wait_for_native_id(rec) -> int:
             return native
         time.sleep(0.01)
     return rec._thread.native_id
+
+
+def _bytes_read() -> int:
+    """Bytes this process has read through read() calls so far (Linux /proc/self/io rchar)."""
+    with open("/proc/self/io") as io:
+        return next(int(line.split()[1]) for line in io if line.startswith("rchar:"))
+
+
+@pytest.mark.timeout(60)
+def test_opening_and_indexing_reads_the_index_not_the_file(tmp_path):
+    channel, messages = _big_messages(60)
+    tap = Tap()
+    rec = Recorder(tmp_path / "big.mcap", lossless=True, compression="none").attach(tap)
+    for message in messages:
+        for observe in tap.on_published:
+            observe(channel, message)
+    rec.stop()
+    size = (tmp_path / "big.mcap").stat().st_size
+    assert size > 50_000_000
+    before = _bytes_read()
+    with Recording(tmp_path / "big.mcap") as read:
+        entries = read.index("camera/cam/color")   # every message's time: what the viewer's timeline needs
+        middle = read.message_at("camera/cam/color", entries[30][0])  # one seek: one chunk
+        assert len(entries) == 60 and middle.fields()[2]["frame"] == 30
+        read_bytes = _bytes_read() - before
+    assert read_bytes < 3_000_000, f"read {read_bytes:,} of {size:,} bytes"
