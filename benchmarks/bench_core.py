@@ -15,10 +15,9 @@ import json
 import statistics
 import time
 
-import graphflow
 from graphflow import Codelet, Param, Period, Rx, Tx
 from graphflow.scheduler import Scheduler
-from nodes.demo.messages import Number
+from graphflow.packs.demo.messages import Number
 
 
 class Source(Codelet):
@@ -116,14 +115,12 @@ def main() -> None:
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
     results = {
-        "core": "compiled" if graphflow.COMPILED else "interpreted",
         "hop_latency": hop_latency(min(args.messages, 2000), args.workers),
         "one_hop": throughput(args.messages, 0, args.workers),
         "chain_10": throughput(args.messages // 5, 10, args.workers),
         "tick_cost": min((tick_cost(args.messages // 20) for _ in range(5)), key=lambda r: r["us_per_tick"]),
     }
     hop, one, chain = results["hop_latency"], results["one_hop"], results["chain_10"]
-    print(f"graphflow core: {results['core']}")
     print(f"hop latency      median {hop['median_us']:.1f} µs   p90 {hop['p90_us']:.1f} µs   (target median < 20 µs)")
     print(f"one hop          {one['messages_per_s']:,.0f} messages/s   (target ≥ 50,000)")
     print(f"chain of 10      {chain['messages_per_s']:,.0f} messages/s out of the last node "

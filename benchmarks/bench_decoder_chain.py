@@ -14,8 +14,7 @@ A round's figure is the MEDIAN frame time: this VM's noise comes in bursts that 
 and a mean over a round carried them (round ratios ranged 0.7-1.8 that way). Rounds alternate
 functions and chain so noise hits both alike; the ratio is the median of the rounds' ratios
 (range: lowest-highest), and "µs/tick over" is the chain's extra time per frame spread over its
-ten ticks. One thread everywhere (BLAS pinned to 1). The core is compiled or interpreted
-(setup.py; GRAPHFLOW_COMPILE=0, or no C compiler, installs it interpreted): the first line says which.
+ten ticks. One thread everywhere (BLAS pinned to 1).
 Targets: chain ≤ 1.15 × functions; functions < 2 ms (5 people, 46×54) and < 5 ms (20 people, 120×160).
 """
 import os
@@ -35,12 +34,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.bench_decoder_functions import cases  # noqa: E402
-import graphflow  # noqa: E402
 from graphflow import Codelet, Param, Rx, Tx  # noqa: E402
 from graphflow.app import App  # noqa: E402
 from graphflow.loader import load_app  # noqa: E402
-from nodes.openpose import paf  # noqa: E402
-from nodes.vision.messages import ImageTransform, Skeleton2List, Tensors  # noqa: E402
+from graphflow.packs.openpose import paf  # noqa: E402
+from graphflow.packs.vision.messages import ImageTransform, Skeleton2List, Tensors  # noqa: E402
 
 PAYLOADS: dict[str, Tensors] = {}
 DECODER_TICKS = 10
@@ -131,11 +129,7 @@ def main() -> None:
                 "edges": [{"source": "source/maps/maps", "target": "decoder.interface/subgraph/maps",
                            "queue": {"size": 1, "policy": "block"}},
                           {"source": "decoder.interface/subgraph/skeletons", "target": "sink/count/skeletons"}]}}))
-        results = {"core": "compiled" if graphflow.COMPILED else "interpreted"}
-        print(f"graphflow core: {results['core']} (graphflow.COMPILED; see setup.py)")
-        if not graphflow.COMPILED:
-            print("  the chain target is for the compiled core, which an install builds unless GRAPHFLOW_COMPILE=0 "
-                  "or no C compiler works (pip install -e . in this checkout; GRAPHFLOW_COMPILE=1 says why not)")
+        results = {}
         print(f"{'case':32} {'functions ms':>13} {'chain ms':>9} {'ratio':>6} {'range':>11} "
               f"{'µs/tick over':>13} {'interval ms':>12} {'ratio':>6}")
         # All maps first: their megabytes raise glibc's dynamic mmap/trim thresholds as a running

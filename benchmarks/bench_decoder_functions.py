@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nodes.openpose import paf, synthetic  # noqa: E402
+from graphflow.packs.openpose import paf, synthetic  # noqa: E402
 
 REFERENCE = Path(os.environ.get("GRAPHFLOW_SHARED", ROOT.parent / "shared")) / "data" / "reference" / \
     "openpose_mobilenet_thin_bus_368x432.npz"
@@ -49,7 +49,7 @@ def steps(hm, pf, p):
     t3 = t(); parts = paf.part_candidates(pk, p["threshold_heatmap"])
     t4 = t(); cand = paf.edge_candidates(parts, paf.EDGES, p["threshold_edge_size"])
     t5 = t(); sc = paf.edge_scores(pf, parts, cand, paf.EDGES_PAF, p["edge_sampling_steps"],
-                                   p["threshold_sample_score"])
+                                   p["threshold_sample_score"], p["edge_sampling"])
     t6 = t(); kept = paf.edge_threshold(sc, p["threshold_edge_score"], p["threshold_edge_sampling_counter"])
     t7 = t(); sk = paf.graph_matching(parts, kept, paf.EDGES, p["threshold_part_counter"],
                                       p["threshold_object_score"])
@@ -70,9 +70,12 @@ def main(argv=None) -> int:
     params = {}
     for kv in args.param:
         k, v = kv.split("=", 1)
-        params[k] = type(paf.DEFAULTS[k])(v) if paf.DEFAULTS.get(k) is not None else float(v)
+        default = paf.DEFAULTS.get(k)
+        params[k] = v if isinstance(default, str) else type(default)(v) if default is not None else float(v)
     p = {**paf.DEFAULTS, **params}
-    print(f"numpy {np.__version__}, params {params or 'defaults'}, {args.repeat} repeats, 1 thread")
+    paf.warm_up()
+    print(f"numpy {np.__version__}, compiled kernels: {paf.jit_enabled()} (GRAPHFLOW_JIT=0: NumPy), "
+          f"params {params or 'defaults'}, {args.repeat} repeats, 1 thread")
     print(f"{'case':32s} {'people':>6s} {'pairs':>6s} {'median ms':>10s} {'p90 ms':>8s}   per-step medians (ms)")
     for name, hm, pf in cases():
         for _ in range(5):  # warm-up

@@ -5,11 +5,11 @@ import time
 from pathlib import Path
 
 from .codelet import Codelet
-from .ledger import Ledger
 from .loader import AppSpec, load_app
 from .ports import OutputChannel
 from .registry import Registry
 from .scheduler import Scheduler
+from .tap import Tap
 
 
 class App:
@@ -18,7 +18,7 @@ class App:
     def __init__(self, spec: AppSpec, *, clock=time.monotonic, workers: int | None = None,
                  max_ticks: int | None = None):
         self.spec = spec
-        self.ledger = Ledger()
+        self.tap = Tap()
         components = {c.full_name: spec.types[c.full_name](c.node, c.name, spec.params_of(c.full_name))
                       for c in spec.components}
         for edge in spec.edges:
@@ -29,13 +29,16 @@ class App:
                 rx.configure(edge.queue.get("size"), edge.queue.get("policy"))
             components[source_component].outputs[source_port].connect(rx)
         self.components = components
-        error_policy = {c.node: c.on_error for c in spec.components}
+        on_error = {c.node: c.on_error for c in spec.components}
         self.scheduler = Scheduler(_topological(list(components.values())), clock=clock, workers=workers,
-                                   ledger=self.ledger, error_policy=error_policy, max_ticks=max_ticks)
+                                   tap=self.tap, on_error=on_error, max_ticks=max_ticks)
 
     @classmethod
-    def load(cls, path: str | Path, overlays=(), sets=(), registry: Registry | None = None, **kwargs) -> "App":
-        return cls(load_app(path, overlays, sets, registry), **kwargs)
+    def load(cls, path: str | Path, overlays=(), sets=(), registry: Registry | None = None,
+             io: dict[str, str] | None = None, **kwargs) -> "App":
+        """Read, compose and validate the app file (see :mod:`graphflow.loader`), then build it.
+        ``io``: values for the params the app's ``io`` section names (``{"input": ...}``)."""
+        return cls(load_app(path, overlays, sets, registry, io), **kwargs)
 
     # -- running ------------------------------------------------------------------------------
     def run(self, duration: float | None = None) -> None:

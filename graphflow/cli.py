@@ -1,14 +1,19 @@
-"""The ``graphflow`` command line."""
+"""The ``graphflow`` command line: argument parsing and text output only; the work is done by
+the modules below it (loader, app, evaluation, viewer). Heavy modules are imported by the
+command that needs them, so ``graphflow nodes`` and ``graphflow validate`` start fast."""
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
 
-from .loader import AppInvalid, load_app
+from .channels import cli as channels_cli
+from .loader import COMMAND_LINE, AppError, AppInvalid, load_app
+from .recording import cli as recording_cli
 from .registry import Registry
 
 
@@ -18,7 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the try, not at interpreter exit
+        return status
+    except BrokenPipeError:  # `graphflow ... | head`: the reader has gone; stop quietly, like SIGPIPE
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except AppInvalid as exc:
         for error in exc.errors:
             print(f"error: {error}", file=sys.stderr)
@@ -34,16 +44,8 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="validate and run an app")
     _add_app_args(run)
-    run.add_argument("--duration", type=float, help="stop after this many seconds")
-    run.add_argument("--max-ticks", type=int, help="stop after every source component ticked N times")
-    run.add_argument("--workers", type=int, help="worker threads (default: the core count)")
-    run.add_argument("--stats-json", type=Path, help="also write the job report to this JSON file")
-    run.add_argument("--quiet", action="store_true", help="do not print the job report")
-    run.add_argument("--no-viewer", action="store_true", help="do not serve the web viewer")
-    run.add_argument("--viewer-port", type=int, default=3000, metavar="PORT",
-                     help="port of the web viewer (default 3000)")
-    run.add_argument("--viewer-host", default="127.0.0.1", metavar="HOST",
-                     help="address the viewer listens on (default 127.0.0.1; 0.0.0.0 exposes it to the network)")
+    _add_run_args(run)
+    channels_cli.add_run_arguments(run)  # --process, --single-process, --insecure: run only
     run.set_defaults(func=cmd_run)
 
     validate = sub.add_parser("validate", help="check app files; exit 0 when all are valid")
@@ -85,13 +87,27 @@ def _parser() -> argparse.ArgumentParser:
     schemas.add_argument("--check", action="store_true", help="exit 1 if the files are not up to date")
     schemas.set_defaults(func=cmd_schemas)
 
-    view = sub.add_parser("view", help="open the web viewer on a recording (recording is not implemented yet)")
-    view.add_argument("recording", type=Path)
-    view.set_defaults(func=cmd_view)
+    recording_cli.add_commands(sub, _add_app_args, _add_run_args, run_app)  # replay, view, info, export
+    channels_cli.add_commands(sub)  # keys
 
     from .deploy.cli import add_subcommands as add_deploy_subcommands
     add_deploy_subcommands(sub)  # package, deploy, remote
     return parser
+
+
+def _add_run_args(parser: argparse.ArgumentParser) -> None:
+    """What running an app takes beyond the app itself (``run``, ``replay``)."""
+    parser.add_argument("--duration", type=float, help="stop after this many seconds")
+    parser.add_argument("--max-ticks", type=int, help="stop after every source component ticked N times")
+    parser.add_argument("--workers", type=int, help="worker threads (default: the core count)")
+    parser.add_argument("--stats-json", type=Path, help="also write the job report to this JSON file")
+    parser.add_argument("--quiet", action="store_true", help="do not print the job report")
+    parser.add_argument("--no-viewer", action="store_true", help="do not serve the web viewer")
+    parser.add_argument("--viewer-port", type=int, default=3000, metavar="PORT",
+                        help="port of the web viewer (default 3000)")
+    parser.add_argument("--viewer-host", default="127.0.0.1", metavar="HOST",
+                        help="address the viewer listens on (default 127.0.0.1; 0.0.0.0 exposes it to the network)")
+    recording_cli.add_run_options(parser)  # --record, --channels, --foxglove, ...
 
 
 def _add_app_args(parser: argparse.ArgumentParser) -> None:
@@ -102,21 +118,60 @@ def _add_app_args(parser: argparse.ArgumentParser) -> None:
                         help="set one param, typed by its declaration (repeatable; wins over --config)")
     parser.add_argument("--input", help="what the app's io.input param is set to (image, folder, video, camera:N)")
     parser.add_argument("--output", help="what the app's io.output param is set to (a folder)")
+    parser.add_argument("--on-bad-input", choices=["skip", "stop"],
+                        help="an unreadable input file: skip it (the loaders' default) or stop the app")
 
 
-def _io_sets(args) -> list[str]:
-    """Turn --input/--output into --set entries through the app's "io" section."""
-    from .evaluation import io_sets
+def _io(args) -> dict[str, str]:
+    """--input/--output: values for the params that the app's ``io`` section names."""
+    return {key: value for key, value in (("input", args.input), ("output", args.output)) if value is not None}
 
-    return io_sets(args.app, args.input, args.output) + list(args.set)
+
+def _on_bad_input(spec, value: str | None):
+    """--on-bad-input: the spec with every component that has an ``on_bad_input`` param set to it."""
+    if value is None:
+        return spec
+    names = [c.full_name for c in spec.components if "on_bad_input" in spec.types[c.full_name].params()]
+    if not names:
+        raise AppInvalid([AppError(COMMAND_LINE, "--on-bad-input",
+                                   f"no component of {spec.file} has an on_bad_input param")])
+    return spec.with_params({name: {"on_bad_input": value} for name in names})
+
+
+def format_report(report: dict) -> str:
+    """The job report as a plain-text table."""
+    def ms(value):
+        return "-" if value is None else f"{value:.3f}"
+
+    lines = [f"job report ({report['elapsed_s']:.2f} s)", "",
+             f"{'component':40} {'ticks':>8} {'median ms':>10} {'p90 ms':>10} {'max ms':>10} {'errors':>6}"]
+    for name, c in report["components"].items():
+        t = c["tick_ms"]
+        lines.append(f"{name:40} {c['ticks']:>8} {ms(t['median']):>10} {ms(t['p90']):>10} "
+                     f"{ms(t['max']):>10} {c['errors']:>6}")
+    lines += ["", f"{'channel':48} {'messages':>9} {'rate/s':>9} {'drops':>6} "
+                  f"{'lat med ms':>10} {'lat p90 ms':>10}"]
+    for name, c in report["channels"].items():
+        latencies = [r["latency_ms"] for r in c["receivers"].values()] or [{"median": None, "p90": None}]
+        for latency in latencies:
+            lines.append(f"{name:48} {c['messages']:>9} {c['rate']:>9.1f} {c['drops']:>6} "
+                         f"{ms(latency['median']):>10} {ms(latency['p90']):>10}")
+    return "\n".join(lines)
 
 
 def cmd_run(args) -> int:
     from .app import App
-    from .ledger import format_report
 
-    spec = load_app(args.app, args.config, _io_sets(args))
-    app = App(spec, workers=args.workers, max_ticks=args.max_ticks)
+    spec = _on_bad_input(load_app(args.app, args.config, args.set, io=_io(args)), args.on_bad_input)
+    io_sets = [f"{target}={value}" for key, value in _io(args).items() for target in spec.io.get(key, ())]
+    split = channels_cli.run_split(args, spec, io_sets + list(args.set), format_report)
+    if split is not None:
+        return split
+    return run_app(args, App(spec, workers=args.workers, max_ticks=args.max_ticks))
+
+
+def run_app(args, app) -> int:
+    """Run a built app with the viewer, recorder and report that the run options ask for."""
     viewer = None
     if not args.no_viewer:
         from .viewer import ViewerError, ViewerSession
@@ -125,6 +180,13 @@ def cmd_run(args) -> int:
         except ViewerError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+    try:
+        observers = recording_cli.start_observers(args, app)
+    except recording_cli.RecordingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        if viewer is not None:
+            viewer.close()
+        return 2
     previous = signal.signal(signal.SIGTERM, lambda *_: app.request_stop())
     try:
         if viewer is None:
@@ -133,6 +195,7 @@ def cmd_run(args) -> int:
             viewer.run(app, duration=args.duration)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        recording_cli.stop_observers(observers)
     report = app.report()
     if args.stats_json:
         args.stats_json.parent.mkdir(parents=True, exist_ok=True)
@@ -144,12 +207,6 @@ def cmd_run(args) -> int:
     if viewer is not None:
         viewer.linger()  # the graph ended by itself: serve the last messages until Ctrl-C / --duration
     return 0 if app.failure is None else 1
-
-
-def cmd_view(args) -> int:
-    from .viewer import view_recording
-
-    return view_recording(args.recording)
 
 
 def cmd_validate(args) -> int:
@@ -168,6 +225,7 @@ def cmd_validate(args) -> int:
 
 
 def cmd_nodes(args) -> int:
+    """Every node type's ports (with their message's fields) and params, from the declarations."""
     from .messages import message_types
 
     registry = Registry()
@@ -179,6 +237,7 @@ def cmd_nodes(args) -> int:
         return 0
     for problem in problems:
         print(f"warning: {problem}", file=sys.stderr)
+    types = message_types()
     for node in described:
         print(node["type"])
         for line in node["doc"].splitlines():
@@ -187,6 +246,9 @@ def cmd_nodes(args) -> int:
             arrow = "<-" if port["direction"] == "rx" else "->"
             queue = f"  [queue {port['queue_size']}, {port['policy']}]" if port["direction"] == "rx" else ""
             print(f"  {arrow} {port['name']}: {port['message']}{queue}  {port['doc']}")
+            message = types.get(port["message"])
+            for name, declared in (message.describe()["fields"].items() if message else ()):
+                print(f"       .{name}: {declared['type']}  {declared['doc']}")
         for name, param in node["params"].items():
             default = "required" if param["required"] else f"= {json.dumps(param['default'])}"
             limits = f" in {param['range']}" if "range" in param else ""
@@ -197,7 +259,7 @@ def cmd_nodes(args) -> int:
 
 
 def cmd_graph(args) -> int:
-    from .render import to_dot, to_mermaid
+    from .diagram import to_dot, to_mermaid
 
     spec = load_app(args.app)
     print(to_dot(spec) if args.format == "dot" else to_mermaid(spec))
@@ -208,7 +270,7 @@ def cmd_bench(args) -> int:
     from .evaluation import benchmark
 
     try:
-        result = benchmark(args.app, args.frames, args.config, _io_sets(args), args.workers)
+        result = benchmark(args.app, args.frames, args.config, args.set, args.workers, io=_io(args))
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

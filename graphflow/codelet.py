@@ -13,7 +13,7 @@
             msg = self.value.read()
             self.doubled.publish(Number(msg.payload.value * self.gain), acqtime=msg.acqtime)
 
-Tick policies (chosen in ``start``, defined in :mod:`graphflow.policies`): periodic, on message,
+Tick policies (chosen in ``start``, defined in :mod:`graphflow.tick`): periodic, on message,
 synchronized (several inputs matched by acquisition time within a tolerance). Components of one
 node never tick at the same time.
 """
@@ -24,7 +24,7 @@ import threading
 from typing import Any
 
 from .params import Param, parse_period
-from .policies import OnMessage, Periodic, Synchronized, TickPolicy
+from .tick import OnMessage, Periodic, Synchronized, TickPolicy
 from .ports import InputChannel, OutputChannel, Rx, Tx
 from .runtime import Runtime
 

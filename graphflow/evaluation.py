@@ -11,21 +11,7 @@ import tempfile
 from pathlib import Path
 
 from .app import App
-from .loader import AppInvalid, AppError, COMMAND_LINE, load_app, read_json
-
-
-def io_sets(app_file: Path, input: str | None = None, output: str | None = None) -> list[str]:
-    """``--set`` entries for the params that the app's ``io`` section names."""
-    sets = []
-    for key, value in (("input", input), ("output", output)):
-        if value is None:
-            continue
-        data = read_json(app_file)
-        target = data.get("io", {}).get(key) if isinstance(data, dict) else None
-        if target is None:
-            raise AppInvalid([AppError(str(app_file), "$.io", f"no '{key}' entry, so --{key} has nothing to set")])
-        sets += [f"{param}={value}" for param in ([target] if isinstance(target, str) else target)]
-    return sets
+from .loader import COMMAND_LINE, AppError, AppInvalid, AppSpec, load_app
 
 
 def _sources(spec) -> list[str]:
@@ -34,20 +20,19 @@ def _sources(spec) -> list[str]:
     return [c.full_name for c in spec.components if c.full_name not in fed]
 
 
-def unthrottled_sets(app_file: Path, overlays=(), sets=()) -> list[str]:
-    """``--set`` entries giving every source (no connected input) with a tick_period a period of 0."""
-    spec = load_app(app_file, overlays, sets)
-    return [f"{name}/tick_period=0" for name in _sources(spec) if "tick_period" in spec.types[name].params()]
+def unthrottled(spec: AppSpec) -> AppSpec:
+    """The spec with every source (no connected input) that has a ``tick_period`` set to 0."""
+    return spec.with_params({name: {"tick_period": 0} for name in _sources(spec)
+                             if "tick_period" in spec.types[name].params()})
 
 
-def benchmark(app_file: Path, frames: int, overlays=(), sets=(), workers: int | None = None) -> dict:
+def benchmark(app_file: Path, frames: int, overlays=(), sets=(), workers: int | None = None,
+              io: dict[str, str] | None = None) -> dict:
     """Run up to ``frames`` ticks of every source, unthrottled; report frames/s and per-node latency.
 
     A source that runs out first (a single image without ``loop``) ends the run early: the
     figures count the frames it actually produced."""
-    sets = list(sets)
-    sets += unthrottled_sets(app_file, overlays, sets)
-    app = App(load_app(app_file, overlays, sets), workers=workers, max_ticks=frames)
+    app = App(unthrottled(load_app(app_file, overlays, sets, io=io)), workers=workers, max_ticks=frames)
     app.run()
     if app.failure is not None:
         raise RuntimeError(str(app.failure))
@@ -70,19 +55,29 @@ def evaluate_coco(app_file: Path, annotations: Path, images: Path, overlays=(), 
                   workers: int | None = None, keep_output: Path | None = None) -> dict:
     """Run the app over a COCO image folder and score its ``predictions.json`` (COCO results
     format, written into the app's io.output folder) with pycocotools. Keypoint results are
-    scored with OKS (iouType 'keypoints'), others as boxes."""
+    scored with OKS (iouType 'keypoints'), others as boxes. Without ``keep_output`` the outputs go to
+    a temporary folder that is removed afterwards, also when the run fails."""
     try:
-        from pycocotools.coco import COCO
-        from pycocotools.cocoeval import COCOeval
+        import pycocotools.cocoeval  # noqa: F401
     except ImportError:
         raise RuntimeError("graphflow eval needs pycocotools: pip install pycocotools") from None
     for path, what in ((annotations, "annotations file"), (images, "image folder")):
         if not path.exists():
             raise AppInvalid([AppError(COMMAND_LINE, str(path), f"{what} not found")])
-    output = keep_output or Path(tempfile.mkdtemp(prefix="graphflow-eval-"))
-    sets = io_sets(app_file, str(images), str(output)) + list(sets)
-    sets += unthrottled_sets(app_file, overlays, sets)
-    app = App(load_app(app_file, overlays, sets), workers=workers)
+    if keep_output is not None:
+        return _evaluate_coco(app_file, annotations, images, overlays, sets, workers, keep_output)
+    with tempfile.TemporaryDirectory(prefix="graphflow-eval-") as temporary:
+        result = _evaluate_coco(app_file, annotations, images, overlays, sets, workers, Path(temporary))
+    del result["output"]  # removed with the temporary folder
+    return result
+
+
+def _evaluate_coco(app_file: Path, annotations: Path, images: Path, overlays, sets, workers, output: Path) -> dict:
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    spec = load_app(app_file, overlays, sets, io={"input": str(images), "output": str(output)})
+    app = App(unthrottled(spec), workers=workers)
     app.run()
     if app.failure is not None:
         raise RuntimeError(str(app.failure))
@@ -100,7 +95,8 @@ def evaluate_coco(app_file: Path, annotations: Path, images: Path, overlays=(), 
             results.append({**prediction, "image_id": image_id})
     kind = "keypoints" if results and "keypoints" in results[0] else "bbox"
     if not results:
-        return {"AP": 0.0, "AP50": 0.0, "AP75": 0.0, "AR": 0.0, "predictions": 0, "iou_type": kind}
+        return {"AP": 0.0, "AP50": 0.0, "AP75": 0.0, "AR": 0.0, "predictions": 0, "iou_type": kind,
+                "output": str(output)}
     evaluation = COCOeval(gt, gt.loadRes(results), kind)
     evaluation.params.imgIds = sorted(gt.imgs)
     evaluation.evaluate()

@@ -7,6 +7,7 @@ start of the component's next tick.
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -23,25 +24,50 @@ class Period(float):
         return super().__new__(cls, parse_period(value))
 
 
+MAX_PERIOD = 365 * 24 * 3600.0  # a year: longer periods are mistakes (and overflow timers)
+
+
 def parse_period(value: Any) -> float:
+    """Seconds from ``"30Hz"``, ``"50ms"``, ``"2s"``, ``"100us"`` or a number of seconds; 0 means
+    as fast as possible. Refuses what is not a finite period in [0, a year], including values that
+    only become one through float rounding (``"1e-400s"`` is not 0, ``"1e309Hz"`` is not 0)."""
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
     if isinstance(value, bool):
-        raise ValueError(f"expected a period like '30Hz', '50ms' or '2s', got {value!r}")
+        raise ValueError(f"expected a period like '30Hz', '50ms' or '2s', got {shown}")
     if isinstance(value, (int, float)):
-        seconds = float(value)
+        number, unit = _finite(value, shown), "s"
     else:
-        match = Period._PATTERN.match(str(value))
+        match = Period._PATTERN.match(str(value)[:200])
         if not match:
-            raise ValueError(f"expected a period like '30Hz', '50ms' or '2s', got {value!r}")
-        number, unit = float(match.group(1)), (match.group(2) or "s").lower()
-        if unit in ("hz", "khz"):
-            if number <= 0:
-                raise ValueError(f"a frequency must be positive, got {value!r}")
-            seconds = 1.0 / (number * (1000.0 if unit == "khz" else 1.0))
-        else:
-            seconds = number * {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}[unit]
+            raise ValueError(f"expected a period like '30Hz', '50ms' or '2s', got {shown}")
+        number, unit = _finite(float(match.group(1)), shown), (match.group(2) or "s").lower()
+        if number == 0 and any(c in "123456789" for c in match.group(1).lower().split("e")[0]):
+            raise ValueError(f"{shown} is too small to be told from 0")
+    if unit in ("hz", "khz"):
+        if number <= 0:
+            raise ValueError(f"a frequency must be positive, got {shown}")
+        seconds = 1.0 / (number * (1000.0 if unit == "khz" else 1.0))
+        if seconds == 0:
+            raise ValueError(f"a frequency of {shown} is too high")
+    else:
+        seconds = number * {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}[unit]
+        if seconds == 0 and number != 0:
+            raise ValueError(f"{shown} is too small to be told from 0")
     if seconds < 0:
-        raise ValueError(f"a period cannot be negative, got {value!r}")
+        raise ValueError(f"a period cannot be negative, got {shown}")
+    if seconds > MAX_PERIOD:
+        raise ValueError(f"a period must be at most a year ({MAX_PERIOD:g} s), got {shown}")
     return seconds
+
+
+def _finite(value: Any, shown: str) -> float:
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ValueError(f"expected a finite number, got {shown}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"expected a finite number, got {shown}")
+    return number
 
 
 _TYPE_NAMES = {float: "float", int: "int", bool: "bool", str: "str", list: "list", dict: "dict",
@@ -107,7 +133,7 @@ class Param:
         elif t is float:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"expected float, got {_describe(value)}")
-            value = float(value)
+            value = _finite(value, _describe(value))
         elif t is int:
             if isinstance(value, bool) or not (isinstance(value, int) or
                                                (isinstance(value, float) and value.is_integer())):
@@ -165,4 +191,8 @@ class Param:
 
 def _describe(value: Any) -> str:
     kind = {bool: "bool", int: "int", float: "float", str: "string", list: "list", dict: "object"}
-    return f"{kind.get(type(value), type(value).__name__)} {json.dumps(value, default=str)[:60]}"
+    try:
+        text = json.dumps(value, default=str)
+    except (ValueError, RecursionError):  # a circular or too deeply nested value
+        text = "..."
+    return f"{kind.get(type(value), type(value).__name__)} {text[:60]}"

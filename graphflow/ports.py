@@ -3,27 +3,39 @@
 Each input owns a bounded queue with a policy for when it is full:
 
 - ``"latest"``: keep the latest N, drop the oldest (default; what a live robot wants),
-- ``"block"``: the publisher waits for room (backpressure; nothing is lost); the scheduler
-  holds a component back while an input it publishes into is full,
+- ``"block"``: the publisher waits here, in the channel, until a read makes room (backpressure;
+  nothing is lost). Before each wait the channel asks its runtime, which may make room itself
+  (the scheduler ticks an idle receiver on the waiting thread), refuse (a wait that could never
+  end raises :class:`QueueFull`), or give up because the app stops. So that worker threads
+  rarely wait at all, the scheduler holds back a component while an input it publishes into is
+  full, and wakes it on the read that makes room (``waiters`` tells the channel to say so).
 - ``"reject"``: the new message is refused.
 
 Drops are counted per input. Publishing passes the message by reference to every receiver.
+
+The channels need little of whoever runs their component (its ``runtime``): ``clock()``, a
+``tap`` (:class:`graphflow.tap.Tap`), and three calls: ``input_ready(component)`` when a trigger
+input received, ``blocked(rx)`` before a ``block`` publish waits, ``room_made(rx)`` after a read
+from an input someone waits on. :class:`graphflow.runtime.Runtime` is the plain one.
 """
 from __future__ import annotations
 
 import threading
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import Any
 
-from .envelope import Header, Message, freeze
-from .ledger import Samples
-from .messages import MessageType
-from .runtime import Runtime
-
-if TYPE_CHECKING:
-    from .codelet import Codelet
+from .messages import Header, Message, MessageType, freeze
+from .samples import Samples
 
 QUEUE_POLICIES = ("latest", "block", "reject")
+# Times closer than this count as equal when matching acqtimes: 1.000 - 0.990 is a hair above 10 ms
+# in floats, and a pair written exactly 10 ms apart must match at a 10 ms tolerance.
+TIME_SLACK = 1e-9
+
+
+class QueueFull(RuntimeError):
+    """A ``block`` input is full and waiting for room could never end (nothing else runs to make
+    room, or the receiver waits on this very publish)."""
 
 
 class Rx:
@@ -78,12 +90,12 @@ class InputChannel:
 
     __slots__ = ("decl", "component", "runtime", "name", "message_type", "queue_size", "policy", "sources",
                  "dropped", "received", "consumed", "latency", "is_trigger", "waiters", "_queue", "_lock",
-                 "_synced")
+                 "_room", "_synced")
 
-    def __init__(self, decl: Rx, component: "Codelet"):
+    def __init__(self, decl: Rx, component: Any):
         self.decl = decl
-        self.component = component
-        self.runtime: Runtime = component.runtime  # kept in step by Codelet.runtime; read natively per message
+        self.component = component  # the Codelet it belongs to
+        self.runtime: Any = component.runtime  # kept in step by Codelet.runtime
         self.name: str = f"{component.full_name}/{decl.name}"
         self.message_type: type[MessageType] = decl.message_type
         self.queue_size: int = decl.queue_size
@@ -94,9 +106,10 @@ class InputChannel:
         self.consumed = 0  # messages taken (read, or skipped by read_latest): the scheduler's progress test
         self.latency: Samples = Samples()  # acquisition → read, seconds (for the job report)
         self.is_trigger = False
-        self.waiters = 0  # publishers and held-back components waiting for room here (set by the runtime)
+        self.waiters = 0  # publishers and held-back components waiting for room here
         self._queue: deque[Message] = deque()
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)  # a block publisher waits on it
         self._synced: Message | None = None  # set by a synchronized trigger when inputs match
 
     def configure(self, queue_size: int | None = None, policy: str | None = None) -> None:
@@ -121,20 +134,31 @@ class InputChannel:
                 elif self.policy == "reject":
                     self.dropped += 1
                     return False
-                else:
-                    while len(queue) >= self.queue_size:
-                        self._lock.release()
-                        try:
-                            room = self.runtime.wait_for_space(self)
-                        finally:
-                            self._lock.acquire()
-                        if not room:
-                            self.dropped += 1
-                            return False
+                elif not self._wait_for_room():
+                    self.dropped += 1  # the app is stopping
+                    return False
             queue.append(message)
             self.received += 1
         if self.is_trigger:
             self.runtime.input_ready(self.component)
+        return True
+
+    def _wait_for_room(self) -> bool:
+        """Block policy, queue full: wait until a read makes room. Caller holds the lock."""
+        self.waiters += 1
+        try:
+            while len(self._queue) >= self.queue_size:
+                self._lock.release()
+                try:
+                    go_on = self.runtime.blocked(self)  # may tick the receiver, or raise QueueFull
+                finally:
+                    self._lock.acquire()
+                if not go_on:
+                    return False
+                if len(self._queue) >= self.queue_size:
+                    self._room.wait(0.01)  # a read notifies; the timeout re-asks the runtime
+        finally:
+            self.waiters -= 1
         return True
 
     # -- receiver side -----------------------------------------------------------------------
@@ -151,6 +175,8 @@ class InputChannel:
                 if not self._queue:
                     return None
                 message = self._queue.popleft()
+                if self.waiters:
+                    self._room.notify_all()
             self._made_room()
         self._count_read(message)
         return message
@@ -164,6 +190,8 @@ class InputChannel:
                 message = self._queue.pop()
                 self.consumed += len(self._queue)
                 self._queue.clear()
+                if self.waiters:
+                    self._room.notify_all()
         if message is None:
             return self.read()
         self._made_room()
@@ -177,14 +205,14 @@ class InputChannel:
     def _made_room(self) -> None:
         """After messages left the queue: tell the runtime when someone waits for room here."""
         if self.waiters:
-            self.runtime.space_freed(self)
+            self.runtime.room_made(self)
 
     def _count_read(self, message: Message) -> None:
         self.consumed += 1
         runtime = self.runtime
         latency = runtime.clock() - message.header.acqtime
         self.latency.add(latency)
-        for observe in runtime.ledger.on_received:
+        for observe in runtime.tap.on_received:
             observe(self, message, latency)
 
     def peek_acqtimes(self) -> list[float]:
@@ -192,27 +220,40 @@ class InputChannel:
             return [m.header.acqtime for m in self._queue]
 
     # Synchronized.ready() calls these two under the scheduler's lock, so they leave telling
-    # about the room they make to the scheduler (see Scheduler._policy_ready).
-    def _pop_until(self, acqtime: float, tolerance: float) -> Message | None:
-        """Synchronization helper: drop messages older than ``acqtime - tolerance``; return the
-        head if it lies within tolerance (without removing it)."""
+    # the runtime about the room they make to the scheduler (see Scheduler._policy_ready).
+    def _drop_older_than(self, reference: float, tolerance: float) -> Message | None:
+        """Synchronization helper for a ``reference`` no older than any head: drop the messages
+        further than ``tolerance`` before it and return the new head, which then lies within
+        tolerance (without removing it), or None when the queue ran empty.
+
+        Dropping and matching are one comparison (``reference - acqtime > tolerance``, with
+        :data:`TIME_SLACK`), so every head is either dropped or matched: no float rounding can
+        leave one that is neither."""
         with self._lock:
             queue = self._queue
-            while queue and queue[0].header.acqtime < acqtime - tolerance:
+            dropped = 0
+            limit = tolerance + TIME_SLACK
+            while queue and reference - queue[0].header.acqtime > limit:
                 queue.popleft()
-                self.dropped += 1
-            if queue and abs(queue[0].header.acqtime - acqtime) <= tolerance:
-                return queue[0]
-            return None
+                dropped += 1
+            if dropped:
+                self.dropped += dropped
+                if self.waiters:
+                    self._room.notify_all()
+            return queue[0] if queue else None
 
     def _take_synced(self) -> None:
         with self._lock:
             self._synced = self._queue.popleft()
+            if self.waiters:
+                self._room.notify_all()
 
     def clear(self) -> None:
         with self._lock:
             self._queue.clear()
             self._synced = None
+            if self.waiters:
+                self._room.notify_all()
         self._made_room()
 
 
@@ -222,10 +263,10 @@ class OutputChannel:
     __slots__ = ("decl", "component", "runtime", "name", "message_type", "receivers", "published", "first_time",
                  "last_time", "last")
 
-    def __init__(self, decl: Tx, component: "Codelet"):
+    def __init__(self, decl: Tx, component: Any):
         self.decl = decl
-        self.component = component
-        self.runtime: Runtime = component.runtime  # kept in step by Codelet.runtime
+        self.component = component  # the Codelet it belongs to
+        self.runtime: Any = component.runtime  # kept in step by Codelet.runtime
         self.name: str = f"{component.full_name}/{decl.name}"
         self.message_type: type[MessageType] = decl.message_type
         self.receivers: list[InputChannel] = []
@@ -254,7 +295,7 @@ class OutputChannel:
         self.published += 1
         self.last_time = now
         self.last = message
-        for observe in runtime.ledger.on_published:
+        for observe in runtime.tap.on_published:
             observe(self, message)
         for receiver in self.receivers:
             receiver.deliver(message)

@@ -2,12 +2,13 @@
 node types are named ``pack.ClassName``. Packs are found, in this order, as:
 
 1. a ``graphflow.nodes`` entry point of that name (third-party packs),
-2. a subpackage of the in-repo ``nodes/`` folder (``nodes.<pack>``),
+2. a pack that ships with graphflow (``graphflow.packs.<pack>``: the repo's ``nodes/`` folder),
 3. a path relative to the app file (a folder with ``__init__.py``, or a ``.py`` file),
 4. any importable module name.
 
 The framework imports no pack by itself; it loads what an app names, or everything for
-``graphflow nodes``.
+``graphflow nodes``. A pack that fails to import leaves nothing behind, so loading it again (after
+a fix, in the same process) imports it afresh.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from types import ModuleType
 from .codelet import Codelet
 
 ENTRY_POINT_GROUP = "graphflow.nodes"
-IN_REPO_PACKAGE = "nodes"
+IN_REPO_PACKAGE = "graphflow.packs"
 
 
 class PackNotFound(LookupError):
@@ -41,8 +42,16 @@ class Registry:
         pack_name = Path(name).stem if name.endswith(".py") or "/" in name else name
         if pack_name in self.packs:
             return self.packs[pack_name]
-        module = self._import_pack(name, base_dir)
-        for submodule in _walk(module):
+        before = set(sys.modules)
+        try:
+            module = self._import_pack(name, base_dir)
+            submodules = list(_walk(module))
+        except BaseException:
+            for loaded in set(sys.modules) - before:  # a half-imported pack would be found again
+                del sys.modules[loaded]
+            importlib.invalidate_caches()
+            raise
+        for submodule in submodules:
             for cls in vars(submodule).values():
                 if (inspect.isclass(cls) and issubclass(cls, Codelet) and cls is not Codelet
                         and cls.__module__ == submodule.__name__ and not cls.__name__.startswith("_")):
@@ -117,6 +126,6 @@ def _import_file(path: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location(
         module_name, path, submodule_search_locations=[str(path.parent)] if is_package else None)
     module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
+    sys.modules[module_name] = module  # before running it: the pack's relative imports need it
     spec.loader.exec_module(module)
     return module

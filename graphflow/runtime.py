@@ -1,34 +1,29 @@
-"""Runtime: what a component needs from whoever runs it (the scheduler, or the test harness)."""
+"""Runtime: what a component and its channels need from whoever runs them. The scheduler is one;
+this plain one serves the test harness: a settable clock, its own tap, no threads."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
-from .errors import QueueFull
-from .ledger import Ledger
-
-if TYPE_CHECKING:
-    from .codelet import Codelet
-    from .ports import InputChannel
+from .ports import InputChannel, QueueFull
+from .tap import Tap
 
 
 class Runtime:
-    """What a component needs from whoever runs it. This default one serves the test harness:
-    a settable clock, its own ledger, no threads."""
-
-    def __init__(self, clock=None, ledger: Ledger | None = None):
+    def __init__(self, clock=None, tap: Tap | None = None):
         self.clock = clock or time.monotonic
-        self.ledger = ledger or Ledger()
+        self.tap = tap or Tap()
 
     def now(self) -> float:
         return self.clock()
 
-    def input_ready(self, component: Codelet) -> None:
-        pass
+    def input_ready(self, component) -> None:
+        """A trigger input of ``component`` received a message."""
 
-    def wait_for_space(self, rx: InputChannel) -> bool:
+    def blocked(self, rx: InputChannel) -> bool:
+        """A publish waits for room in the full ``block`` input ``rx``: make room, or say whether
+        to wait (True) or give up (False); raise :class:`QueueFull` when the wait could never end."""
         raise QueueFull(f"input {rx.name} is full ({rx.queue_size}) with policy 'block' "
                         f"and nothing else runs here to make room")
 
-    def space_freed(self, rx: InputChannel) -> None:
-        pass
+    def room_made(self, rx: InputChannel) -> None:
+        """A read made room in ``rx``, which someone waits on."""

@@ -3,13 +3,20 @@
 - Periodic components keep their rate without drift (tick k is due at start + k·period; late
   ticks skip missed slots instead of bunching up).
 - On-message and synchronized components become ready when their inputs say so.
-- Backpressure holds components back instead of blocking threads: a component that publishes
-  into a full ``block`` input waits, off the workers, until that input has room. A worker thread
-  blocks in a publish only when one tick publishes more than the room there was.
+- Every component has a tick policy (:mod:`graphflow.tick`); the scheduler asks each one when it
+  is next due by the clock and whether its messages make it due now.
+- Backpressure (the ``block`` queue policy) lives in the input channel; the scheduler only holds
+  back ("parks") a component while an input it publishes into is full, and wakes it when a read
+  makes room, so worker threads rarely wait in a publish (only when one tick publishes more than
+  the room there was; then the channel asks :meth:`Scheduler.blocked`, which ticks the idle
+  receiver on the waiting thread).
 - Components of one node never tick at the same time.
 - The app ends on request (Ctrl-C, SIGTERM, ``--duration``), or when every source component is
-  exhausted or has ticked ``max_ticks`` times; the graph then drains (every queued message is
-  processed) and ``stop()`` runs once per component, in reverse topological order.
+  exhausted or has ticked ``max_ticks`` times. Either way the sources tick no more and the graph
+  drains: every component that its queued messages make due ticks, until none is (messages that no
+  tick policy will take, such as an unmatched half of a synchronized pair, are left). A drain
+  asked for has ``drain_timeout`` seconds; a second request abandons it. Then ``stop()`` runs
+  once per component, in reverse topological order.
 
 The same scheduler runs single-threaded against a :class:`ManualClock` (``run_until``), which is
 how tick policies are tested without sleeping.
@@ -28,11 +35,11 @@ from collections import deque
 from dataclasses import dataclass
 
 from .codelet import Codelet
-from .errors import QueueFull
-from .ledger import Ledger, Stats
-from .policies import Periodic, TickPolicy
-from .ports import InputChannel
+from .ports import InputChannel, QueueFull
 from .runtime import Runtime
+from .stats import Stats
+from .tap import Tap
+from .tick import TickPolicy
 
 log = logging.getLogger("graphflow.scheduler")
 
@@ -75,7 +82,7 @@ class NodeFailure:
 
 
 class _State:
-    __slots__ = ("component", "inputs", "outlets", "node", "rank", "policy", "periodic", "queued", "parked",
+    __slots__ = ("component", "inputs", "outlets", "node", "rank", "policy", "timed", "queued", "parked",
                  "running", "retrigger", "due", "ticks", "source", "done", "started", "durations")
 
     def __init__(self, component: Codelet, rank: int, durations):
@@ -85,8 +92,8 @@ class _State:
         self.node = component.node_name
         self.rank = rank  # topological position: ready work furthest downstream runs first
         self.durations = durations  # tick durations (the job report's Samples)
-        self.policy: TickPolicy | None = None  # the component's Periodic, OnMessage or Synchronized
-        self.periodic = False
+        self.policy: TickPolicy | None = None
+        self.timed = False  # due by the clock (its policy gives due times), else by messages
         self.queued = False  # waiting to run: in the ready list, the due queue, or parked
         self.parked = False  # held back until its outlets have room
         self.running = False
@@ -122,19 +129,21 @@ class Scheduler(Runtime):
         components: every component, in topological order (sources first).
         clock: a callable returning seconds; a :class:`ManualClock` for deterministic tests.
         workers: worker threads (default: the core count).
-        error_policy: node name → ``"stop"`` (default: a failing tick stops the app with an
+        on_error: node name → ``"stop"`` (default: a failing tick stops the app with an
             error) or ``"continue"`` (log it and go on).
         max_ticks: stop after every source component ticked this many times.
+        drain_timeout: seconds a requested stop waits for the graph to drain.
     """
 
     def __init__(self, components: list[Codelet], *, clock=time.monotonic, workers: int | None = None,
-                 ledger: Ledger | None = None, error_policy: dict[str, str] | None = None,
-                 max_ticks: int | None = None):
-        super().__init__(clock=clock, ledger=ledger or Ledger())
+                 tap: Tap | None = None, on_error: dict[str, str] | None = None,
+                 max_ticks: int | None = None, drain_timeout: float = 10.0):
+        super().__init__(clock=clock, tap=tap)
         self.components = list(components)
         self.workers = max(1, workers or os.cpu_count() or 1)
-        self.error_policy = error_policy or {}
+        self.on_error = on_error or {}
         self.max_ticks = max_ticks
+        self.drain_timeout = drain_timeout
         self.stats = Stats(clock)
         self.stats.track(self.components)
         self.failure: NodeFailure | None = None
@@ -143,16 +152,15 @@ class Scheduler(Runtime):
                         for rank, c in enumerate(self.components)}
         for component in self.components:
             component.runtime = self
-        # One lock guards the scheduling state; idle workers wait on _work, publishers blocked on a
-        # full 'block' input wait on _space. Notifies are skipped when nobody waits (the common case).
+        # One lock guards the scheduling state; idle workers wait on _work (a notify is skipped
+        # when nobody waits, the common case).
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)
-        self._space = threading.Condition(self._lock)
         self._idle_workers = 0
         # Message-triggered states, sorted by rank; the most downstream runs first, so a message
         # goes through before the sources start the next: fewer messages in flight, lower latency,
         # a smaller working set (measured: the 20-person decoder chain ran 9% faster than
-        # first-come-first-served). Due periodic states wait in _due, first due first served
+        # first-come-first-served). Timed states that are due wait in _due, first due first served
         # (so no source starves another), and run when no triggered work can.
         self._ready: list[_State] = []
         self._due: deque[_State] = deque()
@@ -160,12 +168,14 @@ class Scheduler(Runtime):
         self._timers: list = []
         self._seq = itertools.count()
         self._busy_nodes: set[str] = set()
-        self._blocked_publishers = 0  # ticks waiting in a publish for room in a 'block' input
-        self.blocked_publishes = 0  # times a publish found a 'block' input full and had to wait
+        self.blocked_publishes = 0  # times a publish found a 'block' input full and asked to wait
         self._draining = False
         self._finished = threading.Event()
         self._ended = False  # mirrors _finished, read without a call on the hot path
         self._stop_requested = False
+        self._abandoned = False  # a stop that does not wait for the drain
+        self._drain_deadline: float | None = None  # time.monotonic() by which a requested drain ends
+        self.left_over = 0  # messages still queued when the graph stopped
         self._threads: list[threading.Thread] = []
         self._local = threading.local()
         self._started = False
@@ -185,58 +195,42 @@ class Scheduler(Runtime):
             if state.running:
                 state.retrigger = True
             elif not state.queued and not state.done and state.policy is not None \
-                    and not state.periodic and self._policy_ready(state.policy):
+                    and not state.timed and self._policy_ready(state.policy):
                 self._queue(state)
                 if self._idle_workers:
                     self._work.notify()
 
-    def wait_for_space(self, rx: InputChannel) -> bool:
-        """A ``block`` input is full: tick its receiver here if it is idle (this drains the queue
-        without a thread switch), else wait until the receiver reads."""
-        if self._stop_requested:
+    def blocked(self, rx: InputChannel) -> bool:
+        """A publish waits for room in the full ``block`` input ``rx`` (see :mod:`graphflow.ports`):
+        tick its receiver on this thread if it is idle (that makes room without a thread switch),
+        else let the channel wait for another worker's read. Refuses a wait that could not end."""
+        if self._abandoned:
             return False
-        running = getattr(self._local, "nodes", [])
-        if rx.component.node_name in running:
+        if rx.component.node_name in self._running_nodes():
             raise QueueFull(f"input {rx.name} is full with policy 'block', and its receiver's node "
                             f"{rx.component.node_name!r} is waiting on this publish: this would deadlock")
         receiver = self._states.get(rx.component)
         with self._lock:
             self.blocked_publishes += 1
             state = self._take(receiver) if receiver is not None else None
-            if state is None and self._threads:
-                self._blocked_publishers += 1
-                rx.waiters += 1
-                try:
-                    self._space.wait(0.01)
-                finally:
-                    self._blocked_publishers -= 1
-                    rx.waiters -= 1
-                return True
-        if state is None:
+        if state is not None:
+            self._run(state, self._running_nodes())
+        elif not self._threads:
             raise QueueFull(f"input {rx.name} is full with policy 'block' and its receiver cannot tick now")
-        self._run(state, self._running_nodes())
         return True
 
-    def space_freed(self, rx: InputChannel) -> None:
-        """Called when an input with ``waiters`` lost messages (a racy read: blocked publishers
-        also wake every 10 ms; parking is ordered so that it cannot miss this call)."""
+    def room_made(self, rx: InputChannel) -> None:
+        """A read made room in an input that parked states watch."""
         with self._lock:
-            self._room_made()
-
-    def _room_made(self) -> None:
-        """Wake blocked publishers to look again, and queue parked states that may run now.
-        Caller holds the lock."""
-        if self._blocked_publishers:
-            self._space.notify_all()
-        if self._parked:
-            self._unpark()
+            if self._parked:
+                self._unpark()
 
     def _policy_ready(self, policy: TickPolicy) -> bool:
         """Ask the policy under the lock. A synchronized one drops and takes messages as it
-        matches them, which may make room that someone waits for."""
+        matches them, which may make room that a parked state waits for."""
         ready = policy.ready()
-        if self._parked or self._blocked_publishers:
-            self._room_made()
+        if self._parked:
+            self._unpark()
         return ready
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -255,24 +249,56 @@ class Scheduler(Runtime):
                 return False
             state.started = True
             state.policy = component.tick_policy
-            state.periodic = isinstance(state.policy, Periodic)
-            state.source = state.periodic and not any(
+            due = None if state.policy is None else state.policy.next_due(None, now)
+            state.timed = due is not None
+            state.source = state.policy is not None and state.policy.self_driven and not any(
                 rx.sources for rx in component.inputs.values())
-            if state.periodic:
-                state.due = now
-                heapq.heappush(self._timers, (now, next(self._seq), state))
+            if due is not None:
+                state.due = due
+                heapq.heappush(self._timers, (due, next(self._seq), state))
             elif state.policy is not None:
                 self.input_ready(component)
         self.ticking_since = self.clock()
         if not any(s.source for s in self._states.values()) and self.max_ticks is not None:
-            log.warning("max_ticks is set but the app has no periodic source components")
+            log.warning("max_ticks is set but the app has no clock-driven source components")
         return True
 
     def request_stop(self) -> None:
-        """Stop as soon as the running ticks return (Ctrl-C, SIGTERM, duration)."""
+        """Stop (Ctrl-C, SIGTERM): the sources tick no more, the graph drains (at most
+        ``drain_timeout`` s), then every component stops. A second request abandons the drain."""
         with self._lock:
-            self._stop_requested = True
+            if self._stop_requested:
+                log.warning("stopping now, without waiting for the graph to drain")
+                self._abandon()
+            else:
+                self._begin_stop()
+
+    def _begin_stop(self) -> None:
+        """Caller holds the lock."""
+        if self._stop_requested:
+            return
+        self._stop_requested = True
+        self._drain_deadline = time.monotonic() + self.drain_timeout
+        for state in self._states.values():
+            if state.source:
+                state.done = True  # its timer is dropped when it comes due
+        for state in [state for state in self._due if state.done]:
+            self._due.remove(state)
+            state.queued = False
+        for state in [state for state in self._parked if state.done]:
+            self._parked.remove(state)
+            state.queued = state.parked = False
+            state.watch_outlets(-1)
+        self._draining = True
+        if self._drained():
             self._finish()
+        elif self._idle_workers:
+            self._work.notify_all()
+
+    def _abandon(self) -> None:
+        """Caller holds the lock."""
+        self._stop_requested = self._abandoned = True
+        self._finish()
 
     def _set_finished(self) -> None:
         self._ended = True
@@ -282,7 +308,6 @@ class Scheduler(Runtime):
         """Mark the run finished and wake every waiter. Caller holds the lock."""
         self._set_finished()
         self._work.notify_all()
-        self._space.notify_all()
 
     @property
     def finished(self) -> bool:
@@ -300,13 +325,21 @@ class Scheduler(Runtime):
         deadline = None if duration is None else time.monotonic() + duration
         try:
             while not self._finished.is_set():
-                timeout = 0.1 if deadline is None else min(0.1, max(0.0, deadline - time.monotonic()))
-                self._finished.wait(timeout)
-                if deadline is not None and time.monotonic() >= deadline:
+                try:
+                    self._finished.wait(0.1 if deadline is None else
+                                        min(0.1, max(0.0, deadline - time.monotonic())))
+                    now = time.monotonic()
+                    with self._lock:
+                        if deadline is not None and now >= deadline:
+                            self._begin_stop()
+                        if self._drain_deadline is not None and now >= self._drain_deadline \
+                                and not self._finished.is_set():
+                            log.warning("the graph did not drain within %.1f s; stopping without it",
+                                        self.drain_timeout)
+                            self._abandon()
+                except KeyboardInterrupt:
+                    log.info("interrupted: draining the graph (Ctrl-C again to stop at once)")
                     self.request_stop()
-        except KeyboardInterrupt:
-            log.info("interrupted; stopping")
-            self.request_stop()
         finally:
             with self._lock:
                 self._finish()
@@ -351,6 +384,9 @@ class Scheduler(Runtime):
         self._stopped = True
         self._set_finished()
         self.ticking_until = self.clock()
+        self.left_over = sum(rx.available() for c in self.components for rx in c.inputs.values())
+        if self.left_over:
+            log.info("%d message(s) were still queued at stop", self.left_over)
         for component in reversed(self.components):
             if not self._states[component].started:
                 continue
@@ -434,7 +470,7 @@ class Scheduler(Runtime):
                 self._parked.append(state)
                 return
             state.watch_outlets(-1)
-        if state.periodic:
+        if state.timed:
             self._due.append(state)
         else:
             self._enqueue(state)
@@ -448,7 +484,7 @@ class Scheduler(Runtime):
                 continue
             state.parked = False
             state.watch_outlets(-1)
-            if state.periodic:
+            if state.timed:
                 self._due.append(state)
             else:
                 self._enqueue(state)
@@ -469,7 +505,7 @@ class Scheduler(Runtime):
         """Mark a queued state as running, if its node is idle. Caller holds the lock."""
         if not state.queued or state.parked or state.node in self._busy_nodes:
             return None
-        (self._due if state.periodic else self._ready).remove(state)
+        (self._due if state.timed else self._ready).remove(state)
         return self._mark_running(state)
 
     def _run(self, state: _State, nodes: list[str], take_next: bool = False) -> _State | None:
@@ -489,7 +525,7 @@ class Scheduler(Runtime):
             failed = True
             trace = traceback.format_exc()
             self.stats.error(component)
-            if self.error_policy.get(state.node, "stop") == "continue":
+            if self.on_error.get(state.node, "stop") == "continue":
                 log.error("component %s failed in tick() (policy: continue):\n%s",
                           component.full_name, trace)
             else:
@@ -497,7 +533,7 @@ class Scheduler(Runtime):
         duration = clock() - start
         nodes.pop()
         state.durations.add(duration)
-        for observe in self.ledger.on_ticked:
+        for observe in self.tap.on_ticked:
             observe(component, start, duration)
         consumed = state.consumed() != consumed_before
         with self._lock:
@@ -505,23 +541,18 @@ class Scheduler(Runtime):
             self._busy_nodes.discard(state.node)
             state.ticks += 1
             if failed and self.failure is not None:
-                self._stop_requested = True
-                self._finish()
+                self._abandon()
                 return None
             if component.exhausted or (state.source and self.max_ticks is not None
                                        and state.ticks >= self.max_ticks):
                 state.done = True
-            if state.periodic:
+            if state.timed:
                 if not state.done:
                     self._arm_timer(state)
             elif state.policy is not None and not state.done and (consumed or state.retrigger) \
                     and self._policy_ready(state.policy):
                 self._queue(state)
             state.retrigger = False
-            if self._blocked_publishers:
-                # A publisher blocked on a full input may tick this component inline now that
-                # it is idle; without this wake it would sleep out its 10 ms wait.
-                self._space.notify_all()
             if not self._draining and state.source and state.done:
                 self._draining = all(s.done for s in self._states.values() if s.source)
             if self._draining and self._drained():
@@ -537,17 +568,14 @@ class Scheduler(Runtime):
             return None
 
     def _arm_timer(self, state: _State) -> None:
-        policy = state.policy
-        assert isinstance(policy, Periodic)
-        period = policy.period
-        now = self.clock()
-        due = state.due + period
-        if due < now and period > 0:
-            due += period * ((now - due) // period + 1)  # skip missed slots, keep the phase
-        state.due = max(due, now) if period == 0 else due
-        heapq.heappush(self._timers, (state.due, next(self._seq), state))
+        due = state.policy.next_due(state.due, self.clock()) if state.policy is not None else None
+        if due is None:
+            state.timed = False
+            return
+        state.due = due
+        heapq.heappush(self._timers, (due, next(self._seq), state))
 
     def _drained(self) -> bool:
-        if self._ready or self._due or self._parked or any(s.running for s in self._states.values()):
-            return False
-        return not any(rx.available() for c in self.components for rx in c.inputs.values())
+        """No component can tick again for the messages there are: none is queued or running.
+        (Messages no tick policy takes stay queued; they must not keep the app alive.)"""
+        return not (self._ready or self._due or self._parked or any(s.running for s in self._states.values()))

@@ -32,7 +32,7 @@ class Harness:
         self.clock = clock or ManualClock()
         self.runtime = Runtime(clock=self.clock)
         self._capture = _Capture()
-        self.runtime.ledger.subscribe(self._capture)
+        self.runtime.tap.subscribe(self._capture)
         self.component = codelet(node, name, config, runtime=self.runtime)
         self.ticks = 0
 

@@ -112,7 +112,7 @@ def evaluate(outputs: dict, ann_file: Path, params: dict | None = None, verbose:
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    from nodes.openpose import paf
+    from graphflow.packs.openpose import paf
 
     params = params or {}
     results, times = [], []

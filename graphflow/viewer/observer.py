@@ -1,10 +1,10 @@
-"""The viewer's ledger observer. It runs on the graph's threads, so it does as little as
+"""The viewer's tap observer. It runs on the graph's threads, so it does as little as
 possible: for a channel some viewer window watches it appends a *reference* to the message to
 a short per-channel history (a ``deque`` with ``maxlen``: atomic, drops the oldest); for any
 other channel it does one dict lookup. No copies, no encoding — messages are immutable once
 published (their arrays are read-only), and the viewer's own thread encodes them later.
 
-While nothing is watched the observer is not even subscribed to the ledger.
+While nothing is watched the observer is not even subscribed to the tap.
 """
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ OTHER_HISTORY = 64   # other messages kept per watched channel (plots, overlays)
 
 
 class ViewerObserver:
-    def __init__(self, ledger=None):
-        self._ledger = ledger
+    def __init__(self, tap=None):
+        self._tap = tap
         self._history: dict[str, deque] = {}
         self._subscribed = False
 
-    # -- ledger interface: called on graph threads, must return at once -----------------------
+    # -- tap interface: called on graph threads, must return at once -----------------------
     def published(self, channel, message) -> None:
         history = self._history.get(channel.name)
         if history is not None:
@@ -34,12 +34,12 @@ class ViewerObserver:
             old = self._history.get(name)
             histories[name] = old if old is not None and old.maxlen == depth else deque(old or (), maxlen=depth)
         self._history = histories  # one atomic swap; the graph threads see old or new, both fine
-        if self._ledger is not None:
+        if self._tap is not None:
             if histories and not self._subscribed:
-                self._ledger.subscribe(self)
+                self._tap.subscribe(self)
                 self._subscribed = True
             elif not histories and self._subscribed:
-                self._ledger.unsubscribe(self)
+                self._tap.unsubscribe(self)
                 self._subscribed = False
 
     @property

@@ -231,7 +231,7 @@ class ViewerServer:
     def attach(self, app) -> "ViewerServer":
         self.app = app
         self._channels = app.channels()
-        self.observer = ViewerObserver(app.ledger)
+        self.observer = ViewerObserver(app.tap)
         self.live = LiveRates(app)
         self._graph = self._describe_graph()
         return self

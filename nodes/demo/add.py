@@ -1,8 +1,4 @@
 """demo.Add — adds two numbers acquired at (nearly) the same time.
-
-Rx:     a, b (demo/Number), synchronized by acqtime.
-Tx:     total (demo/Number), with the acqtime of `a`.
-Params: tolerance.
 """
 from graphflow import Codelet, Param, Period, Rx, Tx
 

@@ -1,7 +1,4 @@
 """demo.Counter — a periodic source of numbers.
-
-Tx:     number (demo/Number): start, start+step, ... one per tick.
-Params: tick_period, count (0 = endless), start, step.
 """
 from graphflow import Codelet, Param, Period, Tx
 

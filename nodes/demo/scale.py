@@ -1,8 +1,4 @@
 """demo.Scale — multiplies each number by a gain.
-
-Rx:     number (demo/Number).
-Tx:     scaled (demo/Number), same acqtime.
-Params: gain.
 """
 from graphflow import Codelet, Param, Rx, Tx
 

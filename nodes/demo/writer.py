@@ -1,7 +1,4 @@
 """demo.NumberWriter — writes every number it receives to a JSON Lines file.
-
-Rx:     number (demo/Number), queue policy "block": nothing is dropped.
-Params: path.
 """
 import json
 from pathlib import Path

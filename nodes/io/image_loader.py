@@ -1,33 +1,45 @@
 """io.ImageLoader — publishes images from a file, a folder, a glob, a video file or a camera.
 
-Tx:     color (vision/Image): BGR uint8 pixels, `source` = the file path (or "camera:N"),
-        `frame` = the frame's index in its video/camera, or the still image's index in the
-        sorted file list.
-Params: path, tick_period, loop, skip_bad_files.
-
 `path` is one of: an image or video file; a folder (its image and video files, sorted by
 name); a glob such as "data/*.jpg" or "data/**/*.png" (matches sorted, filtered to image and
 video files); "camera:0" (an OpenCV camera index). A path that matches nothing fails in
-start(), naming the path. An unreadable or corrupt file stops the app with an error naming the
-file, or, with skip_bad_files, logs a warning and moves on. At the end the loader reports itself
-exhausted (never with loop or a camera), so an app over a data set ends by itself.
-tick_period "0" publishes as fast as the scheduler allows; give the edge to the next node the
-queue policy "block" so that nothing is dropped.
+start(), naming the path. Each image carries `source` (the file path or "camera:N"), `frame`
+(its index in its video or camera, or the still image's index in the sorted file list) and
+`fps` (the video's or camera's frame rate; 0 for still images).
+
+Bad input: a file that cannot be read, is not an image, or is cut short (a JPEG without its
+end-of-image marker, a PNG without IEND: decoders would fill the rest with grey without a
+word) is logged by name and skipped with `on_bad_input` "skip" (the default), and counted in
+`bad_inputs`; stop() logs the count and the names. With "stop" the first bad file stops the
+app with an error naming it. A skipped file is not retried on the next pass of `loop`.
+At the end the loader reports itself exhausted (never with loop or a camera), so an app over a
+data set ends by itself. tick_period "0" publishes as fast as the scheduler allows; give the
+edge to the next node the queue policy "block" so that nothing is dropped.
 """
 from __future__ import annotations
 
 import glob
+import re
 from pathlib import Path
 
+import numpy as np
+
 from graphflow import Codelet, Param, Period, Tx
-from nodes.vision.messages import Image
-from nodes.vision.opencv import cv2
+from graphflow.packs.vision.messages import Image
+from graphflow.packs.vision.opencv import cv2
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
                   ".pbm", ".pnm", ".jp2", ".exr", ".hdr", ".pic", ".ras", ".sr", ".avif"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv",
                   ".mjpeg", ".mjpg", ".3gp", ".ts"}
 CAMERA_PREFIX = "camera:"
+ON_BAD_INPUT = ("skip", "stop")
+NAMES_IN_SUMMARY = 20  # stop() names this many bad files; each one was logged when it was met
+
+# A JPEG marker inside entropy-coded data: 0xFF followed by neither a stuffed 0x00, a restart
+# marker (0xD0-0xD7) nor a fill byte 0xFF.
+_JPEG_MARKER = re.compile(rb"\xff([^\x00\xd0-\xd7\xff])")
+_PNG_END = b"IEND\xaeB`\x82"
 
 
 def is_video_source(source: str) -> bool:
@@ -57,6 +69,56 @@ def list_sources(path: str) -> list[Path]:
                             f"a glob like 'images/*.jpg', or 'camera:0')")
 
 
+def jpeg_is_complete(data: bytes) -> bool:
+    """Whether a JPEG's bytes run to its end-of-image marker (FFD9).
+
+    Walks the header segments by their lengths (so an EXIF thumbnail's own FFD9 is skipped),
+    then the markers between and after the scans; entropy-coded data cannot hold a marker
+    (0xFF is stuffed as FF00), so a file cut anywhere lacks the final FFD9."""
+    if data[:2] != b"\xff\xd8":
+        return False
+    position = 2
+    while True:
+        found = _JPEG_MARKER.search(data, position)
+        if found is None:
+            return False
+        marker, position = found.group(1)[0], found.end()
+        if marker == 0xD9:
+            return True
+        if marker in (0x01, 0xD8):  # TEM, SOI: no length
+            continue
+        if position + 2 > len(data):
+            return False
+        position += int.from_bytes(data[position:position + 2], "big")  # the segment, then scan data
+
+
+def truncation(data: bytes) -> str | None:
+    """Why an image file's ``data`` is cut short, or None where the format's end is there (JPEG
+    and PNG, told by their signatures, are checked; other formats rely on the decoder)."""
+    if data[:2] == b"\xff\xd8":
+        return None if jpeg_is_complete(data) else "is cut short (a JPEG without its end-of-image marker)"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return None if _PNG_END in data[-64:] else "is cut short (a PNG without its IEND chunk)"
+    return None
+
+
+def decode_image(file: Path) -> tuple[np.ndarray | None, str]:
+    """(BGR pixels, "") or (None, why the file is bad)."""
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        return None, f"cannot be read ({exc.strerror or exc})"
+    if not data:
+        return None, "is empty"
+    why = truncation(data)
+    if why:
+        return None, why
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if pixels is None:
+        return None, "cannot be decoded as an image (corrupt or not an image)"
+    return pixels, ""
+
+
 class ImageLoader(Codelet):
     """Publishes one image per tick from files, a video or a camera; exhausted at the end."""
 
@@ -64,7 +126,9 @@ class ImageLoader(Codelet):
     path = Param(str, doc="Image or video file, folder, glob ('images/*.jpg') or 'camera:0'.")
     tick_period = Param(Period, "10Hz", "How often to publish; 0 = as fast as the app runs.")
     loop = Param(bool, False, "Start again from the first file at the end (never exhausted).")
-    skip_bad_files = Param(bool, False, "Warn about and skip unreadable files instead of failing.")
+    on_bad_input = Param(str, "skip", "A file that cannot be read, is not an image or is cut short: "
+                                      "skip (log it by name and go on) or stop (fail the app).",
+                         choices=list(ON_BAD_INPUT))
 
     def start(self):
         self._camera = self.path.startswith(CAMERA_PREFIX)
@@ -73,17 +137,20 @@ class ImageLoader(Codelet):
             capture = cv2.VideoCapture(int(index) if index.isdigit() else index)
             if not capture.isOpened():
                 raise RuntimeError(f"{self.full_name}: cannot open camera {self.path!r}")
-            self._files: list[Path] = []
+            self._files: list[tuple[int, Path]] = []
         else:
             try:
-                self._files = list_sources(self.path)
+                self._files = list(enumerate(list_sources(self.path)))
             except FileNotFoundError as exc:
                 raise FileNotFoundError(f"{self.full_name}: {exc}") from None
             capture = None
         self._capture, self._capture_source = capture, self.path
+        self._capture_fps = _fps(capture)
         self._next_file = 0
         self._video_frame = 0
         self._good_this_pass = 0
+        self.bad_inputs = 0
+        self._bad_names: list[str] = []
         self.tick_periodically(self.tick_period)
 
     def tick(self):
@@ -91,8 +158,8 @@ class ImageLoader(Codelet):
         if found is None:
             self.report_exhausted()
             return
-        pixels, source, frame = found
-        self.color.publish(Image(pixels=pixels, color_order="bgr", source=source, frame=frame))
+        pixels, source, frame, fps = found
+        self.color.publish(Image(pixels=pixels, color_order="bgr", source=source, frame=frame, fps=fps))
         if not self.loop and self._capture is None and self._next_file >= len(self._files):
             self.report_exhausted()
 
@@ -100,46 +167,66 @@ class ImageLoader(Codelet):
         if getattr(self, "_capture", None) is not None:
             self._capture.release()
             self._capture = None
+        if getattr(self, "bad_inputs", 0):
+            more = self.bad_inputs - len(self._bad_names)
+            self.log.warning("%s: %d bad input file%s skipped: %s%s", self.full_name, self.bad_inputs,
+                             "s" if self.bad_inputs != 1 else "", ", ".join(self._bad_names),
+                             f" and {more} more" if more > 0 else "")
 
     # -- reading ---------------------------------------------------------------------------------
     def _next_image(self):
-        """(pixels, source, frame) of the next readable image, or None at the end."""
+        """(pixels, source, frame, fps) of the next readable image, or None at the end."""
         while True:
             if self._capture is not None:
                 ok, pixels = self._capture.read()
                 if ok and pixels is not None:
                     self._good_this_pass += self._video_frame == 0
                     self._video_frame += 1
-                    return pixels, self._capture_source, self._video_frame - 1
+                    return pixels, self._capture_source, self._video_frame - 1, self._capture_fps
                 self._capture.release()
                 self._capture = None
                 if self._camera:
                     raise RuntimeError(f"{self.full_name}: camera {self.path!r} returned no frame")
                 if self._video_frame == 0:
-                    self._bad(self._capture_source, "has no readable video frames")
+                    self._bad("has no readable video frames")
                 continue
             if self._next_file >= len(self._files):
                 if not self.loop or self._good_this_pass == 0:
                     return None
                 self._next_file, self._good_this_pass = 0, 0
-            index, file = self._next_file, self._files[self._next_file]
+            index, file = self._files[self._next_file]
             self._next_file += 1
             if file.suffix.lower() in VIDEO_SUFFIXES:
                 capture = cv2.VideoCapture(str(file))
                 if not capture.isOpened():
-                    self._bad(str(file), "cannot be opened as a video")
+                    self._bad("cannot be opened as a video")
                     continue
                 self._capture, self._capture_source, self._video_frame = capture, str(file), 0
+                self._capture_fps = _fps(capture)
                 continue
-            pixels = cv2.imread(str(file), cv2.IMREAD_COLOR)
+            pixels, why = decode_image(file)
             if pixels is None:
-                self._bad(str(file), "cannot be read as an image (corrupt, truncated or not an image)")
+                self._bad(why)
                 continue
             self._good_this_pass += 1
-            return pixels, str(file), index
+            return pixels, str(file), index, 0.0
 
-    def _bad(self, file: str, why: str) -> None:
-        message = f"{self.full_name}: file {file!r} {why}"
-        if not self.skip_bad_files:
-            raise ValueError(message)
-        self.log.warning("%s; skipped (skip_bad_files)", message)
+    def _bad(self, why: str) -> None:
+        """Stop on the bad file just taken from the list, or log it, count it and drop it from the list."""
+        self._next_file -= 1
+        file = self._files.pop(self._next_file)[1]
+        message = f"{self.full_name}: file {str(file)!r} {why}"
+        if self.on_bad_input == "stop":
+            raise ValueError(f"{message} (on_bad_input is 'stop')")
+        self.log.warning("%s; skipped", message)
+        self.bad_inputs += 1
+        if len(self._bad_names) < NAMES_IN_SUMMARY:
+            self._bad_names.append(file.name)
+
+
+def _fps(capture) -> float:
+    """A capture's frame rate, or 0 where it does not say (some cameras, some containers)."""
+    if capture is None:
+        return 0.0
+    fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+    return fps if 0.0 < fps < 10_000.0 else 0.0

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nodes.vision.messages import Image, ImageTransform
-from nodes.vision.opencv import cv2
+from graphflow.packs.vision.messages import Image, ImageTransform
+from graphflow.packs.vision.opencv import cv2
 
 # Isaac's ImageNormalizationMode: value = pixel * gain + bias, pixel in 0..255.
 NORMALIZATION = {
@@ -22,11 +22,11 @@ NORMALIZATION = {
     "PositiveNegative": (1.0 / 127.5, -1.0),  # -1..1
     "HalfAndHalf": (1.0 / 255.0, -0.5),      # -0.5..0.5
 }
-CV2_INTERPOLATION = {
-    "nearest": cv2.INTER_NEAREST_EXACT,  # centre-aligned nearest, consistent with the transform
-    "linear": cv2.INTER_LINEAR,
-    "cubic": cv2.INTER_CUBIC,
-    "area": cv2.INTER_AREA,
+CV2_INTERPOLATION = {  # names of OpenCV's flags (OpenCV itself is imported when a node uses it)
+    "nearest": "INTER_NEAREST_EXACT",  # centre-aligned nearest, consistent with the transform
+    "linear": "INTER_LINEAR",
+    "cubic": "INTER_CUBIC",
+    "area": "INTER_AREA",
 }
 # Isaac's tensor_index_order names which image axis (0 = rows, 1 = cols, 2 = channels) goes
 # first, second and third in the tensor: "201" = channels, rows, cols (CHW); "012" = HWC.
@@ -105,7 +105,7 @@ def encode_cpu(pixels_hwc: np.ndarray, plan_: Plan, *, gain: float, bias: float,
     """Resize (in float32, clipped to 0..255 like uint8 saturation), normalize, pad, lay out."""
     source = np.ascontiguousarray(pixels_hwc, dtype=np.float32)
     resized = cv2.resize(source, (plan_.resized_w, plan_.resized_h),
-                         interpolation=CV2_INTERPOLATION[interpolation])
+                         interpolation=getattr(cv2, CV2_INTERPOLATION[interpolation]))
     np.clip(resized, 0.0, 255.0, out=resized)
     tensor = np.full((plan_.rows, plan_.cols, 3), pad_value * gain + bias, dtype=np.float32)
     tensor[:plan_.resized_h, :plan_.resized_w] = resized * np.float32(gain) + np.float32(bias)

@@ -19,7 +19,7 @@ Pixels are resized in float32 with cv2.resize and clipped to 0..255, then normal
 from __future__ import annotations
 
 from graphflow import Codelet, Param, Rx, Tx
-from nodes.vision.messages import Image, Tensors
+from graphflow.packs.vision.messages import Image, Tensors
 
 from ._encoding import CV2_INTERPOLATION, INDEX_ORDERS, NORMALIZATION, encode_cpu, plan, three_channels
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from graphflow import Codelet, Param, Rx, Tx
-from nodes.vision.messages import Tensors
+from graphflow.packs.vision.messages import Tensors
 
 from ._cuda import to_numpy
 from .model_path import find_model

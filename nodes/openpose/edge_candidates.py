@@ -1,9 +1,4 @@
-"""openpose.EdgeCandidates — step 7: every pair of parts that a link could join.
-
-Rx:     parts (openpose/PeakList).
-Tx:     candidates (openpose/EdgeList).
-Params: edges, threshold_edge_size.
-"""
+"""openpose.EdgeCandidates — step 7: every pair of parts that a link could join."""
 from graphflow import Codelet, Param, Rx, Tx
 
 from . import paf
@@ -24,10 +19,13 @@ class EdgeCandidates(Codelet):
                                 range=(0.0, None))
 
     def start(self):
+        paf.warm_up()  # compile or load the step kernels now, not on the first frame
         self.tick_on_message(self.parts)
 
     def tick(self):
         message = self.parts.read()
         parts = message.payload
         pairs = paf.edge_candidates(parts.peaks, self.edges, self.threshold_edge_size)
-        self.candidates.publish(EdgeList(parts, self.edges, pairs), acqtime=message.acqtime)
+        self.candidates.publish(EdgeList(pairs, parts.peaks, self.edges, parts.heatmaps, parts.pafs, None,
+                                         parts.upsample, parts.transform, parts.source, parts.frame),
+                                acqtime=message.acqtime)

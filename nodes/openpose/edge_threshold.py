@@ -1,9 +1,4 @@
-"""openpose.EdgeThreshold — step 9: keep the connections the PAF supports.
-
-Rx:     scored (openpose/EdgeList).
-Tx:     edges (openpose/EdgeList): all scored connections, with `kept` marking those that pass.
-Params: threshold_edge_score, threshold_edge_sampling_counter.
-"""
+"""openpose.EdgeThreshold — step 9: keep the connections the PAF supports."""
 from graphflow import Codelet, Param, Rx, Tx
 
 from . import paf
@@ -29,4 +24,6 @@ class EdgeThreshold(Codelet):
         scored = message.payload
         kept = paf.edge_threshold_mask(scored.pairs, self.threshold_edge_score,
                                        self.threshold_edge_sampling_counter)
-        self.edges.publish(EdgeList(scored.parts, scored.links, scored.pairs, kept), acqtime=message.acqtime)
+        self.edges.publish(EdgeList(scored.pairs, scored.parts, scored.links, scored.heatmaps, scored.pafs, kept,
+                                    scored.upsample, scored.transform, scored.source, scored.frame),
+                           acqtime=message.acqtime)

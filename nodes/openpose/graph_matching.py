@@ -1,9 +1,4 @@
-"""openpose.GraphMatching — step 10: assemble people from the kept connections.
-
-Rx:     edges (openpose/EdgeList).
-Tx:     skeletons (openpose/SkeletonCandidates): in map cells.
-Params: threshold_part_counter, threshold_object_score.
-"""
+"""openpose.GraphMatching — step 10: assemble people from the kept connections."""
 from graphflow import Codelet, Param, Rx, Tx
 
 from . import paf
@@ -22,11 +17,15 @@ class GraphMatching(Codelet):
                                                "of a kept person.", range=(0.0, None))
 
     def start(self):
+        paf.warm_up()  # compile or load the step kernels now, not on the first frame
         self.tick_on_message(self.edges)
 
     def tick(self):
         message = self.edges.read()
         connections = message.payload
-        skeletons = paf.graph_matching(connections.parts.peaks, connections.kept_pairs(), connections.links,
+        skeletons = paf.graph_matching(connections.parts, connections.kept_pairs(), connections.links,
                                        self.threshold_part_counter, self.threshold_object_score)
-        self.skeletons.publish(SkeletonCandidates(connections, skeletons), acqtime=message.acqtime)
+        self.skeletons.publish(SkeletonCandidates(skeletons, connections.parts, connections.pairs,
+                                                  connections.heatmaps, connections.upsample,
+                                                  connections.transform, connections.source, connections.frame),
+                               acqtime=message.acqtime)

@@ -1,11 +1,6 @@
-"""openpose.MaxPool — step 3: max-pooling of the part heatmaps.
-
-Rx:     maps (vision/Tensors): the model's outputs, holding the heatmaps and PAF tensors.
-Tx:     pooled (openpose/PoseMaps): heatmaps (background dropped), PAFs and pooled heatmaps.
-Params: heatmaps_tensor, pafs_tensor, pooled_tensor, num_parts, kernel, upsample.
-"""
+"""openpose.MaxPool — step 3: max-pooling of the part heatmaps."""
 from graphflow import Codelet, Param, Rx, Tx
-from nodes.vision.messages import Tensors
+from graphflow.packs.vision.messages import Tensors
 
 from . import paf
 from .messages import PoseMaps
@@ -28,6 +23,7 @@ class MaxPool(Codelet):
                              "sub-pixel peaks measured as accurate and much faster).", range=(1, 8))
 
     def start(self):
+        paf.warm_up()  # compile or load the step kernels now, not on the first frame
         self.tick_on_message(self.maps)
 
     def tick(self):

@@ -1,9 +1,4 @@
-"""openpose.MergeSplitGraphs — step 11: rejoin people split by a missed connection.
-
-Rx:     skeletons (openpose/SkeletonCandidates).
-Tx:     merged (openpose/SkeletonCandidates).
-Params: threshold_split_score.
-"""
+"""openpose.MergeSplitGraphs — step 11: rejoin people split by a missed connection."""
 from graphflow import Codelet, Param, Rx, Tx
 
 from . import paf
@@ -20,12 +15,14 @@ class MergeSplitGraphs(Codelet):
                                                "pieces; above 1 disables merging.", range=(-1.0, None))
 
     def start(self):
+        paf.warm_up()  # compile or load the step kernels now, not on the first frame
         self.tick_on_message(self.skeletons)
 
     def tick(self):
         message = self.skeletons.read()
         candidates = message.payload
-        connections = candidates.connections
-        merged = paf.merge_split_graphs(candidates.skeletons, connections.parts.peaks, connections.pairs,
+        merged = paf.merge_split_graphs(candidates.skeletons, candidates.parts, candidates.pairs,
                                         self.threshold_split_score)
-        self.merged.publish(SkeletonCandidates(connections, merged), acqtime=message.acqtime)
+        self.merged.publish(SkeletonCandidates(merged, candidates.parts, candidates.pairs, candidates.heatmaps,
+                                               candidates.upsample, candidates.transform, candidates.source,
+                                               candidates.frame), acqtime=message.acqtime)

@@ -1,9 +1,4 @@
-"""openpose.NonMaximumSuppression — step 4: keep the cells that are their window's maximum.
-
-Rx:     pooled (openpose/PoseMaps).
-Tx:     peak_map (openpose/PeakMap).
-Params: threshold.
-"""
+"""openpose.NonMaximumSuppression — step 4: keep the cells that are their window's maximum."""
 from graphflow import Codelet, Param, Rx, Tx
 
 from . import paf
@@ -19,10 +14,12 @@ class NonMaximumSuppression(Codelet):
                                    "early; keep it at or below threshold_heatmap.", range=(0.0, 1.0))
 
     def start(self):
+        paf.warm_up()  # compile or load the step kernels now, not on the first frame
         self.tick_on_message(self.pooled)
 
     def tick(self):
         message = self.pooled.read()
         maps = message.payload
         peaks = paf.non_maximum_suppression(maps.heatmaps, maps.pooled, self.threshold)
-        self.peak_map.publish(PeakMap(maps, peaks), acqtime=message.acqtime)
+        self.peak_map.publish(PeakMap(peaks, maps.heatmaps, maps.pafs, maps.upsample, maps.transform,
+                                      maps.source, maps.frame), acqtime=message.acqtime)

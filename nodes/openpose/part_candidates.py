@@ -1,9 +1,4 @@
-"""openpose.PartCandidates — step 6: keep the peaks confident enough to be parts.
-
-Rx:     peaks (openpose/PeakList).
-Tx:     parts (openpose/PeakList).
-Params: threshold_heatmap.
-"""
+"""openpose.PartCandidates — step 6: keep the peaks confident enough to be parts."""
 from graphflow import Codelet, Param, Rx, Tx
 
 from . import paf
@@ -26,4 +21,5 @@ class PartCandidates(Codelet):
         message = self.peaks.read()
         peaks = message.payload
         parts = paf.part_candidates(peaks.peaks, self.threshold_heatmap)
-        self.parts.publish(PeakList(peaks.maps, parts), acqtime=message.acqtime)
+        self.parts.publish(PeakList(parts, peaks.heatmaps, peaks.pafs, peaks.upsample, peaks.transform,
+                                    peaks.source, peaks.frame), acqtime=message.acqtime)

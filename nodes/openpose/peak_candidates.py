@@ -1,9 +1,4 @@
-"""openpose.PeakCandidates — step 5: list the peaks with part type, position and confidence.
-
-Rx:     peak_map (openpose/PeakMap).
-Tx:     peaks (openpose/PeakList): sub-pixel positions in map cells.
-Params: refine.
-"""
+"""openpose.PeakCandidates — step 5: list the peaks with part type, position and confidence."""
 from graphflow import Codelet, Param, Rx, Tx
 
 from . import paf
@@ -20,10 +15,12 @@ class PeakCandidates(Codelet):
                    choices=["quadratic", "gaussian", "centroid", "none"])
 
     def start(self):
+        paf.warm_up()  # compile or load the step kernels now, not on the first frame
         self.tick_on_message(self.peak_map)
 
     def tick(self):
         message = self.peak_map.read()
         peak_map = message.payload
-        peaks = paf.peak_candidates(peak_map.maps.heatmaps, peak_map.peaks, self.refine)
-        self.peaks.publish(PeakList(peak_map.maps, peaks), acqtime=message.acqtime)
+        peaks = paf.peak_candidates(peak_map.heatmaps, peak_map.peaks, self.refine)
+        self.peaks.publish(PeakList(peaks, peak_map.heatmaps, peak_map.pafs, peak_map.upsample,
+                                    peak_map.transform, peak_map.source, peak_map.frame), acqtime=message.acqtime)

@@ -1,13 +1,8 @@
-"""openpose.RefinePartCoordinates — step 12: joint positions in original image pixels.
-
-Rx:     skeletons (openpose/SkeletonCandidates).
-Tx:     skeletons_out (vision/Skeleton2List): joints in pixels of the original image.
-Params: refine_parts_coordinates, output_scale, offset, labels, draw_edges.
-"""
+"""openpose.RefinePartCoordinates — step 12: joint positions in original image pixels."""
 import numpy as np
 
 from graphflow import Codelet, Param, Rx, Tx
-from nodes.vision.messages import Skeleton2List
+from graphflow.packs.vision.messages import Skeleton2List
 
 from . import paf
 from .messages import SkeletonCandidates
@@ -25,6 +20,8 @@ class RefinePartCoordinates(Codelet):
     output_scale = Param(float, 8.0, "Tensor pixels per map cell of the model (its stride).", range=(0.0, None))
     offset = Param(float, None, "Tensor pixel of map cell 0; null = 0.35 · output_scale (the measured "
                                 "bias of this model's keypoints; the geometric centre would be 3.5).")
+    max_people = Param(int, 0, "Keep only the best this many people; 0 keeps everyone (no cap).",
+                       range=(0, None))
     labels = Param(list, list(paf.PART_NAMES), "Joint names, in part order.")
     draw_edges = Param(list, [list(e) for e in paf.EDGES[:17]],
                        "Joint pairs a viewer draws as limbs (the ear-shoulder links are left out).")
@@ -35,16 +32,15 @@ class RefinePartCoordinates(Codelet):
     def tick(self):
         message = self.skeletons.read()
         candidates = message.payload
-        maps = candidates.connections.parts.maps
-        transform = maps.transform
-        scale, offset = paf.grid_scale_offset(self.output_scale, self.offset, maps.upsample)
+        transform = candidates.transform
+        scale, offset = paf.grid_scale_offset(self.output_scale, self.offset, candidates.upsample)
         scale, offset = paf.compose_image_mapping(scale, offset, (transform.scale_y, transform.scale_x),
                                                   (transform.offset_y, transform.offset_x))
         refined = paf.refine_part_coordinates(candidates.skeletons, self.refine_parts_coordinates,
-                                              scale, offset, maps.heatmaps)
+                                              scale, offset, candidates.heatmaps, max_people=self.max_people)
         joints = refined.parts  # a fresh array: refine_part_coordinates copies
         joints[refined.index < 0] = 0.0  # Skeleton2List convention: score 0 = not found
         self.skeletons_out.publish(Skeleton2List(
             joints.astype(np.float32, copy=False), refined.score.astype(np.float32, copy=False),
-            self.labels, self.draw_edges, maps.source, maps.frame,
+            self.labels, self.draw_edges, candidates.source, candidates.frame,
             transform.image_width, transform.image_height), acqtime=message.acqtime)

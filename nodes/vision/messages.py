@@ -13,6 +13,7 @@ class Image(MessageType, wire="vision/Image", render="image"):
     color_order: str = field("bgr", doc="Channel order of pixels: 'bgr' or 'rgb'.")
     source: str = field("", doc="Where it came from: a file path, 'camera:0', a video path.")
     frame: int = field(0, doc="Index of this image in its source (0-based).")
+    fps: float = field(0.0, doc="Frame rate of its source (a video or camera); 0 = not a video or unknown.")
 
 
 class ImageTransform(MessageType, wire="vision/ImageTransform"):

@@ -1,13 +1,15 @@
 """viz.ImageWriter — writes every image it receives to a folder, or all of them to one video.
 
-Rx:     image (vision/Image), queue policy "block": nothing is dropped.
-Params: folder, format, jpeg_quality, video, video_filename, video_fps.
-
 File names: `<source stem>.<format>`; frames of a camera, and a source seen again, get
 `<source stem>_<frame:06d>.<format>`. Video: with `video` "auto" (default), images that come
 from a video file go into one video, `folder/<source stem>.mp4` (or `video_filename`); "always"
 puts every image into one video, "never" writes every frame as a file. Codec from the file
 extension: mp4v for .mp4, MJPG for .avi; images of another size are resized to the first one's.
+The video plays at its input's frame rate (the images' `fps`, from the loader: a 10 fps input
+gives a 10 fps output), or `video_fps` where set, or 30 for still images. Timestamps are kept:
+frame k of the output shows input frame k, so where frames of a video went missing on the way
+(a dropping queue upstream), the frame before is repeated in their place (at most
+MAX_REPEATED_FRAMES at a time). Nothing is kept per image: memory stays flat over a run.
 """
 from __future__ import annotations
 
@@ -16,19 +18,24 @@ from pathlib import Path
 import numpy as np
 
 from graphflow import Codelet, Param, Rx
-from nodes.io.image_loader import is_video_source
-from nodes.vision.messages import Image
-from nodes.vision.opencv import cv2
+from graphflow.packs.io.image_loader import is_video_source
+from graphflow.packs.vision.messages import Image
+from graphflow.packs.vision.opencv import cv2
 
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+STILL_IMAGES_FPS = 30.0
+MAX_REPEATED_FRAMES = 1000  # a larger jump in frame numbers is a new start, not frames lost
 
 
 def image_file_name(source: str, frame: int, extension: str, seen: set[str]) -> str:
-    """``<stem>.<ext>`` for a still image seen once, else ``<stem>_<frame:06d>.<ext>``."""
+    """``<stem>.<ext>`` for a still image seen once, else ``<stem>_<frame:06d>.<ext>``. ``seen``
+    holds the still images' names (frames of videos and cameras are numbered, never remembered)."""
     stem = Path(source.replace(":", "_")).stem or "image"
+    if is_video_source(source):
+        return f"{stem}_{frame:06d}.{extension}"
     name = f"{stem}.{extension}"
-    if is_video_source(source) or name in seen:
-        name = f"{stem}_{frame:06d}.{extension}"
+    if name in seen:
+        return f"{stem}_{frame:06d}.{extension}"
     seen.add(name)
     return name
 
@@ -50,7 +57,8 @@ class ImageWriter(Codelet):
     video = Param(str, "auto", "auto: frames of a video file go into one video; always: every image; "
                                "never: image files only.", choices=["auto", "always", "never"])
     video_filename = Param(str, "", "Video file name inside folder (.mp4 or .avi); empty = <source stem>.mp4.")
-    video_fps = Param(float, 30.0, "Frames per second of the video.", range=(0.1, None))
+    video_fps = Param(float, 0.0, "Frames per second of the video; 0 = the input's frame rate "
+                                  f"({STILL_IMAGES_FPS:g} for still images).", range=(0.0, 10_000.0))
 
     def start(self):
         self._folder = Path(self.folder)
@@ -58,6 +66,7 @@ class ImageWriter(Codelet):
         self._seen: set[str] = set()
         self._video = None
         self._video_size = None
+        self._last_frame = None  # (source, frame number, pixels) last written to the video
         self.written = 0
         self.tick_on_message(self.image)
 
@@ -67,7 +76,7 @@ class ImageWriter(Codelet):
         to_video = self.video == "always" or (self.video == "auto" and is_video_source(image.source)
                                               and not image.source.startswith("camera:"))
         if to_video:
-            self._write_frame(pixels, image.source)
+            self._write_frame(pixels, image)
         else:
             path = self._folder / image_file_name(image.source, image.frame, self.format, self._seen)
             options = [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality] if self.format == "jpg" else []
@@ -80,17 +89,26 @@ class ImageWriter(Codelet):
             self._video.release()
             self._video = None
 
-    def _write_frame(self, pixels: np.ndarray, source: str) -> None:
+    def _write_frame(self, pixels: np.ndarray, image: Image) -> None:
         if pixels.ndim == 2:
             pixels = cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR)
         if self._video is None:
+            source = image.source
             path = self._folder / (self.video_filename or f"{Path(source.replace(':', '_')).stem or 'video'}.mp4")
             fourcc = cv2.VideoWriter_fourcc(*FOURCC.get(path.suffix.lower(), "mp4v"))
             self._video_size = (pixels.shape[1], pixels.shape[0])
-            self._video = cv2.VideoWriter(str(path), fourcc, self.video_fps, self._video_size)
+            fps = self.video_fps or image.fps or STILL_IMAGES_FPS
+            self._video = cv2.VideoWriter(str(path), fourcc, fps, self._video_size)
             if not self._video.isOpened():
                 self._video = None
                 raise OSError(f"{self.full_name}: could not open video {path} for writing")
+            self.log.debug("%s: writing %s at %g frames/s", self.full_name, path, fps)
         if (pixels.shape[1], pixels.shape[0]) != self._video_size:
             pixels = cv2.resize(pixels, self._video_size, interpolation=cv2.INTER_AREA)
-        self._video.write(np.ascontiguousarray(pixels))
+        pixels = np.ascontiguousarray(pixels)
+        if image.fps > 0 and self._last_frame is not None and self._last_frame[0] == image.source:
+            missing = image.frame - self._last_frame[1] - 1
+            for _ in range(missing if 0 < missing <= MAX_REPEATED_FRAMES else 0):
+                self._video.write(self._last_frame[2])  # keeps the timestamps of the frames after
+        self._video.write(pixels)
+        self._last_frame = (image.source, image.frame, pixels)

@@ -1,26 +1,31 @@
-"""viz.PredictionWriter — collects skeletons into one COCO keypoint results file.
+"""viz.PredictionWriter — writes skeletons as COCO keypoint results, streaming, frame by frame.
 
-Rx:     skeletons (vision/Skeleton2List), queue policy "block": nothing is dropped.
-Params: folder, filename, keypoint_map, category_id, image_ids.
+Every frame's results are appended to `folder/<filename stem>.jsonl` (predictions.jsonl) as one
+line, {"file_name", "frame", "image_id" (when known), "results": [entries]}, and flushed at once,
+so a killed process loses at most the frame in flight (the file is also fsync'ed at most every
+`sync_period`, which bounds what a power cut loses). At a clean stop the results of every line go
+into `folder/filename` (predictions.json), one JSON list written through a temporary file and a
+rename. Memory stays flat however long the app runs: nothing is kept between frames.
 
-One entry per person, in the COCO results format that pycocotools' ``COCO.loadRes`` reads:
+Each entry is one person, in the COCO results format that pycocotools' ``COCO.loadRes`` reads:
 {"image_id" (when known), "file_name", "frame", "category_id", "keypoints": [x, y, v] × K
 (v = 1 for a found joint; a missing joint is 0, 0, 0), "score", "bbox": [x, y, w, h] around the
 found keypoints}. `keypoint_map[k]` is the input joint of output keypoint k (null = always
 missing); the default maps OpenPose COCO-18 parts to the 17 COCO keypoints. With `image_ids`
 (a COCO annotations JSON) the image_id is looked up by the source's file name.
-The file is written once, in stop(), through a temporary file and a rename.
 """
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import numpy as np
 
-from graphflow import Codelet, Param, Rx
-from graphflow.files import write_atomically
-from nodes.vision.messages import Skeleton2List
+from graphflow import Codelet, Param, Period, Rx
+from graphflow.files import open_atomically
+from graphflow.packs.vision.messages import Skeleton2List
 
 # shared/models/MANIFEST.md: "Mapping from model part to COCO-17 index" (OpenPose COCO-18 order;
 # the neck, part 1, has no COCO keypoint).
@@ -28,6 +33,7 @@ OPENPOSE18_TO_COCO17 = [0, None, 6, 8, 10, 5, 7, 9, 12, 14, 16, 11, 13, 15, 2, 1
 # Its inverse: COCO-17 keypoint k comes from OpenPose part COCO17_FROM_OPENPOSE18[k]
 # = [0, 15, 14, 17, 16, 5, 2, 6, 3, 7, 4, 11, 8, 12, 9, 13, 10].
 COCO17_FROM_OPENPOSE18 = [OPENPOSE18_TO_COCO17.index(k) for k in range(17)]
+UNKNOWN_NAMES_WARNED = 100  # image names missing from image_ids that get their own warning
 
 
 def coco_entries(found: Skeleton2List, keypoint_map: list, category_id: int, image_id=None) -> list[dict]:
@@ -62,17 +68,19 @@ def coco_entries(found: Skeleton2List, keypoint_map: list, category_id: int, ima
 
 
 class PredictionWriter(Codelet):
-    """Writes every skeleton as a COCO keypoint result to `folder/filename` when the app stops."""
+    """Streams every frame's skeletons as COCO keypoint results to a .jsonl file; the .json at stop."""
 
     skeletons = Rx(Skeleton2List, "Skeletons to record (image pixel coordinates).", queue_size=64,
                    policy="block")
     folder = Param(str, "out", "Output folder (created).")
-    filename = Param(str, "predictions.json", "Results file name.")
+    filename = Param(str, "predictions.json", "Results file name; the stream is the same name with .jsonl.")
     keypoint_map = Param(list, COCO17_FROM_OPENPOSE18, "For each output keypoint, the index of the input "
                                                        "joint, or null; default OpenPose COCO-18 → COCO-17.")
     category_id = Param(int, 1, "COCO category of every result (1 = person).")
     image_ids = Param(str, "", "COCO annotations JSON whose images' file_name → id gives image_id; "
                                "empty = no image_id.")
+    sync_period = Param(Period, "1s", "Longest time between fsyncs of the stream (what a power cut can lose); "
+                                      "0 = after every frame.")
 
     def start(self):
         for k, joint in enumerate(self.keypoint_map):
@@ -83,23 +91,80 @@ class PredictionWriter(Codelet):
             with open(self.image_ids, encoding="utf-8") as f:
                 self._image_ids = {image["file_name"]: image["id"] for image in json.load(f)["images"]}
         self._unknown_images: set[str] = set()
-        self.results: list[dict] = []
-        Path(self.folder).mkdir(parents=True, exist_ok=True)
+        folder = Path(self.folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.stream_path = folder / (Path(self.filename).stem + ".jsonl")
+        self._stream = open(self.stream_path, "wb")
+        self._synced = time.monotonic()
+        self.frames = 0
+        self.results = 0
         self.tick_on_message(self.skeletons)
 
     def tick(self):
         found = self.skeletons.read().payload
         name = Path(found.source).name
         image_id = self._image_ids.get(name)
-        if self._image_ids and image_id is None and name not in self._unknown_images:
-            self._unknown_images.add(name)
-            self.log.warning("%s: %r is not in %s; its results have no image_id", self.full_name, name,
-                             self.image_ids)
-        self.results.extend(coco_entries(found, self.keypoint_map, self.category_id, image_id))
+        if self._image_ids and image_id is None:
+            self._warn_unknown(name)
+        entries = coco_entries(found, self.keypoint_map, self.category_id, image_id)
+        line = {"file_name": name, "frame": int(found.frame)}
+        if image_id is not None:
+            line["image_id"] = image_id
+        line["results"] = entries
+        self._stream.write(json.dumps(line).encode("utf-8") + b"\n")
+        self._stream.flush()
+        if time.monotonic() - self._synced >= self.sync_period:
+            os.fsync(self._stream.fileno())
+            self._synced = time.monotonic()
+        self.frames += 1
+        self.results += len(entries)
 
     def stop(self):
-        if not hasattr(self, "results"):
+        stream = getattr(self, "_stream", None)
+        if stream is None:
             return
+        stream.flush()
+        os.fsync(stream.fileno())
+        stream.close()
+        self._stream = None
         target = Path(self.folder) / self.filename
-        write_atomically(target, json.dumps(self.results).encode("utf-8"))
-        self.log.info("%s: wrote %d results to %s", self.full_name, len(self.results), target)
+        written = write_results_json(self.stream_path, target)
+        self.log.info("%s: wrote %d results of %d frames to %s", self.full_name, written, self.frames, target)
+
+    def _warn_unknown(self, name: str) -> None:
+        if name in self._unknown_images or len(self._unknown_images) > UNKNOWN_NAMES_WARNED:
+            return
+        self._unknown_images.add(name)
+        if len(self._unknown_images) > UNKNOWN_NAMES_WARNED:
+            self.log.warning("%s: more than %d images are not in %s; no more warnings about that",
+                             self.full_name, UNKNOWN_NAMES_WARNED, self.image_ids)
+        else:
+            self.log.warning("%s: %r is not in %s; its results have no image_id", self.full_name, name,
+                             self.image_ids)
+
+
+def read_stream(path: Path):
+    """The frames of a predictions .jsonl file, one dict per line, in order. A last line cut short
+    (the process was killed while writing it) is left out; any other bad line is an error."""
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, 1):
+            if not line.endswith(b"\n"):
+                return
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}: line {number} is not JSON ({exc})") from None
+
+
+def write_results_json(stream: Path, target: Path) -> int:
+    """Write the results of every frame in ``stream`` as one COCO results list to ``target``,
+    entry by entry (never all in memory); returns the number of entries."""
+    count = 0
+    with open_atomically(target) as out:
+        out.write(b"[")
+        for frame in read_stream(stream):
+            for entry in frame["results"]:
+                out.write((", " if count else "").encode() + json.dumps(entry).encode("utf-8"))
+                count += 1
+        out.write(b"]")
+    return count

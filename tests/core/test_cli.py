@@ -26,7 +26,7 @@ def test_run_demo_app_to_completion_with_stats(tmp_path, repo, capsys):
 
 def test_run_subprocess_exit_code_on_node_failure(tmp_path, repo):
     pack = tmp_path / "boom.py"
-    pack.write_text("from graphflow import Codelet, Rx\nfrom nodes.demo.messages import Number\n"
+    pack.write_text("from graphflow import Codelet, Rx\nfrom graphflow.packs.demo.messages import Number\n"
                     "class Boom(Codelet):\n    number = Rx(Number)\n"
                     "    def start(self):\n        self.tick_on_message(self.number)\n"
                     "    def tick(self):\n        raise ValueError('boom at ' + str(self.number.read().payload.value))\n")
@@ -70,3 +70,11 @@ def test_message_schemas_are_up_to_date():
 def test_input_without_io_section_is_an_error(repo, capsys):
     assert main(["run", str(repo / "apps" / "demo.app.json"), "--input", "x.jpg"]) == 1
     assert f"{repo / 'apps' / 'demo.app.json'}: $.io: no 'input' entry, so --input has nothing to set" in capsys.readouterr().err
+
+
+def test_nodes_shows_ports_with_their_message_fields_and_params_from_the_declarations(capsys):
+    assert main(["nodes", "demo.Scale"]) == 0
+    out = capsys.readouterr().out
+    assert "  <- number: demo/Number  [queue 8, latest]  Numbers in." in out
+    assert "       .value: float  The number." in out
+    assert "  * gain: float = 2.0  Multiplier." in out

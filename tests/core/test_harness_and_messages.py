@@ -5,15 +5,16 @@ import msgpack
 import numpy as np
 import pytest
 
-from graphflow import MessageType, field
-from graphflow.errors import QueueFull
+from graphflow import MessageType, field, wire
+from graphflow.messages import Header, Message
+from graphflow.ports import QueueFull
 from graphflow.messages import message_types, wire_schema
 from graphflow.testing import Harness
-from nodes.demo.add import Add
-from nodes.demo.counter import Counter
-from nodes.demo.messages import Number
-from nodes.demo.scale import Scale
-from nodes.vision.messages import Image, Tensors
+from graphflow.packs.demo.add import Add
+from graphflow.packs.demo.counter import Counter
+from graphflow.packs.demo.messages import Number
+from graphflow.packs.demo.scale import Scale
+from graphflow.packs.vision.messages import Image, Tensors
 
 from . import testpack
 
@@ -33,8 +34,10 @@ def test_harness_source_with_manual_clock():
     for _ in range(3):
         h.tick()
         h.clock.advance(0.1)
-    assert [m.payload.value for m in h.take("number")] == [5.0, 6.0, 7.0]
-    assert [m.acqtime for m in h.outputs("number")] == []
+    taken = h.take("number")
+    assert [m.payload.value for m in taken] == [5.0, 6.0, 7.0]
+    assert [m.acqtime for m in taken] == pytest.approx([0.0, 0.1, 0.2])  # stamped by the manual clock
+    assert h.outputs("number") == []  # take() forgot them
     assert h.component.exhausted
 
 
@@ -118,11 +121,13 @@ def test_wire_round_trip_through_msgpack():
     h.component.payload = tensors
     h.tick()
     message = h.outputs("out")[0]
-    packed = msgpack.packb(message.to_wire())
-    unpacked = msgpack.unpackb(packed)
+    frames = wire.encode(message)
+    unpacked = msgpack.unpackb(frames[0])
     assert unpacked["type"] == "vision/Tensors"
-    assert set(unpacked["header"]) == {"uuid", "acqtime", "pubtime"}
-    back = message_types()[unpacked["type"]].from_wire(unpacked["payload"])
+    assert {"uuid", "acqtime", "pubtime"} <= set(unpacked)
+    decoded = wire.decode([bytes(frame) for frame in frames])
+    assert decoded.uuid == message.uuid and isinstance(decoded.payload, message_types()[unpacked["type"]])
+    back = decoded.payload
     assert back.names == ["a", "b"]
     np.testing.assert_array_equal(back.tensors[0], tensors.tensors[0])
     assert back.tensors[1].dtype == np.int64
@@ -144,9 +149,9 @@ def test_a_record_field_is_frozen_sent_by_field_name_and_described_in_the_schema
     payload = _Tracks(_Track(np.arange(3, dtype=np.int32), np.zeros((3, 4), np.float32)), 5)
     payload.freeze()
     assert not payload.tracks.ids.flags.writeable and not payload.tracks.boxes.flags.writeable
-    wire = msgpack.unpackb(msgpack.packb(payload.to_wire()))
-    assert set(wire["tracks"]) == {"ids", "boxes", "velocity"} and wire["tracks"]["velocity"] is None
-    back = _Tracks.from_wire(wire)
+    fields = msgpack.unpackb(wire.encode(Message(Header(0.0, 0.0), payload))[0])["fields"]
+    assert set(fields["tracks"]) == {"ids", "boxes", "velocity"} and fields["tracks"]["velocity"] is None
+    back = wire.unpack(wire.pack(Message(Header(0.0, 0.0), payload))).payload
     assert isinstance(back.tracks, _Track) and back.frame == 5 and back.tracks.velocity is None
     np.testing.assert_array_equal(back.tracks.ids, [0, 1, 2])
     assert back.tracks.boxes.shape == (3, 4) and back.tracks.boxes.dtype == np.float32
@@ -176,7 +181,7 @@ def test_a_new_runtime_reaches_the_components_channels():
 
     h = Harness(_Passthrough).start()
     moved = Runtime(clock=ManualClock(42.0))
-    moved.ledger.subscribe(h._capture)
+    moved.tap.subscribe(h._capture)
     h.component.runtime = moved
     h.feed("image", Image(np.zeros((1, 1, 3), np.uint8)), acqtime=41.0)
     h.tick()

@@ -7,12 +7,12 @@ import pytest
 
 from graphflow import Codelet, Param, Rx, Tx
 from graphflow.app import App
-from graphflow.errors import QueueFull
+from graphflow.ports import QueueFull
 from graphflow.loader import load_app
 from graphflow.scheduler import ManualClock, Scheduler
-from nodes.demo.add import Add
-from nodes.demo.counter import Counter
-from nodes.demo.messages import Number
+from graphflow.packs.demo.add import Add
+from graphflow.packs.demo.counter import Counter
+from graphflow.packs.demo.messages import Number
 
 from . import testpack
 
@@ -49,11 +49,15 @@ def wire(source, port, target, rx_port):
 
 
 def test_periodic_ticks_on_schedule_without_drift():
+    # Each tick takes 30 ms: a timer armed from the end of the tick (now + period) drifts by 30 ms
+    # a tick; one kept on the grid (due + period) does not, not even after 1000 ticks.
     clock = ManualClock()
-    clocked = Clocked("n", "c")
+    clocked = Clocked("n", "c", {"cost": 0.03})
     scheduler = Scheduler([clocked], clock=clock)
     scheduler.run_until(1.0)
-    assert clocked.times == pytest.approx([round(0.1 * k, 9) for k in range(11)])
+    assert clocked.times == pytest.approx([round(0.1 * k, 9) for k in range(11)], abs=1e-9)
+    scheduler.run_until(100.0)
+    assert len(clocked.times) == 1001 and clocked.times[-1] == pytest.approx(100.0, abs=1e-9)
 
 
 def test_periodic_overrun_skips_missed_slots_and_keeps_phase():
@@ -349,7 +353,7 @@ def test_failing_tick_with_continue_policy_logs_and_goes_on(caplog):
     counter = Counter("src", "c", {"tick_period": "1ms", "count": 5})
     faulty = testpack.Faulty("bad", "f", {"fail_on": 2.0})
     wire(counter, "number", faulty, "number")
-    scheduler = Scheduler([counter, faulty], clock=ManualClock(), error_policy={"bad": "continue"})
+    scheduler = Scheduler([counter, faulty], clock=ManualClock(), on_error={"bad": "continue"})
     scheduler.run_until(1.0)
     assert scheduler.failure is None
     assert faulty.seen == [0.0, 1.0, 3.0, 4.0]
@@ -370,7 +374,7 @@ def test_failing_start_runs_nothing():
 
 def test_live_param_change_applies_on_next_tick():
     counter = Counter("src", "c", {"tick_period": "1ms", "count": 4})
-    from nodes.demo.scale import Scale
+    from graphflow.packs.demo.scale import Scale
     scale = Scale("s", "s", {"gain": 2.0})
     recorder = Recorder("sink", "r")
     wire(counter, "number", scale, "number")

@@ -3,7 +3,7 @@ import threading
 import time
 
 from graphflow import Codelet, Param, Period, Rx, Tx
-from nodes.demo.messages import Number
+from graphflow.packs.demo.messages import Number
 
 EVENTS: list = []  # (event, component full name, value) in the order they happened
 _lock = threading.Lock()
@@ -95,3 +95,23 @@ class Overlap(Codelet):
         self.ticks += 1
         if self.ticks >= 30:
             self.report_exhausted()
+
+
+class SlowWriter(Codelet):
+    """Writes each number to a file, one line each, flushed, after ``work_s`` of simulated work."""
+    number = Rx(Number, "Numbers.", queue_size=50, policy="block")
+    path = Param(str, doc="The file.")
+    work_s = Param(float, 0.01, "Seconds of simulated work per number.")
+
+    def start(self):
+        self.file = open(self.path, "w", encoding="utf-8")
+        self.tick_on_message(self.number)
+
+    def tick(self):
+        message = self.number.read()
+        time.sleep(self.work_s)
+        self.file.write(f"{message.payload.value:g}\n")
+        self.file.flush()
+
+    def stop(self):
+        self.file.close()

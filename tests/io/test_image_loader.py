@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from graphflow.testing import Harness
-from nodes.io.image_loader import ImageLoader
+from graphflow.packs.io.image_loader import ImageLoader
 from tests.conftest import DATA
 
 IMAGES = DATA / "images"
-pytestmark = pytest.mark.skipif(not IMAGES.is_dir(), reason="shared test images not present")
+pytestmark = pytest.mark.usefixtures("shared_data")  # skips without them; fails in CI
 
 
 def run_loader(config, ticks):
@@ -60,20 +60,20 @@ def test_loop_starts_again_and_is_never_exhausted():
 def test_corrupt_file_stops_with_an_error_naming_it(tmp_path):
     shutil.copy(IMAGES / "bus.jpg", tmp_path / "a.jpg")
     (tmp_path / "b.jpg").write_bytes(b"\xff\xd8 this is not a jpeg" * 10)
-    h = Harness(ImageLoader, {"path": str(tmp_path)}).start()
+    h = Harness(ImageLoader, {"path": str(tmp_path), "on_bad_input": "stop"}).start()
     h.tick()
-    with pytest.raises(ValueError, match=r"b\.jpg.*cannot be read as an image"):
+    with pytest.raises(ValueError, match=r"b\.jpg.*cut short.*on_bad_input is 'stop'"):
         h.tick()
 
 
-def test_corrupt_file_is_skipped_with_one_warning_when_asked(tmp_path, caplog):
+def test_corrupt_file_is_skipped_with_one_warning_by_default(tmp_path, caplog):
     (tmp_path / "a.jpg").write_bytes(b"garbage")
     shutil.copy(IMAGES / "bus.jpg", tmp_path / "b.jpg")
     with caplog.at_level(logging.WARNING):
-        h, images = run_loader({"path": str(tmp_path), "skip_bad_files": True}, ticks=5)
+        h, images = run_loader({"path": str(tmp_path)}, ticks=5)
     assert [Path(i.source).name for i in images] == ["b.jpg"]
     assert [r for r in caplog.records if "a.jpg" in r.getMessage() and "skipped" in r.getMessage()]
-    assert h.component.exhausted
+    assert h.component.exhausted and h.component.bad_inputs == 1
 
 
 def test_path_that_matches_nothing_fails_in_start(tmp_path):
@@ -103,6 +103,9 @@ def test_video_frames_are_published_with_frame_indices(tmp_path):
 def test_unreadable_video_names_the_file(tmp_path):
     (tmp_path / "broken.mp4").write_bytes(b"no video in here")
     h = Harness(ImageLoader, {"path": str(tmp_path / "broken.mp4")}).start()
+    h.tick()
+    assert h.component.bad_inputs == 1 and h.component.exhausted and not h.outputs("color")
+    h = Harness(ImageLoader, {"path": str(tmp_path / "broken.mp4"), "on_bad_input": "stop"}).start()
     with pytest.raises(ValueError, match="broken.mp4"):
         h.tick()
 
@@ -117,7 +120,8 @@ def test_a_corrupt_file_stops_an_app_with_its_name(tmp_path):
     app_file.write_text(json.dumps({
         "name": "load", "modules": ["io"],
         "graph": {"nodes": [{"name": "feeder", "components": [{"name": "loader", "type": "io.ImageLoader"}]}]},
-        "config": {"feeder": {"loader": {"path": str(tmp_path / "broken.png"), "tick_period": "0"}}}}))
+        "config": {"feeder": {"loader": {"path": str(tmp_path / "broken.png"), "tick_period": "0",
+                                         "on_bad_input": "stop"}}}}))
     app = App.load(app_file, workers=1)
     app.run(duration=10)
     assert app.failure is not None and "broken.png" in str(app.failure)
@@ -125,6 +129,98 @@ def test_a_corrupt_file_stops_an_app_with_its_name(tmp_path):
 
 def test_node_packs_keep_opencv_to_one_thread():
     # The graph's workers are the parallelism; OpenCV's own pool on top oversubscribes the cores.
-    from nodes.vision.opencv import cv2
+    from graphflow.packs.vision.opencv import cv2
 
     assert cv2.getNumThreads() == 1
+
+
+# -- bad input: cut-short files, counting, the summary, loop ------------------------------------
+def _cut(source: Path, target: Path, fraction: float) -> Path:
+    data = source.read_bytes()
+    target.write_bytes(data[:int(len(data) * fraction)])
+    return target
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.5, 0.999])
+def test_a_cut_short_jpeg_is_reported_not_decoded_as_grey(tmp_path, fraction, caplog):
+    # OpenCV's imread decodes such a file, filling the missing rows with grey, with only a
+    # libjpeg warning on stderr ("Premature end of JPEG file").
+    shutil.copy(IMAGES / "zidane.jpg", tmp_path / "a.jpg")
+    _cut(IMAGES / "bus.jpg", tmp_path / "b.jpg", fraction)
+    shutil.copy(IMAGES / "zidane.jpg", tmp_path / "c.jpg")
+    with caplog.at_level(logging.WARNING):
+        h, images = run_loader({"path": str(tmp_path)}, ticks=10)
+    assert [Path(i.source).name for i in images] == ["a.jpg", "c.jpg"]
+    assert [i.frame for i in images] == [0, 2]  # indices in the folder, not shifted by the bad file
+    assert h.component.bad_inputs == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("b.jpg" in w and "cut short" in w for w in warnings)
+    assert any("1 bad input file skipped: b.jpg" in w for w in warnings)  # the summary at stop
+
+
+def test_a_cut_short_png_is_reported(tmp_path):
+    _cut(IMAGES / "astronaut.png", tmp_path / "a.png", 0.98)
+    shutil.copy(IMAGES / "astronaut.png", tmp_path / "b.png")
+    h, images = run_loader({"path": str(tmp_path)}, ticks=10)
+    assert [Path(i.source).name for i in images] == ["b.png"] and h.component.bad_inputs == 1
+
+
+def test_jpeg_end_marker_check_skips_segments_that_hold_their_own_end_marker():
+    from graphflow.packs.io.image_loader import jpeg_is_complete
+
+    data = (IMAGES / "bus.jpg").read_bytes()
+    assert data[-2:] == b"\xff\xd9" and jpeg_is_complete(data)
+    # An application segment (as an EXIF thumbnail) holding a whole JPEG, FFD9 included.
+    body = b"thumb\xff\xd8\x00\x01\xff\xd9"
+    with_thumbnail = data[:2] + b"\xff\xef" + (len(body) + 2).to_bytes(2, "big") + body + data[2:]
+    assert jpeg_is_complete(with_thumbnail)
+    assert cv2.imdecode(np.frombuffer(with_thumbnail, np.uint8), cv2.IMREAD_COLOR) is not None
+    assert not jpeg_is_complete(with_thumbnail[:len(with_thumbnail) // 2])
+    assert not jpeg_is_complete(data[:-1]) and not jpeg_is_complete(data[:-2])
+    assert jpeg_is_complete(data + b"\x00" * 10)  # padding after the end marker is harmless
+    assert not jpeg_is_complete(b"") and not jpeg_is_complete(b"\xff\xd8")
+
+
+def test_every_bad_file_is_counted_and_the_summary_names_them(tmp_path, caplog):
+    for k in range(3):
+        (tmp_path / f"bad{k}.jpg").write_bytes(b"not an image")
+    (tmp_path / "empty.png").write_bytes(b"")
+    shutil.copy(IMAGES / "bus.jpg", tmp_path / "good.jpg")
+    with caplog.at_level(logging.WARNING):
+        h, images = run_loader({"path": str(tmp_path)}, ticks=10)
+    assert len(images) == 1 and h.component.bad_inputs == 4
+    summary = [r.getMessage() for r in caplog.records if "bad input files skipped" in r.getMessage()]
+    assert summary == ["node/component: 4 bad input files skipped: bad0.jpg, bad1.jpg, bad2.jpg, empty.png"]
+
+
+def test_loop_does_not_retry_a_bad_file(tmp_path, caplog):
+    (tmp_path / "a.jpg").write_bytes(b"garbage")
+    shutil.copy(IMAGES / "bus.jpg", tmp_path / "b.jpg")
+    with caplog.at_level(logging.WARNING):
+        h, images = run_loader({"path": str(tmp_path), "loop": True}, ticks=4)
+    assert [Path(i.source).name for i in images] == ["b.jpg"] * 4
+    assert h.component.bad_inputs == 1
+    assert len([r for r in caplog.records if "a.jpg' cannot be decoded" in r.getMessage()]) == 1
+
+
+def test_a_loop_over_only_bad_files_ends(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(b"garbage")
+    h, images = run_loader({"path": str(tmp_path), "loop": True}, ticks=3)
+    assert images == [] and h.component.exhausted
+
+
+def test_on_bad_input_takes_only_skip_or_stop():
+    with pytest.raises(ValueError, match=r"expected one of \[.skip., .stop.\]"):
+        Harness(ImageLoader, {"path": str(IMAGES / "bus.jpg"), "on_bad_input": "ignore"}).start()
+
+
+def test_video_frames_carry_the_video_frame_rate(tmp_path):
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for k in range(3):
+        writer.write(np.full((48, 64, 3), 40 * k, np.uint8))
+    writer.release()
+    _, images = run_loader({"path": str(video), "tick_period": "0"}, ticks=5)
+    assert [i.fps for i in images] == [10.0] * 3
+    _, images = run_loader({"path": str(IMAGES / "bus.jpg")}, ticks=2)
+    assert images[0].fps == 0.0

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from graphflow.testing import Harness
-from nodes.ml._cuda import cupy_with_device
-from nodes.ml._encoding import plan
-from nodes.ml.color_camera_encoder import ColorCameraEncoder
-from nodes.ml.color_camera_encoder_cuda import KERNEL_SOURCE, ColorCameraEncoderCuda
-from nodes.vision.messages import Image
+from graphflow.packs.ml._cuda import cupy_with_device
+from graphflow.packs.ml._encoding import plan
+from graphflow.packs.ml.color_camera_encoder import ColorCameraEncoder
+from graphflow.packs.ml.color_camera_encoder_cuda import KERNEL_SOURCE, ColorCameraEncoderCuda
+from graphflow.packs.vision.messages import Image
 from tests.conftest import DATA
 from tests.ml import cuda_emulation
 

@@ -12,7 +12,7 @@ BUS = DATA / "images" / "bus.jpg"
 
 COLLECTOR = '''
 from graphflow import Codelet, Rx
-from nodes.vision.messages import Tensors
+from graphflow.packs.vision.messages import Tensors
 
 
 class Collector(Codelet):

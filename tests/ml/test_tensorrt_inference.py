@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from graphflow.testing import Harness
-from nodes.ml._tensorrt_backend import profile_shapes, tensorrt_available
-from nodes.ml.tensorrt_inference import TensorRTInference
-from nodes.vision.messages import ImageTransform, Tensors
+from graphflow.packs.ml._tensorrt_backend import profile_shapes, tensorrt_available
+from graphflow.packs.ml.tensorrt_inference import TensorRTInference
+from graphflow.packs.vision.messages import ImageTransform, Tensors
 from tests.conftest import DATA, MODELS
 
 MODEL = "openpose_mobilenet_thin.onnx"

@@ -1,6 +1,7 @@
 """The decoder steps as nodes: each one alone with the harness, the chain against the plain
 functions, the subgraph inside an app, and each threshold param wired to its step."""
 import json
+import typing
 
 import numpy as np
 import pytest
@@ -9,18 +10,18 @@ from graphflow import Codelet, Param, Rx, Tx
 from graphflow.app import App
 from graphflow.loader import load_app
 from graphflow.testing import Harness
-from nodes.openpose import paf, synthetic
-from nodes.openpose.edge_candidates import EdgeCandidates
-from nodes.openpose.edge_scores import EdgeScores
-from nodes.openpose.edge_threshold import EdgeThreshold
-from nodes.openpose.graph_matching import GraphMatching
-from nodes.openpose.max_pool import MaxPool
-from nodes.openpose.merge_split_graphs import MergeSplitGraphs
-from nodes.openpose.non_maximum_suppression import NonMaximumSuppression
-from nodes.openpose.part_candidates import PartCandidates
-from nodes.openpose.peak_candidates import PeakCandidates
-from nodes.openpose.refine_part_coordinates import RefinePartCoordinates
-from nodes.vision.messages import ImageTransform, Tensors
+from graphflow.packs.openpose import paf, synthetic
+from graphflow.packs.openpose.edge_candidates import EdgeCandidates
+from graphflow.packs.openpose.edge_scores import EdgeScores
+from graphflow.packs.openpose.edge_threshold import EdgeThreshold
+from graphflow.packs.openpose.graph_matching import GraphMatching
+from graphflow.packs.openpose.max_pool import MaxPool
+from graphflow.packs.openpose.merge_split_graphs import MergeSplitGraphs
+from graphflow.packs.openpose.non_maximum_suppression import NonMaximumSuppression
+from graphflow.packs.openpose.part_candidates import PartCandidates
+from graphflow.packs.openpose.peak_candidates import PeakCandidates
+from graphflow.packs.openpose.refine_part_coordinates import RefinePartCoordinates
+from graphflow.packs.vision.messages import ImageTransform, Tensors
 
 CHAIN = [  # node class, its input port, its output port
     (MaxPool, "maps", "pooled"),
@@ -175,7 +176,7 @@ class _MapsSource(Codelet):
 
 
 class _Collect(Codelet):
-    from nodes.vision.messages import Skeleton2List
+    from graphflow.packs.vision.messages import Skeleton2List
     skeletons = Rx(Skeleton2List, policy="block")
 
     def start(self):
@@ -205,3 +206,23 @@ def test_decoder_subgraph_runs_inside_an_app(tmp_path, repo):
     built.run(duration=60)
     assert built.failure is None
     assert built.component("sink/collect").counts == [2, 3, 4]
+
+
+@pytest.mark.timeout(60)
+def test_messages_are_flat_and_pass_arrays_by_reference():
+    from graphflow import MessageType
+    from graphflow.packs.openpose import messages
+    decoder_types = [messages.PoseMaps, messages.PeakMap, messages.PeakList, messages.EdgeList,
+                     messages.SkeletonCandidates]
+    for cls in decoder_types:
+        for name, hint in typing.get_type_hints(cls).items():
+            assert not (isinstance(hint, type) and issubclass(hint, tuple(decoder_types))), (cls, name)
+    outputs = run_chain(model_output(synthetic.random_people(2, (46, 54), seed=11)))
+    heatmaps = outputs["MaxPool"].heatmaps
+    for step in ("NonMaximumSuppression", "PeakCandidates", "PartCandidates", "EdgeCandidates", "EdgeScores",
+                 "EdgeThreshold", "GraphMatching", "MergeSplitGraphs"):
+        assert outputs[step].heatmaps is heatmaps, step  # by reference, never copied
+        assert not any(isinstance(getattr(outputs[step], f), MessageType) and f != "transform"
+                       for f in vars(outputs[step])), step
+    assert outputs["EdgeScores"].parts is outputs["PartCandidates"].peaks
+    assert outputs["GraphMatching"].pairs is outputs["EdgeScores"].pairs  # step 11 sees every scored pair

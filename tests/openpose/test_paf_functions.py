@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nodes.openpose import paf, synthetic  # noqa: E402
-from nodes.openpose.paf import EDGES, NUM_PARTS  # noqa: E402
+from graphflow.packs.openpose import paf, synthetic  # noqa: E402
+from graphflow.packs.openpose.paf import EDGES, NUM_PARTS  # noqa: E402
 
 SHAPE = (46, 54)
 REFERENCE = Path(os.environ.get("GRAPHFLOW_SHARED", Path(__file__).resolve().parents[3] / "shared")) / "data" / "reference" / \
@@ -50,7 +50,7 @@ def run_steps(hm, pf, **kw):
     parts = paf.part_candidates(peaks, p["threshold_heatmap"])
     cand = paf.edge_candidates(parts, EDGES, p["threshold_edge_size"])
     scored = paf.edge_scores(pf, parts, cand, paf.EDGES_PAF, p["edge_sampling_steps"],
-                             p["threshold_sample_score"])
+                             p["threshold_sample_score"], p["edge_sampling"])
     kept = paf.edge_threshold(scored, p["threshold_edge_score"], p["threshold_edge_sampling_counter"])
     skel = paf.graph_matching(parts, kept, EDGES, p["threshold_part_counter"], p["threshold_object_score"])
     merged = paf.merge_split_graphs(skel, parts, scored, p["threshold_split_score"])
@@ -177,8 +177,14 @@ def test_edge_scores_bilinear_sampling():
     pf = np.zeros((38, 6, 20), np.float32)
     pf[0] = np.arange(20, dtype=np.float32)[None] / 20
     pk = make_peaks([(1, 2.5, 2.0), (8, 12.5, 2.0)])
-    s = paf.edge_scores(pf, pk, paf.edge_candidates(pk, EDGES, 0), edge_sampling_steps=5)
+    c = paf.edge_candidates(pk, EDGES, 0)
+    s = paf.edge_scores(pf, pk, c, edge_sampling_steps=5, edge_sampling="bilinear")
     np.testing.assert_allclose(s.score, [np.mean(np.linspace(2.5, 12.5, 5)) / 20], rtol=1e-5)
+    # nearest: samples at x = 2.5, 5, 7.5, 10, 12.5 read cells 3, 5, 8, 10, 13 (halves round up)
+    s = paf.edge_scores(pf, pk, c, edge_sampling_steps=5, edge_sampling="nearest")
+    np.testing.assert_allclose(s.score, [(3 + 5 + 8 + 10 + 13) / 5 / 20], rtol=1e-6)
+    with pytest.raises(ValueError, match="edge_sampling"):
+        paf.edge_scores(pf, pk, c, edge_sampling="cubic")
 
 
 def test_edge_threshold_both_thresholds():
@@ -346,3 +352,17 @@ def test_regression_bus_reference():
     # missing parts are NaN with score 0
     miss = skel.index < 0
     assert np.all(np.isnan(skel.parts[..., 0][miss])) and np.all(skel.parts[..., 2][miss] == 0)
+
+
+@pytest.mark.timeout(30)
+def test_max_people_keeps_the_best_and_zero_keeps_all():
+    people = synthetic.random_people(25, (60, 80), seed=25)
+    hm, pf = synthetic.render(people, (60, 80))
+    everyone = paf.decode(hm, pf)
+    assert len(everyone.score) == 25  # no cap by default (COCO's evaluation counts at most 20)
+    capped = paf.decode(hm, pf, max_people=20)
+    assert len(capped.score) == 20
+    np.testing.assert_array_equal(capped.score, everyone.score[:20])
+    assert len(paf.decode(hm, pf, max_people=25).score) == 25
+    with pytest.raises(ValueError, match="max_people"):
+        paf.decode(hm, pf, max_people=-1)

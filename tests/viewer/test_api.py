@@ -196,7 +196,7 @@ def test_stream_sends_synced_downscaled_frames_and_unwatched_costs_nothing(runni
             assert overlay["channel"] == viewer_target.skeleton and overlay["joints"]
         ws.send_text(json.dumps({"op": "subscribe", "windows": []}))  # all channels switched off
         wait_for(lambda: not server.observer.watched, message="nothing watched")
-        assert server.observer not in running.app.ledger.observers  # not even called any more
+        assert server.observer not in running.app.tap.observers  # not even called any more
     finally:
         ws.close()
 
@@ -256,7 +256,7 @@ def test_encoders():
 
 def test_inspect_and_scalars_of_a_tensors_message():
     from graphflow.messages import Header, Message
-    from nodes.vision.messages import Tensors
+    from graphflow.packs.vision.messages import Tensors
     big = np.arange(19 * 46 * 54, dtype=np.float32).reshape(19, 46, 54)
     payload = Tensors(names=["a", "b"], tensors=[big, np.array([1.0, np.nan], np.float32)], frame=3)
     summary = inspect_message(Message(Header(1.0, 1.5), payload), now=2.0)
@@ -271,18 +271,18 @@ def test_inspect_and_scalars_of_a_tensors_message():
 
 def test_inspect_resolve_and_scalars_name_the_fields_of_a_record():
     from graphflow.messages import Header, Message
-    from nodes.openpose import paf
-    from nodes.openpose.messages import PeakList, PoseMaps
+    from graphflow.packs.openpose import paf
+    from graphflow.packs.openpose.messages import PeakList
     maps = np.zeros((18, 4, 5), np.float32)
     peaks = paf.Peaks(np.array([0, 1], np.int32), np.array([1.5, 2.0], np.float32),
                       np.array([3.0, 4.25], np.float32), np.array([0.9, 0.8], np.float32))
-    payload = PeakList(PoseMaps(maps, np.zeros((38, 4, 5), np.float32), maps), peaks)
+    payload = PeakList(peaks, maps, np.zeros((38, 4, 5), np.float32))
     shown = inspect_message(Message(Header(1.0, 1.0), payload))["payload"]["peaks"]
     assert shown["kind"] == "message" and shown["type"] == "Peaks"
     assert shown["fields"]["x"]["values"] == [3.0, 4.25] and shown["fields"]["x"]["path"] == "peaks.x"
     assert resolve(payload, "peaks.x") is peaks.x and resolve(payload, "peaks.1") is peaks.y
     plotted = scalars(payload)
-    assert plotted["peaks.score#len"] == 2.0 and plotted["maps.frame"] == 0.0
+    assert plotted["peaks.score#len"] == 2.0 and plotted["frame"] == 0.0
 
 
 # -- the command line ----------------------------------------------------------------------------

@@ -1,10 +1,16 @@
-"""viz.ImageWriter: file names for stills, videos and repeats; formats; video output."""
+"""viz.ImageWriter: file names for stills, videos and repeats; formats; video output, its frame
+rate and timestamps; backpressure."""
+import threading
+
 import cv2
 import numpy as np
+import pytest
 
+from graphflow import Codelet, Param, Period, Tx
+from graphflow.scheduler import Scheduler
 from graphflow.testing import Harness
-from nodes.viz.image_writer import ImageWriter
-from nodes.vision.messages import Image
+from graphflow.packs.viz.image_writer import ImageWriter
+from graphflow.packs.vision.messages import Image
 
 
 def write(tmp_path, config, images):
@@ -16,10 +22,23 @@ def write(tmp_path, config, images):
     return tmp_path / "out"
 
 
-def image(value, source, frame=0, order="bgr"):
+def image(value, source, frame=0, order="bgr", fps=0.0):
     pixels = np.zeros((32, 48, 3), np.uint8)
     pixels[:] = value
-    return Image(pixels=pixels, source=source, frame=frame, color_order=order)
+    return Image(pixels=pixels, source=source, frame=frame, color_order=order, fps=fps)
+
+
+def read_video(path):
+    capture = cv2.VideoCapture(str(path))
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    return fps, frames
 
 
 def test_still_images_are_named_after_their_source(tmp_path):
@@ -47,20 +66,87 @@ def test_video_mode_writes_one_video(tmp_path):
     frames.append(Image(pixels=np.zeros((64, 96, 3), np.uint8), source="other.jpg"))  # resized to fit
     out = write(tmp_path, {"video": "always", "video_filename": "annotated.avi", "video_fps": 5.0}, frames)
     assert [p.name for p in out.iterdir()] == ["annotated.avi"]
-    capture = cv2.VideoCapture(str(out / "annotated.avi"))
-    read = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        read.append(frame)
-    capture.release()
-    assert len(read) == 5 and read[0].shape == (32, 48, 3)
+    fps, read = read_video(out / "annotated.avi")
+    assert fps == pytest.approx(5.0) and len(read) == 5 and read[0].shape == (32, 48, 3)
     assert [int(round(f.mean() / 50)) for f in read[:4]] == [0, 1, 2, 3]
 
 
-def test_the_input_blocks_instead_of_dropping():
-    assert ImageWriter.image.policy == "block"
+class ImageBurst(Codelet):
+    """Publishes `count` noise images as fast as the graph takes them, then is exhausted."""
+    image = Tx(Image, "Noise images.")
+    count = Param(int, 40, "How many.")
+    tick_period = Param(Period, "0", "Period.")
+
+    def start(self):
+        rng = np.random.default_rng(1)
+        self.pixels = rng.integers(0, 256, (160, 200, 3), np.uint8)  # slow to encode as PNG
+        self.sent = 0
+        self.tick_periodically(self.tick_period)
+
+    def tick(self):
+        self.image.publish(Image(pixels=self.pixels, source=f"/burst/{self.sent:03d}.png", frame=self.sent))
+        self.sent += 1
+        if self.sent >= self.count:
+            self.report_exhausted()
+
+
+@pytest.mark.timeout(60)
+def test_a_fast_source_is_held_back_and_no_image_is_lost(tmp_path):
+    # The source publishes far faster than PNGs of noise are written; the writer's input (as
+    # declared, no edge setting) must hold the source back rather than drop: 40 images > its queue.
+    burst = ImageBurst("burst", "b", {"count": 40})
+    writer = ImageWriter("writer", "w", {"folder": str(tmp_path), "format": "png", "video": "never"})
+    assert writer.inputs["image"].decl.queue_size < 40
+    burst.outputs["image"].connect(writer.inputs["image"])
+    scheduler = Scheduler([burst, writer], workers=2)
+    runner = threading.Thread(target=scheduler.run, kwargs={"duration": 50}, daemon=True)
+    runner.start()
+    runner.join(55)
+    assert not runner.is_alive() and scheduler.failure is None
+    assert writer.inputs["image"].dropped == 0 and writer.written == 40
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{k:03d}.png" for k in range(40)]
+
+
+def test_the_video_keeps_the_input_frame_rate(tmp_path):
+    frames = [image((k * 50, k * 50, k * 50), "/videos/clip.avi", frame=k, fps=10.0) for k in range(4)]
+    out = write(tmp_path, {"video_filename": "out.avi"}, frames)
+    fps, read = read_video(out / "out.avi")
+    assert fps == pytest.approx(10.0) and len(read) == 4
+
+
+def test_video_fps_overrides_and_still_images_default_to_30(tmp_path):
+    frames = [image(0, "/videos/clip.avi", frame=k, fps=10.0) for k in range(2)]
+    out = write(tmp_path / "a", {"video_filename": "out.avi", "video_fps": 25.0}, frames)
+    assert read_video(out / "out.avi")[0] == pytest.approx(25.0)
+    stills = [image(0, f"/d/{k}.jpg", frame=k) for k in range(2)]
+    out = write(tmp_path / "b", {"video": "always", "video_filename": "out.avi"}, stills)
+    assert read_video(out / "out.avi")[0] == pytest.approx(30.0)
+
+
+def test_frames_lost_upstream_keep_their_place_in_time(tmp_path):
+    # Frames 2 and 3 never arrive: frame 1 is shown in their place, so frame 4 stays at 0.4 s.
+    frames = [image((k * 40, k * 40, k * 40), "/videos/clip.avi", frame=k, fps=10.0) for k in (0, 1, 4, 5)]
+    out = write(tmp_path, {"video_filename": "out.avi"}, frames)
+    _, read = read_video(out / "out.avi")
+    assert [int(round(f.mean() / 40)) for f in read] == [0, 1, 1, 1, 4, 5]
+
+
+def test_still_images_in_a_video_are_never_repeated(tmp_path):
+    # Still images' frame numbers are file indices (a bad file skipped leaves a gap): no repeats.
+    stills = [image(k * 40, f"/d/{k}.jpg", frame=k) for k in (0, 3, 4)]
+    out = write(tmp_path, {"video": "always", "video_filename": "out.avi"}, stills)
+    assert len(read_video(out / "out.avi")[1]) == 3
+
+
+def test_file_names_of_video_frames_are_not_remembered(tmp_path):
+    h = Harness(ImageWriter, {"folder": str(tmp_path), "video": "never"}).start()
+    for k in range(50):
+        h.feed("image", image(0, "camera:0", frame=k))
+        h.run_pending()
+    h.feed("image", image(0, "/d/a.jpg"))
+    h.run_pending()
+    assert h.component._seen == {"a.jpg"}
+    h.stop()
 
 
 def test_auto_video_mode_writes_frames_of_a_video_file_into_a_video(tmp_path):

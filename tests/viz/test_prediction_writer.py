@@ -1,5 +1,5 @@
 """viz.PredictionWriter: COCO results content, the OpenPose → COCO keypoint map, image ids,
-writing in stop()."""
+streaming frame by frame to predictions.jsonl, predictions.json at stop()."""
 import json
 import os
 import re
@@ -8,11 +8,8 @@ import numpy as np
 import pytest
 
 from graphflow.testing import Harness
-from nodes.viz.prediction_writer import COCO17_FROM_OPENPOSE18, OPENPOSE18_TO_COCO17, PredictionWriter
-from nodes.vision.messages import Skeleton2List
-from tests.conftest import MODELS
-
-MANIFEST = MODELS / "MANIFEST.md"
+from graphflow.packs.viz.prediction_writer import COCO17_FROM_OPENPOSE18, OPENPOSE18_TO_COCO17, PredictionWriter
+from graphflow.packs.vision.messages import Skeleton2List
 COCO17 = ["nose", "l_eye", "r_eye", "l_ear", "r_ear", "l_shoulder", "r_shoulder", "l_elbow", "r_elbow",
           "l_wrist", "r_wrist", "l_hip", "r_hip", "l_knee", "r_knee", "l_ankle", "r_ankle"]
 OPENPOSE18 = ["nose", "neck", "r_shoulder", "r_elbow", "r_wrist", "l_shoulder", "l_elbow", "l_wrist",
@@ -25,9 +22,8 @@ def test_default_keypoint_map_matches_the_part_names():
     assert PredictionWriter.keypoint_map.default == COCO17_FROM_OPENPOSE18
 
 
-@pytest.mark.skipif(not MANIFEST.exists(), reason="model manifest not present")
-def test_keypoint_map_matches_the_manifest():
-    text = MANIFEST.read_text()
+def test_keypoint_map_matches_the_manifest(model_path):
+    text = (model_path / "MANIFEST.md").read_text()
     mapping = re.search(r"Mapping from model part to COCO-17 index: `(\[.*?\])`", text).group(1)
     assert json.loads(mapping.replace("None", "null")) == OPENPOSE18_TO_COCO17
     parts = re.search(r"\*\*Keypoint order \(OpenPose COCO-18\):\*\*\n(.*?), \(18 background\)", text, re.S).group(1)
@@ -56,7 +52,7 @@ def test_results_file_content(tmp_path):
     assert not (tmp_path / "out" / "predictions.json").exists()  # written in stop()
     h.stop()
     results = json.loads((tmp_path / "out" / "predictions.json").read_text())
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["predictions.json"]  # no temp file left
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["predictions.json", "predictions.jsonl"]
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "out" / "predictions.json").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
@@ -96,3 +92,78 @@ def test_a_keypoint_map_beyond_the_joints_is_an_error(tmp_path):
         h.run_pending()
     with pytest.raises(ValueError, match="keypoint_map"):
         Harness(PredictionWriter, {"folder": str(tmp_path), "keypoint_map": ["x"]}).start()
+
+
+# -- streaming: predictions.jsonl ---------------------------------------------------------------
+def skeletons(frame, people=1, source=None):
+    joints = np.stack([person({0: (10.0 + k, 20.0, 0.9), 2: (30.0, 40.0 + k, 0.8)}) for k in range(people)]) \
+        if people else np.zeros((0, 18, 3), np.float32)
+    return Skeleton2List(joints=joints, scores=np.full(people, 0.5, np.float32),
+                         source=source or f"/data/{frame:04d}.jpg", frame=frame)
+
+
+def lines_on_disk(path):
+    # Read through a separate handle, as another process would after a kill.
+    with open(path, "rb") as f:
+        return [json.loads(line) for line in f.read().splitlines()]
+
+
+def test_every_frame_is_on_disk_as_one_line_as_soon_as_it_is_written(tmp_path):
+    h = Harness(PredictionWriter, {"folder": str(tmp_path)}).start()
+    stream = tmp_path / "predictions.jsonl"
+    for frame, people in enumerate([2, 0, 1]):
+        h.feed("skeletons", skeletons(frame, people))
+        assert h.run_pending() == 1
+        on_disk = lines_on_disk(stream)
+        assert [line["frame"] for line in on_disk] == list(range(frame + 1))  # nothing waits in a buffer
+        assert len(on_disk[-1]["results"]) == people and on_disk[-1]["file_name"] == f"{frame:04d}.jpg"
+    assert not (tmp_path / "predictions.json").exists()
+    h.stop()
+    results = json.loads((tmp_path / "predictions.json").read_text())
+    assert results == [entry for line in lines_on_disk(stream) for entry in line["results"]]
+    assert [r["frame"] for r in results] == [0, 0, 2]
+
+
+def test_the_stream_takes_its_name_from_filename(tmp_path):
+    h = Harness(PredictionWriter, {"folder": str(tmp_path), "filename": "poses.json"}).start()
+    h.feed("skeletons", skeletons(0))
+    h.run_pending()
+    h.stop()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["poses.json", "poses.jsonl"]
+
+
+def test_a_line_cut_by_a_kill_is_left_out_and_a_bad_line_is_an_error(tmp_path):
+    from graphflow.packs.viz.prediction_writer import read_stream, write_results_json
+
+    stream = tmp_path / "p.jsonl"
+    good = [{"file_name": "a.jpg", "frame": 0, "results": [{"score": 1.0}]},
+            {"file_name": "b.jpg", "frame": 1, "results": []}]
+    text = "".join(json.dumps(line) + "\n" for line in good)
+    stream.write_text(text + '{"file_name": "c.jpg", "fra')
+    assert list(read_stream(stream)) == good
+    assert write_results_json(stream, tmp_path / "p.json") == 1
+    assert json.loads((tmp_path / "p.json").read_text()) == [{"score": 1.0}]
+    stream.write_text('{"file_name": "c.jpg", "fra\n' + text)
+    with pytest.raises(ValueError, match=r"p\.jsonl: line 1 is not JSON"):
+        list(read_stream(stream))
+
+
+def test_memory_does_not_grow_with_the_number_of_frames(tmp_path):
+    annotations = tmp_path / "annotations.json"
+    annotations.write_text(json.dumps({"images": [{"id": 1, "file_name": "0000.jpg"}]}))
+    h = Harness(PredictionWriter, {"folder": str(tmp_path), "image_ids": str(annotations)}).start()
+    writer = h.component
+
+    def held():  # every container the writer keeps, by size
+        return sum(len(v) for v in vars(writer).values() if isinstance(v, (list, dict, set, bytes, str)))
+
+    sizes = []
+    for frame in range(600):
+        h.feed("skeletons", skeletons(frame, people=3))  # each with a name not in image_ids
+        h.run_pending()
+        if frame in (199, 599):
+            sizes.append(held())
+    h.stop()
+    assert sizes[0] == sizes[1]
+    assert writer.frames == 600 and writer.results == 1800
+    assert len(json.loads((tmp_path / "predictions.json").read_text())) == 1800

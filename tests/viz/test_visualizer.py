@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from graphflow.testing import Harness
-from nodes.viz.visualizer import Visualizer, auto_thickness, color_bgr
-from nodes.vision.messages import Image, Skeleton2List
+from graphflow.packs.viz.visualizer import Visualizer, auto_thickness, color_bgr
+from graphflow.packs.vision.messages import Image, Skeleton2List
 from tests.conftest import DATA
 
 BUS = DATA / "images" / "bus.jpg"
@@ -27,12 +27,13 @@ def test_joints_and_limbs_are_drawn_in_openpose_colours():
     joints = [[[100, 200, 0.9], [300, 200, 0.8], [300, 500, 0.01], [600, 800, 0.0]],
               [[150, 900, 0.7], [400, 900, 0.7], [0, 0, 0.0], [0, 0, 0.0]]]
     h = Harness(Visualizer, {"min_confidence": 0.05}).start()
-    h.feed("image", Image(pixels=pixels, source="bus.jpg", frame=3), acqtime=1.0)
+    h.feed("image", Image(pixels=pixels, source="bus.jpg", frame=3, fps=12.5), acqtime=1.0)
     h.feed("skeletons", skeletons(joints, [[0, 1], [1, 2], [2, 3]]), acqtime=1.0)
     assert h.run_pending() == 1
     (message,) = h.outputs("annotated")
     out = message.payload
     assert message.acqtime == 1.0 and out.source == "bus.jpg" and out.frame == 3 and out.color_order == "bgr"
+    assert out.fps == 12.5  # the writer makes the video at its input's frame rate
     assert out.pixels.shape == pixels.shape
     canvas = out.pixels
     for person, joint in [(0, 0), (0, 1), (1, 0), (1, 1)]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphflow import Codelet, Param, Period, Rx, Tx
-from nodes.vision.messages import Image, ImageTransform, Skeleton2List, Tensors
+from graphflow.packs.vision.messages import Image, ImageTransform, Skeleton2List, Tensors
 
 # Five joints, as fractions of the image size, with fixed confidences: a threshold t keeps the
 # joints whose score >= t (score 0 = not found), so threshold 0.5 → 3 joints, 0.8 → 2.

@@ -1,0 +1,49 @@
+"""The command line's part for channels: ``graphflow keys`` and the process options of ``run``."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def add_run_arguments(run: argparse.ArgumentParser) -> None:
+    run.add_argument("--process", metavar="NAME",
+                     help="run only this process of an app split into processes (the others run elsewhere)")
+    run.add_argument("--single-process", action="store_true",
+                     help="run an app split into processes in this one process")
+    run.add_argument("--insecure", action="store_true",
+                     help="let channels bind off loopback without CURVE keys")
+
+
+def add_commands(sub) -> None:
+    keys = sub.add_parser("keys", help="make a CURVE key pair for channels across hosts")
+    keys.add_argument("name", help="the pair's name: NAME.key (public) and NAME.key_secret are written")
+    keys.add_argument("--dir", type=Path, default=Path("keys"), help="folder to write them to (default ./keys)")
+    keys.set_defaults(func=cmd_keys)
+
+
+def cmd_keys(args) -> int:
+    from .security import make_keys
+
+    public, secret = make_keys(args.name, args.dir)
+    print(f"public key: {public}  (give it to the other end)")
+    print(f"secret key: {secret}  (keep it on this host)")
+    return 0
+
+
+def run_split(args, spec, sets: list[str], format_report) -> int | None:
+    """Run an app that names processes; None when it names none (or --single-process)."""
+    from ..loader import read_json
+    from .processes import run_app, uses_processes
+    from .security import INSECURE_ENV
+
+    if args.insecure:
+        os.environ[INSECURE_ENV] = "1"
+    data = read_json(Path(args.app))
+    if args.single_process or not uses_processes(data):
+        if args.process:
+            print(f"error: --process {args.process}: {args.app} names no processes", file=sys.stderr)
+            return 1
+        return None
+    return run_app(args, data, spec, sets, format_report)

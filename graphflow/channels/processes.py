@@ -1,0 +1,404 @@
+"""One app, several OS processes: split an app file by its nodes' ``"process"``, and run the parts.
+
+:func:`split` takes the app file's data (and the whole app, validated) and returns one app per
+process: each keeps its own nodes, the edges between them and their config; every edge that
+crosses processes becomes a ``net.Publisher`` in the source's process and a ``net.Subscriber``
+in the target's, joined by an ``ipc://`` endpoint (one host) or ``tcp://HOST:PORT`` (a process
+with a ``host``), the edge's queue size and policy applied across the wire.
+
+:class:`Supervisor` runs those apps as ``graphflow run`` children, passes each its ``--set``
+values, prefixes their log lines with the process name, stops them together (Ctrl-C, SIGTERM,
+``--duration``, or any one failing; a process with ``"restart": true`` is started again
+instead), removes the shared-memory segments of any child that died, and prints one job report.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import shm
+
+MAIN = "main"
+DEFAULT_PORT = 5560
+BRIDGE_PACK = "net"
+
+
+class SplitError(ValueError):
+    """An app whose processes cannot be split as written; the text says where."""
+
+
+@dataclass
+class Part:
+    """One process of a split app."""
+    name: str
+    app: dict
+    nodes: list[str]
+    publishers: list[str] = field(default_factory=list)
+    subscribers: list[str] = field(default_factory=list)
+    options: dict = field(default_factory=dict)
+
+
+def uses_processes(data: dict) -> bool:
+    nodes = data.get("graph", {}).get("nodes", []) if isinstance(data, dict) else []
+    return bool(isinstance(data, dict) and (data.get("processes")
+                                            or any(isinstance(n, dict) and "process" in n for n in nodes)))
+
+
+def _top_node(endpoint: str, names: list[str]) -> str | None:
+    node = endpoint.rsplit("/", 2)[0]
+    for name in sorted(names, key=len, reverse=True):
+        if node == name or node.startswith(name + "."):
+            return name
+    return None
+
+
+def split(data: dict, app_file: Path, spec, run_dir: Path) -> dict[str, Part]:
+    """Per process, an app dict (see the module doc). ``spec`` is the validated whole app (a
+    :class:`graphflow.loader.AppSpec`): it gives each crossing edge's message type and queue."""
+    from ..loader.validate import carried
+
+    base = app_file.resolve().parent
+    nodes = data["graph"]["nodes"]
+    edges = data["graph"].get("edges", [])
+    options = data.get("processes", {})
+    where = {node["name"]: node.get("process", MAIN) for node in nodes}
+    named = set(where.values())
+    for name in options:
+        if name not in named:
+            raise SplitError(f"{app_file}: $.processes.{name}: no node runs in process {name!r} "
+                             f"(processes named by nodes: {sorted(named)})")
+    names = list(where)
+    app_name = data.get("name", app_file.stem)
+
+    parts: dict[str, Part] = {}
+    for process in sorted(named, key=lambda p: (p != MAIN, p)):
+        app = {key: copy.deepcopy(value) for key, value in data.items()
+               if key not in ("graph", "config", "io", "ui_config", "processes", "$schema")}
+        app["name"] = f"{app_name}.{process}"
+        modules = [m if not (m.endswith(".py") or "/" in m) else str((base / m).resolve())
+                   for m in data.get("modules", [])]
+        app["modules"] = modules + ([BRIDGE_PACK] if BRIDGE_PACK not in modules else [])
+        own = []
+        for node in nodes:
+            if where[node["name"]] != process:
+                continue
+            node = {key: copy.deepcopy(value) for key, value in node.items() if key != "process"}
+            if "subgraph" in node:
+                node["subgraph"] = str((base / node["subgraph"]).resolve())
+            own.append(node)
+        config = {key: copy.deepcopy(value) for key, value in data.get("config", {}).items()
+                  if where.get(_top_node(key + "/c/p", names)) == process}
+        windows = {name: window for name, window in data.get("ui_config", {}).get("windows", {}).items()
+                   if all(where.get(_top_node(c["name"], names)) == process for c in window.get("channels", []))}
+        app["graph"] = {"nodes": own, "edges": []}
+        app["config"] = config
+        if windows:
+            app["ui_config"] = {"windows": windows}
+        parts[process] = Part(process, app, [n["name"] for n in own], options=dict(options.get(process, {})))
+
+    # crossing edges, grouped by (source port, target process): one publisher and one subscriber each
+    groups: dict[tuple[str, str], list[tuple[int, dict]]] = {}
+    for index, edge in enumerate(edges):
+        source, target = where.get(_top_node(edge["source"], names)), where.get(_top_node(edge["target"], names))
+        if source == target:
+            parts[source].app["graph"]["edges"].append(copy.deepcopy(edge))
+        else:
+            groups.setdefault((edge["source"], target), []).append((index, edge))
+    for number, ((source_port, target_process), members) in enumerate(sorted(groups.items())):
+        source_process = where[_top_node(source_port, names)]
+        index = members[0][0]
+        resolved = [e for e in spec.edges if e.file == spec.file and e.path == f"$.graph.edges[{index}]"]
+        if not resolved:
+            raise SplitError(f"{app_file}: $.graph.edges[{index}]: cannot cross processes (it connects "
+                             f"nothing after subgraphs are expanded)")
+        first = resolved[0]
+        source_component, port_name = first.source.rsplit("/", 1)
+        message_type = carried(spec.types[source_component], first.source,
+                               spec.types[source_component].ports()[port_name], spec.params_of(source_component))
+        target_component, target_port = first.target.rsplit("/", 1)
+        declared = spec.types[target_component].ports()[target_port]
+        queue = members[0][1].get("queue") or {}
+        size, policy = queue.get("size", declared.queue_size), queue.get("policy", declared.policy)
+        endpoint, connect = _endpoints(app_name, number, parts[source_process].options, run_dir)
+        keys = _keys(parts, source_process, target_process)
+        tx_node, rx_node = f"net.tx{number}", f"net.rx{number}"
+        publisher = {"endpoint": endpoint, "message_type": message_type.wire_name, "queue_size": size,
+                     "policy": policy, **keys["publisher"]}
+        subscriber = {"endpoint": connect, "message_type": message_type.wire_name, "queue_size": size,
+                      **keys["subscriber"]}
+        source_part, target_part = parts[source_process], parts[target_process]
+        source_part.app["graph"]["nodes"].append(
+            {"name": tx_node, "components": [{"name": "publisher", "type": "net.Publisher"}]})
+        source_part.app["graph"]["edges"].append(
+            {"source": source_port, "target": f"{tx_node}/publisher/message", "queue": {"size": size, "policy": policy}})
+        source_part.app["config"][tx_node] = {"publisher": publisher}
+        source_part.publishers.append(f"{tx_node}/publisher")
+        target_part.app["graph"]["nodes"].append(
+            {"name": rx_node, "components": [{"name": "subscriber", "type": "net.Subscriber"}]})
+        for _, edge in members:
+            crossing = {"source": f"{rx_node}/subscriber/message", "target": edge["target"]}
+            if "queue" in edge:
+                crossing["queue"] = copy.deepcopy(edge["queue"])
+            target_part.app["graph"]["edges"].append(crossing)
+        target_part.app["config"][rx_node] = {"subscriber": subscriber}
+        target_part.subscribers.append(f"{rx_node}/subscriber")
+    return parts
+
+
+def _endpoints(app_name: str, number: int, options: dict, run_dir: Path) -> tuple[str, str]:
+    """(what the publisher binds, what the subscriber connects to)."""
+    host = options.get("host")
+    if host:
+        port = int(options.get("port", DEFAULT_PORT)) + number
+        return f"tcp://{host}:{port}", f"tcp://{host}:{port}"
+    path = run_dir / f"{app_name}-{number}.sock"
+    return f"ipc://{path}", f"ipc://{path}"
+
+
+def _keys(parts: dict[str, Part], source: str, target: str) -> dict:
+    """CURVE settings from the processes' ``keys`` folders: NAME.key_secret for its own end,
+    the other end's NAME.key."""
+    source_keys, target_keys = parts[source].options.get("keys"), parts[target].options.get("keys")
+    if not source_keys:
+        return {"publisher": {}, "subscriber": {}}
+    if not target_keys:
+        raise SplitError(f"process {source!r} has CURVE keys but {target!r}, which subscribes to it, has none")
+    return {"publisher": {"curve_secret_key": str(Path(source_keys) / f"{source}.key_secret"),
+                          "curve_clients": str(Path(source_keys))},
+            "subscriber": {"curve_server_key": str(Path(target_keys) / f"{source}.key"),
+                           "curve_secret_key": str(Path(target_keys) / f"{target}.key_secret")}}
+
+
+def route_configs(overlays: list[Path], parts: dict[str, Part], run_dir: Path) -> dict[str, list[Path]]:
+    """``--config FILE`` split by the process that runs each node (one file per process)."""
+    names = [n for part in parts.values() for n in part.nodes]
+    merged: dict[str, list[Path]] = {name: [] for name in parts}
+    for number, overlay in enumerate(overlays):
+        try:
+            data = json.loads(Path(overlay).read_text())
+        except (OSError, ValueError) as exc:
+            raise SplitError(f"--config {overlay}: {exc}") from None
+        if isinstance(data, dict) and "graph" in data:
+            data = data.get("config", {})
+        if not isinstance(data, dict):
+            raise SplitError(f"--config {overlay}: expected an object: node -> component -> param -> value")
+        for part in parts.values():
+            own = {key: value for key, value in data.items() if _top_node(key + "/c/p", names) in part.nodes}
+            if own:
+                file = run_dir / f"{part.name}.config{number}.json"
+                file.write_text(json.dumps(own))
+                merged[part.name].append(file)
+    return merged
+
+
+def route_sets(sets: list[str], parts: dict[str, Part]) -> dict[str, list[str]]:
+    """``--set node/component/param=value`` to the process that runs that node."""
+    names = [n for part in parts.values() for n in part.nodes]
+    routed: dict[str, list[str]] = {name: [] for name in parts}
+    for text in sets:
+        key = text.partition("=")[0]
+        node = _top_node(key, names)
+        owner = next((p.name for p in parts.values() if node in p.nodes), None)
+        if owner is None:
+            raise SplitError(f"--set {text}: no process runs node {key.rsplit('/', 2)[0]!r}")
+        routed[owner].append(text)
+    return routed
+
+
+# -- running -----------------------------------------------------------------------------------
+class Supervisor:
+    """Runs the parts of a split app as ``graphflow run`` children and stops them together."""
+
+    def __init__(self, parts: dict[str, Part], run_dir: Path, *, sets: dict[str, list[str]],
+                 configs: dict[str, list[Path]] | None = None,
+                 duration: float | None = None, max_ticks: int | None = None, workers: int | None = None,
+                 verbose: bool = False, stream=sys.stderr):
+        self.parts = parts
+        self.run_dir = run_dir
+        self.sets = sets
+        self.configs = configs or {}
+        self.duration = duration
+        self.max_ticks = max_ticks
+        self.workers = workers
+        self.verbose = verbose
+        self.stream = stream
+        self.children: dict[str, subprocess.Popen] = {}
+        self.restarts: dict[str, int] = {name: 0 for name in parts}
+        self.failure: str | None = None
+        self._ended: set[str] = set()
+        self._stop = threading.Event()
+        self._print_lock = threading.Lock()
+
+    def _command(self, part: Part) -> list[str]:
+        file = self.run_dir / f"{part.name}.app.json"
+        file.write_text(json.dumps(part.app, indent=2))
+        command = [sys.executable, "-m", "graphflow.cli"] + (["-v"] if self.verbose else []) + [
+            "run", str(file), "--no-viewer", "--quiet", "--stats-json", str(self.run_dir / f"{part.name}.stats.json")]
+        for overlay in self.configs.get(part.name, []):
+            command += ["--config", str(overlay)]
+        for text in self.sets.get(part.name, []):
+            command += ["--set", text]
+        if self.duration is not None:
+            command += ["--duration", str(self.duration)]
+        if self.max_ticks is not None and not part.subscribers:
+            command += ["--max-ticks", str(self.max_ticks)]  # a subscriber ends when its publisher does
+        if self.workers is not None:
+            command += ["--workers", str(self.workers)]
+        return command
+
+    def _spawn(self, part: Part) -> None:
+        child = subprocess.Popen(self._command(part), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 text=True, bufsize=1, start_new_session=True)
+        self.children[part.name] = child
+        threading.Thread(target=self._relay, args=(part.name, child), daemon=True).start()
+
+    def _relay(self, name: str, child: subprocess.Popen) -> None:
+        for line in child.stdout:
+            with self._print_lock:
+                self.stream.write(f"[{name}] {line}")
+                self.stream.flush()
+
+    def request_stop(self, *_) -> None:
+        self._stop.set()
+
+    def run(self) -> int:
+        """Start every part, wait; returns the exit status (0: every process ended cleanly)."""
+        for part in self.parts.values():
+            self._spawn(part)
+        previous = {sig: signal.signal(sig, self.request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        deadline = None if self.duration is None else time.monotonic() + self.duration + 30
+        try:
+            while True:
+                if self._stop.is_set() or (deadline is not None and time.monotonic() > deadline):
+                    self._terminate_all()
+                    break
+                running = False
+                for name, child in list(self.children.items()):
+                    code = child.poll()
+                    if code is None:
+                        running = True
+                        continue
+                    if code == 0 or name in self._ended:
+                        self._ended.add(name)
+                        continue
+                    self._sweep(child.pid)
+                    how = (f"was killed by {signal.Signals(-code).name}" if code < 0
+                           else f"exited with status {code}")
+                    if self.parts[name].options.get("restart") and self.restarts[name] < 5:
+                        self.restarts[name] += 1
+                        self._say(f"process {name!r} (pid {child.pid}) {how}; restarting it "
+                                  f"({self.restarts[name]} of 5)")
+                        self._spawn(self.parts[name])
+                        running = True
+                        continue
+                    self.failure = f"process {name!r} (pid {child.pid}) {how}; stopping the app"
+                    self._say(f"error: {self.failure}")
+                    self._terminate_all()
+                    return 1
+                if not running:
+                    break
+                time.sleep(0.05)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            for child in self.children.values():
+                self._sweep(child.pid)
+        failed = {name: child.returncode for name, child in self.children.items() if child.returncode not in (0, None)}
+        if failed and self.failure is None:
+            self.failure = "; ".join(f"process {name!r} exited with status {code}" for name, code in failed.items())
+        return 0 if not failed else 1
+
+    def _say(self, text: str) -> None:
+        with self._print_lock:
+            print(text, file=self.stream, flush=True)
+
+    def _terminate_all(self, grace: float = 8.0) -> None:
+        for child in self.children.values():
+            if child.poll() is None:
+                try:
+                    os.killpg(child.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + grace
+        for name, child in self.children.items():
+            try:
+                child.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self._say(f"process {name!r} (pid {child.pid}) did not stop within {grace:.0f} s; killing it")
+                try:
+                    os.killpg(child.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                child.wait()
+
+    def _sweep(self, pid: int) -> None:
+        removed = shm.sweep(pid)
+        if removed:
+            self._say(f"removed {removed} shared-memory segments of process {pid}")
+
+    def report(self) -> dict:
+        """Every process's job report, by process name."""
+        out = {}
+        for name, part in self.parts.items():
+            path = self.run_dir / f"{name}.stats.json"
+            report = json.loads(path.read_text()) if path.exists() else None
+            child = self.children.get(name)
+            out[name] = {"pid": child.pid if child else None, "nodes": part.nodes,
+                         "restarts": self.restarts[name], "report": report}
+        return {"processes": out}
+
+
+def format_report(combined: dict, format_one) -> str:
+    """The processes' job reports; ``format_one`` formats one (the command line's)."""
+    sections = [f"job report: {len(combined['processes'])} processes"]
+    for name, entry in combined["processes"].items():
+        restarts = f", restarted {entry['restarts']}×" if entry["restarts"] else ""
+        sections.append(f"\n== process {name} (pid {entry['pid']}{restarts}): nodes {', '.join(entry['nodes'])}")
+        sections.append(format_one(entry["report"]) if entry["report"] else "(no report: it did not end cleanly)")
+    return "\n".join(sections)
+
+
+def run_app(args, data: dict, spec, sets: list[str], format_one) -> int:
+    """``graphflow run APP`` for an app with processes (``--process NAME`` runs only that one)."""
+    run_dir = Path(tempfile.mkdtemp(prefix="graphflow-run-"))
+    try:
+        parts = split(data, Path(args.app), spec, _shared_dir(data, Path(args.app)) if args.process else run_dir)
+        routed = route_sets(sets, parts)
+        configs = route_configs(list(args.config), parts, run_dir)
+    except SplitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.process:
+        if args.process not in parts:
+            print(f"error: --process {args.process}: the app has no such process (it has: {sorted(parts)})",
+                  file=sys.stderr)
+            return 1
+        parts = {args.process: parts[args.process]}
+    supervisor = Supervisor(parts, run_dir, sets=routed, configs=configs, duration=args.duration, max_ticks=args.max_ticks,
+                            workers=args.workers, verbose=getattr(args, "verbose", False))
+    status = supervisor.run()
+    combined = supervisor.report()
+    if args.stats_json:
+        args.stats_json.parent.mkdir(parents=True, exist_ok=True)
+        args.stats_json.write_text(json.dumps(combined, indent=2))
+    if not args.quiet:
+        print(format_report(combined, format_one))
+    if supervisor.failure:
+        print(f"error: {supervisor.failure}", file=sys.stderr)
+    return status
+
+
+def _shared_dir(data: dict, app_file: Path) -> Path:
+    """Where the ipc:// endpoints of processes started separately on one host meet."""
+    folder = Path(tempfile.gettempdir()) / f"graphflow-{os.getuid()}-{data.get('name', app_file.stem)}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return folder

@@ -1,0 +1,734 @@
+"""One typed channel between processes or hosts: a :class:`Sender` (binds a ZeroMQ ROUTER) and
+any number of :class:`Receiver` s (each a DEALER that connects).
+
+The protocol, on top of ZeroMQ multipart messages (the sender's frames are preceded by the
+receiver's routing id):
+
+    receiver → sender   HELLO {type, schema, name, pid, host, credit}   on connect, and again
+                        until welcomed (a late sender, a restarted one, a network drop)
+                        CREDIT n          room for n more messages (the wire queue's size)
+                        FREE [[segment, n], ...]   shared-memory segments it no longer uses
+                        PING              heartbeat
+    sender → receiver   WELCOME {name, type, schema, shm} or REFUSE text   (type and schema
+                        version must match; a refusal names both ends)
+                        MSG [seq, refs], header, array frames   (graphflow.wire frames; arrays of
+                        64 KB and more go through shared memory on one host: refs name them)
+                        END seq           the sender's graph has drained
+                        PING, WHO         heartbeat; "who are you?" to an unknown receiver
+
+Each side sends a heartbeat every 0.5 s and gives a silent peer up after 1.5 s, so a silent peer
+is noticed within 2 s. Flow control is credit-based: a sender holds at most ``queue_size``
+messages per receiver and applies the channel's queue policy (latest / block / reject) when
+that queue is full, counting what it drops; the receiver counts the gaps in the sequence
+(drops upstream) and every bad frame (corrupt, wrong type, beyond the size cap) it drops.
+
+Only each side's I/O thread touches its socket; the graph's threads hand over through a lock
+and wake it through a pipe.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+import weakref
+from collections import deque
+from typing import Any, Callable
+
+import msgpack
+import numpy as np
+import zmq
+
+from .. import wire
+from ..messages import Message
+from . import security, shm
+
+log = logging.getLogger("graphflow.channels")
+
+HEARTBEAT_S = 0.5
+HELLO_RETRY_S = 0.1
+PEER_TIMEOUT_S = 1.5
+POLICIES = ("latest", "block", "reject")
+SHM_THRESHOLD = 64 * 1024
+MAX_MESSAGE_BYTES = 1 << 30
+
+_HOST = f"{socket.gethostname()}:{open('/proc/sys/kernel/random/boot_id').read().strip() if os.path.exists('/proc/sys/kernel/random/boot_id') else ''}"
+_CONTEXT: zmq.Context | None = None
+_CONTEXT_LOCK = threading.Lock()
+
+
+def context() -> zmq.Context:
+    global _CONTEXT
+    with _CONTEXT_LOCK:
+        if _CONTEXT is None or _CONTEXT.closed:
+            _CONTEXT = zmq.Context()
+        return _CONTEXT
+
+
+class ChannelError(RuntimeError):
+    """A channel that cannot work: refused at connect, or a bad setting."""
+
+
+class _Waker:
+    """A pipe the I/O thread polls: any thread (or a finalizer) may wake it."""
+
+    def __init__(self):
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+        os.set_blocking(self.write_fd, False)
+
+    def wake(self) -> None:
+        try:
+            os.write(self.write_fd, b"x")
+        except (BlockingIOError, OSError):
+            pass  # the pipe is full: the I/O thread is about to wake anyway
+
+    def drain(self) -> None:
+        try:
+            while os.read(self.read_fd, 4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def close(self) -> None:
+        for fd in (self.read_fd, self.write_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _describe_end(info: dict) -> str:
+    return f"{info.get('name', '?')} (pid {info.get('pid', '?')}) {info.get('type', '?')} schema {info.get('schema', '?')}"
+
+
+# -- sender ------------------------------------------------------------------------------------
+class _Outgoing:
+    __slots__ = ("head", "arrays", "refs", "segments", "inline")
+
+    def __init__(self, head, arrays, refs, segments, inline):
+        self.head = head          # msgpack header frame
+        self.arrays = arrays      # array frames for a receiver on another host
+        self.refs = refs          # [[array index, segment, size, nbytes], ...] for one on this host
+        self.segments = segments  # the segments refs name
+        self.inline = inline      # array frames with the shared-memory ones left empty
+
+
+class _Peer:
+    __slots__ = ("identity", "info", "credit", "pending", "seq", "last_seen", "last_sent", "local",
+                 "segments", "sent", "dropped")
+
+    def __init__(self, identity: bytes, info: dict, local: bool, now: float):
+        self.identity = identity
+        self.info = info
+        self.credit = int(info.get("credit", 1))
+        self.pending: deque[tuple[int, _Outgoing]] = deque()  # (sequence number, message)
+        self.seq = 0
+        self.last_seen = now
+        self.last_sent = now
+        self.local = local
+        self.segments: dict[str, int] = {}  # segment name -> uses not yet freed by this peer
+        self.sent = 0
+        self.dropped = 0
+
+
+class Sender:
+    """The publishing end. ``send`` is called from the graph (a component's tick)."""
+
+    def __init__(self, endpoint: str, message_type: type, *, name: str = "publisher", queue_size: int = 8,
+                 policy: str = "block", curve_secret_key: str = "", curve_clients: str = "",
+                 insecure: bool = False, shm_threshold: int = SHM_THRESHOLD, use_shm: bool = True,
+                 stopping: Callable[[], bool] = lambda: False):
+        if policy not in POLICIES:
+            raise ChannelError(f"{name}: queue policy must be one of {POLICIES}, got {policy!r}")
+        if queue_size < 1:
+            raise ChannelError(f"{name}: queue size must be at least 1")
+        security.check_bind(endpoint, bool(curve_secret_key), insecure)
+        self.endpoint = endpoint
+        self.message_type = message_type
+        self.type_name = message_type.wire_name
+        self.schema = wire.schema_version(message_type)
+        self.name = name
+        self.queue_size = queue_size
+        self.policy = policy
+        self.shm_threshold = shm_threshold
+        self.stopping = stopping
+        self._curve = (curve_secret_key, curve_clients)
+        self._use_shm = use_shm and shm.available()
+        self.pool = shm.SegmentPool() if self._use_shm else None
+        self._peers: dict[bytes, _Peer] = {}
+        self._backlog: deque[tuple[int, _Outgoing]] = deque()  # before any receiver has connected
+        self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
+        self._waker = _Waker()
+        self._closing = False
+        self._end_seq: int | None = None
+        self._thread: threading.Thread | None = None
+        self._auth = None
+        self.bound_endpoint = endpoint
+        self.sent = 0
+        self.dropped = 0
+        self.refused: list[str] = []
+        self.bad_frames = 0
+
+    # graph side -----------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._use_shm:
+            shm.sweep_stale()
+        ctx = context()
+        sock = ctx.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        sock.setsockopt(zmq.LINGER, 0)
+        secret_file, clients = self._curve
+        if secret_file:
+            security.configure_server(sock, secret_file)
+            if clients:
+                from zmq.auth.thread import ThreadAuthenticator
+                self._auth = ThreadAuthenticator(ctx)
+                self._auth.start()
+                self._auth.configure_curve(domain="*", location=str(clients))
+        try:
+            sock.bind(self.endpoint)
+        except zmq.ZMQError as exc:
+            sock.close(0)
+            raise ChannelError(f"{self.name}: cannot bind {self.endpoint}: {exc}") from None
+        self.bound_endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._socket = sock
+        self._thread = threading.Thread(target=self._run, name=f"graphflow-net-{self.name}", daemon=True)
+        self._thread.start()
+
+    def send(self, message: Message) -> bool:
+        """Queue ``message`` for every receiver by the queue policy; False when it was dropped."""
+        frames = wire.encode(message)
+        head, arrays = frames[0], frames[1:]
+        refs, segments, inline = None, [], arrays
+        if self.pool is not None and any(a.nbytes >= self.shm_threshold for a in arrays):
+            with self._lock:
+                wants_shm = any(p.local for p in self._peers.values()) or not self._peers
+            if wants_shm:
+                refs, inline = [], list(arrays)
+                for index, array in enumerate(arrays):
+                    if array.nbytes < self.shm_threshold:
+                        continue
+                    segment = self.pool.take(array.nbytes)
+                    if segment is None:
+                        continue  # the pool is at its cap: this one goes inline
+                    segment.map[:array.nbytes] = array  # the one copy of this hop
+                    refs.append([index, segment.name, segment.size, array.nbytes])
+                    segments.append(segment)
+                    inline[index] = b""
+                refs = refs or None
+        outgoing = _Outgoing(head, arrays, refs, segments, inline)
+        with self._lock:
+            delivered = False
+            targets = list(self._peers.values()) or [None]
+            while targets:
+                result = self._enqueue(targets.pop(), outgoing)
+                if result is None:  # the first receiver came while this waited for the backlog
+                    targets = list(self._peers.values())
+                    continue
+                delivered |= result
+        if segments and not any(s.users for s in segments):
+            for segment in segments:
+                self.pool.give_back(segment)
+        self._waker.wake()
+        return delivered
+
+    def _enqueue(self, peer: _Peer | None, outgoing: _Outgoing) -> bool | None:
+        """Caller holds the lock. ``peer`` None: the backlog kept until a receiver connects (None
+        returned: one did, queue for it instead)."""
+        queue = self._backlog if peer is None else peer.pending
+        while len(queue) >= self.queue_size:
+            if self.policy == "latest":
+                _, old = queue.popleft()
+                self._release(peer, old)
+                self._count_drop(peer)
+            elif self.policy == "reject":
+                self._count_drop(peer)
+                if peer is not None:
+                    peer.seq += 1  # a gap the receiver sees
+                return False
+            else:  # block: wait for room, a change of receivers, or the app stopping
+                if self._closing or self.stopping():
+                    self._count_drop(peer)
+                    return False
+                self._room.wait(0.05)
+                if peer is not None and self._peers.get(peer.identity) is not peer:
+                    return False  # that receiver went away while we waited
+                if peer is None and self._peers:
+                    return None
+                queue = self._backlog if peer is None else peer.pending
+        if peer is None:
+            queue.append((0, outgoing))
+        else:
+            peer.seq += 1  # numbered here: a message dropped from the queue leaves a gap
+            queue.append((peer.seq, outgoing))
+        if outgoing.refs and (peer is None or peer.local):
+            for segment in outgoing.segments:
+                segment.users += 1
+        return True
+
+    def _count_drop(self, peer: _Peer | None) -> None:
+        self.dropped += 1
+        if peer is not None:
+            peer.dropped += 1
+
+    def _release(self, peer: _Peer | None, outgoing: _Outgoing) -> None:
+        """A queued message that will not be sent: its segments lose a user."""
+        if outgoing.refs and (peer is None or peer.local):
+            for segment in outgoing.segments:
+                self.pool.release(segment.name)
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until every queued message went out (or ``timeout``); True when all did."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while any(p.pending for p in self._peers.values()) or self._backlog:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._room.wait(min(remaining, 0.05))
+        return True
+
+    def close(self, flush_timeout: float = 5.0) -> None:
+        """Flush, tell the receivers the stream ended, and release the socket and segments."""
+        if self._thread is None:
+            return
+        flushed = self.flush(flush_timeout)
+        with self._lock:
+            undelivered = sum(len(p.pending) for p in self._peers.values()) + len(self._backlog)
+            self._end_seq = 1  # the I/O thread sends END to every receiver, then stops
+        if not flushed and undelivered:
+            log.warning("%s: %d messages not delivered (no receiver took them within %.1f s)",
+                        self.name, undelivered, flush_timeout)
+        self._waker.wake()
+        self._thread.join(timeout=5)
+        self._thread = None
+        if self._auth is not None:
+            self._auth.stop()
+        if self.pool is not None:
+            self.pool.close()
+        self._waker.close()
+
+    def peers(self) -> list[dict]:
+        with self._lock:
+            return [{**p.info, "sent": p.sent, "dropped": p.dropped} for p in self._peers.values()]
+
+    # I/O thread -------------------------------------------------------------------------------
+    def _run(self) -> None:
+        sock = self._socket
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(self._waker.read_fd, zmq.POLLIN)
+        ending_since = None
+        try:
+            while True:
+                events = dict(poller.poll(HEARTBEAT_S * 1000 / 5))
+                if self._waker.read_fd in events:
+                    self._waker.drain()
+                if sock in events:
+                    self._receive_all(sock)
+                now = time.monotonic()
+                with self._lock:
+                    self._send_pending(sock, now)
+                    self._heartbeats(sock, now)
+                    if self._end_seq is not None:
+                        if ending_since is None:  # END to all; each answers BYE once it has mapped
+                            ending_since = now    # every segment sent to it (then they can go)
+                            for peer in list(self._peers.values()):
+                                self._send(sock, peer, [b"END", msgpack.packb(peer.seq)])
+                        if not self._peers or now - ending_since > 3.0:
+                            return
+        finally:
+            sock.close(linger=1000)  # what is still queued in ZeroMQ goes out
+
+    def _receive_all(self, sock: zmq.Socket) -> None:
+        while True:
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(frames) < 2:
+                self.bad_frames += 1
+                continue
+            identity, kind, rest = frames[0], frames[1], frames[2:]
+            now = time.monotonic()
+            with self._lock:
+                peer = self._peers.get(identity)
+                if peer is not None:
+                    peer.last_seen = now
+                try:
+                    if kind == b"HELLO":
+                        self._hello(sock, identity, msgpack.unpackb(rest[0]), now)
+                    elif peer is None:
+                        self._send_raw(sock, identity, [b"WHO"])
+                    elif kind == b"CREDIT":
+                        peer.credit += int(msgpack.unpackb(rest[0]))
+                    elif kind == b"FREE":
+                        for name, count in msgpack.unpackb(rest[0]):
+                            if peer.segments.get(name, 0) >= count:
+                                peer.segments[name] -= count
+                                self.pool.release(name, count)
+                    elif kind == b"BYE":
+                        del self._peers[identity]
+                        self._forget(peer)
+                        self._room.notify_all()
+                    elif kind != b"PING":
+                        self.bad_frames += 1
+                except Exception as exc:  # a malformed control frame: count it, keep serving
+                    self.bad_frames += 1
+                    log.debug("%s: bad control frame %r: %s", self.name, kind[:16], exc)
+
+    def _hello(self, sock, identity: bytes, info: dict, now: float) -> None:
+        if not isinstance(info, dict):
+            raise ValueError("HELLO without a map")
+        mine = {"name": self.name, "pid": os.getpid(), "type": self.type_name, "schema": self.schema,
+                "endpoint": self.bound_endpoint}
+        if info.get("type") != self.type_name or info.get("schema") != self.schema:
+            text = (f"type mismatch on {self.bound_endpoint}: publisher {_describe_end(mine)} "
+                    f"sends {self.type_name} (schema {self.schema}); subscriber {_describe_end(info)} "
+                    f"expects {info.get('type')} (schema {info.get('schema')})")
+            if text not in self.refused:
+                self.refused.append(text)
+                log.error("%s: refused a subscriber: %s", self.name, text)
+            self._send_raw(sock, identity, [b"REFUSE", text.encode()])
+            return
+        old = self._peers.pop(identity, None)
+        if old is not None:
+            self._forget(old)
+        local = self._use_shm and info.get("host") == _HOST
+        peer = _Peer(identity, info, local, now)
+        self._peers[identity] = peer
+        if not self._send_raw(sock, identity, [b"WELCOME", msgpack.packb({**mine, "shm": local})]):
+            self._peers.pop(identity, None)
+            return
+        if self._backlog:  # the first receiver takes what was published before it came
+            while self._backlog:
+                _, outgoing = self._backlog.popleft()
+                if outgoing.refs and not local:
+                    for segment in outgoing.segments:
+                        self.pool.release(segment.name)
+                peer.seq += 1
+                peer.pending.append((peer.seq, outgoing))
+        log.info("%s: subscriber %s connected (%s)", self.name, info.get("name"),
+                 "shared memory" if local else "frames")
+        self._room.notify_all()
+
+    def _send_pending(self, sock, now: float) -> None:
+        for peer in list(self._peers.values()):
+            while peer.credit > 0 and peer.pending:
+                seq, outgoing = peer.pending.popleft()
+                if peer.local and outgoing.refs:
+                    meta = msgpack.packb([seq, outgoing.refs])
+                    frames = [b"MSG", meta, outgoing.head, *outgoing.inline]
+                    for segment in outgoing.segments:
+                        peer.segments[segment.name] = peer.segments.get(segment.name, 0) + 1
+                else:
+                    frames = [b"MSG", msgpack.packb([seq, None]), outgoing.head, *outgoing.arrays]
+                if not self._send(sock, peer, frames):
+                    break
+                peer.credit -= 1
+                peer.sent += 1
+                self.sent += 1
+                peer.last_sent = now
+                self._room.notify_all()
+
+    def _heartbeats(self, sock, now: float) -> None:
+        for peer in list(self._peers.values()):
+            if now - peer.last_seen > PEER_TIMEOUT_S:
+                self._drop_peer(peer, f"silent for {now - peer.last_seen:.1f} s")
+            elif now - peer.last_sent >= HEARTBEAT_S:
+                if self._send(sock, peer, [b"PING"]):
+                    peer.last_sent = now
+
+    def _send(self, sock, peer: _Peer, frames: list) -> bool:
+        if self._send_raw(sock, peer.identity, frames):
+            return True
+        self._drop_peer(peer, "unreachable")
+        return False
+
+    def _send_raw(self, sock, identity: bytes, frames: list) -> bool:
+        try:
+            sock.send_multipart([identity, *frames], copy=False, flags=zmq.NOBLOCK)
+            return True
+        except zmq.ZMQError:  # EHOSTUNREACH (gone), EAGAIN (its pipe is full)
+            return False
+
+    def _drop_peer(self, peer: _Peer, why: str) -> None:
+        if self._peers.get(peer.identity) is peer:
+            del self._peers[peer.identity]
+            log.warning("%s: subscriber %s %s; dropped it (%d messages queued for it)",
+                        self.name, peer.info.get("name"), why, len(peer.pending))
+        self._forget(peer)
+        self._room.notify_all()
+
+    def _forget(self, peer: _Peer) -> None:
+        """Release every segment the peer held or was to get."""
+        while peer.pending:
+            self._release(peer, peer.pending.popleft()[1])
+        for name, count in peer.segments.items():
+            if count:
+                self.pool.release(name, count)
+        peer.segments.clear()
+
+
+# -- receiver ----------------------------------------------------------------------------------
+class Receiver:
+    """The subscribing end. ``take`` is called from the graph; ``wake`` is called (from the I/O
+    thread) whenever messages, the end of the stream or an error arrive."""
+
+    def __init__(self, endpoint: str, message_type: type, *, name: str = "subscriber", queue_size: int = 8,
+                 wake: Callable[[], None] = lambda: None, curve_server_key: str = "",
+                 curve_secret_key: str = "", max_message_bytes: int = MAX_MESSAGE_BYTES):
+        if queue_size < 1:
+            raise ChannelError(f"{name}: queue size must be at least 1")
+        security.endpoint_host(endpoint)
+        self.endpoint = endpoint
+        self.message_type = message_type
+        self.type_name = message_type.wire_name
+        self.schema = wire.schema_version(message_type)
+        self.name = name
+        self.queue_size = queue_size
+        self.max_message_bytes = max_message_bytes
+        self._notify = wake
+        self._curve = (curve_server_key, curve_secret_key)
+        self._identity = secrets.token_bytes(8)
+        self._inbox: deque[Message] = deque()
+        self._lock = threading.Lock()
+        self._returned = 0  # credit to give back
+        self._freed: deque[str] = deque()  # segments whose last view died (appended by finalizers)
+        self._maps = shm.SegmentMaps()
+        self._waker = _Waker()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self.welcomed = threading.Event()
+        self.publisher: dict = {}
+        self.ended = False
+        self.error: str | None = None
+        self.received = 0
+        self.bad_frames = 0
+        self.upstream_dropped = 0
+        self.silences = 0
+        self._seq = 0
+
+    def start(self) -> None:
+        sock = context().socket(zmq.DEALER)
+        sock.setsockopt(zmq.ROUTING_ID, self._identity)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.IMMEDIATE, 1)  # nothing queued for a connection not yet made
+        sock.setsockopt(zmq.RECONNECT_IVL, 100)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 250)
+        server_key, secret_key = self._curve
+        if server_key:
+            security.configure_client(sock, server_key, secret_key)
+        self._monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                                                | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                                                | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+        try:
+            sock.connect(self.endpoint)
+        except zmq.ZMQError as exc:
+            sock.close(0)
+            raise ChannelError(f"{self.name}: cannot connect to {self.endpoint}: {exc}") from None
+        self._socket = sock
+        self._thread = threading.Thread(target=self._run, name=f"graphflow-net-{self.name}", daemon=True)
+        self._thread.start()
+
+    def take(self) -> list[Message]:
+        """Every message received so far (oldest first); gives their room back to the sender."""
+        with self._lock:
+            messages = list(self._inbox)
+            self._inbox.clear()
+            self._returned += len(messages)
+        if messages:
+            self._waker.wake()
+        return messages
+
+    def pending(self) -> int:
+        return len(self._inbox)
+
+    def close(self) -> None:
+        if self._thread is None:
+            return
+        self._closing = True
+        self._waker.wake()
+        self._thread.join(timeout=5)
+        self._thread = None
+        self._waker.close()
+        self._maps.close()
+
+    # I/O thread -------------------------------------------------------------------------------
+    def _run(self) -> None:
+        sock, monitor = self._socket, self._monitor
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(monitor, zmq.POLLIN)
+        poller.register(self._waker.read_fd, zmq.POLLIN)
+        last_hello = last_sent = 0.0
+        last_seen = time.monotonic()
+        bye_sent = False
+        try:
+            while not self._closing:
+                events = dict(poller.poll(HELLO_RETRY_S * 1000))
+                if self._waker.read_fd in events:
+                    self._waker.drain()
+                now = time.monotonic()
+                if monitor in events:
+                    self._handshake_event(monitor)
+                if sock in events:
+                    seen = self._receive_all(sock)
+                    if seen:
+                        last_seen = now = time.monotonic()
+                if self.error is not None:
+                    return
+                if self.ended:
+                    if not bye_sent:
+                        bye_sent = self._send(sock, [b"BYE"])
+                    continue
+                welcomed = self.welcomed.is_set()
+                if welcomed and now - last_seen > PEER_TIMEOUT_S:
+                    self.silences += 1
+                    self.welcomed.clear()
+                    welcomed = False
+                    log.warning("%s: publisher at %s silent for %.1f s; waiting for it to come back",
+                                self.name, self.endpoint, now - last_seen)
+                if not welcomed and now - last_hello >= HELLO_RETRY_S:
+                    with self._lock:
+                        credit = self.queue_size - len(self._inbox)
+                        self._returned = 0
+                    if self._send(sock, [b"HELLO", msgpack.packb(
+                            {"name": self.name, "pid": os.getpid(), "host": _HOST, "type": self.type_name,
+                             "schema": self.schema, "credit": credit})]):
+                        last_sent = now
+                    last_hello = now
+                if welcomed:
+                    with self._lock:
+                        returned, self._returned = self._returned, 0
+                    if returned and self._send(sock, [b"CREDIT", msgpack.packb(returned)]):
+                        last_sent = now
+                    freed = self._take_freed()
+                    if freed and self._send(sock, [b"FREE", msgpack.packb(freed)]):
+                        last_sent = now
+                    if now - last_sent >= HEARTBEAT_S and self._send(sock, [b"PING"]):
+                        last_sent = now
+        finally:
+            if self.welcomed.is_set() and not bye_sent:
+                self._send(sock, [b"BYE"])
+            sock.disable_monitor()
+            monitor.close(0)
+            sock.close(0)
+
+    def _send(self, sock, frames) -> bool:
+        try:
+            sock.send_multipart(frames, flags=zmq.NOBLOCK)
+            return True
+        except zmq.ZMQError:
+            return False
+
+    def _take_freed(self) -> list:
+        counts: dict[str, int] = {}
+        while self._freed:
+            name = self._freed.popleft()
+            counts[name] = counts.get(name, 0) + 1
+        return [[name, count] for name, count in counts.items()]
+
+    def _handshake_event(self, monitor) -> None:
+        from zmq.utils.monitor import recv_monitor_message
+        try:
+            event = recv_monitor_message(monitor, zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        what = {zmq.EVENT_HANDSHAKE_FAILED_AUTH: "authentication refused (this end's key is not accepted)",
+                zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "security handshake failed (wrong server key, or one "
+                                                     "end uses CURVE and the other not)",
+                }.get(event["event"], "security handshake failed")
+        self.error = f"{self.name}: cannot connect to {self.endpoint}: {what}"
+        self._notify()
+
+    def _receive_all(self, sock) -> bool:
+        seen = False
+        woke = False
+        while True:
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            seen = True
+            kind = frames[0].bytes if frames else b""
+            if kind == b"MSG":
+                if self._message(frames):
+                    woke = True
+            elif kind == b"WELCOME":
+                try:
+                    self.publisher = msgpack.unpackb(frames[1].bytes)
+                except Exception:
+                    self.bad_frames += 1
+                    continue
+                self._seq = 0
+                if not self.welcomed.is_set():
+                    log.info("%s: connected to %s at %s", self.name, self.publisher.get("name"), self.endpoint)
+                self.welcomed.set()
+            elif kind == b"REFUSE":
+                self.error = (frames[1].bytes.decode("utf-8", "replace") if len(frames) > 1
+                              else f"{self.name}: refused by the publisher at {self.endpoint}")
+                woke = True
+            elif kind == b"END":
+                self.ended = True
+                woke = True
+            elif kind == b"WHO":
+                self.welcomed.clear()
+            elif kind != b"PING":
+                self.bad_frames += 1
+        if woke:
+            self._notify()
+        return seen
+
+    def _message(self, frames) -> bool:
+        """Decode one MSG; a bad one is counted and its credit given back."""
+        try:
+            size = sum(len(f) for f in frames)
+            if size > self.max_message_bytes:
+                raise wire.WireError(f"{size} bytes is beyond the size cap of {self.max_message_bytes}")
+            if len(frames) < 3:
+                raise wire.WireError("a message without a header")
+            try:
+                seq, refs = msgpack.unpackb(frames[1].bytes)
+            except Exception:
+                raise wire.WireError("bad message sequence frame") from None
+            body = [frames[2].buffer] + [f.buffer for f in frames[3:]]
+            if refs:
+                for index, name, segment_size, nbytes in refs:
+                    if not (type(index) is int and 0 <= index < len(body) - 1 and len(body[1 + index]) == 0):
+                        raise wire.WireError(f"shared-memory reference to array {index!r}")
+                    body[1 + index] = self._mapped(name, segment_size, nbytes)
+            message = wire.decode(body)
+            if type(message.payload) is not self.message_type:
+                raise wire.WireError(f"a {message.payload.wire_name} on a {self.type_name} channel")
+        except (wire.WireError, ValueError, TypeError, IndexError, OSError) as exc:
+            self.bad_frames += 1
+            log.debug("%s: dropped a bad frame: %s", self.name, exc)
+            with self._lock:
+                self._returned += 1
+            return False
+        if isinstance(seq, int):
+            if seq > self._seq + 1 and self._seq:
+                self.upstream_dropped += seq - self._seq - 1
+            self._seq = seq
+        with self._lock:
+            self._inbox.append(message)
+        self.received += 1
+        return True
+
+    def _mapped(self, name: str, size: int, nbytes: int) -> np.ndarray:
+        """A read-only view of a shared-memory segment; when the last view of it dies, the sender
+        is told it may reuse the segment."""
+        view = np.frombuffer(self._maps.view(name, size, nbytes), np.uint8)
+        freed, waker = self._freed, self._waker
+        weakref.finalize(view, _segment_freed, freed, waker, name)
+        return view
+
+
+def _segment_freed(freed: deque, waker: _Waker, name: str) -> None:
+    freed.append(name)
+    waker.wake()

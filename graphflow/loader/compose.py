@@ -1,0 +1,166 @@
+"""Stage 2: one flat graph. Subgraphs are expanded (inner names prefixed ``<node>.``, paths through
+their ``interface`` component replaced by direct edges), then the config is layered: the app's,
+each ``--config`` overlay, the ``io`` values (``--input``/``--output``), each ``--set``; later wins.
+Each file is checked against the JSON Schema before it is composed (its shape is relied on)."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+from .read import Sources
+from .spec import COMMAND_LINE, INTERFACE_TYPE, AppError, Composition, ConfigValue, EdgeSpec, ComponentSpec
+from .validate import near, schema_errors
+
+
+def compose(sources: Sources, sets: list[str], io_values: dict[str, str]) -> Composition:
+    app = sources.app
+    data = sources.documents.get(_key(sources, app))
+    composition = Composition(name=str(data.get("name", app.stem)) if isinstance(data, dict) else app.stem,
+                              file=str(app), errors=list(sources.errors))
+    if sources.errors:
+        composition.fatal = True
+        return composition
+    _add_file(composition, sources, _key(sources, app), prefix="")
+    if composition.errors:
+        composition.fatal = True
+        return composition
+    composition.io = {key: [value] if isinstance(value, str) else list(value)
+                      for key, value in data.get("io", {}).items()}
+    composition.ui_config = copy.deepcopy(data.get("ui_config", {}))
+    _apply_overlays(composition, sources.overlays)
+    set_texts = _io_sets(composition, io_values) + list(sets)
+    _apply_sets(composition, set_texts)
+    composition.errors += _collapse_interfaces(composition)
+    return composition
+
+
+def _key(sources: Sources, path: Path) -> Path:
+    for resolved, name in sources.names.items():
+        if name == path:
+            return resolved
+    return path
+
+
+def _add_file(composition: Composition, sources: Sources, key: Path, prefix: str) -> None:
+    path = sources.names[key]
+    data = sources.documents[key]
+    file = str(path)
+    errors = schema_errors(data, file)
+    if errors:
+        composition.errors += errors
+        return
+    for index, module in enumerate(data.get("modules", [])):
+        composition.modules.append((module, path.parent, file, f"$.modules[{index}]"))
+    graph = data["graph"]
+    for i, node in enumerate(graph.get("nodes", [])):
+        node_name = prefix + node["name"]
+        if "subgraph" in node:
+            inner = sources.subgraphs.get((key, node["subgraph"]))
+            if inner is not None and inner in sources.documents:
+                _add_file(composition, sources, inner, prefix=node_name + ".")
+            continue
+        for j, comp in enumerate(node["components"]):
+            composition.components.append(ComponentSpec(
+                node_name, comp["name"], comp["type"], file, f"$.graph.nodes[{i}].components[{j}]",
+                node.get("on_error", "stop")))
+    for i, edge in enumerate(graph.get("edges", [])):
+        composition.edges.append(EdgeSpec(prefix + edge["source"], prefix + edge["target"], file,
+                                          f"$.graph.edges[{i}]", edge.get("queue")))
+    for node_name, components in data.get("config", {}).items():
+        for comp_name, params in components.items():
+            composition.note_config(prefix + node_name, comp_name, file, f"$.config.{node_name}",
+                                    f"$.config.{node_name}.{comp_name}")
+            for param, value in params.items():
+                composition.set_config(prefix + node_name, comp_name, param,
+                                       ConfigValue(value, file, f"$.config.{node_name}.{comp_name}.{param}"))
+
+
+def _apply_overlays(composition: Composition, overlays: list[tuple[Path, Any]]) -> None:
+    """Merge ``--config`` files: node -> component -> param -> value (or an app file: its config)."""
+    for overlay, data in overlays:
+        file = str(overlay)
+        if isinstance(data, dict) and "graph" in data:
+            data = data.get("config", {})  # an app file used as an overlay: take its config
+        if not isinstance(data, dict):
+            composition.errors.append(AppError(file, "$", "expected an object: node -> component -> param -> value"))
+            continue
+        for node, components in data.items():
+            if not isinstance(components, dict):
+                composition.errors.append(AppError(file, f"$.{node}", "expected an object: component -> param -> value"))
+                continue
+            for comp, params in components.items():
+                if not isinstance(params, dict):
+                    composition.errors.append(AppError(file, f"$.{node}.{comp}", "expected an object: param -> value"))
+                    continue
+                composition.note_config(node, comp, file, f"$.{node}", f"$.{node}.{comp}")
+                for param, value in params.items():
+                    composition.set_config(node, comp, param, ConfigValue(value, file, f"$.{node}.{comp}.{param}"))
+
+
+def _io_sets(composition: Composition, io_values: dict[str, str]) -> list[str]:
+    """``--input``/``--output``: ``--set`` texts for the params the app's ``io`` section names."""
+    sets = []
+    for key, value in io_values.items():
+        if value is None:
+            continue
+        targets = composition.io.get(key)
+        if not targets:
+            composition.errors.append(AppError(composition.file, "$.io",
+                                               f"no '{key}' entry, so --{key} has nothing to set"))
+            continue
+        sets += [f"{target}={value}" for target in targets]
+    return sets
+
+
+def _apply_sets(composition: Composition, sets: list[str]) -> None:
+    """``--set node/component/param=value``: kept as text, typed by the param's declaration in
+    validation."""
+    for text in sets:
+        key, sep, value = text.partition("=")
+        parts = key.rsplit("/", 2)
+        where = f"--set {text}"
+        if not sep or len(parts) != 3 or not all(parts):
+            composition.errors.append(AppError(COMMAND_LINE, where, "expected node/component/param=value"))
+            continue
+        node, comp, param = parts
+        composition.note_config(node, comp, COMMAND_LINE, where, where)
+        composition.set_config(node, comp, param, ConfigValue(value, COMMAND_LINE, where, text=True))
+
+
+def _collapse_interfaces(composition: Composition) -> list[AppError]:
+    """Replace every path through a Subgraph interface by direct edges (repeatedly, for nesting).
+
+    An edge from outside a subgraph must name a channel the subgraph forwards."""
+    interfaces = {c.full_name: c for c in composition.components if c.type == INTERFACE_TYPE}
+    if not interfaces:
+        return []
+    errors = []
+    edges = composition.edges
+    for edge in edges:
+        for key, endpoint, inner_key in (("target", edge.target, "source"), ("source", edge.source, "target")):
+            owner, port_name = endpoint.rsplit("/", 1)
+            interface = interfaces.get(owner)
+            if interface is None or edge.file == interface.file:
+                continue
+            forwarded = {getattr(e, inner_key).rsplit("/", 1)[1] for e in edges
+                         if e.file == interface.file and getattr(e, inner_key).rsplit("/", 1)[0] == owner}
+            if port_name not in forwarded:
+                direction = "input" if key == "target" else "output"
+                errors.append(AppError(edge.file, f"{edge.path}.{key}",
+                                       f"subgraph interface {owner} has no {direction} {port_name!r}"
+                                       f"{near(port_name, forwarded) or f' (it has: {sorted(forwarded)})'}"))
+    for _ in range(len(interfaces) + 1):
+        through = [e for e in edges if e.target.rsplit("/", 1)[0] in interfaces]
+        if not through:
+            break
+        kept = [e for e in edges if e.target.rsplit("/", 1)[0] not in interfaces]
+        resolved = []
+        for inbound in through:
+            for out in (e for e in kept + through if e.source == inbound.target):
+                resolved.append(EdgeSpec(inbound.source, out.target, inbound.file, inbound.path,
+                                         out.queue or inbound.queue))
+        edges = [e for e in kept if e.source.rsplit("/", 1)[0] not in interfaces] + resolved
+    composition.edges = [e for e in edges if e.source.rsplit("/", 1)[0] not in interfaces]
+    composition.components = [c for c in composition.components if c.type != INTERFACE_TYPE]
+    return errors

@@ -1,0 +1,360 @@
+"""The recording commands: ``run --record``, ``run --foxglove``, ``replay``, ``view``, ``info``, ``export``.
+
+graphflow/cli.py hooks them in with :func:`add_run_options` (on ``run`` and ``replay``),
+:func:`add_commands` and :func:`start_observers`/:func:`stop_observers` around ``app.run``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .reader import Recording, RecordingInvalid
+from .writer import ChannelFilter, Recorder, RecordingError, composed_app, parse_size
+
+
+# -- run --record / --foxglove -------------------------------------------------------------------
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("recording")
+    group.add_argument("--record", type=Path, metavar="FILE.mcap",
+                       help="record the app's channels to this MCAP file (graphflow info/replay/view/export read it)")
+    group.add_argument("--channels", action="append", default=[], metavar="PATTERN",
+                       help="record only channels matching this glob, e.g. 'feeder/*' (repeatable; default all)")
+    group.add_argument("--record-lossless", action="store_true",
+                       help="make the graph wait for the recorder instead of the recorder dropping messages")
+    group.add_argument("--record-split", metavar="SIZE",
+                       help="start a new file (NAME_001.mcap, ...) once one passes SIZE, e.g. 500MB")
+    group.add_argument("--record-foxglove", action="store_true",
+                       help="also record images and skeletons in Foxglove's schemas (/foxglove/<channel>)")
+    group.add_argument("--record-compression", choices=["lz4", "zstd", "none"], default="lz4",
+                       help="chunk compression (default lz4: faster; zstd: smaller files)")
+    group.add_argument("--foxglove", action="store_true",
+                       help="serve images and skeletons live to Foxglove (WebSocket; needs graphflow[foxglove])")
+    group.add_argument("--foxglove-port", type=int, default=8765, metavar="PORT",
+                       help="port of the Foxglove WebSocket server (default 8765)")
+
+
+def start_observers(args, app) -> list:
+    """Start what ``--record`` and ``--foxglove`` ask for; raises RecordingError (one line)."""
+    observers = []
+    if getattr(args, "channels", None) and not getattr(args, "record", None):
+        raise RecordingError("--channels chooses what --record records: give --record FILE.mcap too")
+    if getattr(args, "record", None):
+        split = parse_size(args.record_split) if args.record_split else None
+        recorder = Recorder(args.record, channels=ChannelFilter(args.channels), lossless=args.record_lossless,
+                            split_bytes=split, app=composed_app(app.spec), compression=args.record_compression,
+                            foxglove_channels=args.record_foxglove)
+        observers.append(recorder.start(app))
+    if getattr(args, "foxglove", False):
+        from .live import FoxgloveLive
+
+        try:
+            observers.append(FoxgloveLive(port=args.foxglove_port).start(app))
+        except RecordingError:
+            stop_observers(observers)
+            raise
+    return observers
+
+
+def stop_observers(observers, out=None) -> None:
+    out = out or sys.stderr
+    for observer in observers:
+        observer.stop()
+        if isinstance(observer, Recorder):
+            print(observer.summary(), file=out)
+
+
+# -- the commands --------------------------------------------------------------------------------
+def add_commands(sub, add_app_args, add_run_args, run_app) -> None:
+    """``replay``, ``view``, ``info``, ``export``. ``add_app_args``/``add_run_args`` add graphflow
+    run's options to ``replay``; ``run_app(args, app)`` runs an app as ``graphflow run`` does."""
+    replay = sub.add_parser("replay", help="feed a recording into an app in place of its sources")
+    replay.add_argument("recording", type=Path, help="the MCAP file")
+    add_app_args(replay)
+    add_run_args(replay)
+    replay.add_argument("--rate", default="1", metavar="R|max",
+                        help="replay speed: 1 = as recorded (default), 2 = twice as fast, max = as fast as the app takes it")
+    replay.add_argument("--loop", action="store_true", help="start over at the end (acqtimes keep increasing)")
+    replay.add_argument("--start", type=float, metavar="S", help="start S seconds into the recording")
+    replay.add_argument("--end", type=float, metavar="S", help="end S seconds into the recording")
+    replay.add_argument("--map", action="append", default=[], metavar="RECORDED=node/component/port",
+                        help="feed recorded channel RECORDED into this output (replacing it) or input "
+                             "(repeatable; default: the app's source channels of the same name)")
+    replay.set_defaults(func=lambda args: cmd_replay(args, run_app))
+
+    view = sub.add_parser("view", help="open the web viewer on a recording, with a timeline")
+    view.add_argument("recording", type=Path)
+    view.add_argument("--viewer-port", type=int, default=3000, metavar="PORT")
+    view.add_argument("--viewer-host", default="127.0.0.1", metavar="HOST")
+    view.add_argument("--duration", type=float, help="serve for this many seconds (default: until Ctrl-C)")
+    view.set_defaults(func=cmd_view)
+
+    info = sub.add_parser("info", help="what a recording holds: channels, types, counts, rates, duration, the app")
+    info.add_argument("recording", type=Path)
+    info.add_argument("--json", action="store_true", help="print JSON")
+    info.set_defaults(func=cmd_info)
+
+    export = sub.add_parser("export", help="write a recording's images, video or COCO predictions")
+    export.add_argument("recording", type=Path)
+    what = export.add_mutually_exclusive_group(required=True)
+    what.add_argument("--images", type=Path, metavar="DIR", help="every image of a channel as a PNG file")
+    what.add_argument("--video", type=Path, metavar="FILE.mp4", help="the images of a channel as a video")
+    what.add_argument("--coco", type=Path, metavar="FILE.json",
+                      help="the skeletons as COCO keypoint results, written by the recorded app's prediction writer")
+    export.add_argument("--channel", help="the image channel (default: the only one, or the app's first window's)")
+    export.add_argument("--coco-writer", metavar="NODE/COMPONENT",
+                        help="the component of the recorded app that writes COCO results (default: its PredictionWriter)")
+    export.add_argument("--fps", type=float, help="video frame rate (default: the channel's recorded rate)")
+    export.set_defaults(func=cmd_export)
+
+
+def _open(path: Path) -> Recording:
+    return Recording(path)
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def cmd_replay(args, run_app) -> int:
+    from ..loader import load_app
+    from .replay import ReplayError, ReplayOptions, build_replay_app, parse_map, parse_rate
+
+    try:
+        options = ReplayOptions(rate=parse_rate(args.rate), loop=args.loop, start=args.start, end=args.end,
+                                maps=[parse_map(m) for m in args.map])
+        if options.start is not None and options.end is not None and options.end <= options.start:
+            raise ReplayError(f"--end {options.end} is not after --start {options.start}")
+        recording = _open(args.recording)
+    except (ReplayError, RecordingInvalid) as exc:
+        return _fail(str(exc))
+    with recording:
+        if recording.recovery is not None:
+            print(f"warning: {args.recording} was not closed properly; {recording.recovery}", file=sys.stderr)
+        io = {key: value for key, value in (("input", args.input), ("output", args.output)) if value is not None}
+        spec = load_app(args.app, args.config, args.set, io=io)
+        try:
+            app, removed = build_replay_app(spec, recording, options, workers=args.workers, max_ticks=args.max_ticks)
+        except ReplayError as exc:
+            return _fail(str(exc))
+        print(f"replaying {args.recording} into {args.app} in place of {', '.join(removed) or 'nothing'}",
+              file=sys.stderr)
+        return run_app(args, app)
+
+
+def cmd_view(args) -> int:
+    from .view import view_recording
+
+    return view_recording(args.recording, args.viewer_host, args.viewer_port, args.duration)
+
+
+# -- info ------------------------------------------------------------------------------------------
+def describe(recording: Recording) -> dict:
+    """Everything ``graphflow info`` prints."""
+    app = None
+    try:
+        app = recording.app()
+    except RecordingInvalid:
+        pass
+    start = recording.start_time
+    channels = []
+    for channel in sorted(recording.channels.values(), key=lambda c: c.topic):
+        times = recording.times(channel.topic)
+        count = len(times)
+        span = (times[-1] - times[0]) / 1e9 if count > 1 else 0.0
+        channels.append({"channel": channel.topic, "type": channel.schema_name, "encoding": channel.message_encoding,
+                         "messages": count, "rate": (count - 1) / span if span > 0 else 0.0,
+                         "first_s": (times[0] - start) / 1e9 if count else None,
+                         "last_s": (times[-1] - start) / 1e9 if count else None})
+    meta = recording.metadata.get("graphflow", {})
+    return {
+        "file": str(recording.path), "bytes": recording.size, "messages": sum(c["messages"] for c in channels),
+        "channels": channels, "duration_s": recording.duration, "graphflow": recording.is_graphflow,
+        "app": app.get("name") if app else meta.get("app"), "app_file": (app or {}).get("description", ""),
+        "recorded_at": meta.get("recorded_at"), "command": meta.get("command"),
+        "attachments": sorted(recording.attachments),
+        "recovered": None if recording.recovery is None else {
+            "messages": recording.recovery.messages, "chunks": recording.recovery.chunks,
+            "kept_bytes": recording.recovery.kept_bytes, "file_bytes": recording.recovery.file_bytes,
+            "text": str(recording.recovery)},
+    }
+
+
+def cmd_info(args) -> int:
+    try:
+        recording = _open(args.recording)
+    except RecordingInvalid as exc:
+        return _fail(str(exc))
+    with recording:
+        info = describe(recording)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"{info['file']}: {info['bytes'] / 1e6:.2f} MB, {info['messages']} messages on {len(info['channels'])} "
+          f"channels over {info['duration_s']:.2f} s")
+    if info["app"]:
+        print(f"app: {info['app']} ({info['app_file']})" if info["app_file"] else f"app: {info['app']}")
+    if info["recorded_at"]:
+        print(f"recorded: {info['recorded_at']}  command: {info['command']}")
+    if info["recovered"]:
+        print(f"not closed properly (killed, or the disk filled): {info['recovered']['text']}")
+    print(f"{'channel':52} {'type':28} {'messages':>9} {'rate/s':>8} {'first s':>8} {'last s':>8}")
+    for c in info["channels"]:
+        first = "-" if c["first_s"] is None else f"{c['first_s']:.2f}"
+        last = "-" if c["last_s"] is None else f"{c['last_s']:.2f}"
+        print(f"{c['channel']:52} {c['type']:28} {c['messages']:>9} {c['rate']:>8.2f} {first:>8} {last:>8}")
+    return 0
+
+
+# -- export ----------------------------------------------------------------------------------------
+def _image_channel(recording: Recording, chosen: str | None) -> str:
+    images = [c.topic for c in recording.channels.values() if c.metadata.get("render") == "image"]
+    if chosen:
+        if chosen not in recording.by_topic:
+            raise RecordingError(f"--channel {chosen!r}: no such channel (image channels: {', '.join(images) or 'none'})")
+        return chosen
+    if len(images) == 1:
+        return images[0]
+    if not images:
+        raise RecordingError(f"{recording.path} holds no image channel")
+    app = recording.app() or {}
+    for window in app.get("ui_config", {}).get("windows", {}).values():
+        for channel in window.get("channels", []):
+            if channel.get("name") in images:
+                return channel["name"]
+    raise RecordingError(f"{recording.path} holds several image channels ({', '.join(images)}): choose one with --channel")
+
+
+def _images(recording: Recording, topic: str):
+    for item in recording.messages([topic]):
+        _, _, fields = item.fields()
+        pixels = fields.get("pixels")
+        if pixels is None:
+            raise RecordingError(f"{topic}: messages have no 'pixels' field")
+        if fields.get("color_order") == "rgb" and pixels.ndim == 3:
+            pixels = pixels[..., ::-1]
+        yield item, pixels
+
+
+def cmd_export(args) -> int:
+    try:
+        recording = _open(args.recording)
+    except RecordingInvalid as exc:
+        return _fail(str(exc))
+    try:
+        with recording:
+            if recording.recovery is not None:
+                print(f"warning: {args.recording} was not closed properly; {recording.recovery}", file=sys.stderr)
+            if args.coco:
+                count = export_coco(recording, args.coco, args.coco_writer)
+                print(f"wrote {count} COCO results to {args.coco}")
+            elif args.images:
+                count = export_images(recording, args.images, args.channel)
+                print(f"wrote {count} images to {args.images}")
+            else:
+                count = export_video(recording, args.video, args.channel, args.fps)
+                print(f"wrote {count} frames to {args.video}")
+    except RecordingError as exc:
+        return _fail(str(exc))
+    return 0
+
+
+def export_images(recording: Recording, folder: Path, channel: str | None = None) -> int:
+    import cv2
+
+    topic = _image_channel(recording, channel)
+    folder.mkdir(parents=True, exist_ok=True)
+    count = 0
+    for count, (item, pixels) in enumerate(_images(recording, topic), start=1):
+        path = folder / f"{count - 1:06d}.png"
+        if not cv2.imwrite(str(path), pixels):
+            raise RecordingError(f"cannot write {path}")
+    return count
+
+
+def export_video(recording: Recording, path: Path, channel: str | None = None, fps: float | None = None) -> int:
+    import cv2
+
+    topic = _image_channel(recording, channel)
+    if fps is None:
+        times = recording.times(topic)
+        span = (times[-1] - times[0]) / 1e9 if len(times) > 1 else 0.0
+        fps = (len(times) - 1) / span if span > 0 else 10.0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = None
+    count = 0
+    try:
+        for item, pixels in _images(recording, topic):
+            if pixels.ndim == 2:
+                pixels = cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR)
+            if writer is None:
+                size = (pixels.shape[1], pixels.shape[0])
+                writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), max(fps, 0.1), size)
+                if not writer.isOpened():
+                    raise RecordingError(f"cannot write video {path} (OpenCV has no mp4v encoder?)")
+            if (pixels.shape[1], pixels.shape[0]) != size:
+                pixels = cv2.resize(pixels, size)
+            writer.write(pixels)
+            count += 1
+    finally:
+        if writer is not None:
+            writer.release()
+    if count == 0:
+        raise RecordingError(f"{topic}: no images recorded")
+    return count
+
+
+def export_coco(recording: Recording, path: Path, writer_name: str | None = None) -> int:
+    """Run the recorded app's own COCO writer (its class and config, from the attached app) over the
+    recorded skeletons: the file is what the live run's writer wrote."""
+    from ..registry import Registry
+    from ..testing import Harness
+
+    app = recording.app()
+    if app is None:
+        raise RecordingError(f"{recording.path} has no attached app, so it does not say how to write COCO results")
+    registry = Registry()
+    for module in app.get("modules", []):
+        base = app.get("module_dirs", {}).get(module)
+        try:
+            registry.load_pack(module, Path(base) if base else None)
+        except Exception as exc:
+            raise RecordingError(f"node pack {module!r} of the recorded app cannot be loaded: {exc}") from None
+    components = {f"{node['name']}/{c['name']}": c["type"] for node in app["graph"]["nodes"]
+                  for c in node.get("components", [])}
+    if writer_name is None:
+        writers = [name for name, type_name in components.items() if type_name.endswith("PredictionWriter")]
+        if len(writers) != 1:
+            raise RecordingError(f"the recorded app has {len(writers) or 'no'} PredictionWriter components"
+                                 f"{' (' + ', '.join(writers) + ')' if writers else ''}: choose with --coco-writer NODE/COMPONENT")
+        writer_name = writers[0]
+    if writer_name not in components:
+        raise RecordingError(f"--coco-writer {writer_name!r}: the recorded app has no such component")
+    cls = registry.get(components[writer_name])
+    if cls is None:
+        raise RecordingError(f"{writer_name}: node type {components[writer_name]!r} is not known here")
+    inputs = {e["target"].rsplit("/", 1)[1]: e["source"] for e in app["graph"]["edges"]
+              if e["target"].rsplit("/", 1)[0] == writer_name}
+    missing = [source for source in inputs.values() if source not in recording.by_topic]
+    if missing:
+        raise RecordingError(f"{writer_name} was fed by {', '.join(missing)}, which the recording does not hold "
+                             f"(record it: --channels '{missing[0]}')")
+    node, name = writer_name.split("/", 1)
+    config = dict(app.get("config", {}).get(node, {}).get(name, {}))
+    config = {key: value for key, value in config.items() if key in cls.params()}
+    path = Path(path)
+    if "folder" in cls.params():
+        config["folder"] = str(path.parent)
+    if "filename" in cls.params():
+        config["filename"] = path.name
+    harness = Harness(cls, config, node=node, name=name).start()
+    by_topic = {source: port for port, source in inputs.items()}
+    for item in recording.messages(list(by_topic)):
+        message = item.decode()
+        harness.feed(by_topic[item.topic], message.payload, acqtime=message.acqtime)
+        harness.run_pending()
+    harness.stop()
+    results = json.loads(path.read_text()) if path.exists() else []
+    return len(results)

@@ -1,0 +1,239 @@
+"""The one serialized form of a message: a msgpack header with the arrays as separate buffers.
+
+``encode(message)`` gives frames: ``frames[0]`` is a msgpack map ``{"v", "type", "schema", "uuid",
+"acqtime", "pubtime", "fields"}``; every numpy (or CuPy, copied to the host here) array inside the
+fields is written there as ``{"__nd__": i, "dtype": "<f4", "shape": [...]}`` and its bytes are
+``frames[1 + i]``, a memoryview of the array itself (no copy). ``decode(frames)`` is the inverse;
+its arrays are read-only numpy views of the given buffers (no copy either). Nested message types
+are maps of their own fields (a message is flat: it never carries the headers of the messages it
+was derived from); records (NamedTuples) are maps by field name. The mapping of fields to plain
+values is :meth:`graphflow.messages.MessageType.to_wire` / ``from_wire``.
+
+``pack``/``unpack`` put the frames in one contiguous blob (files, recordings):
+``b"GFWB"``, a little-endian uint32 frame count, one uint64 length per frame, then the frames, each
+starting at a multiple of 64 bytes (so the arrays' views are aligned).
+
+Anything that is not such a message (truncated, foreign, corrupt, an unknown type, a different
+format or schema version) raises :class:`WireError`, and nothing else.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import struct
+import typing
+from typing import Any, Sequence
+
+import msgpack
+import numpy as np
+
+
+from .messages import Header, Message, MessageType, freeze, is_record_type, message_types
+
+FORMAT_VERSION = 1
+BLOB_MAGIC = b"GFWB"
+_ALIGN = 64
+_ARRAY_KEYS = frozenset(("__nd__", "dtype", "shape"))
+
+
+class WireError(ValueError):
+    """Bytes that are not a graphflow message; the text says what is wrong."""
+
+
+# -- schema version ----------------------------------------------------------------------------
+_SCHEMA_VERSIONS: dict[type, str] = {}
+
+
+def schema_version(message_type: type[MessageType]) -> str:
+    """12 hex characters of the sha256 of the type's wire schema: its wire name and, recursively,
+    each field's name and type (docs and defaults do not count)."""
+    version = _SCHEMA_VERSIONS.get(message_type)
+    if version is None:
+        text = json.dumps(_signature(message_type, ()), sort_keys=True, separators=(",", ":"))
+        version = _SCHEMA_VERSIONS[message_type] = hashlib.sha256(text.encode()).hexdigest()[:12]
+    return version
+
+
+def _signature(hint: Any, seen: tuple) -> Any:
+    if hint is np.ndarray:
+        return "ndarray"
+    if isinstance(hint, type) and issubclass(hint, MessageType):
+        if hint in seen:
+            return hint.wire_name
+        hints = typing.get_type_hints(hint)
+        return {"message": hint.wire_name,
+                "fields": [[f.name, _signature(hints[f.name], seen + (hint,))] for f in dataclasses.fields(hint)]}
+    if is_record_type(hint):
+        hints = typing.get_type_hints(hint)
+        return {"record": [[name, _signature(hints.get(name, Any), seen)] for name in hint._fields]}
+    args = typing.get_args(hint)
+    if args:
+        origin = typing.get_origin(hint)
+        return [getattr(origin, "__name__", str(origin))] + [_signature(arg, seen) for arg in args]
+    if hint is type(None):
+        return "None"
+    return getattr(hint, "__name__", str(hint))
+
+
+# -- frames ------------------------------------------------------------------------------------
+def encode(message: Message) -> list:
+    """frames[0] the msgpack header, frames[1:] the arrays' bytes (memoryviews, no copy)."""
+    payload = message.payload
+    buffers: list = []
+
+    def out_of_band(array: Any) -> dict:
+        if not isinstance(array, np.ndarray):  # CuPy: the host copy is this boundary's one copy
+            array = array.get()
+        if array.dtype.hasobject:
+            raise TypeError(f"{payload.wire_name}: an array of Python objects cannot be sent")
+        if not array.flags.c_contiguous:
+            array = np.ascontiguousarray(array)  # (not for all: it makes a 0-d array 1-d)
+        buffers.append(array.reshape(-1).view(np.uint8).data)
+        return {"__nd__": len(buffers) - 1, "dtype": array.dtype.str, "shape": list(array.shape)}
+
+    header = message.header
+    head = {"v": FORMAT_VERSION, "type": payload.wire_name, "schema": schema_version(type(payload)),
+            "uuid": header.uuid, "acqtime": header.acqtime, "pubtime": header.pubtime,
+            "fields": payload.to_wire(out_of_band)}
+    return [msgpack.packb(head, use_bin_type=True)] + buffers
+
+
+def decode(frames: Sequence) -> Message:
+    """The message that :func:`encode` made these frames from; arrays are read-only views."""
+    name, header, fields = decode_fields(frames)
+    message_type = message_types().get(name)
+    if message_type is None:
+        raise WireError(f"unknown message type {name!r} (its pack is not imported here)")
+    if header["schema"] != schema_version(message_type):
+        raise WireError(f"{name}: sender's schema version {header['schema']} differs from this "
+                        f"side's {schema_version(message_type)} (the declarations differ)")
+    surplus = fields.keys() - _field_names(message_type)
+    if surplus:
+        raise WireError(f"{name}: fields do not match the declaration: no field {sorted(surplus)[0]!r}")
+    try:
+        payload = message_type.from_wire(fields)
+    except Exception as error:  # fields that do not fit the declaration, whatever the mismatch
+        raise WireError(f"{name}: fields do not match the declaration: {error}") from None
+    freeze(payload)
+    return Message(Header(header["acqtime"], header["pubtime"], header["uuid"]), payload)
+
+
+_FIELD_NAMES: dict[type, frozenset] = {}
+
+
+def _field_names(message_type: type) -> frozenset:
+    names = _FIELD_NAMES.get(message_type)
+    if names is None:
+        names = _FIELD_NAMES[message_type] = frozenset(f.name for f in dataclasses.fields(message_type))
+    return names
+
+
+def decode_fields(frames: Sequence) -> tuple[str, dict, dict]:
+    """(type name, header {uuid, acqtime, pubtime, schema}, fields) without the type's pack:
+    nested messages and records are plain dicts, arrays read-only numpy views."""
+    if isinstance(frames, (bytes, bytearray, memoryview)) or not isinstance(frames, Sequence) or not frames:
+        raise WireError("no frames: a message is a list of one header frame and its array frames")
+    arrays_used: set[int] = set()
+
+    def array_from(entry: dict) -> Any:
+        if entry.keys() != _ARRAY_KEYS:
+            return entry
+        index, dtype, shape = entry["__nd__"], entry["dtype"], entry["shape"]
+        if type(index) is not int or not 0 <= index < len(frames) - 1:
+            raise WireError(f"array refers to frame {index!r}; the message has {len(frames) - 1} array frames")
+        if not isinstance(dtype, str) or not isinstance(shape, list) \
+                or not all(type(n) is int and n >= 0 for n in shape):
+            raise WireError(f"bad array description: dtype {dtype!r}, shape {shape!r}")
+        try:
+            dtype = np.dtype(dtype)
+        except Exception:
+            raise WireError(f"bad array dtype {entry['dtype']!r}") from None
+        if dtype.hasobject:
+            raise WireError(f"array dtype {dtype} holds Python objects")
+        buffer = _bytes_view(frames[index + 1])
+        expected = dtype.itemsize
+        for n in shape:
+            expected *= n
+        if buffer.nbytes != expected:
+            raise WireError(f"array frame {index + 1} has {buffer.nbytes} bytes; "
+                            f"dtype {dtype} shape {shape} needs {expected}")
+        arrays_used.add(index)
+        array = np.frombuffer(buffer, dtype=dtype).reshape(shape) if expected else np.empty(shape, dtype)
+        array.setflags(write=False)
+        return array
+
+    try:
+        head = msgpack.unpackb(_bytes_view(frames[0]), raw=False, object_hook=array_from)
+    except WireError:
+        raise
+    except Exception as error:  # msgpack's own errors for truncated or corrupt bytes are many types
+        raise WireError(f"header frame is not msgpack: {type(error).__name__}: {error}") from None
+    if not isinstance(head, dict) or "v" not in head:
+        raise WireError("not a graphflow message (no format version in the header frame)")
+    if head["v"] != FORMAT_VERSION:
+        raise WireError(f"wire format version {head['v']!r}; this graphflow reads version {FORMAT_VERSION}")
+    kinds = {"type": str, "schema": str, "uuid": str, "acqtime": (int, float), "pubtime": (int, float),
+             "fields": dict}
+    for key, kind in kinds.items():
+        if not isinstance(head.get(key), kind) or isinstance(head.get(key), bool):
+            raise WireError(f"header field {key!r} is missing or of the wrong type")
+    if len(arrays_used) != len(frames) - 1:
+        raise WireError(f"{len(frames) - 1} array frames, but the header refers to {len(arrays_used)}")
+    header = {"uuid": head["uuid"], "acqtime": float(head["acqtime"]), "pubtime": float(head["pubtime"]),
+              "schema": head["schema"]}
+    return head["type"], header, head["fields"]
+
+
+def _bytes_view(frame: Any) -> memoryview:
+    """A flat byte view of a frame (bytes, memoryview, zmq.Frame, numpy buffer)."""
+    buffer = getattr(frame, "buffer", frame)  # zmq.Frame
+    try:
+        view = memoryview(buffer)
+    except TypeError:
+        raise WireError(f"a frame is a {type(frame).__name__}, not bytes") from None
+    if view.ndim != 1 or view.itemsize != 1:
+        view = view.cast("B") if view.c_contiguous else memoryview(bytes(view))
+    return view
+
+
+# -- one blob ----------------------------------------------------------------------------------
+def pack(message: Message) -> bytes:
+    """The frames of :func:`encode` in one contiguous blob (one copy of the arrays)."""
+    return pack_frames(encode(message))
+
+
+def pack_frames(frames: Sequence) -> bytes:
+    views = [memoryview(frame).cast("B") if not isinstance(frame, bytes) else frame for frame in frames]
+    prefix = BLOB_MAGIC + struct.pack(f"<I{len(views)}Q", len(views), *(len(v) for v in views))
+    parts, end = [prefix], len(prefix)
+    for view in views:
+        padding = -end % _ALIGN
+        parts += [bytes(padding), view]
+        end += padding + len(view)
+    return b"".join(parts)  # the one copy
+
+
+def unpack(data: Any) -> Message:
+    """The message in a :func:`pack` blob; arrays are read-only views into ``data``."""
+    return decode(unpack_frames(data))
+
+
+def unpack_frames(data: Any) -> list[memoryview]:
+    view = _bytes_view(data)
+    if view.nbytes < 8 or bytes(view[:4]) != BLOB_MAGIC:
+        raise WireError("not a graphflow message blob (no GFWB magic)")
+    (count,) = struct.unpack_from("<I", view, 4)
+    if count < 1 or 8 + 8 * count > view.nbytes:
+        raise WireError(f"blob of {view.nbytes} bytes is truncated or corrupt ({count} frames announced)")
+    lengths = struct.unpack_from(f"<{count}Q", view, 8)
+    frames, end = [], 8 + 8 * count
+    for length in lengths:
+        start = -(-end // _ALIGN) * _ALIGN
+        end = start + length
+        if end > view.nbytes:
+            raise WireError(f"blob of {view.nbytes} bytes is truncated: a frame ends at byte {end}")
+        frames.append(view[start:end])
+    if end != view.nbytes:
+        raise WireError(f"blob has {view.nbytes - end} bytes after its last frame")
+    return frames

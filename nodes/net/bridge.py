@@ -1,0 +1,141 @@
+"""net.Publisher and net.Subscriber: one edge of a graph, carried between processes or hosts."""
+from __future__ import annotations
+
+from graphflow import Codelet, Param, Rx, Tx
+from graphflow.channels import transport
+from graphflow.channels.security import ChannelConfigError
+from graphflow.messages import message_types
+from graphflow.tick import TickPolicy
+
+from .messages import AnyMessage
+
+QUEUE_POLICIES = ["latest", "block", "reject"]
+
+
+def _resolve(type_name: str, who: str):
+    message_type = message_types().get(type_name)
+    if message_type is None or message_type is AnyMessage:
+        raise ValueError(f"{who}: message_type {type_name!r} is not a known message type "
+                         f"(is its pack in the app's modules?)")
+    return message_type
+
+
+class _Bridge(Codelet):
+    endpoint = Param(str, "tcp://127.0.0.1:5555",
+                     "ZeroMQ endpoint: tcp://HOST:PORT or ipc:///path. The publisher binds it, subscribers connect.")
+    message_type = Param(str, doc="Wire name of the message type carried, e.g. 'vision/Image'; "
+                                  "both ends must agree (checked when they connect).")
+    queue_size = Param(int, 8, "Messages in flight per subscriber before the policy applies.", range=(1, None))
+    curve_secret_key = Param(str, "", "This end's CURVE secret key file (graphflow keys NAME makes NAME.key_secret); "
+                                      "empty: no encryption.")
+
+    @classmethod
+    def port_message_type(cls, port: str, params: dict):
+        """For the loader: the type this bridge's port carries (named by its message_type param)."""
+        name = params.get("message_type")
+        return message_types().get(name) if isinstance(name, str) else None
+
+
+class Publisher(_Bridge):
+    """Sends every message it receives to the net.Subscribers connected to its endpoint
+    (frames over ZeroMQ; on one host arrays of 64 KB and more through shared memory). Binds
+    loopback unless given CURVE keys or insecure."""
+
+    message = Rx(AnyMessage, "The messages to send.", queue_size=8, policy="block")
+    policy = Param(str, "block", "When a subscriber's queue is full: latest (drop its oldest), "
+                                 "block (wait: nothing is lost), reject (drop the new one).", choices=QUEUE_POLICIES)
+    curve_clients = Param(str, "", "Folder of the CURVE public keys (*.key) allowed to connect; empty: any "
+                                   "client with the right server key.")
+    insecure = Param(bool, False, "Allow binding off loopback without CURVE keys.")
+    shm_threshold = Param(int, transport.SHM_THRESHOLD, "Arrays of this many bytes and more go through shared "
+                                                        "memory to subscribers on this host.", range=(0, None))
+    flush_timeout = Param(float, 5.0, "At the end: seconds to wait for subscribers to take what is queued.",
+                          range=(0.0, None))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.carried = _resolve(self.message_type, self.full_name)
+        self.message.message_type = self.carried
+
+    def start(self):
+        try:
+            self.sender = transport.Sender(
+                self.endpoint, self.carried, name=self.full_name, queue_size=self.queue_size, policy=self.policy,
+                curve_secret_key=self.curve_secret_key, curve_clients=self.curve_clients, insecure=self.insecure,
+                shm_threshold=self.shm_threshold, stopping=lambda: getattr(self.runtime, "finished", False))
+            self.sender.start()
+        except (ChannelConfigError, transport.ChannelError) as exc:
+            raise transport.ChannelError(f"{self.full_name}: {exc}") from None
+        self.tick_on_message(self.message)
+
+    def tick(self):
+        message = self.message.read()
+        if message is not None and not self.sender.send(message):
+            self.message.dropped += 1  # dropped on the wire: counted on this channel's drops
+
+    def stop(self):
+        sender = getattr(self, "sender", None)
+        if sender is not None:
+            sender.close(self.flush_timeout)
+            self.log.info("%s: %d sent, %d dropped, %d bad frames%s", sender.bound_endpoint, sender.sent,
+                          sender.dropped, sender.bad_frames,
+                          f", {len(sender.refused)} subscribers refused" if sender.refused else "")
+
+
+class _Received(TickPolicy):
+    """Due when the receiver holds messages, an end or an error (woken by its I/O thread)."""
+
+    self_driven = True  # the network makes it due: a source, whose end the app's end waits for
+
+    def __init__(self, receiver: transport.Receiver):
+        self.receiver = receiver
+
+    def ready(self) -> bool:
+        r = self.receiver
+        return bool(r._inbox) or r.ended or r.error is not None
+
+    def describe(self) -> str:
+        return f"on messages from {self.receiver.endpoint}"
+
+
+class Subscriber(_Bridge):
+    """Publishes every message a net.Publisher at its endpoint sends; resumes by itself when the
+    publisher starts late, restarts or the network drops. Exhausted when the publisher's app ends."""
+
+    message = Tx(AnyMessage, "The messages received.")
+    curve_server_key = Param(str, "", "The publisher's CURVE public key file (NAME.key); empty: no encryption.")
+    max_message_bytes = Param(int, transport.MAX_MESSAGE_BYTES, "Larger messages are dropped and counted.",
+                              range=(1, None))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.carried = _resolve(self.message_type, self.full_name)
+        self.message.message_type = self.carried
+
+    def start(self):
+        try:
+            self.receiver = transport.Receiver(
+                self.endpoint, self.carried, name=self.full_name, queue_size=self.queue_size,
+                wake=lambda: self.runtime.input_ready(self), curve_server_key=self.curve_server_key,
+                curve_secret_key=self.curve_secret_key, max_message_bytes=self.max_message_bytes)
+            self.receiver.start()
+        except (ChannelConfigError, transport.ChannelError) as exc:
+            raise transport.ChannelError(f"{self.full_name}: {exc}") from None
+        self.tick_policy = _Received(self.receiver)
+
+    def tick(self):
+        receiver = self.receiver
+        for message in receiver.take():
+            self.message.publish(message.payload, acqtime=message.acqtime)
+        if receiver.error is not None:
+            raise transport.ChannelError(receiver.error)
+        if receiver.ended and not receiver.pending():
+            self.report_exhausted()
+
+    def stop(self):
+        receiver = getattr(self, "receiver", None)
+        if receiver is not None:
+            receiver.close()
+            self.log.info("%s: %d received, %d bad frames dropped, %d dropped upstream, %d silences",
+                          receiver.endpoint, receiver.received, receiver.bad_frames, receiver.upstream_dropped,
+                          receiver.silences)

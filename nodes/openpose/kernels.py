@@ -1,0 +1,549 @@
+"""Compiled (numba) kernels of the PAF decoding steps in ``paf.py``.
+
+Each kernel computes what its step's NumPy code computes, in one pass over the data instead of
+many small array operations (the NumPy code stays the reference and the fallback: tests check
+both give the same results). Kernels are compiled with ``cache=True`` (numba's on-disk cache,
+beside this file or under ``NUMBA_CACHE_DIR``) and always called with the same argument types
+(the step functions convert their inputs first), so ``warm_up`` — which the decoder's nodes
+call in ``start()`` — compiles or loads every kernel once, before the first frame.
+
+``GRAPHFLOW_JIT=0`` in the environment, or ``paf.use_jit(False)``, runs the NumPy code instead;
+without numba installed the NumPy code runs.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+try:
+    import numba
+    from numba import njit
+except ImportError:  # numba is optional: the NumPy steps run instead
+    numba = None
+
+AVAILABLE = numba is not None
+ENABLED = AVAILABLE and os.environ.get("GRAPHFLOW_JIT", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+if AVAILABLE:
+    jit = njit(cache=True, nogil=True)
+
+    # Elementwise loops written as out[i] = f(a[i], b[i], ...) into a buffer distinct from the
+    # inputs: the form LLVM vectorizes (an in-place dst[i] = max(dst[i], src[i]) stayed scalar,
+    # 4x slower).
+    @njit(nogil=True, fastmath=True, inline="always")
+    def _max3(out, a, b, c, n):
+        for i in range(n):
+            out[i] = max(max(a[i], b[i]), c[i])
+
+    @njit(nogil=True, fastmath=True, inline="always")
+    def _max2(out, a, b, n):
+        for i in range(n):
+            out[i] = max(a[i], b[i])
+
+    @njit(cache=True, nogil=True, fastmath=True)
+    def _pool3(src, out, tmp, C, H, W):
+        """3x3 max pooling of flat (C*H*W) src into out, windows clipped to each channel."""
+        HW = H * W
+        for c in range(C):
+            s = src[c * HW:(c + 1) * HW]
+            o = out[c * HW:(c + 1) * HW]
+            if H == 1:
+                tmp[:HW] = s
+            else:  # rows: max of a cell and the cells above and below
+                _max2(tmp, s, s[W:], W)
+                _max2(tmp[HW - W:], s[HW - 2 * W:], s[HW - W:], W)
+                if H > 2:
+                    _max3(tmp[W:], s, s[W:], s[2 * W:], HW - 2 * W)
+            if W == 1:
+                o[:] = tmp[:HW]
+                continue
+            if HW > 2:  # columns, over the channel as one flat row ...
+                _max3(o[1:], tmp, tmp[1:], tmp[2:], HW - 2)
+            for y in range(H):  # ... then the row ends again, which saw the next/previous row
+                i = y * W
+                o[i] = max(tmp[i], tmp[i + 1])
+                j = i + W - 1
+                o[j] = max(tmp[j - 1], tmp[j])
+
+    @jit
+    def max_pool(h, r):
+        """(C, H, W) float32 → same-size max over (2r+1)² windows clipped to the map: r passes
+        of 3x3 pooling (a clipped 5x5 window is a clipped 3x3 window of clipped 3x3 windows)."""
+        C, H, W = h.shape
+        out = np.empty_like(h)
+        if r == 0:
+            out[:] = h
+            return out
+        tmp = np.empty(H * W, np.float32)
+        _pool3(h.ravel(), out.ravel(), tmp, C, H, W)
+        if r > 1:
+            other = np.empty_like(h)
+            for _ in range(r - 1):
+                _pool3(out.ravel(), other.ravel(), tmp, C, H, W)
+                out, other = other, out
+        return out
+
+    @jit
+    def _blocks(words):
+        """Indices of the 8-word (64-cell) blocks of a flat bool map with a True cell, in order:
+        a sparse map is skipped a cache line at a time."""
+        nb = words.size // 8
+        found = np.empty(nb, np.int64)
+        n = 0
+        for b in range(nb):
+            w = words[8 * b:8 * b + 8]
+            if (w[0] | w[1] | w[2] | w[3] | w[4] | w[5] | w[6] | w[7]) != 0:
+                found[n] = b
+                n += 1
+        return found[:n]
+
+    @jit
+    def non_maximum_suppression(h, pooled, threshold):
+        """Peak map as in paf.non_maximum_suppression (same tie-break against the original peaks)."""
+        C, H, W = h.shape
+        n = C * H * W
+        hf = h.ravel()
+        pf = pooled.ravel()
+        flags = np.empty(n, np.uint8)
+        for i in range(n):  # branch-free: vectorized
+            v = hf[i]
+            flags[i] = (v >= pf[i]) & (v >= threshold)
+        out = flags.view(np.bool_)
+        blocks = _blocks(flags[: n // 64 * 64].view(np.uint64))
+        # Reverse raster order: the earlier neighbours a cell is compared with still hold their
+        # original peak flags when it is visited (as in the NumPy code, which uses them all at once).
+        tail = n // 64 * 64
+        for k in range(blocks.size + 1):
+            if k == 0:
+                lo, hi = tail, n
+            else:
+                lo = blocks[blocks.size - k] * 64
+                hi = lo + 64
+            for i in range(hi - 1, lo - 1, -1):
+                if not out[i]:
+                    continue
+                v = hf[i]
+                x = i % W
+                y = (i // W) % H
+                if y > 0:
+                    j = i - W
+                    if out[j] and hf[j] == v:
+                        out[i] = False
+                        continue
+                    if x > 0 and out[j - 1] and hf[j - 1] == v:
+                        out[i] = False
+                        continue
+                    if x < W - 1 and out[j + 1] and hf[j + 1] == v:
+                        out[i] = False
+                        continue
+                if x > 0 and out[i - 1] and hf[i - 1] == v:
+                    out[i] = False
+        return out.reshape(C, H, W)
+
+    @jit
+    def _fit(m, c0, p, inside):
+        den = m - np.float32(2.0) * c0 + p
+        if not inside or not den < 0:
+            return np.float32(0.0)
+        off = np.float32(0.5) * (m - p) / den
+        return np.float32(min(max(off, np.float32(-0.5)), np.float32(0.5)))
+
+    @jit
+    def peak_candidates(h, flat, quadratic, gaussian):
+        """Peaks of a flat bool map: part, y, x, score, and the integer cells; sub-pixel offsets
+        by a parabola (on log values if ``gaussian``)."""
+        C, H, W = h.shape
+        HW = H * W
+        tail = flat.size // 64 * 64
+        blocks = _blocks(flat[:tail].view(np.uint8).view(np.uint64))
+        count = 0
+        for b in blocks:
+            for i in range(64 * b, 64 * b + 64):
+                if flat[i]:
+                    count += 1
+        for i in range(tail, flat.size):
+            if flat[i]:
+                count += 1
+        idx = np.empty(count, np.int64)
+        k = 0
+        for b in blocks:
+            for i in range(64 * b, 64 * b + 64):
+                if flat[i]:
+                    idx[k] = i
+                    k += 1
+        for i in range(tail, flat.size):
+            if flat[i]:
+                idx[k] = i
+                k += 1
+        part = np.empty(count, np.int32)
+        ys = np.empty(count, np.float32)
+        xs = np.empty(count, np.float32)
+        score = np.empty(count, np.float32)
+        yi = np.empty(count, np.int64)
+        xi = np.empty(count, np.int64)
+        hf = h.ravel()
+        eps = np.float32(1e-6)
+        for k in range(count):
+            i = idx[k]
+            c = i // HW
+            rem = i - c * HW
+            y = rem // W
+            x = rem - y * W
+            part[k] = c
+            yi[k] = y
+            xi[k] = x
+            ctr = hf[i]
+            score[k] = ctr
+            dy = np.float32(0.0)
+            dx = np.float32(0.0)
+            if quadratic or gaussian:
+                up = hf[i - W] if y > 0 else ctr
+                dn = hf[i + W] if y < H - 1 else ctr
+                lf = hf[i - 1] if x > 0 else ctr
+                rt = hf[i + 1] if x < W - 1 else ctr
+                c0 = ctr
+                if gaussian:
+                    c0 = np.float32(math.log(max(c0, eps)))
+                    up = np.float32(math.log(max(up, eps)))
+                    dn = np.float32(math.log(max(dn, eps)))
+                    lf = np.float32(math.log(max(lf, eps)))
+                    rt = np.float32(math.log(max(rt, eps)))
+                dy = _fit(up, c0, dn, y > 0 and y < H - 1)
+                dx = _fit(lf, c0, rt, x > 0 and x < W - 1)
+            ys[k] = np.float32(y) + dy
+            xs[k] = np.float32(x) + dx
+        return part, ys, xs, score, yi, xi
+
+    @jit
+    def edge_candidates(part, x, y, e, threshold_edge_size):
+        """Every (a, b) pair per link, in link order, a-major, parts of a type in input order."""
+        K = part.size
+        n_parts = 18
+        for k in range(e.shape[0]):
+            n_parts = max(n_parts, e[k, 0] + 1, e[k, 1] + 1)
+        for i in range(K):
+            n_parts = max(n_parts, part[i] + 1)
+        cnt = np.zeros(n_parts, np.int64)
+        for i in range(K):
+            cnt[part[i]] += 1
+        start = np.zeros(n_parts + 1, np.int64)
+        for t in range(n_parts):
+            start[t + 1] = start[t] + cnt[t]
+        order = np.empty(K, np.int64)
+        fill = start[:-1].copy()
+        for i in range(K):
+            order[fill[part[i]]] = i
+            fill[part[i]] += 1
+        total = 0
+        for k in range(e.shape[0]):
+            total += cnt[e[k, 0]] * cnt[e[k, 1]]
+        link = np.empty(total, np.int32)
+        a = np.empty(total, np.int32)
+        b = np.empty(total, np.int32)
+        length = np.empty(total, np.float32)
+        limit = threshold_edge_size > 0 and np.isfinite(threshold_edge_size)
+        n = 0
+        for k in range(e.shape[0]):
+            ta, tb = e[k, 0], e[k, 1]
+            for ia in range(start[ta], start[ta + 1]):
+                pa = order[ia]
+                for ib in range(start[tb], start[tb + 1]):
+                    pb = order[ib]
+                    dx = x[pb] - x[pa]
+                    dy = y[pb] - y[pa]
+                    d = np.float32(math.sqrt(dx * dx + dy * dy))
+                    if limit and d > threshold_edge_size:
+                        continue
+                    link[n] = k
+                    a[n] = pa
+                    b[n] = pb
+                    length[n] = d
+                    n += 1
+        return link[:n], a[:n], b[:n], length[:n]
+
+    @jit
+    def edge_scores(p, x, y, link, a, b, plane_of_link, steps, threshold_sample_score, nearest):
+        """PAF·direction at ``steps`` points from a to b, bilinear or at the nearest cell: mean and
+        passing count per pair."""
+        C, H, W = p.shape
+        HW = H * W
+        flat = p.ravel()
+        n = a.size
+        score = np.empty(n, np.float32)
+        count = np.empty(n, np.int32)
+        t = np.linspace(0.0, 1.0, steps).astype(np.float32)
+        wmax = np.float32(W - 1)
+        hmax = np.float32(H - 1)
+        half = np.float32(0.5)
+        for i in range(n):
+            ax = min(max(x[a[i]], np.float32(0.0)), wmax)
+            ay = min(max(y[a[i]], np.float32(0.0)), hmax)
+            vx = min(max(x[b[i]], np.float32(0.0)), wmax) - ax
+            vy = min(max(y[b[i]], np.float32(0.0)), hmax) - ay
+            norm = np.float32(math.sqrt(vx * vx + vy * vy))
+            if norm <= 1e-6:
+                score[i] = 0.0
+                count[i] = 0
+                continue
+            inv = np.float32(1.0) / norm
+            ux = vx * inv
+            uy = vy * inv
+            px = flat[2 * HW * plane_of_link[link[i]]:]
+            py = px[HW:]
+            total = np.float32(0.0)
+            passed = 0
+            if nearest:
+                for s in range(steps):
+                    # samples lie in [0, W-1] x [0, H-1]: truncating x + 0.5 rounds to the nearest cell
+                    j = np.int32(ay + vy * t[s] + half) * W + np.int32(ax + vx * t[s] + half)
+                    v = px[j] * ux + py[j] * uy
+                    total += v
+                    passed += v >= threshold_sample_score
+            else:
+                for s in range(steps):
+                    sx = ax + vx * t[s]
+                    sy = ay + vy * t[s]
+                    x0 = min(np.int32(sx), W - 2)  # sx >= 0: truncation is floor
+                    y0 = min(np.int32(sy), H - 2)
+                    fx = sx - np.float32(x0)
+                    fy = sy - np.float32(y0)
+                    j = y0 * W + x0
+                    # interpolate each channel, then one dot product (not four)
+                    gx0 = px[j] + (px[j + 1] - px[j]) * fx
+                    gx1 = px[j + W] + (px[j + W + 1] - px[j + W]) * fx
+                    gy0 = py[j] + (py[j + 1] - py[j]) * fx
+                    gy1 = py[j + W] + (py[j + W + 1] - py[j + W]) * fx
+                    v = (gx0 + (gx1 - gx0) * fy) * ux + (gy0 + (gy1 - gy0) * fy) * uy
+                    total += v
+                    passed += v >= threshold_sample_score
+            score[i] = total / np.float32(steps)
+            count[i] = passed
+        return score, count
+
+    @jit
+    def _assemble(part, pscore, link, a, b, s, e, K, num_parts, n_links):
+        """Greedy one-to-one per link by descending score, then people grown link by link (the
+        CMU rules of paf._assemble_sequential). Returns the person → peak table and edge sums."""
+        n = s.size
+        order = np.argsort(-s, kind="mergesort")
+        used_a = np.zeros(n_links * K, np.bool_)
+        used_b = np.zeros(n_links * K, np.bool_)
+        chosen = np.zeros(n, np.bool_)
+        for j in range(n):
+            i = order[j]
+            ka = link[i] * K + a[i]
+            kb = link[i] * K + b[i]
+            if used_a[ka] or used_b[kb]:
+                continue
+            used_a[ka] = True
+            used_b[kb] = True
+            chosen[i] = True
+        # chosen connections grouped by link, in input order within a link
+        per_link = np.zeros(n_links + 1, np.int64)
+        for i in range(n):
+            if chosen[i]:
+                per_link[link[i] + 1] += 1
+        for k in range(n_links):
+            per_link[k + 1] += per_link[k]
+        m = per_link[n_links]
+        conn = np.empty(m, np.int64)
+        fill = per_link[:-1].copy()
+        for i in range(n):
+            if chosen[i]:
+                conn[fill[link[i]]] = i
+                fill[link[i]] += 1
+        owner = np.full(K, -1, np.int64)
+        table = np.full((max(m, 1), num_parts), -1, np.int64)
+        esum = np.zeros(max(m, 1), np.float64)
+        alive = np.zeros(max(m, 1), np.bool_)
+        pa = np.empty(m, np.int64)
+        pb = np.empty(m, np.int64)
+        people = 0
+        for k in range(n_links):
+            lo, hi = per_link[k], per_link[k + 1]
+            if lo == hi:
+                continue
+            A, B = e[k, 0], e[k, 1]
+            for c in range(lo, hi):  # owners as the link starts (the NumPy code's phases)
+                pa[c] = owner[a[conn[c]]]
+                pb[c] = owner[b[conn[c]]]
+            for c in range(lo, hi):  # new people
+                if pa[c] < 0 and pb[c] < 0:
+                    i = conn[c]
+                    table[people, A] = a[i]
+                    table[people, B] = b[i]
+                    owner[a[i]] = people
+                    owner[b[i]] = people
+                    esum[people] = s[i]
+                    alive[people] = True
+                    people += 1
+            free_b = np.empty(hi - lo, np.bool_)
+            free_a = np.empty(hi - lo, np.bool_)
+            for c in range(lo, hi):
+                free_b[c - lo] = pa[c] >= 0 and pb[c] < 0 and table[pa[c], B] < 0
+                free_a[c - lo] = pa[c] < 0 and pb[c] >= 0 and table[pb[c], A] < 0
+            for c in range(lo, hi):
+                i = conn[c]
+                if free_b[c - lo]:
+                    table[pa[c], B] = b[i]
+                    owner[b[i]] = pa[c]
+                    esum[pa[c]] += s[i]
+            for c in range(lo, hi):
+                i = conn[c]
+                if free_a[c - lo]:
+                    table[pb[c], A] = a[i]
+                    owner[a[i]] = pb[c]
+                    esum[pb[c]] += s[i]
+            for c in range(lo, hi):
+                if pa[c] >= 0 and pa[c] == pb[c]:
+                    esum[pa[c]] += s[conn[c]]
+            for c in range(lo, hi):  # two different people: merge when their part types are disjoint
+                if not (pa[c] >= 0 and pb[c] >= 0 and pa[c] != pb[c]):
+                    continue
+                i = conn[c]
+                px, py = owner[a[i]], owner[b[i]]
+                if px == py:
+                    esum[px] += s[i]
+                    continue
+                overlap = False
+                for t in range(num_parts):
+                    if table[px, t] >= 0 and table[py, t] >= 0:
+                        overlap = True
+                        break
+                if overlap:
+                    continue
+                for t in range(num_parts):
+                    if table[py, t] >= 0:
+                        table[px, t] = table[py, t]
+                        owner[table[py, t]] = px
+                        table[py, t] = -1
+                esum[px] += esum[py] + s[i]
+                alive[py] = False
+        keep = np.zeros(people, np.bool_)
+        for q in range(people):
+            keep[q] = alive[q]
+        return table[:people][keep], esum[:people][keep]
+
+    @jit
+    def skeletons_from_table(table, esum, x, y, score, min_parts, min_object_score, max_people):
+        """People of a person → peak table that pass the part-count and object-score cuts, best
+        first (person score, then smallest peak index): parts [P, J, 3], score, index, edge sum."""
+        P, J = table.shape
+        pscore = np.zeros(P, np.float32)
+        first = np.zeros(P, np.int64)
+        keep = np.zeros(P, np.bool_)
+        for q in range(P):
+            n = 0
+            total = 0.0
+            lowest = 1 << 62
+            for j in range(J):
+                k = table[q, j]
+                if k >= 0:
+                    n += 1
+                    total += score[k]
+                    lowest = min(lowest, k)
+            first[q] = lowest
+            obj = (total + esum[q]) / max(n, 1)
+            keep[q] = n >= min_parts and obj >= min_object_score
+            pscore[q] = np.float32((total / max(n, 1)) * math.sqrt(n / J)) if n > 0 else np.float32(0.0)
+        kept = np.flatnonzero(keep)
+        # best first; ties by the person's smallest peak index (deterministic across code paths)
+        order = kept[np.argsort(first[kept], kind="mergesort")]
+        order = order[np.argsort(-pscore[order], kind="mergesort")]
+        if max_people > 0 and order.size > max_people:
+            order = order[:max_people]
+        out_n = order.size
+        parts = np.full((out_n, J, 3), np.nan, np.float32)
+        index = np.full((out_n, J), -1, np.int32)
+        out_score = np.empty(out_n, np.float32)
+        out_esum = np.empty(out_n, np.float32)
+        for r in range(out_n):
+            q = order[r]
+            out_score[r] = pscore[q]
+            out_esum[r] = esum[q]
+            for j in range(J):
+                k = table[q, j]
+                if k >= 0:
+                    parts[r, j, 0] = x[k]
+                    parts[r, j, 1] = y[k]
+                    parts[r, j, 2] = score[k]
+                    index[r, j] = k
+                else:
+                    parts[r, j, 2] = 0.0
+        return parts, out_score, index, out_esum
+
+    @jit
+    def graph_matching(part, x, y, pscore, link, a, b, s, e, num_parts, min_parts, min_object_score, max_people):
+        table, esum = _assemble(part, pscore, link, a, b, s, e, part.size, num_parts, e.shape[0])
+        return skeletons_from_table(table, esum, x, y, pscore, min_parts, min_object_score, max_people)
+
+    @jit
+    def merge_split_graphs(index, edge_score, x, y, pscore, a, b, s, threshold_split_score):
+        """Skeleton → peak table after merging disjoint skeletons joined by a scored pair (best
+        first), or an empty table when nothing merges."""
+        P, J = index.shape
+        K = x.size
+        owner = np.full(K, -1, np.int64)
+        for q in range(P):
+            for j in range(J):
+                if index[q, j] >= 0:
+                    owner[index[q, j]] = q
+        table = index.astype(np.int64)
+        cand = []
+        for i in range(a.size):
+            oa, ob = owner[a[i]], owner[b[i]]
+            if oa >= 0 and ob >= 0 and oa != ob and s[i] >= threshold_split_score:
+                overlap = False
+                for j in range(J):
+                    if table[oa, j] >= 0 and table[ob, j] >= 0:
+                        overlap = True
+                        break
+                if not overlap:
+                    cand.append(i)
+        if len(cand) == 0:
+            return table[:0], edge_score.astype(np.float64)[:0], False
+        cand_arr = np.array(cand, np.int64)
+        cand_arr = cand_arr[np.argsort(-s[cand_arr], kind="mergesort")]
+        esum = edge_score.astype(np.float64)
+        group = np.arange(P)
+        for i in cand_arr:
+            gx, gy = group[owner[a[i]]], group[owner[b[i]]]
+            if gx == gy:
+                continue
+            overlap = False
+            for j in range(J):
+                if table[gx, j] >= 0 and table[gy, j] >= 0:
+                    overlap = True
+                    break
+            if overlap:
+                continue
+            for j in range(J):
+                if table[gy, j] >= 0:
+                    table[gx, j] = table[gy, j]
+                    table[gy, j] = -1
+            esum[gx] += esum[gy] + s[i]
+            for q in range(P):
+                if group[q] == gy:
+                    group[q] = gx
+        keep = np.zeros(P, np.bool_)
+        for q in range(P):
+            for j in range(J):
+                if table[q, j] >= 0:
+                    keep[q] = True
+                    break
+        return table[keep], esum[keep], True
+
+    @jit
+    def map_to_pixels(parts, sx, sy, ox, oy):
+        """Step 12's cell → pixel mapping of [P, J, 3] joints into a new array (scores kept)."""
+        out = np.empty_like(parts)
+        P, J, _ = parts.shape
+        for q in range(P):
+            for j in range(J):
+                out[q, j, 0] = parts[q, j, 0] * sx + ox
+                out[q, j, 1] = parts[q, j, 1] * sy + oy
+                out[q, j, 2] = parts[q, j, 2]
+        return out

@@ -1,0 +1,414 @@
+"""The channel transport on real ZeroMQ sockets (ipc:// and tcp://127.0.0.1) in this process:
+handshake, queue policies across the wire, shared memory, heartbeats, resume, fuzzed frames,
+the loopback rule and CURVE keys."""
+from __future__ import annotations
+
+import os
+import time
+
+import msgpack
+import numpy as np
+import pytest
+import zmq
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from graphflow import wire
+from graphflow.channels import security, shm, transport
+from graphflow.channels.transport import PEER_TIMEOUT_S, Receiver, Sender
+from graphflow.messages import Header, Message
+from graphflow.packs.demo.messages import Number
+from graphflow.packs.vision.messages import Image
+
+
+def wait_for(condition, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
+
+
+def number(value: float, acqtime: float = 1.0) -> Message:
+    return Message(Header(acqtime, acqtime), Number(value))
+
+
+@pytest.fixture
+def pair(endpoint):
+    made = []
+
+    def make(message_type=Number, receiver_type=None, queue_size=4, policy="block", **kwargs):
+        sender = Sender(endpoint, message_type, queue_size=queue_size, policy=policy, **kwargs)
+        sender.start()
+        receiver = Receiver(endpoint, receiver_type or message_type, queue_size=queue_size)
+        receiver.start()
+        made.extend([receiver, sender])
+        return sender, receiver
+
+    yield make
+    for end in made:
+        end.close(0.5) if isinstance(end, Sender) else end.close()
+
+
+@pytest.mark.timeout(30)
+def test_messages_arrive_in_order_with_their_header(pair):
+    sender, receiver = pair(queue_size=10)  # 10 in flight + 10 queued: 20 sends do not block
+    assert receiver.welcomed.wait(5)
+    sent = [number(float(i), acqtime=10.0 + i) for i in range(20)]
+    for message in sent:
+        assert sender.send(message)
+    got = []
+    assert wait_for(lambda: got.extend(receiver.take()) or len(got) == 20)
+    assert [m.payload.value for m in got] == list(range(20))
+    assert [m.acqtime for m in got] == [10.0 + i for i in range(20)]
+    assert [m.uuid for m in got] == [m.uuid for m in sent]
+    assert receiver.bad_frames == 0 and sender.dropped == 0
+
+
+@pytest.mark.timeout(30)
+def test_over_tcp_loopback():
+    sender = Sender("tcp://127.0.0.1:0", Number)
+    sender.start()
+    receiver = Receiver(sender.bound_endpoint, Number)
+    receiver.start()
+    try:
+        assert receiver.welcomed.wait(5)
+        sender.send(number(7.0))
+        assert wait_for(lambda: receiver.pending() == 1)
+        assert receiver.take()[0].payload.value == 7.0
+        assert not receiver.publisher.get("shm") is None
+    finally:
+        receiver.close()
+        sender.close(0.5)
+
+
+@pytest.mark.timeout(30)
+def test_a_type_mismatch_is_refused_at_connect_naming_both_ends(pair):
+    sender, receiver = pair(Number, receiver_type=Image)
+    assert wait_for(lambda: receiver.error is not None)
+    for part in ("publisher", "demo/Number", "subscriber", "vision/Image", str(os.getpid())):
+        assert part in receiver.error
+    assert not receiver.welcomed.is_set() and sender.refused
+    sender.send(number(1.0))  # nothing goes to a refused receiver
+    time.sleep(0.2)
+    assert receiver.pending() == 0
+
+
+@pytest.mark.timeout(30)
+def test_large_arrays_go_through_shared_memory_and_come_back_as_read_only_views(pair):
+    sender, receiver = pair(Image, queue_size=2)
+    assert receiver.welcomed.wait(5) and receiver.publisher["shm"] is True
+    pixels = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    sender.send(Message(Header(1.0, 1.0), Image(pixels, source="s")))
+    assert wait_for(lambda: receiver.pending() == 1)
+    (message,) = receiver.take()
+    got = message.payload.pixels
+    np.testing.assert_array_equal(got, pixels)
+    assert not got.flags.writeable
+    segments = shm.segments_of(os.getpid())
+    assert len(segments) == 1  # the pixels went through one segment, the small fields inline
+    assert segments[0].stat().st_size >= pixels.nbytes
+    # the segment is reused once the receiver's views are gone
+    del message, got
+    assert wait_for(lambda: sender.pool is not None and len(sender.pool._free) == 1)
+    sender.send(Message(Header(2.0, 2.0), Image(pixels[::-1].copy())))
+    assert wait_for(lambda: receiver.pending() == 1)
+    np.testing.assert_array_equal(receiver.take()[0].payload.pixels, pixels[::-1])
+    assert len(shm.segments_of(os.getpid())) == 1
+    sender.close(0.5)
+    assert shm.segments_of(os.getpid()) == []
+
+
+@pytest.mark.timeout(30)
+def test_policy_latest_keeps_the_newest_and_counts_drops_on_the_sender(pair):
+    sender, receiver = pair(queue_size=2, policy="latest")
+    assert receiver.welcomed.wait(5)
+    for i in range(2):  # the receiver's credit of 2 goes out at once
+        sender.send(number(float(i)))
+    assert wait_for(lambda: receiver.pending() == 2)
+    for i in range(2, 10):  # no credit: the sender's queue of 2 keeps the latest
+        sender.send(number(float(i)))
+    first = [m.payload.value for m in receiver.take()]
+    assert wait_for(lambda: receiver.pending() == 2)
+    second = [m.payload.value for m in receiver.take()]
+    assert first == [0.0, 1.0] and second == [8.0, 9.0]
+    assert sender.dropped == 6
+    assert receiver.upstream_dropped == 6  # the gap in the sequence: counted on the receiver too
+
+
+@pytest.mark.timeout(30)
+def test_policy_reject_drops_the_new_ones(pair):
+    sender, receiver = pair(queue_size=2, policy="reject")
+    assert receiver.welcomed.wait(5)
+    results = [sender.send(number(float(i))) for i in range(2)]
+    assert wait_for(lambda: receiver.pending() == 2)
+    results += [sender.send(number(float(i))) for i in range(2, 6)]
+    assert [m.payload.value for m in receiver.take()] == [0.0, 1.0]
+    assert wait_for(lambda: receiver.pending() == 2)
+    assert [m.payload.value for m in receiver.take()] == [2.0, 3.0]
+    assert results == [True] * 4 + [False] * 2 and sender.dropped == 2
+
+
+@pytest.mark.timeout(30)
+def test_policy_block_waits_for_the_receiver_and_loses_nothing(pair):
+    sender, receiver = pair(queue_size=2, policy="block")
+    assert receiver.welcomed.wait(5)
+    import threading
+    done = []
+    thread = threading.Thread(target=lambda: done.extend(sender.send(number(float(i))) for i in range(8)))
+    thread.start()
+    time.sleep(0.5)
+    assert thread.is_alive() and receiver.pending() == 2  # 2 in flight, 2 queued, the 5th waits
+    got = []
+    assert wait_for(lambda: got.extend(receiver.take()) or len(got) == 8)
+    thread.join(5)
+    assert [m.payload.value for m in got] == list(range(8)) and done == [True] * 8 and sender.dropped == 0
+
+
+@pytest.mark.timeout(30)
+def test_a_late_sender_is_found_and_what_was_published_before_a_receiver_came_is_kept(endpoint):
+    receiver = Receiver(endpoint, Number, queue_size=8)
+    receiver.start()
+    time.sleep(0.6)
+    sender = Sender(endpoint, Number, queue_size=8, policy="block")
+    sender.start()
+    try:
+        assert receiver.welcomed.wait(5)
+        later = Sender.__new__(Sender)  # noqa: F841  (only the first sender matters)
+        for i in range(5):
+            sender.send(number(float(i)))
+        got = []
+        assert wait_for(lambda: got.extend(receiver.take()) or len(got) == 5)
+    finally:
+        receiver.close()
+        sender.close(0.5)
+    # and the reverse: messages sent before any receiver connects wait for it (block backlog)
+    sender = Sender(endpoint, Number, queue_size=8, policy="block")
+    sender.start()
+    for i in range(3):
+        sender.send(number(float(i)))
+    receiver = Receiver(endpoint, Number, queue_size=8)
+    receiver.start()
+    try:
+        got = []
+        assert wait_for(lambda: got.extend(receiver.take()) or len(got) == 3)
+        assert [m.payload.value for m in got] == [0.0, 1.0, 2.0]
+    finally:
+        receiver.close()
+        sender.close(0.5)
+
+
+class FakePublisher:
+    """A raw ROUTER that speaks the protocol by hand: to go silent, or to send bad frames."""
+
+    def __init__(self, endpoint: str, message_type=Number):
+        self.socket = zmq.Context.instance().socket(zmq.ROUTER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.bind(endpoint)
+        self.message_type = message_type
+        self.identity = None
+
+    def handshake(self, timeout: float = 5.0) -> None:
+        assert self.socket.poll(int(timeout * 1000))
+        while True:
+            identity, kind, *rest = self.socket.recv_multipart()
+            if kind == b"HELLO":
+                break
+        self.identity = identity
+        self.socket.send_multipart([identity, b"WELCOME", msgpack.packb(
+            {"name": "fake", "pid": 0, "type": self.message_type.wire_name,
+             "schema": wire.schema_version(self.message_type), "shm": False})])
+
+    def send(self, frames: list) -> None:
+        self.socket.send_multipart([self.identity, *frames])
+
+    def drain(self) -> list:
+        out = []
+        while self.socket.poll(0):
+            out.append(self.socket.recv_multipart())
+        return out
+
+    def close(self) -> None:
+        self.socket.close(0)
+
+
+@pytest.mark.timeout(30)
+def test_a_silent_publisher_is_noticed_within_2_s_and_the_receiver_resumes(endpoint):
+    fake = FakePublisher(endpoint)
+    receiver = Receiver(endpoint, Number)
+    receiver.start()
+    try:
+        fake.handshake()
+        assert receiver.welcomed.wait(2)
+        silent_since = time.monotonic()
+        assert wait_for(lambda: not receiver.welcomed.is_set(), timeout=3)  # no PING from the fake
+        noticed = time.monotonic() - silent_since
+        assert PEER_TIMEOUT_S <= noticed + 0.05 and noticed < 2.0 and receiver.silences == 1
+        fake.handshake()  # the receiver says HELLO again until someone answers
+        assert receiver.welcomed.wait(2)
+        fake.send([b"MSG", msgpack.packb([1, None]), *wire.encode(number(5.0))])
+        assert wait_for(lambda: receiver.pending() == 1)
+    finally:
+        receiver.close()
+        fake.close()
+
+
+@pytest.mark.timeout(30)
+def test_a_silent_receiver_is_dropped_by_the_sender_within_2_s(endpoint):
+    sender = Sender(endpoint, Number, queue_size=2, policy="latest")
+    sender.start()
+    dealer = zmq.Context.instance().socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.connect(endpoint)
+    try:
+        dealer.send_multipart([b"HELLO", msgpack.packb({"name": "mute", "type": "demo/Number",
+                                                         "schema": wire.schema_version(Number), "credit": 2})])
+        assert wait_for(lambda: len(sender.peers()) == 1, timeout=2)
+        since = time.monotonic()
+        assert wait_for(lambda: not sender.peers(), timeout=3)
+        assert time.monotonic() - since < 2.0
+    finally:
+        dealer.close(0)
+        sender.close(0.2)
+
+
+_VALID = wire.encode(number(3.0))
+_VALID = [bytes(f) for f in _VALID]
+_GOOD = [bytes(f) for f in wire.encode(number(12345.0))]
+
+
+@pytest.mark.timeout(120)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_fuzzed_frames_at_a_receiver_are_dropped_and_counted(fuzz_link, data):
+    fake, receiver = fuzz_link
+    kind = data.draw(st.sampled_from(["random", "flip", "truncate", "meta", "shm", "type"]))
+    if kind == "random":
+        frames = data.draw(st.lists(st.binary(max_size=64), min_size=1, max_size=5))
+    elif kind == "flip":
+        head = bytearray(_VALID[0])
+        for bit in data.draw(st.lists(st.integers(0, len(head) * 8 - 1), min_size=1, max_size=8)):
+            head[bit // 8] ^= 1 << (bit % 8)
+        frames = [b"MSG", msgpack.packb([1, None]), bytes(head)]
+    elif kind == "truncate":
+        frames = [b"MSG", msgpack.packb([1, None]), _VALID[0][:data.draw(st.integers(0, len(_VALID[0]) - 1))]]
+    elif kind == "meta":
+        frames = [b"MSG", data.draw(st.binary(max_size=16)), _VALID[0]]
+    elif kind == "shm":  # references to segments that do not exist or are not ours to read
+        name = data.draw(st.sampled_from(["graphflow-1-x-1", "../etc/passwd", "graphflow-0-none-9"]))
+        frames = [b"MSG", msgpack.packb([1, [[0, name, 1 << 20, 8]]]), _VALID[0], b""]
+    else:  # a well-formed message of another type than the channel's
+        frames = [b"MSG", msgpack.packb([1, None]), *[bytes(f) for f in wire.encode(
+            Message(Header(0, 0), Image(np.zeros((2, 2, 3), np.uint8))))]]
+    before = receiver.bad_frames + receiver.received
+    fake.send(frames)
+    fake.send([b"MSG", msgpack.packb([2, None]), *_GOOD])  # a good one after it still arrives
+    got = []
+    assert wait_for(lambda: got.extend(receiver.take()) or any(m.payload.value == 12345.0 for m in got))
+    # the fuzzed frame was either dropped and counted, or (a bit flip in a number) a valid message
+    assert receiver.bad_frames + receiver.received == before + 2
+    assert receiver.error is None and not receiver.ended and receiver._thread.is_alive()
+
+
+@pytest.fixture(scope="module")
+def fuzz_link(tmp_path_factory):
+    endpoint = f"ipc://{tmp_path_factory.mktemp('fuzz')}/fuzz.sock"
+    fake = FakePublisher(endpoint)
+    receiver = Receiver(endpoint, Number, queue_size=1000, max_message_bytes=4096)
+    receiver.start()
+    fake.handshake()
+    assert receiver.welcomed.wait(5)
+    yield fake, receiver
+    receiver.close()
+    fake.close()
+
+
+@pytest.mark.timeout(30)
+def test_a_message_beyond_the_size_cap_is_dropped_and_counted(endpoint):
+    fake = FakePublisher(endpoint, Image)
+    receiver = Receiver(endpoint, Image, max_message_bytes=10_000)
+    receiver.start()
+    try:
+        fake.handshake()
+        assert receiver.welcomed.wait(5)
+        big = Message(Header(0, 0), Image(np.zeros((100, 100, 3), np.uint8)))   # 30,000 bytes
+        small = Message(Header(0, 0), Image(np.zeros((10, 10, 3), np.uint8)))
+        fake.send([b"MSG", msgpack.packb([1, None]), *wire.encode(big)])
+        fake.send([b"MSG", msgpack.packb([2, None]), *wire.encode(small)])
+        assert wait_for(lambda: receiver.pending() == 1)
+        assert receiver.take()[0].payload.pixels.shape == (10, 10, 3) and receiver.bad_frames == 1
+        assert any(f[1] == b"CREDIT" for f in fake.drain())  # the dropped one's room is given back
+    finally:
+        receiver.close()
+        fake.close()
+
+
+def test_binding_off_loopback_needs_keys_or_insecure(monkeypatch, tmp_path):
+    monkeypatch.delenv(security.INSECURE_ENV, raising=False)
+    for endpoint in ("tcp://127.0.0.1:5999", "tcp://localhost:5999", "ipc:///tmp/x.sock", "tcp://[::1]:5999"):
+        security.check_bind(endpoint, has_keys=False, insecure=False)
+    for endpoint in ("tcp://0.0.0.0:5999", "tcp://*:5999", "tcp://10.1.2.3:5999"):
+        with pytest.raises(security.ChannelConfigError, match="CURVE keys"):
+            security.check_bind(endpoint, has_keys=False, insecure=False)
+        security.check_bind(endpoint, has_keys=True, insecure=False)
+        security.check_bind(endpoint, has_keys=False, insecure=True)
+    monkeypatch.setenv(security.INSECURE_ENV, "1")
+    security.check_bind("tcp://0.0.0.0:5999", has_keys=False, insecure=False)
+    with pytest.raises(security.ChannelConfigError, match="use tcp://HOST:PORT"):
+        security.endpoint_host("udp://1.2.3.4:5")
+
+
+@pytest.mark.timeout(30)
+def test_curve_keys_encrypt_and_a_key_not_on_the_list_is_refused(tmp_path):
+    server_keys, allowed, other = tmp_path / "server", tmp_path / "allowed", tmp_path / "other"
+    security.make_keys("server", server_keys)
+    security.make_keys("client", allowed)
+    security.make_keys("intruder", other)
+    sender = Sender("tcp://127.0.0.1:0", Number, curve_secret_key=str(server_keys / "server.key_secret"),
+                    curve_clients=str(allowed))
+    sender.start()
+    good = Receiver(sender.bound_endpoint, Number, curve_server_key=str(server_keys / "server.key"),
+                    curve_secret_key=str(allowed / "client.key_secret"))
+    bad = Receiver(sender.bound_endpoint, Number, curve_server_key=str(server_keys / "server.key"),
+                   curve_secret_key=str(other / "intruder.key_secret"))
+    plain = Receiver(sender.bound_endpoint, Number)
+    for receiver in (good, bad, plain):
+        receiver.start()
+    try:
+        assert good.welcomed.wait(5)
+        sender.send(number(1.5))
+        assert wait_for(lambda: good.pending() == 1)
+        assert wait_for(lambda: bad.error is not None, timeout=5)
+        assert "authentication refused" in bad.error
+        time.sleep(0.5)
+        assert not plain.welcomed.is_set() and not bad.welcomed.is_set()
+    finally:
+        for receiver in (good, bad, plain):
+            receiver.close()
+        sender.close(0.2)
+
+
+def test_stale_segments_of_dead_processes_are_swept(tmp_path):
+    import subprocess
+    import sys
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    stale = shm.SHM_DIR / f"{shm.PREFIX}{pid}-abcd-1"
+    stale.write_bytes(b"x" * 10)
+    mine = shm.SHM_DIR / f"{shm.PREFIX}{os.getpid()}-abcd-1"
+    mine.write_bytes(b"x")
+    try:
+        assert shm.sweep_stale() >= 1
+        assert not stale.exists() and mine.exists()  # a live owner's segment stays
+    finally:
+        for path in (stale, mine):
+            path.unlink(missing_ok=True)
+
+
+def test_bad_settings_say_what_is_wrong(endpoint):
+    with pytest.raises(transport.ChannelError, match="queue policy"):
+        Sender(endpoint, Number, policy="newest")
+    with pytest.raises(security.ChannelConfigError, match="key file .* not found"):
+        Sender("tcp://127.0.0.1:0", Number, curve_secret_key="/nonexistent.key_secret").start()

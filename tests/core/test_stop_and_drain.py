@@ -1,0 +1,134 @@
+"""Every app ends (--max-ticks, --duration, exhausted sources, Ctrl-C, SIGTERM), and a stop
+drains: every queued message is processed before stop(). Real processes, real signals."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from graphflow.packs.demo.add import Add
+from graphflow.packs.demo.messages import Number
+from graphflow.testing import Harness
+
+REPO = Path(__file__).resolve().parents[2]
+TESTPACK = Path(__file__).resolve().parent / "testpack.py"
+
+
+def graphflow(*args, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "graphflow.cli", *map(str, args)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def slow_app(tmp_path: Path, work_s: float) -> Path:
+    """A 1 ms counter (endless) into a sink taking ``work_s`` per number, through a block queue of 50."""
+    app = tmp_path / "slow.app.json"
+    app.write_text(json.dumps({
+        "name": "slow", "modules": ["demo", str(TESTPACK)],
+        "graph": {"nodes": [{"name": "source", "components": [{"name": "counter", "type": "demo.Counter"}]},
+                            {"name": "sink", "components": [{"name": "writer", "type": "testpack.SlowWriter"}]}],
+                  "edges": [{"source": "source/counter/number", "target": "sink/writer/number",
+                             "queue": {"size": 50, "policy": "block"}}]},
+        "config": {"source": {"counter": {"tick_period": "1ms", "count": 0}},
+                   "sink": {"writer": {"path": str(tmp_path / "written.txt"), "work_s": work_s}}}}))
+    return app
+
+
+def wait_for_lines(path: Path, count: int, timeout: float = 30.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if path.exists() and len(path.read_text().splitlines()) >= count:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{path} did not reach {count} lines")
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_by_signal_processes_every_queued_message(tmp_path, sig):
+    stats = tmp_path / "stats.json"
+    run = graphflow("run", slow_app(tmp_path, 0.01), "--no-viewer", "--stats-json", stats)
+    wait_for_lines(tmp_path / "written.txt", 60)  # the queue of 50 is full by now
+    run.send_signal(sig)
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 0, err
+    published = json.loads(stats.read_text())["channels"]["source/counter/number"]["messages"]
+    written = (tmp_path / "written.txt").read_text().split()
+    assert published > 60
+    assert written == [str(value) for value in range(published)]  # every one, in order, none lost
+
+
+@pytest.mark.timeout(120)
+def test_a_second_ctrl_c_abandons_the_drain(tmp_path):
+    run = graphflow("run", slow_app(tmp_path, 0.3), "--no-viewer", "--quiet")
+    wait_for_lines(tmp_path / "written.txt", 2)
+    run.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    started = time.monotonic()
+    run.send_signal(signal.SIGINT)
+    run.communicate(timeout=30)
+    assert time.monotonic() - started < 5  # the drain alone would take about 15 s (50 × 0.3 s)
+    assert run.returncode == 0
+    assert len((tmp_path / "written.txt").read_text().split()) < 40
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("limit", [["--max-ticks", "5"], ["--duration", "1"]])
+def test_sources_feeding_a_synchronized_input_end_on_their_limit(tmp_path, limit):
+    numbers = tmp_path / "numbers.jsonl"
+    run = graphflow("run", "apps/demo.app.json", "--set", "ticker/ones/tick_period=10Hz",
+                    "--set", "ticker/tens/tick_period=10Hz", "--set", "ticker/ones/count=0",
+                    "--set", "ticker/tens/count=0", "--set", f"sink/writer/path={numbers}",
+                    "--no-viewer", "--quiet", *limit)
+    out, err = run.communicate(timeout=30)
+    assert run.returncode == 0, err
+    lines = numbers.read_text().splitlines()
+    assert 1 <= len(lines) <= (5 if limit[0] == "--max-ticks" else 12)
+
+
+@pytest.mark.timeout(60)
+def test_exhausted_sources_end_the_app_with_a_half_pair_left_unmatched(tmp_path):
+    # ones publishes 3 numbers, tens 5: two of tens' never find a partner; the app still ends.
+    numbers = tmp_path / "numbers.jsonl"
+    run = graphflow("run", "apps/demo.app.json", "--set", "ticker/ones/count=3", "--set", "ticker/tens/count=5",
+                    "--set", f"sink/writer/path={numbers}", "--no-viewer", "--quiet")
+    out, err = run.communicate(timeout=30)
+    assert run.returncode == 0, err
+    assert len(numbers.read_text().splitlines()) == 3
+
+
+def _add_with(tolerance: str, a: float, b: float) -> Harness:
+    h = Harness(Add, {"tolerance": tolerance}).start()
+    h.feed("a", Number(1.0), acqtime=a)
+    h.feed("b", Number(2.0), acqtime=b)
+    return h
+
+
+def _ready_within(h: Harness, seconds: float = 5.0) -> bool:
+    result = []
+    asker = threading.Thread(target=lambda: result.append(h.ready()), daemon=True)
+    asker.start()
+    asker.join(seconds)
+    assert not asker.is_alive(), "Synchronized.ready() did not return"
+    return result[0]
+
+
+@pytest.mark.timeout(30)
+def test_synchronized_match_at_exactly_the_tolerance():
+    # 1.000 - 0.990 is 0.010000000000000009 in floats: exactly the tolerance, written down.
+    h = _add_with("10ms", 1.000, 0.990)
+    assert _ready_within(h)
+    h.tick()
+    assert h.outputs("total")[0].payload.value == 3.0
+
+
+@pytest.mark.timeout(30)
+def test_synchronized_just_beyond_the_tolerance_drops_the_older():
+    h = _add_with("10ms", 1.000, 0.9899)
+    assert not _ready_within(h)
+    assert h.component.inputs["b"].dropped == 1 and h.component.inputs["b"].available() == 0
+    assert h.component.inputs["a"].available() == 1  # kept for a later partner

@@ -1,0 +1,133 @@
+"""Input and output through the command line, as a user runs it: bad input files in a folder
+(--on-bad-input), a closed stdout pipe (`graphflow ... | head`), and `graphflow eval`'s
+temporary folder."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+OPENPOSE = REPO / "apps" / "openpose.app.json"
+
+
+def graphflow(*args, env=None, **kwargs):
+    return subprocess.run([sys.executable, "-m", "graphflow.cli", *args], capture_output=True, text=True,
+                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})}, **kwargs)
+
+
+@pytest.fixture
+def coco_folder(shared_data, tmp_path):
+    """Three COCO val images, a cut-short copy of one between them, and a file that is no image."""
+    coco = shared_data / "coco_val2017_mini"
+    annotations = json.loads((coco / "person_keypoints_val2017_mini.json").read_text())
+    with_people = {a["image_id"] for a in annotations["annotations"] if a["num_keypoints"] >= 10}
+    images = sorted(coco / "images" / i["file_name"] for i in annotations["images"] if i["id"] in with_people)[:3]
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for image in images:
+        shutil.copy(image, folder / image.name)
+    data = images[0].read_bytes()
+    (folder / (images[0].stem + "_cut.jpg")).write_bytes(data[:len(data) * 2 // 3])
+    (folder / "zz_notes.jpg").write_text("not an image")
+    return folder, [image.name for image in images]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_bad_files_in_a_folder_are_skipped_named_and_counted(model_path, coco_folder, tmp_path):
+    folder, good = coco_folder
+    result = graphflow("run", str(OPENPOSE), "--no-viewer", "--quiet", "--input", str(folder),
+                       "--output", str(tmp_path / "out"), timeout=200)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    cut = good[0].replace(".jpg", "_cut.jpg")
+    assert f"{cut}' is cut short" in result.stderr and "zz_notes.jpg' cannot be decoded" in result.stderr
+    assert f"2 bad input files skipped: {cut}, zz_notes.jpg" in result.stderr
+    lines = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    assert [line["file_name"] for line in lines] == good  # every good image, none of the bad ones
+    predictions = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert predictions and predictions == [entry for line in lines for entry in line["results"]]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_on_bad_input_stop_fails_the_run_naming_the_file(model_path, coco_folder, tmp_path):
+    folder, good = coco_folder
+    result = graphflow("run", str(OPENPOSE), "--no-viewer", "--quiet", "--input", str(folder),
+                       "--output", str(tmp_path / "out"), "--on-bad-input", "stop", timeout=200)
+    assert result.returncode == 1
+    assert good[0].replace(".jpg", "_cut.jpg") in result.stderr and "on_bad_input is 'stop'" in result.stderr
+
+
+@pytest.mark.timeout(60)
+def test_on_bad_input_needs_a_component_that_takes_it(tmp_path):
+    result = graphflow("run", "apps/demo.app.json", "--no-viewer", "--on-bad-input", "stop", "--max-ticks", "1",
+                       timeout=50)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "--on-bad-input" in result.stderr and "no component" in result.stderr
+    result = graphflow("run", "apps/demo.app.json", "--on-bad-input", "maybe", timeout=50)
+    assert result.returncode == 2 and "invalid choice: 'maybe'" in result.stderr
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("command", [["validate", "apps/demo.app.json"], ["nodes"], ["graph", "apps/demo.app.json"]])
+def test_a_closed_stdout_pipe_ends_quietly(command):
+    # As `graphflow ... | head` once head has read enough: the reading end is closed before
+    # graphflow writes, so its first write meets EPIPE.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run([sys.executable, "-m", "graphflow.cli", *command], stdout=write_end,
+                                stderr=subprocess.PIPE, text=True, cwd=REPO, timeout=50,
+                                env={**os.environ, "PYTHONPATH": str(REPO)})
+    finally:
+        os.close(write_end)
+    assert result.stderr == "" and result.returncode == 141
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_eval_leaves_no_temporary_folder(model_path, shared_data, tmp_path):
+    coco = shared_data / "coco_val2017_mini"
+    annotations = json.loads((coco / "person_keypoints_val2017_mini.json").read_text())
+    annotations["images"] = annotations["images"][:2]
+    kept = {image["id"] for image in annotations["images"]}
+    annotations["annotations"] = [a for a in annotations["annotations"] if a["image_id"] in kept]
+    (tmp_path / "ann.json").write_text(json.dumps(annotations))
+    images = tmp_path / "images"
+    images.mkdir()
+    for image in annotations["images"]:
+        shutil.copy(coco / "images" / image["file_name"], images)
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    result = graphflow("eval", str(OPENPOSE), "--annotations", str(tmp_path / "ann.json"), "--images", str(images),
+                       env={"TMPDIR": str(temp)}, timeout=280)
+    assert result.returncode == 0, result.stderr
+    assert "AP " in result.stdout
+    # onnxruntime keeps one session-id file (.ses) in the temp folder, reused by every run.
+    assert [p.name for p in temp.iterdir() if p.name != ".ses"] == []
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_10_fps_video_gives_a_10_fps_video_with_every_frame(model_path, shared_data, tmp_path):
+    import cv2
+    import numpy as np
+
+    bus = cv2.resize(cv2.imread(str(shared_data / "images" / "bus.jpg")), (240, 320))
+    clip = tmp_path / "walk.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (240, 320))
+    for k in range(6):
+        writer.write(np.roll(bus, 8 * k, axis=1))
+    writer.release()
+    result = graphflow("run", str(OPENPOSE), "--no-viewer", "--quiet", "--input", str(clip),
+                       "--output", str(tmp_path / "out"), timeout=200)
+    assert result.returncode == 0, result.stderr
+    capture = cv2.VideoCapture(str(tmp_path / "out" / "walk.mp4"))
+    fps, frames = capture.get(cv2.CAP_PROP_FPS), int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    capture.release()
+    assert fps == pytest.approx(10.0) and frames == 6  # 0.6 s, as long as the input

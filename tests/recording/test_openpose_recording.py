@@ -1,0 +1,131 @@
+"""The OpenPose app recorded over COCO val mini (real model, real images): replayed tensors give
+bit-identical predictions, export --coco gives the run's predictions.json, export --images gives
+the original pixels, and the Foxglove channels hold what the graphflow channels hold."""
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from mcap.reader import make_reader
+
+pytestmark = pytest.mark.slow
+
+IMAGE = "feeder/image_loader/color"
+MODEL_OUTPUT = "inference/tensor_rt_inference/output"
+SKELETONS = "decoder.refine/refine_part_coordinates/skeletons_out"
+
+
+def cli(repo, *args, timeout=300):
+    result = subprocess.run([sys.executable, "-m", "graphflow.cli", *map(str, args)], capture_output=True,
+                            text=True, timeout=timeout, cwd=repo)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def recorded(request, tmp_path_factory):
+    from tests.conftest import DATA, MODELS, REPO
+
+    images = DATA / "coco_val2017_mini" / "images"
+    if not images.exists() or not (MODELS / "openpose_mobilenet_thin.onnx").exists():
+        pytest.skip("shared data or models not found")
+    out = tmp_path_factory.mktemp("openpose")
+    import os
+
+    os.environ["GRAPHFLOW_MODEL_PATH"] = str(MODELS)
+    result = cli(REPO, "run", REPO / "apps" / "openpose.app.json", "--no-viewer", "--quiet", "--input", images,
+                 "--output", out / "live", "--record", out / "live.mcap", "--record-foxglove")
+    assert "0 dropped by the recorder" in result.stderr
+    return {"dir": out, "images": images, "repo": REPO, "mcap": out / "live.mcap",
+            "predictions": out / "live" / "predictions.json"}
+
+
+@pytest.mark.timeout(600)
+def test_replayed_tensors_give_bit_identical_predictions(recorded):
+    repo, out = recorded["repo"], recorded["dir"]
+    result = cli(repo, "replay", recorded["mcap"], repo / "apps" / "openpose.app.json", "--no-viewer", "--quiet",
+                 "--rate", "max", "--output", out / "replayed", "--map", f"{IMAGE}={IMAGE}",
+                 "--map", f"{MODEL_OUTPUT}={MODEL_OUTPUT}")
+    # the model did not run: the loader, the encoder and the model were replaced by the recording
+    assert "in place of encoder/color_camera_encoder, feeder/image_loader, inference/tensor_rt_inference" in result.stderr
+    live = recorded["predictions"].read_bytes()
+    assert len(json.loads(live)) > 10
+    assert (out / "replayed" / "predictions.json").read_bytes() == live
+
+
+@pytest.mark.timeout(600)
+def test_info_then_export_coco_equals_the_runs_predictions(recorded):
+    repo, out = recorded["repo"], recorded["dir"]
+    info = json.loads(cli(repo, "info", recorded["mcap"], "--json").stdout)
+    channels = {c["channel"]: c for c in info["channels"]}
+    assert channels[IMAGE]["messages"] == 16 and channels[IMAGE]["type"] == "vision/Image"
+    assert channels[SKELETONS]["messages"] == 16 and channels[SKELETONS]["type"] == "vision/Skeleton2List"
+    assert info["app"] == "openpose" and info["recovered"] is None
+    cli(repo, "export", recorded["mcap"], "--coco", out / "export" / "coco.json")
+    exported = (out / "export" / "coco.json").read_bytes()
+    assert json.loads(exported) == json.loads(recorded["predictions"].read_bytes())
+    assert exported == recorded["predictions"].read_bytes()
+
+
+@pytest.mark.timeout(600)
+def test_export_images_gives_the_original_pixels_and_video_the_frames(recorded):
+    repo, out = recorded["repo"], recorded["dir"]
+    cli(repo, "export", recorded["mcap"], "--images", out / "png", "--channel", IMAGE)
+    originals = sorted(recorded["images"].iterdir())
+    exported = sorted((out / "png").glob("*.png"))
+    assert len(exported) == len(originals) == 16
+    for original, png in zip(originals, exported):
+        assert np.array_equal(cv2.imread(str(png)), cv2.imread(str(original))), png
+    cli(repo, "export", recorded["mcap"], "--video", out / "video.mp4", "--channel", IMAGE)
+    video = cv2.VideoCapture(str(out / "video.mp4"))
+    assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 16
+
+
+@pytest.mark.timeout(600)
+def test_foxglove_channels_hold_the_images_and_skeletons(recorded):
+    from graphflow.recording.writer import record_frames
+    from graphflow.wire import decode_fields
+
+    reader = make_reader(open(recorded["mcap"], "rb"))
+    summary = reader.get_summary()
+    topics = {c.topic: c for c in summary.channels.values()}
+    image_channel, annotation_channel = topics["/foxglove/" + IMAGE], topics["/foxglove/" + SKELETONS]
+    assert summary.schemas[image_channel.schema_id].name == "foxglove.CompressedImage"
+    assert summary.schemas[annotation_channel.schema_id].name == "foxglove.ImageAnnotations"
+    assert image_channel.message_encoding == annotation_channel.message_encoding == "json"
+    assert all(summary.schemas[c.schema_id].encoding == "jsonschema" for c in (image_channel, annotation_channel))
+    originals = {}
+    skeletons = {}
+    for _, channel, message in reader.iter_messages(topics=[IMAGE, SKELETONS]):
+        _, header, fields = decode_fields(record_frames(message.data))
+        (originals if channel.topic == IMAGE else skeletons)[message.log_time] = fields
+    images = annotations = 0
+    for _, channel, message in reader.iter_messages(topics=["/foxglove/" + IMAGE, "/foxglove/" + SKELETONS]):
+        body = json.loads(message.data)
+        stamp = body["timestamp"] if "timestamp" in body else (body["points"][0]["timestamp"] if body["points"] else None)
+        if channel.topic.endswith(IMAGE):
+            assert body["format"] == "jpeg" and body["frame_id"] == IMAGE
+            assert body["timestamp"]["sec"] * 10**9 + body["timestamp"]["nsec"] == message.log_time
+            pixels = cv2.imdecode(np.frombuffer(base64.b64decode(body["data"]), np.uint8), cv2.IMREAD_COLOR)
+            original = originals[message.log_time]["pixels"]
+            assert pixels.shape == original.shape
+            assert cv2.PSNR(pixels, np.ascontiguousarray(original)) > 30  # JPEG quality 90: the same picture
+            images += 1
+        else:
+            joints = skeletons[message.log_time]["joints"]
+            found = joints[..., 2] > 0
+            points = [a for a in body["points"] if a["type"] == 1]
+            if found.any():
+                xy = np.array([[p["x"], p["y"]] for p in points[0]["points"]])
+                assert np.allclose(xy, joints[found][:, :2], atol=1e-4)
+            else:
+                assert not points
+            annotations += 1
+        assert stamp is None or stamp["sec"] * 10**9 + stamp["nsec"] == message.log_time
+    assert images == annotations == 16

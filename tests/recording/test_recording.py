@@ -1,0 +1,389 @@
+"""Recording on the demo app (no model): the MCAP layout read back with the mcap library itself,
+channel choice, drops and lossless mode, splitting, a full disk, a killed recorder, replay and info."""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import msgpack
+import numpy as np
+import pytest
+from mcap.reader import make_reader
+
+from graphflow import wire
+from graphflow.app import App
+from graphflow.cli import main
+from graphflow.tap import Tap
+from graphflow.recording.reader import Recording, RecordingInvalid
+from graphflow.recording.writer import (ChannelFilter, Recorder, RecordingError, composed_app, parse_size,
+                                        record_frames)
+from graphflow.registry import Registry
+
+DEMO_CHANNELS = {"ticker/ones/number", "ticker/tens/number", "arith.scale/scale/scaled", "arith.add/add/total"}
+
+
+class Capture:
+    """Every message published, by channel (what the recording must hold)."""
+
+    def __init__(self):
+        self.messages: dict[str, list] = {}
+
+    def published(self, channel, message):
+        self.messages.setdefault(channel.name, []).append(message)
+
+
+def run_demo(repo, path, ticks=20, **recorder):
+    app = App.load(repo / "apps" / "demo.app.json", sets=[f"sink/writer/path={path.parent / 'numbers.jsonl'}",
+                                                          "ticker/ones/tick_period=100Hz",
+                                                          "ticker/tens/tick_period=100Hz"], max_ticks=ticks)
+    capture = Capture()
+    app.tap.subscribe(capture)
+    rec = Recorder(path, app=composed_app(app.spec), **recorder).start(app)
+    app.run()
+    rec.stop()
+    assert app.failure is None
+    return app, rec, capture
+
+
+@pytest.mark.timeout(60)
+def test_layout_read_back_with_the_mcap_library(repo, tmp_path):
+    path = tmp_path / "demo.mcap"
+    app, rec, capture = run_demo(repo, path, ticks=30)
+    assert rec.recorded == 120 and rec.dropped_total == 0
+    reader = make_reader(open(path, "rb"))
+    header = reader.get_header()
+    assert header.profile == "graphflow"
+    summary = reader.get_summary()
+    assert {c.topic for c in summary.channels.values()} == DEMO_CHANNELS
+    assert all(c.message_encoding == "msgpack" for c in summary.channels.values())
+    schemas = {s.name: s for s in summary.schemas.values()}
+    assert set(schemas) == {"demo/Number"} and schemas["demo/Number"].encoding == "jsonschema"
+    schema = json.loads(schemas["demo/Number"].data)
+    assert schema["prefixItems"][0]["properties"]["fields"]["properties"]["value"]["type"] == "number"
+    assert summary.chunk_indexes and all(c.compression == "lz4" for c in summary.chunk_indexes)
+    attachments = list(reader.iter_attachments())
+    assert [a.name for a in attachments] == ["app.json"]
+    app_json = json.loads(attachments[0].data)
+    assert app_json["config"]["arith.scale"]["scale"]["gain"] == 3.0  # composed: the subgraph's config, expanded
+    assert {e["source"] for e in app_json["graph"]["edges"]} >= {"ticker/ones/number", "arith.scale/scale/scaled"}
+    published = {(name, m.uuid): m for name, messages in capture.messages.items() for m in messages}
+    seen = 0
+    for schema_record, channel, message in reader.iter_messages():
+        items = msgpack.unpackb(message.data)  # any msgpack reader reads a record
+        head = items[0]
+        original = published[(channel.topic, head["uuid"])]
+        assert message.log_time == round(original.acqtime * 1e9)
+        assert message.publish_time == round(original.pubtime * 1e9)
+        assert head["type"] == "demo/Number" and head["fields"]["value"] == original.payload.value
+        decoded = wire.decode(record_frames(message.data))
+        assert decoded.acqtime == original.acqtime and decoded.payload == original.payload
+        seen += 1
+    assert seen == len(published) == 120
+
+
+@pytest.mark.timeout(60)
+def test_reader_orders_by_acqtime_and_reads_the_index(repo, tmp_path):
+    path = tmp_path / "demo.mcap"
+    run_demo(repo, path, ticks=25)
+    with Recording(path) as rec:
+        assert rec.recovery is None and rec.message_count == 100
+        times = [m.log_time for m in rec.messages()]
+        assert times == sorted(times)
+        ones = rec.times("ticker/ones/number")
+        assert len(ones) == 25 and ones == sorted(ones)
+        middle = ones[12]
+        found = rec.message_at("ticker/ones/number", middle + 1)
+        assert found.log_time == middle and found.decode().payload.value == 12.0
+        assert rec.message_at("ticker/ones/number", ones[0] - 1) is None
+        window = list(rec.messages(["ticker/ones/number"], start=ones[5], end=ones[9]))
+        assert [m.log_time for m in window] == ones[5:10]
+
+
+@pytest.mark.timeout(60)
+def test_channel_patterns_choose_and_a_pattern_matching_nothing_is_an_error(repo, tmp_path):
+    path = tmp_path / "ticker.mcap"
+    run_demo(repo, path, channels=["ticker/*"])
+    with Recording(path) as rec:
+        assert set(rec.by_topic) == {"ticker/ones/number", "ticker/tens/number"}
+    app = App.load(repo / "apps" / "demo.app.json")
+    with pytest.raises(RecordingError, match=r"--channels 'tikker/\*' matches no channel"):
+        Recorder(tmp_path / "x.mcap", channels=["tikker/*"]).start(app)
+    assert not (tmp_path / "x.mcap").exists()
+
+
+def test_parse_size():
+    assert parse_size("500MB") == 500_000_000
+    assert parse_size("2MiB") == 2 * 1024 * 1024
+    assert parse_size("64kB") == 64_000
+    for bad in ("", "ten MB", "-5MB", "63.9kB"):
+        with pytest.raises(RecordingError, match="--record-split"):
+            parse_size(bad)
+
+
+class Frame:
+    """A published-looking message of a big array, for driving the recorder directly."""
+
+
+def _big_messages(count, shape=(480, 640, 3)):
+    from graphflow.messages import Header, Message
+    from graphflow.ports import OutputChannel, Tx
+    from graphflow.codelet import Codelet
+
+    from graphflow.packs.vision.messages import Image
+
+    class Camera(Codelet):
+        color = Tx(Image)
+
+    channel = OutputChannel(Camera.ports()["color"], Camera("camera", "cam"))
+    pixels = np.random.default_rng(0).integers(0, 255, shape, dtype=np.uint8)
+    return channel, [Message(Header(1.0 + i / 30, 1.0 + i / 30), Image(pixels=pixels, frame=i)) for i in range(count)]
+
+
+@pytest.mark.timeout(60)
+def test_a_slow_disk_drops_for_the_recorder_only_and_counts_it(tmp_path):
+    channel, messages = _big_messages(200)
+    tap = Tap()
+    rec = Recorder(tmp_path / "drop.mcap", queue_messages=2, compression="zstd").attach(tap)
+    for message in messages:  # as fast as a graph thread can: no waiting on the disk
+        for observe in tap.on_published:
+            observe(channel, message)
+    rec.stop()
+    assert rec.dropped_total > 0
+    assert rec.recorded + rec.dropped_total == 200
+    with Recording(tmp_path / "drop.mcap") as read:
+        assert read.message_count == rec.recorded
+
+
+@pytest.mark.timeout(60)
+def test_lossless_makes_the_publisher_wait_and_keeps_everything(tmp_path):
+    channel, messages = _big_messages(60)
+    tap = Tap()
+    rec = Recorder(tmp_path / "all.mcap", queue_messages=2, lossless=True).attach(tap)
+    for message in messages:
+        for observe in tap.on_published:
+            observe(channel, message)
+    rec.stop()
+    assert rec.dropped_total == 0 and rec.recorded == 60
+    with Recording(tmp_path / "all.mcap") as read:
+        frames = [m.fields()[2]["frame"] for m in read.messages()]
+    assert frames == list(range(60))
+
+
+@pytest.mark.timeout(60)
+def test_split_starts_new_files_past_the_size_each_complete(tmp_path):
+    channel, messages = _big_messages(40)
+    tap = Tap()
+    rec = Recorder(tmp_path / "part.mcap", split_bytes=4_000_000, lossless=True, compression="none").attach(tap)
+    for message in messages:
+        for observe in tap.on_published:
+            observe(channel, message)
+    rec.stop()
+    names = sorted(p.name for p in tmp_path.glob("part*.mcap"))
+    assert names[0] == "part.mcap" and "part_001.mcap" in names and len(names) >= 4
+    frames = []
+    for name in ["part.mcap"] + sorted(n for n in names if n != "part.mcap"):
+        size = (tmp_path / name).stat().st_size
+        with Recording(tmp_path / name) as read:
+            assert read.recovery is None  # each one finished, with its summary
+            assert read.app() is None or isinstance(read.app(), dict)
+            frames += [m.fields()[2]["frame"] for m in read.messages()]
+        assert size < 4_000_000 + 2 * 921_600 + 100_000  # past the size by at most the chunk that crossed it
+    assert frames == list(range(40))
+
+
+def _small_filesystem(tmp_path, size="3m"):
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True)
+    return mount if done.returncode == 0 else None
+
+
+@pytest.mark.timeout(120)
+def test_a_full_disk_stops_recording_with_one_line_and_the_app_runs_on(repo, tmp_path):
+    mount = _small_filesystem(tmp_path)
+    limit = {}
+    target = (mount or tmp_path) / "full.mcap"
+    if mount is None:  # no permission to mount: the kernel's file size limit fails the writes the same way
+        limit = {"preexec_fn": lambda: (resource.setrlimit(resource.RLIMIT_FSIZE, (3_000_000, 3_000_000)),
+                                        signal.signal(signal.SIGXFSZ, signal.SIG_IGN))}
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "graphflow.cli", "run", str(repo / "apps" / "demo.app.json"), "--no-viewer",
+             "--record", str(target), "--set", "ticker/ones/tick_period=2kHz", "--set", "ticker/tens/tick_period=2kHz",
+             "--set", "ticker/ones/count=10000000", "--set", "ticker/tens/count=10000000", "--record-compression", "none",
+             "--duration", "4",
+             "--set", f"sink/writer/path={tmp_path / 'numbers.jsonl'}", "--stats-json", str(tmp_path / "stats.json")],
+            capture_output=True, text=True, timeout=100, cwd=repo, **limit)
+        assert result.returncode == 0, result.stderr
+        lines = [line for line in result.stderr.splitlines() if line.startswith("recording stopped")]
+        assert len(lines) == 1, result.stderr
+        assert ("disk full" if mount else "file size limit reached") in lines[0] and "the app runs on" in lines[0]
+        assert "Traceback" not in result.stderr
+        # the app ran on to its end (4 s at 2 kHz), though the disk filled long before
+        report = json.loads((tmp_path / "stats.json").read_text())
+        assert report["elapsed_s"] >= 4.0
+        ticks = report["components"]["ticker/ones"]["ticks"]
+        assert ticks > 2000 and report["channels"]["arith.add/add/total"]["messages"] > 2000
+        assert "recorded" in result.stderr and f"{ticks * 4} messages" not in result.stderr
+        with Recording(target) as read:  # what did reach the disk is readable
+            assert read.recovery is not None and read.recovery.messages > 0
+            assert all(m.fields()[0] == "demo/Number" for m in read.messages())
+    finally:
+        if mount is not None:
+            subprocess.run(["umount", str(mount)])
+
+
+@pytest.mark.timeout(120)
+def test_sigkill_mid_recording_then_recovered_and_every_message_decodes(repo, tmp_path):
+    target = tmp_path / "killed.mcap"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "graphflow.cli", "run", str(repo / "apps" / "demo.app.json"), "--no-viewer",
+         "--record", str(target), "--set", "ticker/ones/count=1000000", "--set", "ticker/tens/count=1000000",
+         "--set", f"sink/writer/path={tmp_path / 'numbers.jsonl'}"],
+        cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while (not target.exists() or target.stat().st_size < 20_000) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        killed_at = time.monotonic()
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    lines = len((tmp_path / "numbers.jsonl").read_text().splitlines()) if (tmp_path / "numbers.jsonl").exists() else None
+    Registry().load_pack("demo")
+    with Recording(target) as read:
+        assert read.recovery is not None
+        assert read.recovery.messages > 0 and read.recovery.chunks > 0
+        decoded = [m.decode() for m in read.messages()]  # raises on any message that does not decode
+        assert len(decoded) == read.recovery.messages
+        assert {type(m.payload).__name__ for m in decoded} == {"Number"}
+        # at most about a second (the flush interval) is lost: 4 channels at 50 messages/s
+        ones = read.times("ticker/ones/number")
+        assert len(ones) >= 30
+    result = subprocess.run([sys.executable, "-m", "graphflow.cli", "info", str(target)], capture_output=True,
+                            text=True, cwd=repo, timeout=60)
+    assert result.returncode == 0 and "not closed properly" in result.stdout
+    assert f"recovered {len(decoded)} messages" in result.stdout
+    _ = (killed_at, lines)
+
+
+@pytest.mark.timeout(60)
+def test_recovery_keeps_complete_chunks_only(repo, tmp_path):
+    path = tmp_path / "whole.mcap"
+    run_demo(repo, path, ticks=60, chunk_bytes=2_000)
+    data = path.read_bytes()
+    with Recording(path) as whole:
+        chunks = sorted(whole._chunks, key=lambda c: c.offset)
+        total = whole.message_count
+    cut = chunks[3].offset + chunks[3].length // 2  # in the middle of the fourth chunk
+    (tmp_path / "cut.mcap").write_bytes(data[:cut])
+    Registry().load_pack("demo")
+    with Recording(tmp_path / "cut.mcap") as read:
+        assert read.recovery.chunks == 3
+        assert read.recovery.kept_bytes == chunks[3].offset
+        assert 0 < read.recovery.messages < total
+        assert len([m.decode() for m in read.messages()]) == read.recovery.messages
+    (tmp_path / "junk.mcap").write_bytes(b"not an mcap file at all")
+    with pytest.raises(RecordingInvalid, match="not an MCAP file"):
+        Recording(tmp_path / "junk.mcap")
+    with pytest.raises(RecordingInvalid, match="no such file"):
+        Recording(tmp_path / "missing.mcap")
+
+
+@pytest.mark.timeout(60)
+def test_replay_feeds_the_app_in_place_of_its_sources_with_recorded_acqtimes(repo, tmp_path, capsys):
+    path = tmp_path / "demo.mcap"
+    run_demo(repo, path, ticks=20)
+    live = [json.loads(line) for line in (tmp_path / "numbers.jsonl").read_text().splitlines()]
+    out = tmp_path / "replayed.jsonl"
+    code = main(["replay", str(path), str(repo / "apps" / "demo.app.json"), "--no-viewer", "--quiet",
+                 "--rate", "max", "--set", f"sink/writer/path={out}"])
+    assert code == 0
+    assert "in place of ticker/ones, ticker/tens" in capsys.readouterr().err
+    replayed = [json.loads(line) for line in out.read_text().splitlines()]
+    assert replayed == live  # same values and the same acqtimes
+
+
+@pytest.mark.timeout(60)
+def test_replay_rate_start_end_and_loop(repo, tmp_path):
+    path = tmp_path / "demo.mcap"
+    run_demo(repo, path, ticks=20)  # 20 ticks at 100 Hz: about 0.19 s of recording
+    with Recording(path) as rec:
+        span = rec.duration
+    out = tmp_path / "replayed.jsonl"
+    args = ["replay", str(path), str(repo / "apps" / "demo.app.json"), "--no-viewer", "--quiet",
+            "--set", f"sink/writer/path={out}"]
+    started = time.monotonic()
+    assert main(args + ["--rate", "0.25"]) == 0
+    assert time.monotonic() - started >= span / 0.25 * 0.9  # four times slower than recorded
+    assert main(args + ["--rate", "max", "--loop", "--max-ticks", "100"]) == 0
+    values = [json.loads(line) for line in out.read_text().splitlines()]
+    acqtimes = [v["acqtime"] for v in values]
+    assert len(values) >= 45 and acqtimes == sorted(acqtimes)  # looped: more than recorded, acqtimes rising
+    ones = Recording(path).times("ticker/ones/number")
+    start, end = (ones[5] - ones[0]) / 1e9, (ones[9] - ones[0]) / 1e9
+    assert main(args + ["--rate", "max", "--start", str(start), "--end", str(end + 1e-4)]) == 0
+    assert 3 <= len(out.read_text().splitlines()) <= 5
+
+
+def test_replay_options_that_do_not_fit_are_one_line_errors(repo, tmp_path, capsys):
+    path = tmp_path / "demo.mcap"
+    run_demo(repo, path, ticks=5, channels=["arith.*"])
+    app = str(repo / "apps" / "demo.app.json")
+    cases = [
+        (["--rate", "fast"], "--rate 'fast'"),
+        (["--rate", "0"], "--rate '0'"),
+        (["--map", "nonsense"], "expected RECORDED_CHANNEL=node/component/port"),
+        (["--map", "ticker/ones/number=ticker/ones/number"], "the recording has no channel 'ticker/ones/number'"),
+        (["--map", "arith.scale/scale/scaled=ticker/ones/nmber"], "has no port 'nmber'"),
+        (["--map", "arith.scale/scale/scaled=tikcer/ones/number"], "no component 'tikcer/ones'"),
+        ([], "holds none of the app's source channels"),
+        (["--start", "2", "--end", "1"], "is not after --start"),
+    ]
+    for extra, expected in cases:
+        assert main(["replay", str(path), app, "--no-viewer", "--quiet", *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert expected in err and "Traceback" not in err, (extra, err)
+    assert main(["replay", str(tmp_path / "nope.mcap"), app, "--no-viewer"]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_info_prints_channels_counts_and_the_app(repo, tmp_path, capsys):
+    path = tmp_path / "demo.mcap"
+    run_demo(repo, path, ticks=10)
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "40 messages on 4 channels" in out and "app: demo" in out
+    assert "ticker/ones/number" in out and "demo/Number" in out
+    assert main(["info", str(path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert {c["channel"]: c["messages"] for c in info["channels"]} == {name: 10 for name in DEMO_CHANNELS}
+    assert info["app"] == "demo" and info["attachments"] == ["app.json"] and info["recovered"] is None
+    (tmp_path / "junk.mcap").write_text("hello")
+    assert main(["info", str(tmp_path / "junk.mcap")]) == 2
+    assert "not an MCAP file" in capsys.readouterr().err
+
+
+def test_record_options_errors(repo, tmp_path, capsys):
+    app = str(repo / "apps" / "demo.app.json")
+    assert main(["run", app, "--no-viewer", "--quiet", "--channels", "ticker/*"]) == 2
+    assert "give --record FILE.mcap too" in capsys.readouterr().err
+    assert main(["run", app, "--no-viewer", "--quiet", "--record", str(tmp_path / "no" / "x.mcap")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["run", app, "--no-viewer", "--quiet", "--record", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+
+
+def test_channel_filter():
+    chosen = ChannelFilter(["feeder/*", "*/skeletons*"])
+    assert chosen("feeder/image_loader/color") and chosen("decoder/x/skeletons_out")
+    assert not chosen("encoder/e/tensor")
+    assert ChannelFilter()("anything")
