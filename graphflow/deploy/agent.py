@@ -26,7 +26,7 @@ import threading
 import time
 
 UNIT_PREFIX = "graphflow-"
-SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}\Z")
 
 
 def main(argv):
@@ -153,7 +153,7 @@ def build_release(root, manifest, release, request):
         os.replace(dest + ".tmp", dest)
     models = os.path.join(partial, "models")
     for name, digest in manifest.get("models", {}).items():  # the model path: each model by its name
-        if not SAFE.match(name) or not re.match(r"^[0-9a-f]{64}$", digest):
+        if not SAFE.match(name) or not re.match(r"^[0-9a-f]{64}\Z", digest):
             raise AgentError("unsafe model entry in the manifest: %r" % name)
         dest = os.path.join(models, name)
         if not os.path.isfile(dest):

@@ -23,6 +23,8 @@ def add_subcommands(sub) -> None:
                          help="config overlay merged into the packaged app (repeatable)")
     package.add_argument("--wheelhouse", action="store_true",
                          help="include every wheel the target needs, so the device installs offline (needs PyPI here)")
+    package.add_argument("--extra", action="append", default=[], metavar="NAME",
+                         help="also install this graphflow extra on the device (e.g. jit: numba for the decoder)")
     package.add_argument("--graphflow-wheel", type=Path, help="ship this graphflow wheel instead of building one")
     package.add_argument("--check", action="store_true",
                          help="verify a package's hashes and that its wheelhouse resolves offline for the target")
@@ -91,7 +93,7 @@ def cmd_package(args) -> int:
             return 1 if problems else 0
         result = build_package(args.app, args.out, target=args.target or default_target(), version=args.version,
                                overlays=args.config, wheelhouse=args.wheelhouse,
-                               graphflow_wheel=args.graphflow_wheel, progress=_progress)
+                               graphflow_wheel=args.graphflow_wheel, extras=args.extra, progress=_progress)
     except DeployError as exc:
         return _fail(exc)
     except KeyboardInterrupt:

@@ -27,13 +27,13 @@ import tempfile
 from pathlib import Path
 
 from . import DeployError
-from .targets import TARGETS, Target
+from .targets import TARGETS, Target, wheel_requirements
 
 FORMAT = 1
 MANIFEST = "manifest.json"
 SUFFIX = ".gfpkg"
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")  # app names and versions
-MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")  # as the device agent's SAFE
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}\Z")  # app names and versions
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}\Z")  # as the device agent's SAFE
 MODEL_PARAM_SUFFIX = "model_file_path"  # params naming a model on the model search path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,10 +57,10 @@ def check_name(value: str, what: str) -> str:
 # -- building ------------------------------------------------------------------------------------
 def build_package(app: Path, out_dir: Path, *, target: str, version: str = "0.0.0",
                   overlays: list[Path] = (), wheelhouse: bool = False,
-                  graphflow_wheel: Path | None = None, progress=print) -> Path:
+                  graphflow_wheel: Path | None = None, extras: list[str] = (), progress=print) -> Path:
     """Write ``out_dir/NAME-VERSION.gfpkg`` for ``app``; returns its path."""
     from graphflow.loader import AppInvalid, load_app, read_json
-    from nodes.ml.model_path import find_model
+    from graphflow.packs.ml.model_path import find_model
 
     if target not in TARGETS:
         raise DeployError(f"unknown target {target!r} (one of: {', '.join(TARGETS)})")
@@ -85,21 +85,22 @@ def build_package(app: Path, out_dir: Path, *, target: str, version: str = "0.0.
     app_files[app.resolve()] = (app_files[app.resolve()][0], top)
 
     models: dict[str, str] = {}
-    for (node, comp), values in spec.config.items():
-        for param, entry in values.items():
-            if param.endswith(MODEL_PARAM_SUFFIX) and isinstance(entry.value, str) and entry.value:
+    for full_name, values in spec.config.items():  # component full name -> param -> typed value
+        for param, value in values.items():
+            if param.endswith(MODEL_PARAM_SUFFIX) and isinstance(value, str) and value:
                 try:
-                    path = find_model(entry.value)
+                    path = find_model(value)
                 except FileNotFoundError as exc:
-                    raise DeployError(f"{node}/{comp}/{param}: {str(exc).splitlines()[0]} "
+                    raise DeployError(f"{full_name}/{param}: {str(exc).splitlines()[0]} "
                                       f"(set GRAPHFLOW_MODEL_PATH)") from None
                 digest = sha256_file(path)
-                if not MODEL_NAME.match(Path(entry.value).name):
-                    raise DeployError(f"{node}/{comp}/{param}: model file name {Path(entry.value).name!r} is not "
+                model_name = Path(value).name
+                if not MODEL_NAME.match(model_name):
+                    raise DeployError(f"{full_name}/{param}: model file name {model_name!r} is not "
                                       f"allowed on a device: use letters, digits and . _ + - (rename the file)")
-                if models.get(Path(entry.value).name, digest) != digest:
-                    raise DeployError(f"two different models are both named {Path(entry.value).name!r}")
-                models[Path(entry.value).name] = digest
+                if models.get(model_name, digest) != digest:
+                    raise DeployError(f"two different models are both named {model_name!r}")
+                models[model_name] = digest
                 files[f"models/{digest}"] = path
     _bare_model_names(app_files)
     _local_pack_paths(app_files)
@@ -117,7 +118,7 @@ def build_package(app: Path, out_dir: Path, *, target: str, version: str = "0.0.
         temp = Path(temp)
         wheel = graphflow_wheel or build_graphflow_wheel(temp / "wheels", progress)
         files[f"wheels/{wheel.name}"] = wheel
-        requirements = spec_target.requirements()
+        requirements = spec_target.requirements(wheel_requirements(wheel, set(spec_target.extras) | set(extras)))
         if wheelhouse:
             house = download_wheelhouse(spec_target, requirements, temp / "wheelhouse", progress)
             for whl in sorted(house.glob("*.whl")):
@@ -211,11 +212,12 @@ def _local_packs(spec) -> list[Path]:
     """Packs given as a path relative to an app file (a folder, or a .py file): shipped beside
     the packaged app files (app/<its name>)."""
     found: dict[str, Path] = {}
-    for name, base, file, path in spec.modules:
+    for name, base in spec.modules:
         if _is_local_pack(name):
-            candidate = (base / name).resolve()
+            candidate = (Path(base) / name).resolve()
             if found.get(candidate.name, candidate) != candidate:
-                raise DeployError(f"{file}: {path}: two node packs are both named {candidate.name!r}")
+                raise DeployError(f"two node packs are both named {candidate.name!r} ({found[candidate.name]}, "
+                                  f"{candidate})")
             found[candidate.name] = candidate
     return list(found.values())
 

@@ -249,7 +249,7 @@ def test_doctor_reports_each_missing_thing_with_its_fix(device, tmp_path):
 @pytest.mark.parametrize("target", [
     "host name", "host;rm -rf ~", "$(reboot)", "-oProxyCommand=touch{x}", "dev'ice", 'dev"ice', "device:dir with space",
     "device:-rf", "device:a;b", "device:$(touch{x})", "device:../../etc", "`touch{x}`@device", "device:a'b",
-    "us er@device", "-l@device",
+    "us er@device", "-l@device", "device\n", "device:dir\n", "device:dir\ntouch{x}",
 ])
 @pytest.mark.timeout(60)
 def test_hostile_destinations_are_refused_before_anything_runs(device, openpose_packages, tmp_path, target):
@@ -266,7 +266,7 @@ def test_hostile_destinations_are_refused_before_anything_runs(device, openpose_
 def test_hostile_app_names_are_refused_when_packaging(tmp_path, graphflow_wheel):
     app = json.loads((REPO / "apps" / "demo.app.json").read_text())
     (tmp_path / "scale_add.subgraph.json").write_text((REPO / "apps" / "scale_add.subgraph.json").read_text())
-    for name in ("a b", "x;reboot", "$(id)", "-rf", "../up", "it's"):
+    for name in ("a b", "x;reboot", "$(id)", "-rf", "../up", "it's", "app\n"):
         app["name"] = name
         (tmp_path / "app.json").write_text(json.dumps(app))
         result = graphflow("package", str(tmp_path / "app.json"), "-o", str(tmp_path / "out"),

@@ -54,7 +54,7 @@ def test_the_package_holds_the_composed_app_the_wheel_the_model_once_and_pins(op
     assert f"numpy=={version('numpy')}" in pins and f"onnxruntime=={version('onnxruntime')}" in pins
     with zipfile.ZipFile(io.BytesIO(files["wheels/graphflow-0.1.0-py3-none-any.whl"])) as wheel:
         names = wheel.namelist()
-    assert "nodes/openpose/__init__.py" in names and "graphflow/deploy/agent.py" in names  # packs ship inside
+    assert "graphflow/packs/openpose/__init__.py" in names and "graphflow/deploy/agent.py" in names  # packs ship inside
     assert not [n for n in names if n.endswith((".so", ".pyd"))]  # pure Python: runs on aarch64 too
 
 
@@ -159,7 +159,7 @@ def test_check_resolves_the_wheelhouse_offline_for_the_target_platform_and_pytho
 
 
 PACK_CODE = '''from graphflow import Codelet, Param, Rx, Tx
-from nodes.demo.messages import Number
+from graphflow.packs.demo.messages import Number
 
 
 class {name}(Codelet):

@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 
 from graphflow.testing import Harness
-from nodes.ml import _tensorrt_backend as trt_backend
-from nodes.ml import engine_cache
-from nodes.ml.color_camera_encoder import ColorCameraEncoder
-from nodes.ml.color_camera_encoder_cuda import ColorCameraEncoderCuda
-from nodes.ml.tensorrt_inference import TensorRTInference
-from nodes.vision.messages import Image, Tensors
+from graphflow.packs.ml import _tensorrt_backend as trt_backend
+from graphflow.packs.ml import engine_cache
+from graphflow.packs.ml.color_camera_encoder import ColorCameraEncoder
+from graphflow.packs.ml.color_camera_encoder_cuda import ColorCameraEncoderCuda
+from graphflow.packs.ml.tensorrt_inference import TensorRTInference
+from graphflow.packs.vision.messages import Image, Tensors
 from tests.conftest import DATA, MODELS, REPO
 
 MODEL = "openpose_mobilenet_thin.onnx"
@@ -249,7 +249,7 @@ def test_gpu_extras_match_the_deploy_targets():
 
 # -- on a real CUDA GPU -----------------------------------------------------------------------------
 def has_cuda() -> bool:
-    from nodes.ml._cuda import cupy_with_device
+    from graphflow.packs.ml._cuda import cupy_with_device
     try:
         cupy_with_device()
         return True
