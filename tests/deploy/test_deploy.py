@@ -120,7 +120,7 @@ def test_redeploy_uploads_only_changed_files_then_rollback_and_prune(device, ope
 
     def venv_works(release: str) -> bool:
         python = root / "releases" / release / "venv" / "bin" / "python"
-        where = transport.run([str(python), "-c", "import graphflow, nodes.openpose; print(graphflow.__file__)"])
+        where = transport.run([str(python), "-c", "import graphflow.packs.openpose as p; print(p.__file__)"])
         return where.returncode == 0 and where.stdout.startswith(str(root / "releases" / release / "venv"))
 
     assert venv_works(v2) and venv_works(v1)
