@@ -105,7 +105,10 @@ def verb_install(root, args):
         build_release(root, manifest, release, request)
     info_path = os.path.join(final, "release.json")
     info = json.load(open(info_path))
-    info["run_args"] = request.get("run_args", [])
+    run_args = request.get("run_args")
+    if run_args is None:  # not given: the app keeps running with the arguments it runs with now
+        run_args = current_run_args(root) if current_release(root) != release else info.get("run_args", [])
+    info["run_args"] = run_args
     write_atomically(info_path, json.dumps(info, indent=1))
     switch(root, release)
     say("current -> releases/%s" % release)
@@ -285,6 +288,13 @@ def switch(root, release):
     if not history or history[-1] != release:
         history.append(release)
     write_atomically(os.path.join(root, "history"), "\n".join(history[-100:]))
+
+
+def current_run_args(root):
+    try:
+        return json.load(open(os.path.join(root, "current", "release.json"))).get("run_args", [])
+    except (OSError, ValueError):
+        return []
 
 
 def read_history(root):

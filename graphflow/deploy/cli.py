@@ -43,9 +43,10 @@ def add_subcommands(sub) -> None:
                         help="the device's own Python packages serve the requirements: a venv with "
                              "--system-site-packages, and only the app's wheels installed (--no-deps)")
     deploy.add_argument("--bwlimit", type=int, metavar="KBPS", help="limit the upload rate (KB/s)")
-    deploy.add_argument("--app-args", default="", metavar="ARGS",
+    deploy.add_argument("--app-args", default=None, metavar="ARGS",
                         help="arguments for `graphflow run` on the device, split like a shell would "
-                             "(no shell runs them), e.g. --app-args '--input camera:0'")
+                             "(no shell runs them), e.g. --app-args '--input camera:0'; default: those the "
+                             "current release runs with")
     deploy.set_defaults(func=cmd_deploy)
 
     remote = sub.add_parser("remote", help="operate a deployed device: " + ", ".join(REMOTE_VERBS))
@@ -109,7 +110,7 @@ def cmd_deploy(args) -> int:
 
     try:
         try:
-            run_args = shlex.split(args.app_args)
+            run_args = None if args.app_args is None else shlex.split(args.app_args)
         except ValueError as exc:
             raise DeployError(f"--app-args: {exc}") from None
         check_local_path(args.package, "package")

@@ -101,7 +101,7 @@ def test_foreground_run_on_the_device_matches_a_local_run(device, openpose_packa
 def test_redeploy_uploads_only_changed_files_then_rollback_and_prune(device, openpose_packages, tmp_path):
     to = f"device:{tmp_path / 'device'}"
     root = tmp_path / "device"
-    first = deploy(device, openpose_packages["1.0.0"], to)
+    first = deploy(device, openpose_packages["1.0.0"], to, "--app-args", "--input 'camera:0' --quiet")
     assert first.returncode == 0, first.stderr[-2000:]
     v1 = current(root)
     assert v1.startswith("1.0.0-") and "uploaded 5 of 5 files" in first.stdout
@@ -124,6 +124,8 @@ def test_redeploy_uploads_only_changed_files_then_rollback_and_prune(device, ope
         return where.returncode == 0 and where.stdout.startswith(str(root / "releases" / release / "venv"))
 
     assert venv_works(v2) and venv_works(v1)
+    # Deployed without --app-args, the new release runs with the arguments the previous one ran with.
+    assert json.loads((root / "current" / "release.json").read_text())["run_args"] == ["--input", "camera:0", "--quiet"]
     packaged = json.loads((root / "current" / "app" / "openpose.app.json").read_text())
     assert packaged["config"]["viz"]["visualizer"]["min_confidence"] == 0.2  # the overlay is in the package
 
