@@ -1,25 +1,29 @@
-"""Does the viewer slow the graph? Throughput of an app with no viewer, with an idle viewer, and
-with a connected client that subscribes to an image channel (with its skeleton overlays) in a
-2-D window, in a separate process, like a browser would.
+"""Does the viewer slow the graph? The OpenPose app's frames/s with no viewer, side by side with
+the same app watched by N WebSocket clients (default 30), each subscribed to the app's 2-D window
+(the image with its skeletons) like a browser tab.
 
-    python benchmarks/bench_viewer.py                        # the viewer test app, source at full speed
-    GRAPHFLOW_MODEL_PATH=../shared/models python benchmarks/bench_viewer.py apps/openpose.app.json \\
-        --input ../shared/data/coco_val2017_mini/images --set feeder/image_loader/loop=true
+    GRAPHFLOW_MODEL_PATH=../shared/models python benchmarks/bench_viewer.py
+    python benchmarks/bench_viewer.py --clients 30 --pairs 10 --phase 6 --input ../shared/data/images
 
-The client watches the app's first 2-D ui_config window (OpenPose: "poses", the image and its
-skeletons), else the first image channel with every skeleton2 channel over it (--image picks
-the image channel). --input sets the app's io.input; its io.output params go to a temporary
-folder (so the writers run as in `graphflow run` without filling out/).
+One app runs throughout (its model loaded once); the measurement alternates phases of
+``--phase`` seconds: no viewer at all (no server, no observer on the tap), then a viewer with N
+clients connected and watching, or the other way round (the order alternates per pair), so
+the shared machine's load drifts hit both alike. The clients run in a separate process (one
+asyncio loop, N aiohttp connections) and count every frame they receive.
 
-Throughput = messages per second published on --count (default: the window's skeleton2
-channel, else the first skeleton2 channel, else the busiest channel) after a warm-up. Prints
-the ratio with/without client (target ≥ 0.95).
+Throughput = messages/s on the app's skeleton channel (one per processed frame). Prints each
+pair, the median of the per-pair ratios (target >= 0.95), the clients' frames/s, and the CPU
+time of the viewer's two threads as a share of the app process's CPU time in the watched
+phases: a figure the machine's noise hardly moves (the ratio's ceiling on a CPU-bound app).
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import os
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -30,139 +34,213 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-TEST_APP = REPO / "tests" / "viewer" / "app" / "viewer_test.app.json"
-BUS = REPO.parent / "shared" / "data" / "images" / "bus.jpg"
+SHARED = Path(os.environ.get("GRAPHFLOW_SHARED", REPO.parent / "shared"))
+APP = REPO / "apps" / "openpose.app.json"
 
 
-def client_main(url: str, channels: list[str], width: int, height: int, seconds: float) -> None:
-    """The client process: subscribe, receive (and drop) frames, report frames/s."""
-    import struct
+# -- the clients' process ----------------------------------------------------------------------------
+async def _client(url: str, window: dict, counts: list, index: int, connected: list, stop: asyncio.Event) -> None:
+    import aiohttp
 
-    from graphflow.viewer.websocket import connect
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(url.replace("http://", "ws://") + "api/stream", max_msg_size=1 << 28) as ws:
+            await ws.send_str(json.dumps({"op": "subscribe", "windows": [window]}))
+            connected.append(index)
+            receiving = asyncio.ensure_future(ws.receive())
+            stopping = asyncio.ensure_future(stop.wait())
+            while True:
+                done, _ = await asyncio.wait({receiving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if stopping in done:
+                    receiving.cancel()
+                    return
+                message = receiving.result()
+                if message.type == aiohttp.WSMsgType.BINARY:
+                    n = struct.unpack(">I", message.data[:4])[0]
+                    if json.loads(message.data[4:4 + n]).get("type") == "frame":
+                        counts[index] += 1
+                elif message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                    return
+                receiving = asyncio.ensure_future(ws.receive())
 
-    ws = connect(url.replace("http://", "ws://") + "api/stream")
-    ws.send_text(json.dumps({"op": "subscribe", "windows": [
-        {"id": "bench", "renderer": "2d", "channels": [c for c in channels if c], "width": width, "height": height}]}))
+
+async def _watch(url: str, count: int, window: dict) -> None:
+    """Connect ``count`` clients, say "connected", count frames from "go" until "stop"."""
+    loop = asyncio.get_running_loop()
+    counts, connected, stop = [0] * count, [], asyncio.Event()
+    tasks = [asyncio.ensure_future(_client(url, window, counts, i, connected, stop)) for i in range(count)]
+    while len(connected) < count:
+        await asyncio.sleep(0.01)
     print("connected", flush=True)
-    frames, nbytes, start = 0, 0, time.monotonic()
-    ws.sock.settimeout(0.5)
-    while time.monotonic() - start < seconds:
-        try:
-            data = ws.recv()
-        except Exception:
-            break
-        if isinstance(data, bytes):
-            n = struct.unpack(">I", data[:4])[0]
-            if json.loads(data[4:4 + n]).get("type") == "frame":
-                frames += 1
-                nbytes += len(data)
+    await loop.run_in_executor(None, sys.stdin.readline)  # "go"
+    start, before = time.monotonic(), list(counts)
+    await loop.run_in_executor(None, sys.stdin.readline)  # "stop"
     elapsed = time.monotonic() - start
-    ws.close()
-    print(json.dumps({"frames_per_s": frames / elapsed, "kbytes_per_frame": nbytes / max(frames, 1) / 1024}), flush=True)
+    rates = [(c - b) / elapsed for c, b in zip(counts, before)]
+    stop.set()
+    await asyncio.gather(*tasks)
+    print(json.dumps({"frames_per_s": rates}), flush=True)
 
 
-def one_run(args, mode: str) -> dict:
-    from graphflow.app import App
+def clients_main(count: int, window: dict) -> None:
+    for line in sys.stdin:  # "watch URL" per watched phase
+        if line.startswith("watch "):
+            asyncio.run(_watch(line.split()[1], count, window))
+
+
+# -- the measuring process ---------------------------------------------------------------------------
+def thread_cpu(native_id: int) -> float:
+    """CPU seconds (user + system) of one thread of this process."""
+    fields = Path(f"/proc/self/task/{native_id}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def frame_rate(tx, seconds: float) -> float:
+    """Messages/s on ``tx`` over ``seconds``, from the times of the first and last message seen
+    (polled every 5 ms): at a few frames/s, counting whole frames in a window would be off by
+    up to one frame in ten."""
+    times, last, end = [], tx.published, time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(0.005)
+        count = tx.published
+        if count != last:
+            times.append((time.monotonic(), count))
+            last = count
+    if len(times) < 2:
+        return 0.0
+    (t0, c0), (t1, c1) = times[0], times[-1]
+    return (c1 - c0) / (t1 - t0)
+
+
+class Clients:
+    """The clients' process, kept for the whole run."""
+
+    def __init__(self, count: int, window: list[str], width: int, height: int):
+        self.process = subprocess.Popen([sys.executable, __file__, "--client", str(count), "--channels", ",".join(window),
+                                         "--width", str(width), "--height", str(height)],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def say(self, line: str) -> None:
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+
+    def watch(self, url: str) -> None:
+        self.say(f"watch {url}")
+        assert self.process.stdout.readline().strip() == "connected"
+
+    def stop(self) -> list[float]:
+        self.say("stop")
+        return json.loads(self.process.stdout.readline())["frames_per_s"]
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=30)
+
+
+def measure(app, args, count: str, clients: Clients | None, window: list[str]) -> dict:
+    """One phase: with ``clients`` (a viewer started for it, closed after) or without a viewer."""
     from graphflow.viewer import ViewerServer
 
-    app = App.load(args.app, sets=args.set, workers=args.workers)
-    channels = app.channels()
-    windows = (app.spec.ui_config or {}).get("windows", {})
-    window = next(([c["name"] for c in w["channels"]] for w in windows.values()
-                   if w.get("renderer", "2d") == "2d"), None)
-    if window and not args.image:
-        image = next((n for n in window if channels[n].message_type.render == "image"), None)
-        overlays = [n for n in window if n != image]
-    else:
-        image = args.image or next((n for n, tx in channels.items() if tx.message_type.render == "image"), None)
-        overlays = [n for n, tx in channels.items() if tx.message_type.render == "skeleton2"]
-    skeletons = [n for n in overlays if channels[n].message_type.render == "skeleton2"] or \
-        [n for n, tx in channels.items() if tx.message_type.render == "skeleton2"]
-    count = args.count or (skeletons[0] if skeletons else None)
-    server = client = None
-    total = args.warmup + args.duration
-    if mode != "no viewer":
-        server = ViewerServer("127.0.0.1", 0).attach(app).start()
-    if mode == "client":
-        if image is None:
-            raise SystemExit(f"{args.app} has no image channel to subscribe to (use --image)")
-        client = subprocess.Popen([sys.executable, __file__, "--client", server.url, "--channels",
-                                   ",".join([image, *overlays]), "--width", str(args.width), "--height",
-                                   str(args.height), "--seconds", str(total + 5)],
-                                  stdout=subprocess.PIPE, text=True)
-        assert client.stdout.readline().strip() == "connected"
-    runner = threading.Thread(target=app.run, kwargs={"duration": total + 1})
-    runner.start()
-    time.sleep(args.warmup)
-    if count is None:  # the busiest channel
-        count = max(channels, key=lambda n: channels[n].published)
-    c0, t0 = channels[count].published, time.monotonic()
-    time.sleep(args.duration)
-    c1, t1 = channels[count].published, time.monotonic()
-    app.request_stop()
-    runner.join()
-    result = {"mode": mode, "channel": count, "throughput": (c1 - c0) / (t1 - t0), "window": [image, *overlays]}
-    if client is not None:
-        out, _ = client.communicate(timeout=total + 15)
-        result.update(json.loads(out.strip().splitlines()[-1]))
+    tx = app.channels()[count]
+    server = None
+    if clients is not None:
+        server = ViewerServer("127.0.0.1", 0, max_clients=args.clients + 8).attach(app).start()
+        clients.watch(server.url)
+    time.sleep(args.settle)
+    if clients is not None:
+        clients.say("go")
+        threads = [server._thread.native_id, server.stream._thread.native_id]
+        viewer0 = sum(thread_cpu(t) for t in threads)
+    cpu0 = process_cpu()
+    result = {"frames_per_s": frame_rate(tx, args.phase), "cpu_s": process_cpu() - cpu0}
     if server is not None:
-        result["client_drops"] = sum(c.queue.dropped for c in server.clients.values())
+        result["viewer_cpu_s"] = sum(thread_cpu(t) for t in threads) - viewer0
+        result["client_frames_per_s"] = clients.stop()
+        result["replaced_unsent"] = sum(c.queue.dropped for c in server.clients.values())
         server.close()
     return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("app", nargs="?", type=Path, default=TEST_APP)
-    parser.add_argument("--set", action="append", default=None, metavar="NODE/COMPONENT/PARAM=VALUE")
-    parser.add_argument("--input", help="what the app's io.input param is set to (as `graphflow run --input`)")
-    parser.add_argument("--count", help="channel whose messages/s is the throughput")
-    parser.add_argument("--image", help="image channel the client subscribes to (default: the first)")
+    parser.add_argument("app", nargs="?", type=Path, default=APP)
+    parser.add_argument("--clients", type=int, default=30)
+    parser.add_argument("--input", default=str(SHARED / "data" / "images"),
+                        help="the app's io.input (default: shared/data/images, looped)")
+    parser.add_argument("--set", action="append", default=[], metavar="NODE/COMPONENT/PARAM=VALUE")
+    parser.add_argument("--count", help="channel whose messages/s is the throughput (default: the window's skeletons)")
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=480)
-    parser.add_argument("--duration", type=float, default=6.0, help="seconds measured per run")
-    parser.add_argument("--warmup", type=float, default=1.5)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--workers", type=int)
-    parser.add_argument("--client", help=argparse.SUPPRESS)
+    parser.add_argument("--pairs", type=int, default=10, help="pairs of phases (without, with the viewer)")
+    parser.add_argument("--phase", type=float, default=6.0, help="seconds measured per phase")
+    parser.add_argument("--settle", type=float, default=1.0, help="seconds after a phase starts before measuring")
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--client", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--channels", help=argparse.SUPPRESS)
-    parser.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
-        client_main(args.client, args.channels.split(","), args.width, args.height, args.seconds)
+        clients_main(args.client, {"id": "bench", "renderer": "2d", "channels": args.channels.split(","),
+                                   "width": args.width, "height": args.height})
         return
-    if args.set is None:
-        args.set = [f"camera/source/path={BUS}", "camera/source/tick_period=0"] if args.app == TEST_APP else []
+    os.environ.setdefault("GRAPHFLOW_MODEL_PATH", str(SHARED / "models"))
     io = json.loads(Path(args.app).read_text()).get("io", {})
     given = {s.split("=", 1)[0] for s in args.set}
-    if args.input:
-        inputs = io.get("input") or []
-        for name in [inputs] if isinstance(inputs, str) else inputs:
+    inputs = io.get("input") or []
+    for name in [inputs] if isinstance(inputs, str) else inputs:
+        if name not in given:
             args.set.append(f"{name}={args.input}")
+    if args.app == APP and "feeder/image_loader/loop" not in given:
+        args.set.append("feeder/image_loader/loop=true")
     outputs = io.get("output") or []
     out = tempfile.mkdtemp(prefix="bench_viewer_")
     args.set += [f"{name}={out}" for name in ([outputs] if isinstance(outputs, str) else outputs) if name not in given]
-    modes = ["no viewer", "idle viewer", "client"]
-    results = {m: [] for m in modes}
-    for r in range(args.repeats):
-        for mode in modes:  # interleaved, so drifts hit every mode alike
-            result = one_run(args, mode)
-            results[mode].append(result)
-            extra = (f"  client {result['frames_per_s']:.1f} frames/s, {result['kbytes_per_frame']:.0f} KiB/frame,"
-                     f" {result['client_drops']} frames replaced unsent") if mode == "client" else ""
-            print(f"run {r + 1} {mode:12} {result['throughput']:9.1f} msg/s on {result['channel']}{extra}", flush=True)
-    median = {m: statistics.median(x["throughput"] for x in results[m]) for m in modes}
+
+    from graphflow.app import App
+
+    app = App.load(args.app, sets=args.set)
+    channels = app.channels()
+    windows = (app.spec.ui_config or {}).get("windows", {})
+    window = next(([c["name"] for c in w["channels"]] for w in windows.values() if w.get("renderer", "2d") == "2d"),
+                  None)
+    if window is None:
+        raise SystemExit(f"{args.app} has no 2-D window in its ui_config for the clients to watch")
+    count = args.count or next(n for n in window if channels[n].message_type.render == "skeleton2")
+    clients = Clients(args.clients, window, args.width, args.height)
+    runner = threading.Thread(target=app.run, name="bench-app")
+    runner.start()
+    pairs = []
+    try:
+        time.sleep(args.warmup)
+        for p in range(args.pairs):
+            order = (False, True) if p % 2 == 0 else (True, False)
+            results = {watched: measure(app, args, count, clients if watched else None, window) for watched in order}
+            without, watched = results[False], results[True]
+            pairs.append((without, watched))
+            fps = watched["client_frames_per_s"]
+            print(f"pair {p + 1:2}: no viewer {without['frames_per_s']:6.2f}, {args.clients} clients "
+                  f"{watched['frames_per_s']:6.2f} frames/s (ratio {watched['frames_per_s'] / without['frames_per_s']:.3f});"
+                  f" clients got {statistics.median(fps):.2f} frames/s (min {min(fps):.2f});"
+                  f" viewer CPU {100 * watched['viewer_cpu_s'] / watched['cpu_s']:.1f}% of the process;"
+                  f" {watched['replaced_unsent']} frames replaced unsent", flush=True)
+    finally:
+        app.request_stop()
+        runner.join()
+        clients.close()
+    ratios = [w["frames_per_s"] / n["frames_per_s"] for n, w in pairs]
+    share = sum(w["viewer_cpu_s"] for _, w in pairs) / sum(w["cpu_s"] for _, w in pairs)
+    per_frame = sum(w["viewer_cpu_s"] for _, w in pairs) / sum(w["frames_per_s"] * args.phase for _, w in pairs)
     print()
-    print(f"app: {args.app}")
-    print(f"client window: {', '.join(c for c in results['client'][0]['window'] if c)}")
-    for mode in modes:
-        print(f"{mode:12} median {median[mode]:9.1f} msg/s")
-    paired = [c["throughput"] / n["throughput"] for c, n in zip(results["client"], results["no viewer"])]
-    print(f"per-round ratios client / no viewer: {', '.join(f'{r:.3f}' for r in paired)}"
-          f" (spread shows the machine's noise)")
-    ratio = median["client"] / median["no viewer"]
-    print(f"ratio with client / without viewer: {ratio:.3f} (target >= 0.95)")
-    print(f"ratio with client / idle viewer:    {median['client'] / median['idle viewer']:.3f}")
+    print(f"app: {args.app} on {args.input} (throughput on {count}); {args.clients} clients on a "
+          f"{args.width}x{args.height} window of {', '.join(window)}")
+    print(f"no viewer      median {statistics.median(n['frames_per_s'] for n, _ in pairs):.2f} frames/s")
+    print(f"{args.clients} clients     median {statistics.median(w['frames_per_s'] for _, w in pairs):.2f} frames/s")
+    print(f"per-pair ratios: {', '.join(f'{r:.3f}' for r in ratios)}")
+    print(f"viewer threads' CPU: {100 * share:.1f}% of the app process's, {1000 * per_frame:.1f} ms per app frame")
+    print(f"ratio with {args.clients} clients / without viewer: {statistics.median(ratios):.3f} (target >= 0.95)")
 
 
 if __name__ == "__main__":

@@ -12,9 +12,11 @@ import sys
 from pathlib import Path
 
 from .channels import cli as channels_cli
+from .deploy import cli as deploy_cli
 from .loader import COMMAND_LINE, AppError, AppInvalid, load_app
 from .recording import cli as recording_cli
 from .registry import Registry
+from .viewer.cli import add_viewer_arguments, open_viewer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,9 +91,7 @@ def _parser() -> argparse.ArgumentParser:
 
     recording_cli.add_commands(sub, _add_app_args, _add_run_args, run_app)  # replay, view, info, export
     channels_cli.add_commands(sub)  # keys
-
-    from .deploy.cli import add_subcommands as add_deploy_subcommands
-    add_deploy_subcommands(sub)  # package, deploy, remote
+    deploy_cli.add_subcommands(sub)  # package, deploy, remote
     return parser
 
 
@@ -102,11 +102,7 @@ def _add_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, help="worker threads (default: the core count)")
     parser.add_argument("--stats-json", type=Path, help="also write the job report to this JSON file")
     parser.add_argument("--quiet", action="store_true", help="do not print the job report")
-    parser.add_argument("--no-viewer", action="store_true", help="do not serve the web viewer")
-    parser.add_argument("--viewer-port", type=int, default=3000, metavar="PORT",
-                        help="port of the web viewer (default 3000)")
-    parser.add_argument("--viewer-host", default="127.0.0.1", metavar="HOST",
-                        help="address the viewer listens on (default 127.0.0.1; 0.0.0.0 exposes it to the network)")
+    add_viewer_arguments(parser)
     recording_cli.add_run_options(parser)  # --record, --channels, --foxglove, ...
 
 
@@ -172,21 +168,12 @@ def cmd_run(args) -> int:
 
 def run_app(args, app) -> int:
     """Run a built app with the viewer, recorder and report that the run options ask for."""
-    viewer = None
-    if not args.no_viewer:
-        from .viewer import ViewerError, ViewerSession
-        try:
-            viewer = ViewerSession(args.viewer_host, args.viewer_port)  # binds now: a taken port stops here
-        except ViewerError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
     try:
         observers = recording_cli.start_observers(args, app)
     except recording_cli.RecordingError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        if viewer is not None:
-            viewer.close()
         return 2
+    viewer = open_viewer(args)  # binds now; a taken port: one line, and the app runs without it
     previous = signal.signal(signal.SIGTERM, lambda *_: app.request_stop())
     try:
         if viewer is None:

@@ -29,6 +29,12 @@ from .ports import InputChannel, OutputChannel, Rx, Tx
 from .runtime import Runtime
 
 
+class NodeError(Exception):
+    """What a node raises to stop the app over a problem the user must fix (a missing input, a
+    bad file with ``on_bad_input: stop``): the message is shown as one line, without a traceback,
+    and what is already in flight is processed before the app stops (exit status 1)."""
+
+
 class Codelet:
     """Base class of every node component. Override ``start``, ``tick`` and ``stop``."""
 

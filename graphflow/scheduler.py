@@ -34,7 +34,7 @@ from bisect import insort
 from collections import deque
 from dataclasses import dataclass
 
-from .codelet import Codelet
+from .codelet import Codelet, NodeError
 from .ports import InputChannel, QueueFull
 from .runtime import Runtime
 from .stats import Stats
@@ -75,10 +75,19 @@ def _rank(state: "_State") -> int:
 class NodeFailure:
     component: str
     phase: str
-    traceback: str
+    traceback: str  # the traceback, or for a NodeError its one-line message
+    reported: bool = False  # a NodeError: the node's own words for the user, no traceback
 
     def __str__(self) -> str:
+        if self.reported:
+            return f"{self.component}: {self.traceback}"
         return f"component {self.component} failed in {self.phase}():\n{self.traceback}"
+
+
+def _failure(component: Codelet, phase: str, error: BaseException) -> NodeFailure:
+    if isinstance(error, NodeError):
+        return NodeFailure(component.full_name, phase, str(error), reported=True)
+    return NodeFailure(component.full_name, phase, traceback.format_exc())
 
 
 class _State:
@@ -153,8 +162,9 @@ class Scheduler(Runtime):
         for component in self.components:
             component.runtime = self
         # One lock guards the scheduling state; idle workers wait on _work (a notify is skipped
-        # when nobody waits, the common case).
-        self._lock = threading.Lock()
+        # when nobody waits, the common case). Reentrant: a signal handler (SIGTERM's
+        # request_stop) runs on the main thread, which may be holding it at that moment.
+        self._lock = threading.RLock()
         self._work = threading.Condition(self._lock)
         self._idle_workers = 0
         # Message-triggered states, sorted by rank; the most downstream runs first, so a message
@@ -243,8 +253,8 @@ class Scheduler(Runtime):
             state.outlets = _outlets(component)
             try:
                 component.start()
-            except Exception:
-                self.failure = NodeFailure(component.full_name, "start", traceback.format_exc())
+            except Exception as error:
+                self.failure = _failure(component, "start", error)
                 self._set_finished()
                 return False
             state.started = True
@@ -329,13 +339,14 @@ class Scheduler(Runtime):
                     self._finished.wait(0.1 if deadline is None else
                                         min(0.1, max(0.0, deadline - time.monotonic())))
                     now = time.monotonic()
-                    with self._lock:
-                        if deadline is not None and now >= deadline:
+                    if deadline is not None and now >= deadline and not self._stop_requested:
+                        with self._lock:
                             self._begin_stop()
-                        if self._drain_deadline is not None and now >= self._drain_deadline \
-                                and not self._finished.is_set():
-                            log.warning("the graph did not drain within %.1f s; stopping without it",
-                                        self.drain_timeout)
+                    if self._drain_deadline is not None and now >= self._drain_deadline \
+                            and not self._finished.is_set():
+                        log.warning("the graph did not drain within %.1f s; stopping without it",
+                                    self.drain_timeout)
+                        with self._lock:
                             self._abandon()
                 except KeyboardInterrupt:
                     log.info("interrupted: draining the graph (Ctrl-C again to stop at once)")
@@ -521,15 +532,15 @@ class Scheduler(Runtime):
         start = clock()
         try:
             component.tick()
-        except Exception:
+        except Exception as error:
             failed = True
-            trace = traceback.format_exc()
+            failure = _failure(component, "tick", error)
             self.stats.error(component)
             if self.on_error.get(state.node, "stop") == "continue":
                 log.error("component %s failed in tick() (policy: continue):\n%s",
-                          component.full_name, trace)
+                          component.full_name, failure.traceback)
             else:
-                self.failure = self.failure or NodeFailure(component.full_name, "tick", trace)
+                self.failure = self.failure or failure
         duration = clock() - start
         nodes.pop()
         state.durations.add(duration)
@@ -541,8 +552,14 @@ class Scheduler(Runtime):
             self._busy_nodes.discard(state.node)
             state.ticks += 1
             if failed and self.failure is not None:
-                self._abandon()
-                return None
+                if self.failure.reported:  # the node stopped the app on purpose: keep what is in flight
+                    state.done = True
+                    self._begin_stop()
+                    if self._ended:
+                        return None
+                else:
+                    self._abandon()
+                    return None
             if component.exhausted or (state.source and self.max_ticks is not None
                                        and state.ticks >= self.max_ticks):
                 state.done = True

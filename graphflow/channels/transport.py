@@ -11,8 +11,9 @@ receiver's routing id):
                         PING              heartbeat
     sender → receiver   WELCOME {name, type, schema, shm} or REFUSE text   (type and schema
                         version must match; a refusal names both ends)
-                        MSG [seq, refs], header, array frames   (graphflow.wire frames; arrays of
-                        64 KB and more go through shared memory on one host: refs name them)
+                        MSG [[seq, refs, n], ...], then per message its n graphflow.wire frames
+                        (several small messages in one ZeroMQ message; arrays of 64 KB and
+                        more go through shared memory on one host: refs name them)
                         END seq           the sender's graph has drained
                         PING, WHO         heartbeat; "who are you?" to an unknown receiver
 
@@ -52,6 +53,8 @@ HELLO_RETRY_S = 0.1
 PEER_TIMEOUT_S = 1.5
 POLICIES = ("latest", "block", "reject")
 SHM_THRESHOLD = 64 * 1024
+BATCH_MESSAGES = 64  # small messages waiting for one receiver go out together, up to these
+BATCH_BYTES = 256 * 1024
 MAX_MESSAGE_BYTES = 1 << 30
 
 _HOST = f"{socket.gethostname()}:{open('/proc/sys/kernel/random/boot_id').read().strip() if os.path.exists('/proc/sys/kernel/random/boot_id') else ''}"
@@ -67,25 +70,57 @@ def context() -> zmq.Context:
         return _CONTEXT
 
 
+class _Authenticator:
+    """libzmq takes one ZAP handler per context: the publishers of a process share it, each with
+    its own domain (its own folder of allowed client keys)."""
+    _auth = None
+    _users = 0
+    _lock = threading.Lock()
+
+    @classmethod
+    def use(cls, ctx: zmq.Context):
+        from zmq.auth.thread import ThreadAuthenticator
+        with cls._lock:
+            if cls._auth is None:
+                cls._auth = ThreadAuthenticator(ctx)
+                cls._auth.start()
+            cls._users += 1
+            return cls._auth
+
+    @classmethod
+    def release(cls) -> None:
+        with cls._lock:
+            cls._users -= 1
+            if cls._users == 0 and cls._auth is not None:
+                cls._auth.stop()
+                cls._auth = None
+
+
 class ChannelError(RuntimeError):
     """A channel that cannot work: refused at connect, or a bad setting."""
 
 
 class _Waker:
-    """A pipe the I/O thread polls: any thread (or a finalizer) may wake it."""
+    """A pipe the I/O thread polls: any thread (or a finalizer) may wake it. One byte per wake-up
+    at most: a wake while one is pending costs no system call."""
 
     def __init__(self):
         self.read_fd, self.write_fd = os.pipe()
         os.set_blocking(self.read_fd, False)
         os.set_blocking(self.write_fd, False)
+        self._pending = False
 
     def wake(self) -> None:
+        if self._pending:
+            return
+        self._pending = True
         try:
             os.write(self.write_fd, b"x")
         except (BlockingIOError, OSError):
             pass  # the pipe is full: the I/O thread is about to wake anyway
 
     def drain(self) -> None:
+        self._pending = False  # before reading: a wake after this point writes again
         try:
             while os.read(self.read_fd, 4096):
                 pass
@@ -101,7 +136,7 @@ class _Waker:
 
 
 def _describe_end(info: dict) -> str:
-    return f"{info.get('name', '?')} (pid {info.get('pid', '?')}) {info.get('type', '?')} schema {info.get('schema', '?')}"
+    return f"{info.get('name', '?')} (pid {info.get('pid', '?')})"
 
 
 # -- sender ------------------------------------------------------------------------------------
@@ -185,10 +220,10 @@ class Sender:
         if secret_file:
             security.configure_server(sock, secret_file)
             if clients:
-                from zmq.auth.thread import ThreadAuthenticator
-                self._auth = ThreadAuthenticator(ctx)
-                self._auth.start()
-                self._auth.configure_curve(domain="*", location=str(clients))
+                self._auth = _Authenticator.use(ctx)
+                domain = f"graphflow-{secrets.token_hex(4)}"  # this socket's own list of clients
+                self._auth.configure_curve(domain=domain, location=str(clients))
+                sock.zap_domain = domain.encode()
         try:
             sock.bind(self.endpoint)
         except zmq.ZMQError as exc:
@@ -307,7 +342,7 @@ class Sender:
         self._thread.join(timeout=5)
         self._thread = None
         if self._auth is not None:
-            self._auth.stop()
+            _Authenticator.release()
         if self.pool is not None:
             self.pool.close()
         self._waker.close()
@@ -417,21 +452,27 @@ class Sender:
         self._room.notify_all()
 
     def _send_pending(self, sock, now: float) -> None:
+        """Send what each receiver has credit for, several small messages per ZeroMQ message."""
         for peer in list(self._peers.values()):
             while peer.credit > 0 and peer.pending:
-                seq, outgoing = peer.pending.popleft()
-                if peer.local and outgoing.refs:
-                    meta = msgpack.packb([seq, outgoing.refs])
-                    frames = [b"MSG", meta, outgoing.head, *outgoing.inline]
-                    for segment in outgoing.segments:
-                        peer.segments[segment.name] = peer.segments.get(segment.name, 0) + 1
-                else:
-                    frames = [b"MSG", msgpack.packb([seq, None]), outgoing.head, *outgoing.arrays]
+                meta, frames, size = [], [b"MSG", b""], 0
+                while peer.credit > 0 and peer.pending and len(meta) < BATCH_MESSAGES and size < BATCH_BYTES:
+                    seq, outgoing = peer.pending.popleft()
+                    if peer.local and outgoing.refs:
+                        body, refs = [outgoing.head, *outgoing.inline], outgoing.refs
+                        for segment in outgoing.segments:
+                            peer.segments[segment.name] = peer.segments.get(segment.name, 0) + 1
+                    else:
+                        body, refs = [outgoing.head, *outgoing.arrays], None
+                    meta.append([seq, refs, len(body)])
+                    frames += body
+                    size += sum(len(frame) for frame in body)
+                    peer.credit -= 1
+                    peer.sent += 1
+                    self.sent += 1
+                frames[1] = msgpack.packb(meta)
                 if not self._send(sock, peer, frames):
                     break
-                peer.credit -= 1
-                peer.sent += 1
-                self.sent += 1
                 peer.last_sent = now
                 self._room.notify_all()
 
@@ -657,7 +698,7 @@ class Receiver:
             seen = True
             kind = frames[0].bytes if frames else b""
             if kind == b"MSG":
-                if self._message(frames):
+                if self._messages(frames):
                     woke = True
             elif kind == b"WELCOME":
                 try:
@@ -684,19 +725,35 @@ class Receiver:
             self._notify()
         return seen
 
-    def _message(self, frames) -> bool:
-        """Decode one MSG; a bad one is counted and its credit given back."""
+    def _messages(self, frames) -> bool:
+        """Decode one MSG (one or more messages); a bad one is counted and its credit given back."""
+        try:
+            meta = msgpack.unpackb(frames[1].bytes) if len(frames) > 2 else None
+            if not isinstance(meta, list) or not meta or not all(
+                    isinstance(entry, list) and len(entry) == 3 and type(entry[2]) is int and entry[2] >= 1
+                    for entry in meta) or 2 + sum(entry[2] for entry in meta) != len(frames):
+                raise wire.WireError("bad message index frame")
+        except Exception as exc:
+            self._bad(exc)
+            return False
+        position, any_good = 2, False
+        for seq, refs, count in meta:
+            any_good |= self._message(seq, refs, frames[position:position + count])
+            position += count
+        return any_good
+
+    def _bad(self, error: Exception) -> None:
+        self.bad_frames += 1
+        log.debug("%s: dropped a bad frame: %s", self.name, error)
+        with self._lock:
+            self._returned += 1
+
+    def _message(self, seq, refs, frames) -> bool:
         try:
             size = sum(len(f) for f in frames)
             if size > self.max_message_bytes:
                 raise wire.WireError(f"{size} bytes is beyond the size cap of {self.max_message_bytes}")
-            if len(frames) < 3:
-                raise wire.WireError("a message without a header")
-            try:
-                seq, refs = msgpack.unpackb(frames[1].bytes)
-            except Exception:
-                raise wire.WireError("bad message sequence frame") from None
-            body = [frames[2].buffer] + [f.buffer for f in frames[3:]]
+            body = [f.buffer for f in frames]
             if refs:
                 for index, name, segment_size, nbytes in refs:
                     if not (type(index) is int and 0 <= index < len(body) - 1 and len(body[1 + index]) == 0):
@@ -706,18 +763,15 @@ class Receiver:
             if type(message.payload) is not self.message_type:
                 raise wire.WireError(f"a {message.payload.wire_name} on a {self.type_name} channel")
         except (wire.WireError, ValueError, TypeError, IndexError, OSError) as exc:
-            self.bad_frames += 1
-            log.debug("%s: dropped a bad frame: %s", self.name, exc)
-            with self._lock:
-                self._returned += 1
+            self._bad(exc)
             return False
-        if isinstance(seq, int):
+        if type(seq) is int:
             if seq > self._seq + 1 and self._seq:
                 self.upstream_dropped += seq - self._seq - 1
             self._seq = seq
+        self.received += 1  # counted before a taker can see it
         with self._lock:
             self._inbox.append(message)
-        self.received += 1
         return True
 
     def _mapped(self, name: str, size: int, nbytes: int) -> np.ndarray:

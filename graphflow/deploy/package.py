@@ -90,22 +90,21 @@ def build_package(app: Path, out_dir: Path, *, target: str, version: str = "0.0.
     app_files[app.resolve()] = (app_files[app.resolve()][0], top)
 
     models: dict[str, str] = {}
-    for full_name, values in spec.config.items():  # component full name -> param -> typed value
+    for component, values in spec.config.items():
         for param, value in values.items():
             if param.endswith(MODEL_PARAM_SUFFIX) and isinstance(value, str) and value:
                 try:
                     path = find_model(value)
                 except FileNotFoundError as exc:
-                    raise DeployError(f"{full_name}/{param}: {str(exc).splitlines()[0]} "
+                    raise DeployError(f"{component}/{param}: {str(exc).splitlines()[0]} "
                                       f"(set GRAPHFLOW_MODEL_PATH)") from None
                 digest = sha256_file(path)
-                model_name = Path(value).name
-                if not MODEL_NAME.match(model_name):
-                    raise DeployError(f"{full_name}/{param}: model file name {model_name!r} is not "
+                if not MODEL_NAME.match(Path(value).name):
+                    raise DeployError(f"{component}/{param}: model file name {Path(value).name!r} is not "
                                       f"allowed on a device: use letters, digits and . _ + - (rename the file)")
-                if models.get(model_name, digest) != digest:
-                    raise DeployError(f"two different models are both named {model_name!r}")
-                models[model_name] = digest
+                if models.get(Path(value).name, digest) != digest:
+                    raise DeployError(f"two different models are both named {Path(value).name!r}")
+                models[Path(value).name] = digest
                 files[f"models/{digest}"] = path
     _bare_model_names(app_files)
     _local_pack_paths(app_files)
@@ -217,12 +216,11 @@ def _local_packs(spec) -> list[Path]:
     """Packs given as a path relative to an app file (a folder, or a .py file): shipped beside
     the packaged app files (app/<its name>)."""
     found: dict[str, Path] = {}
-    for name, base in spec.modules:
+    for name, base, file, path in spec.modules:
         if _is_local_pack(name):
             candidate = (Path(base) / name).resolve()
             if found.get(candidate.name, candidate) != candidate:
-                raise DeployError(f"two node packs are both named {candidate.name!r} ({found[candidate.name]}, "
-                                  f"{candidate})")
+                raise DeployError(f"{file}: {path}: two node packs are both named {candidate.name!r}")
             found[candidate.name] = candidate
     return list(found.values())
 

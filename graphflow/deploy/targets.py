@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-DEFAULT_EXTRAS = ("cpu",)  # ONNX Runtime and OpenCV: the CPU path, and the fallback of the GPU path
+DEFAULT_EXTRAS = ("cpu", "jit")  # ONNX Runtime and OpenCV (the CPU path, the GPU path's fallback); numba (the decoder)
 
 
 def _name(requirement: str) -> str:
@@ -92,12 +92,12 @@ def _installed(name: str) -> bool:
         return False
 
 
-_JP6 = {"numpy": "1.26.4", "jsonschema": "4.23.0", "msgpack": "1.1.0", "pyzmq": "26.2.0",
-        "onnxruntime": "1.20.1", "opencv-python-headless": "4.10.0.84", "cupy-cuda12x": "13.6.0",
-        "mcap": "1.6.0", "zstandard": "0.25.0", "lz4": "4.4.5"}
-_JP7 = {"numpy": "2.2.6", "jsonschema": "4.23.0", "msgpack": "1.1.0", "pyzmq": "26.2.0",
-        "onnxruntime": "1.22.1", "opencv-python-headless": "4.11.0.86", "cupy-cuda13x": "14.2.0",
-        "mcap": "1.6.0", "zstandard": "0.25.0", "lz4": "4.4.5"}
+_JP6 = {"numpy": "1.26.4", "jsonschema": "4.23.0", "msgpack": "1.1.0", "pyzmq": "26.2.0", "mcap": "1.2.2",
+        "zstandard": "0.23.0", "lz4": "4.3.3", "aiohttp": "3.10.10", "onnxruntime": "1.20.1",
+        "opencv-python-headless": "4.10.0.84", "numba": "0.60.0", "cupy-cuda12x": "13.6.0"}
+_JP7 = {"numpy": "2.2.6", "jsonschema": "4.23.0", "msgpack": "1.1.0", "pyzmq": "26.2.0", "mcap": "1.2.2",
+        "zstandard": "0.23.0", "lz4": "4.4.4", "aiohttp": "3.11.18", "onnxruntime": "1.22.1",
+        "opencv-python-headless": "4.11.0.86", "numba": "0.61.2", "cupy-cuda13x": "14.2.0"}
 _LOCAL_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 
 TARGETS = {

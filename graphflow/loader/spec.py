@@ -97,7 +97,7 @@ class AppSpec:
     """A composed, validated app, read-only: what :class:`graphflow.app.App` builds."""
     name: str
     file: str
-    modules: tuple[tuple[str, str], ...]  # (pack name as written, the folder of the file naming it)
+    modules: tuple[tuple[str, str, str, str], ...]  # (pack as written, folder of the file naming it, that file, JSON path)
     components: tuple[ComponentSpec, ...]
     edges: tuple[EdgeSpec, ...]
     config: Mapping[str, Mapping[str, Any]]  # component full name -> param -> typed value
@@ -131,7 +131,7 @@ def build_spec(composition: Composition, registry) -> AppSpec:
             for name, v in values.items()})
     return AppSpec(
         name=composition.name, file=composition.file,
-        modules=tuple((name, str(base)) for name, base, _, _ in composition.modules),
+        modules=tuple((name, str(base), file, path) for name, base, file, path in composition.modules),
         components=tuple(composition.components),
         edges=tuple(EdgeSpec(e.source, e.target, e.file, e.path,
                              None if e.queue is None else MappingProxyType(dict(e.queue)))

@@ -6,7 +6,18 @@
 - :mod:`.foxglove`: images and skeletons in Foxglove's well-known schemas (files and ``--foxglove``);
 - :mod:`.cli`: ``run --record``, ``replay``, ``view``, ``info``, ``export``.
 """
-from .reader import Recording, RecordingInvalid
-from .writer import Recorder, RecordingError
+from __future__ import annotations
 
+import importlib
+
+from .errors import RecordingError, RecordingInvalid
+
+_EXPORTS = {"Recorder": "writer", "Recording": "reader"}
 __all__ = ["Recorder", "Recording", "RecordingError", "RecordingInvalid"]
+
+
+def __getattr__(name: str):
+    # Imported on first use: `graphflow run` without --record never loads mcap.
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,8 +10,9 @@ import json
 import sys
 from pathlib import Path
 
-from .reader import Recording, RecordingInvalid
-from .writer import ChannelFilter, Recorder, RecordingError, composed_app, parse_size
+from .errors import RecordingError, RecordingInvalid
+
+# reader and writer (mcap, lz4, zstandard) are imported by the commands that use them
 
 
 # -- run --record / --foxglove -------------------------------------------------------------------
@@ -37,6 +38,8 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
 
 def start_observers(args, app) -> list:
     """Start what ``--record`` and ``--foxglove`` ask for; raises RecordingError (one line)."""
+    from .writer import ChannelFilter, Recorder, composed_app, parse_size
+
     observers = []
     if getattr(args, "channels", None) and not getattr(args, "record", None):
         raise RecordingError("--channels chooses what --record records: give --record FILE.mcap too")
@@ -61,7 +64,7 @@ def stop_observers(observers, out=None) -> None:
     out = out or sys.stderr
     for observer in observers:
         observer.stop()
-        if isinstance(observer, Recorder):
+        if hasattr(observer, "summary"):  # the recorder: what it wrote
             print(observer.summary(), file=out)
 
 
@@ -109,7 +112,9 @@ def add_commands(sub, add_app_args, add_run_args, run_app) -> None:
     export.set_defaults(func=cmd_export)
 
 
-def _open(path: Path) -> Recording:
+def _open(path: Path):
+    from .reader import Recording
+
     return Recording(path)
 
 
@@ -151,7 +156,7 @@ def cmd_view(args) -> int:
 
 
 # -- info ------------------------------------------------------------------------------------------
-def describe(recording: Recording) -> dict:
+def describe(recording) -> dict:
     """Everything ``graphflow info`` prints."""
     app = None
     try:
@@ -187,8 +192,11 @@ def cmd_info(args) -> int:
         recording = _open(args.recording)
     except RecordingInvalid as exc:
         return _fail(str(exc))
-    with recording:
-        info = describe(recording)
+    try:
+        with recording:
+            info = describe(recording)
+    except RecordingInvalid as exc:
+        return _fail(str(exc))
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -209,7 +217,7 @@ def cmd_info(args) -> int:
 
 
 # -- export ----------------------------------------------------------------------------------------
-def _image_channel(recording: Recording, chosen: str | None) -> str:
+def _image_channel(recording, chosen: str | None) -> str:
     images = [c.topic for c in recording.channels.values() if c.metadata.get("render") == "image"]
     if chosen:
         if chosen not in recording.by_topic:
@@ -227,7 +235,7 @@ def _image_channel(recording: Recording, chosen: str | None) -> str:
     raise RecordingError(f"{recording.path} holds several image channels ({', '.join(images)}): choose one with --channel")
 
 
-def _images(recording: Recording, topic: str):
+def _images(recording, topic: str):
     for item in recording.messages([topic]):
         _, _, fields = item.fields()
         pixels = fields.get("pixels")
@@ -256,12 +264,12 @@ def cmd_export(args) -> int:
             else:
                 count = export_video(recording, args.video, args.channel, args.fps)
                 print(f"wrote {count} frames to {args.video}")
-    except RecordingError as exc:
+    except (RecordingError, RecordingInvalid, ValueError) as exc:  # ValueError: wire.WireError, a damaged message
         return _fail(str(exc))
     return 0
 
 
-def export_images(recording: Recording, folder: Path, channel: str | None = None) -> int:
+def export_images(recording, folder: Path, channel: str | None = None) -> int:
     import cv2
 
     topic = _image_channel(recording, channel)
@@ -274,7 +282,7 @@ def export_images(recording: Recording, folder: Path, channel: str | None = None
     return count
 
 
-def export_video(recording: Recording, path: Path, channel: str | None = None, fps: float | None = None) -> int:
+def export_video(recording, path: Path, channel: str | None = None, fps: float | None = None) -> int:
     import cv2
 
     topic = _image_channel(recording, channel)
@@ -306,7 +314,7 @@ def export_video(recording: Recording, path: Path, channel: str | None = None, f
     return count
 
 
-def export_coco(recording: Recording, path: Path, writer_name: str | None = None) -> int:
+def export_coco(recording, path: Path, writer_name: str | None = None) -> int:
     """Run the recorded app's own COCO writer (its class and config, from the attached app) over the
     recorded skeletons: the file is what the live run's writer wrote."""
     from ..registry import Registry

@@ -17,21 +17,17 @@ from pathlib import Path
 from typing import Iterator
 
 from mcap.data_stream import ReadDataStream
-from mcap.exceptions import McapError
 from mcap.reader import SeekingReader
-from mcap.records import (Attachment, Channel, Chunk, ChunkIndex, DataEnd, Footer, Metadata, MessageIndex,
+from mcap.records import (Attachment, Channel, Chunk, DataEnd, Footer, Metadata, MessageIndex,
                           Schema)
 from mcap.records import Message as McapMessage
 from mcap.stream_reader import StreamReader, breakup_chunk
 
+from .errors import RecordingInvalid
 from .writer import APP_ATTACHMENT, FORMAT, record_frames
 
 MAGIC = b"\x89MCAP0\r\n"
 CHUNK_CACHE = 8  # decompressed chunks kept (stepping back and forth in the viewer)
-
-
-class RecordingInvalid(Exception):
-    """Not a readable recording (one line: what is wrong and where)."""
 
 
 @dataclass
@@ -132,7 +128,7 @@ class Recording:
         self.recovery: Recovery | None = None
         self.profile = ""
         self._chunks: list[_Chunk] = []
-        self._times: dict[int, list[int]] = {}  # channel id → sorted log times (recovered files)
+        self._times: dict[int, list[tuple]] = {}  # channel id → sorted (log time, chunk, position) (recovered files)
         self._cache: OrderedDict[int, list] = OrderedDict()
         try:
             if not self._read_summary():
@@ -160,7 +156,7 @@ class Recording:
             reader = SeekingReader(self._file)
             self.profile = reader.get_header().profile
             summary = reader.get_summary()
-        except (McapError, OSError, ValueError, StopIteration, EOFError, KeyError, UnicodeDecodeError):
+        except Exception:  # no footer, a cut summary, damaged bytes: the scan decides what is left
             return False
         if summary is None:
             return False
@@ -175,7 +171,10 @@ class Recording:
         for index in summary.attachment_indexes:
             self.attachments[index.name] = (index.offset, index.media_type)
         for index in summary.metadata_indexes:
-            record = self._record_at(index.offset)
+            try:
+                record = self._record_at(index.offset)
+            except RecordingInvalid:  # a damaged metadata record: the messages may still be fine
+                continue
             if isinstance(record, Metadata):
                 self.metadata[record.name] = dict(record.metadata)
         self._channel_times_from_chunks()
@@ -196,8 +195,12 @@ class Recording:
                     info.last = chunk.end if info.last is None else max(info.last, chunk.end)
 
     def _record_at(self, offset: int):
-        self._file.seek(offset)
-        return next(StreamReader(self._file, skip_magic=True, emit_chunks=True).records)
+        try:
+            self._file.seek(offset)
+            return next(StreamReader(self._file, skip_magic=True, emit_chunks=True).records)
+        except Exception as exc:
+            raise RecordingInvalid(f"{self.path}: the record at byte {offset} is unreadable "
+                                   f"({type(exc).__name__}: {exc})") from None
 
     def _recover(self) -> None:
         """Scan a file without a summary; keep every complete, intact chunk."""
@@ -206,7 +209,7 @@ class Recording:
         kept = len(MAGIC)
         chunks = messages = corrupt = 0
         reason = "end of file"
-        times: dict[int, list[int]] = {}
+        times: dict[int, list[tuple[int, int, int]]] = {}
         while True:
             start = max(self._file.tell(), len(MAGIC))
             try:
@@ -228,6 +231,7 @@ class Recording:
                     kept = end
                     continue
                 present = set()
+                position = 0
                 for item in inner:
                     if isinstance(item, Schema):
                         self.schemas[item.id] = item
@@ -236,8 +240,9 @@ class Recording:
                             self.channels[item.id] = self._channel_info(item)
                     elif isinstance(item, McapMessage):
                         present.add(item.channel_id)
-                        times.setdefault(item.channel_id, []).append(item.log_time)
+                        times.setdefault(item.channel_id, []).append((item.log_time, start, position))
                         messages += 1
+                    position += 1
                 self._chunks.append(_Chunk(record.message_start_time, record.message_end_time, start,
                                            end - start, frozenset(present)))
                 self._cache_put(start, inner)
@@ -257,7 +262,7 @@ class Recording:
             values.sort()
             info = self.channels.get(cid)
             if info is not None:
-                info.count, info.first, info.last = len(values), values[0], values[-1]
+                info.count, info.first, info.last = len(values), values[0][0], values[-1][0]
         self._times = times
         self.recovery = Recovery(self.size, kept, chunks, messages, reason, corrupt)
         try:
@@ -348,26 +353,33 @@ class Recording:
             if not heap:
                 continue
             _, _, _, record = heapq.heappop(heap)
-            channel = self.channels[record.channel_id]
+            channel = self.channels.get(record.channel_id)
+            if channel is None:  # its channel record was lost (a damaged file): nothing says how to read it
+                continue
             yield RecordedMessage(channel.topic, record.log_time, record.publish_time, record.sequence,
                                   record.data, channel)
 
     def times(self, topic: str) -> list[int]:
         """Sorted log times of every message on ``topic``, from the message indexes (no chunk is
         decompressed for a finished file)."""
+        return [entry[0] for entry in self.index(topic)]
+
+    def index(self, topic: str) -> list[tuple[int, int, int]]:
+        """(log time, chunk offset, position in the chunk) of every message on ``topic``, sorted:
+        across topics, this order is the order the messages were written in (publish order)."""
         channel = self.by_topic[topic]
         if self._times:
             return list(self._times.get(channel.id, []))
-        values: list[int] = []
+        entries: list[tuple[int, int, int]] = []
         for chunk in self._chunks:
             offset = chunk.message_index_offsets.get(channel.id)
             if offset is None:
                 continue
             record = self._record_at(offset)
             if isinstance(record, MessageIndex):
-                values.extend(time for time, _ in record.records)
-        values.sort()
-        return values
+                entries.extend((time, chunk.offset, position) for time, position in record.records)
+        entries.sort()
+        return entries
 
     def message_at(self, topic: str, log_time: int) -> RecordedMessage | None:
         """The last message on ``topic`` with log time <= ``log_time`` (reads one or two chunks)."""

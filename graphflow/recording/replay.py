@@ -90,8 +90,8 @@ class ReplaySource(Codelet):
         self.tick_periodically(0)
         rec = self.recording
         first = rec.start_time or 0
-        self._start = None if self.options.start is None else first + int(self.options.start * 1e9)
-        self._end = None if self.options.end is None else first + int(self.options.end * 1e9)
+        self._start = None if self.options.start is None else first + round(self.options.start * 1e9)
+        self._end = None if self.options.end is None else first + round(self.options.end * 1e9)
         self._ports = {recorded: self.outputs[port] for port, recorded in self.feeds.items()}
         self._round = 0
         self._offset = 0.0

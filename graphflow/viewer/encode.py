@@ -151,7 +151,8 @@ def heatmap(array: np.ndarray, index: int = 0) -> tuple[bytes, dict]:
     axes of size 1 ignored: [1, C, H, W] is C maps), colour-mapped from its min (dark) to its max
     (yellow); returns (png, info)."""
     if not heatmap_able(array):
-        raise ValueError(f"a heatmap needs a 2-D or 3-D float tensor, got {array.dtype} {list(array.shape)}")
+        got = f"{array.dtype} {list(array.shape)}" if isinstance(array, np.ndarray) else type(array).__name__
+        raise ValueError(f"a heatmap needs a 2-D or 3-D float tensor, got {got}")
     array = _drop_batch(array)
     channels = array.shape[0] if array.ndim == 3 else 1
     if array.ndim == 3:

@@ -19,12 +19,14 @@ class ViewerObserver:
         self._tap = tap
         self._history: dict[str, deque] = {}
         self._subscribed = False
+        self.version = 0  # changes when a watched channel publishes (the pump skips rounds it did not)
 
     # -- tap interface: called on graph threads, must return at once -----------------------
     def published(self, channel, message) -> None:
         history = self._history.get(channel.name)
         if history is not None:
             history.append(message)
+            self.version += 1  # not atomic: two threads may count once, the pump only looks for a change
 
     # -- viewer side --------------------------------------------------------------------------
     def watch(self, depths: dict[str, int]) -> None:

@@ -7,7 +7,7 @@ import threading
 import time
 from pathlib import Path
 
-from .server import ViewerServer
+from .http import ViewerServer
 
 FINISHED = "graph finished; viewer still serving, Ctrl-C to quit"
 
@@ -19,8 +19,8 @@ class ViewerSession:
     ``--duration``. Without ``--duration`` and without a terminal on stdin (scripts, CI, tests)
     nobody could press Ctrl-C, so it closes at once instead."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 3000, out=None):
-        self.server = ViewerServer(host, port)
+    def __init__(self, host: str = "127.0.0.1", port: int = 3000, out=None, *, insecure: bool = False):
+        self.server = ViewerServer(host, port, insecure=insecure)
         self.out = out or sys.stdout
         self._user_stop = False
         self._deadline = None
@@ -32,8 +32,15 @@ class ViewerSession:
     def run(self, app, duration: float | None = None) -> None:
         """``app.run(duration)`` with the viewer up. Ctrl-C stops the graph *and* the viewer."""
         self.server.attach(app).start()
-        where = "" if self.server.host in ("127.0.0.1", "localhost", "::1") else f" (listening on {self.server.host})"
-        print(f"viewer: {self.url}{where}", file=self.out, flush=True)
+        server = self.server
+        if server.loopback:
+            print(f"viewer: {self.url}", file=self.out, flush=True)
+        elif server.token is not None:  # shown once, like Jupyter's; the browser then keeps it in a cookie
+            print(f"viewer: {server.login_url} (listening on {server.host}; open this address once, "
+                  f"the token is then kept in a cookie)", file=self.out, flush=True)
+        else:
+            print(f"viewer: {self.url} (listening on {server.host} WITHOUT a token: --viewer-insecure)",
+                  file=self.out, flush=True)
         self._deadline = None if duration is None else time.monotonic() + duration
 
         def interrupted(*_):

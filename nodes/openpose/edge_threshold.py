@@ -8,10 +8,10 @@ from .messages import EdgeList
 class EdgeThreshold(Codelet):
     """Step 9: a connection is kept when its score ≥ threshold_edge_score and at least
     threshold_edge_sampling_counter of its samples passed. Rejected ones stay in the message
-    (kept = False): step 11 uses them to rejoin split skeletons."""
+    (pairs): step 11 uses them to rejoin split skeletons; kept holds the ones that pass."""
 
     scored = Rx(EdgeList, "Scored candidate connections.", queue_size=2, policy="block")
-    edges = Tx(EdgeList, "The same connections, with `kept` set.")
+    edges = Tx(EdgeList, "The same connections, with `kept` (those that pass) set.")
     threshold_edge_score = Param(float, 0.05, "Lowest mean PAF score of a kept connection.", range=(-1.0, 1.0))
     threshold_edge_sampling_counter = Param(int, 8, "Fewest passing samples of a kept connection.",
                                             range=(0, 100))
@@ -22,8 +22,7 @@ class EdgeThreshold(Codelet):
     def tick(self):
         message = self.scored.read()
         scored = message.payload
-        kept = paf.edge_threshold_mask(scored.pairs, self.threshold_edge_score,
-                                       self.threshold_edge_sampling_counter)
+        kept = paf.edge_threshold(scored.pairs, self.threshold_edge_score, self.threshold_edge_sampling_counter)
         self.edges.publish(EdgeList(scored.pairs, scored.parts, scored.links, scored.heatmaps, scored.pafs, kept,
                                     scored.upsample, scored.transform, scored.source, scored.frame),
                            acqtime=message.acqtime)

@@ -6,9 +6,10 @@ from .messages import EdgeList, SkeletonCandidates
 
 
 class GraphMatching(Codelet):
-    """Step 10: greedy one-to-one matching per link by PAF score, then people as connected groups
-    of connections (CMU OpenPose rules where a group repeats a part type); people with fewer than
-    threshold_part_counter parts or object score below threshold_object_score are dropped."""
+    """Step 10: greedy one-to-one matching per link by PAF score + both ends' confidence, then
+    people as connected groups of connections (CMU OpenPose rules where a group repeats a part
+    type); people with fewer than threshold_part_counter parts or object score below
+    threshold_object_score are dropped."""
 
     edges = Rx(EdgeList, "Connections with `kept` set.", queue_size=2, policy="block")
     skeletons = Tx(SkeletonCandidates, "People, in map cells.")

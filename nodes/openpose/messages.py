@@ -67,7 +67,8 @@ class EdgeList(MessageType, wire="openpose/EdgeList"):
     links: list[list[int]] = field(doc="The link list (the edges param): [part_from, part_to] per link.")
     heatmaps: np.ndarray = field(doc=_HEATMAPS)
     pafs: np.ndarray = field(doc=_PAFS)
-    kept: np.ndarray | None = field(None, doc="[E] bool, the pairs that passed step 9.")
+    kept: paf.Edges | None = field(None, doc="The pairs that passed step 9 (null before), a subset of pairs "
+                                             "with the same fields; pairs keeps every scored one for step 11.")
     upsample: int = field(1, doc=_UPSAMPLE)
     transform: ImageTransform = field(default_factory=ImageTransform, doc=_TRANSFORM)
     source: str = field("", doc=_SOURCE)
@@ -75,9 +76,7 @@ class EdgeList(MessageType, wire="openpose/EdgeList"):
 
     def kept_pairs(self) -> paf.Edges:
         """The pairs step 9 kept (all of them before step 9)."""
-        if self.kept is None:
-            return self.pairs
-        return paf.Edges(*(None if values is None else values[self.kept] for values in self.pairs))
+        return self.pairs if self.kept is None else self.kept
 
 
 class SkeletonCandidates(MessageType, wire="openpose/SkeletonCandidates"):

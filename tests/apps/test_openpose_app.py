@@ -51,7 +51,7 @@ def test_folder_input_writes_one_image_per_input(repo, shared_data, model_path, 
                  "--input", str(images), "--output", str(tmp_path)])
     assert code == 0
     names = sorted(p.name for p in images.iterdir())
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "predictions.json") == \
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix not in (".json", ".jsonl")) == \
         sorted(str(n).rsplit(".", 1)[0] + ".jpg" for n in names)
     predictions = json.loads((tmp_path / "predictions.json").read_text())
     assert {p["file_name"] for p in predictions} == set(names)

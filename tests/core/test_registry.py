@@ -7,7 +7,7 @@ import pytest
 
 from graphflow.registry import Registry
 
-HEAVY = ("cv2", "onnxruntime", "cupy", "tensorrt")
+HEAVY = ("cv2", "onnxruntime", "cupy", "tensorrt", "numba", "mcap", "aiohttp")
 
 
 @pytest.mark.timeout(60)

@@ -132,3 +132,34 @@ def test_synchronized_just_beyond_the_tolerance_drops_the_older():
     assert not _ready_within(h)
     assert h.component.inputs["b"].dropped == 1 and h.component.inputs["b"].available() == 0
     assert h.component.inputs["a"].available() == 1  # kept for a later partner
+
+
+@pytest.mark.timeout(60)
+def test_a_node_error_stops_the_app_in_one_line_after_processing_what_is_in_flight(tmp_path):
+    from graphflow import Codelet, NodeError, Param, Period, Tx
+    from graphflow.scheduler import Scheduler
+
+    from . import testpack
+
+    class Refuses(Codelet):
+        """Publishes 0, 1, 2, then meets a problem the user must fix."""
+        number = Tx(Number)
+        tick_period = Param(Period, "1ms")
+
+        def start(self):
+            self.sent = 0
+            self.tick_periodically(self.tick_period)
+
+        def tick(self):
+            if self.sent == 3:
+                raise NodeError("input 'x.jpg' is cut short")
+            self.number.publish(Number(float(self.sent)))
+            self.sent += 1
+
+    source = Refuses("src", "s")
+    writer = testpack.SlowWriter("sink", "w", {"path": str(tmp_path / "out.txt"), "work_s": 0.05})
+    source.outputs["number"].connect(writer.inputs["number"])
+    scheduler = Scheduler([source, writer], workers=2)
+    scheduler.run(duration=30)
+    assert str(scheduler.failure) == "src/s: input 'x.jpg' is cut short"
+    assert (tmp_path / "out.txt").read_text().split() == ["0", "1", "2"]  # drained, then stopped

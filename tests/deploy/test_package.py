@@ -241,9 +241,9 @@ def test_requirements_come_from_the_wheel_for_the_target_extras(tmp_path):
             'Requires-Dist: exceptiongroup; python_version < "3.11"', ""]))
     jp6 = TARGETS["jetson-jp6"]
     declared = wheel_requirements(wheel, set(jp6.extras))
-    assert declared == ["numpy>=1.24", "mcap>=1.2", "onnxruntime>=1.16", "cupy-cuda12x>=13",
+    assert declared == ["numpy>=1.24", "mcap>=1.2", "onnxruntime>=1.16", "cupy-cuda12x>=13", "numba>=0.59",
                         'exceptiongroup; python_version < "3.11"']
-    assert jp6.requirements(declared) == ["numpy==1.26.4", "mcap==1.6.0", "onnxruntime==1.20.1", "cupy-cuda12x==13.6.0",
-                                          'exceptiongroup; python_version < "3.11"']
-    assert "numba>=0.59" in wheel_requirements(wheel, set(jp6.extras) | {"jit"})
+    assert jp6.requirements(declared) == ["numpy==1.26.4", "mcap==1.2.2", "onnxruntime==1.20.1", "cupy-cuda12x==13.6.0",
+                                          "numba==0.60.0", 'exceptiongroup; python_version < "3.11"']
+    assert "numba>=0.59" not in wheel_requirements(wheel, {"cpu"})
     assert wheel_requirements(wheel, {"dev"})[-2] == 'tomli>=2; python_version < "3.11"'

@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
+from graphflow import NodeError
 from graphflow.testing import Harness
 from graphflow.packs.io.image_loader import ImageLoader
 from tests.conftest import DATA
@@ -62,7 +63,7 @@ def test_corrupt_file_stops_with_an_error_naming_it(tmp_path):
     (tmp_path / "b.jpg").write_bytes(b"\xff\xd8 this is not a jpeg" * 10)
     h = Harness(ImageLoader, {"path": str(tmp_path), "on_bad_input": "stop"}).start()
     h.tick()
-    with pytest.raises(ValueError, match=r"b\.jpg.*cut short.*on_bad_input is 'stop'"):
+    with pytest.raises(NodeError, match=r"b\.jpg.*cut short.*on_bad_input is 'stop'"):
         h.tick()
 
 
@@ -77,11 +78,11 @@ def test_corrupt_file_is_skipped_with_one_warning_by_default(tmp_path, caplog):
 
 
 def test_path_that_matches_nothing_fails_in_start(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nothing_here"):
+    with pytest.raises(NodeError, match="nothing_here"):
         Harness(ImageLoader, {"path": str(tmp_path / "nothing_here.jpg")}).start()
-    with pytest.raises(FileNotFoundError, match=r"matches no image"):
+    with pytest.raises(NodeError, match=r"matches no image"):
         Harness(ImageLoader, {"path": str(tmp_path / "*.png")}).start()
-    with pytest.raises(FileNotFoundError, match=r"holds no image"):
+    with pytest.raises(NodeError, match=r"holds no image"):
         Harness(ImageLoader, {"path": str(tmp_path)}).start()
 
 
@@ -103,10 +104,11 @@ def test_video_frames_are_published_with_frame_indices(tmp_path):
 def test_unreadable_video_names_the_file(tmp_path):
     (tmp_path / "broken.mp4").write_bytes(b"no video in here")
     h = Harness(ImageLoader, {"path": str(tmp_path / "broken.mp4")}).start()
-    h.tick()
-    assert h.component.bad_inputs == 1 and h.component.exhausted and not h.outputs("color")
+    with pytest.raises(NodeError, match=r"no input could be read: 1 bad file \(broken.mp4\)"):
+        h.tick()  # skipped, and then nothing was left: an error, not an empty run
+    assert h.component.bad_inputs == 1 and not h.outputs("color")
     h = Harness(ImageLoader, {"path": str(tmp_path / "broken.mp4"), "on_bad_input": "stop"}).start()
-    with pytest.raises(ValueError, match="broken.mp4"):
+    with pytest.raises(NodeError, match="broken.mp4"):
         h.tick()
 
 
@@ -203,10 +205,21 @@ def test_loop_does_not_retry_a_bad_file(tmp_path, caplog):
     assert len([r for r in caplog.records if "a.jpg' cannot be decoded" in r.getMessage()]) == 1
 
 
-def test_a_loop_over_only_bad_files_ends(tmp_path):
+@pytest.mark.parametrize("loop", [False, True])
+def test_input_of_only_bad_files_is_an_error_naming_them(tmp_path, loop):
     (tmp_path / "a.jpg").write_bytes(b"garbage")
-    h, images = run_loader({"path": str(tmp_path), "loop": True}, ticks=3)
-    assert images == [] and h.component.exhausted
+    (tmp_path / "b.png").write_bytes(b"")
+    h = Harness(ImageLoader, {"path": str(tmp_path), "loop": loop}).start()
+    with pytest.raises(NodeError, match=r"no input could be read: 2 bad files \(a.jpg, b.png\)"):
+        h.tick()
+    assert not h.outputs("color")
+
+
+def test_bad_files_after_a_good_one_end_the_input_quietly(tmp_path):
+    shutil.copy(IMAGES / "bus.jpg", tmp_path / "a.jpg")
+    (tmp_path / "b.jpg").write_bytes(b"garbage")
+    h, images = run_loader({"path": str(tmp_path)}, ticks=5)
+    assert len(images) == 1 and h.component.exhausted and h.component.bad_inputs == 1
 
 
 def test_on_bad_input_takes_only_skip_or_stop():

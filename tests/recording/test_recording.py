@@ -38,24 +38,28 @@ class Capture:
         self.messages.setdefault(channel.name, []).append(message)
 
 
-def run_demo(repo, path, ticks=20, **recorder):
+def run_demo(repo, path, seconds=0.3, **recorder):
+    """The demo app at 100 Hz for ``seconds`` (ended by a stop request: the demo app can hang when
+    its counters run out at high rates, with or without a recorder), recorded to ``path``."""
     app = App.load(repo / "apps" / "demo.app.json", sets=[f"sink/writer/path={path.parent / 'numbers.jsonl'}",
-                                                          "ticker/ones/tick_period=100Hz",
-                                                          "ticker/tens/tick_period=100Hz"], max_ticks=ticks)
+                                                          "ticker/ones/tick_period=100Hz", "ticker/ones/count=1000000",
+                                                          "ticker/tens/tick_period=100Hz", "ticker/tens/count=1000000"])
     capture = Capture()
     app.tap.subscribe(capture)
     rec = Recorder(path, app=composed_app(app.spec), **recorder).start(app)
-    app.run()
+    app.run(duration=seconds)
     rec.stop()
     assert app.failure is None
+    assert sum(map(len, capture.messages.values())) >= 4
     return app, rec, capture
 
 
 @pytest.mark.timeout(60)
 def test_layout_read_back_with_the_mcap_library(repo, tmp_path):
     path = tmp_path / "demo.mcap"
-    app, rec, capture = run_demo(repo, path, ticks=30)
-    assert rec.recorded == 120 and rec.dropped_total == 0
+    app, rec, capture = run_demo(repo, path)
+    total = sum(map(len, capture.messages.values()))
+    assert rec.recorded == total and rec.dropped_total == 0
     reader = make_reader(open(path, "rb"))
     header = reader.get_header()
     assert header.profile == "graphflow"
@@ -84,22 +88,23 @@ def test_layout_read_back_with_the_mcap_library(repo, tmp_path):
         decoded = wire.decode(record_frames(message.data))
         assert decoded.acqtime == original.acqtime and decoded.payload == original.payload
         seen += 1
-    assert seen == len(published) == 120
+    assert seen == len(published) == total
 
 
 @pytest.mark.timeout(60)
 def test_reader_orders_by_acqtime_and_reads_the_index(repo, tmp_path):
     path = tmp_path / "demo.mcap"
-    run_demo(repo, path, ticks=25)
+    _, _, capture = run_demo(repo, path)
+    published = capture.messages["ticker/ones/number"]
     with Recording(path) as rec:
-        assert rec.recovery is None and rec.message_count == 100
+        assert rec.recovery is None and rec.message_count == sum(map(len, capture.messages.values()))
         times = [m.log_time for m in rec.messages()]
         assert times == sorted(times)
         ones = rec.times("ticker/ones/number")
-        assert len(ones) == 25 and ones == sorted(ones)
+        assert ones == [round(m.acqtime * 1e9) for m in published]
         middle = ones[12]
         found = rec.message_at("ticker/ones/number", middle + 1)
-        assert found.log_time == middle and found.decode().payload.value == 12.0
+        assert found.log_time == middle and found.decode().payload.value == published[12].payload.value
         assert rec.message_at("ticker/ones/number", ones[0] - 1) is None
         window = list(rec.messages(["ticker/ones/number"], start=ones[5], end=ones[9]))
         assert [m.log_time for m in window] == ones[5:10]
@@ -108,7 +113,7 @@ def test_reader_orders_by_acqtime_and_reads_the_index(repo, tmp_path):
 @pytest.mark.timeout(60)
 def test_channel_patterns_choose_and_a_pattern_matching_nothing_is_an_error(repo, tmp_path):
     path = tmp_path / "ticker.mcap"
-    run_demo(repo, path, channels=["ticker/*"])
+    run_demo(repo, path, seconds=0.1, channels=["ticker/*"])
     with Recording(path) as rec:
         assert set(rec.by_topic) == {"ticker/ones/number", "ticker/tens/number"}
     app = App.load(repo / "apps" / "demo.app.json")
@@ -197,7 +202,7 @@ def test_split_starts_new_files_past_the_size_each_complete(tmp_path):
     assert frames == list(range(40))
 
 
-def _small_filesystem(tmp_path, size="3m"):
+def _small_filesystem(tmp_path, size="1536k"):
     mount = tmp_path / "small"
     mount.mkdir()
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True)
@@ -210,7 +215,7 @@ def test_a_full_disk_stops_recording_with_one_line_and_the_app_runs_on(repo, tmp
     limit = {}
     target = (mount or tmp_path) / "full.mcap"
     if mount is None:  # no permission to mount: the kernel's file size limit fails the writes the same way
-        limit = {"preexec_fn": lambda: (resource.setrlimit(resource.RLIMIT_FSIZE, (3_000_000, 3_000_000)),
+        limit = {"preexec_fn": lambda: (resource.setrlimit(resource.RLIMIT_FSIZE, (1_500_000, 1_500_000)),
                                         signal.signal(signal.SIGXFSZ, signal.SIG_IGN))}
     try:
         result = subprocess.run(
@@ -251,13 +256,13 @@ def test_sigkill_mid_recording_then_recovered_and_every_message_decodes(repo, tm
         deadline = time.monotonic() + 60
         while (not target.exists() or target.stat().st_size < 20_000) and time.monotonic() < deadline:
             time.sleep(0.2)
+        time.sleep(2.5)  # longer than the flush interval after the first flush: what is lost is what came since the last
         killed_at = time.monotonic()
         process.send_signal(signal.SIGKILL)
         process.wait(10)
     finally:
         if process.poll() is None:
             process.kill()
-    lines = len((tmp_path / "numbers.jsonl").read_text().splitlines()) if (tmp_path / "numbers.jsonl").exists() else None
     Registry().load_pack("demo")
     with Recording(target) as read:
         assert read.recovery is not None
@@ -265,20 +270,21 @@ def test_sigkill_mid_recording_then_recovered_and_every_message_decodes(repo, tm
         decoded = [m.decode() for m in read.messages()]  # raises on any message that does not decode
         assert len(decoded) == read.recovery.messages
         assert {type(m.payload).__name__ for m in decoded} == {"Number"}
-        # at most about a second (the flush interval) is lost: 4 channels at 50 messages/s
+        # at most about a second (the flush interval) is lost: the app clock is this machine's
+        # monotonic clock, so the last recovered acqtime says how long before the kill it was
         ones = read.times("ticker/ones/number")
         assert len(ones) >= 30
+        assert killed_at - ones[-1] / 1e9 < 1.0 + 0.5  # flush interval + scheduling slack
     result = subprocess.run([sys.executable, "-m", "graphflow.cli", "info", str(target)], capture_output=True,
                             text=True, cwd=repo, timeout=60)
     assert result.returncode == 0 and "not closed properly" in result.stdout
     assert f"recovered {len(decoded)} messages" in result.stdout
-    _ = (killed_at, lines)
 
 
 @pytest.mark.timeout(60)
 def test_recovery_keeps_complete_chunks_only(repo, tmp_path):
     path = tmp_path / "whole.mcap"
-    run_demo(repo, path, ticks=60, chunk_bytes=2_000)
+    run_demo(repo, path, seconds=0.5, chunk_bytes=2_000)
     data = path.read_bytes()
     with Recording(path) as whole:
         chunks = sorted(whole._chunks, key=lambda c: c.offset)
@@ -301,42 +307,60 @@ def test_recovery_keeps_complete_chunks_only(repo, tmp_path):
 @pytest.mark.timeout(60)
 def test_replay_feeds_the_app_in_place_of_its_sources_with_recorded_acqtimes(repo, tmp_path, capsys):
     path = tmp_path / "demo.mcap"
-    run_demo(repo, path, ticks=20)
+    run_demo(repo, path)
     live = [json.loads(line) for line in (tmp_path / "numbers.jsonl").read_text().splitlines()]
     out = tmp_path / "replayed.jsonl"
+    # --duration: a guard only; the demo app's synchronized add can leave one unmatched message,
+    # and the scheduler then waits for it at the end (seen with and without replay)
     code = main(["replay", str(path), str(repo / "apps" / "demo.app.json"), "--no-viewer", "--quiet",
-                 "--rate", "max", "--set", f"sink/writer/path={out}"])
+                 "--rate", "max", "--set", f"sink/writer/path={out}", "--duration", "20"])
     assert code == 0
     assert "in place of ticker/ones, ticker/tens" in capsys.readouterr().err
     replayed = [json.loads(line) for line in out.read_text().splitlines()]
     assert replayed == live  # same values and the same acqtimes
 
 
-@pytest.mark.timeout(60)
+CHAIN_APP = {"name": "chain", "modules": ["demo"],
+             "graph": {"nodes": [{"name": "ticker", "components": [{"name": "ones", "type": "demo.Counter"}]},
+                                 {"name": "sink", "components": [{"name": "writer", "type": "demo.NumberWriter"}]}],
+                       "edges": [{"source": "ticker/ones/number", "target": "sink/writer/number"}]},
+             "config": {"ticker": {"ones": {"tick_period": "100Hz", "count": 30}}}}
+
+
+@pytest.mark.timeout(120)
 def test_replay_rate_start_end_and_loop(repo, tmp_path):
-    path = tmp_path / "demo.mcap"
-    run_demo(repo, path, ticks=20)  # 20 ticks at 100 Hz: about 0.19 s of recording
+    app = tmp_path / "chain.app.json"
+    app.write_text(json.dumps(CHAIN_APP))
+    path = tmp_path / "chain.mcap"
+    live = tmp_path / "live.jsonl"
+    assert main(["run", str(app), "--no-viewer", "--quiet", "--record", str(path),
+                 "--set", f"sink/writer/path={live}"]) == 0
     with Recording(path) as rec:
         span = rec.duration
+        ones = rec.times("ticker/ones/number")
+    assert len(ones) == 30 and span > 0.25
     out = tmp_path / "replayed.jsonl"
-    args = ["replay", str(path), str(repo / "apps" / "demo.app.json"), "--no-viewer", "--quiet",
-            "--set", f"sink/writer/path={out}"]
+    args = ["replay", str(path), str(app), "--no-viewer", "--quiet", "--set", f"sink/writer/path={out}"]
     started = time.monotonic()
-    assert main(args + ["--rate", "0.25"]) == 0
-    assert time.monotonic() - started >= span / 0.25 * 0.9  # four times slower than recorded
-    assert main(args + ["--rate", "max", "--loop", "--max-ticks", "100"]) == 0
+    assert main(args + ["--rate", "0.5"]) == 0
+    assert time.monotonic() - started >= span / 0.5 * 0.95  # twice as slow as recorded
+    assert out.read_text() == live.read_text()
+    started = time.monotonic()
+    assert main(args + ["--rate", "max"]) == 0
+    assert time.monotonic() - started < span * 4  # not paced (startup included)
+    assert main(args + ["--rate", "max", "--loop", "--duration", "1.5"]) == 0
     values = [json.loads(line) for line in out.read_text().splitlines()]
     acqtimes = [v["acqtime"] for v in values]
-    assert len(values) >= 45 and acqtimes == sorted(acqtimes)  # looped: more than recorded, acqtimes rising
-    ones = Recording(path).times("ticker/ones/number")
+    assert len(values) >= 3 * 30 and acqtimes == sorted(acqtimes)  # looped: acqtimes keep rising
+    assert [v["value"] for v in values[:60]] == list(range(30)) * 2
     start, end = (ones[5] - ones[0]) / 1e9, (ones[9] - ones[0]) / 1e9
-    assert main(args + ["--rate", "max", "--start", str(start), "--end", str(end + 1e-4)]) == 0
-    assert 3 <= len(out.read_text().splitlines()) <= 5
+    assert main(args + ["--rate", "max", "--start", str(start), "--end", str(end)]) == 0
+    assert [json.loads(line)["value"] for line in out.read_text().splitlines()] == [5, 6, 7, 8, 9]
 
 
 def test_replay_options_that_do_not_fit_are_one_line_errors(repo, tmp_path, capsys):
     path = tmp_path / "demo.mcap"
-    run_demo(repo, path, ticks=5, channels=["arith.*"])
+    run_demo(repo, path, seconds=0.1, channels=["arith.*"])
     app = str(repo / "apps" / "demo.app.json")
     cases = [
         (["--rate", "fast"], "--rate 'fast'"),
@@ -358,14 +382,15 @@ def test_replay_options_that_do_not_fit_are_one_line_errors(repo, tmp_path, caps
 
 def test_info_prints_channels_counts_and_the_app(repo, tmp_path, capsys):
     path = tmp_path / "demo.mcap"
-    run_demo(repo, path, ticks=10)
+    _, _, capture = run_demo(repo, path)
+    counts = {name: len(messages) for name, messages in capture.messages.items()}
     assert main(["info", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "40 messages on 4 channels" in out and "app: demo" in out
+    assert f"{sum(counts.values())} messages on 4 channels" in out and "app: demo" in out
     assert "ticker/ones/number" in out and "demo/Number" in out
     assert main(["info", str(path), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert {c["channel"]: c["messages"] for c in info["channels"]} == {name: 10 for name in DEMO_CHANNELS}
+    assert {c["channel"]: c["messages"] for c in info["channels"]} == counts
     assert info["app"] == "demo" and info["attachments"] == ["app.json"] and info["recovered"] is None
     (tmp_path / "junk.mcap").write_text("hello")
     assert main(["info", str(tmp_path / "junk.mcap")]) == 2
@@ -387,3 +412,130 @@ def test_channel_filter():
     assert chosen("feeder/image_loader/color") and chosen("decoder/x/skeletons_out")
     assert not chosen("encoder/e/tensor")
     assert ChannelFilter()("anything")
+
+
+# -- bad inputs (hypothesis) -----------------------------------------------------------------------
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def small_recording(tmp_path_factory):
+    from graphflow.messages import Header, Message
+    from graphflow.packs.demo.messages import Number
+
+    path = tmp_path_factory.mktemp("fuzz") / "small.mcap"
+    channel, _ = _big_messages(1, shape=(4, 4, 3))
+    tap = Tap()
+    rec = Recorder(path, lossless=True, chunk_bytes=3_000).attach(tap)
+    for index in range(40):
+        for observe in tap.on_published:
+            observe(channel, Message(Header(1.0 + index / 10, 1.0 + index / 10),
+                                     channel.message_type(pixels=np.full((4, 4, 3), index, np.uint8), frame=index)))
+    rec.stop()
+    _ = Number
+    return path.read_bytes()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_damaged_files_open_or_fail_with_one_line(small_recording, tmp_path, data):
+    """Cut or flipped bytes: the file opens (what is intact) or is refused as RecordingInvalid;
+    reading gives messages or RecordingInvalid/WireError, nothing else."""
+    raw = bytearray(small_recording)
+    cut = data.draw(st.integers(0, len(raw)), label="cut")
+    flips = data.draw(st.lists(st.integers(0, max(0, cut - 1)), max_size=3), label="flips")
+    damaged = raw[:cut]
+    for at in flips:
+        if at < len(damaged):
+            damaged[at] ^= 0xFF
+    path = tmp_path / "damaged.mcap"
+    path.write_bytes(bytes(damaged))
+    try:
+        rec = Recording(path)
+    except RecordingInvalid as exc:
+        assert str(exc).startswith(str(path))
+        return
+    with rec:
+        try:
+            for message in rec.messages():
+                frame = message.fields()[2]["frame"]
+                assert 0 <= frame < 40 or flips
+        except (RecordingInvalid, wire.WireError):
+            assert flips or rec.recovery is not None
+
+
+@pytest.fixture(scope="module")
+def demo_player(tmp_path_factory):
+    from tests.conftest import REPO
+    from graphflow.recording.view import Player, recorded_app
+
+    path = tmp_path_factory.mktemp("player") / "demo.mcap"
+    run_demo(REPO, path, seconds=0.2)
+    rec = Recording(path)
+    holder = {}
+    app = recorded_app(rec, clock=lambda: holder["player"].clock() if "player" in holder else 0.0)
+    player = holder["player"] = Player(rec, app).start()
+    yield player
+    player.close()
+    rec.close()
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+                           max_leaves=8)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.one_of(json_values, st.fixed_dictionaries(
+    {"action": st.sampled_from(["play", "pause", "step", "seek", "jump"])},
+    optional={"rate": json_values, "time": json_values, "count": json_values})))
+def test_timeline_requests_answer_or_refuse_in_one_line(demo_player, body):
+    from graphflow.recording.view import PlayerError
+
+    try:
+        state = demo_player.control(body)
+    except PlayerError as exc:
+        assert "\n" not in str(exc)
+        return
+    finally:
+        demo_player.pause()
+    assert -1 <= state["index"] < state["messages"] and 0.0 <= state["position"] <= state["end"] + 1e-9
+
+
+def test_export_errors_are_one_line(repo, tmp_path, capsys):
+    path = tmp_path / "demo.mcap"
+    run_demo(repo, path, seconds=0.1)
+    for args, expected in ((["--images", str(tmp_path / "png")], "holds no image channel"),
+                           (["--video", str(tmp_path / "v.mp4")], "holds no image channel"),
+                           (["--coco", str(tmp_path / "c.json")], "has no PredictionWriter components"),
+                           (["--coco", str(tmp_path / "c.json"), "--coco-writer", "sink/nope"], "no such component")):
+        assert main(["export", str(path), *args]) == 2, args
+        err = capsys.readouterr().err
+        assert expected in err and "Traceback" not in err, (args, err)
+    assert main(["export", str(tmp_path / "missing.mcap"), "--images", str(tmp_path)]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(30)
+def test_the_writer_thread_yields_the_cpu_to_the_graph(tmp_path):
+    from graphflow.recording.writer import RECORDER_NICE
+
+    tap = Tap()
+    rec = Recorder(tmp_path / "nice.mcap").attach(tap)
+    try:
+        native = wait_for_native_id(rec)
+        assert os.getpriority(os.PRIO_PROCESS, native) == os.getpriority(os.PRIO_PROCESS, 0) + RECORDER_NICE == 10
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == 0  # the graph's threads keep theirs
+    finally:
+        rec.stop()
+
+
+def wait_for_native_id(rec) -> int:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        native = rec._thread.native_id
+        if native is not None and os.getpriority(os.PRIO_PROCESS, native) != 0:
+            return native
+        time.sleep(0.01)
+    return rec._thread.native_id

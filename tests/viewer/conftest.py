@@ -7,8 +7,11 @@ on one picture in a loop (the browser tests: test_browser.py overrides ``viewer_
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import shutil
+import struct
 import threading
 import time
 import urllib.error
@@ -19,14 +22,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import DATA, MODELS
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-BUS = Path(os.environ.get("GRAPHFLOW_TEST_IMAGE", "/work/shared/data/images/bus.jpg"))
+MODEL_DIR = Path(os.environ.get("GRAPHFLOW_MODEL_PATH") or MODELS)
+BUS = Path(os.environ.get("GRAPHFLOW_TEST_IMAGE") or DATA / "images" / "bus.jpg")
 # OpenPose input: astronaut.png (public domain, one person: small, so fast on a CPU)
-OPENPOSE_IMAGE = Path(os.environ.get("GRAPHFLOW_OPENPOSE_IMAGE", "/work/shared/data/images/astronaut.png"))
-CHROMIUM = Path(os.environ.get("GRAPHFLOW_CHROMIUM", "/usr/bin/chromium"))
+OPENPOSE_IMAGE = Path(os.environ.get("GRAPHFLOW_OPENPOSE_IMAGE") or DATA / "images" / "astronaut.png")
+CHROMIUM = os.environ.get("GRAPHFLOW_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def missing(what: str) -> None:
+    """Something a test needs is not there: in CI that fails the run (nothing but CUDA may skip
+    there), elsewhere the test is skipped with the reason."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} (CI runs every viewer test: install or stage it)", pytrace=False)
+    pytest.skip(what)
 
 
 @dataclass
@@ -74,37 +88,43 @@ def openpose(image: Path, out: Path) -> ViewerTarget:
 @pytest.fixture(scope="session")
 def viewer_target() -> ViewerTarget:
     if not BUS.exists():
-        pytest.skip(f"test image {BUS} is missing (set GRAPHFLOW_TEST_IMAGE)")
-    pytest.importorskip("cv2")
+        missing(f"test image {BUS} is missing (set GRAPHFLOW_SHARED or GRAPHFLOW_TEST_IMAGE)")
+    _require_module("cv2")
     return TEST_APP
+
+
+def _require_module(name: str) -> None:
+    try:
+        __import__(name)
+    except ImportError:
+        missing(f"python module {name} is missing (pip install -e .[dev])")
 
 
 @pytest.fixture(scope="session")
 def openpose_target(tmp_path_factory) -> ViewerTarget:
-    """The flagship app; skips like tests/conftest.py's model_path if the models are missing (that
-    fixture is per test, the app here runs for a whole module, so the variable is set here)."""
-    from tests.conftest import MODELS
-
-    if not (MODELS / "openpose_mobilenet_thin.onnx").exists():
-        pytest.skip(f"models not found at {MODELS}")
+    """The flagship app on the models of GRAPHFLOW_MODEL_PATH (else the shared folder); the app
+    runs for a whole module, so the variable is set here for the session."""
+    if not (MODEL_DIR / "openpose_mobilenet_thin.onnx").exists():
+        missing(f"models not found at {MODEL_DIR} (set GRAPHFLOW_MODEL_PATH)")
     if not OPENPOSE_IMAGE.exists():
-        pytest.skip(f"test image {OPENPOSE_IMAGE} is missing (set GRAPHFLOW_OPENPOSE_IMAGE)")
-    pytest.importorskip("cv2")
+        missing(f"test image {OPENPOSE_IMAGE} is missing (set GRAPHFLOW_SHARED or GRAPHFLOW_OPENPOSE_IMAGE)")
+    _require_module("cv2")
+    _require_module("onnxruntime")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GRAPHFLOW_MODEL_PATH", str(MODELS))
+        patch.setenv("GRAPHFLOW_MODEL_PATH", str(MODEL_DIR))
         yield openpose(OPENPOSE_IMAGE, tmp_path_factory.mktemp("openpose_out"))
 
 
 class Running:
     """An app running in this process with a viewer on a free port."""
 
-    def __init__(self, target: ViewerTarget):
+    def __init__(self, target: ViewerTarget, **server_options):
         from graphflow.app import App
         from graphflow.viewer import ViewerServer
 
         self.target = target
         self.app = App.load(target.app, sets=target.sets)
-        self.server = ViewerServer("127.0.0.1", 0).attach(self.app).start()
+        self.server = ViewerServer("127.0.0.1", 0, **server_options).attach(self.app).start()
         self.url = self.server.url
         self.thread = threading.Thread(target=self.app.run, name="test-app", daemon=True)
         self.thread.start()
@@ -136,7 +156,7 @@ class Running:
     def joints(self, channel: str) -> np.ndarray:
         """[people, joints, (x, y, score)] of the latest skeleton2 message, in full (the JSON
         summary lists values only for small arrays)."""
-        _, message = self.server.latest(channel)
+        _, message = self.server.api.latest(channel)
         return np.asarray(message.payload.joints, float).reshape(-1, len(message.payload.labels), 3)
 
     def param(self, path: str):
@@ -181,9 +201,11 @@ def wait_for(predicate, timeout: float = 5.0, interval: float = 0.05, message: s
 # -- browser ----------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def browser():
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    if CHROMIUM is None or not Path(CHROMIUM).exists():
+        missing("chromium is missing (apt-get install -y chromium, or set GRAPHFLOW_CHROMIUM)")
+    _require_module("playwright")
+    from playwright import sync_api
+
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield browser
@@ -201,3 +223,60 @@ def page(browser, running):
     yield page
     context.close()
     assert not errors, f"errors in the page: {errors}"
+
+
+# -- a WebSocket client for the tests (aiohttp's, driven synchronously on a loop of its own) ----
+class StreamClient:
+    """``/api/stream`` as a test sees it: ``send`` JSON, ``recv`` (header, body) pairs."""
+
+    def __init__(self, url: str, headers: dict | None = None):
+        self.loop = asyncio.new_event_loop()
+        self.session = self.loop.run_until_complete(self._session())
+        self.ws = self.loop.run_until_complete(
+            self.session.ws_connect(url.replace("http://", "ws://") + "api/stream", headers=headers or {},
+                                    max_msg_size=1 << 28))
+
+    async def _session(self):
+        import aiohttp
+        return aiohttp.ClientSession()
+
+    def send(self, value) -> None:
+        text = value if isinstance(value, str) else json.dumps(value)
+        self.loop.run_until_complete(self.ws.send_str(text))
+
+    def recv(self, timeout: float = 10.0):
+        """The next message as (header dict, body bytes); raises EOFError when the stream closed."""
+        import aiohttp
+
+        message = self.loop.run_until_complete(self.ws.receive(timeout=timeout))
+        if message.type == aiohttp.WSMsgType.TEXT:
+            return json.loads(message.data), b""
+        if message.type == aiohttp.WSMsgType.BINARY:
+            data = message.data
+            n = struct.unpack(">I", data[:4])[0]
+            return json.loads(data[4:4 + n]), data[4 + n:]
+        raise EOFError(f"stream closed ({message.type.name}, code {self.ws.close_code})")
+
+    def frames(self, kinds: set, count: int, timeout: float = 10.0) -> list:
+        """Read until ``count`` messages of the given types arrived."""
+        got, deadline = [], time.monotonic() + timeout
+        while len(got) < count:
+            left = deadline - time.monotonic()
+            assert left > 0, f"timed out waiting for {kinds}; got {[g[0]['type'] for g in got]}"
+            header, body = self.recv(left)
+            if header["type"] in kinds:
+                got.append((header, body))
+        return got
+
+    def close(self) -> None:
+        if self.loop.is_closed():
+            return
+        self.loop.run_until_complete(self.ws.close())
+        self.loop.run_until_complete(self.session.close())
+        self.loop.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

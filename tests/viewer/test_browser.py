@@ -9,13 +9,13 @@ import time
 import urllib.request
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 from .conftest import wait_for
 
-pytestmark = pytest.mark.slow
-cv2 = pytest.importorskip("cv2")
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 
 @pytest.fixture(scope="module")

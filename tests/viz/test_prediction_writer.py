@@ -167,3 +167,25 @@ def test_memory_does_not_grow_with_the_number_of_frames(tmp_path):
     assert sizes[0] == sizes[1]
     assert writer.frames == 600 and writer.results == 1800
     assert len(json.loads((tmp_path / "predictions.json").read_text())) == 1800
+
+
+def test_the_stream_is_fsynced_at_most_every_sync_period(tmp_path, monkeypatch):
+    from graphflow.packs.viz import prediction_writer
+
+    synced = []
+    monkeypatch.setattr(prediction_writer.os, "fsync", lambda fd: synced.append(fd))
+    now = [100.0]
+    monkeypatch.setattr(prediction_writer.time, "monotonic", lambda: now[0])
+    h = Harness(PredictionWriter, {"folder": str(tmp_path), "sync_period": "1s"}).start()
+    for step in (0.5, 0.25, 0.25, 0.75, 0.5):  # at 100.5, 100.75, 101.0 (sync, 1 s on), 101.75, 102.25 (sync)
+        now[0] += step
+        h.feed("skeletons", skeletons(0))
+        h.run_pending()
+    assert len(synced) == 2
+    h.stop()
+    assert len(synced) == 3  # and once more at stop
+    h = Harness(PredictionWriter, {"folder": str(tmp_path / "every"), "sync_period": "0"}).start()
+    for _ in range(3):
+        h.feed("skeletons", skeletons(0))
+        h.run_pending()
+    assert len(synced) == 6

@@ -6,10 +6,13 @@ function parseValue(text, param) {
   if (param.type === 'str') return text;
   if (param.type === 'period') {
     const n = Number(text);
-    return text.trim() !== '' && !Number.isNaN(n) ? n : text;
+    return text.trim() !== '' && Number.isFinite(n) ? n : text;
   }
   if (param.nullable && text.trim() === '') return null;
-  try { return JSON.parse(text); } catch (e) { return text; }  // the server says what is wrong
+  // What JSON cannot carry (NaN, 1e999 → Infinity) goes as the text: the server says what is wrong.
+  let value;
+  try { value = JSON.parse(text); } catch (e) { return text; }
+  return typeof value === 'number' && !Number.isFinite(value) ? text : value;
 }
 
 function show(value) {

@@ -1,4 +1,7 @@
 // The WebSocket stream: JSON text messages and binary frames ([uint32 header length][JSON][bytes]).
+// The server closes a stream that stays silent for its idle timeout (120 s), so the page pings.
+const PING_MS = 20000;
+
 export class Stream {
   constructor(handlers) {
     this.handlers = handlers;   // {open, close, json(msg), binary(header, blob)}
@@ -14,10 +17,13 @@ export class Stream {
     this.ws = ws;
     ws.onopen = () => {
       this.retry = 500;
+      clearInterval(this.pinger);
+      this.pinger = setInterval(() => this.send({ op: 'ping', t: Date.now() / 1000 }), PING_MS);
       this.handlers.open();
       if (this.subscription) this.send(this.subscription);
     };
     ws.onclose = () => {
+      clearInterval(this.pinger);
       this.handlers.close();
       setTimeout(() => this.connect(), this.retry);
       this.retry = Math.min(this.retry * 2, 5000);

@@ -1,0 +1,249 @@
+"""Apps split into OS processes, and apps joined by net bridges, run as real `graphflow run`
+processes over real sockets."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from graphflow.channels import processes, shm
+from graphflow.loader import load_app, read_json
+
+from .conftest import REPO, children_of, cmdline, run, start, write_app
+
+IMAGES = Path(os.environ.get("GRAPHFLOW_SHARED", REPO.parent / "shared")) / "data" / "images"
+if not IMAGES.exists():
+    IMAGES = Path("/work/shared/data/images")
+
+
+def images_app(tmp_path: Path, out: Path, loop: bool = False, restart: bool = False) -> Path:
+    """Images loaded in process a, written (PNG, lossless) in process b: the pixels cross by
+    shared memory."""
+    return write_app(tmp_path / "images.app.json", {
+        "name": "images", "modules": ["io", "viz"],
+        "graph": {"nodes": [
+            {"name": "feeder", "process": "a", "components": [{"name": "loader", "type": "io.ImageLoader"}]},
+            {"name": "writer", "process": "b", "components": [{"name": "writer", "type": "viz.ImageWriter"}]}],
+            "edges": [{"source": "feeder/loader/color", "target": "writer/writer/image",
+                       "queue": {"size": 4, "policy": "block"}}]},
+        "processes": {"a": {"restart": restart}, "b": {}},
+        "config": {"feeder": {"loader": {"path": str(IMAGES), "tick_period": "20Hz", "loop": loop}},
+                   "writer": {"writer": {"folder": str(out), "format": "png"}}}})
+
+
+def numbers_apps(tmp_path: Path, endpoint: str, count: int, sent_type: str = "demo/Number",
+                 expected_type: str = "demo/Number", policy: str = "block") -> tuple[Path, Path]:
+    publisher = write_app(tmp_path / "pub.app.json", {
+        "name": "pub", "modules": ["demo", "net"],
+        "graph": {"nodes": [
+            {"name": "src", "components": [{"name": "counter", "type": "demo.Counter"}]},
+            {"name": "out", "components": [{"name": "publisher", "type": "net.Publisher"}]}],
+            "edges": [{"source": "src/counter/number", "target": "out/publisher/message"}]},
+        "config": {"src": {"counter": {"tick_period": "100Hz", "count": count}},
+                   "out": {"publisher": {"endpoint": endpoint, "message_type": sent_type, "policy": policy,
+                                         "flush_timeout": 1.0}}}})
+    numbers = expected_type == "demo/Number"
+    sink = ({"type": "demo.NumberWriter", "port": "number", "config": {"path": str(tmp_path / "numbers.jsonl")}}
+            if numbers else {"type": "viz.ImageWriter", "port": "image", "config": {"folder": str(tmp_path / "img")}})
+    subscriber = write_app(tmp_path / "sub.app.json", {
+        "name": "sub", "modules": ["demo", "net", "viz"],
+        "graph": {"nodes": [
+            {"name": "in", "components": [{"name": "subscriber", "type": "net.Subscriber"}]},
+            {"name": "sink", "components": [{"name": "writer", "type": sink["type"]}]}],
+            "edges": [{"source": "in/subscriber/message", "target": f"sink/writer/{sink['port']}"}]},
+        "config": {"in": {"subscriber": {"endpoint": endpoint, "message_type": expected_type}},
+                   "sink": {"writer": sink["config"]}}})
+    return publisher, subscriber
+
+
+def test_split_makes_one_app_per_process_with_bridges_on_the_crossing_edges(tmp_path):
+    app_file = REPO / "apps" / "openpose_split.app.json"
+    os.environ.setdefault("GRAPHFLOW_MODEL_PATH", str(REPO.parent / "shared" / "models"))
+    spec = load_app(app_file)
+    parts = processes.split(read_json(app_file), app_file, spec, tmp_path)
+    assert sorted(parts) == ["inference", "post"]
+    inference, post = parts["inference"], parts["post"]
+    assert inference.nodes == ["feeder", "encoder", "inference"]
+    assert post.nodes == ["decoder", "viz", "image_writer", "predictions"]
+    # the two crossing edges (model maps → decoder, image → visualizer), with their queues
+    assert sorted(inference.publishers) == ["net.tx0/publisher", "net.tx1/publisher"]
+    tx = {c["publisher"]["message_type"]: c["publisher"] for n, c in inference.app["config"].items() if n.startswith("net.tx")}
+    assert set(tx) == {"vision/Tensors", "vision/Image"}
+    assert (tx["vision/Tensors"]["queue_size"], tx["vision/Tensors"]["policy"]) == (2, "block")
+    assert (tx["vision/Image"]["queue_size"], tx["vision/Image"]["policy"]) == (16, "block")
+    assert all(c["endpoint"].startswith(f"ipc://{tmp_path}/") for c in tx.values())
+    rx_edges = [e for e in post.app["graph"]["edges"] if e["source"].startswith("net.rx")]
+    assert sorted(e["target"] for e in rx_edges) == ["decoder.interface/subgraph/maps", "viz/visualizer/image"]
+    assert "net" in post.app["modules"] and Path(post.app["graph"]["nodes"][0]["subgraph"]).is_absolute()
+    # each part is a valid app on its own
+    for part in parts.values():
+        file = write_app(tmp_path / f"{part.name}.app.json", part.app)
+        load_app(file)
+    assert processes.route_sets(["feeder/image_loader/path=x", "decoder.part_candidates/part_candidates/"
+                                 "threshold_heatmap=0.1"], parts) == {
+        "inference": ["feeder/image_loader/path=x"],
+        "post": ["decoder.part_candidates/part_candidates/threshold_heatmap=0.1"]}
+    with pytest.raises(processes.SplitError, match="no process runs node 'nowhere'"):
+        processes.route_sets(["nowhere/x/y=1"], parts)
+
+
+def test_a_process_option_for_a_process_no_node_names_is_an_error(tmp_path):
+    app = json.loads((REPO / "apps" / "openpose_split.app.json").read_text())
+    app["processes"]["typo"] = {}
+    with pytest.raises(processes.SplitError, match=r"processes.typo: no node runs in process 'typo'"):
+        processes.split(app, REPO / "apps" / "openpose_split.app.json", None, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_the_split_openpose_app_predicts_what_the_single_process_app_does(tmp_path, model_path, shared_data):
+    image = shared_data / "images" / "bus.jpg"
+    split = run(["run", "apps/openpose_split.app.json", "--input", str(image), "--output", str(tmp_path / "split"),
+                 "--no-viewer", "--stats-json", str(tmp_path / "split.json")], timeout=240)
+    assert split.returncode == 0, split.stdout + split.stderr
+    single = run(["run", "apps/openpose.app.json", "--input", str(image), "--output", str(tmp_path / "single"),
+                  "--no-viewer"], timeout=240)
+    assert single.returncode == 0, single.stderr
+    ours = json.loads((tmp_path / "split" / "predictions.json").read_text())
+    theirs = json.loads((tmp_path / "single" / "predictions.json").read_text())
+    assert len(theirs) >= 2 and ours == theirs  # the bus has people in it; same order, same numbers
+    assert "== process inference" in split.stdout and "== process post" in split.stdout
+    report = json.loads((tmp_path / "split.json").read_text())["processes"]
+    assert sorted(report) == ["inference", "post"]
+    assert report["post"]["report"]["channels"]["net.rx0/subscriber/message"]["messages"] == 1
+    one = run(["run", "apps/openpose_split.app.json", "--single-process", "--input", str(image),
+               "--output", str(tmp_path / "one"), "--no-viewer"], timeout=240)
+    assert one.returncode == 0 and "== process" not in one.stdout
+    assert json.loads((tmp_path / "one" / "predictions.json").read_text()) == theirs
+
+
+@pytest.mark.timeout(120)
+def test_images_cross_by_shared_memory_unchanged_and_no_segment_is_left(tmp_path):
+    out = tmp_path / "out"
+    result = run(["run", str(images_app(tmp_path, out)), "--no-viewer", "--stats-json", str(tmp_path / "r.json")],
+                 timeout=90)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "shared memory" in result.stderr  # both ends on this host: the pixels went by shared memory
+    written = sorted(out.glob("*.png"))
+    sources = sorted(p for p in IMAGES.iterdir() if p.suffix in (".jpg", ".png"))
+    assert len(written) == len(sources) == 3
+    for source in sources:
+        target = out / (source.stem + ".png")
+        np.testing.assert_array_equal(cv2.imread(str(target)), cv2.imread(str(source)))
+    pids = [entry["pid"] for entry in json.loads((tmp_path / "r.json").read_text())["processes"].values()]
+    assert len(pids) == 2 and all(shm.segments_of(pid) == [] for pid in pids)
+
+
+def _children_by_process(supervisor: int, timeout: float = 30) -> dict[str, int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = {}
+        for pid in children_of(supervisor):
+            line = cmdline(pid)
+            for name in ("a", "b"):
+                if f"/{name}.app.json" in line:
+                    found[name] = pid
+        if len(found) == 2:
+            return found
+        time.sleep(0.1)
+    raise AssertionError("the supervisor did not start both processes")
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("victim", ["a", "b"])
+def test_kill_9_of_one_process_stops_the_app_with_a_clear_message_and_no_leaked_segment(tmp_path, victim):
+    supervisor = start(["run", str(images_app(tmp_path, tmp_path / "out", loop=True)), "--no-viewer"])
+    try:
+        pids = _children_by_process(supervisor.pid)
+        deadline = time.monotonic() + 30
+        while len(list((tmp_path / "out").glob("*.png"))) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)  # images are flowing (through shared memory) before the kill
+        assert shm.segments_of(pids["a"]), "the publisher's segments should exist while it runs"
+        os.kill(pids[victim], signal.SIGKILL)
+        output, _ = supervisor.communicate(timeout=30)
+    finally:
+        if supervisor.poll() is None:
+            os.killpg(supervisor.pid, signal.SIGKILL)
+    assert supervisor.returncode == 1
+    assert f"process '{victim}' (pid {pids[victim]}) was killed by SIGKILL; stopping the app" in output
+    for pid in pids.values():
+        assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read().lower()
+        assert shm.segments_of(pid) == []
+
+
+@pytest.mark.timeout(120)
+def test_a_process_with_restart_true_is_started_again(tmp_path):
+    supervisor = start(["run", str(images_app(tmp_path, tmp_path / "out", loop=True, restart=True)),
+                        "--no-viewer", "--duration", "12"])
+    try:
+        pids = _children_by_process(supervisor.pid)
+        time.sleep(2)
+        os.kill(pids["a"], signal.SIGKILL)
+        output, _ = supervisor.communicate(timeout=60)
+    finally:
+        if supervisor.poll() is None:
+            os.killpg(supervisor.pid, signal.SIGKILL)
+    assert f"process 'a' (pid {pids['a']}) was killed by SIGKILL; restarting it (1 of 5)" in output
+    assert "== process a" in output and "restarted 1×" in output
+    assert shm.segments_of(pids["a"]) == []
+
+
+@pytest.mark.timeout(120)
+def test_a_subscriber_started_before_its_publisher_gets_everything(tmp_path, endpoint):
+    publisher, subscriber = numbers_apps(tmp_path, endpoint, count=50)
+    receiving = start(["run", str(subscriber), "--no-viewer"])
+    time.sleep(2.0)
+    sending = run(["run", str(publisher), "--no-viewer"], timeout=60)
+    output, _ = receiving.communicate(timeout=60)
+    assert sending.returncode == 0 and receiving.returncode == 0, output
+    values = [json.loads(line)["value"] for line in (tmp_path / "numbers.jsonl").read_text().splitlines()]
+    assert values == [float(i) for i in range(50)]
+
+
+@pytest.mark.timeout(120)
+def test_a_type_mismatch_is_refused_at_connect_with_both_ends_named(tmp_path, endpoint):
+    publisher, subscriber = numbers_apps(tmp_path, endpoint, count=20, expected_type="vision/Image",
+                                         policy="latest")
+    sending = start(["run", str(publisher), "--no-viewer"])
+    receiving = run(["run", str(subscriber), "--no-viewer"], timeout=60)
+    sending.communicate(timeout=60)
+    assert receiving.returncode == 1
+    text = receiving.stdout + receiving.stderr
+    assert "publisher out/publisher" in text and "sends demo/Number" in text
+    assert "subscriber in/subscriber" in text and "expects vision/Image" in text
+
+
+@pytest.mark.timeout(120)
+def test_processes_started_separately_with_dash_dash_process(tmp_path):
+    app = images_app(tmp_path, tmp_path / "out")
+    second = start(["run", str(app), "--process", "b", "--no-viewer"])
+    first = run(["run", str(app), "--process", "a", "--no-viewer"], timeout=60)
+    output, _ = second.communicate(timeout=60)
+    assert first.returncode == 0 and second.returncode == 0, output
+    assert "== process b" in output and "== process a" not in output
+    assert len(list((tmp_path / "out").glob("*.png"))) == 3
+    bad = run(["run", str(app), "--process", "c", "--no-viewer"], timeout=60)
+    assert bad.returncode == 1 and "--process c: the app has no such process (it has: ['a', 'b'])" in bad.stderr
+
+
+@pytest.mark.timeout(120)
+def test_kill_9_of_the_supervisor_stops_its_processes_too(tmp_path):
+    supervisor = start(["run", str(images_app(tmp_path, tmp_path / "out", loop=True)), "--no-viewer"])
+    pids = _children_by_process(supervisor.pid)
+    time.sleep(2)
+    os.kill(supervisor.pid, signal.SIGKILL)
+    supervisor.communicate(timeout=30)
+    deadline = time.monotonic() + 40  # each stops as on SIGTERM: drains, flushes (up to 5 s), unlinks
+    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in pids.values()):
+        time.sleep(0.1)
+    alive = [pid for pid in pids.values() if os.path.exists(f"/proc/{pid}")]
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, "a process outlived its supervisor"
+    assert all(shm.segments_of(pid) == [] for pid in pids.values())  # they stopped cleanly, segments unlinked
