@@ -26,7 +26,7 @@ import threading
 import time
 
 UNIT_PREFIX = "graphflow-"
-SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}\Z")
 
 
 def main(argv):
@@ -105,7 +105,10 @@ def verb_install(root, args):
         build_release(root, manifest, release, request)
     info_path = os.path.join(final, "release.json")
     info = json.load(open(info_path))
-    info["run_args"] = request.get("run_args", [])
+    run_args = request.get("run_args")
+    if run_args is None:  # not given: the app keeps running with the arguments it runs with now
+        run_args = current_run_args(root) if current_release(root) != release else info.get("run_args", [])
+    info["run_args"] = run_args
     write_atomically(info_path, json.dumps(info, indent=1))
     switch(root, release)
     say("current -> releases/%s" % release)
@@ -153,7 +156,7 @@ def build_release(root, manifest, release, request):
         os.replace(dest + ".tmp", dest)
     models = os.path.join(partial, "models")
     for name, digest in manifest.get("models", {}).items():  # the model path: each model by its name
-        if not SAFE.match(name) or not re.match(r"^[0-9a-f]{64}$", digest):
+        if not SAFE.match(name) or not re.match(r"^[0-9a-f]{64}\Z", digest):
             raise AgentError("unsafe model entry in the manifest: %r" % name)
         dest = os.path.join(models, name)
         if not os.path.isfile(dest):
@@ -285,6 +288,13 @@ def switch(root, release):
     if not history or history[-1] != release:
         history.append(release)
     write_atomically(os.path.join(root, "history"), "\n".join(history[-100:]))
+
+
+def current_run_args(root):
+    try:
+        return json.load(open(os.path.join(root, "current", "release.json"))).get("run_args", [])
+    except (OSError, ValueError):
+        return []
 
 
 def read_history(root):

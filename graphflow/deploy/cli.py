@@ -23,6 +23,8 @@ def add_subcommands(sub) -> None:
                          help="config overlay merged into the packaged app (repeatable)")
     package.add_argument("--wheelhouse", action="store_true",
                          help="include every wheel the target needs, so the device installs offline (needs PyPI here)")
+    package.add_argument("--extra", action="append", default=[], metavar="NAME",
+                         help="also install this graphflow extra on the device (e.g. jit: numba for the decoder)")
     package.add_argument("--graphflow-wheel", type=Path, help="ship this graphflow wheel instead of building one")
     package.add_argument("--check", action="store_true",
                          help="verify a package's hashes and that its wheelhouse resolves offline for the target")
@@ -41,9 +43,10 @@ def add_subcommands(sub) -> None:
                         help="the device's own Python packages serve the requirements: a venv with "
                              "--system-site-packages, and only the app's wheels installed (--no-deps)")
     deploy.add_argument("--bwlimit", type=int, metavar="KBPS", help="limit the upload rate (KB/s)")
-    deploy.add_argument("--app-args", default="", metavar="ARGS",
+    deploy.add_argument("--app-args", default=None, metavar="ARGS",
                         help="arguments for `graphflow run` on the device, split like a shell would "
-                             "(no shell runs them), e.g. --app-args '--input camera:0'")
+                             "(no shell runs them), e.g. --app-args '--input camera:0'; default: those the "
+                             "current release runs with")
     deploy.set_defaults(func=cmd_deploy)
 
     remote = sub.add_parser("remote", help="operate a deployed device: " + ", ".join(REMOTE_VERBS))
@@ -91,7 +94,7 @@ def cmd_package(args) -> int:
             return 1 if problems else 0
         result = build_package(args.app, args.out, target=args.target or default_target(), version=args.version,
                                overlays=args.config, wheelhouse=args.wheelhouse,
-                               graphflow_wheel=args.graphflow_wheel, progress=_progress)
+                               graphflow_wheel=args.graphflow_wheel, extras=args.extra, progress=_progress)
     except DeployError as exc:
         return _fail(exc)
     except KeyboardInterrupt:
@@ -107,7 +110,7 @@ def cmd_deploy(args) -> int:
 
     try:
         try:
-            run_args = shlex.split(args.app_args)
+            run_args = None if args.app_args is None else shlex.split(args.app_args)
         except ValueError as exc:
             raise DeployError(f"--app-args: {exc}") from None
         check_local_path(args.package, "package")

@@ -16,6 +16,7 @@ packages). ``check_package`` verifies the hashes and resolves the wheelhouse off
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import json
 import re
@@ -27,13 +28,13 @@ import tempfile
 from pathlib import Path
 
 from . import DeployError
-from .targets import TARGETS, Target
+from .targets import TARGETS, Target, wheel_requirements
 
 FORMAT = 1
 MANIFEST = "manifest.json"
 SUFFIX = ".gfpkg"
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")  # app names and versions
-MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")  # as the device agent's SAFE
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}\Z")  # app names and versions
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}\Z")  # as the device agent's SAFE
 MODEL_PARAM_SUFFIX = "model_file_path"  # params naming a model on the model search path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,10 +58,14 @@ def check_name(value: str, what: str) -> str:
 # -- building ------------------------------------------------------------------------------------
 def build_package(app: Path, out_dir: Path, *, target: str, version: str = "0.0.0",
                   overlays: list[Path] = (), wheelhouse: bool = False,
-                  graphflow_wheel: Path | None = None, progress=print) -> Path:
+                  graphflow_wheel: Path | None = None, extras: list[str] = (), progress=print) -> Path:
     """Write ``out_dir/NAME-VERSION.gfpkg`` for ``app``; returns its path."""
     from graphflow.loader import AppInvalid, load_app, read_json
-    from graphflow.packs.ml.model_path import find_model
+    from graphflow.registry import IN_REPO_PACKAGE
+
+    # The model search path is the ml pack's rule; loaded by name, as the registry loads packs (the
+    # framework imports no pack statically: tests/core/test_layers.py).
+    find_model = importlib.import_module(f"{IN_REPO_PACKAGE}.ml.model_path").find_model
 
     if target not in TARGETS:
         raise DeployError(f"unknown target {target!r} (one of: {', '.join(TARGETS)})")
@@ -117,7 +122,7 @@ def build_package(app: Path, out_dir: Path, *, target: str, version: str = "0.0.
         temp = Path(temp)
         wheel = graphflow_wheel or build_graphflow_wheel(temp / "wheels", progress)
         files[f"wheels/{wheel.name}"] = wheel
-        requirements = spec_target.requirements()
+        requirements = spec_target.requirements(wheel_requirements(wheel, set(spec_target.extras) | set(extras)))
         if wheelhouse:
             house = download_wheelhouse(spec_target, requirements, temp / "wheelhouse", progress)
             for whl in sorted(house.glob("*.whl")):

@@ -36,7 +36,7 @@ class DeployOptions:
     keep: int = 3
     service: bool = False
     foreground: bool = False
-    run_args: list[str] = field(default_factory=list)
+    run_args: list[str] | None = None  # None: keep the arguments the device's current release runs with
     python: str = "python3"
     reuse_system_packages: bool = False
     bwlimit: int | None = None

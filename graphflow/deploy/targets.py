@@ -12,13 +12,39 @@ machine runs. With ``--wheelhouse``, the package's requirements.txt pins the who
 from __future__ import annotations
 
 import platform
+import re
 import sys
+import zipfile
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 
-# graphflow's own dependencies (pyproject [project.dependencies]) and the CPU inference extra.
-BASE = ["numpy", "jsonschema", "msgpack", "pyzmq", "mcap", "zstandard", "lz4", "aiohttp"]
-CPU = ["onnxruntime", "opencv-python-headless", "numba"]  # numba: the compiled decoder steps (the jit extra)
+DEFAULT_EXTRAS = ("cpu", "jit")  # ONNX Runtime and OpenCV (the CPU path, the GPU path's fallback); numba (the decoder)
+
+
+def _name(requirement: str) -> str:
+    match = re.match(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
+    return re.sub(r"[-_.]+", "-", match.group(1)).lower() if match else requirement
+
+
+def wheel_requirements(wheel: Path, extras) -> list[str]:
+    """graphflow's requirements as its wheel declares them (Requires-Dist): the unconditional ones
+    and those of ``extras``; other markers (python_version...) stay for pip to evaluate."""
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        text = archive.read(name).decode()
+    found = []
+    for line in text.splitlines():
+        if not line.startswith("Requires-Dist:"):
+            continue
+        requirement, _, marker = line[len("Requires-Dist:"):].strip().partition(";")
+        wanted = re.findall(r"extra\s*==\s*[\"']([^\"']+)[\"']", marker)
+        if wanted and not set(wanted) & set(extras):
+            continue
+        # What is left of the marker once the extra is chosen (python_version...) stays for pip.
+        rest = re.sub(r"\s*(and\s+)?extra\s*==\s*[\"'][^\"']+[\"']\s*(and\s+)?", " ", marker).strip()
+        found.append(requirement.strip() + (f"; {rest}" if rest else ""))
+    return found
 
 
 @dataclass(frozen=True)
@@ -36,11 +62,26 @@ class Target:
         glibc, arch = self.platform[len("manylinux_2_"):].split("_", 1)
         return [f"manylinux_2_{minor}_{arch}" for minor in range(int(glibc), 16, -1)] + [f"manylinux2014_{arch}"]
 
-    def requirements(self) -> list[str]:
-        names = BASE + CPU + list(self.gpu)
-        if self.pins:
-            return [f"{name}=={self.pins[name]}" for name in names]
-        return [f"{name}=={metadata.version(name)}" for name in names if _installed(name)]
+    def requirements(self, declared: list[str]) -> list[str]:
+        """``declared`` (graphflow's Requires-Dist for this target's extras) pinned: to the
+        target's table, or for this machine's targets to what runs here; a requirement neither
+        knows keeps its range (a --wheelhouse package pins the whole resolved set)."""
+        pinned = []
+        for requirement in declared:
+            name = _name(requirement)
+            if name in self.pins:
+                pinned.append(f"{name}=={self.pins[name]}")
+            elif not self.pins and ";" not in requirement and _installed(name):
+                pinned.append(f"{name}=={metadata.version(name)}")
+            else:
+                pinned.append(requirement)
+        return pinned
+
+    @property
+    def extras(self) -> tuple:
+        """graphflow's extras installed on this target: the CPU path, and the target's own
+        (pyproject.toml has an extra named after each Jetson target)."""
+        return DEFAULT_EXTRAS + ((self.name,) if self.gpu else ())
 
 
 def _installed(name: str) -> bool:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from . import DeployError
 
-HOST = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,252}$")
-USER = re.compile(r"^[A-Za-z_][A-Za-z0-9._-]{0,31}$")
-DIR = re.compile(r"^[A-Za-z0-9._/+-]{1,1024}$")
+HOST = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,252}\Z")
+USER = re.compile(r"^[A-Za-z_][A-Za-z0-9._-]{0,31}\Z")
+DIR = re.compile(r"^[A-Za-z0-9._/+-]{1,1024}\Z")
 DEFAULT_DIR = "graphflow"  # relative to the remote user's home
 # A dead link ends a command within about a minute instead of hanging it.
 SSH_OPTIONS = ["-o", "ConnectTimeout=15", "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"]

@@ -21,7 +21,9 @@ SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 @dataclass
 class Device:
     """The "device": this machine reached through the test sshd as Host ``device``; its sessions
-    have XDG_CONFIG_HOME under the test's folder (systemd user units land there, not in ~)."""
+    have XDG_CONFIG_HOME under the test's folder (systemd user units land there, not in ~) and
+    GRAPHFLOW_JIT=0 (the decoder's NumPy steps: numba would compile its kernels anew in every
+    fresh release venv, most of a minute here, which tests nothing about deploying)."""
     config: Path          # ssh config file (--ssh-config)
     port: int
     pid: int              # the listening sshd
@@ -79,7 +81,7 @@ UsePAM no
 StrictModes no
 PermitRootLogin prohibit-password
 Subsystem sftp internal-sftp
-SetEnv XDG_CONFIG_HOME={folder / 'config'}
+SetEnv XDG_CONFIG_HOME={folder / 'config'} GRAPHFLOW_JIT=0
 """)
     for path in folder.iterdir():
         if path.name in ("host_key", "client_key"):

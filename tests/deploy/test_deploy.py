@@ -30,8 +30,8 @@ from tests.conftest import DATA, MODELS, REPO
 BUS = DATA / "images" / "bus.jpg"
 
 
-def graphflow(*args: str, timeout: float = 240, **kwargs) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(REPO), GRAPHFLOW_MODEL_PATH=str(MODELS))
+def graphflow(*args: str, timeout: float = 240, env_extra: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO), GRAPHFLOW_MODEL_PATH=str(MODELS), **(env_extra or {}))
     return subprocess.run([sys.executable, "-m", "graphflow.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env=env, cwd=kwargs.pop("cwd", REPO), **kwargs)
 
@@ -88,7 +88,7 @@ def test_foreground_run_on_the_device_matches_a_local_run(device, openpose_packa
     assert where.stdout.startswith(str(release / "venv")), where
     assert (release / "models" / "openpose_mobilenet_thin.onnx").is_file()
     local = graphflow("run", "apps/openpose.app.json", "--input", str(BUS), "--output", str(tmp_path / "local_out"),
-                      "--no-viewer", "--quiet")
+                      "--no-viewer", "--quiet", env_extra={"GRAPHFLOW_JIT": "0"})  # as the test device runs it
     assert local.returncode == 0, local.stderr[-2000:]
     remote_points, local_points = keypoints(tmp_path / "remote_out" / "predictions.json"), \
         keypoints(tmp_path / "local_out" / "predictions.json")
@@ -101,7 +101,7 @@ def test_foreground_run_on_the_device_matches_a_local_run(device, openpose_packa
 def test_redeploy_uploads_only_changed_files_then_rollback_and_prune(device, openpose_packages, tmp_path):
     to = f"device:{tmp_path / 'device'}"
     root = tmp_path / "device"
-    first = deploy(device, openpose_packages["1.0.0"], to)
+    first = deploy(device, openpose_packages["1.0.0"], to, "--app-args", "--input 'camera:0' --quiet")
     assert first.returncode == 0, first.stderr[-2000:]
     v1 = current(root)
     assert v1.startswith("1.0.0-") and "uploaded 5 of 5 files" in first.stdout
@@ -120,10 +120,12 @@ def test_redeploy_uploads_only_changed_files_then_rollback_and_prune(device, ope
 
     def venv_works(release: str) -> bool:
         python = root / "releases" / release / "venv" / "bin" / "python"
-        where = transport.run([str(python), "-c", "import graphflow, nodes.openpose; print(graphflow.__file__)"])
+        where = transport.run([str(python), "-c", "import graphflow.packs.openpose as p; print(p.__file__)"])
         return where.returncode == 0 and where.stdout.startswith(str(root / "releases" / release / "venv"))
 
     assert venv_works(v2) and venv_works(v1)
+    # Deployed without --app-args, the new release runs with the arguments the previous one ran with.
+    assert json.loads((root / "current" / "release.json").read_text())["run_args"] == ["--input", "camera:0", "--quiet"]
     packaged = json.loads((root / "current" / "app" / "openpose.app.json").read_text())
     assert packaged["config"]["viz"]["visualizer"]["min_confidence"] == 0.2  # the overlay is in the package
 
@@ -249,7 +251,7 @@ def test_doctor_reports_each_missing_thing_with_its_fix(device, tmp_path):
 @pytest.mark.parametrize("target", [
     "host name", "host;rm -rf ~", "$(reboot)", "-oProxyCommand=touch{x}", "dev'ice", 'dev"ice', "device:dir with space",
     "device:-rf", "device:a;b", "device:$(touch{x})", "device:../../etc", "`touch{x}`@device", "device:a'b",
-    "us er@device", "-l@device",
+    "us er@device", "-l@device", "device\n", "device:dir\n", "device:dir\ntouch{x}",
 ])
 @pytest.mark.timeout(60)
 def test_hostile_destinations_are_refused_before_anything_runs(device, openpose_packages, tmp_path, target):
@@ -266,7 +268,7 @@ def test_hostile_destinations_are_refused_before_anything_runs(device, openpose_
 def test_hostile_app_names_are_refused_when_packaging(tmp_path, graphflow_wheel):
     app = json.loads((REPO / "apps" / "demo.app.json").read_text())
     (tmp_path / "scale_add.subgraph.json").write_text((REPO / "apps" / "scale_add.subgraph.json").read_text())
-    for name in ("a b", "x;reboot", "$(id)", "-rf", "../up", "it's"):
+    for name in ("a b", "x;reboot", "$(id)", "-rf", "../up", "it's", "app\n"):
         app["name"] = name
         (tmp_path / "app.json").write_text(json.dumps(app))
         result = graphflow("package", str(tmp_path / "app.json"), "-o", str(tmp_path / "out"),

@@ -224,3 +224,26 @@ def test_a_model_file_name_a_device_cannot_hold_safely_is_refused(tmp_path, grap
     assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
     assert result.stderr.startswith("error: inference/tensor_rt_inference/model_file_path: model file name "
                                     "'my model;x.onnx' is not allowed")
+
+
+def test_requirements_come_from_the_wheel_for_the_target_extras(tmp_path):
+    from graphflow.deploy.targets import TARGETS, wheel_requirements
+
+    wheel = tmp_path / "graphflow-0.1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("graphflow-0.1.0.dist-info/METADATA", "\n".join([
+            "Metadata-Version: 2.1", "Name: graphflow", "Version: 0.1.0",
+            "Requires-Dist: numpy>=1.24", "Requires-Dist: mcap>=1.2",
+            'Requires-Dist: onnxruntime>=1.16; extra == "cpu"',
+            'Requires-Dist: cupy-cuda12x>=13; extra == "jetson-jp6"',
+            'Requires-Dist: numba>=0.59; extra == "jit"',
+            'Requires-Dist: tomli>=2; python_version < "3.11" and extra == "dev"',
+            'Requires-Dist: exceptiongroup; python_version < "3.11"', ""]))
+    jp6 = TARGETS["jetson-jp6"]
+    declared = wheel_requirements(wheel, set(jp6.extras))
+    assert declared == ["numpy>=1.24", "mcap>=1.2", "onnxruntime>=1.16", "cupy-cuda12x>=13", "numba>=0.59",
+                        'exceptiongroup; python_version < "3.11"']
+    assert jp6.requirements(declared) == ["numpy==1.26.4", "mcap==1.2.2", "onnxruntime==1.20.1", "cupy-cuda12x==13.6.0",
+                                          "numba==0.60.0", 'exceptiongroup; python_version < "3.11"']
+    assert "numba>=0.59" not in wheel_requirements(wheel, {"cpu"})
+    assert wheel_requirements(wheel, {"dev"})[-2] == 'tomli>=2; python_version < "3.11"'
