@@ -30,7 +30,7 @@ from graphflow.evaluation import benchmark  # noqa: E402
 from graphflow.loader import load_app  # noqa: E402
 from graphflow.packs.ml import _encoding  # noqa: E402
 from graphflow.packs.ml._onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
-from graphflow.packs.ml.model_path import find_model  # noqa: E402
+from graphflow.models import find_model  # noqa: E402
 from graphflow.packs.openpose import paf  # noqa: E402
 from graphflow.packs.viz.prediction_writer import COCO17_FROM_OPENPOSE18, coco_entries  # noqa: E402
 from graphflow.packs.viz.visualizer import auto_thickness, draw_skeletons  # noqa: E402

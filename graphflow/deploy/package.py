@@ -16,7 +16,6 @@ packages). ``check_package`` verifies the hashes and resolves the wheelhouse off
 from __future__ import annotations
 
 import hashlib
-import importlib
 import io
 import json
 import re
@@ -60,12 +59,8 @@ def build_package(app: Path, out_dir: Path, *, target: str, version: str = "0.0.
                   overlays: list[Path] = (), wheelhouse: bool = False,
                   graphflow_wheel: Path | None = None, extras: list[str] = (), progress=print) -> Path:
     """Write ``out_dir/NAME-VERSION.gfpkg`` for ``app``; returns its path."""
-    from graphflow.loader import AppInvalid, load_app, read_json
-    from graphflow.registry import IN_REPO_PACKAGE
-
-    # The model search path is the ml pack's rule; loaded by name, as the registry loads packs (the
-    # framework imports no pack statically: tests/core/test_layers.py).
-    find_model = importlib.import_module(f"{IN_REPO_PACKAGE}.ml.model_path").find_model
+    from ..loader import AppInvalid, load_app, read_json
+    from ..models import find_model
 
     if target not in TARGETS:
         raise DeployError(f"unknown target {target!r} (one of: {', '.join(TARGETS)})")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from graphflow.files import write_atomically
 
-from .model_path import user_cache_dir
+from graphflow.models import user_cache_dir
 
 log = logging.getLogger("graphflow.ml.tensorrt")
 TEGRA_RELEASE = Path("/etc/nv_tegra_release")

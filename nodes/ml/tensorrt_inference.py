@@ -5,7 +5,7 @@ with CuPy buffers; "onnxruntime" runs the ONNX file directly; "auto" picks Tenso
 imports and a CUDA GPU exists, else ONNX Runtime, and falls back to ONNX Runtime with a
 warning when TensorRT fails to build or load the engine. Both take any input size the model allows
 (TensorRT: within the optimization profile). The model is found through the model search path
-(nodes/ml/model_path.py); a missing model, a bad tensor name or an unusable backend fails in
+(graphflow/models.py); a missing model, a bad tensor name or an unusable backend fails in
 start(), before the app runs.
 
 The model runs on one thread of the node's own, whichever worker ticks the node: ONNX Runtime's
@@ -26,7 +26,7 @@ from graphflow import Codelet, Param, Rx, Tx
 from graphflow.packs.vision.messages import Tensors
 
 from ._cuda import to_numpy
-from .model_path import find_model
+from graphflow.models import find_model
 
 INFO_KEYS = {"operation_name", "dims", "channel", "min_dims", "opt_dims", "max_dims"}
 

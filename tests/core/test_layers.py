@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "graphflow"
-BOTTOM = {"graphflow.messages", "graphflow.params", "graphflow.samples", "graphflow.tap", "graphflow.files"}
+BOTTOM = {"graphflow.messages", "graphflow.params", "graphflow.samples", "graphflow.tap", "graphflow.files",
+          "graphflow.models"}
 
 
 def module_name(path: Path, package: Path) -> str:

@@ -1,7 +1,7 @@
-"""graphflow.packs.ml.model_path: the model search order and the missing-model message."""
+"""graphflow.models: the model search order and the missing-model message."""
 import pytest
 
-from graphflow.packs.ml.model_path import find_model, model_search_path, user_cache_dir
+from graphflow.models import find_model, model_search_path, user_cache_dir
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Where model files are looked for, and the user cache folder (TensorRT engines live there too).
+"""Where model files are looked for (any node that loads a model, and packaging), and the user cache folder (TensorRT engines live there too).
 
 ``find_model(name)`` tries, in order:
 
