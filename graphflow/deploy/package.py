@@ -26,6 +26,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from ..files import sha256_file
 from . import DeployError
 from .targets import TARGETS, Target, wheel_requirements
 
@@ -36,14 +37,6 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}\Z")  # app names a
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}\Z")  # as the device agent's SAFE
 MODEL_PARAM_SUFFIX = "model_file_path"  # params naming a model on the model search path
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_name(value: str, what: str) -> str:

@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from ._cuda import cupy_with_device, gpu_name
-from .engine_cache import cached_engine_path, engine_key, file_sha256, read_engine, write_engine
+from graphflow.files import sha256_file
+
+from .engine_cache import cached_engine_path, engine_key, read_engine, write_engine
 
 log = logging.getLogger("graphflow.ml.tensorrt")
 
@@ -134,7 +136,7 @@ class TensorRTBackend:
         self.cp = cupy_with_device()
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.model, self.fp16, self.workspace = model, fp16, max_workspace_size
-        self.model_sha256 = file_sha256(model)
+        self.model_sha256 = sha256_file(model)
         self.engine_file = Path(engine_file).expanduser() if engine_file else None
         self.runtime = trt.Runtime(self.logger)  # must outlive the engine
         # A blocking stream: it also waits for work queued on the legacy default stream.

@@ -36,14 +36,6 @@ def l4t_release(path: Path = TEGRA_RELEASE) -> str:
     return f"{major}.{revision}" if revision else major
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def engine_key(model_sha256: str, tensorrt_version: str, gpu: str, precision: str, profile: dict,
                l4t: str | None = None) -> dict:
     """Everything an engine depends on."""

@@ -43,6 +43,11 @@ class _Bridge(Codelet):
     curve_secret_key = Param(str, "", "This end's CURVE secret key file (graphflow keys NAME makes NAME.key_secret); "
                                       "empty: no encryption.")
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.carried = _resolve(self.message_type, self.full_name)
+        self.message.message_type = self.carried  # its port (Rx or Tx, named message) carries that type
+
     @classmethod
     def port_message_type(cls, port: str, params: dict):
         """For the loader: the type this bridge's port carries (named by its message_type param)."""
@@ -65,11 +70,6 @@ class Publisher(_Bridge):
                                                         "memory to subscribers on this host.", range=(0, None))
     flush_timeout = Param(float, 5.0, "At the end: seconds to wait for subscribers to take what is queued.",
                           range=(0.0, None))
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.carried = _resolve(self.message_type, self.full_name)
-        self.message.message_type = self.carried
 
     def start(self):
         try:
@@ -120,11 +120,6 @@ class Subscriber(_Bridge):
     curve_server_key = Param(str, "", "The publisher's CURVE public key file (NAME.key); empty: no encryption.")
     max_message_bytes = Param(int, transport.MAX_MESSAGE_BYTES, "Larger messages are dropped and counted.",
                               range=(1, None))
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.carried = _resolve(self.message_type, self.full_name)
-        self.message.message_type = self.carried
 
     def start(self):
         try:

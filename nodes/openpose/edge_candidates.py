@@ -14,7 +14,7 @@ class EdgeCandidates(Codelet):
     edges = Param(list, [list(e) for e in paf.EDGES],
                   "Links as [part_from, part_to]; link k's field is PAF plane edges_paf[k]. "
                   "Parents before children (OpenPose COCO-18 order).")
-    threshold_edge_size = Param(float, 0.0, "Longest allowed pair, in map cells of the decoded grid; "
+    threshold_edge_size = Param(float, paf.DEFAULTS["threshold_edge_size"], "Longest allowed pair, in map cells of the decoded grid; "
                                             "0 disables (saves time only; 16 cut limbs of large people).",
                                 range=(0.0, None))
 

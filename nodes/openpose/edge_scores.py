@@ -12,10 +12,10 @@ class EdgeScores(Codelet):
     candidates = Rx(EdgeList, "Candidate connections.", queue_size=2, policy="block")
     scored = Tx(EdgeList, "Candidates with score and count.")
     edges_paf = Param(list, list(paf.EDGES_PAF), "PAF plane of each link (channels 2p = x, 2p+1 = y).")
-    edge_sampling_steps = Param(int, 10, "Samples along each candidate, ends included.", range=(2, 100))
-    threshold_sample_score = Param(float, 0.05, "A sample passes when PAF·direction is at least this.",
+    edge_sampling_steps = Param(int, paf.DEFAULTS["edge_sampling_steps"], "Samples along each candidate, ends included.", range=(2, 100))
+    threshold_sample_score = Param(float, paf.DEFAULTS["threshold_sample_score"], "A sample passes when PAF·direction is at least this.",
                                    range=(-1.0, 1.0))
-    edge_sampling = Param(str, "bilinear", "Read the field bilinearly at a sample or at its nearest "
+    edge_sampling = Param(str, paf.DEFAULTS["edge_sampling"], "Read the field bilinearly at a sample or at its nearest "
                                            "cell (faster; same AP on COCO val mini, loses short limbs "
                                            "on fields one cell wide).",
                           choices=["nearest", "bilinear"])

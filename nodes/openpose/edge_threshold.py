@@ -12,8 +12,8 @@ class EdgeThreshold(Codelet):
 
     scored = Rx(EdgeList, "Scored candidate connections.", queue_size=2, policy="block")
     edges = Tx(EdgeList, "The same connections, with `kept` (those that pass) set.")
-    threshold_edge_score = Param(float, 0.05, "Lowest mean PAF score of a kept connection.", range=(-1.0, 1.0))
-    threshold_edge_sampling_counter = Param(int, 8, "Fewest passing samples of a kept connection.",
+    threshold_edge_score = Param(float, paf.DEFAULTS["threshold_edge_score"], "Lowest mean PAF score of a kept connection.", range=(-1.0, 1.0))
+    threshold_edge_sampling_counter = Param(int, paf.DEFAULTS["threshold_edge_sampling_counter"], "Fewest passing samples of a kept connection.",
                                             range=(0, 100))
 
     def start(self):

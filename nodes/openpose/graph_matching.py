@@ -13,8 +13,8 @@ class GraphMatching(Codelet):
 
     edges = Rx(EdgeList, "Connections with `kept` set.", queue_size=2, policy="block")
     skeletons = Tx(SkeletonCandidates, "People, in map cells.")
-    threshold_part_counter = Param(int, 4, "Fewest parts of a kept person.", range=(1, 18))
-    threshold_object_score = Param(float, 0.4, "Lowest (sum of part and connection scores) / parts "
+    threshold_part_counter = Param(int, paf.DEFAULTS["threshold_part_counter"], "Fewest parts of a kept person.", range=(1, 18))
+    threshold_object_score = Param(float, paf.DEFAULTS["threshold_object_score"], "Lowest (sum of part and connection scores) / parts "
                                                "of a kept person.", range=(0.0, None))
 
     def start(self):

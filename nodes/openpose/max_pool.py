@@ -18,8 +18,8 @@ class MaxPool(Codelet):
                                    "when set, this step reuses it instead of pooling.")
     num_parts = Param(int, 18, "Part channels to keep; later channels (background) are dropped.",
                       range=(1, None))
-    kernel = Param(int, 3, "Pooling window, in map cells (odd).", choices=[1, 3, 5, 7])
-    upsample = Param(int, 1, "Resize both maps by this factor before decoding (1 = native grid: "
+    kernel = Param(int, paf.DEFAULTS["kernel"], "Pooling window, in map cells (odd).", choices=[1, 3, 5, 7])
+    upsample = Param(int, paf.DEFAULTS["upsample"], "Resize both maps by this factor before decoding (1 = native grid: "
                              "sub-pixel peaks measured as accurate and much faster).", range=(1, 8))
 
     def start(self):

@@ -11,7 +11,7 @@ class MergeSplitGraphs(Codelet):
 
     skeletons = Rx(SkeletonCandidates, "People from graph matching.", queue_size=2, policy="block")
     merged = Tx(SkeletonCandidates, "People after merging split pieces.")
-    threshold_split_score = Param(float, 0.03, "Lowest PAF score of a connection that rejoins two "
+    threshold_split_score = Param(float, paf.DEFAULTS["threshold_split_score"], "Lowest PAF score of a connection that rejoins two "
                                                "pieces; above 1 disables merging.", range=(-1.0, None))
 
     def start(self):

@@ -10,7 +10,7 @@ class NonMaximumSuppression(Codelet):
 
     pooled = Rx(PoseMaps, "Heatmaps with their pooled version.", queue_size=2, policy="block")
     peak_map = Tx(PeakMap, "Boolean map of local maxima.")
-    threshold = Param(float, 0.05, "Noise floor: cells below it are never peaks. Only prunes work "
+    threshold = Param(float, paf.DEFAULTS["threshold_heatmap"], "Noise floor: cells below it are never peaks. Only prunes work "
                                    "early; keep it at or below threshold_heatmap.", range=(0.0, 1.0))
 
     def start(self):

@@ -185,7 +185,7 @@ def upsample(heatmaps: np.ndarray, pafs: np.ndarray, factor: int = 1) -> tuple[n
 # steps 3-6: peaks
 
 
-def max_pool(heatmaps: np.ndarray, kernel: int = 3) -> np.ndarray:
+def max_pool(heatmaps: np.ndarray, kernel: int = DEFAULTS["kernel"]) -> np.ndarray:
     """Step 3: ``kernel`` x ``kernel`` max pooling with stride 1 and same output size.
 
     heatmaps: (C, H, W) part confidence maps. kernel: odd window size in cells.
@@ -294,7 +294,7 @@ def subpixel_offsets(heatmaps: np.ndarray, part: np.ndarray, yi: np.ndarray, xi:
     return dy, dx
 
 
-def peak_candidates(heatmaps: np.ndarray, peak_map: np.ndarray, refine: str = "quadratic") -> Peaks:
+def peak_candidates(heatmaps: np.ndarray, peak_map: np.ndarray, refine: str = DEFAULTS["refine"]) -> Peaks:
     """Step 5: list the peaks of ``peak_map`` with their part type, position and confidence.
 
     heatmaps: (C, H, W) part maps (the scores are read here). peak_map: bool (C, H, W) from
@@ -319,7 +319,7 @@ def peak_candidates(heatmaps: np.ndarray, peak_map: np.ndarray, refine: str = "q
     return Peaks(part.astype(np.int32), yi.astype(np.float32) + dy, xi.astype(np.float32) + dx, score)
 
 
-def part_candidates(peaks: Peaks, threshold_heatmap: float = 0.05) -> Peaks:
+def part_candidates(peaks: Peaks, threshold_heatmap: float = DEFAULTS["threshold_heatmap"]) -> Peaks:
     """Step 6: keep the peaks whose heatmap confidence is >= ``threshold_heatmap``.
 
     Raising the threshold keeps fewer parts (fewer false parts, more missed joints).
@@ -335,7 +335,7 @@ def part_candidates(peaks: Peaks, threshold_heatmap: float = 0.05) -> Peaks:
 
 
 def edge_candidates(parts: Peaks, edges: Sequence[Sequence[int]] = EDGES,
-                    threshold_edge_size: float = 0.0) -> Edges:
+                    threshold_edge_size: float = DEFAULTS["threshold_edge_size"]) -> Edges:
     """Step 7: every (a, b) pair of part candidates for every link in ``edges``.
 
     parts: peaks from step 6. edges: list of [part_from, part_to], one per link.
@@ -373,8 +373,8 @@ def edge_candidates(parts: Peaks, edges: Sequence[Sequence[int]] = EDGES,
 
 
 def edge_scores(pafs: np.ndarray, parts: Peaks, candidates: Edges,
-                edges_paf: Sequence[int] = EDGES_PAF, edge_sampling_steps: int = 10,
-                threshold_sample_score: float = 0.05, edge_sampling: str = "bilinear") -> Edges:
+                edges_paf: Sequence[int] = EDGES_PAF, edge_sampling_steps: int = DEFAULTS["edge_sampling_steps"],
+                threshold_sample_score: float = DEFAULTS["threshold_sample_score"], edge_sampling: str = DEFAULTS["edge_sampling"]) -> Edges:
     """Step 8: PAF line integral along every candidate pair.
 
     pafs: (2L, H, W) fields. parts: peaks the candidates index into. candidates: step 7 output.
@@ -456,8 +456,8 @@ def _mean_and_count(candidates: Edges, s: np.ndarray, norm: np.ndarray, threshol
     return candidates._replace(score=score, count=count)
 
 
-def edge_threshold(scored: Edges, threshold_edge_score: float = 0.05,
-                   threshold_edge_sampling_counter: int = 8) -> Edges:
+def edge_threshold(scored: Edges, threshold_edge_score: float = DEFAULTS["threshold_edge_score"],
+                   threshold_edge_sampling_counter: int = DEFAULTS["threshold_edge_sampling_counter"]) -> Edges:
     """Step 9: keep pairs with mean score >= ``threshold_edge_score`` and at least
     ``threshold_edge_sampling_counter`` samples passing the step-8 sample threshold.
 
@@ -473,8 +473,8 @@ def edge_threshold(scored: Edges, threshold_edge_score: float = 0.05,
     return Edges(*(None if f is None else f[keep] for f in scored))
 
 
-def edge_threshold_mask(scored: Edges, threshold_edge_score: float = 0.05,
-                        threshold_edge_sampling_counter: int = 8) -> np.ndarray:
+def edge_threshold_mask(scored: Edges, threshold_edge_score: float = DEFAULTS["threshold_edge_score"],
+                        threshold_edge_sampling_counter: int = DEFAULTS["threshold_edge_sampling_counter"]) -> np.ndarray:
     """Step 9 as a boolean mask over ``scored`` (True = kept)."""
     return (scored.score >= threshold_edge_score) & (scored.count >= threshold_edge_sampling_counter)
 
@@ -622,7 +622,7 @@ def person_score(part_scores: np.ndarray, present: np.ndarray) -> np.ndarray:
 
 
 def graph_matching(parts: Peaks, edges_kept: Edges, edges: Sequence[Sequence[int]] = EDGES,
-                   threshold_part_counter: int = 4, threshold_object_score: float = 0.4,
+                   threshold_part_counter: int = DEFAULTS["threshold_part_counter"], threshold_object_score: float = DEFAULTS["threshold_object_score"],
                    num_parts: int = NUM_PARTS) -> Skeletons:
     """Step 10: assemble people from the kept connections.
 
@@ -693,7 +693,7 @@ def graph_matching(parts: Peaks, edges_kept: Edges, edges: Sequence[Sequence[int
 
 
 def merge_split_graphs(skeletons: Skeletons, parts: Peaks, scored: Edges,
-                       threshold_split_score: float = 0.03, num_parts: int = NUM_PARTS) -> Skeletons:
+                       threshold_split_score: float = DEFAULTS["threshold_split_score"], num_parts: int = NUM_PARTS) -> Skeletons:
     """Step 11: merge skeletons that were split by a missed connection.
 
     Two skeletons are merged when they share no part type and some scored candidate pair
@@ -749,10 +749,10 @@ def merge_split_graphs(skeletons: Skeletons, parts: Peaks, scored: Edges,
     return _skeletons_from_table(parts, table[keep], esum[keep], num_parts)
 
 
-def refine_part_coordinates(skeletons: Skeletons, refine_parts_coordinates: bool = False,
+def refine_part_coordinates(skeletons: Skeletons, refine_parts_coordinates: bool = DEFAULTS["refine_parts_coordinates"],
                             output_scale: float | Sequence[float] = 8.0, offset: float | None = None,
-                            heatmaps: np.ndarray | None = None, refine: str = "quadratic",
-                            max_people: int = 0) -> Skeletons:
+                            heatmaps: np.ndarray | None = None, refine: str = DEFAULTS["refine"],
+                            max_people: int = DEFAULTS["max_people"]) -> Skeletons:
     """Step 12: optional sub-pixel refinement, then map cells to image pixels.
 
     refine_parts_coordinates: if True, (re)compute sub-pixel positions from ``heatmaps``
@@ -805,7 +805,7 @@ def _per_axis(output_scale, offset) -> tuple[tuple, tuple]:
     return (sy, sx), ((offset, offset) if np.isscalar(offset) else tuple(offset))
 
 
-def grid_scale_offset(output_scale, offset, upsample: int = 1):
+def grid_scale_offset(output_scale, offset, upsample: int = DEFAULTS["upsample"]):
     """Step-12 ``output_scale`` and ``offset`` for maps upsampled by ``upsample``.
 
     Both are given for the model's native grid; fine cell u sits at native cell

@@ -10,7 +10,7 @@ class PartCandidates(Codelet):
 
     peaks = Rx(PeakList, "Every peak.", queue_size=2, policy="block")
     parts = Tx(PeakList, "Peaks with score ≥ threshold_heatmap.")
-    threshold_heatmap = Param(float, 0.05, "Peaks below this confidence are discarded: raise it for "
+    threshold_heatmap = Param(float, paf.DEFAULTS["threshold_heatmap"], "Peaks below this confidence are discarded: raise it for "
                                            "fewer false parts, lower it for fewer missed joints.",
                               range=(0.0, 1.0))
 

@@ -10,7 +10,7 @@ class PeakCandidates(Codelet):
 
     peak_map = Rx(PeakMap, "Local maxima of the heatmaps.", queue_size=2, policy="block")
     peaks = Tx(PeakList, "Every peak: part, y, x (map cells), score.")
-    refine = Param(str, "quadratic", "Sub-pixel refinement on the 3×3 neighbourhood (quadratic "
+    refine = Param(str, paf.DEFAULTS["refine"], "Sub-pixel refinement on the 3×3 neighbourhood (quadratic "
                                      "measured best, +0.16 AP over whole cells).",
                    choices=["quadratic", "gaussian", "centroid", "none"])
 

@@ -15,12 +15,12 @@ class RefinePartCoordinates(Codelet):
 
     skeletons = Rx(SkeletonCandidates, "People in map cells.", queue_size=2, policy="block")
     skeletons_out = Tx(Skeleton2List, "People in original image pixels, best first.")
-    refine_parts_coordinates = Param(bool, False, "Recompute sub-pixel positions from the heatmaps "
+    refine_parts_coordinates = Param(bool, paf.DEFAULTS["refine_parts_coordinates"], "Recompute sub-pixel positions from the heatmaps "
                                                   "(only useful when step 5 ran with refine 'none').")
-    output_scale = Param(float, 8.0, "Tensor pixels per map cell of the model (its stride).", range=(0.0, None))
-    offset = Param(float, None, "Tensor pixel of map cell 0; null = 0.35 · output_scale (the measured "
+    output_scale = Param(float, paf.DEFAULTS["output_scale"], "Tensor pixels per map cell of the model (its stride).", range=(0.0, None))
+    offset = Param(float, paf.DEFAULTS["offset"], "Tensor pixel of map cell 0; null = 0.35 · output_scale (the measured "
                                 "bias of this model's keypoints; the geometric centre would be 3.5).")
-    max_people = Param(int, 0, "Keep only the best this many people; 0 keeps everyone (no cap).",
+    max_people = Param(int, paf.DEFAULTS["max_people"], "Keep only the best this many people; 0 keeps everyone (no cap).",
                        range=(0, None))
     labels = Param(list, list(paf.PART_NAMES), "Joint names, in part order.")
     draw_edges = Param(list, [list(e) for e in paf.EDGES[:17]],
