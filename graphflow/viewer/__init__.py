@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {"ViewerError": "http", "ViewerServer": "http", "ViewerObserver": "observer",
-            "ViewerSession": "session", "view_recording": "session"}
+            "ViewerSession": "session"}
 __all__ = list(_EXPORTS)
 
 

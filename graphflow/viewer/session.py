@@ -5,7 +5,6 @@ import signal
 import sys
 import threading
 import time
-from pathlib import Path
 
 from .http import ViewerServer
 
@@ -101,16 +100,3 @@ def _restore(sig, previous) -> None:
     if previous is not None:
         signal.signal(sig, previous)
 
-
-def view_recording(path: Path, out=None) -> int:
-    """``graphflow view RECORDING``: replaying recordings is not implemented yet."""
-    err = out or sys.stderr
-    if not Path(path).exists():
-        print(f"error: no recording at {path}. graphflow cannot record runs yet, so there is nothing to "
-              f"replay; to inspect a live graph run `graphflow run APP` and open http://127.0.0.1:3000",
-              file=err)
-        return 2
-    print(f"error: {path} exists, but graphflow cannot replay recordings yet (recording is not "
-          f"implemented); to inspect a live graph run `graphflow run APP` and open http://127.0.0.1:3000",
-          file=err)
-    return 2
