@@ -90,7 +90,7 @@ class InputChannel:
 
     __slots__ = ("decl", "component", "runtime", "name", "message_type", "queue_size", "policy", "sources",
                  "dropped", "received", "consumed", "latency", "is_trigger", "waiters", "_queue", "_lock",
-                 "_room", "_synced")
+                 "_room", "_publishers_waiting", "_synced")
 
     def __init__(self, decl: Rx, component: Any):
         self.decl = decl
@@ -106,10 +106,11 @@ class InputChannel:
         self.consumed = 0  # messages taken (read, or skipped by read_latest): the scheduler's progress test
         self.latency: Samples = Samples()  # acquisition → read, seconds (for the job report)
         self.is_trigger = False
-        self.waiters = 0  # publishers and held-back components waiting for room here
+        self.waiters = 0  # components the scheduler holds back until there is room here (its lock)
         self._queue: deque[Message] = deque()
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)  # a block publisher waits on it
+        self._publishers_waiting = 0  # on _room (this channel's lock)
         self._synced: Message | None = None  # set by a synchronized trigger when inputs match
 
     def configure(self, queue_size: int | None = None, policy: str | None = None) -> None:
@@ -145,7 +146,7 @@ class InputChannel:
 
     def _wait_for_room(self) -> bool:
         """Block policy, queue full: wait until a read makes room. Caller holds the lock."""
-        self.waiters += 1
+        self._publishers_waiting += 1
         try:
             while len(self._queue) >= self.queue_size:
                 self._lock.release()
@@ -158,7 +159,7 @@ class InputChannel:
                 if len(self._queue) >= self.queue_size:
                     self._room.wait(0.01)  # a read notifies; the timeout re-asks the runtime
         finally:
-            self.waiters -= 1
+            self._publishers_waiting -= 1
         return True
 
     # -- receiver side -----------------------------------------------------------------------
@@ -175,7 +176,7 @@ class InputChannel:
                 if not self._queue:
                     return None
                 message = self._queue.popleft()
-                if self.waiters:
+                if self._publishers_waiting:
                     self._room.notify_all()
             self._made_room()
         self._count_read(message)
@@ -190,7 +191,7 @@ class InputChannel:
                 message = self._queue.pop()
                 self.consumed += len(self._queue)
                 self._queue.clear()
-                if self.waiters:
+                if self._publishers_waiting:
                     self._room.notify_all()
         if message is None:
             return self.read()
@@ -238,21 +239,21 @@ class InputChannel:
                 dropped += 1
             if dropped:
                 self.dropped += dropped
-                if self.waiters:
+                if self._publishers_waiting:
                     self._room.notify_all()
             return queue[0] if queue else None
 
     def _take_synced(self) -> None:
         with self._lock:
             self._synced = self._queue.popleft()
-            if self.waiters:
+            if self._publishers_waiting:
                 self._room.notify_all()
 
     def clear(self) -> None:
         with self._lock:
             self._queue.clear()
             self._synced = None
-            if self.waiters:
+            if self._publishers_waiting:
                 self._room.notify_all()
         self._made_room()
 
