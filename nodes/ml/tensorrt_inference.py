@@ -74,7 +74,7 @@ class TensorRTInference(Codelet):
         self._check_names(self._outputs, self.model.outputs, "output")
         self._feed_order = list(self._inputs) or list(self.model.inputs)
         self._output_names = list(self._outputs) or list(self.model.outputs)
-        self.log.info("%s: %s backend, model %s", self.full_name, self.model.name, model)
+        self.log.debug("%s: %s backend, model %s", self.full_name, self.model.name, model)
         self._runner = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self.full_name)
         self.tick_on_message(self.input)
 
@@ -102,7 +102,7 @@ class TensorRTInference(Codelet):
         if self.backend == "auto":
             use_tensorrt, why_not = tensorrt_available()
             if not use_tensorrt:
-                self.log.info("%s: using onnxruntime (%s)", self.full_name, why_not)
+                self.log.debug("%s: using onnxruntime (%s)", self.full_name, why_not)
         elif use_tensorrt:
             ok, why_not = tensorrt_available()
             if not ok:
@@ -123,7 +123,7 @@ class TensorRTInference(Codelet):
                 self.log.warning("%s: TensorRT cannot run %s (%s: %s); using onnxruntime instead",
                                  self.full_name, model.name, type(exc).__name__, exc)
         if self.inference_mode == "Float16":
-            self.log.info("%s: onnxruntime runs the model in its stored precision (inference_mode "
+            self.log.debug("%s: onnxruntime runs the model in its stored precision (inference_mode "
                           "Float16 applies to TensorRT)", self.full_name)
         return OnnxRuntimeBackend(model, list(self.onnxruntime_providers), self.intra_op_threads)
 
