@@ -194,9 +194,6 @@ class Scheduler(Runtime):
         self.ticking_until: float | None = None  # clock time when the graph finished or stopped
 
     # -- Runtime interface (called by ports and components) ----------------------------------
-    def now(self) -> float:
-        return self.clock()
-
     def input_ready(self, component: Codelet) -> None:
         state = self._states.get(component)
         if state is None:
