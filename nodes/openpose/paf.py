@@ -53,6 +53,13 @@ class _Kernels:
     in ``start()``)."""
     AVAILABLE = importlib.util.find_spec("numba") is not None
 
+    def compiled(self) -> list:
+        """Every kernel compiled so far (the inlined helpers compile into their callers)."""
+        from numba.core.registry import CPUDispatcher
+        module = importlib.import_module("._kernels", __package__)
+        return [value for value in vars(module).values()
+                if isinstance(value, CPUDispatcher) and value.signatures]
+
     def __getattr__(self, name: str):
         # Called only until a kernel is cached: a per-call import_module cost ~1 µs a step.
         kernel = getattr(importlib.import_module("._kernels", __package__), name)
@@ -88,6 +95,8 @@ EDGES = (
 EDGES_PAF = tuple(range(len(EDGES)))
 _EDGES_ARRAY = np.array(EDGES, np.int64)
 _EDGES_PAF_ARRAY = np.array(EDGES_PAF, np.int64)
+for _constant in (_EDGES_ARRAY, _EDGES_PAF_ARRAY):  # read-only like every converted link list
+    _constant.setflags(write=False)
 
 
 def _links(edges) -> np.ndarray:
@@ -862,6 +871,24 @@ def decode(heatmaps: np.ndarray, pafs: np.ndarray, **params) -> Skeletons:
     ``output_scale``, ``offset`` and ``threshold_edge_size`` (all given for the native grid)
     are converted to the finer grid.
     """
+    return _decode(heatmaps, pafs, params, _as_is)
+
+
+def _as_is(value):
+    return value
+
+
+def _read_only(value):
+    """What a node's publish does to a step's result: its arrays become read-only."""
+    for array in (value if isinstance(value, tuple) else (value,)):
+        if isinstance(array, np.ndarray):
+            array.setflags(write=False)
+    return value
+
+
+def _decode(heatmaps, pafs, params: dict, hand_over) -> Skeletons:
+    """``decode``, passing each step's result through ``hand_over`` (warm_up freezes them as the
+    nodes' messages do: numba compiles read-only arrays apart)."""
     if params:
         unknown = set(params) - set(DEFAULTS) - {"edges", "edges_paf"}
         if unknown:
@@ -871,25 +898,26 @@ def decode(heatmaps: np.ndarray, pafs: np.ndarray, **params) -> Skeletons:
         p = DEFAULTS
     edges = p.get("edges", EDGES)
     edges_paf = p.get("edges_paf", EDGES_PAF)
-    hm = np.asarray(heatmaps)
-    pf = np.asarray(pafs)
+    hm = hand_over(np.asarray(heatmaps))
+    pf = hand_over(np.asarray(pafs))
     if hm.ndim == 4:
         hm, pf = hm[0], pf[0]
     hm = hm[:NUM_PARTS]
     f = int(p["upsample"])
-    hm, pf = upsample(hm, pf, f)
+    hm, pf = hand_over(upsample(hm, pf, f))
     scale, offset = grid_scale_offset(p["output_scale"], p["offset"], f)
 
-    pooled = max_pool(hm, p["kernel"])
-    peak_map = non_maximum_suppression(hm, pooled, threshold=p["threshold_heatmap"])
-    peaks = peak_candidates(hm, peak_map, p["refine"])
-    parts = part_candidates(peaks, p["threshold_heatmap"])
-    cand = edge_candidates(parts, edges, p["threshold_edge_size"] * f)
-    scored = edge_scores(pf, parts, cand, edges_paf, p["edge_sampling_steps"],
-                         p["threshold_sample_score"], p["edge_sampling"])
-    kept = edge_threshold(scored, p["threshold_edge_score"], p["threshold_edge_sampling_counter"])
-    skel = graph_matching(parts, kept, edges, p["threshold_part_counter"], p["threshold_object_score"])
-    skel = merge_split_graphs(skel, parts, scored, p["threshold_split_score"])
+    pooled = hand_over(max_pool(hm, p["kernel"]))
+    peak_map = hand_over(non_maximum_suppression(hm, pooled, threshold=p["threshold_heatmap"]))
+    peaks = hand_over(peak_candidates(hm, peak_map, p["refine"]))
+    parts = hand_over(part_candidates(peaks, p["threshold_heatmap"]))
+    cand = hand_over(edge_candidates(parts, edges, p["threshold_edge_size"] * f))
+    scored = hand_over(edge_scores(pf, parts, cand, edges_paf, p["edge_sampling_steps"],
+                                   p["threshold_sample_score"], p["edge_sampling"]))
+    kept = hand_over(edge_threshold(scored, p["threshold_edge_score"], p["threshold_edge_sampling_counter"]))
+    skel = hand_over(graph_matching(parts, kept, edges, p["threshold_part_counter"],
+                                    p["threshold_object_score"]))
+    skel = hand_over(merge_split_graphs(skel, parts, scored, p["threshold_split_score"]))
     return refine_part_coordinates(skel, p["refine_parts_coordinates"], scale, offset, hm, p["refine"],
                                    p["max_people"])
 
@@ -920,9 +948,15 @@ def warm_up() -> None:
         return
     from .synthetic import random_people, render
     heatmaps, pafs = render(random_people(2, (24, 24), seed=0), (24, 24))
-    for refine in ("quadratic", "gaussian", "none"):
-        decode(heatmaps, pafs, refine=refine, threshold_edge_size=8.0)
-    merge_split_graphs(*_split_example())
+    for hand_over in (_as_is, _read_only):  # the plain functions' arrays, and the nodes' frozen ones
+        for refine in ("quadratic", "gaussian", "none"):
+            _decode(heatmaps.copy(), pafs.copy(), dict(refine=refine, threshold_edge_size=8.0), hand_over)
+        merge_split_graphs(*(hand_over(value) for value in _split_example()))
+    # Numba compiles anew for every mix of read-only and writable arguments (the nodes' messages
+    # freeze what they carry): a 35 ms stall on the first frame. With compiling closed, a call
+    # takes the all-read-only version compiled above, which any mix converts to safely.
+    for kernel in kernels.compiled():
+        kernel.disable_compile()
     _warm = True
 
 

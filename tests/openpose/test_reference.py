@@ -261,6 +261,18 @@ def test_after_warm_up_no_frame_compiles(monkeypatch):
         for params in ({}, {"refine": "gaussian", "edge_sampling": "nearest", "kernel": 5}):
             paf.decode(hm, pf, **params)
     assert [len(k.signatures) for k in kernels] == compiled
+    # Read-only maps (a frozen message's) meet the functions' own writable arrays: no compile.
+    read_only = [array.copy() for array in (heatmaps, pafs)]
+    for array in read_only:
+        array.setflags(write=False)
+    paf.decode(*read_only)
+    assert [len(k.signatures) for k in kernels] == compiled
+    # The nodes' messages make every array they pass read-only: the chain must not compile either.
+    from graphflow.packs.openpose import synthetic
+    from .test_decoder_nodes import model_output, run_chain
+    outputs = run_chain(model_output(synthetic.random_people(3, (46, 54), seed=4)))
+    assert len(outputs["RefinePartCoordinates"].scores) == 3
+    assert [len(k.signatures) for k in kernels] == compiled
 
 
 @pytest.mark.timeout(300)
