@@ -135,23 +135,31 @@ def _on_bad_input(spec, value: str | None):
 
 
 def format_report(report: dict) -> str:
-    """The job report as a plain-text table."""
+    """The job report as a plain-text table: a row per component, a row per channel and receiver."""
     def ms(value):
         return "-" if value is None else f"{value:.3f}"
 
+    components = report["components"]
+    width = max([len("component")] + [len(name) for name in components])
     lines = [f"job report ({report['elapsed_s']:.2f} s)", "",
-             f"{'component':40} {'ticks':>8} {'median ms':>10} {'p90 ms':>10} {'max ms':>10} {'errors':>6}"]
-    for name, c in report["components"].items():
+             f"{'component':{width}} {'ticks':>8} {'median ms':>10} {'p90 ms':>10} {'max ms':>10} {'errors':>6}"]
+    for name, c in components.items():
         t = c["tick_ms"]
-        lines.append(f"{name:40} {c['ticks']:>8} {ms(t['median']):>10} {ms(t['p90']):>10} "
+        lines.append(f"{name:{width}} {c['ticks']:>8} {ms(t['median']):>10} {ms(t['p90']):>10} "
                      f"{ms(t['max']):>10} {c['errors']:>6}")
-    lines += ["", f"{'channel':48} {'messages':>9} {'rate/s':>9} {'drops':>6} "
-                  f"{'lat med ms':>10} {'lat p90 ms':>10}"]
+    rows = []  # (channel, receiver, its figures): a channel read by several inputs has a row each
     for name, c in report["channels"].items():
-        latencies = [r["latency_ms"] for r in c["receivers"].values()] or [{"median": None, "p90": None}]
-        for latency in latencies:
-            lines.append(f"{name:48} {c['messages']:>9} {c['rate']:>9.1f} {c['drops']:>6} "
-                         f"{ms(latency['median']):>10} {ms(latency['p90']):>10}")
+        receivers = c["receivers"] or {"-": {"dropped": 0, "latency_ms": {"median": None, "p90": None}}}
+        for receiver, r in receivers.items():
+            rows.append((name, receiver, c, r))
+    channel_width = max([len("channel")] + [len(row[0]) for row in rows])
+    receiver_width = max([len("receiver")] + [len(row[1]) for row in rows])
+    lines += ["", f"{'channel':{channel_width}} {'receiver':{receiver_width}} {'messages':>9} {'rate/s':>9} "
+                  f"{'drops':>6} {'lat med ms':>10} {'lat p90 ms':>10}"]
+    for name, receiver, c, r in rows:
+        latency = r["latency_ms"]
+        lines.append(f"{name:{channel_width}} {receiver:{receiver_width}} {c['messages']:>9} {c['rate']:>9.1f} "
+                     f"{r['dropped']:>6} {ms(latency['median']):>10} {ms(latency['p90']):>10}")
     return "\n".join(lines)
 
 

@@ -24,6 +24,29 @@ def test_run_demo_app_to_completion_with_stats(tmp_path, repo, capsys):
     assert report["channels"]["ticker/ones/number"]["receivers"]["arith.scale/scale/number"]["latency_ms"]["p90"] is not None
 
 
+def test_report_table_gives_each_receiver_a_row_and_fits_long_names():
+    from graphflow.cli import format_report
+    tick = {"median": 0.5, "p90": 1.0, "max": 2.0}
+    long_name = "decoder.merge_split_graphs/merge_split_graphs"
+    report = {"elapsed_s": 1.0,
+              "components": {"a/src": {"ticks": 3, "tick_ms": tick, "errors": 0},
+                             long_name: {"ticks": 12345, "tick_ms": tick, "errors": 1}},
+              "channels": {"a/src/out": {"messages": 3, "rate": 3.0, "drops": 2, "receivers": {
+                  "b/fast/in": {"dropped": 0, "latency_ms": {"median": 1.0, "p90": 2.0}},
+                  "c/slow/in": {"dropped": 2, "latency_ms": {"median": 7.0, "p90": 9.0}}}},
+                  "a/src/unread": {"messages": 1, "rate": 1.0, "drops": 0, "receivers": {}}}}
+    lines = format_report(report).splitlines()
+    component_rows = [line for line in lines if line.startswith(("a/src ", long_name))]
+    assert [row.split()[1] for row in component_rows] == ["3", "12345"]
+    assert len({len(row) for row in component_rows}) == 1  # one width: the long name did not push columns
+    fast, = (line.split() for line in lines if "b/fast/in" in line)
+    slow, = (line.split() for line in lines if "c/slow/in" in line)
+    unread, = (line.split() for line in lines if line.startswith("a/src/unread"))
+    assert fast == ["a/src/out", "b/fast/in", "3", "3.0", "0", "1.000", "2.000"]
+    assert slow == ["a/src/out", "c/slow/in", "3", "3.0", "2", "7.000", "9.000"]
+    assert unread == ["a/src/unread", "-", "1", "1.0", "0", "-", "-"]
+
+
 def test_run_subprocess_exit_code_on_node_failure(tmp_path, repo):
     pack = tmp_path / "boom.py"
     pack.write_text("from graphflow import Codelet, Rx\nfrom graphflow.packs.demo.messages import Number\n"
