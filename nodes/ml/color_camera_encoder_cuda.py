@@ -4,10 +4,11 @@ On the GPU (CuPy, one raw CUDA kernel per image) "linear" and "cubic" follow cv2
 float formulas (cv2's pixel mapping, border replication, cubic A = -0.75) and match the CPU
 encoder to float rounding; "nearest" is centre-aligned like cv2.INTER_NEAREST_EXACT and can
 pick the neighbouring pixel at exact ties; "area" has no GPU kernel and runs on the CPU.
-Without CuPy or a CUDA device, or where the kernel does not compile (a CuPy without NVRTC) or
-launch (a driver older than the CUDA it compiles for), the node runs the CPU encoder and logs
-one warning: start() compiles and launches the kernel once on a tiny image, so nothing of this
-waits for the first tick.
+Without CuPy or a CUDA device the node runs the CPU encoder and says so in a debug line (shown
+with -v: on a CPU machine there is nothing to act on). Where the kernel does not compile (a CuPy
+without NVRTC) or launch (a driver older than the CUDA it compiles for) it runs the CPU encoder
+with one warning. start() compiles and launches the kernel once on a tiny image, so nothing of
+this waits for the first tick.
 
 With keep_on_device the tensor stays a CuPy array for a GPU inference node in the same process
 (ml.TensorRTInference, whose output is numpy again: the declared host boundary). The encoder
@@ -96,7 +97,7 @@ extern "C" __global__ void resize_normalize(
 
 
 class ColorCameraEncoderCuda(ColorCameraEncoder):
-    """ColorCameraEncoder on a CUDA GPU (CuPy); falls back to the CPU with one warning."""
+    """ColorCameraEncoder on a CUDA GPU (CuPy); falls back to the CPU encoder without one."""
 
     keep_on_device = Param(bool, False, "Publish the tensor as a CuPy array on the GPU (for a GPU "
                                         "inference node) instead of copying it back to numpy.")
@@ -107,7 +108,7 @@ class ColorCameraEncoderCuda(ColorCameraEncoder):
         try:
             self._cupy = cupy_with_device()
         except RuntimeError as why:
-            self.log.warning("%s: %s; encoding on the CPU instead (cv2).", self.full_name, why)
+            self.log.debug("%s: %s; encoding on the CPU instead (cv2).", self.full_name, why)
             return
         if self.interpolation not in GPU_INTERPOLATION:
             self.log.warning("%s: interpolation %r has no GPU kernel; encoding on the CPU instead.",
