@@ -27,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SHARED = Path(os.environ.get("GRAPHFLOW_SHARED", "/work/shared"))
+SHARED = Path(os.environ.get("GRAPHFLOW_SHARED", ROOT.parent / "shared"))
 MODEL = SHARED / "models" / "openpose_mobilenet_thin.onnx"
 SETS = {
     "val": (SHARED / "data" / "coco_val2017_mini", "person_keypoints_val2017_mini.json"),

@@ -15,11 +15,10 @@ import pytest
 from graphflow.channels import processes, shm
 from graphflow.loader import load_app, read_json
 
+from ..conftest import DATA
 from .conftest import REPO, children_of, cmdline, run, start, write_app
 
-IMAGES = Path(os.environ.get("GRAPHFLOW_SHARED", REPO.parent / "shared")) / "data" / "images"
-if not IMAGES.exists():
-    IMAGES = Path("/work/shared/data/images")
+IMAGES = DATA / "images"
 
 
 def images_app(tmp_path: Path, out: Path, loop: bool = False, restart: bool = False) -> Path:
