@@ -23,6 +23,7 @@ import hashlib
 import json
 import struct
 import typing
+import warnings
 from typing import Any, Sequence
 
 import msgpack
@@ -148,7 +149,9 @@ def decode_fields(frames: Sequence) -> tuple[str, dict, dict]:
                 or not all(type(n) is int and n >= 0 for n in shape):
             raise WireError(f"bad array description: dtype {dtype!r}, shape {shape!r}")
         try:
-            dtype = np.dtype(dtype)
+            with warnings.catch_warnings():  # a deprecated alias ('a') is foreign too, not a warning
+                warnings.simplefilter("error")
+                dtype = np.dtype(dtype)
         except Exception:
             raise WireError(f"bad array dtype {entry['dtype']!r}") from None
         if dtype.hasobject:
