@@ -195,8 +195,8 @@ def run_app(args, app) -> int:
     if args.stats_json:
         args.stats_json.parent.mkdir(parents=True, exist_ok=True)
         args.stats_json.write_text(json.dumps(report, indent=2))
-    if not args.quiet:
-        print(format_report(report))
+    if not args.quiet and not (app.failure is not None and app.failure.phase == "start"):
+        print(format_report(report))  # (an app that never started has nothing to report)
     if app.failure is not None:
         print(f"error: {app.failure}", file=sys.stderr)
     if viewer is not None:

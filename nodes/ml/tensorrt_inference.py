@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from graphflow import Codelet, Param, Rx, Tx
+from graphflow import Codelet, NodeError, Param, Rx, Tx
 from graphflow.packs.vision.messages import Tensors
 
 from ._cuda import to_numpy
@@ -64,12 +64,18 @@ class TensorRTInference(Codelet):
 
     def start(self):
         if len(self.profile_dim_range) != 3 or not all(isinstance(v, int) for v in self.profile_dim_range):
-            raise ValueError(f"{self.full_name}: profile_dim_range must be three ints [min, opt, max], "
+            raise NodeError(f"profile_dim_range must be three ints [min, opt, max], "
                              f"got {self.profile_dim_range}")
         self._inputs = self._parse_info(self.input_tensor_info, "input_tensor_info")
         self._outputs = self._parse_info(self.output_tensor_info, "output_tensor_info")
-        model = find_model(self.model_file_path)
-        self.model = self._make_backend(model)
+        try:
+            model = find_model(self.model_file_path)
+        except FileNotFoundError as missing:  # the message says where it looked and what to do
+            raise NodeError(str(missing)) from None
+        try:
+            self.model = self._make_backend(model)
+        except ValueError as unusable:  # a setting this machine cannot honour (e.g. its providers)
+            raise NodeError(str(unusable)) from None
         self._check_names(self._inputs, self.model.inputs, "input")
         self._check_names(self._outputs, self.model.outputs, "output")
         self._feed_order = list(self._inputs) or list(self.model.inputs)
@@ -106,7 +112,7 @@ class TensorRTInference(Codelet):
         elif use_tensorrt:
             ok, why_not = tensorrt_available()
             if not ok:
-                raise RuntimeError(f"{self.full_name}: backend 'tensorrt' is not usable here: {why_not}; "
+                raise NodeError(f"backend 'tensorrt' is not usable here: {why_not}; "
                                    f"use backend 'onnxruntime' or 'auto'")
         if use_tensorrt:
             settings = {"inputs": {name: {k: v for k, v in info.items() if k.endswith("_dims")}
@@ -118,7 +124,7 @@ class TensorRTInference(Codelet):
                                        max_workspace_size=self.max_workspace_size, profile_settings=settings)
             except Exception as exc:  # an old driver, out of memory, a parse or build error
                 if self.backend == "tensorrt":
-                    raise RuntimeError(f"{self.full_name}: TensorRT cannot run {model.name}: "
+                    raise NodeError(f"TensorRT cannot run {model.name}: "
                                        f"{type(exc).__name__}: {exc}") from exc
                 self.log.warning("%s: TensorRT cannot run %s (%s: %s); using onnxruntime instead",
                                  self.full_name, model.name, type(exc).__name__, exc)
@@ -131,11 +137,11 @@ class TensorRTInference(Codelet):
         parsed = {}
         for index, entry in enumerate(entries):
             if not isinstance(entry, dict) or not isinstance(entry.get("operation_name"), str):
-                raise ValueError(f"{self.full_name}: {param}[{index}] must be an object with a string "
+                raise NodeError(f"{param}[{index}] must be an object with a string "
                                  f"'operation_name', got {entry!r}")
             unknown = set(entry) - INFO_KEYS
             if unknown:
-                raise ValueError(f"{self.full_name}: {param}[{index}] has unknown keys {sorted(unknown)} "
+                raise NodeError(f"{param}[{index}] has unknown keys {sorted(unknown)} "
                                  f"(allowed: {sorted(INFO_KEYS)})")
             parsed[entry["operation_name"]] = entry
         return parsed
@@ -143,13 +149,13 @@ class TensorRTInference(Codelet):
     def _check_names(self, wanted: dict, model_side: dict, kind: str) -> None:
         for name, info in wanted.items():
             if name not in model_side:
-                raise ValueError(f"{self.full_name}: the model has no {kind} {name!r} "
+                raise NodeError(f"the model has no {kind} {name!r} "
                                  f"(its {kind}s: {sorted(model_side)})")
             model_dims = model_side[name][0] if kind == "input" else model_side[name]
             dims = info.get("dims")
             if dims is not None and (len(dims) != len(model_dims) or any(
                     d >= 0 and m >= 0 and d != m for d, m in zip(dims, model_dims))):
-                raise ValueError(f"{self.full_name}: {kind} {name!r} dims {list(dims)} do not fit "
+                raise NodeError(f"{kind} {name!r} dims {list(dims)} do not fit "
                                  f"the model's {list(model_dims)} (-1 = dynamic)")
 
     def _feed(self, name: str, tensors: Tensors):
@@ -159,7 +165,7 @@ class TensorRTInference(Codelet):
         elif len(tensors.names) == 1 and len(self._feed_order) == 1:
             array = tensors.tensors[0]
         else:
-            raise KeyError(f"{self.full_name}: no tensor {channel!r} for model input {name!r} "
+            raise NodeError(f"no tensor {channel!r} for model input {name!r} "
                            f"(received: {tensors.names})")
         model_dims, dtype = self.model.inputs[name]
         if array.ndim == len(model_dims) - 1:
@@ -172,4 +178,4 @@ def _check_dims(shape, dims, what: str) -> None:
     if dims is None:
         return
     if len(shape) != len(dims) or any(d >= 0 and d != s for d, s in zip(dims, shape)):
-        raise ValueError(f"{what} has shape {list(shape)}, expected {list(dims)} (-1 = any)")
+        raise NodeError(f"{what} has shape {list(shape)}, expected {list(dims)} (-1 = any)")

@@ -17,6 +17,21 @@ def run_cli(*args):
                           timeout=300)
 
 
+def test_a_missing_model_is_one_error_naming_where_it_looked_with_no_report(repo, shared_data, tmp_path):
+    """A user's mistake: no traceback, no empty job report of an app that never started."""
+    import os
+    env = {**os.environ, "GRAPHFLOW_MODEL_PATH": str(tmp_path / "empty"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    result = subprocess.run([sys.executable, "-m", "graphflow.cli", "run", str(repo / "apps" / "openpose.app.json"),
+                             "--no-viewer", "--input", str(shared_data / "images" / "bus.jpg"),
+                             "--output", str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and "job report" not in result.stdout
+    assert result.stderr.startswith("error: inference/tensor_rt_inference: model 'openpose_mobilenet_thin.onnx' "
+                                    "not found. Looked in:")
+    assert str(tmp_path / "empty") in result.stderr and "GRAPHFLOW_MODEL_PATH" in result.stderr
+
+
 def test_bus_image_gives_three_people_drawn_and_written(repo, shared_data, model_path, tmp_path):
     bus = shared_data / "images" / "bus.jpg"
     result = run_cli("run", str(repo / "apps" / "openpose.app.json"), "--no-viewer",

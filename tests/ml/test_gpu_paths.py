@@ -14,6 +14,8 @@ import cv2
 import numpy as np
 import pytest
 
+from graphflow import NodeError
+
 from graphflow.testing import Harness
 from graphflow.packs.ml import _tensorrt_backend as trt_backend
 from graphflow.packs.ml import engine_cache
@@ -53,7 +55,7 @@ def test_auto_falls_back_to_onnxruntime_when_tensorrt_cannot_build(model_path, f
 
 @pytest.mark.timeout(60)
 def test_backend_tensorrt_fails_in_start_when_tensorrt_cannot_build(model_path, failing_tensorrt):
-    with pytest.raises(RuntimeError, match="TensorRT cannot run openpose_mobilenet_thin.onnx: RuntimeError: "
+    with pytest.raises(NodeError, match="TensorRT cannot run openpose_mobilenet_thin.onnx: RuntimeError: "
                                            "TensorRT failed to build"):
         Harness(TensorRTInference, {"model_file_path": MODEL, "backend": "tensorrt"}).start()
 

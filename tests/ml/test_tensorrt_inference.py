@@ -6,6 +6,8 @@ import time
 import numpy as np
 import pytest
 
+from graphflow import NodeError
+
 from graphflow.testing import Harness
 from graphflow.packs.ml._tensorrt_backend import profile_shapes, tensorrt_available
 from graphflow.packs.ml.tensorrt_inference import TensorRTInference
@@ -97,39 +99,39 @@ def test_input_tensor_info_channel_and_dims(model_path):
     h = Harness(TensorRTInference, {"model_file_path": MODEL, "backend": "onnxruntime",
                                     "input_tensor_info": info}).start()
     h.feed("input", Tensors(names=["a", "b"], tensors=[image, image]))
-    with pytest.raises(KeyError, match="no tensor 'encoded'"):
+    with pytest.raises(NodeError, match="no tensor 'encoded'"):
         h.run_pending()
     h.feed("input", Tensors(names=["encoded"], tensors=[np.zeros((1, 4, 32, 32), np.float32)]))
-    with pytest.raises(ValueError, match=r"shape \[1, 4, 32, 32\], expected \[1, 3, -1, -1\]"):
+    with pytest.raises(NodeError, match=r"shape \[1, 4, 32, 32\], expected \[1, 3, -1, -1\]"):
         h.run_pending()
 
 
 @needs_model
 def test_bad_tensor_info_fails_in_start(model_path):
-    with pytest.raises(ValueError, match=r"no output 'heatmap'.*\['heatmaps', 'pafs'\]"):
+    with pytest.raises(NodeError, match=r"no output 'heatmap'.*\['heatmaps', 'pafs'\]"):
         Harness(TensorRTInference, {"model_file_path": MODEL, "backend": "onnxruntime",
                                     "output_tensor_info": [{"operation_name": "heatmap"}]}).start()
-    with pytest.raises(ValueError, match="dims .* do not fit"):
+    with pytest.raises(NodeError, match="dims .* do not fit"):
         Harness(TensorRTInference, {"model_file_path": MODEL, "backend": "onnxruntime",
                                     "input_tensor_info": [{"operation_name": "image", "dims": [1, 4, -1, -1]}]}).start()
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(NodeError, match="unknown keys"):
         Harness(TensorRTInference, {"model_file_path": MODEL, "backend": "onnxruntime",
                                     "input_tensor_info": [{"operation_name": "image", "shape": [1]}]}).start()
-    with pytest.raises(ValueError, match="providers"):
+    with pytest.raises(NodeError, match="providers"):
         Harness(TensorRTInference, {"model_file_path": MODEL, "backend": "onnxruntime",
                                     "onnxruntime_providers": ["NoSuchExecutionProvider"]}).start()
 
 
 def test_missing_model_fails_in_start_with_the_search_path(monkeypatch, tmp_path):
     monkeypatch.setenv("GRAPHFLOW_MODEL_PATH", str(tmp_path / "empty"))
-    with pytest.raises(FileNotFoundError, match=r"(?s)not_a_model\.onnx.*empty.*GRAPHFLOW_MODEL_PATH"):
+    with pytest.raises(NodeError, match=r"(?s)not_a_model\.onnx.*empty.*GRAPHFLOW_MODEL_PATH"):
         Harness(TensorRTInference, {"model_file_path": "not_a_model.onnx", "backend": "onnxruntime"}).start()
 
 
 @needs_model
 @pytest.mark.skipif(tensorrt_available()[0], reason="checks the error where TensorRT is missing")
 def test_tensorrt_backend_without_gpu_fails_clearly(model_path):
-    with pytest.raises(RuntimeError, match="backend 'tensorrt' is not usable here"):
+    with pytest.raises(NodeError, match="backend 'tensorrt' is not usable here"):
         Harness(TensorRTInference, {"model_file_path": MODEL, "backend": "tensorrt"}).start()
 
 
@@ -162,5 +164,5 @@ def test_tensorrt_matches_onnxruntime_and_caches_the_engine(model_path, monkeypa
     np.testing.assert_allclose(loaded.payload.get("heatmaps"), built.payload.get("heatmaps"), atol=1e-5)
     assert other.payload.get("pafs").shape == (1, 38, 25, 32)
     h.feed("input", Tensors(names=["image"], tensors=[np.zeros((1, 3, 600, 600), np.float32)]))
-    with pytest.raises(ValueError, match="outside the TensorRT optimization profile"):
+    with pytest.raises(NodeError, match="outside the TensorRT optimization profile"):
         h.run_pending()
