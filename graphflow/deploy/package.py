@@ -226,10 +226,14 @@ def _local_pack_paths(app_files) -> None:
 
 
 def build_graphflow_wheel(out: Path, progress=print) -> Path:
-    """graphflow as a pure-Python wheel (py3-none-any: the same wheel on x86_64 and aarch64).
-    GRAPHFLOW_COMPILE=0 keeps setup.py from compiling a platform-specific core."""
+    """graphflow as a pure-Python wheel (py3-none-any: the same wheel on x86_64 and aarch64),
+    built with this interpreter's setuptools and wheel (no download: packaging works offline)."""
     if not (REPO_ROOT / "setup.py").exists():
         raise DeployError(f"graphflow is not a source checkout here ({REPO_ROOT}); pass --graphflow-wheel FILE")
+    missing = _missing_build_tools()
+    if missing:
+        raise DeployError(f"building the graphflow wheel needs {' and '.join(missing)}: "
+                          f"pip install 'setuptools>=68' wheel (or pip install -e '.[dev]')")
     progress("building the graphflow wheel")
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="gf-src-") as src:
@@ -237,14 +241,29 @@ def build_graphflow_wheel(out: Path, progress=print) -> Path:
         _copy_tracked(REPO_ROOT, Path(src))
         result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
                                  "--quiet", "-w", str(out), src],
-                                env=_env(GRAPHFLOW_COMPILE="0", SOURCE_DATE_EPOCH=_source_date()),
+                                env=_env(SOURCE_DATE_EPOCH=_source_date()),
                                 capture_output=True, text=True)
     if result.returncode != 0:
-        raise DeployError(f"building the graphflow wheel failed: {result.stderr.strip().splitlines()[-1:]}")
+        said = [line for line in (result.stderr + result.stdout).strip().splitlines() if line.strip()]
+        raise DeployError("building the graphflow wheel failed:\n  " + "\n  ".join(said[-12:]))
     wheels = sorted(out.glob("graphflow-*.whl"))
     if not wheels or not wheels[0].name.endswith("-py3-none-any.whl"):
         raise DeployError(f"the graphflow wheel is not pure Python: {[w.name for w in wheels]}")
     return wheels[0]
+
+
+def _missing_build_tools() -> list[str]:
+    """What of the build-system requirements (pyproject.toml) this interpreter lacks."""
+    from importlib.metadata import PackageNotFoundError, version
+    missing = []
+    for name, minimum in (("setuptools", 68), ("wheel", 0)):
+        try:
+            major = int(version(name).split(".")[0])
+        except (PackageNotFoundError, ValueError):
+            major = -1
+        if major < minimum:
+            missing.append(f"{name}>={minimum}" if minimum else name)
+    return missing
 
 
 def _source_date() -> str:

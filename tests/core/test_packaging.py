@@ -1,6 +1,7 @@
 """The package as users install it: a wheel, outside the checkout."""
 import json
 import os
+import site
 import subprocess
 import sys
 import zipfile
@@ -30,6 +31,13 @@ def test_an_installed_wheel_validates_and_runs_an_app_outside_the_checkout(tmp_p
     venv = tmp_path / "venv"  # the dependencies come from this interpreter's site-packages
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
     python = venv / "bin" / "python"
+    # Where this interpreter is itself a venv, --system-site-packages reaches only the base
+    # interpreter's: add this one's site-packages after the new venv's own, as that flag would.
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    outer = [path for path in site.getsitepackages() if Path(path).is_dir()]
+    (Path(purelib) / "outer_site_packages.pth").write_text(
+        "import site; " + "; ".join(f"site.addsitedir({path!r})" for path in outer) + "\n")
     subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "-q", str(wheel)], check=True, env=env)
     where = subprocess.run([str(python), "-c", "import graphflow; print(graphflow.__file__)"], check=True,
                            capture_output=True, text=True, cwd=tmp_path, env=env).stdout

@@ -247,3 +247,27 @@ def test_requirements_come_from_the_wheel_for_the_target_extras(tmp_path):
                                           "numba==0.60.0", 'exceptiongroup; python_version < "3.11"']
     assert "numba>=0.59" not in wheel_requirements(wheel, {"cpu"})
     assert wheel_requirements(wheel, {"dev"})[-2] == 'tomli>=2; python_version < "3.11"'
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("installed, says", [
+    ({"setuptools": "65.5.0", "wheel": None}, "needs setuptools>=68 and wheel: pip install"),  # a 3.10 venv
+    ({"setuptools": None, "wheel": None}, "needs setuptools>=68 and wheel: pip install"),      # a 3.12 venv
+    ({"setuptools": "68.0.0", "wheel": None}, "needs wheel: pip install"),
+])
+def test_building_the_wheel_without_its_build_tools_says_what_to_install(tmp_path, monkeypatch, installed, says):
+    """A fresh venv's pip comes without them: one clear error before pip's own, not pip's last line."""
+    import importlib.metadata as metadata
+    from graphflow.deploy.package import DeployError
+    real = metadata.version
+
+    def version(name):
+        if name in installed:
+            if installed[name] is None:
+                raise metadata.PackageNotFoundError(name)
+            return installed[name]
+        return real(name)
+    monkeypatch.setattr(metadata, "version", version)
+    with pytest.raises(DeployError, match=says):
+        build_graphflow_wheel(tmp_path)
+    assert not list(tmp_path.glob("*.whl"))
