@@ -141,7 +141,8 @@ def format_report(report: dict) -> str:
 
     components = report["components"]
     width = max([len("component")] + [len(name) for name in components])
-    lines = [f"job report ({report['elapsed_s']:.2f} s)", "",
+    started = "" if report.get("start_s") is None else f", after {report['start_s']:.2f} s of start()"
+    lines = [f"job report ({report['elapsed_s']:.2f} s running{started})", "",
              f"{'component':{width}} {'ticks':>8} {'median ms':>10} {'p90 ms':>10} {'max ms':>10} {'errors':>6}"]
     for name, c in components.items():
         t = c["tick_ms"]

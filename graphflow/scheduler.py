@@ -266,6 +266,7 @@ class Scheduler(Runtime):
             elif state.policy is not None:
                 self.input_ready(component)
         self.ticking_since = self.clock()
+        self.stats.ticking_began(self.ticking_since)
         if not any(s.source for s in self._states.values()) and self.max_ticks is not None:
             log.warning("max_ticks is set but the app has no clock-driven source components")
         return True

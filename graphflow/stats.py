@@ -13,10 +13,17 @@ class Stats:
 
     def __init__(self, clock):
         self._clock = clock
-        self.started = clock()
+        self.started = clock()  # until the components have started; then when ticking began
+        self.start_s: float | None = None  # how long the components' start() took
         self.ticks: dict[str, Samples] = {}
         self.errors: dict[str, int] = {}
         self._channels: dict = {}  # channel name -> OutputChannel
+
+    def ticking_began(self, at: float) -> None:
+        """Rates and the elapsed time count from here: loading a model or compiling kernels in
+        start() is not running time."""
+        self.start_s = at - self.started
+        self.started = at
 
     def track(self, components) -> None:
         for component in components:
@@ -50,4 +57,4 @@ class Stats:
             channels[name] = {"message": tx.message_type.wire_name, "messages": count,
                               "rate": rate, "drops": sum(r["dropped"] for r in receivers.values()),
                               "receivers": receivers}
-        return {"elapsed_s": elapsed, "components": components, "channels": channels}
+        return {"elapsed_s": elapsed, "start_s": self.start_s, "components": components, "channels": channels}

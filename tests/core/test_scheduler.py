@@ -400,3 +400,24 @@ def test_stats_report_counts_ticks_messages_and_latency():
     assert channel["messages"] == 5 and channel["drops"] == 0
     assert channel["rate"] == pytest.approx(100.0)
     assert channel["receivers"]["sink/r/number"]["latency_ms"]["median"] == pytest.approx(0.0)
+
+
+def test_report_counts_running_time_from_when_ticking_began_not_from_start():
+    """A model load or kernel compile in start() is reported apart: rates are per running second."""
+    clock = ManualClock(100.0)
+
+    class SlowStart(Recorder):
+        def start(self):
+            clock.advance(30.0)  # start() takes 30 s of the app's clock
+            super().start()
+
+    counter = Counter("src", "c", {"tick_period": "10ms", "count": 5})
+    recorder = SlowStart("sink", "r")
+    wire(counter, "number", recorder, "number")
+    scheduler = Scheduler([counter, recorder], clock=clock)
+    scheduler.run_until(130.05)
+    report = scheduler.stats.report()
+    assert report["start_s"] == pytest.approx(30.0)
+    assert 0.029 <= report["elapsed_s"] <= 0.05  # five ticks 10 ms apart, the 30 s of start() not counted
+    assert report["components"]["src/c"]["ticks"] == 5
+    assert report["components"]["src/c"]["tick_rate"] == pytest.approx(5 / report["elapsed_s"])
