@@ -34,8 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     except AppInvalid as exc:
         for error in exc.errors:
             print(f"error: {error}", file=sys.stderr)
-        print(f"{len(exc.errors)} problem{'s' if len(exc.errors) != 1 else ''} found; nothing was run.",
-              file=sys.stderr)
+        ran = "; nothing was run" if args.command in ("run", "replay", "bench", "eval") else ""
+        print(f"{len(exc.errors)} problem{'s' if len(exc.errors) != 1 else ''} found{ran}.", file=sys.stderr)
         return 1
 
 
@@ -227,6 +227,9 @@ def cmd_nodes(args) -> int:
     registry = Registry()
     problems = registry.load_all()
     described = [d for d in registry.describe_all() if not args.filter or args.filter in d["type"]]
+    if args.filter and not described:
+        print(f"error: no node type matches {args.filter!r} (graphflow nodes lists them all)", file=sys.stderr)
+        return 1
     if args.json:
         messages = {name: cls.describe() for name, cls in sorted(message_types().items())}
         print(json.dumps({"nodes": described, "messages": messages, "problems": problems}, indent=2))
@@ -247,11 +250,18 @@ def cmd_nodes(args) -> int:
                 print(f"       .{name}: {declared['type']}  {declared['doc']}")
         for name, param in node["params"].items():
             default = "required" if param["required"] else f"= {json.dumps(param['default'])}"
-            limits = f" in {param['range']}" if "range" in param else ""
+            limits = _range_text(param["range"]) if "range" in param else ""
             limits += f" one of {param['choices']}" if "choices" in param else ""
             print(f"  * {name}: {param['type']} {default}{limits}  {param['doc']}")
         print()
     return 0
+
+
+def _range_text(limits: list) -> str:
+    low, high = limits
+    if low is not None and high is not None:
+        return f" in [{low}, {high}]"
+    return f" >= {low}" if low is not None else f" <= {high}"
 
 
 def cmd_graph(args) -> int:
@@ -324,6 +334,8 @@ def cmd_schemas(args) -> int:
     if args.check:
         for filename in stale:
             print(f"out of date: {out / filename} (run: graphflow schemas)", file=sys.stderr)
+        if not stale:
+            print(f"all {len(files)} schemas in {out} are up to date")
         return 1 if stale else 0
     print(f"wrote {len(stale)} of {len(files)} schemas to {out}")
     return 0

@@ -101,3 +101,19 @@ def test_nodes_shows_ports_with_their_message_fields_and_params_from_the_declara
     assert "  <- number: demo/Number  [queue 8, latest]  Numbers in." in out
     assert "       .value: float  The number." in out
     assert "  * gain: float = 2.0  Multiplier." in out
+
+
+def test_nodes_says_when_its_filter_matches_nothing_and_shows_open_ranges(capsys):
+    assert main(["nodes", "no.SuchNode"]) == 1
+    assert capsys.readouterr().err.strip() == "error: no node type matches 'no.SuchNode' (graphflow nodes lists them all)"
+    assert main(["nodes", "openpose.EdgeCandidates"]) == 0
+    listed = capsys.readouterr().out
+    assert "* threshold_edge_size: float = 0.0 >= 0.0  " in listed and ", None]" not in listed
+
+
+def test_an_invalid_app_says_nothing_was_run_only_where_something_would_have(tmp_path, capsys):
+    missing = str(tmp_path / "nope.app.json")
+    assert main(["graph", missing]) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == "1 problem found."
+    assert main(["run", missing, "--no-viewer"]) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == "1 problem found; nothing was run."
