@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 
 from graphflow.app import App  # noqa: E402
 from graphflow.messages import Header, Message  # noqa: E402
-from graphflow.evaluation import unthrottled_sets  # noqa: E402
+from graphflow.evaluation import unthrottled  # noqa: E402
 from graphflow.tap import Tap  # noqa: E402
 from graphflow.loader import load_app  # noqa: E402
 from graphflow.recording.writer import Recorder, composed_app  # noqa: E402
@@ -46,8 +46,7 @@ def app_fps(frames: int, record: Path | None, compression: str, channels=()) -> 
     out = Path(tempfile.mkdtemp(prefix="bench-recording-"))
     sets = [f"feeder/image_loader/path={IMAGES}", "feeder/image_loader/loop=true",
             f"image_writer/image_writer/folder={out}", f"predictions/prediction_writer/folder={out}"]
-    sets += unthrottled_sets(app_file, (), sets)
-    app = App(load_app(app_file, (), sets), max_ticks=frames)
+    app = App(unthrottled(load_app(app_file, (), sets)), max_ticks=frames)
     recorder = None
     if record is not None:
         recorder = Recorder(record, app=composed_app(app.spec), compression=compression, channels=channels).start(app)

@@ -565,3 +565,70 @@ def test_opening_and_indexing_reads_the_index_not_the_file(tmp_path):
         assert len(entries) == 60 and middle.fields()[2]["frame"] == 30
         read_bytes = _bytes_read() - before
     assert read_bytes < 3_000_000, f"read {read_bytes:,} of {size:,} bytes"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("compression", ["lz4", "zstd", "none"])
+def test_large_arrays_are_written_as_given_and_checked_by_the_mcap_library(tmp_path, compression):
+    """The recorder writes arrays from the messages' own memory, in slices: the mcap library's reader
+    (CRCs checked) must find every message's bytes equal to msgpack's own packing of the wire
+    frames, and every message index entry must point at its message in the decompressed chunk."""
+    import struct
+
+    from mcap.records import Chunk, MessageIndex
+    from mcap.stream_reader import StreamReader, get_chunk_data_stream
+
+    from graphflow.codelet import Codelet
+    from graphflow.messages import Header, Message
+    from graphflow.packs.vision.messages import Image
+    from graphflow.ports import OutputChannel, Tx
+
+    class Camera(Codelet):
+        color = Tx(Image)
+
+    channel = OutputChannel(Camera.ports()["color"], Camera("camera", "cam"))
+    rng = np.random.default_rng(1)
+    # tiny, just past the 16 kB gathering limit, past one 256 kB slice, a camera frame: both paths
+    shapes = [(1, 1, 3), (48, 114, 3), (96, 1000, 3), (480, 640, 3)] * 4
+    pictures = [rng.integers(0, 255, shape, dtype=np.uint8) for shape in shapes]
+    for pixels in pictures:
+        pixels[:, pixels.shape[1] // 2:] = 0  # half black: compressible
+    messages = [Message(Header(1.0 + i / 30, 1.0 + i / 30), Image(pixels=pixels, frame=i))
+                for i, pixels in enumerate(pictures)]
+    path = tmp_path / f"{compression}.mcap"
+    tap = Tap()
+    rec = Recorder(path, lossless=True, compression=compression, chunk_bytes=1_500_000).attach(tap)
+    for message in messages:
+        for observe in tap.on_published:
+            observe(channel, message)
+    rec.stop()
+    expected = []
+    for message in messages:  # msgpack's own packing of [header, arrays...], not the recorder's
+        frames = wire.encode(message)
+        expected.append(msgpack.packb([msgpack.unpackb(frames[0]), *(bytes(f) for f in frames[1:])]))
+    with open(path, "rb") as stream:
+        reader = make_reader(stream, validate_crcs=True)
+        got = [m.data for _, _, m in reader.iter_messages()]
+        chunks = reader.get_summary().chunk_indexes
+    assert got == expected
+    assert len(chunks) > 1 and all(c.compression == ("" if compression == "none" else compression) for c in chunks)
+    if compression != "none":
+        assert sum(c.compressed_size for c in chunks) < 0.7 * sum(c.uncompressed_size for c in chunks)
+    times = sorted(round(m.acqtime * 1e9) for m in messages)
+    indexed = []
+    with open(path, "rb") as stream:
+        for index in chunks:
+            stream.seek(index.chunk_start_offset)
+            chunk = next(StreamReader(stream, skip_magic=True, emit_chunks=True).records)
+            assert isinstance(chunk, Chunk) and chunk.uncompressed_crc != 0
+            data_stream, length = get_chunk_data_stream(chunk, validate_crc=True)
+            data = data_stream.read(length)
+            for offset in index.message_index_offsets.values():
+                stream.seek(offset)
+                entries = next(StreamReader(stream, skip_magic=True).records)
+                assert isinstance(entries, MessageIndex)
+                for log_time, position in entries.records:
+                    assert data[position] == 0x05  # a Message record starts there
+                    assert struct.unpack_from("<Q", data, position + 1 + 8 + 2 + 4)[0] == log_time
+                    indexed.append(log_time)
+    assert sorted(indexed) == times
