@@ -6,15 +6,16 @@ five copies of every 900 kB camera frame, each a pass over memory with the GIL h
 a chunk is a list of buffers: the small record headers gathered in a ``bytearray``, each array's
 bytes as the ``memoryview`` that :func:`graphflow.wire.encode` gives (messages are immutable once
 published, so they can be referenced until the chunk is written). Closing a chunk passes over every
-buffer once, slice by slice, while the slice is in the CPU cache: CRC (``zlib.crc32``), compression
-(an lz4 or zstd stream compressor) and the write; all three release the GIL. Every other record
+buffer once, slice by slice, while the slice is in the CPU cache: CRC (zlib-ng's), compression
+(an lz4 or zstd stream compressor) and the write; all three release the GIL. A chunk that does not
+shrink enough stores the next few as they are (``PAYS``): MCAP names each chunk's compression, so
+no CPU goes into compressing data that does not compress. Every other record
 (header, schema, channel, metadata, attachment, message index, the summary and footer) is written
 with the ``mcap`` library's own record classes, and the file is read by any MCAP reader.
 """
 from __future__ import annotations
 
 import struct
-import zlib
 from collections import defaultdict
 from pathlib import Path
 
@@ -23,12 +24,21 @@ from mcap.opcode import Opcode
 from mcap.records import (Attachment, AttachmentIndex, Channel, ChunkIndex, DataEnd, Footer, Header, MessageIndex,
                           Metadata, MetadataIndex, Schema, Statistics, SummaryOffset)
 from mcap.writer import MCAP0_MAGIC
+from zlib_ng.zlib_ng import crc32  # zlib's CRC-32, ~8× faster (SIMD): a fifth of the recorder's CPU before
 
-CHUNK_BYTES = 1 << 20
-# lz4 at level -4 (lz4's "acceleration" 4): on camera images 1.4× the speed of its default level for
-# files 2% larger (ratio 0.92 against 0.90); zstd at level 1, its fastest regular level
-LZ4_LEVEL = -4
-ZSTD_LEVEL = 1
+CHUNK_BYTES = 4 << 20
+# Compression settings, from measurements (benchmarks/README.md, "Recording"): zstd at level -3 (one
+# of its fast levels) with long-distance matching finds the arrays that several channels re-carry
+# (OpenPose's heatmaps and pafs ride on every decoder step's message): every channel of the OpenPose
+# app then takes 0.49 of its size for 7 ms of CPU per frame, against 0.87 without it and 0.96 with
+# lz4. Natural camera images hardly compress (zstd -3 0.90, lz4 -4 0.92) for ~1 ms per frame.
+ZSTD_LEVEL = -3
+ZSTD_WINDOW_LOG = 22     # 4 MiB: a chunk; decoders accept windows up to 8 MiB by default
+LZ4_LEVEL = -4           # lz4's acceleration 4: 1.4× its default speed, files 2% larger
+# A chunk that compression shrinks by less than this is a sign that the data does not compress
+# (camera images): the next 1, 2, 4, 8, 16 chunks are then stored as they are, and compression tried again
+PAYS = 0.8
+MAX_SKIP = 16
 COMPRESSIONS = ("lz4", "zstd", "none")
 _SLICE = 256 << 10       # bytes per pass (CRC, compress, write) while they are in the CPU cache
 _SMALL = 16 << 10        # buffers up to this size are gathered (copied) into one bytearray
@@ -66,7 +76,8 @@ class _Compressor:
         elif compression == "zstd":
             import zstandard
 
-            self._zstd = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+            self._zstd = zstandard.ZstdCompressor(compression_params=zstandard.ZstdCompressionParameters.from_level(
+                ZSTD_LEVEL, enable_ldm=True, window_log=ZSTD_WINDOW_LOG))
 
     def stream(self, size: int):
         if self._lz4 is not None:
@@ -91,6 +102,7 @@ class McapFile:
         self.path = Path(path)
         self.chunk_bytes = chunk_bytes
         self._compressor = _Compressor(compression)
+        self._skip = self._skipped = 0  # chunks to store uncompressed, and how many the last time
         self.stream = open(self.path, "wb", buffering=1 << 16)
         self.finished = False
         self.schemas: dict[str, int] = {}
@@ -217,24 +229,33 @@ class McapFile:
         size = self._chunk_size
         stream = self.stream
         start = stream.tell()
-        name = self._compressor.name.encode()
-        compressing = self._compressor.stream(size)
+        compressing = None
+        if self._skip:
+            self._skip -= 1
+        else:
+            compressing = self._compressor.stream(size)
         if compressing is None:  # uncompressed: the CRC first (it is in the record's head), then the write
+            name = b""
             crc = 0
             for part in slices:
-                crc = zlib.crc32(part, crc)
+                crc = crc32(part, crc)
             out, out_size = slices, size
         else:
+            name = self._compressor.name.encode()
             head, compress, end = compressing
             crc = 0
             out = [head] if head else []
             for part in slices:
-                crc = zlib.crc32(part, crc)
+                crc = crc32(part, crc)
                 packed = compress(part)
                 if packed:
                     out.append(packed)
             out.append(end())
             out_size = sum(len(part) for part in out)
+            if out_size > PAYS * size:  # it does not pay: store the next chunks as they are, then try again
+                self._skip = self._skipped = min(max(1, 2 * self._skipped), MAX_SKIP)
+            else:
+                self._skipped = 0
         stream.write(struct.pack("<BQQQQI", Opcode.CHUNK, 8 + 8 + 8 + 4 + 4 + len(name) + 8 + out_size,
                                  self._chunk_start, self._chunk_end, size, crc)
                      + struct.pack("<I", len(name)) + name + struct.pack("<Q", out_size))
@@ -251,7 +272,7 @@ class McapFile:
         self._chunk_indexes.append(ChunkIndex(
             message_start_time=self._chunk_start, message_end_time=self._chunk_end, chunk_start_offset=start,
             chunk_length=chunk_end - start, message_index_offsets=offsets, message_index_length=len(indexes),
-            compression=self._compressor.name, compressed_size=out_size, uncompressed_size=size))
+            compression=name.decode(), compressed_size=out_size, uncompressed_size=size))
         self._chunk_count += 1
         self._new_chunk()
 
@@ -304,8 +325,8 @@ class McapFile:
         for offset in offsets:
             offset.write(summary)
         data = summary.end()
-        crc = zlib.crc32(data)
-        crc = zlib.crc32(struct.pack("<BQQQ", Opcode.FOOTER, 8 + 8 + 4, summary_start, summary_offset_start), crc)
+        crc = crc32(data)
+        crc = crc32(struct.pack("<BQQQ", Opcode.FOOTER, 8 + 8 + 4, summary_start, summary_offset_start), crc)
         self.stream.write(data)
         records = RecordBuilder()
         Footer(summary_start=summary_start, summary_offset_start=summary_offset_start, summary_crc=crc).write(records)

@@ -16,7 +16,8 @@ The file (one per ``split_bytes`` when given):
   ``wire.encode``), metadata: the type's schema version and render hint;
 - messages: log time = acqtime, publish time = pubtime (nanoseconds on the app clock), sequence =
   the message's number on its channel;
-- chunked (``CHUNK_BYTES``) and compressed (lz4 by default, or zstd); a chunk is also closed and flushed
+- chunked (``CHUNK_BYTES``) and compressed (zstd by default, or lz4; a chunk that does not shrink is
+  stored as it is, see :mod:`graphflow.recording.mcap_file`); a chunk is also closed and flushed
   to the OS every ``flush_interval`` seconds, so after a SIGKILL at most about that much is lost
   (:mod:`graphflow.recording.reader` recovers the rest);
 - a metadata record ``graphflow`` (app name, the wall clock time at app clock 0, command line) and
@@ -56,10 +57,11 @@ SCHEMA_ENCODING = "jsonschema"
 FLUSH_INTERVAL = 1.0             # seconds: at most about this much is lost on a crash
 QUEUE_MESSAGES = 256             # messages waiting for the writer thread before it drops
 RECORDER_NICE = 10               # the writer thread's nice value: it takes the CPU time the graph leaves
-# lz4 by default: on camera images it compressed 4× faster than zstd (level 3) for 10% larger files
-# (364 vs 92 frames/s of 640×480×3, ratio 0.83 vs 0.76, COCO val mini): the recorder's CPU is what
-# the graph could lose.
-DEFAULT_COMPRESSION = "lz4"
+# zstd by default (a fast level with long-distance matching, see mcap_file): it halves the OpenPose
+# app's recordings, whose channels re-carry the same arrays, which lz4 cannot see; where compression
+# does not pay (camera images), chunks are stored as they are and compression is only tried again
+# now and then, so the recorder's CPU, which the graph could lose, goes where it saves bytes.
+DEFAULT_COMPRESSION = "zstd"
 _STOP = object()
 
 
