@@ -16,10 +16,10 @@ The file (one per ``split_bytes`` when given):
   ``wire.encode``), metadata: the type's schema version and render hint;
 - messages: log time = acqtime, publish time = pubtime (nanoseconds on the app clock), sequence =
   the message's number on its channel;
-- chunked (``CHUNK_BYTES``) and compressed (zstd by default, or lz4; a chunk that does not shrink is
-  stored as it is, see :mod:`graphflow.recording.mcap_file`); a chunk is also closed and flushed
-  to the OS every ``flush_interval`` seconds, so after a SIGKILL at most about that much is lost
-  (:mod:`graphflow.recording.reader` recovers the rest);
+- chunked (``CHUNK_BYTES``), compressed on request (zstd or lz4; a chunk that does not shrink
+  enough makes the next ones be stored as they are, see :mod:`graphflow.recording.mcap_file`); a
+  chunk is also closed and flushed to the OS every ``flush_interval`` seconds, so after a SIGKILL
+  at most about that much is lost (:mod:`graphflow.recording.reader` recovers the rest);
 - a metadata record ``graphflow`` (app name, the wall clock time at app clock 0, command line) and
   the composed app (every subgraph expanded, config overlays applied) as attachment ``app.json``;
 - with ``foxglove=True``, images and skeletons once more on ``/foxglove/<channel>`` in Foxglove's
@@ -57,11 +57,12 @@ SCHEMA_ENCODING = "jsonschema"
 FLUSH_INTERVAL = 1.0             # seconds: at most about this much is lost on a crash
 QUEUE_MESSAGES = 256             # messages waiting for the writer thread before it drops
 RECORDER_NICE = 10               # the writer thread's nice value: it takes the CPU time the graph leaves
-# zstd by default (a fast level with long-distance matching, see mcap_file): it halves the OpenPose
-# app's recordings, whose channels re-carry the same arrays, which lz4 cannot see; where compression
-# does not pay (camera images), chunks are stored as they are and compression is only tried again
-# now and then, so the recorder's CPU, which the graph could lose, goes where it saves bytes.
-DEFAULT_COMPRESSION = "zstd"
+# Uncompressed by default: natural camera images hardly compress (zstd 0.90, lz4 0.92 of their
+# size, COCO val mini) and the recorder's CPU is what the graph could lose. zstd pays on the OpenPose
+# app's every channel (half the size: its decoder channels re-carry the same heatmaps and pafs) for
+# 2× the recorder's CPU (5.5% of the app's, against 2.6%): `--record-compression zstd` when disk
+# space matters more than that.
+DEFAULT_COMPRESSION = "none"
 _STOP = object()
 
 
