@@ -104,6 +104,7 @@ class McapFile:
         self._compressor = _Compressor(compression)
         self._skip = self._skipped = 0  # chunks to store uncompressed, and how many the last time
         self.stream = open(self.path, "wb", buffering=1 << 16)
+        self._offset = 0  # bytes written (a tell() per chunk was a system call each)
         self.finished = False
         self.schemas: dict[str, int] = {}
         self.channels: dict[str, int] = {}
@@ -118,24 +119,24 @@ class McapFile:
         self._chunk_count = 0
         self._new_chunk()
         try:
-            self.stream.write(MCAP0_MAGIC)
+            self._put(MCAP0_MAGIC)
             records = RecordBuilder()
             Header(profile, library).write(records)
-            self.stream.write(records.end())
+            self._put(records.end())
             for name, values in (metadata or {}).items():
-                offset = self.stream.tell()
+                offset = self._offset
                 Metadata(name=name, metadata=values).write(records)
                 data = records.end()
                 self._metadata_indexes.append(MetadataIndex(offset=offset, length=len(data), name=name))
-                self.stream.write(data)
+                self._put(data)
             for name, (media_type, content) in (attachments or {}).items():
-                offset = self.stream.tell()
+                offset = self._offset
                 Attachment(create_time=0, log_time=0, name=name, media_type=media_type, data=content).write(records)
                 data = records.end()
                 self._attachment_indexes.append(AttachmentIndex(
                     offset=offset, length=len(data), create_time=0, log_time=0, data_size=len(content), name=name,
                     media_type=media_type))
-                self.stream.write(data)
+                self._put(data)
         except BaseException:
             self.stream.close()
             raise
@@ -227,8 +228,7 @@ class McapFile:
         slices = [piece[at:at + _SLICE] for piece in map(memoryview, self._pieces)
                   for at in range(0, len(piece), _SLICE)]
         size = self._chunk_size
-        stream = self.stream
-        start = stream.tell()
+        start = self._offset
         compressing = None
         if self._skip:
             self._skip -= 1
@@ -256,19 +256,19 @@ class McapFile:
                 self._skip = self._skipped = min(max(1, 2 * self._skipped), MAX_SKIP)
             else:
                 self._skipped = 0
-        stream.write(struct.pack("<BQQQQI", Opcode.CHUNK, 8 + 8 + 8 + 4 + 4 + len(name) + 8 + out_size,
+        self._put(struct.pack("<BQQQQI", Opcode.CHUNK, 8 + 8 + 8 + 4 + 4 + len(name) + 8 + out_size,
                                  self._chunk_start, self._chunk_end, size, crc)
                      + struct.pack("<I", len(name)) + name + struct.pack("<Q", out_size))
         for part in out:
-            stream.write(part)
-        chunk_end = stream.tell()
+            self._put(part)
+        chunk_end = self._offset
         records = RecordBuilder()
         offsets = {}
         for channel_id, entries in self._index.items():
             offsets[channel_id] = chunk_end + records.count
             MessageIndex(channel_id=channel_id, records=entries).write(records)
         indexes = records.end()
-        stream.write(indexes)
+        self._put(indexes)
         self._chunk_indexes.append(ChunkIndex(
             message_start_time=self._chunk_start, message_end_time=self._chunk_end, chunk_start_offset=start,
             chunk_length=chunk_end - start, message_index_offsets=offsets, message_index_length=len(indexes),
@@ -277,8 +277,12 @@ class McapFile:
         self._new_chunk()
 
     # -- the file ------------------------------------------------------------------------------------
+    def _put(self, data) -> None:
+        self.stream.write(data)
+        self._offset += len(data)
+
     def size(self) -> int:
-        return self.stream.tell() + self._chunk_size
+        return self._offset + self._chunk_size
 
     def flush(self) -> None:
         """Write the chunk in progress and hand everything to the OS (not fsync)."""
@@ -294,13 +298,13 @@ class McapFile:
             self._write_chunk()
             records = RecordBuilder()
             DataEnd(0).write(records)
-            self.stream.write(records.end())
+            self._put(records.end())
             self._write_summary()
         finally:
             self.stream.close()
 
     def _write_summary(self) -> None:
-        summary_start = self.stream.tell()
+        summary_start = self._offset
         summary = RecordBuilder()
         offsets: list[SummaryOffset] = []
 
@@ -327,11 +331,11 @@ class McapFile:
         data = summary.end()
         crc = crc32(data)
         crc = crc32(struct.pack("<BQQQ", Opcode.FOOTER, 8 + 8 + 4, summary_start, summary_offset_start), crc)
-        self.stream.write(data)
+        self._put(data)
         records = RecordBuilder()
         Footer(summary_start=summary_start, summary_offset_start=summary_offset_start, summary_crc=crc).write(records)
-        self.stream.write(records.end())
-        self.stream.write(MCAP0_MAGIC)
+        self._put(records.end())
+        self._put(MCAP0_MAGIC)
 
     def abandon(self) -> None:
         """After a write error: close without the summary (a reader recovers what was written)."""
