@@ -663,3 +663,38 @@ def test_chunks_that_do_not_shrink_are_stored_as_they_are_and_compression_tried_
     assert all(PAYS * x.uncompressed_size < x.compressed_size < 0.9 * x.uncompressed_size
                for x in chunks[:6] if x.compression)
     assert all(x.compressed_size < 0.05 * x.uncompressed_size for x in chunks[10:])
+
+
+@pytest.mark.timeout(30)
+def test_the_publishing_thread_only_enqueues_the_writer_thread_serializes(tmp_path, monkeypatch):
+    """The tap callback runs on the graph's threads: it must put a reference on the queue and
+    nothing more; serializing (wire.encode) happens on the recorder's own thread."""
+    encoded_on = []
+    encode = wire.encode
+
+    def watched(message):
+        encoded_on.append(threading.current_thread().name)
+        return encode(message)
+
+    monkeypatch.setattr(wire, "encode", watched)
+    channel, messages = _big_messages(20)
+    tap = Tap()
+    rec = Recorder(tmp_path / "where.mcap", lossless=True).attach(tap)
+    for message in messages:
+        for observe in tap.on_published:
+            observe(channel, message)
+    rec.stop()
+    assert rec.recorded == 20
+    assert encoded_on == ["graphflow-recorder"] * 20
+
+
+@pytest.mark.parametrize("length", [0, 1, 15, 16, 255, 256, 65535, 65536, 70000])
+def test_msgpack_heads_are_msgpacks_own(length):
+    """The record's array and bin heads, written by hand around the arrays' memory, must be the ones
+    msgpack itself writes for an array of ``length`` items and a bin of ``length`` bytes."""
+    from graphflow.recording.mcap_file import msgpack_array_header, msgpack_bin_header
+
+    items = msgpack.packb([0] * length)
+    assert items.startswith(msgpack_array_header(length)) and len(items) == len(msgpack_array_header(length)) + length
+    blob = msgpack.packb(bytes(length))
+    assert blob == msgpack_bin_header(length) + bytes(length)
