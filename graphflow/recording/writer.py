@@ -60,8 +60,8 @@ RECORDER_NICE = 10               # the writer thread's nice value: it takes the 
 # Uncompressed by default: natural camera images hardly compress (zstd 0.90, lz4 0.92 of their
 # size, COCO val mini) and the recorder's CPU is what the graph could lose. zstd pays on the OpenPose
 # app's every channel (half the size: its decoder channels re-carry the same heatmaps and pafs) for
-# 2× the recorder's CPU (5.5% of the app's, against 2.6%): `--record-compression zstd` when disk
-# space matters more than that.
+# twice the recorder's CPU (4.6-5.5% of the app's, against 2.3-2.6%; benchmarks/README.md):
+# `--record-compression zstd` when disk space matters more than that.
 DEFAULT_COMPRESSION = "none"
 _STOP = object()
 
@@ -252,10 +252,9 @@ class Recorder:
                     "wall_clock_offset": repr(self.wall_clock_offset),
                     "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                     "command": " ".join(sys.argv), "part": str(len(self.files))}
-        if self.app is not None:
-            metadata["app"] = str(self.app.get("name", ""))
         attachments = {}
         if self.app is not None:
+            metadata["app"] = str(self.app.get("name", ""))
             attachments[APP_ATTACHMENT] = ("application/json",
                                            json.dumps(self.app, indent=1, default=_json_default).encode())
         try:
