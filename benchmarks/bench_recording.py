@@ -135,51 +135,52 @@ def main() -> None:
     args = parser.parse_args()
     results: dict = {}
     disk = Path(tempfile.mkdtemp(prefix="bench-recording-", dir=str(REPO.parent) if os.access(REPO.parent, os.W_OK) else None))
+    try:
+        if not args.skip_app:
+            app_fps(4, None, args.compression)  # warm up: model load, caches
+            runs: dict[bool, list] = {False: [], True: []}
+            for round_ in range(args.rounds):
+                for record in ((False, True) if round_ % 2 == 0 else (True, False)):  # alternate who goes first
+                    runs[record].append(app_fps(args.app_frames, disk / "app.mcap" if record else None,
+                                                args.compression, args.channels))
+                (without, plain), (with_, fact) = runs[False][-1], runs[True][-1]
+                print(f"round {round_ + 1}: {without:.2f} frames/s without, {with_:.2f} with --record = "
+                      f"{with_ / without:.3f}×; CPU per frame {plain['cpu_ms_per_frame']:.0f} ms without, "
+                      f"{fact['cpu_ms_per_frame']:.0f} ms with, of which the recorder thread "
+                      f"{fact['recorder_cpu_ms_per_frame']:.1f} ms ({fact['recorded']} messages, {fact['dropped']} dropped, "
+                      f"{fact['bytes'] / 1e6:.1f} MB)", flush=True)
+            # each round's two runs are neighbours in time (alike in the shared machine's load): the
+            # median of the rounds' ratios, not the ratio of the medians
+            ratios = [w[0] / wo[0] for w, wo in zip(runs[True], runs[False])]
+            cpu_ratios = [wo[1]["cpu_ms_per_frame"] / w[1]["cpu_ms_per_frame"] for w, wo in zip(runs[True], runs[False])]
+            recorder_ms = [w[1]["recorder_cpu_ms_per_frame"] for w in runs[True]]
+            plain_ms = [wo[1]["cpu_ms_per_frame"] for wo in runs[False]]
+            ratio, cpu_ratio = statistics.median(ratios), statistics.median(cpu_ratios)
+            share = statistics.median(recorder_ms) / statistics.median(plain_ms)
+            per_frame = statistics.median(w[1]["bytes"] for w in runs[True]) / args.app_frames
+            results["app"] = {"frames": args.app_frames, "rounds": args.rounds, "compression": args.compression,
+                              "channels": args.channels, "without": runs[False], "with": runs[True], "ratios": ratios,
+                              "ratio": ratio, "cpu_ratios": cpu_ratios, "cpu_ratio": cpu_ratio,
+                              "recorder_cpu_share": share, "bytes_per_frame": per_frame}
+            print(f"OpenPose app: {statistics.median(r[0] for r in runs[False]):.2f} frames/s without, "
+                  f"{statistics.median(r[0] for r in runs[True]):.2f} with --record; with/without {ratio:.3f}× "
+                  f"(median of {args.rounds} rounds' ratios, {min(ratios):.3f}-{max(ratios):.3f}); frames per CPU second "
+                  f"with/without {cpu_ratio:.3f}× ({min(cpu_ratios):.3f}-{max(cpu_ratios):.3f}); recorder thread "
+                  f"{statistics.median(recorder_ms):.1f} ms CPU per frame = {share:.1%} of the app's "
+                  f"{statistics.median(plain_ms):.0f} ms; {per_frame / 1e6:.2f} MB per frame "
+                  f"({', '.join(args.channels) or 'every channel'}, {args.compression})", flush=True)
 
-    if not args.skip_app:
-        app_fps(4, None, args.compression)  # warm up: model load, caches
-        runs: dict[bool, list] = {False: [], True: []}
-        for round_ in range(args.rounds):
-            for record in ((False, True) if round_ % 2 == 0 else (True, False)):  # alternate who goes first
-                runs[record].append(app_fps(args.app_frames, disk / "app.mcap" if record else None,
-                                            args.compression, args.channels))
-            (without, plain), (with_, fact) = runs[False][-1], runs[True][-1]
-            print(f"round {round_ + 1}: {without:.2f} frames/s without, {with_:.2f} with --record = "
-                  f"{with_ / without:.3f}×; CPU per frame {plain['cpu_ms_per_frame']:.0f} ms without, "
-                  f"{fact['cpu_ms_per_frame']:.0f} ms with, of which the recorder thread "
-                  f"{fact['recorder_cpu_ms_per_frame']:.1f} ms ({fact['recorded']} messages, {fact['dropped']} dropped, "
-                  f"{fact['bytes'] / 1e6:.1f} MB)", flush=True)
-        # each round's two runs are neighbours in time (alike in the shared machine's load): the
-        # median of the rounds' ratios, not the ratio of the medians
-        ratios = [w[0] / wo[0] for w, wo in zip(runs[True], runs[False])]
-        cpu_ratios = [wo[1]["cpu_ms_per_frame"] / w[1]["cpu_ms_per_frame"] for w, wo in zip(runs[True], runs[False])]
-        recorder_ms = [w[1]["recorder_cpu_ms_per_frame"] for w in runs[True]]
-        plain_ms = [wo[1]["cpu_ms_per_frame"] for wo in runs[False]]
-        ratio, cpu_ratio = statistics.median(ratios), statistics.median(cpu_ratios)
-        share = statistics.median(recorder_ms) / statistics.median(plain_ms)
-        per_frame = statistics.median(w[1]["bytes"] for w in runs[True]) / args.app_frames
-        results["app"] = {"frames": args.app_frames, "rounds": args.rounds, "compression": args.compression,
-                          "channels": args.channels, "without": runs[False], "with": runs[True], "ratios": ratios,
-                          "ratio": ratio, "cpu_ratios": cpu_ratios, "cpu_ratio": cpu_ratio,
-                          "recorder_cpu_share": share, "bytes_per_frame": per_frame}
-        print(f"OpenPose app: {statistics.median(r[0] for r in runs[False]):.2f} frames/s without, "
-              f"{statistics.median(r[0] for r in runs[True]):.2f} with --record; with/without {ratio:.3f}× "
-              f"(median of {args.rounds} rounds' ratios, {min(ratios):.3f}-{max(ratios):.3f}); frames per CPU second "
-              f"with/without {cpu_ratio:.3f}× ({min(cpu_ratios):.3f}-{max(cpu_ratios):.3f}); recorder thread "
-              f"{statistics.median(recorder_ms):.1f} ms CPU per frame = {share:.1%} of the app's "
-              f"{statistics.median(plain_ms):.0f} ms; {per_frame / 1e6:.2f} MB per frame "
-              f"({', '.join(args.channels) or 'every channel'}, {args.compression})", flush=True)
-
-    frames = raw_frames(args.raw_frames) if not args.skip_raw else []
-    results["raw"] = {}
-    for where, folder in (("disk", disk), ("ram", Path("/dev/shm"))) if frames else ():
-        for compression in args.raw_compression or ("zstd", "lz4", "none"):
-            figures = recorder_throughput(folder / "raw.mcap", frames, compression, args.raw_nice)
-            results["raw"][f"{where}/{compression}"] = figures
-            print(f"recorder, raw 640×480×3 frames, {compression:4} to {where:4}: {figures['frames_per_s']:7.0f} frames/s "
-                  f"({figures['mb_per_s']:6.0f} MB/s in; {figures['frames_per_cpu_s']:6.0f} per CPU second of "
-                  f"the writer thread), {figures['bytes_per_frame'] / 1e3:6.0f} kB per frame", flush=True)
-    shutil.rmtree(disk, ignore_errors=True)
+        frames = raw_frames(args.raw_frames) if not args.skip_raw else []
+        results["raw"] = {}
+        for where, folder in (("disk", disk), ("ram", Path("/dev/shm"))) if frames else ():
+            for compression in args.raw_compression or ("zstd", "lz4", "none"):
+                figures = recorder_throughput(folder / "raw.mcap", frames, compression, args.raw_nice)
+                results["raw"][f"{where}/{compression}"] = figures
+                print(f"recorder, raw 640×480×3 frames, {compression:4} to {where:4}: {figures['frames_per_s']:7.0f} frames/s "
+                      f"({figures['mb_per_s']:6.0f} MB/s in; {figures['frames_per_cpu_s']:6.0f} per CPU second of "
+                      f"the writer thread), {figures['bytes_per_frame'] / 1e3:6.0f} kB per frame", flush=True)
+    finally:
+        shutil.rmtree(disk, ignore_errors=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
