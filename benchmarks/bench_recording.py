@@ -1,14 +1,17 @@
 """Recording benchmarks (figures in benchmarks/README.md):
 
-1. the OpenPose app's frames/s without and with ``--record`` (every channel), side by side:
-   runs alternate (off, on, off, on, ...) so that the shared machine's load hits both alike;
+1. the OpenPose app's frames/s without and with ``--record`` (every channel), side by side: many
+   short runs, the two of a round back to back, their order alternating from round to round, so
+   that the shared machine's load hits both alike; the figure is the median of the rounds' ratios.
+   Also the app's CPU time per frame (``time.process_time`` from its first frame on: the model load
+   is not counted) with and without, and the recorder thread's own (``time.thread_time``): figures
+   that other processes on the machine do not blur, unlike frames/s;
 2. the recorder's throughput in raw 640×480×3 uint8 frames per second: frames published through
    a tap into the recorder in lossless mode (nothing dropped), timed until the file is finished;
    the frames are the COCO val mini images resized (distinct, natural images), per compression, to
    a file on disk and to /dev/shm (RAM: the recorder's own cost without the disk's), with the
-   writer thread at normal priority (``--raw-nice``);
-3. the file size per frame of both, and the recorder thread's CPU time against the app's (a
-   figure the machine's load does not blur, unlike frames/s on a shared machine).
+   writer thread at normal priority (``--raw-nice``); also per CPU second of the writer thread;
+3. the file size per frame of both.
 
     GRAPHFLOW_MODEL_PATH=../shared/models PYTHONPATH=$PWD python benchmarks/bench_recording.py
 """
@@ -32,13 +35,24 @@ sys.path.insert(0, str(REPO))
 
 from graphflow.app import App  # noqa: E402
 from graphflow.messages import Header, Message  # noqa: E402
-from graphflow.evaluation import unthrottled_sets  # noqa: E402
+from graphflow.evaluation import unthrottled  # noqa: E402
 from graphflow.tap import Tap  # noqa: E402
 from graphflow.loader import load_app  # noqa: E402
-from graphflow.recording.writer import Recorder, composed_app  # noqa: E402
+from graphflow.recording.writer import DEFAULT_COMPRESSION, Recorder, composed_app  # noqa: E402
 
 SHARED = Path(os.environ.get("GRAPHFLOW_SHARED", REPO.parent / "shared"))
 IMAGES = SHARED / "data" / "coco_val2017_mini" / "images"
+
+
+class FirstFrameCpu:
+    """The process's CPU time when the first message is published: the run's start, after the model load."""
+
+    def __init__(self):
+        self.cpu: float | None = None
+
+    def published(self, channel, message) -> None:
+        if self.cpu is None:
+            self.cpu = time.process_time()
 
 
 def app_fps(frames: int, record: Path | None, compression: str, channels=()) -> tuple[float, dict]:
@@ -46,23 +60,24 @@ def app_fps(frames: int, record: Path | None, compression: str, channels=()) -> 
     out = Path(tempfile.mkdtemp(prefix="bench-recording-"))
     sets = [f"feeder/image_loader/path={IMAGES}", "feeder/image_loader/loop=true",
             f"image_writer/image_writer/folder={out}", f"predictions/prediction_writer/folder={out}"]
-    sets += unthrottled_sets(app_file, (), sets)
-    app = App(load_app(app_file, (), sets), max_ticks=frames)
+    app = App(unthrottled(load_app(app_file, (), sets)), max_ticks=frames)
     recorder = None
+    first = FirstFrameCpu()
+    app.tap.subscribe(first)
     if record is not None:
         recorder = Recorder(record, app=composed_app(app.spec), compression=compression, channels=channels).start(app)
-    cpu = time.process_time()
     app.run()
     if recorder is not None:
         recorder.stop()
-    cpu = time.process_time() - cpu
+    cpu = time.process_time() - first.cpu
+    shutil.rmtree(out, ignore_errors=True)
     if app.failure is not None:
         raise SystemExit(str(app.failure))
     seconds = app.scheduler.ticking_until - app.scheduler.ticking_since
-    facts = {}
+    facts = {"cpu_ms_per_frame": cpu / frames * 1e3}
     if recorder is not None:
-        facts = {"recorded": recorder.recorded, "dropped": recorder.dropped_total, "bytes": recorder.bytes_written,
-                 "recorder_cpu_s": recorder.cpu_seconds, "process_cpu_s": cpu}
+        facts.update(recorded=recorder.recorded, dropped=recorder.dropped_total, bytes=recorder.bytes_written,
+                     recorder_cpu_ms_per_frame=recorder.cpu_seconds / frames * 1e3)
     return frames / seconds, facts
 
 
@@ -96,16 +111,19 @@ def recorder_throughput(path: Path, frames: list[np.ndarray], compression: str, 
     size = path.stat().st_size
     path.unlink()
     return {"frames_per_s": len(frames) / seconds, "mb_per_s": len(frames) * frames[0].nbytes / seconds / 1e6,
+            "frames_per_cpu_s": len(frames) / recorder.cpu_seconds,
             "bytes_per_frame": size / len(frames), "dropped": recorder.dropped_total}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--app-frames", type=int, default=32, help="frames per app run (default 32)")
-    parser.add_argument("--rounds", type=int, default=3, help="app runs with and without recording each (default 3)")
+    parser.add_argument("--app-frames", type=int, default=12, help="frames per app run (default 12)")
+    parser.add_argument("--rounds", type=int, default=8, help="app runs with and without recording each (default 8)")
     parser.add_argument("--raw-frames", type=int, default=1500, help="frames for the recorder throughput")
-    parser.add_argument("--compression", default="lz4", choices=["zstd", "lz4", "none"],
-                        help="the app runs' recording compression (default lz4, as graphflow run --record)")
+    parser.add_argument("--compression", default=DEFAULT_COMPRESSION, choices=["zstd", "lz4", "none"],
+                        help=f"the app runs' recording compression (default {DEFAULT_COMPRESSION}, as graphflow run --record)")
+    parser.add_argument("--raw-compression", action="append", choices=["zstd", "lz4", "none"],
+                        help="compressions for the recorder throughput (default all three)")
     parser.add_argument("--raw-nice", type=int, default=0,
                         help="the recorder thread's nice value for the throughput figures (default 0: the "
                              "recorder's own capacity; graphflow run uses 10, which yields to other processes too)")
@@ -117,43 +135,52 @@ def main() -> None:
     args = parser.parse_args()
     results: dict = {}
     disk = Path(tempfile.mkdtemp(prefix="bench-recording-", dir=str(REPO.parent) if os.access(REPO.parent, os.W_OK) else None))
+    try:
+        if not args.skip_app:
+            app_fps(4, None, args.compression)  # warm up: model load, caches
+            runs: dict[bool, list] = {False: [], True: []}
+            for round_ in range(args.rounds):
+                for record in ((False, True) if round_ % 2 == 0 else (True, False)):  # alternate who goes first
+                    runs[record].append(app_fps(args.app_frames, disk / "app.mcap" if record else None,
+                                                args.compression, args.channels))
+                (without, plain), (with_, fact) = runs[False][-1], runs[True][-1]
+                print(f"round {round_ + 1}: {without:.2f} frames/s without, {with_:.2f} with --record = "
+                      f"{with_ / without:.3f}×; CPU per frame {plain['cpu_ms_per_frame']:.0f} ms without, "
+                      f"{fact['cpu_ms_per_frame']:.0f} ms with, of which the recorder thread "
+                      f"{fact['recorder_cpu_ms_per_frame']:.1f} ms ({fact['recorded']} messages, {fact['dropped']} dropped, "
+                      f"{fact['bytes'] / 1e6:.1f} MB)", flush=True)
+            # each round's two runs are neighbours in time (alike in the shared machine's load): the
+            # median of the rounds' ratios, not the ratio of the medians
+            ratios = [w[0] / wo[0] for w, wo in zip(runs[True], runs[False])]
+            cpu_ratios = [wo[1]["cpu_ms_per_frame"] / w[1]["cpu_ms_per_frame"] for w, wo in zip(runs[True], runs[False])]
+            recorder_ms = [w[1]["recorder_cpu_ms_per_frame"] for w in runs[True]]
+            plain_ms = [wo[1]["cpu_ms_per_frame"] for wo in runs[False]]
+            ratio, cpu_ratio = statistics.median(ratios), statistics.median(cpu_ratios)
+            share = statistics.median(recorder_ms) / statistics.median(plain_ms)
+            per_frame = statistics.median(w[1]["bytes"] for w in runs[True]) / args.app_frames
+            results["app"] = {"frames": args.app_frames, "rounds": args.rounds, "compression": args.compression,
+                              "channels": args.channels, "without": runs[False], "with": runs[True], "ratios": ratios,
+                              "ratio": ratio, "cpu_ratios": cpu_ratios, "cpu_ratio": cpu_ratio,
+                              "recorder_cpu_share": share, "bytes_per_frame": per_frame}
+            print(f"OpenPose app: {statistics.median(r[0] for r in runs[False]):.2f} frames/s without, "
+                  f"{statistics.median(r[0] for r in runs[True]):.2f} with --record; with/without {ratio:.3f}× "
+                  f"(median of {args.rounds} rounds' ratios, {min(ratios):.3f}-{max(ratios):.3f}); frames per CPU second "
+                  f"with/without {cpu_ratio:.3f}× ({min(cpu_ratios):.3f}-{max(cpu_ratios):.3f}); recorder thread "
+                  f"{statistics.median(recorder_ms):.1f} ms CPU per frame = {share:.1%} of the app's "
+                  f"{statistics.median(plain_ms):.0f} ms; {per_frame / 1e6:.2f} MB per frame "
+                  f"({', '.join(args.channels) or 'every channel'}, {args.compression})", flush=True)
 
-    if not args.skip_app:
-        app_fps(4, None, args.compression)  # warm up: model load, caches
-        without, with_, facts = [], [], []
-        for round_ in range(args.rounds):
-            without.append(app_fps(args.app_frames, None, args.compression)[0])
-            fps, fact = app_fps(args.app_frames, disk / "app.mcap", args.compression, args.channels)
-            with_.append(fps)
-            facts.append(fact)
-            print(f"round {round_ + 1}: {without[-1]:.2f} frames/s without, {with_[-1]:.2f} with --record "
-                  f"= {with_[-1] / without[-1]:.3f}× ({fact['recorded']} messages, {fact['dropped']} dropped, "
-                  f"{fact['bytes'] / 1e6:.1f} MB; recorder thread {fact['recorder_cpu_s'] / args.app_frames * 1e3:.0f} ms "
-                  f"CPU per frame = {fact['recorder_cpu_s'] / (fact['process_cpu_s'] - fact['recorder_cpu_s']):.1%} "
-                  f"of the app's CPU)", flush=True)
-        # each round's two runs are neighbours in time (alike in the shared machine's load): the
-        # median of the rounds' ratios, not the ratio of the medians
-        ratios = [w / wo for w, wo in zip(with_, without)]
-        ratio = statistics.median(ratios)
-        shares = [f["recorder_cpu_s"] / (f["process_cpu_s"] - f["recorder_cpu_s"]) for f in facts]
-        results["app"] = {"frames": args.app_frames, "rounds": args.rounds, "without_fps": without, "with_fps": with_,
-                          "ratios": ratios, "ratio": ratio, "recorder_cpu_share": shares, "bytes_per_frame": facts[-1]["bytes"] / args.app_frames,
-                          "dropped": [f["dropped"] for f in facts]}
-        print(f"OpenPose app: {statistics.median(without):.2f} frames/s without, {statistics.median(with_):.2f} with "
-              f"--record; with/without {ratio:.3f}× (median of {args.rounds} rounds' ratios, "
-              f"{min(ratios):.3f}-{max(ratios):.3f}); recorder CPU {statistics.median(shares):.1%} of the app's; "
-              f"{results['app']['bytes_per_frame'] / 1e6:.2f} MB per frame "
-              f"({', '.join(args.channels) or 'every channel'}, {args.compression})")
-
-    frames = raw_frames(args.raw_frames) if not args.skip_raw else []
-    results["raw"] = {}
-    for where, folder in (("disk", disk), ("ram", Path("/dev/shm"))) if frames else ():
-        for compression in ("zstd", "lz4", "none"):
-            figures = recorder_throughput(folder / "raw.mcap", frames, compression, args.raw_nice)
-            results["raw"][f"{where}/{compression}"] = figures
-            print(f"recorder, raw 640×480×3 frames, {compression:4} to {where:4}: {figures['frames_per_s']:7.0f} frames/s "
-                  f"({figures['mb_per_s']:6.0f} MB/s in), {figures['bytes_per_frame'] / 1e3:6.0f} kB per frame", flush=True)
-    shutil.rmtree(disk, ignore_errors=True)
+        frames = raw_frames(args.raw_frames) if not args.skip_raw else []
+        results["raw"] = {}
+        for where, folder in (("disk", disk), ("ram", Path("/dev/shm"))) if frames else ():
+            for compression in args.raw_compression or ("zstd", "lz4", "none"):
+                figures = recorder_throughput(folder / "raw.mcap", frames, compression, args.raw_nice)
+                results["raw"][f"{where}/{compression}"] = figures
+                print(f"recorder, raw 640×480×3 frames, {compression:4} to {where:4}: {figures['frames_per_s']:7.0f} frames/s "
+                      f"({figures['mb_per_s']:6.0f} MB/s in; {figures['frames_per_cpu_s']:6.0f} per CPU second of "
+                      f"the writer thread), {figures['bytes_per_frame'] / 1e3:6.0f} kB per frame", flush=True)
+    finally:
+        shutil.rmtree(disk, ignore_errors=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -2,7 +2,8 @@
 
 On the graph's threads it does one dict lookup (is this channel recorded?) and puts a *reference*
 to the message on a bounded queue: messages are immutable once published, so nothing is copied
-there. Its own thread serializes them through :mod:`graphflow.wire` and writes them. When the disk
+there. Its own thread serializes them through :mod:`graphflow.wire` and writes them, the arrays
+straight from the messages' memory (:mod:`graphflow.recording.mcap_file`). When the disk
 cannot keep up and the queue is full, the recorder drops the message for itself and counts it;
 ``lossless=True`` (``--record-lossless``) makes the publishing thread wait for room instead.
 
@@ -15,9 +16,10 @@ The file (one per ``split_bytes`` when given):
   ``wire.encode``), metadata: the type's schema version and render hint;
 - messages: log time = acqtime, publish time = pubtime (nanoseconds on the app clock), sequence =
   the message's number on its channel;
-- chunked (``CHUNK_BYTES``) and compressed (lz4 by default, or zstd); a chunk is also closed and flushed
-  to the OS every ``flush_interval`` seconds, so after a SIGKILL at most about that much is lost
-  (:mod:`graphflow.recording.reader` recovers the rest);
+- chunked (``CHUNK_BYTES``), compressed on request (zstd or lz4; a chunk that does not shrink
+  enough makes the next ones be stored as they are, see :mod:`graphflow.recording.mcap_file`); a
+  chunk is also closed and flushed to the OS every ``flush_interval`` seconds, so after a SIGKILL
+  at most about that much is lost (:mod:`graphflow.recording.reader` recovers the rest);
 - a metadata record ``graphflow`` (app name, the wall clock time at app clock 0, command line) and
   the composed app (every subgraph expanded, config overlays applied) as attachment ``app.json``;
 - with ``foxglove=True``, images and skeletons once more on ``/foxglove/<channel>`` in Foxglove's
@@ -42,25 +44,25 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import msgpack
-from mcap.writer import CompressionType, Writer
 
 from .. import __version__
 from . import foxglove
 from .errors import RecordingError
+from .mcap_file import CHUNK_BYTES, COMPRESSIONS, McapFile, msgpack_array_header, msgpack_bin_header
 
 FORMAT = "graphflow"             # metadata record name and MCAP profile
 APP_ATTACHMENT = "app.json"      # the composed app
 MESSAGE_ENCODING = "msgpack"
 SCHEMA_ENCODING = "jsonschema"
-CHUNK_BYTES = 1 << 20
 FLUSH_INTERVAL = 1.0             # seconds: at most about this much is lost on a crash
 QUEUE_MESSAGES = 256             # messages waiting for the writer thread before it drops
 RECORDER_NICE = 10               # the writer thread's nice value: it takes the CPU time the graph leaves
-COMPRESSIONS = {"zstd": CompressionType.ZSTD, "lz4": CompressionType.LZ4, "none": CompressionType.NONE}
-# lz4 by default: on camera images it compressed 4× faster than zstd (level 3) for 10% larger files
-# (364 vs 92 frames/s of 640×480×3, ratio 0.83 vs 0.76, COCO val mini): the recorder's CPU is what
-# the graph could lose.
-DEFAULT_COMPRESSION = "lz4"
+# Uncompressed by default: natural camera images hardly compress (zstd 0.90, lz4 0.92 of their
+# size, COCO val mini) and the recorder's CPU is what the graph could lose. zstd pays on the OpenPose
+# app's every channel (half the size: its decoder channels re-carry the same heatmaps and pafs) for
+# twice the recorder's CPU (4.6-5.5% of the app's, against 2.3-2.6%; benchmarks/README.md):
+# `--record-compression zstd` when disk space matters more than that.
+DEFAULT_COMPRESSION = "none"
 _STOP = object()
 
 
@@ -127,64 +129,6 @@ def _json_default(value: Any):
     if hasattr(value, "tolist"):
         return value.tolist()
     return str(value)
-
-
-class McapFile:
-    """One MCAP file of a recording: schemas and channels registered on first use."""
-
-    def __init__(self, path: Path, metadata: dict[str, str], app: dict | None, compression: str = DEFAULT_COMPRESSION,
-                 chunk_bytes: int = CHUNK_BYTES):
-        self.path = Path(path)
-        self.stream = open(self.path, "wb")
-        try:
-            self.writer = Writer(self.stream, chunk_size=chunk_bytes, compression=COMPRESSIONS[compression])
-            self.writer.start(profile=FORMAT, library=f"graphflow/{__version__}")
-            self.writer.add_metadata(FORMAT, metadata)
-            if app is not None:
-                data = json.dumps(app, indent=1, default=_json_default).encode()
-                self.writer.add_attachment(0, 0, APP_ATTACHMENT, "application/json", data)
-        except BaseException:
-            self.stream.close()
-            raise
-        self.schemas: dict[str, int] = {}
-        self.channels: dict[str, int] = {}
-        self.finished = False
-
-    def schema_id(self, name: str, schema: bytes, encoding: str = SCHEMA_ENCODING) -> int:
-        found = self.schemas.get(name)
-        if found is None:
-            found = self.schemas[name] = self.writer.register_schema(name, encoding, schema)
-        return found
-
-    def channel_id(self, topic: str, schema_name: str, schema: bytes, encoding: str,
-                   metadata: dict[str, str]) -> int:
-        found = self.channels.get(topic)
-        if found is None:
-            found = self.channels[topic] = self.writer.register_channel(
-                topic, encoding, self.schema_id(schema_name, schema), metadata)
-        return found
-
-    def size(self) -> int:
-        return self.stream.tell()
-
-    def flush(self) -> None:
-        self.writer.flush()
-
-    def finish(self) -> None:
-        if not self.finished:
-            self.finished = True
-            try:
-                self.writer.finish()
-            finally:
-                self.stream.close()
-
-    def abandon(self) -> None:
-        """After a write error: close without the summary (the reader recovers what was written)."""
-        self.finished = True
-        try:
-            self.stream.close()
-        except OSError:
-            pass
 
 
 class Recorder:
@@ -308,10 +252,14 @@ class Recorder:
                     "wall_clock_offset": repr(self.wall_clock_offset),
                     "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                     "command": " ".join(sys.argv), "part": str(len(self.files))}
+        attachments = {}
         if self.app is not None:
             metadata["app"] = str(self.app.get("name", ""))
+            attachments[APP_ATTACHMENT] = ("application/json",
+                                           json.dumps(self.app, indent=1, default=_json_default).encode())
         try:
-            file = McapFile(path, metadata, self.app, self.compression, self.chunk_bytes)
+            file = McapFile(path, profile=FORMAT, library=f"graphflow/{__version__}", metadata={FORMAT: metadata},
+                            attachments=attachments, compression=self.compression, chunk_bytes=self.chunk_bytes)
         except OSError as exc:
             if exc.errno in _DISK_FULL:
                 raise
@@ -356,14 +304,14 @@ class Recorder:
         message_type = channel.message_type
         cid = file.channels.get(name)
         if cid is None:
-            cid = file.channel_id(name, message_type.wire_name, _schema_json(message_type), MESSAGE_ENCODING,
-                                  {"schema_version": wire.schema_version(message_type),
+            cid = file.channel_id(name, message_type.wire_name, _schema_json(message_type), SCHEMA_ENCODING,
+                                  MESSAGE_ENCODING, {"schema_version": wire.schema_version(message_type),
                                    "render": message_type.render or ""})
         sequence = self._sequence.get(name, 0)
         self._sequence[name] = sequence + 1
         log_time = _nanoseconds(message.acqtime)
         publish_time = _nanoseconds(message.pubtime)
-        file.writer.add_message(cid, log_time, message_record(message), publish_time, sequence & 0xFFFFFFFF)
+        file.add_message(cid, log_time, publish_time, sequence & 0xFFFFFFFF, *record_buffers(message))
         self.recorded += 1
         if self.foxglove_channels:
             kind = foxglove.visual_kind(message_type)
@@ -372,9 +320,9 @@ class Recorder:
                 fid = file.channels.get(topic)
                 if fid is None:
                     fid = file.channel_id(topic, foxglove.SCHEMAS[kind]["title"], foxglove.schema_bytes(kind),
-                                          "json", {"source": name})
-                file.writer.add_message(fid, log_time, foxglove.convert(kind, message.payload, message.acqtime, name),
-                                        publish_time, sequence & 0xFFFFFFFF)
+                                          SCHEMA_ENCODING, "json", {"source": name})
+                data = foxglove.convert(kind, message.payload, message.acqtime, name)
+                file.add_message(fid, log_time, publish_time, sequence & 0xFFFFFFFF, [data], len(data))
         if self.split_bytes is not None and file.size() >= self.split_bytes:
             file.finish()
             self._file = self._open(_part_path(self.path, len(self.files)))
@@ -445,8 +393,20 @@ def message_record(message) -> bytes:
     header is the map of :func:`graphflow.wire.encode` (``v, type, schema, uuid, acqtime, pubtime,
     fields``; an array in the fields is ``{"__nd__": i, "dtype", "shape"}`` and its bytes are item
     ``1 + i``). Any msgpack reader can read it; the wire form is reused as it is, not re-invented."""
+    return b"".join(record_buffers(message)[0])
+
+
+def record_buffers(message) -> tuple[list, int]:
+    """:func:`message_record` as buffers, and its size: the msgpack heads, and the arrays' own
+    memory (no copy; the recorder writes them straight from the message)."""
     frames = _wire().encode(message)
-    return msgpack.packb([msgpack.unpackb(frames[0]), *frames[1:]])  # the header is small; the arrays copy once
+    buffers = [msgpack_array_header(len(frames)), frames[0]]
+    size = len(buffers[0]) + len(frames[0])
+    for array in frames[1:]:
+        head = msgpack_bin_header(array.nbytes)
+        buffers += (head, array)
+        size += len(head) + array.nbytes
+    return buffers, size
 
 
 def record_frames(data) -> list:

@@ -20,6 +20,7 @@ from graphflow import wire
 from graphflow.app import App
 from graphflow.cli import main
 from graphflow.tap import Tap
+from graphflow.recording.mcap_file import CHUNK_BYTES
 from graphflow.recording.reader import Recording, RecordingInvalid
 from graphflow.recording.writer import (ChannelFilter, Recorder, RecordingError, composed_app, parse_size,
                                         record_frames)
@@ -70,7 +71,7 @@ def test_layout_read_back_with_the_mcap_library(repo, tmp_path):
     assert set(schemas) == {"demo/Number"} and schemas["demo/Number"].encoding == "jsonschema"
     schema = json.loads(schemas["demo/Number"].data)
     assert schema["prefixItems"][0]["properties"]["fields"]["properties"]["value"]["type"] == "number"
-    assert summary.chunk_indexes and all(c.compression == "lz4" for c in summary.chunk_indexes)
+    assert summary.chunk_indexes and all(c.compression == "" for c in summary.chunk_indexes)  # default: none
     attachments = list(reader.iter_attachments())
     assert [a.name for a in attachments] == ["app.json"]
     app_json = json.loads(attachments[0].data)
@@ -564,4 +565,136 @@ def test_opening_and_indexing_reads_the_index_not_the_file(tmp_path):
         middle = read.message_at("camera/cam/color", entries[30][0])  # one seek: one chunk
         assert len(entries) == 60 and middle.fields()[2]["frame"] == 30
         read_bytes = _bytes_read() - before
-    assert read_bytes < 3_000_000, f"read {read_bytes:,} of {size:,} bytes"
+    assert read_bytes < CHUNK_BYTES + 1_000_000, f"read {read_bytes:,} of {size:,} bytes"  # one chunk
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("compression", ["lz4", "zstd", "none"])
+def test_large_arrays_are_written_as_given_and_checked_by_the_mcap_library(tmp_path, compression):
+    """The recorder writes arrays from the messages' own memory, in slices: the mcap library's reader
+    (CRCs checked) must find every message's bytes equal to msgpack's own packing of the wire
+    frames, and every message index entry must point at its message in the decompressed chunk."""
+    import struct
+
+    from mcap.records import Chunk, MessageIndex
+    from mcap.stream_reader import StreamReader, get_chunk_data_stream
+
+    from graphflow.codelet import Codelet
+    from graphflow.messages import Header, Message
+    from graphflow.packs.vision.messages import Image
+    from graphflow.ports import OutputChannel, Tx
+
+    class Camera(Codelet):
+        color = Tx(Image)
+
+    channel = OutputChannel(Camera.ports()["color"], Camera("camera", "cam"))
+    rng = np.random.default_rng(1)
+    # tiny, just past the 16 kB gathering limit, past one 256 kB slice, a camera frame: both paths
+    shapes = [(1, 1, 3), (48, 114, 3), (96, 1000, 3), (480, 640, 3)] * 4
+    pictures = [rng.integers(0, 255, shape, dtype=np.uint8) for shape in shapes]
+    for pixels in pictures:
+        pixels[:, pixels.shape[1] // 2:] = 0  # half black: compressible
+    messages = [Message(Header(1.0 + i / 30, 1.0 + i / 30), Image(pixels=pixels, frame=i))
+                for i, pixels in enumerate(pictures)]
+    path = tmp_path / f"{compression}.mcap"
+    tap = Tap()
+    rec = Recorder(path, lossless=True, compression=compression, chunk_bytes=1_500_000).attach(tap)
+    for message in messages:
+        for observe in tap.on_published:
+            observe(channel, message)
+    rec.stop()
+    expected = []
+    for message in messages:  # msgpack's own packing of [header, arrays...], not the recorder's
+        frames = wire.encode(message)
+        expected.append(msgpack.packb([msgpack.unpackb(frames[0]), *(bytes(f) for f in frames[1:])]))
+    with open(path, "rb") as stream:
+        reader = make_reader(stream, validate_crcs=True)
+        got = [m.data for _, _, m in reader.iter_messages()]
+        chunks = reader.get_summary().chunk_indexes
+    assert got == expected
+    assert len(chunks) > 1 and all(c.compression == ("" if compression == "none" else compression) for c in chunks)
+    if compression != "none":
+        assert sum(c.compressed_size for c in chunks) < 0.7 * sum(c.uncompressed_size for c in chunks)
+    times = sorted(round(m.acqtime * 1e9) for m in messages)
+    indexed = []
+    with open(path, "rb") as stream:
+        for index in chunks:
+            stream.seek(index.chunk_start_offset)
+            chunk = next(StreamReader(stream, skip_magic=True, emit_chunks=True).records)
+            assert isinstance(chunk, Chunk) and chunk.uncompressed_crc != 0
+            data_stream, length = get_chunk_data_stream(chunk, validate_crc=True)
+            data = data_stream.read(length)
+            for offset in index.message_index_offsets.values():
+                stream.seek(offset)
+                entries = next(StreamReader(stream, skip_magic=True).records)
+                assert isinstance(entries, MessageIndex)
+                for log_time, position in entries.records:
+                    assert data[position] == 0x05  # a Message record starts there
+                    assert struct.unpack_from("<Q", data, position + 1 + 8 + 2 + 4)[0] == log_time
+                    indexed.append(log_time)
+    assert sorted(indexed) == times
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("compression", ["zstd", "lz4"])
+def test_chunks_that_do_not_shrink_are_stored_as_they_are_and_compression_tried_again_later(tmp_path, compression):
+    from graphflow.recording.mcap_file import PAYS, McapFile
+
+    rng = np.random.default_rng(2)
+    noise = [rng.integers(0, 256, 100_000, dtype=np.uint8) for _ in range(6)]
+    for data in noise:
+        data[85_000:] = 0  # compresses to ~0.85: less than it takes to pay
+    calm = [np.full(100_000, i, dtype=np.uint8) for i in range(6)]  # compresses to almost nothing
+    path = tmp_path / "adaptive.mcap"
+    file = McapFile(path, profile="graphflow", library="test", compression=compression, chunk_bytes=100_000)
+    channel = file.channel_id("data", "bytes", b"{}", "jsonschema", "msgpack", {})
+    for i, data in enumerate(noise + calm):  # one message, one chunk
+        file.add_message(channel, i, i, i, [data.data], data.nbytes)
+    file.finish()
+    with open(path, "rb") as stream:
+        reader = make_reader(stream, validate_crcs=True)
+        assert [m.data for _, _, m in reader.iter_messages()] == [d.tobytes() for d in noise + calm]
+        chunks = sorted(reader.get_summary().chunk_indexes, key=lambda c: c.chunk_start_offset)
+    stored = [c.compression for c in chunks]
+    # noise: compressed (no gain) → 1 stored → compressed → 2 stored → compressed → 4 stored (the
+    # first 4 calm chunks) → compressed, and it pays: every chunk after is compressed
+    c = compression
+    assert stored == [c, "", c, "", "", c, "", "", "", "", c, c]
+    assert all(PAYS * x.uncompressed_size < x.compressed_size < 0.9 * x.uncompressed_size
+               for x in chunks[:6] if x.compression)
+    assert all(x.compressed_size < 0.05 * x.uncompressed_size for x in chunks[10:])
+
+
+@pytest.mark.timeout(30)
+def test_the_publishing_thread_only_enqueues_the_writer_thread_serializes(tmp_path, monkeypatch):
+    """The tap callback runs on the graph's threads: it must put a reference on the queue and
+    nothing more; serializing (wire.encode) happens on the recorder's own thread."""
+    encoded_on = []
+    encode = wire.encode
+
+    def watched(message):
+        encoded_on.append(threading.current_thread().name)
+        return encode(message)
+
+    monkeypatch.setattr(wire, "encode", watched)
+    channel, messages = _big_messages(20)
+    tap = Tap()
+    rec = Recorder(tmp_path / "where.mcap", lossless=True).attach(tap)
+    for message in messages:
+        for observe in tap.on_published:
+            observe(channel, message)
+    rec.stop()
+    assert rec.recorded == 20
+    assert encoded_on == ["graphflow-recorder"] * 20
+
+
+@pytest.mark.parametrize("length", [0, 1, 15, 16, 255, 256, 65535, 65536, 70000])
+def test_msgpack_heads_are_msgpacks_own(length):
+    """The record's array and bin heads, written by hand around the arrays' memory, must be the ones
+    msgpack itself writes for an array of ``length`` items and a bin of ``length`` bytes."""
+    from graphflow.recording.mcap_file import msgpack_array_header, msgpack_bin_header
+
+    items = msgpack.packb([0] * length)
+    assert items.startswith(msgpack_array_header(length)) and len(items) == len(msgpack_array_header(length)) + length
+    blob = msgpack.packb(bytes(length))
+    assert blob == msgpack_bin_header(length) + bytes(length)
