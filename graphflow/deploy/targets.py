@@ -93,10 +93,10 @@ def _installed(name: str) -> bool:
 
 
 _JP6 = {"numpy": "1.26.4", "jsonschema": "4.23.0", "msgpack": "1.1.0", "pyzmq": "26.2.0", "mcap": "1.2.2",
-        "zstandard": "0.23.0", "lz4": "4.3.3", "aiohttp": "3.10.10", "onnxruntime": "1.20.1",
+        "zstandard": "0.23.0", "lz4": "4.3.3", "zlib-ng": "1.0.0", "aiohttp": "3.10.10", "onnxruntime": "1.20.1",
         "opencv-python-headless": "4.10.0.84", "numba": "0.60.0", "cupy-cuda12x": "13.6.0"}
 _JP7 = {"numpy": "2.2.6", "jsonschema": "4.23.0", "msgpack": "1.1.0", "pyzmq": "26.2.0", "mcap": "1.2.2",
-        "zstandard": "0.23.0", "lz4": "4.4.4", "aiohttp": "3.11.18", "onnxruntime": "1.22.1",
+        "zstandard": "0.23.0", "lz4": "4.4.4", "zlib-ng": "1.0.0", "aiohttp": "3.11.18", "onnxruntime": "1.22.1",
         "opencv-python-headless": "4.11.0.86", "numba": "0.61.2", "cupy-cuda13x": "14.2.0"}
 _LOCAL_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 
