@@ -16,7 +16,7 @@ from .deploy import cli as deploy_cli
 from .loader import COMMAND_LINE, AppError, AppInvalid, load_app
 from .recording import cli as recording_cli
 from .registry import Registry
-from .viewer.cli import add_viewer_arguments, open_viewer
+from .viewer.cli import add_viewer_arguments, open_viewer, start_view_server
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,6 +174,7 @@ def run_app(args, app) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     viewer = open_viewer(args)  # binds now; a taken port: one line, and the app runs without it
+    view_server = start_view_server(args, app)  # --serve-view: for `graphflow view --connect`
     previous = signal.signal(signal.SIGTERM, lambda *_: app.request_stop())
     try:
         if viewer is None:
@@ -183,6 +184,8 @@ def run_app(args, app) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
         recording_cli.stop_observers(observers)
+        if view_server is not None:
+            view_server.close()  # the final stats and END to its viewers
     report = app.report()
     if args.stats_json:
         args.stats_json.parent.mkdir(parents=True, exist_ok=True)
