@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import secrets
+import signal
 import socket
 import sys
 import tempfile
@@ -474,6 +475,9 @@ class RemoteApp:
             connection.open(ctx)
         self._thread = threading.Thread(target=self._run, name="graphflow-view-client", daemon=True)
         self._thread.start()
+        if self.app is not None:  # the app to show is known: the remotes come up in their own time
+            self._ready.set()
+            return self
         deadline = time.monotonic() + timeout
         while not all(c.info is not None for c in self.connections.values()):
             failed = next((c for c in self.connections.values() if c.error), None)
@@ -805,12 +809,57 @@ def cmd_view_connect(args) -> int:
     print(f"viewer: {session.url} — {info['name']} (pid {info['pid']} on {info['host']}) at "
           f"{_connect_text(endpoint)}; Ctrl-C to quit", file=out, flush=True)
     deadline = None if args.duration is None else time.monotonic() + args.duration
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        while deadline is None or time.monotonic() < deadline:
+        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
             time.sleep(0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic())))
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGTERM, previous)
         session.close()
         remote.close()
     return 0
+
+
+class SplitViewer:
+    """The viewer of an app split into processes, run by its supervisor: the whole app built here
+    (never run), fed by every process's view server."""
+
+    def __init__(self, session, remote: RemoteApp):
+        self.session = session
+        self.remote = remote
+
+    def linger(self) -> None:
+        deadline = self.session._deadline
+        if deadline is not None and time.monotonic() >= deadline - 0.05:
+            return  # --duration is over
+        self.session.linger()
+
+    def close(self) -> None:
+        self.session.close()
+        self.remote.close()
+
+
+def open_split_viewer(args, spec, nodes: dict[str, list[str]], endpoints: dict[str, str]) -> SplitViewer | None:
+    """The supervisor's viewer (``graphflow run`` of a split app), or None with one line when it
+    cannot start (the app runs without it, as for one process)."""
+    from ..app import App
+    from .http import ViewerError
+
+    holder: dict = {}
+    app = App(spec, clock=lambda: holder["remote"].clock() if "remote" in holder else 0.0)
+    remote = holder["remote"] = RemoteApp(endpoints, app=app, nodes=nodes)
+    remote.on_change = lambda text: log.info("viewer: %s", text)
+    try:
+        remote.connect()
+        session = serve_remote(remote, args.viewer_host, args.viewer_port, insecure=args.viewer_insecure)
+    except (ViewError, ViewerError) as exc:
+        remote.close()
+        print(f"warning: viewer off: {exc}", file=sys.stderr, flush=True)
+        return None
+    if args.duration is not None:
+        session._deadline = time.monotonic() + args.duration
+    print(f"viewer: {session.url} (the whole app: {len(endpoints)} processes)", flush=True)
+    return SplitViewer(session, remote)

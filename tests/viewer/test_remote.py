@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -152,6 +153,9 @@ def test_chromium_shows_the_remote_graph_and_an_image(remote, browser):
         page.goto(remote["url"])
         page.wait_for_selector("#graph-svg")
         page.wait_for_function("() => document.querySelectorAll('#graph-svg .node').length >= 5", timeout=15000)
+        # where the nodes run: the process badge in the top bar and on every node
+        page.wait_for_selector('#processes .badge.running[data-process="remote"]', timeout=15000)
+        assert page.locator('#graph-svg .node[data-process="remote"]').count() == 5
         # the app's own camera window opens from its ui_config and draws the remote picture
         page.wait_for_function("""() => [...document.querySelectorAll('canvas')].some(c => {
             if (!c.width || !c.height) return false;
@@ -215,3 +219,68 @@ def test_serving_the_view_off_loopback_needs_keys_or_insecure(tmp_path):
                             capture_output=True, text=True, timeout=25, env=ENV)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: --serve-view: binding tcp://0.0.0.0:* shows the app to other hosts")
+
+
+# -- an app split into processes: one viewer for all of them ---------------------------------------
+def _split_app(tmp_path, count: int) -> Path:
+    """A counter in process a, scaled and written in process b."""
+    path = tmp_path / "split.app.json"
+    path.write_text(json.dumps({
+        "name": "split", "modules": ["demo"],
+        "graph": {"nodes": [
+            {"name": "counter", "process": "a", "components": [{"name": "count", "type": "demo.Counter"}]},
+            {"name": "math", "process": "b", "components": [{"name": "scale", "type": "demo.Scale"}]},
+            {"name": "sink", "process": "b", "components": [{"name": "writer", "type": "demo.NumberWriter"}]}],
+            "edges": [{"source": "counter/count/number", "target": "math/scale/number"},
+                      {"source": "math/scale/scaled", "target": "sink/writer/number"}]},
+        "config": {"counter": {"count": {"tick_period": "20Hz", "count": count}},
+                   "math": {"scale": {"gain": 2.0}},
+                   "sink": {"writer": {"path": str(tmp_path / "numbers.jsonl")}}}}))
+    return path
+
+
+@pytest.mark.timeout(120)
+def test_the_viewer_of_a_split_app_shows_every_process_its_nodes_stats_and_crossing_channels(tmp_path):
+    supervisor = subprocess.Popen(graphflow("run", str(_split_app(tmp_path, 0)), "--viewer-port", "0",
+                                            "--duration", "60", "--quiet"),
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV,
+                                  start_new_session=True)
+    try:
+        url = Output(supervisor).find(r"viewer: (http://\S+/) \(the whole app: 2 processes\)").group(1)
+        graph = _get(url + "api/graph")
+        assert {n["name"]: n["process"] for n in graph["nodes"]} == {"counter": "a", "math": "b", "sink": "b"}
+        crossing = [e for e in graph["edges"] if e["source_process"] != e["target_process"]]
+        assert [(e["source"], e["source_process"], e["target_process"]) for e in crossing] == \
+            [("counter/count/number", "a", "b")]
+        assert graph["processes"]["a"]["nodes"] == ["counter"] and graph["processes"]["b"]["nodes"] == ["math", "sink"]
+        stats = wait_for(lambda: (s := _get(url + "api/stats"))["processes"]["b"]["connected"]
+                         and s["processes"]["a"]["connected"] and "math/scale" in s["components"]
+                         and s["components"]["math/scale"]["ticks"] > 3 and s, timeout=30, message="both processes")
+        pids = {name: p["pid"] for name, p in stats["processes"].items()}
+        children = {pid for pid in pids.values()}
+        assert len(children) == 2 and supervisor.pid not in children
+        for pid in children:  # the pids are the supervisor's own children (the processes of the app)
+            assert Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1] == str(supervisor.pid)
+        assert "counter/count" in stats["processes"]["a"]["components"]
+        assert "math/scale" in stats["processes"]["b"]["components"]
+        # a message of process b's channel, shown by the one viewer
+        message = wait_for(lambda: _try(url + "api/messages/math/scale/scaled/latest"), timeout=10, message="b's message")
+        assert message["payload"]["value"]["value"] % 2 == 0
+    finally:
+        _stop(supervisor)
+
+
+@pytest.mark.timeout(120)
+def test_the_job_report_of_a_split_app_lists_the_channels_across_processes(tmp_path):
+    result = subprocess.run(graphflow("run", str(_split_app(tmp_path, 30)), "--no-viewer",
+                                      "--stats-json", str(tmp_path / "report.json")),
+                            capture_output=True, text=True, timeout=100, env=ENV)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    [crossing] = report["crossings"]
+    assert (crossing["source"], crossing["from"], crossing["to"]) == ("counter/count/number", "a", "b")
+    assert crossing["targets"] == ["math/scale/number"]
+    assert crossing["sent"] == crossing["received"] == 30 and crossing["dropped"] == 0
+    assert "channels across processes" in result.stdout
+    line = next(line for line in result.stdout.splitlines() if line.startswith("counter/count/number") and "→" in line)
+    assert line.split()[1:6] == ["a", "→", "b", "30", "30"]
