@@ -284,3 +284,38 @@ def test_the_job_report_of_a_split_app_lists_the_channels_across_processes(tmp_p
     assert "channels across processes" in result.stdout
     line = next(line for line in result.stdout.splitlines() if line.startswith("counter/count/number") and "→" in line)
     assert line.split()[1:6] == ["a", "→", "b", "30", "30"]
+
+
+@pytest.mark.timeout(120)
+def test_with_curve_keys_the_right_server_key_connects_and_a_wrong_one_is_one_clear_line(tmp_path):
+    from graphflow.channels.security import make_keys
+
+    make_keys("app", tmp_path / "keys")
+    make_keys("other", tmp_path / "keys")
+    app = subprocess.Popen(graphflow("run", str(REPO / "apps" / "demo.app.json"), "--no-viewer", "--quiet",
+                                     "--set", "ticker/ones/count=100000", "--set", "ticker/tens/count=100000",
+                                     "--set", f"sink/writer/path={tmp_path}/n.jsonl", "--duration", "60",
+                                     "--serve-view", "0", "--serve-view-key", str(tmp_path / "keys" / "app.key_secret")),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
+    try:
+        address = Output(app).find(r"view --connect (\S+)\)").group(1)
+        wrong = subprocess.run(graphflow("view", "--connect", address, "--server-key", str(tmp_path / "keys" / "other.key"),
+                                         "--timeout", "5", "--viewer-port", "0"),
+                               capture_output=True, text=True, timeout=30, env=ENV)
+        assert wrong.returncode == 2
+        [line] = wrong.stderr.strip().splitlines()
+        assert line.startswith(f"error: cannot connect to tcp://{address}: security handshake failed"), line
+        plain = subprocess.run(graphflow("view", "--connect", address, "--timeout", "2", "--viewer-port", "0"),
+                               capture_output=True, text=True, timeout=30, env=ENV)
+        assert plain.returncode == 2 and plain.stderr.count("\n") == 1, plain.stderr
+        right = subprocess.Popen(graphflow("view", "--connect", address, "--server-key", str(tmp_path / "keys" / "app.key"),
+                                           "--viewer-port", "0", "--duration", "30"),
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
+        try:
+            url = Output(right).find(r"viewer: (http://\S+/)").group(1)
+            assert _get(url + "api/graph")["name"] == "demo"
+            wait_for(lambda: _try(url + "api/messages/ticker/ones/number/latest"), timeout=10, message="a message")
+        finally:
+            _stop(right)
+    finally:
+        _stop(app)
