@@ -35,6 +35,7 @@ FORMAT_VERSION = 1
 BLOB_MAGIC = b"GFWB"
 _ALIGN = 64
 _ARRAY_KEYS = frozenset(("__nd__", "dtype", "shape"))
+_NUMBERS = (int, float)
 _HEADER_KINDS = (("type", str), ("schema", str), ("uuid", str), ("acqtime", (int, float)),
                  ("pubtime", (int, float)), ("fields", dict))
 
@@ -134,7 +135,8 @@ def _field_names(message_type: type) -> frozenset:
 def decode_fields(frames: Sequence) -> tuple[str, dict, dict]:
     """(type name, header {uuid, acqtime, pubtime, schema}, fields) without the type's pack:
     nested messages and records are plain dicts, arrays read-only numpy views."""
-    if isinstance(frames, (bytes, bytearray, memoryview)) or not isinstance(frames, Sequence) or not frames:
+    if type(frames) is not list and (isinstance(frames, (bytes, bytearray, memoryview))
+                                     or not isinstance(frames, Sequence)) or not frames:  # (list: the fast case)
         raise WireError("no frames: a message is a list of one header frame and its array frames")
     arrays_used: set[int] = set()
 
@@ -176,9 +178,13 @@ def decode_fields(frames: Sequence) -> tuple[str, dict, dict]:
         raise WireError("not a graphflow message (no format version in the header frame)")
     if head["v"] != FORMAT_VERSION:
         raise WireError(f"wire format version {head['v']!r}; this graphflow reads version {FORMAT_VERSION}")
-    for key, kind in _HEADER_KINDS:
-        if not isinstance(head.get(key), kind) or isinstance(head.get(key), bool):
-            raise WireError(f"header field {key!r} is missing or of the wrong type")
+    get = head.get
+    if not (type(get("type")) is str and type(get("schema")) is str and type(get("uuid")) is str  # (fast path:
+            and type(get("acqtime")) in _NUMBERS and type(get("pubtime")) in _NUMBERS  # msgpack's own types)
+            and type(get("fields")) is dict):
+        for key, kind in _HEADER_KINDS:
+            if not isinstance(get(key), kind) or isinstance(get(key), bool):
+                raise WireError(f"header field {key!r} is missing or of the wrong type")
     if len(arrays_used) != len(frames) - 1:
         raise WireError(f"{len(frames) - 1} array frames, but the header refers to {len(arrays_used)}")
     header = {"uuid": head["uuid"], "acqtime": float(head["acqtime"]), "pubtime": float(head["pubtime"]),
