@@ -7,12 +7,14 @@ receiver process; the receiver notes (receive time - send time) on the shared mo
 - latency: messages sent at a steady rate (1 kHz small, 50 Hz large), so nothing queues:
   p50 and p90 of the one-way latency in ms.
 - throughput: messages sent as fast as the sender can, nothing dropped: messages/s received.
-Transports:
+Transports (and one reference):
 - graphflow: two `graphflow run` apps, a source → net.Publisher and net.Subscriber → a sink, over
   ipc:// (the 4 MB frames through shared memory: one copy).
 - pyzmq: PUSH → PULL over ipc:// (what ZeroMQ does alone; no typing, no flow control): small
   frames sent and received with copy=True, 4 MB ones with copy=False (pyzmq's zero-copy frames
   cost more than they save below ~64 KB).
+- 1 process: the same graphflow source → sink in one process, no hop (a reference: the most a
+  hop can reach while each end ticks once per message).
 - dora: dora-rs 1.1.0 (`pip install dora-rs-cli==1.1.0 dora-rs==1.1.0`), a sender → receiver
   dataflow of two Python nodes (`dora run`), arrow arrays, input queue large enough to drop nothing.
 """
@@ -115,6 +117,22 @@ def graphflow_hop(work: Path, size: int, count: int, period: float) -> dict:
     if sending.returncode or receiving.returncode:
         raise RuntimeError("graphflow hop failed")
     return json.loads((work / "gf.json").read_text())
+
+
+def in_process(work: Path, size: int, count: int, period: float) -> dict:
+    """The same source → sink in one graphflow process (no hop): the ceiling a hop approaches,
+    since each end still ticks once per message."""
+    module = str(Path(__file__).resolve())
+    app = {"name": "bench_local", "modules": [module], "graph": {"nodes": [
+        {"name": "src", "components": [{"name": "source", "type": "bench_channels.BlobSource"}]},
+        {"name": "sink", "components": [{"name": "sink", "type": "bench_channels.BlobSink"}]}],
+        "edges": [{"source": "src/source/out", "target": "sink/sink/blob", "queue": {"size": 256, "policy": "block"}}]},
+        "config": {"src": {"source": {"size": size, "count": count, "tick_period": period}},
+                   "sink": {"sink": {"out": str(work / "local.json")}}}}
+    (work / "local.app.json").write_text(json.dumps(app))
+    subprocess.run([sys.executable, "-m", "graphflow.cli", "run", "--no-viewer", "--quiet", str(work / "local.app.json")],
+                   env=_env(), stderr=subprocess.DEVNULL, timeout=600, check=True)
+    return json.loads((work / "local.json").read_text())
 
 
 _PYZMQ_SENDER = """
@@ -235,7 +253,7 @@ def main() -> None:
     parser.add_argument("--skip-dora", action="store_true")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    transports = {"graphflow": graphflow_hop, "pyzmq": pyzmq_hop}
+    transports = {"graphflow": graphflow_hop, "pyzmq": pyzmq_hop, "1 process": in_process}
     if not args.skip_dora:
         if shutil.which("dora"):
             transports["dora"] = dora_hop

@@ -296,16 +296,17 @@ def cmd_eval(args) -> int:
 
 def cmd_schemas(args) -> int:
     from .loader import SCHEMA_DIR
-    from .messages import HEADER_SCHEMA, message_types, wire_schema
+    from .messages import message_types
+    from .wire import frame_schema, header_schema
 
     registry = Registry()
     registry.load_all()
     packs = tuple(module.__name__.rpartition(".")[0] or module.__name__ for module in registry.packs.values())
     out = args.out or SCHEMA_DIR / "messages"
-    files = {"header.schema.json": HEADER_SCHEMA}
+    files = {"header.schema.json": header_schema()}
     for name, cls in message_types().items():
         if cls.__module__.startswith(packs):  # only installed packs, not types a test defined
-            files[f"{name.replace('/', '.')}.schema.json"] = wire_schema(cls)
+            files[f"{name.replace('/', '.')}.schema.json"] = frame_schema(cls)
     stale = []
     for filename, schema in sorted(files.items()):
         text = json.dumps(schema, indent=2) + "\n"

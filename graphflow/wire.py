@@ -204,6 +204,63 @@ def _bytes_view(frame: Any) -> memoryview:
     return view
 
 
+# -- JSON Schemas of the header frame (schemas/messages, `graphflow schemas`) ---------------------
+SCHEMA_BASE = "https://graphflow.dev/schemas/messages/"
+_ARRAY_SCHEMA = {"type": "object", "description": "A numpy array; its C-order bytes are frame 1 + __nd__.",
+                 "properties": {"__nd__": {"type": "integer", "minimum": 0,
+                                           "description": "index of its bytes among the array frames"},
+                                "dtype": {"type": "string", "description": "numpy dtype string, e.g. '<f4'"},
+                                "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}}},
+                 "required": ["__nd__", "dtype", "shape"], "additionalProperties": False}
+_HEADER_PROPERTIES = {
+    "v": {"const": FORMAT_VERSION, "description": "wire format version"},
+    "type": {"type": "string", "description": "the message type's wire name, e.g. 'vision/Image'"},
+    "schema": {"type": "string", "pattern": "^[0-9a-f]{12}$",
+               "description": "schema version: 12 hex digits of the sha256 of the type's fields (wire.schema_version)"},
+    "uuid": {"type": "string", "description": "random UUID of this message"},
+    "acqtime": {"type": "number", "description": "acquisition time, seconds on the app clock"},
+    "pubtime": {"type": "number", "description": "publication time, seconds on the app clock"},
+    "fields": {"type": "object", "description": "the payload's fields; arrays as {__nd__, dtype, shape}"},
+}
+
+
+def header_schema() -> dict:
+    """JSON Schema (draft 2020-12) of any message's header frame (``frames[0]``, msgpack)."""
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_BASE + "header.schema.json",
+            "title": "graphflow message header frame",
+            "description": "frames[0] of graphflow.wire.encode: a msgpack map; frames[1:] are the arrays' bytes. "
+                           "A blob (wire.pack) is b'GFWB', uint32 frame count, uint64 length per frame, then the "
+                           "frames, each at a multiple of 64 bytes.",
+            "type": "object", "properties": _HEADER_PROPERTIES, "required": list(_HEADER_PROPERTIES),
+            "additionalProperties": False, "$defs": {"array": _ARRAY_SCHEMA}}
+
+
+def frame_schema(message_type: type[MessageType]) -> dict:
+    """JSON Schema of the header frame of one type's messages: the header with its type name and
+    schema version fixed, and the type's fields (arrays as their ``__nd__`` references)."""
+    from .messages import wire_schema
+
+    declared = wire_schema(message_type)
+    name = message_type.wire_name
+    properties = dict(_HEADER_PROPERTIES, type={"const": name}, schema={"const": schema_version(message_type)},
+                      fields=_array_references(declared["properties"]["payload"]))
+    return {"$schema": declared["$schema"], "$id": SCHEMA_BASE + f"{name.replace('/', '.')}.schema.json",
+            "title": name, "description": declared["description"], "type": "object", "properties": properties,
+            "required": list(properties), "additionalProperties": False}
+
+
+def _array_references(schema: Any) -> Any:
+    """A payload schema with each inline array (dtype, shape, data) as the frame reference it is."""
+    if isinstance(schema, dict):
+        properties = schema.get("properties")
+        if isinstance(properties, dict) and {"dtype", "shape", "data"} <= properties.keys():
+            return dict(_ARRAY_SCHEMA, description=schema.get("description", _ARRAY_SCHEMA["description"]))
+        return {key: _array_references(value) for key, value in schema.items()}
+    if isinstance(schema, list):
+        return [_array_references(value) for value in schema]
+    return schema
+
+
 # -- one blob ----------------------------------------------------------------------------------
 def pack(message: Message) -> bytes:
     """The frames of :func:`encode` in one contiguous blob (one copy of the arrays)."""
