@@ -98,8 +98,53 @@ def encode(message: Message) -> list:
     header = message.header
     head = {"v": FORMAT_VERSION, "type": payload.wire_name, "schema": schema_version(type(payload)),
             "uuid": header.uuid, "acqtime": header.acqtime, "pubtime": header.pubtime,
-            "fields": payload.to_wire(out_of_band)}
+            "fields": _flat_to_wire(payload, out_of_band) or payload.to_wire(out_of_band)}
     return [msgpack.packb(head, use_bin_type=True)] + buffers
+
+
+# A flat type (every field an array or a plain scalar: most small messages) maps its fields
+# without MessageType.to_wire / from_wire's walk over the annotations: the same result, found
+# once per type; any value off that plan takes the general path.
+_SCALARS = (float, int, str, bool)
+_FLAT: dict[type, Any] = {}
+
+
+def _flat_plan(message_type: type) -> tuple | None:
+    """((field name, is an array), ...) of a flat type; None for the others."""
+    plan = _FLAT.get(message_type, False)
+    if plan is False:
+        hints = typing.get_type_hints(message_type)
+        fields = [(f.name, hints[f.name]) for f in dataclasses.fields(message_type)]
+        flat = all(hint is np.ndarray or hint in _SCALARS for _, hint in fields)
+        plan = _FLAT[message_type] = tuple((name, hint is np.ndarray) for name, hint in fields) if flat else None
+    return plan
+
+
+def _flat_to_wire(payload: Any, out_of_band) -> dict | None:
+    plan = _flat_plan(type(payload))
+    if plan is None:
+        return None
+    fields = {}
+    for name, is_array in plan:
+        value = getattr(payload, name)
+        kind = type(value)
+        if kind is np.ndarray:
+            fields[name] = out_of_band(value)
+        elif (kind in _SCALARS or value is None) and not is_array:
+            fields[name] = value
+        else:  # a CuPy array, a numpy scalar, ...: the general path knows
+            return None
+    return fields or None
+
+
+def _flat_from_wire(message_type: type, fields: dict):
+    plan = _flat_plan(message_type)
+    if plan is None:
+        return None
+    for name, is_array in plan:
+        if name in fields and (type(fields[name]) is np.ndarray) is not is_array and fields[name] is not None:
+            return None  # not what the plan expects (an inline array, ...): the general path
+    return message_type(**fields)
 
 
 def decode(frames: Sequence) -> Message:
@@ -115,7 +160,7 @@ def decode(frames: Sequence) -> Message:
     if surplus:
         raise WireError(f"{name}: fields do not match the declaration: no field {sorted(surplus)[0]!r}")
     try:
-        payload = message_type.from_wire(fields)
+        payload = _flat_from_wire(message_type, fields) or message_type.from_wire(fields)
     except Exception as error:  # fields that do not fit the declaration, whatever the mismatch
         raise WireError(f"{name}: fields do not match the declaration: {error}") from None
     freeze(payload)
