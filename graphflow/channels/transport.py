@@ -14,9 +14,9 @@ receiver's routing id):
                         MSG [[seq, refs, n], ...], then per message its n graphflow.wire frames
                         (arrays of 64 KB and more go through shared memory on one host: refs
                         name them)
-                        PACK [[seq, length], ...], blob: small messages (under 64 KB), each
-                        its frames in one graphflow.wire blob (``wire.pack_frames``), the
-                        blobs back to back in one ZeroMQ frame (one copy of a few bytes
+                        PACK [[seq, [frame length, ...]], ...], blob: small messages (under
+                        64 KB), their graphflow.wire frames back to back in one ZeroMQ frame,
+                        each frame starting at a multiple of 16 bytes (one copy of a few bytes
                         costs less than a zero-copy frame per message)
                         END seq           the sender's graph has drained
                         PING, WHO         heartbeat; "who are you?" to an unknown receiver
@@ -60,6 +60,8 @@ SHM_THRESHOLD = 64 * 1024
 BATCH_MESSAGES = 64  # small messages waiting for one receiver go out together, up to these
 BATCH_BYTES = 256 * 1024
 PACK_BYTES = 64 * 1024  # messages smaller than this go packed, several in one frame
+PACK_ALIGN = 16         # where each packed frame starts (so the arrays' views are aligned)
+_PADDING = [bytes(n) for n in range(PACK_ALIGN)]
 MAX_MESSAGE_BYTES = 1 << 30
 
 _HOST = f"{socket.gethostname()}:{open('/proc/sys/kernel/random/boot_id').read().strip() if os.path.exists('/proc/sys/kernel/random/boot_id') else ''}"
@@ -154,7 +156,7 @@ class _Outgoing:
         self.refs = refs          # [[array index, segment, size, nbytes], ...] for one on this host
         self.segments = segments  # the segments refs name
         self.inline = inline      # array frames with the shared-memory ones left empty
-        self.packed = packed      # a small message: its frames in one blob (sent in a PACK)
+        self.packed = packed      # a small message: (frame lengths, its frames in one padded blob)
 
 
 class _Peer:
@@ -271,7 +273,7 @@ class Sender:
         frames = wire.encode(message)
         head, arrays = frames[0], frames[1:]
         if len(head) + sum(a.nbytes for a in arrays) < PACK_BYTES:
-            return _Outgoing(head, arrays, None, (), arrays, wire.pack_frames(frames))
+            return _Outgoing(head, arrays, None, (), arrays, _pack(frames))
         refs, segments, inline = None, [], arrays
         if self.pool is not None and any(a.nbytes >= self.shm_threshold for a in arrays):
             with self._lock:
@@ -509,9 +511,10 @@ class Sender:
         while peer.credit > 0 and pending and len(meta) < BATCH_MESSAGES and size < BATCH_BYTES \
                 and pending[0][1].packed is not None:
             seq, outgoing = pending.popleft()
-            meta.append((seq, len(outgoing.packed)))
-            blobs.append(outgoing.packed)
-            size += len(outgoing.packed)
+            lengths, blob = outgoing.packed
+            meta.append((seq, lengths))
+            blobs.append(blob)
+            size += len(blob)
             peer.credit -= 1
         peer.sent += len(meta)
         self.sent += len(meta)
@@ -791,23 +794,35 @@ class Receiver:
         return any_good
 
     def _packed(self, frames) -> bool:
-        """Decode one PACK: small messages, each a wire blob, back to back in one frame."""
+        """Decode one PACK: small messages, their frames back to back (aligned) in one frame."""
         try:
             meta = msgpack.unpackb(frames[1].bytes) if len(frames) == 3 else None
             blob = frames[2].buffer if meta is not None else None
             if not isinstance(meta, list) or not meta or not all(
-                    isinstance(entry, list) and len(entry) == 2 and type(entry[1]) is int and entry[1] > 0
-                    for entry in meta) or sum(entry[1] for entry in meta) != len(blob):
+                    type(entry) is list and len(entry) == 2 and type(entry[1]) is list and entry[1]
+                    and all(type(n) is int and n >= 0 for n in entry[1]) for entry in meta):
                 raise wire.WireError("bad pack index frame")
+            end = 0
+            for _, lengths in meta:
+                for length in lengths:
+                    end = -(-end // PACK_ALIGN) * PACK_ALIGN + length
+            end = -(-end // PACK_ALIGN) * PACK_ALIGN  # (the last frame is padded too)
+            if end != len(blob):
+                raise wire.WireError(f"pack index describes {end} bytes; the pack has {len(blob)}")
         except Exception as exc:
             self._bad(exc)
             return False
         position, good = 0, []
-        for seq, length in meta:
+        for seq, lengths in meta:
+            body = []
+            for length in lengths:
+                position = -(-position // PACK_ALIGN) * PACK_ALIGN
+                body.append(blob[position:position + length])
+                position += length
             try:
-                if length > self.max_message_bytes:
-                    raise wire.WireError(f"{length} bytes is beyond the size cap of {self.max_message_bytes}")
-                message = wire.decode(wire.unpack_frames(blob[position:position + length]))
+                if sum(lengths) > self.max_message_bytes:
+                    raise wire.WireError(f"{sum(lengths)} bytes is beyond the size cap of {self.max_message_bytes}")
+                message = wire.decode(body)
                 if type(message.payload) is not self.message_type:
                     raise wire.WireError(f"a {message.payload.wire_name} on a {self.type_name} channel")
             except (wire.WireError, ValueError, TypeError, IndexError) as exc:
@@ -815,7 +830,6 @@ class Receiver:
             else:
                 self._count_seq(seq)
                 good.append(message)
-            position += length
         if good:
             self.received += len(good)  # counted before a taker can see them
             with self._lock:
@@ -864,6 +878,18 @@ class Receiver:
         freed, waker = self._freed, self._waker
         weakref.finalize(view, _segment_freed, freed, waker, name)
         return view
+
+
+def _pack(frames: list) -> tuple[list, bytes]:
+    """A small message for a PACK: (its frames' lengths, the frames in one blob, each padded to
+    start at a multiple of PACK_ALIGN within the pack; every blob's length is such a multiple)."""
+    lengths, parts = [], []
+    for frame in frames:
+        length = len(frame) if type(frame) is bytes else frame.nbytes
+        lengths.append(length)
+        parts.append(frame)
+        parts.append(_PADDING[-length % PACK_ALIGN])
+    return lengths, b"".join(parts)
 
 
 def _segment_freed(freed: deque, waker: _Waker, name: str) -> None:
