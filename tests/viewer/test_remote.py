@@ -319,3 +319,37 @@ def test_with_curve_keys_the_right_server_key_connects_and_a_wrong_one_is_one_cl
             _stop(right)
     finally:
         _stop(app)
+
+
+@pytest.mark.timeout(120)
+def test_the_viewer_notices_a_remote_app_that_dies_and_resumes_when_it_is_started_again(tmp_path):
+    import socket
+
+    with socket.socket() as probe:  # a free port, for both runs of the app
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = graphflow("run", str(REPO / "apps" / "demo.app.json"), "--no-viewer", "--quiet", "--duration", "60",
+                        "--serve-view", str(port), "--set", "ticker/ones/count=100000", "--set",
+                        "ticker/tens/count=100000", "--set", f"sink/writer/path={tmp_path}/n.jsonl")
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
+    second = view = None
+    try:
+        Output(first).find(r"view --connect")
+        view = subprocess.Popen(graphflow("view", "--connect", f"127.0.0.1:{port}", "--viewer-port", "0",
+                                          "--duration", "60"),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
+        said = Output(view)
+        url = said.find(r"viewer: (http://\S+/)").group(1)
+        assert _get(url + "api/stats")["processes"]["remote"]["pid"] == first.pid
+        first.kill()
+        said.find(rf"lost remote at tcp://127.0.0.1:{port} \(silent 3 s\)", timeout=10)
+        assert _get(url + "api/stats")["processes"]["remote"]["connected"] is False
+        second = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
+        said.find(rf"restarted \(pid {second.pid}\)", timeout=30)
+        stats = wait_for(lambda: (s := _get(url + "api/stats"))["processes"]["remote"]["connected"] and s,
+                         timeout=10, message="connected again")
+        assert stats["processes"]["remote"]["pid"] == second.pid
+    finally:
+        for process in (view, second, first):
+            if process is not None:
+                _stop(process)
