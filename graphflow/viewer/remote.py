@@ -56,7 +56,8 @@ log = logging.getLogger("graphflow.viewer.remote")
 DEFAULT_PORT = 5570
 PROTOCOL = 1
 STATS_S = 0.5          # stats pushed this often
-LATEST_S = 1.0         # unwatched channels: their newest message this often
+LATEST_S = 1.0         # unwatched channels: their newest message this often ...
+LATEST_BYTES = 256 * 1024  # ... when it is smaller than this (a device's link is not a memory bus)
 HEARTBEAT_S = 0.5
 SILENT_S = 3.0         # a peer silent this long is gone
 SEND_HWM = 64          # messages queued per client in ZeroMQ before that client drops
@@ -299,17 +300,21 @@ class ViewServer:
                 self._send_message(sock, clients, name, message)
 
     def _send_latest(self, sock, clients=None) -> None:
-        """The newest message of every channel a client does not watch, if it has not had it."""
+        """The newest message of every channel a client does not watch, if it has not had it and
+        it is small (a large one goes only to a client that watches its channel)."""
         channels = self.app.channels()
         for client in clients or list(self._clients.values()):
             for name, tx in channels.items():
                 message = tx.last
                 if message is None or name in client.watched or client.sent_latest.get(name) == message.header.uuid:
                     continue
-                self._send_message(sock, [client], name, message)
+                self._send_message(sock, [client], name, message, LATEST_BYTES)
 
-    def _send_message(self, sock, clients, name: str, message) -> None:
-        frames = [b"MSG", name.encode(), *wire.encode(message)]
+    def _send_message(self, sock, clients, name: str, message, limit: int | None = None) -> None:
+        encoded = wire.encode(message)
+        if limit is not None and sum(len(f) if type(f) is bytes else f.nbytes for f in encoded) >= limit:
+            return
+        frames = [b"MSG", name.encode(), *encoded]
         copy = sum(len(f) for f in frames) < 65536  # zero-copy costs more than it saves below ~64 KB
         for client in clients:
             if self._send(sock, client, frames, copy):
@@ -457,6 +462,7 @@ class RemoteApp:
         self._thread: threading.Thread | None = None
         self._waker = transport._Waker()
         self._pending_config: deque = deque()
+        self.sent_channels: set = set()  # channels whose messages have come
 
     # -- the clock the local app reads ---------------------------------------------------------------
     def clock(self) -> float:
@@ -638,6 +644,7 @@ class RemoteApp:
         tx.published += 1
         tx.last_time = message.pubtime
         tx.last = message
+        self.sent_channels.add(name)
         for observe in self.app.tap.on_published:
             observe(tx, message)
 
@@ -740,6 +747,15 @@ class RemoteApi(Api):
         report["now"] = self.now()
         report["finished"] = self.finished
         return report
+
+    def latest(self, channel: str):
+        tx, message = super().latest(channel)
+        if message is None and channel not in self.remote.sent_channels:
+            counts = self.remote.stats()["channels"].get(channel, {})
+            if counts.get("messages"):  # it did publish there: its messages are large, sent only when watched
+                raise ApiError(404, f"channel {channel!r}: its messages are over {LATEST_BYTES >> 10} KB; the remote "
+                                    f"app sends them only while a window shows the channel (open one)")
+        return tx, message
 
     def channels(self) -> list[dict]:
         remote = self.remote.stats()

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -107,6 +108,11 @@ def test_the_remote_apps_graph_stats_and_messages_show_in_the_local_viewer(remot
     assert message["type"] == "demo/Number"
     value = message["payload"]["value"]["value"]
     assert value % 2 == 0 and value > 0  # gain 2 over a counter: an even number, sent by the remote app
+    # a large message (the 2.6 MB picture) crosses only for a window that shows it: until then, a clear 404
+    assert later["channels"][TEST_APP.image]["messages"] > 0
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        _get(url + f"api/messages/{TEST_APP.image}/latest")
+    assert refused.value.code == 404 and "only while a window shows the channel" in json.loads(refused.value.read())["error"]
 
 
 @pytest.mark.timeout(90)
