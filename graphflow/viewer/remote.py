@@ -23,8 +23,8 @@ The protocol (ZeroMQ multipart; the client is a DEALER, the server a ROUTER):
     server → client   STATS (JSON, twice a second), MSG channel + graphflow.wire frames,
                       END (the app finished; final STATS first), PING
 
-Unwatched channels still get their newest message once a second (the inspector, the latest
-route). A client that falls behind loses messages for itself (the server's send queue is short
+Unwatched channels still get their newest message once a second when it is under 256 KB (the
+latest route; a larger one crosses only while a window shows its channel). A client that falls behind loses messages for itself (the server's send queue is short
 and never blocks the graph); one silent for 3 s is dropped, and reconnects by itself.
 """
 from __future__ import annotations
