@@ -261,6 +261,7 @@ def test_the_viewer_of_a_split_app_shows_every_process_its_nodes_stats_and_cross
         assert graph["processes"]["a"]["nodes"] == ["counter"] and graph["processes"]["b"]["nodes"] == ["math", "sink"]
         stats = wait_for(lambda: (s := _get(url + "api/stats"))["processes"]["b"]["connected"]
                          and s["processes"]["a"]["connected"] and "math/scale" in s["components"]
+                         and "counter/count" in s["components"]  # (each one's stats come just after its hello)
                          and s["components"]["math/scale"]["ticks"] > 3 and s, timeout=30, message="both processes")
         pids = {name: p["pid"] for name, p in stats["processes"].items()}
         children = {pid for pid in pids.values()}
