@@ -7,10 +7,14 @@ receiver process; the receiver notes (receive time - send time) on the shared mo
 - latency: messages sent at a steady rate (1 kHz small, 50 Hz large), so nothing queues:
   p50 and p90 of the one-way latency in ms.
 - throughput: messages sent as fast as the sender can, nothing dropped: messages/s received.
-Transports:
+Transports (and one reference):
 - graphflow: two `graphflow run` apps, a source → net.Publisher and net.Subscriber → a sink, over
   ipc:// (the 4 MB frames through shared memory: one copy).
-- pyzmq: PUSH → PULL over ipc://, copy=False (what ZeroMQ does alone; no typing, no flow control).
+- pyzmq: PUSH → PULL over ipc:// (what ZeroMQ does alone; no typing, no flow control): small
+  frames sent and received with copy=True, 4 MB ones with copy=False (pyzmq's zero-copy frames
+  cost more than they save below ~64 KB).
+- 1 process: the same graphflow source → sink in one process, no hop (a reference: the most a
+  hop can reach while each end ticks once per message).
 - dora: dora-rs 1.1.0 (`pip install dora-rs-cli==1.1.0 dora-rs==1.1.0`), a sender → receiver
   dataflow of two Python nodes (`dora run`), arrow arrays, input queue large enough to drop nothing.
 """
@@ -115,18 +119,32 @@ def graphflow_hop(work: Path, size: int, count: int, period: float) -> dict:
     return json.loads((work / "gf.json").read_text())
 
 
+def in_process(work: Path, size: int, count: int, period: float) -> dict:
+    """The same source → sink in one graphflow process (no hop): the ceiling a hop approaches,
+    since each end still ticks once per message."""
+    module = str(Path(__file__).resolve())
+    app = {"name": "bench_local", "modules": [module], "graph": {"nodes": [
+        {"name": "src", "components": [{"name": "source", "type": "bench_channels.BlobSource"}]},
+        {"name": "sink", "components": [{"name": "sink", "type": "bench_channels.BlobSink"}]}],
+        "edges": [{"source": "src/source/out", "target": "sink/sink/blob", "queue": {"size": 256, "policy": "block"}}]},
+        "config": {"src": {"source": {"size": size, "count": count, "tick_period": period}},
+                   "sink": {"sink": {"out": str(work / "local.json")}}}}
+    (work / "local.app.json").write_text(json.dumps(app))
+    subprocess.run([sys.executable, "-m", "graphflow.cli", "run", "--no-viewer", "--quiet", str(work / "local.app.json")],
+                   env=_env(), stderr=subprocess.DEVNULL, timeout=600, check=True)
+    return json.loads((work / "local.json").read_text())
+
+
 _PYZMQ_SENDER = """
-import sys, time, numpy as np, zmq
-import os
+import os, struct, sys, time, numpy as np, zmq
 endpoint, size, count, period, done = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
 context = zmq.Context()
 sock = context.socket(zmq.PUSH); sock.connect(endpoint)
 time.sleep(1.0)
 payload = np.zeros(size, np.uint8)
-stamp = np.zeros(1, np.float64)
+pack = struct.Struct("<d").pack
 for i in range(count):
-    stamp[0] = time.monotonic()
-    sock.send_multipart([stamp.tobytes(), payload], copy=size < 65536)
+    sock.send_multipart([pack(time.monotonic()), payload], copy=size < 65536)
     if period:
         time.sleep(period)
 while not os.path.exists(done):  # (closing at once lost the last messages still queued, measured)
@@ -136,15 +154,16 @@ context.term()
 """
 
 _PYZMQ_RECEIVER = """
-import sys, json, time, numpy as np, zmq
-endpoint, count, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+import sys, json, struct, time, numpy as np, zmq
+endpoint, count, out, small = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] == "1"
 sock = zmq.Context().socket(zmq.PULL); sock.bind(endpoint)
 latency, arrivals = [], []
+unpack = struct.Struct("<d").unpack
 for _ in range(count):
-    stamp, payload = sock.recv_multipart(copy=False)
+    stamp, payload = sock.recv_multipart(copy=small)
     now = time.monotonic()
-    view = np.frombuffer(payload.buffer, np.uint8)
-    latency.append((now - np.frombuffer(stamp.buffer, np.float64)[0]) * 1e3)
+    view = np.frombuffer(payload if small else payload.buffer, np.uint8)
+    latency.append((now - unpack(stamp if small else stamp.bytes)[0]) * 1e3)
     arrivals.append(now)
 json.dump({"latency_ms": latency, "arrivals": arrivals}, open(out + ".tmp", "w"))
 import os; os.rename(out + ".tmp", out)
@@ -153,7 +172,8 @@ import os; os.rename(out + ".tmp", out)
 
 def pyzmq_hop(work: Path, size: int, count: int, period: float) -> dict:
     endpoint = f"ipc://{work}/zmq.sock"
-    receiving = subprocess.Popen([sys.executable, "-c", _PYZMQ_RECEIVER, endpoint, str(count), str(work / "zmq.json")])
+    receiving = subprocess.Popen([sys.executable, "-c", _PYZMQ_RECEIVER, endpoint, str(count), str(work / "zmq.json"),
+                                  "1" if size < 65536 else "0"])
     deadline = time.monotonic() + 30
     while not (work / "zmq.sock").exists() and time.monotonic() < deadline:
         time.sleep(0.05)  # bound before the sender connects (a PUSH to a path not yet bound can lose its queue)
@@ -233,7 +253,7 @@ def main() -> None:
     parser.add_argument("--skip-dora", action="store_true")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    transports = {"graphflow": graphflow_hop, "pyzmq": pyzmq_hop}
+    transports = {"graphflow": graphflow_hop, "pyzmq": pyzmq_hop, "1 process": in_process}
     if not args.skip_dora:
         if shutil.which("dora"):
             transports["dora"] = dora_hop

@@ -16,7 +16,7 @@ from .deploy import cli as deploy_cli
 from .loader import COMMAND_LINE, AppError, AppInvalid, load_app
 from .recording import cli as recording_cli
 from .registry import Registry
-from .viewer.cli import add_viewer_arguments, open_viewer
+from .viewer.cli import add_viewer_arguments, open_viewer, start_view_server
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -183,6 +183,7 @@ def run_app(args, app) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     viewer = open_viewer(args)  # binds now; a taken port: one line, and the app runs without it
+    view_server = start_view_server(args, app)  # --serve-view: for `graphflow view --connect`
     previous = signal.signal(signal.SIGTERM, lambda *_: app.request_stop())
     try:
         if viewer is None:
@@ -192,6 +193,8 @@ def run_app(args, app) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
         recording_cli.stop_observers(observers)
+        if view_server is not None:
+            view_server.close()  # the final stats and END to its viewers
     report = app.report()
     if args.stats_json:
         args.stats_json.parent.mkdir(parents=True, exist_ok=True)
@@ -312,16 +315,17 @@ def cmd_eval(args) -> int:
 
 def cmd_schemas(args) -> int:
     from .loader import SCHEMA_DIR
-    from .messages import HEADER_SCHEMA, message_types, wire_schema
+    from .messages import message_types
+    from .wire import frame_schema, header_schema
 
     registry = Registry()
     registry.load_all()
     packs = tuple(module.__name__.rpartition(".")[0] or module.__name__ for module in registry.packs.values())
     out = args.out or SCHEMA_DIR / "messages"
-    files = {"header.schema.json": HEADER_SCHEMA}
+    files = {"header.schema.json": header_schema()}
     for name, cls in message_types().items():
         if cls.__module__.startswith(packs):  # only installed packs, not types a test defined
-            files[f"{name.replace('/', '.')}.schema.json"] = wire_schema(cls)
+            files[f"{name.replace('/', '.')}.schema.json"] = frame_schema(cls)
     stale = []
     for filename, schema in sorted(files.items()):
         text = json.dumps(schema, indent=2) + "\n"

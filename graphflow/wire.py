@@ -36,6 +36,7 @@ FORMAT_VERSION = 1
 BLOB_MAGIC = b"GFWB"
 _ALIGN = 64
 _ARRAY_KEYS = frozenset(("__nd__", "dtype", "shape"))
+_NUMBERS = (int, float)
 _HEADER_KINDS = (("type", str), ("schema", str), ("uuid", str), ("acqtime", (int, float)),
                  ("pubtime", (int, float)), ("fields", dict))
 
@@ -98,8 +99,53 @@ def encode(message: Message) -> list:
     header = message.header
     head = {"v": FORMAT_VERSION, "type": payload.wire_name, "schema": schema_version(type(payload)),
             "uuid": header.uuid, "acqtime": header.acqtime, "pubtime": header.pubtime,
-            "fields": payload.to_wire(out_of_band)}
+            "fields": _flat_to_wire(payload, out_of_band) or payload.to_wire(out_of_band)}
     return [msgpack.packb(head, use_bin_type=True)] + buffers
+
+
+# A flat type (every field an array or a plain scalar: most small messages) maps its fields
+# without MessageType.to_wire / from_wire's walk over the annotations: the same result, found
+# once per type; any value off that plan takes the general path.
+_SCALARS = (float, int, str, bool)
+_FLAT: dict[type, Any] = {}
+
+
+def _flat_plan(message_type: type) -> tuple | None:
+    """((field name, is an array), ...) of a flat type; None for the others."""
+    plan = _FLAT.get(message_type, False)
+    if plan is False:
+        hints = typing.get_type_hints(message_type)
+        fields = [(f.name, hints[f.name]) for f in dataclasses.fields(message_type)]
+        flat = all(hint is np.ndarray or hint in _SCALARS for _, hint in fields)
+        plan = _FLAT[message_type] = tuple((name, hint is np.ndarray) for name, hint in fields) if flat else None
+    return plan
+
+
+def _flat_to_wire(payload: Any, out_of_band) -> dict | None:
+    plan = _flat_plan(type(payload))
+    if plan is None:
+        return None
+    fields = {}
+    for name, is_array in plan:
+        value = getattr(payload, name)
+        kind = type(value)
+        if kind is np.ndarray:
+            fields[name] = out_of_band(value)
+        elif (kind in _SCALARS or value is None) and not is_array:
+            fields[name] = value
+        else:  # a CuPy array, a numpy scalar, ...: the general path knows
+            return None
+    return fields or None
+
+
+def _flat_from_wire(message_type: type, fields: dict):
+    plan = _flat_plan(message_type)
+    if plan is None:
+        return None
+    for name, is_array in plan:
+        if name in fields and (type(fields[name]) is np.ndarray) is not is_array and fields[name] is not None:
+            return None  # not what the plan expects (an inline array, ...): the general path
+    return message_type(**fields)
 
 
 def decode(frames: Sequence) -> Message:
@@ -115,7 +161,7 @@ def decode(frames: Sequence) -> Message:
     if surplus:
         raise WireError(f"{name}: fields do not match the declaration: no field {sorted(surplus)[0]!r}")
     try:
-        payload = message_type.from_wire(fields)
+        payload = _flat_from_wire(message_type, fields) or message_type.from_wire(fields)
     except Exception as error:  # fields that do not fit the declaration, whatever the mismatch
         raise WireError(f"{name}: fields do not match the declaration: {error}") from None
     freeze(payload)
@@ -135,7 +181,8 @@ def _field_names(message_type: type) -> frozenset:
 def decode_fields(frames: Sequence) -> tuple[str, dict, dict]:
     """(type name, header {uuid, acqtime, pubtime, schema}, fields) without the type's pack:
     nested messages and records are plain dicts, arrays read-only numpy views."""
-    if isinstance(frames, (bytes, bytearray, memoryview)) or not isinstance(frames, Sequence) or not frames:
+    if type(frames) is not list and (isinstance(frames, (bytes, bytearray, memoryview))
+                                     or not isinstance(frames, Sequence)) or not frames:  # (list: the fast case)
         raise WireError("no frames: a message is a list of one header frame and its array frames")
     arrays_used: set[int] = set()
 
@@ -179,9 +226,13 @@ def decode_fields(frames: Sequence) -> tuple[str, dict, dict]:
         raise WireError("not a graphflow message (no format version in the header frame)")
     if head["v"] != FORMAT_VERSION:
         raise WireError(f"wire format version {head['v']!r}; this graphflow reads version {FORMAT_VERSION}")
-    for key, kind in _HEADER_KINDS:
-        if not isinstance(head.get(key), kind) or isinstance(head.get(key), bool):
-            raise WireError(f"header field {key!r} is missing or of the wrong type")
+    get = head.get
+    if not (type(get("type")) is str and type(get("schema")) is str and type(get("uuid")) is str  # (fast path:
+            and type(get("acqtime")) in _NUMBERS and type(get("pubtime")) in _NUMBERS  # msgpack's own types)
+            and type(get("fields")) is dict):
+        for key, kind in _HEADER_KINDS:
+            if not isinstance(get(key), kind) or isinstance(get(key), bool):
+                raise WireError(f"header field {key!r} is missing or of the wrong type")
     if len(arrays_used) != len(frames) - 1:
         raise WireError(f"{len(frames) - 1} array frames, but the header refers to {len(arrays_used)}")
     header = {"uuid": head["uuid"], "acqtime": float(head["acqtime"]), "pubtime": float(head["pubtime"]),
@@ -199,6 +250,63 @@ def _bytes_view(frame: Any) -> memoryview:
     if view.ndim != 1 or view.itemsize != 1:
         view = view.cast("B") if view.c_contiguous else memoryview(bytes(view))
     return view
+
+
+# -- JSON Schemas of the header frame (schemas/messages, `graphflow schemas`) ---------------------
+SCHEMA_BASE = "https://graphflow.dev/schemas/messages/"
+_ARRAY_SCHEMA = {"type": "object", "description": "A numpy array; its C-order bytes are frame 1 + __nd__.",
+                 "properties": {"__nd__": {"type": "integer", "minimum": 0,
+                                           "description": "index of its bytes among the array frames"},
+                                "dtype": {"type": "string", "description": "numpy dtype string, e.g. '<f4'"},
+                                "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}}},
+                 "required": ["__nd__", "dtype", "shape"], "additionalProperties": False}
+_HEADER_PROPERTIES = {
+    "v": {"const": FORMAT_VERSION, "description": "wire format version"},
+    "type": {"type": "string", "description": "the message type's wire name, e.g. 'vision/Image'"},
+    "schema": {"type": "string", "pattern": "^[0-9a-f]{12}$",
+               "description": "schema version: 12 hex digits of the sha256 of the type's fields (wire.schema_version)"},
+    "uuid": {"type": "string", "description": "random UUID of this message"},
+    "acqtime": {"type": "number", "description": "acquisition time, seconds on the app clock"},
+    "pubtime": {"type": "number", "description": "publication time, seconds on the app clock"},
+    "fields": {"type": "object", "description": "the payload's fields; arrays as {__nd__, dtype, shape}"},
+}
+
+
+def header_schema() -> dict:
+    """JSON Schema (draft 2020-12) of any message's header frame (``frames[0]``, msgpack)."""
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_BASE + "header.schema.json",
+            "title": "graphflow message header frame",
+            "description": "frames[0] of graphflow.wire.encode: a msgpack map; frames[1:] are the arrays' bytes. "
+                           "A blob (wire.pack) is b'GFWB', uint32 frame count, uint64 length per frame, then the "
+                           "frames, each at a multiple of 64 bytes.",
+            "type": "object", "properties": _HEADER_PROPERTIES, "required": list(_HEADER_PROPERTIES),
+            "additionalProperties": False, "$defs": {"array": _ARRAY_SCHEMA}}
+
+
+def frame_schema(message_type: type[MessageType]) -> dict:
+    """JSON Schema of the header frame of one type's messages: the header with its type name and
+    schema version fixed, and the type's fields (arrays as their ``__nd__`` references)."""
+    from .messages import wire_schema
+
+    declared = wire_schema(message_type)
+    name = message_type.wire_name
+    properties = dict(_HEADER_PROPERTIES, type={"const": name}, schema={"const": schema_version(message_type)},
+                      fields=_array_references(declared["properties"]["payload"]))
+    return {"$schema": declared["$schema"], "$id": SCHEMA_BASE + f"{name.replace('/', '.')}.schema.json",
+            "title": name, "description": declared["description"], "type": "object", "properties": properties,
+            "required": list(properties), "additionalProperties": False}
+
+
+def _array_references(schema: Any) -> Any:
+    """A payload schema with each inline array (dtype, shape, data) as the frame reference it is."""
+    if isinstance(schema, dict):
+        properties = schema.get("properties")
+        if isinstance(properties, dict) and {"dtype", "shape", "data"} <= properties.keys():
+            return dict(_ARRAY_SCHEMA, description=schema.get("description", _ARRAY_SCHEMA["description"]))
+        return {key: _array_references(value) for key, value in schema.items()}
+    if isinstance(schema, list):
+        return [_array_references(value) for value in schema]
+    return schema
 
 
 # -- one blob ----------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ class Part:
     publishers: list[str] = field(default_factory=list)
     subscribers: list[str] = field(default_factory=list)
     options: dict = field(default_factory=dict)
+    crossings: list[dict] = field(default_factory=list)  # the edges it sends to other processes
 
 
 def uses_processes(data: dict) -> bool:
@@ -152,6 +153,11 @@ def split(data: dict, app_file: Path, spec, run_dir: Path) -> dict[str, Part]:
             target_part.app["graph"]["edges"].append(crossing)
         target_part.app["config"][rx_node] = {"subscriber": subscriber}
         target_part.subscribers.append(f"{rx_node}/subscriber")
+        source_part.crossings.append({
+            "source": source_port, "targets": [edge["target"] for _, edge in members], "from": source_process,
+            "to": target_process, "message": message_type.wire_name, "endpoint": endpoint,
+            "queue": {"size": size, "policy": policy}, "publisher": f"{tx_node}/publisher/message",
+            "subscriber": f"{rx_node}/subscriber/message"})
     return parts
 
 
@@ -222,8 +228,9 @@ class Supervisor:
     def __init__(self, parts: dict[str, Part], run_dir: Path, *, sets: dict[str, list[str]],
                  configs: dict[str, list[Path]] | None = None,
                  duration: float | None = None, max_ticks: int | None = None, workers: int | None = None,
-                 verbose: bool = False, stream=sys.stderr):
+                 verbose: bool = False, stream=sys.stderr, view_endpoints: dict[str, str] | None = None):
         self.parts = parts
+        self.view_endpoints = view_endpoints or {}  # process → where it serves its view (the viewer's)
         self.run_dir = run_dir
         self.sets = sets
         self.configs = configs or {}
@@ -254,6 +261,8 @@ class Supervisor:
             command += ["--max-ticks", str(self.max_ticks)]  # a subscriber ends when its publisher does
         if self.workers is not None:
             command += ["--workers", str(self.workers)]
+        if part.name in self.view_endpoints:
+            command += ["--serve-view", self.view_endpoints[part.name]]
         return command
 
     def _spawn(self, part: Part) -> None:
@@ -270,6 +279,10 @@ class Supervisor:
 
     def request_stop(self, *_) -> None:
         self._stop.set()
+
+    @property
+    def stopped_by_user(self) -> bool:
+        return self._stop.is_set()
 
     def run(self) -> int:
         """Start every part, wait; returns the exit status (0: every process ended cleanly)."""
@@ -355,7 +368,17 @@ class Supervisor:
             child = self.children.get(name)
             out[name] = {"pid": child.pid if child else None, "nodes": part.nodes,
                          "restarts": self.restarts[name], "report": report}
-        return {"processes": out}
+        crossings = []
+        for part in self.parts.values():
+            for crossing in part.crossings:
+                sent_report = (out.get(crossing["from"]) or {}).get("report") or {}
+                got_report = (out.get(crossing["to"]) or {}).get("report") or {}
+                sender = sent_report.get("channels", {}).get(crossing["source"], {}).get("receivers", {}).get(
+                    crossing["publisher"], {})
+                receiver = got_report.get("channels", {}).get(crossing["subscriber"], {})
+                crossings.append({**crossing, "sent": sender.get("received"), "dropped": sender.get("dropped"),
+                                  "received": receiver.get("messages")})
+        return {"processes": out, "crossings": crossings}
 
 
 def _die_with_parent() -> None:
@@ -374,7 +397,17 @@ def format_report(combined: dict, format_one) -> str:
         restarts = f", restarted {entry['restarts']}×" if entry["restarts"] else ""
         sections.append(f"\n== process {name} (pid {entry['pid']}{restarts}): nodes {', '.join(entry['nodes'])}")
         sections.append(format_one(entry["report"]) if entry["report"] else "(no report: it did not end cleanly)")
+    if combined.get("crossings"):
+        sections.append(f"\nchannels across processes\n{'channel':44} {'from → to':22} {'sent':>8} {'received':>9} "
+                        f"{'dropped':>8}  endpoint")
+        for c in combined["crossings"]:
+            sections.append(f"{c['source']:44} {c['from'] + ' → ' + c['to']:22} {_count(c['sent']):>8} "
+                            f"{_count(c['received']):>9} {_count(c['dropped']):>8}  {c['endpoint']}")
     return "\n".join(sections)
+
+
+def _count(value) -> str:
+    return "-" if value is None else str(value)
 
 
 def run_app(args, data: dict, spec, sets: list[str], format_one) -> int:
@@ -395,20 +428,39 @@ def run_app(args, data: dict, spec, sets: list[str], format_one) -> int:
             shutil.rmtree(run_dir, ignore_errors=True)
             return 1
         parts = {args.process: parts[args.process]}
+    if getattr(args, "serve_view", None):
+        if len(parts) > 1:
+            print("error: --serve-view: with an app split into processes, serve one process's view "
+                  "(--process NAME --serve-view PORT); the viewer of the whole app is `graphflow run` 's own",
+                  file=sys.stderr)
+            shutil.rmtree(run_dir, ignore_errors=True)
+            return 2
+        views = {name: args.serve_view for name in parts}
+    else:
+        views = {} if args.no_viewer else {name: f"ipc://{run_dir}/{name}.view" for name in parts}
     supervisor = Supervisor(parts, run_dir, sets=routed, configs=configs, duration=args.duration, max_ticks=args.max_ticks,
-                            workers=args.workers, verbose=getattr(args, "verbose", False))
+                            workers=args.workers, verbose=getattr(args, "verbose", False), view_endpoints=views)
+    viewer = None
+    if views and not args.no_viewer and not getattr(args, "serve_view", None):
+        from ..viewer.remote import open_split_viewer
+
+        viewer = open_split_viewer(args, spec, {name: part.nodes for name, part in parts.items()}, views)
     try:
         status = supervisor.run()
         combined = supervisor.report()
+        if args.stats_json:
+            args.stats_json.parent.mkdir(parents=True, exist_ok=True)
+            args.stats_json.write_text(json.dumps(combined, indent=2))
+        if not args.quiet:
+            print(format_report(combined, format_one), flush=True)
+        if supervisor.failure:
+            print(f"error: {supervisor.failure}", file=sys.stderr, flush=True)
+        if viewer is not None and not supervisor.stopped_by_user:
+            viewer.linger()  # the app ended by itself: serve its last messages until Ctrl-C / --duration
     finally:
+        if viewer is not None:
+            viewer.close()
         shutil.rmtree(run_dir, ignore_errors=True)  # the parts' app files, reports and sockets
-    if args.stats_json:
-        args.stats_json.parent.mkdir(parents=True, exist_ok=True)
-        args.stats_json.write_text(json.dumps(combined, indent=2))
-    if not args.quiet:
-        print(format_report(combined, format_one))
-    if supervisor.failure:
-        print(f"error: {supervisor.failure}", file=sys.stderr)
     return status
 
 

@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..viewer.cli import add_connect_arguments
 from .errors import RecordingError, RecordingInvalid
 
 # reader and writer (mcap, lz4, zstandard) are imported by the commands that use them
@@ -88,8 +89,9 @@ def add_commands(sub, add_app_args, add_run_args, run_app) -> None:
                              "(repeatable; default: the app's source channels of the same name)")
     replay.set_defaults(func=lambda args: cmd_replay(args, run_app))
 
-    view = sub.add_parser("view", help="open the web viewer on a recording, with a timeline")
-    view.add_argument("recording", type=Path)
+    view = sub.add_parser("view", help="open the web viewer on a recording (with a timeline), or --connect to a running app")
+    view.add_argument("recording", type=Path, nargs="?")
+    add_connect_arguments(view)  # --connect HOST:PORT (graphflow.viewer.remote)
     view.add_argument("--viewer-port", type=int, default=3000, metavar="PORT")
     view.add_argument("--viewer-host", default="127.0.0.1", metavar="HOST")
     view.add_argument("--duration", type=float, help="serve for this many seconds (default: until Ctrl-C)")
@@ -154,6 +156,14 @@ def cmd_replay(args, run_app) -> int:
 def cmd_view(args) -> int:
     from .view import view_recording
 
+    if args.connect is not None or args.recording is None:
+        if args.recording is not None:
+            return _fail("give a recording or --connect HOST:PORT, not both")
+        if args.connect is None:
+            return _fail("give a recording (FILE.mcap) or --connect HOST:PORT")
+        from ..viewer.remote import cmd_view_connect
+
+        return cmd_view_connect(args)
     return view_recording(args.recording, args.viewer_host, args.viewer_port, args.duration)
 
 

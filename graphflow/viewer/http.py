@@ -169,10 +169,12 @@ class ViewerServer:
         return self.stream.clients if self.stream is not None else {}
 
     # -- lifecycle ----------------------------------------------------------------------------
-    def attach(self, app) -> "ViewerServer":
+    def attach(self, app, api_class=Api) -> "ViewerServer":
+        """Serve ``app``; ``api_class(app, observer)`` answers the routes (a remote app's answers
+        come from :class:`graphflow.viewer.remote.RemoteApi`)."""
         self.app = app
         self.observer = ViewerObserver(app.tap)
-        self.api = Api(app, self.observer)
+        self.api = api_class(app, self.observer)
         self.stream = Stream(self.api, self.observer)
         self.stream.end_of_round = self._wake_writers
         return self

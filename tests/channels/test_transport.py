@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from graphflow import wire
 from graphflow.channels import security, shm, transport
-from graphflow.channels.transport import PEER_TIMEOUT_S, Receiver, Sender
+from graphflow.channels.transport import PEER_TIMEOUT_S, Receiver, Sender, _pack
 from graphflow.messages import Header, Message
 from graphflow.packs.demo.messages import Number
 from graphflow.packs.vision.messages import Image
@@ -284,10 +284,10 @@ _GOOD = [bytes(f) for f in wire.encode(number(12345.0))]
 @given(st.data())
 def test_fuzzed_frames_at_a_receiver_are_dropped_and_counted(fuzz_link, data):
     fake, receiver = fuzz_link
-    kind = data.draw(st.sampled_from(["random", "flip", "truncate", "meta", "shm", "type"]))
+    kind = data.draw(st.sampled_from(["random", "flip", "truncate", "meta", "shm", "type", "pack", "pack_meta"]))
     if kind == "random":
         frames = data.draw(st.lists(st.binary(max_size=64), min_size=1, max_size=5).filter(
-            lambda f: f[0] not in (b"MSG", b"WELCOME", b"REFUSE", b"END", b"WHO", b"PING")))  # real commands
+            lambda f: f[0] not in (b"MSG", b"PACK", b"WELCOME", b"REFUSE", b"END", b"WHO", b"PING")))  # real commands
     elif kind == "flip":
         head = bytearray(_VALID[0])
         for bit in data.draw(st.lists(st.integers(0, len(head) * 8 - 1), min_size=1, max_size=8)):
@@ -301,6 +301,21 @@ def test_fuzzed_frames_at_a_receiver_are_dropped_and_counted(fuzz_link, data):
     elif kind == "shm":  # references to segments that do not exist or are not ours to read
         name = data.draw(st.sampled_from(["graphflow-1-x-1", "../etc/passwd", "graphflow-0-none-9"]))
         frames = [b"MSG", msgpack.packb([[1, [[0, name, 1 << 20, 8]], 2]]), _VALID[0], b""]
+    elif kind == "pack":  # small messages packed in one frame: a blob cut short or with bits flipped
+        lengths, blob = _pack(_VALID)
+        blob = bytearray(blob)
+        if data.draw(st.booleans()):
+            blob = blob[:data.draw(st.integers(0, len(blob) - 1))]
+        else:
+            for bit in data.draw(st.lists(st.integers(0, len(blob) * 8 - 1), min_size=1, max_size=8)):
+                blob[bit // 8] ^= 1 << (bit % 8)
+        frames = [b"PACK", msgpack.packb([[1, lengths]]), bytes(blob)]
+    elif kind == "pack_meta":  # an index that does not describe the blob
+        lengths, blob = _pack(_VALID)
+        frames = [b"PACK", data.draw(st.one_of(st.binary(max_size=16), st.builds(
+            msgpack.packb, st.lists(st.lists(st.one_of(st.integers(-2, 3), st.lists(st.integers(-2, len(blob) + 2),
+                                                                                       max_size=3)), max_size=3),
+                                    min_size=1, max_size=3).filter(lambda m: m != [[1, lengths]])))), blob]
     else:  # a well-formed message of another type than the channel's
         other = [bytes(f) for f in wire.encode(Message(Header(0, 0), Image(np.zeros((2, 2, 3), np.uint8))))]
         frames = [b"MSG", msgpack.packb([[1, None, len(other)]]), *other]
@@ -341,6 +356,13 @@ def test_a_message_beyond_the_size_cap_is_dropped_and_counted(endpoint):
         fake.send([b"MSG", msgpack.packb([[2, None, 2]]), *wire.encode(small)])
         assert wait_for(lambda: receiver.pending() == 1)
         assert receiver.take()[0].payload.pixels.shape == (10, 10, 3) and receiver.bad_frames == 1
+        # and packed (under 64 KB, several in one frame): the one over the cap dropped, the others kept
+        sizes = (40, 60, 30)  # 4,800, 10,800 and 2,700 bytes of pixels
+        packs = [_pack(wire.encode(Message(Header(0, 0), Image(np.zeros((n, n, 3), np.uint8))))) for n in sizes]
+        fake.send([b"PACK", msgpack.packb([[3 + i, lengths] for i, (lengths, _) in enumerate(packs)]),
+                   b"".join(blob for _, blob in packs)])
+        assert wait_for(lambda: receiver.pending() == 2)
+        assert [m.payload.pixels.shape[0] for m in receiver.take()] == [40, 30] and receiver.bad_frames == 2
         assert any(f[1] == b"CREDIT" for f in fake.drain())  # the dropped one's room is given back
     finally:
         receiver.close()

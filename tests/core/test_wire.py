@@ -309,3 +309,38 @@ def test_damaged_blobs_raise_only_wire_error(data):
     except WireError:
         return
     assert isinstance(message, Message)
+
+
+# -- the JSON Schemas of the header frame (schemas/messages) ------------------------------------
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("fill_optional", [True, False], ids=["optional-filled", "optional-none"])
+@pytest.mark.parametrize("message_type", PACK_TYPES, ids=lambda t: t.wire_name)
+def test_every_pack_types_header_frame_matches_its_schema_and_the_common_one(message_type, fill_optional):
+    import jsonschema
+
+    rng = np.random.default_rng(abs(hash(message_type.wire_name)) % 2**32)
+    head = msgpack.unpackb(wire.encode(Message(Header(1.5, 2.5), example(message_type, rng, fill_optional)))[0])
+    jsonschema.Draft202012Validator(wire.frame_schema(message_type)).validate(head)
+    jsonschema.Draft202012Validator(wire.header_schema()).validate(head)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("change", ["no schema", "other type", "array without __nd__", "unknown field", "old form"])
+def test_a_header_frame_that_is_not_the_wire_form_does_not_match_the_schema(change):
+    import jsonschema
+    from graphflow.packs.vision.messages import Image
+
+    head = msgpack.unpackb(wire.encode(Message(Header(0, 0), Image(np.zeros((2, 3, 3), np.uint8))))[0])
+    if change == "no schema":
+        del head["schema"]
+    elif change == "other type":
+        head["type"] = "demo/Number"
+    elif change == "array without __nd__":
+        del head["fields"]["pixels"]["__nd__"]
+    elif change == "unknown field":
+        head["fields"]["colour"] = "bgr"
+    else:  # what the schemas described before: {type, header, payload} with arrays inline
+        head = {"type": "vision/Image", "header": {"uuid": "u", "acqtime": 0, "pubtime": 0},
+                "payload": {"pixels": {"dtype": "|u1", "shape": [2, 3, 3], "data": bytes(18)}}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(wire.frame_schema(Image)).validate(head)

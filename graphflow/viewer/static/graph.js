@@ -112,6 +112,11 @@ export class GraphView {
       const g = svg('g', { class: 'node', 'data-node': node.name });
       g.append(svg('rect', { class: 'node-box', x: b.x, y: b.y, width: b.w, height: b.h, rx: 6 }));
       g.append(svg('text', { class: 'node-title', x: b.x + 8, y: b.y + 16 }, node.name));
+      if (node.process) {  // an app split into processes (or viewed remotely): where this node runs
+        g.dataset.process = node.process;
+        g.append(svg('text', { class: 'node-process', x: b.x + b.w - 8, y: b.y + 16, 'text-anchor': 'end' },
+          `⟨${node.process}⟩`));
+      }
       node.components.forEach((c, i) => {
         const y = b.y + HEAD_H + i * ROW_H;
         rowY.set(c.full_name, { y: y + ROW_H / 2 - 2, box: b });
@@ -152,7 +157,9 @@ export class GraphView {
         const low = Math.max(s.box.y + s.box.h, t.box.y + t.box.h) + 20;
         d = `M${x1},${y1} C${x1 + 80},${y1} ${x1 + 80},${low} ${(x1 + x2) / 2},${low} S${x2 - 80},${y2} ${x2},${y2}`;
       }
-      const g = svg('g', { class: 'edge', 'data-edge': `${e.source}->${e.target}`, 'data-channel': e.source });
+      const crossing = e.source_process && e.target_process && e.source_process !== e.target_process;
+      const g = svg('g', { class: crossing ? 'edge crossing' : 'edge', 'data-edge': `${e.source}->${e.target}`,
+        'data-channel': e.source });
       g.append(svg('path', { d, 'marker-end': 'url(#arrow)' }));
       const k = `${e.source_node}->${e.target_node}`;
       const n = seen.get(k) || 0;
@@ -163,7 +170,8 @@ export class GraphView {
       g.append(svg('text', { x: lx, y: ly, 'text-anchor': 'middle' }, `${port(e.source)} → ${port(e.target)}`));
       const rate = svg('text', { x: lx, y: ly + 11, 'text-anchor': 'middle', class: 'rate' }, '');
       const drops = svg('text', { x: lx, y: ly + 22, 'text-anchor': 'middle', class: 'drops' }, '');
-      g.append(rate, drops, svg('title', {}, `${e.source} → ${e.target} (${e.message})`));
+      const across = crossing ? `\nacross processes: ${e.source_process} → ${e.target_process}` : '';
+      g.append(rate, drops, svg('title', {}, `${e.source} → ${e.target} (${e.message})${across}`));
       g.addEventListener('click', () => this.handlers.edge(e.source));
       this.edgeLabels.set(`${e.source}->${e.target}`, { g, rate, drops, edge: e });
       edgeLayer.append(g);

@@ -26,6 +26,22 @@ function runState(stats) {
   }
 }
 
+function processStates(stats) {
+  // An app split into processes, or viewed from another machine: one badge per process
+  const box = document.getElementById('processes');
+  const processes = stats.processes || {};
+  box.replaceChildren(...Object.entries(processes).map(([name, p]) => {
+    const state = p.failure ? 'failed' : p.finished ? 'finished' : p.connected ? 'running' : 'failed';
+    const badge = document.createElement('span');
+    badge.className = `badge ${state}`;
+    badge.dataset.process = name;
+    badge.textContent = `${name}${p.pid ? ` · pid ${p.pid}` : ''}${p.connected || p.finished ? '' : ' · not connected'}`;
+    badge.title = `${p.endpoint}${p.host ? ` on ${p.host}` : ''}\nnodes: ${(p.nodes || []).join(', ')}`
+      + `\nrunning ${(p.elapsed_s ?? 0).toFixed(1)} s` + (p.failure ? `\nfailed: ${p.failure}` : '');
+    return badge;
+  }));
+}
+
 async function boot() {
   setupTabs();
   const [graph, channels, config] = await Promise.all([api.get('/api/graph'), api.get('/api/channels'), api.get('/api/config')]);
@@ -40,6 +56,7 @@ async function boot() {
     json: (msg) => {
       if (msg.type === 'stats') {
         runState(msg);
+        processStates(msg);
         graphView.update(msg);
         tree.update(msg);
         windows.stats(msg);
