@@ -18,13 +18,23 @@ import itertools
 import os
 import types
 import typing
-import uuid as _uuid
 from typing import Any, ClassVar
 
 import numpy as np
 
 _PROCESS_ID = int.from_bytes(os.urandom(8), "big")  # random per process; a counter below it
 _SEQUENCE = itertools.count()
+# The uuid's first 64 bits never change in a process: formatted once, with the version-4 nibble.
+_HIGH = f"{(_PROCESS_ID & ~0xF000) | 0x4000:016x}"
+_HIGH_TEXT = f"{_HIGH[:8]}-{_HIGH[8:12]}-{_HIGH[12:]}-"
+_VARIANT_MASK = (1 << 62) - 1  # the low word's top two bits are the RFC 4122 variant, 0b10
+_VARIANT = 1 << 63
+
+
+def _uuid_text(sequence: int) -> str:
+    """str(uuid.UUID(int=(_PROCESS_ID << 64) | sequence, version=4)), in a fifth of its time."""
+    low = f"{(sequence & _VARIANT_MASK) | _VARIANT:016x}"
+    return f"{_HIGH_TEXT}{low[:4]}-{low[4:]}"
 
 
 class Header:
@@ -43,7 +53,7 @@ class Header:
     @property
     def uuid(self) -> str:
         if self._uuid is None:
-            self._uuid = str(_uuid.UUID(int=(_PROCESS_ID << 64) | self._sequence, version=4))
+            self._uuid = _uuid_text(self._sequence)
         return self._uuid
 
 

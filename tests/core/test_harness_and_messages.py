@@ -188,3 +188,17 @@ def test_a_new_runtime_reaches_the_components_channels():
     message = h.outputs("image_out")[0]
     assert message.pubtime == 42.0  # stamped by the new runtime's clock, not the harness's
     assert h.component.image.latency.values()[-1] == pytest.approx(1.0)
+
+
+def test_uuids_are_version_4_rfc_4122_and_unique_per_message():
+    import uuid
+    from graphflow import messages
+    headers = [Header(0.0, 0.0) for _ in range(3)]
+    texts = [h.uuid for h in headers]
+    assert len(set(texts)) == 3
+    for header, text in zip(headers, texts):
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+        assert parsed.int == uuid.UUID(int=(messages._PROCESS_ID << 64) | header._sequence, version=4).int
+    for sequence in (0, 2**62 - 1, 2**62, 2**64 - 1):  # the low word's top bits become the variant
+        assert messages._uuid_text(sequence) == str(uuid.UUID(int=(messages._PROCESS_ID << 64) | sequence, version=4))
