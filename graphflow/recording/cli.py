@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -369,12 +370,17 @@ def export_coco(recording, path: Path, writer_name: str | None = None) -> int:
         config["folder"] = str(path.parent)
     if "filename" in cls.params():
         config["filename"] = path.name
-    harness = Harness(cls, config, node=node, name=name).start()
+    harness = Harness(cls, config, node=node, name=name)
+    harness.component.log.setLevel(logging.WARNING)  # the export says what it wrote, once
+    harness.start()
     by_topic = {source: port for port, source in inputs.items()}
     for item in recording.messages(list(by_topic)):
         message = item.decode()
         harness.feed(by_topic[item.topic], message.payload, acqtime=message.acqtime)
         harness.run_pending()
     harness.stop()
+    stream = getattr(harness.component, "stream_path", None)  # the live writer's crash-safe stream:
+    if stream is not None and path.exists() and Path(stream).exists():  # a by-product here
+        Path(stream).unlink()
     results = json.loads(path.read_text()) if path.exists() else []
     return len(results)

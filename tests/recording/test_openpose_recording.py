@@ -67,7 +67,11 @@ def test_info_then_export_coco_equals_the_runs_predictions(recorded):
     assert channels[IMAGE]["messages"] == 16 and channels[IMAGE]["type"] == "vision/Image"
     assert channels[SKELETONS]["messages"] == 16 and channels[SKELETONS]["type"] == "vision/Skeleton2List"
     assert info["app"] == "openpose" and info["recovered"] is None
-    cli(repo, "export", recorded["mcap"], "--coco", out / "export" / "coco.json")
+    said = cli(repo, "export", recorded["mcap"], "--coco", out / "export" / "coco.json")
+    results = len(json.loads(recorded["predictions"].read_bytes()))
+    assert said.stdout.strip() == f"wrote {results} COCO results to {out / 'export' / 'coco.json'}"
+    assert "prediction_writer" not in said.stderr  # one line says what was written, not the writer's too
+    assert sorted(p.name for p in (out / "export").iterdir()) == ["coco.json"]  # no .jsonl stream beside it
     exported = (out / "export" / "coco.json").read_bytes()
     assert json.loads(exported) == json.loads(recorded["predictions"].read_bytes())
     assert exported == recorded["predictions"].read_bytes()
