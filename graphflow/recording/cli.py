@@ -30,10 +30,10 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                        help="start a new file (NAME_001.mcap, ...) once one passes SIZE, e.g. 500MB")
     group.add_argument("--record-foxglove", action="store_true",
                        help="also record images and skeletons in Foxglove's schemas (/foxglove/<channel>)")
-    group.add_argument("--record-compression", choices=["none", "zstd", "lz4"], default="none",
-                       help="chunk compression, where it pays (default none: camera images hardly compress; zstd "
-                            "also finds arrays that several channels carry: half the OpenPose app's size for 2x the "
-                            "recorder's CPU; lz4: less CPU than zstd, less gain)")
+    group.add_argument("--record-compression", choices=["none", "zstd", "lz4"], default=None,
+                       help="chunk compression, where it pays: a chunk that shrinks by less than 20%% stores the next "
+                            "ones as they are (default lz4: cheap; zstd also finds arrays that several channels carry, "
+                            "half the OpenPose app's size for 2x the recorder's CPU; none: the least CPU)")
     group.add_argument("--foxglove", action="store_true",
                        help="serve images and skeletons live to Foxglove (WebSocket; needs graphflow[foxglove])")
     group.add_argument("--foxglove-port", type=int, default=8765, metavar="PORT",
@@ -42,7 +42,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
 
 def start_observers(args, app) -> list:
     """Start what ``--record`` and ``--foxglove`` ask for; raises RecordingError (one line)."""
-    from .writer import ChannelFilter, Recorder, composed_app, parse_size
+    from .writer import DEFAULT_COMPRESSION, ChannelFilter, Recorder, composed_app, parse_size
 
     observers = []
     if getattr(args, "channels", None) and not getattr(args, "record", None):
@@ -50,7 +50,8 @@ def start_observers(args, app) -> list:
     if getattr(args, "record", None):
         split = parse_size(args.record_split) if args.record_split else None
         recorder = Recorder(args.record, channels=ChannelFilter(args.channels), lossless=args.record_lossless,
-                            split_bytes=split, app=composed_app(app.spec), compression=args.record_compression,
+                            split_bytes=split, app=composed_app(app.spec),
+                            compression=args.record_compression or DEFAULT_COMPRESSION,
                             foxglove_channels=args.record_foxglove)
         observers.append(recorder.start(app))
     if getattr(args, "foxglove", False):

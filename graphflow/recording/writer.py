@@ -57,12 +57,14 @@ SCHEMA_ENCODING = "jsonschema"
 FLUSH_INTERVAL = 1.0             # seconds: at most about this much is lost on a crash
 QUEUE_MESSAGES = 256             # messages waiting for the writer thread before it drops
 RECORDER_NICE = 10               # the writer thread's nice value: it takes the CPU time the graph leaves
-# Uncompressed by default: natural camera images hardly compress (zstd 0.90, lz4 0.92 of their
-# size, COCO val mini) and the recorder's CPU is what the graph could lose. zstd pays on the OpenPose
-# app's every channel (half the size: its decoder channels re-carry the same heatmaps and pafs) for
-# twice the recorder's CPU (4.6-5.5% of the app's, against 2.3-2.6%; benchmarks/README.md):
-# `--record-compression zstd` when disk space matters more than that.
-DEFAULT_COMPRESSION = "none"
+# lz4 by default, as the MCAP tools expect chunks to be compressed: it costs little where data
+# compresses (numbers, skeletons, small messages) and, with a chunk that shrinks by less than 20%
+# storing the next ones as they are, little where it does not (natural camera images: lz4 0.92 of
+# their size). On the OpenPose app's every channel the recorder thread took 6.0 ms of CPU a frame
+# with lz4 against 5.1 without (2.9% and 2.4% of the app's; benchmarks/README.md). zstd halves
+# that recording (its decoder channels re-carry the same heatmaps and pafs) for twice the
+# recorder's CPU: `--record-compression zstd` when disk space matters more; `none` for the least CPU.
+DEFAULT_COMPRESSION = "lz4"
 _STOP = object()
 
 

@@ -71,7 +71,8 @@ def test_layout_read_back_with_the_mcap_library(repo, tmp_path):
     assert set(schemas) == {"demo/Number"} and schemas["demo/Number"].encoding == "jsonschema"
     schema = json.loads(schemas["demo/Number"].data)
     assert schema["prefixItems"][0]["properties"]["fields"]["properties"]["value"]["type"] == "number"
-    assert summary.chunk_indexes and all(c.compression == "" for c in summary.chunk_indexes)  # default: none
+    assert summary.chunk_indexes and all(c.compression == "lz4" for c in summary.chunk_indexes)  # default: lz4
+    assert all(c.compressed_size < c.uncompressed_size / 2 for c in summary.chunk_indexes)  # numbers compress
     attachments = list(reader.iter_attachments())
     assert [a.name for a in attachments] == ["app.json"]
     app_json = json.loads(attachments[0].data)
