@@ -856,6 +856,8 @@ def decode(heatmaps: np.ndarray, pafs: np.ndarray, **params) -> Skeletons:
     f = int(p["upsample"])
     hm, pf = upsample(hm, pf, f)
     scale, offset = grid_scale_offset(p["output_scale"], p["offset"], f)
+    if _jit and p["refine"] in _KERNEL_REFINES and not p["refine_parts_coordinates"] and min(pf.shape[1:]) >= 2:
+        return _decode_kernel(hm, pf, p, edges, edges_paf, f, scale, offset)
 
     pooled = max_pool(hm, p["kernel"])
     peak_map = non_maximum_suppression(hm, pooled, threshold=p["threshold_heatmap"])
@@ -869,6 +871,35 @@ def decode(heatmaps: np.ndarray, pafs: np.ndarray, **params) -> Skeletons:
     skel = merge_split_graphs(skel, parts, scored, p["threshold_split_score"])
     return refine_part_coordinates(skel, p["refine_parts_coordinates"], scale, offset, hm, p["refine"],
                                    p["max_people"])
+
+
+_KERNEL_REFINES = ("quadratic", "gaussian", "none")
+
+
+def _decode_kernel(hm, pf, p, edges, edges_paf, f, scale, offset) -> Skeletons:
+    """``decode``'s steps 3-12 as one compiled call (``kernels.decode``): the same results as the
+    chained step functions, without their per-step Python and arrays, and with two shortcuts
+    that change no result (see ``kernels.decode``)."""
+    kernel = p["kernel"]
+    if kernel % 2 != 1 or kernel < 1:
+        raise ValueError(f"kernel must be a positive odd integer, got {kernel}")
+    if p["edge_sampling"] not in ("nearest", "bilinear"):
+        raise ValueError(f"edge_sampling must be 'nearest' or 'bilinear', got {p['edge_sampling']!r}")
+    (sy, sx), (oy, ox) = _per_axis(scale, offset)
+    refine = p["refine"]
+    max_people = p["max_people"]
+    if max_people < 0:
+        raise ValueError(f"max_people must be >= 0 (0 = no cap), got {max_people}")
+    f32 = np.float32
+    return Skeletons(*kernels.decode(
+        hm if type(hm) is np.ndarray and hm.dtype == f32 and hm.flags.c_contiguous else np.ascontiguousarray(hm, f32),
+        pf if type(pf) is np.ndarray and pf.dtype == f32 and pf.flags.c_contiguous else np.ascontiguousarray(pf, f32),
+        kernel // 2, f32(p["threshold_heatmap"]), refine == "quadratic", refine == "gaussian", _links(edges),
+        _EDGES_PAF_ARRAY if edges_paf is EDGES_PAF else np.asarray(edges_paf, dtype=np.int64),
+        float((p["threshold_edge_size"] or 0.0) * f), int(p["edge_sampling_steps"]), f32(p["threshold_sample_score"]),
+        p["edge_sampling"] == "nearest", f32(p["threshold_edge_score"]), int(p["threshold_edge_sampling_counter"]),
+        int(p["threshold_part_counter"]), float(p["threshold_object_score"]), float(p["threshold_split_score"]),
+        int(max_people), float(sx), float(sy), float(ox), float(oy)))
 
 
 # --------------------------------------------------------------------------------------------
