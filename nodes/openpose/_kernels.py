@@ -249,8 +249,23 @@ if AVAILABLE:
         hf = h.ravel()
         n = hf.size
         flags = np.empty(n, np.uint8)
-        for i in range(n):
-            flags[i] = hf[i] >= threshold
+        # Branch-free (vectorized) pre-test: >= threshold and >= both flat neighbours, which for
+        # a cell inside its row are in its window, so no peak is lost ...
+        flags[0] = hf[0] >= threshold
+        flags[n - 1] = hf[n - 1] >= threshold
+        if r == 0:  # the window is the cell itself
+            for i in range(n):
+                flags[i] = hf[i] >= threshold
+        else:
+            for i in range(1, n - 1):
+                v = hf[i]
+                flags[i] = (v >= threshold) & (v >= hf[i - 1]) & (v >= hf[i + 1])
+        # ... and a row's first and last cells, whose flat neighbours are in other rows, are
+        # tested against their own row only
+        for row in range(0, n if r > 0 else 0, W):
+            last = row + W - 1
+            flags[row] = hf[row] >= threshold and (W == 1 or hf[row] >= hf[row + 1])
+            flags[last] = hf[last] >= threshold and (W == 1 or hf[last] >= hf[last - 1])
         tail = n // 64 * 64
         blocks = _blocks(flags[:tail].view(np.uint64))
         idx = np.empty(64, np.int64)
@@ -353,12 +368,15 @@ if AVAILABLE:
         y0 = min(np.int32(sy), H - 2)
         fx = sx - np.float32(x0)
         fy = sy - np.float32(y0)
-        j = y0 * W + x0
+        # unsigned: numba then skips its negative-index (wraparound) test on each of the 8 reads
+        j = np.uint64(y0 * W + x0)
+        w = np.uint64(W)
+        one = np.uint64(1)
         # interpolate each channel, then one dot product (not four)
-        gx0 = px[j] + (px[j + 1] - px[j]) * fx
-        gx1 = px[j + W] + (px[j + W + 1] - px[j + W]) * fx
-        gy0 = py[j] + (py[j + 1] - py[j]) * fx
-        gy1 = py[j + W] + (py[j + W + 1] - py[j + W]) * fx
+        gx0 = px[j] + (px[j + one] - px[j]) * fx
+        gx1 = px[j + w] + (px[j + w + one] - px[j + w]) * fx
+        gy0 = py[j] + (py[j + one] - py[j]) * fx
+        gy1 = py[j + w] + (py[j + w + one] - py[j + w]) * fx
         return gx0 + (gx1 - gx0) * fy, gy0 + (gy1 - gy0) * fy
 
     @jit
@@ -798,10 +816,12 @@ if AVAILABLE:
         HW = H * W
         flat = p.ravel()
         owner = np.full(x.size, -1, np.int64)
+        types = np.zeros(P, np.uint64)  # the part types each skeleton has, one bit each
         for q in range(P):
             for j in range(J):
                 if index[q, j] >= 0:
                     owner[index[q, j]] = q
+                    types[q] |= np.uint64(1) << np.uint64(j % 64)
         cx, cy = _clipped(x, y, W, H)
         t = np.linspace(0.0, 1.0, steps).astype(np.float32)
         order = sample_order(steps)
@@ -811,11 +831,14 @@ if AVAILABLE:
             oa, ob = owner[a[i]], owner[b[i]]
             if oa < 0 or ob < 0 or oa == ob:
                 continue
-            overlap = False
-            for j in range(J):
-                if index[oa, j] >= 0 and index[ob, j] >= 0:
-                    overlap = True
-                    break
+            if J <= 64:
+                overlap = (types[oa] & types[ob]) != 0
+            else:
+                overlap = False
+                for j in range(J):
+                    if index[oa, j] >= 0 and index[ob, j] >= 0:
+                        overlap = True
+                        break
             if overlap:
                 continue
             px = flat[2 * HW * plane_of_link[link[i]]:]
