@@ -647,28 +647,46 @@ if AVAILABLE:
         return skeletons_from_table(table, esum, x, y, pscore, min_parts, min_object_score, max_people)
 
     @jit
-    def merge_split_graphs(index, edge_score, x, y, pscore, a, b, s, threshold_split_score):
-        """Skeleton → peak table after merging disjoint skeletons joined by a scored pair (best
-        first), or an empty table when nothing merges."""
+    def _owners(index, K):
+        """Peak → skeleton (-1: none) and each skeleton's part types as bits (for J <= 64)."""
         P, J = index.shape
-        K = x.size
         owner = np.full(K, -1, np.int64)
+        types = np.zeros(P, np.uint64)
         for q in range(P):
             for j in range(J):
                 if index[q, j] >= 0:
                     owner[index[q, j]] = q
-        table = index.astype(np.int64)
+                    types[q] |= np.uint64(1) << np.uint64(j % 64)
+        return owner, types
+
+    @jit
+    def _share_a_type(index, p, q):
+        """Whether skeletons p and q have a part type in common (the long way, for J > 64)."""
+        for j in range(index.shape[1]):
+            if index[p, j] >= 0 and index[q, j] >= 0:
+                return True
+        return False
+
+    @jit
+    def merge_split_graphs(index, edge_score, x, y, pscore, a, b, s, threshold_split_score):
+        """Skeleton → peak table after merging disjoint skeletons joined by a scored pair (best
+        first), or an empty table when nothing merges."""
+        owner, types = _owners(index, x.size)
+        fits = index.shape[1] <= 64  # part types fit the bit masks
         cand = []
         for i in range(a.size):
             oa, ob = owner[a[i]], owner[b[i]]
-            if oa >= 0 and ob >= 0 and oa != ob and s[i] >= threshold_split_score:
-                overlap = False
-                for j in range(J):
-                    if table[oa, j] >= 0 and table[ob, j] >= 0:
-                        overlap = True
-                        break
-                if not overlap:
-                    cand.append(i)
+            if oa < 0 or ob < 0 or oa == ob or not s[i] >= threshold_split_score:
+                continue
+            if (types[oa] & types[ob]) == 0 if fits else not _share_a_type(index, oa, ob):
+                cand.append(i)
+        return _merge(index, edge_score, owner, a, b, s, cand)
+
+    @jit
+    def _merge(index, edge_score, owner, a, b, s, cand):
+        """Step 11's merges over the candidate pairs ``cand`` (joining two disjoint skeletons)."""
+        P, J = index.shape
+        table = index.astype(np.int64)
         if len(cand) == 0:
             return table[:0], edge_score.astype(np.float64)[:0], False
         cand_arr = np.array(cand, np.int64)
@@ -807,47 +825,37 @@ if AVAILABLE:
         return link[:n], a[:n], b[:n], score[:n], count[:n]
 
     @njit(**_FAST)
-    def complete_pairs(p, x, y, link, a, b, plane_of_link, steps, threshold_sample_score, nearest, score, count, index):
-        """Read in full the pairs step 11 may use that step 8 stopped early (score NaN): those
-        joining two skeletons of ``index`` that share no part type. Afterwards every pair step 11
-        looks at has the score the plain step 8 gives it."""
-        P, J = index.shape
+    def _merge_with_completion(p, x, y, link, a, b, plane_of_link, steps, threshold_sample_score, nearest,
+                               score, count, index, edge_score, threshold_split_score):
+        """Step 11 (``merge_split_graphs``) on pairs that step 8 may have stopped early (score
+        NaN): a pair joining two skeletons that share no part type is read in full first, so every
+        pair step 11 looks at has the score the plain step 8 gives it."""
         C, H, W = p.shape
         HW = H * W
         flat = p.ravel()
-        owner = np.full(x.size, -1, np.int64)
-        types = np.zeros(P, np.uint64)  # the part types each skeleton has, one bit each
-        for q in range(P):
-            for j in range(J):
-                if index[q, j] >= 0:
-                    owner[index[q, j]] = q
-                    types[q] |= np.uint64(1) << np.uint64(j % 64)
+        owner, types = _owners(index, x.size)
+        fits = index.shape[1] <= 64  # part types fit the bit masks
         cx, cy = _clipped(x, y, W, H)
         t = np.linspace(0.0, 1.0, steps).astype(np.float32)
         order = sample_order(steps)
+        cand = []
         for i in range(a.size):
-            if not np.isnan(score[i]):
-                continue
             oa, ob = owner[a[i]], owner[b[i]]
             if oa < 0 or ob < 0 or oa == ob:
                 continue
-            if J <= 64:
-                overlap = (types[oa] & types[ob]) != 0
-            else:
-                overlap = False
-                for j in range(J):
-                    if index[oa, j] >= 0 and index[ob, j] >= 0:
-                        overlap = True
-                        break
-            if overlap:
+            if (types[oa] & types[ob]) != 0 if fits else _share_a_type(index, oa, ob):
                 continue
-            px = flat[2 * HW * plane_of_link[link[i]]:]
-            py = px[HW:]
-            pa, pb = a[i], b[i]
-            e0x, e0y = _bilinear(px, py, cx[pa], cy[pa], W, H)
-            e1x, e1y = _bilinear(px, py, cx[pb], cy[pb], W, H)
-            score[i], count[i] = _pair_score(px, py, W, H, cx[pa], cy[pa], cx[pb], cy[pb], e0x, e0y, e1x, e1y,
-                                             t, order, threshold_sample_score, nearest, steps)
+            if np.isnan(score[i]):
+                px = flat[2 * HW * plane_of_link[link[i]]:]
+                py = px[HW:]
+                pa, pb = a[i], b[i]
+                e0x, e0y = _bilinear(px, py, cx[pa], cy[pa], W, H)
+                e1x, e1y = _bilinear(px, py, cx[pb], cy[pb], W, H)
+                score[i], count[i] = _pair_score(px, py, W, H, cx[pa], cy[pa], cx[pb], cy[pb], e0x, e0y, e1x, e1y,
+                                                 t, order, threshold_sample_score, nearest, steps)
+            if score[i] >= threshold_split_score:
+                cand.append(i)
+        return _merge(index, edge_score, owner, a, b, score, cand)
 
     @jit
     def decode(h, p, r, threshold_heatmap, quadratic, gaussian, e, plane_of_link, threshold_edge_size,
@@ -882,10 +890,9 @@ if AVAILABLE:
         parts, pers, index, esum = graph_matching(part, xs, ys, pscore, kl, ka, kb, ks, e, 18,
                                                   threshold_part_counter, threshold_object_score, 0)
         if index.shape[0] >= 2 and n > 0:
-            complete_pairs(p, xs, ys, link, a, b, plane_of_link, steps, threshold_sample_score, nearest,
-                           score, count, index)
-            table, tsum, merged = merge_split_graphs(index, esum, xs, ys, pscore, a, b, score,
-                                                     threshold_split_score)
+            table, tsum, merged = _merge_with_completion(p, xs, ys, link, a, b, plane_of_link, steps,
+                                                         threshold_sample_score, nearest, score, count, index,
+                                                         esum, threshold_split_score)
             if merged:
                 parts, pers, index, esum = skeletons_from_table(table, tsum, xs, ys, pscore, 0, -np.inf, 0)
         if max_people > 0 and pers.size > max_people:
