@@ -51,9 +51,9 @@ def steps(hm, pf, p):
     t5 = t(); sc = paf.edge_scores(pf, parts, cand, paf.EDGES_PAF, p["edge_sampling_steps"],
                                    p["threshold_sample_score"], p["edge_sampling"])
     t6 = t(); kept = paf.edge_threshold(sc, p["threshold_edge_score"], p["threshold_edge_sampling_counter"])
-    t7 = t(); sk = paf.graph_matching(parts, kept, paf.EDGES, p["threshold_part_counter"],
-                                      p["threshold_object_score"])
-    t8 = t(); sk = paf.merge_split_graphs(sk, parts, sc, p["threshold_split_score"])
+    t7 = t(); sk = paf.graph_matching(parts, kept, paf.EDGES)
+    t8 = t(); sk = paf.merge_split_graphs(sk, parts, sc, p["threshold_split_score"], p["threshold_part_counter"],
+                                          p["threshold_object_score"])
     t9 = t(); paf.refine_part_coordinates(sk, p["refine_parts_coordinates"], p["output_scale"], p["offset"], hm)
     t10 = t()
     ts = [t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10]

@@ -887,14 +887,17 @@ if AVAILABLE:
                 kb[k] = b[i]
                 ks[k] = score[i]
                 k += 1
-        parts, pers, index, esum = graph_matching(part, xs, ys, pscore, kl, ka, kb, ks, e, 18,
-                                                  threshold_part_counter, threshold_object_score, 0)
+        # step 10 keeps every person; step 11 merges, then applies the part and object-score cuts
+        _, _, index, esum = graph_matching(part, xs, ys, pscore, kl, ka, kb, ks, e, 18, 0, -np.inf, 0)
+        table, tsum = index.astype(np.int64), esum.astype(np.float64)
         if index.shape[0] >= 2 and n > 0:
-            table, tsum, merged = _merge_with_completion(p, xs, ys, link, a, b, plane_of_link, steps,
-                                                         threshold_sample_score, nearest, score, count, index,
-                                                         esum, threshold_split_score)
+            merged_table, merged_sum, merged = _merge_with_completion(
+                p, xs, ys, link, a, b, plane_of_link, steps, threshold_sample_score, nearest, score, count,
+                index, esum, threshold_split_score)
             if merged:
-                parts, pers, index, esum = skeletons_from_table(table, tsum, xs, ys, pscore, 0, -np.inf, 0)
+                table, tsum = merged_table, merged_sum
+        parts, pers, index, esum = skeletons_from_table(table, tsum, xs, ys, pscore, threshold_part_counter,
+                                                        threshold_object_score, 0)
         if max_people > 0 and pers.size > max_people:
             parts, pers, index, esum = parts[:max_people], pers[:max_people], index[:max_people], esum[:max_people]
         return map_to_pixels(parts, sx, sy, ox, oy), pers, index, esum

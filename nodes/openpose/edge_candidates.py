@@ -1,7 +1,7 @@
 """openpose.EdgeCandidates — step 7: every pair of parts that a link could join."""
-from graphflow import Param, Rx, Tx
-
 import numpy as np
+
+from graphflow import Param, Rx, Tx
 
 from . import paf
 from ._step import _Step

@@ -1,7 +1,7 @@
 """openpose.EdgeScores — step 8: PAF line integral along every candidate connection."""
-from graphflow import Param, Rx, Tx
-
 import numpy as np
+
+from graphflow import Param, Rx, Tx
 
 from . import paf
 from ._step import _Step

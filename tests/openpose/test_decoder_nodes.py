@@ -110,9 +110,11 @@ def test_threshold_part_counter_and_object_score_drop_people():
     people = synthetic.random_people(3, (46, 54), seed=5)
     people[0, 2:] = np.nan  # person 0 has only nose and neck
     tensors = model_output(people)
-    assert len(run_chain(tensors, {"GraphMatching": {"threshold_part_counter": 2}})["GraphMatching"].skeletons.score) == 3
-    assert len(run_chain(tensors, {"GraphMatching": {"threshold_part_counter": 3}})["GraphMatching"].skeletons.score) == 2
-    assert len(run_chain(tensors, {"GraphMatching": {"threshold_object_score": 5.0}})["GraphMatching"].skeletons.score) == 0
+    def kept(**config):  # step 11 judges the people (step 10 keeps every one)
+        return len(run_chain(tensors, {"MergeSplitGraphs": config})["MergeSplitGraphs"].skeletons.score)
+    assert kept(threshold_part_counter=2) == 3
+    assert kept(threshold_part_counter=3) == 2
+    assert kept(threshold_object_score=5.0) == 0
 
 
 def test_edge_thresholds_mark_rejected_connections():
@@ -133,7 +135,6 @@ LIVE_CHANGES = {  # node: (param, a new value, what in its output the change sho
     "EdgeCandidates": ("threshold_edge_size", 2.0, lambda out: len(out.pairs.a)),
     "EdgeScores": ("threshold_sample_score", 0.99, lambda out: int(out.pairs.count.sum())),
     "EdgeThreshold": ("threshold_edge_score", 0.99, lambda out: len(out.kept.a)),
-    "GraphMatching": ("threshold_object_score", 50.0, lambda out: len(out.skeletons.score)),
     "MergeSplitGraphs": ("threshold_split_score", 2.0, lambda out: len(out.skeletons.score)),
     "RefinePartCoordinates": ("output_scale", 3.0, lambda out: float(np.nansum(out.joints[..., :2]))),
 }

@@ -52,8 +52,9 @@ def run_steps(hm, pf, **kw):
     scored = paf.edge_scores(pf, parts, cand, paf.EDGES_PAF, p["edge_sampling_steps"],
                              p["threshold_sample_score"], p["edge_sampling"])
     kept = paf.edge_threshold(scored, p["threshold_edge_score"], p["threshold_edge_sampling_counter"])
-    skel = paf.graph_matching(parts, kept, EDGES, p["threshold_part_counter"], p["threshold_object_score"])
-    merged = paf.merge_split_graphs(skel, parts, scored, p["threshold_split_score"])
+    skel = paf.graph_matching(parts, kept, EDGES)
+    merged = paf.merge_split_graphs(skel, parts, scored, p["threshold_split_score"], p["threshold_part_counter"],
+                                    p["threshold_object_score"])
     return dict(peak_map=peak_map, peaks=peaks, parts=parts, cand=cand, scored=scored, kept=kept,
                 skel=skel, merged=merged)
 
@@ -268,14 +269,17 @@ def test_merge_split_graphs_threshold_split_score():
     hm, pf = synthetic.render(people, SHAPE)
     pf[0:2] *= 0.2  # weak neck -> r_hip and neck -> l_hip fields: both legs split off at step 9
     pf[6:8] *= 0.2
-    st = run_steps(hm, pf, threshold_edge_score=0.5, threshold_part_counter=1)
-    assert sorted((st["skel"].index >= 0).sum(1).tolist()) == [3, 3, 12]
+    st = run_steps(hm, pf, threshold_edge_score=0.5)
+    assert sorted((st["skel"].index >= 0).sum(1).tolist()) == [3, 3, 12]  # step 10 keeps fragments
     merged = paf.merge_split_graphs(st["skel"], st["parts"], st["scored"], threshold_split_score=0.1)
     assert len(merged.score) == 1 and np.all(merged.index >= 0)
     assert merged.edge_score[0] > st["skel"].edge_score.sum()
     # raising the threshold above the weak links' score keeps the fragments apart
-    kept = paf.merge_split_graphs(st["skel"], st["parts"], st["scored"], threshold_split_score=0.5)
+    kept = paf.merge_split_graphs(st["skel"], st["parts"], st["scored"], threshold_split_score=0.5,
+                                  threshold_part_counter=1)
     assert len(kept.score) == 3
+    # ... and then the 3-part legs fall under the part-count cut (judged after merging)
+    assert len(paf.merge_split_graphs(st["skel"], st["parts"], st["scored"], threshold_split_score=0.5).score) == 1
 
 
 def test_refine_part_coordinates_scale_offset_and_refinement():

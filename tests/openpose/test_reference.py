@@ -243,8 +243,9 @@ def _chained(heatmaps, pafs, **params):
     scored = paf.edge_scores(pafs, parts, pairs, paf.EDGES_PAF, p["edge_sampling_steps"],
                              p["threshold_sample_score"], p["edge_sampling"])
     kept = paf.edge_threshold(scored, p["threshold_edge_score"], p["threshold_edge_sampling_counter"])
-    people = paf.graph_matching(parts, kept, paf.EDGES, p["threshold_part_counter"], p["threshold_object_score"])
-    people = paf.merge_split_graphs(people, parts, scored, p["threshold_split_score"])
+    people = paf.graph_matching(parts, kept, paf.EDGES)
+    people = paf.merge_split_graphs(people, parts, scored, p["threshold_split_score"], p["threshold_part_counter"],
+                                    p["threshold_object_score"])
     return paf.refine_part_coordinates(people, False, 1.0, 0.0, hm, p["refine"], p["max_people"])
 
 
