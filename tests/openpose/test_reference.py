@@ -345,3 +345,26 @@ def test_zidane_gives_two_whole_people():
     assert ((people.index >= 0).sum(1) >= 8).all()
     necks = np.sort(people.parts[:, 1, 0])
     assert necks[0] < 41 < necks[1]  # one on each side of the image's middle (82 cells wide)
+
+
+@pytest.mark.timeout(300)
+def test_bus_at_the_apps_input_size_keeps_the_cut_off_persons_arm():
+    """bus.jpg at the app's input size (368 x 272, maps 46 x 34): the person cut off at the right
+    edge keeps the left arm and ear that step 10 leaves as a 4-part fragment (object score 0.31,
+    below 0.4): step 11 rejoins it before the cuts judge the person (10 joints before, 14 now)."""
+    cv2 = pytest.importorskip("cv2")
+    ort = pytest.importorskip("onnxruntime")
+    image = SHARED / "data" / "images" / "bus.jpg"
+    model = Path(os.environ.get("GRAPHFLOW_MODEL_PATH", SHARED / "models")) / "openpose_mobilenet_thin.onnx"
+    if not image.exists() or not model.exists():
+        pytest.skip("bus.jpg or the model not available")
+    bgr = cv2.imread(str(image))
+    x = cv2.resize(bgr, (272, 368), interpolation=cv2.INTER_CUBIC).astype(np.float32).transpose(2, 0, 1)[None]
+    heatmaps, pafs = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(
+        ["heatmaps", "pafs"], {"image": x})
+    people = paf.decode(heatmaps, pafs, **CELLS)
+    right = np.flatnonzero(people.parts[:, 1, 0] > 28)  # neck in the last 6 of 34 columns
+    assert len(right) == 1
+    joints = people.index[right[0]] >= 0
+    assert joints.sum() >= 13
+    assert joints[[paf.PART_NAMES.index(n) for n in ("l_shoulder", "l_elbow", "l_wrist", "l_ear")]].all()
