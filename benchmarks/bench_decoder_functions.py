@@ -2,7 +2,9 @@
 
 Cases: the golden bus.jpg maps (46x54) and synthetic frames with 1, 5 and 20 people at 46x54
 and 120x160 map cells (nodes/openpose/synthetic.py). One thread (BLAS/OpenMP pinned to 1).
-Prints median and p90 ms of ``paf.decode`` per case, and a per-step breakdown (medians).
+Prints median and p90 ms of ``paf.decode`` per case (with the JIT: steps 3-12 as one compiled
+call), and a per-step breakdown (medians) of the step functions called one by one, as the
+decoder's nodes call them.
 
     python benchmarks/bench_decoder_functions.py [--repeat 200] [--param name=value ...]
 """

@@ -315,20 +315,20 @@ if AVAILABLE:
         return _peak_records(h, idx[:count], quadratic, gaussian)
 
     @jit
-    def edge_candidates(part, x, y, e, threshold_edge_size):
-        """Every (a, b) pair per link, in link order, a-major, parts of a type in input order."""
+    def _by_type(part, e):
+        """The peaks grouped by part type: type t's are order[start[t]:start[t + 1]] (input order),
+        and the number of (a, b) pairs over the links e."""
         K = part.size
         n_parts = 18
         for k in range(e.shape[0]):
             n_parts = max(n_parts, e[k, 0] + 1, e[k, 1] + 1)
         for i in range(K):
             n_parts = max(n_parts, part[i] + 1)
-        cnt = np.zeros(n_parts, np.int64)
-        for i in range(K):
-            cnt[part[i]] += 1
         start = np.zeros(n_parts + 1, np.int64)
+        for i in range(K):
+            start[part[i] + 1] += 1
         for t in range(n_parts):
-            start[t + 1] = start[t] + cnt[t]
+            start[t + 1] += start[t]
         order = np.empty(K, np.int64)
         fill = start[:-1].copy()
         for i in range(K):
@@ -336,7 +336,13 @@ if AVAILABLE:
             fill[part[i]] += 1
         total = 0
         for k in range(e.shape[0]):
-            total += cnt[e[k, 0]] * cnt[e[k, 1]]
+            total += (start[e[k, 0] + 1] - start[e[k, 0]]) * (start[e[k, 1] + 1] - start[e[k, 1]])
+        return start, order, total
+
+    @jit
+    def edge_candidates(part, x, y, e, threshold_edge_size):
+        """Every (a, b) pair per link, in link order, a-major, parts of a type in input order."""
+        start, order, total = _by_type(part, e)
         link = np.empty(total, np.int32)
         a = np.empty(total, np.int32)
         b = np.empty(total, np.int32)
@@ -764,24 +770,7 @@ if AVAILABLE:
         HW = H * W
         flat = p.ravel()
         K = part.size
-        n_parts = 18
-        for k in range(e.shape[0]):
-            n_parts = max(n_parts, e[k, 0] + 1, e[k, 1] + 1)
-        for i in range(K):
-            n_parts = max(n_parts, part[i] + 1)
-        start = np.zeros(n_parts + 1, np.int64)
-        for i in range(K):
-            start[part[i] + 1] += 1
-        for q in range(n_parts):
-            start[q + 1] += start[q]
-        order_peaks = np.empty(K, np.int64)
-        fill = start[:-1].copy()
-        for i in range(K):
-            order_peaks[fill[part[i]]] = i
-            fill[part[i]] += 1
-        total = 0
-        for k in range(e.shape[0]):
-            total += (start[e[k, 0] + 1] - start[e[k, 0]]) * (start[e[k, 1] + 1] - start[e[k, 1]])
+        start, order_peaks, total = _by_type(part, e)
         link = np.empty(total, np.int32)
         a = np.empty(total, np.int32)
         b = np.empty(total, np.int32)
