@@ -399,13 +399,19 @@ def edge_scores(pafs: np.ndarray, parts: Peaks, candidates: Edges,
     if p.shape[1] < 2 or p.shape[2] < 2:  # degenerate map: give bilinear a 2x2 footprint
         p = np.pad(p, ((0, 0), (0, max(0, 2 - p.shape[1])), (0, max(0, 2 - p.shape[2]))), mode="edge")
     C, H, W = p.shape
+    planes = _EDGES_PAF_ARRAY if edges_paf is EDGES_PAF else np.asarray(edges_paf, dtype=np.int64)
+    # the kernels read the maps without bounds checks
+    if int(candidates.link.max()) >= len(planes):
+        raise ValueError(f"edge_scores: the candidates use link {int(candidates.link.max())} but edges_paf "
+                         f"has {len(planes)} planes")
+    if planes.min() < 0 or 2 * (int(planes.max()) + 1) > C:
+        raise ValueError(f"edge_scores: pafs has {C} channels but edges_paf uses plane {int(planes.max())}")
     if _jit:
         score, count = kernels.edge_scores(
             p if p.flags.c_contiguous else np.ascontiguousarray(p), parts.x.astype(np.float32, copy=False),
             parts.y.astype(np.float32, copy=False), candidates.link.astype(np.int32, copy=False),
             candidates.a.astype(np.int32, copy=False), candidates.b.astype(np.int32, copy=False),
-            _EDGES_PAF_ARRAY if edges_paf is EDGES_PAF else np.asarray(edges_paf, dtype=np.int64),
-            int(edge_sampling_steps), np.float32(threshold_sample_score), edge_sampling == "nearest")
+            planes, int(edge_sampling_steps), np.float32(threshold_sample_score), edge_sampling == "nearest")
         return candidates._replace(score=score, count=count)
     # Clip the endpoints, not the E x S samples: samples are convex combinations of the
     # endpoints, so they stay inside the map too.
@@ -847,6 +853,28 @@ def compose_image_mapping(output_scale, offset, image_scale, image_offset):
     return (sy * ky, sx * kx), (oy * ky + by, ox * kx + bx)
 
 
+def _check_maps(hm: np.ndarray, pf: np.ndarray, edges, edges_paf) -> tuple[np.ndarray, np.ndarray]:
+    """decode's maps as (C, H, W) arrays, or a ValueError saying what does not fit (the compiled
+    kernels read the maps without bounds checks)."""
+    if hm.ndim == 4 and pf.ndim == 4 and hm.shape[0] == 1 and pf.shape[0] == 1:
+        hm, pf = hm[0], pf[0]
+    if hm.ndim != 3 or pf.ndim != 3:
+        raise ValueError(f"decode: heatmaps and pafs must be (C, H, W) or (1, C, H, W) arrays, "
+                         f"got shapes {hm.shape} and {pf.shape}")
+    if hm.shape[1:] != pf.shape[1:]:
+        raise ValueError(f"decode: heatmaps are {hm.shape[1]}x{hm.shape[2]} cells but pafs "
+                         f"{pf.shape[1]}x{pf.shape[2]}; both must be on the same grid")
+    planes = _EDGES_PAF_ARRAY if edges_paf is EDGES_PAF else np.asarray(edges_paf, dtype=np.int64).reshape(-1)
+    if len(planes) != len(_links(edges)):
+        raise ValueError(f"decode: edges_paf has {len(planes)} planes for {len(_links(edges))} links")
+    if len(planes) and (planes.min() < 0 or 2 * (planes.max() + 1) > pf.shape[0]):
+        raise ValueError(f"decode: pafs has {pf.shape[0]} channels but edges_paf uses plane "
+                         f"{planes.max()} (channels {2 * planes.max()}, {2 * planes.max() + 1})")
+    if not (np.issubdtype(hm.dtype, np.number) and np.issubdtype(pf.dtype, np.number)):
+        raise ValueError(f"decode: heatmaps and pafs must be numeric, got {hm.dtype} and {pf.dtype}")
+    return hm, pf
+
+
 def decode(heatmaps: np.ndarray, pafs: np.ndarray, **params) -> Skeletons:
     """Run steps 3-12 on one frame and return skeletons in image pixels.
 
@@ -865,10 +893,7 @@ def decode(heatmaps: np.ndarray, pafs: np.ndarray, **params) -> Skeletons:
         p = DEFAULTS
     edges = p.get("edges", EDGES)
     edges_paf = p.get("edges_paf", EDGES_PAF)
-    hm = np.asarray(heatmaps)
-    pf = np.asarray(pafs)
-    if hm.ndim == 4:
-        hm, pf = hm[0], pf[0]
+    hm, pf = _check_maps(np.asarray(heatmaps), np.asarray(pafs), edges, edges_paf)
     hm = hm[:NUM_PARTS]
     f = int(p["upsample"])
     hm, pf = upsample(hm, pf, f)

@@ -370,3 +370,35 @@ def test_max_people_keeps_the_best_and_zero_keeps_all():
     assert len(paf.decode(hm, pf, max_people=25).score) == 25
     with pytest.raises(ValueError, match="max_people"):
         paf.decode(hm, pf, max_people=-1)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("jit", [True, False] if paf.kernels.AVAILABLE else [False])
+@pytest.mark.parametrize("heatmaps,pafs,message", [
+    ((19, 20, 20), (10, 20, 20), "pafs has 10 channels but edges_paf uses plane 18"),
+    ((19, 20, 20), (38, 10, 20), "heatmaps are 20x20 cells but pafs 10x20"),
+    ((20, 20), (38, 20, 20), r"must be \(C, H, W\) or \(1, C, H, W\)"),
+    ((2, 19, 20, 20), (2, 38, 20, 20), r"must be \(C, H, W\) or \(1, C, H, W\)"),
+])
+def test_maps_that_do_not_fit_are_a_clear_error(jit, heatmaps, pafs, message):
+    """The compiled kernels read the maps without bounds checks: maps that do not fit the link
+    table or each other are refused with one line saying what is wrong, on both code paths."""
+    before = paf.jit_enabled()
+    rng = np.random.default_rng(0)
+    try:
+        paf.use_jit(jit)
+        with pytest.raises(ValueError, match=message):
+            paf.decode(rng.random(heatmaps, np.float32), rng.random(pafs, np.float32))
+    finally:
+        paf.use_jit(before)
+
+
+@pytest.mark.timeout(120)
+def test_edge_scores_refuses_a_plane_the_pafs_do_not_have():
+    parts = paf.Peaks(np.array([1, 8], np.int32), np.array([2.0, 6.0], np.float32),
+                      np.array([3.0, 3.0], np.float32), np.ones(2, np.float32))
+    pairs = paf.edge_candidates(parts)
+    with pytest.raises(ValueError, match="pafs has 2 channels but edges_paf uses plane 18"):
+        paf.edge_scores(np.zeros((2, 10, 10), np.float32), parts, pairs)
+    with pytest.raises(ValueError, match="the candidates use link 0 but edges_paf has 0 planes"):
+        paf.edge_scores(np.zeros((38, 10, 10), np.float32), parts, pairs, edges_paf=[])
