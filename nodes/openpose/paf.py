@@ -401,11 +401,15 @@ def edge_scores(pafs: np.ndarray, parts: Peaks, candidates: Edges,
     C, H, W = p.shape
     planes = _EDGES_PAF_ARRAY if edges_paf is EDGES_PAF else np.asarray(edges_paf, dtype=np.int64)
     # the kernels read the maps without bounds checks
-    if int(candidates.link.max()) >= len(planes):
+    if planes is _EDGES_PAF_ARRAY:
+        links, low, high = len(EDGES), 0, len(EDGES) - 1
+    else:
+        links, low, high = len(planes), int(planes.min(initial=0)), int(planes.max(initial=0))
+    if int(candidates.link.max()) >= links:
         raise ValueError(f"edge_scores: the candidates use link {int(candidates.link.max())} but edges_paf "
-                         f"has {len(planes)} planes")
-    if planes.min() < 0 or 2 * (int(planes.max()) + 1) > C:
-        raise ValueError(f"edge_scores: pafs has {C} channels but edges_paf uses plane {int(planes.max())}")
+                         f"has {links} planes")
+    if low < 0 or 2 * (high + 1) > C:
+        raise ValueError(f"edge_scores: pafs has {C} channels but edges_paf uses plane {high}")
     if _jit:
         score, count = kernels.edge_scores(
             p if p.flags.c_contiguous else np.ascontiguousarray(p), parts.x.astype(np.float32, copy=False),
@@ -864,13 +868,17 @@ def _check_maps(hm: np.ndarray, pf: np.ndarray, edges, edges_paf) -> tuple[np.nd
     if hm.shape[1:] != pf.shape[1:]:
         raise ValueError(f"decode: heatmaps are {hm.shape[1]}x{hm.shape[2]} cells but pafs "
                          f"{pf.shape[1]}x{pf.shape[2]}; both must be on the same grid")
-    planes = _EDGES_PAF_ARRAY if edges_paf is EDGES_PAF else np.asarray(edges_paf, dtype=np.int64).reshape(-1)
-    if len(planes) != len(_links(edges)):
-        raise ValueError(f"decode: edges_paf has {len(planes)} planes for {len(_links(edges))} links")
-    if len(planes) and (planes.min() < 0 or 2 * (planes.max() + 1) > pf.shape[0]):
+    if edges_paf is EDGES_PAF and edges is EDGES:
+        count, low, high = len(EDGES), 0, len(EDGES) - 1
+    else:
+        planes = np.asarray(edges_paf, dtype=np.int64).reshape(-1)
+        if len(planes) != len(_links(edges)):
+            raise ValueError(f"decode: edges_paf has {len(planes)} planes for {len(_links(edges))} links")
+        count, low, high = len(planes), int(planes.min(initial=0)), int(planes.max(initial=0))
+    if count and (low < 0 or 2 * (high + 1) > pf.shape[0]):
         raise ValueError(f"decode: pafs has {pf.shape[0]} channels but edges_paf uses plane "
-                         f"{planes.max()} (channels {2 * planes.max()}, {2 * planes.max() + 1})")
-    if not (np.issubdtype(hm.dtype, np.number) and np.issubdtype(pf.dtype, np.number)):
+                         f"{high} (channels {2 * high}, {2 * high + 1})")
+    if hm.dtype.kind not in "fiub" or pf.dtype.kind not in "fiub":
         raise ValueError(f"decode: heatmaps and pafs must be numeric, got {hm.dtype} and {pf.dtype}")
     return hm, pf
 
