@@ -2,7 +2,9 @@
 
 Cases: the golden bus.jpg maps (46x54) and synthetic frames with 1, 5 and 20 people at 46x54
 and 120x160 map cells (nodes/openpose/synthetic.py). One thread (BLAS/OpenMP pinned to 1).
-Prints median and p90 ms of ``paf.decode`` per case, and a per-step breakdown (medians).
+Prints median and p90 ms of ``paf.decode`` per case (with the JIT: steps 3-12 as one compiled
+call), and a per-step breakdown (medians) of the step functions called one by one, as the
+decoder's nodes call them.
 
     python benchmarks/bench_decoder_functions.py [--repeat 200] [--param name=value ...]
 """
@@ -51,9 +53,9 @@ def steps(hm, pf, p):
     t5 = t(); sc = paf.edge_scores(pf, parts, cand, paf.EDGES_PAF, p["edge_sampling_steps"],
                                    p["threshold_sample_score"], p["edge_sampling"])
     t6 = t(); kept = paf.edge_threshold(sc, p["threshold_edge_score"], p["threshold_edge_sampling_counter"])
-    t7 = t(); sk = paf.graph_matching(parts, kept, paf.EDGES, p["threshold_part_counter"],
-                                      p["threshold_object_score"])
-    t8 = t(); sk = paf.merge_split_graphs(sk, parts, sc, p["threshold_split_score"])
+    t7 = t(); sk = paf.graph_matching(parts, kept, paf.EDGES)
+    t8 = t(); sk = paf.merge_split_graphs(sk, parts, sc, p["threshold_split_score"], p["threshold_part_counter"],
+                                          p["threshold_object_score"])
     t9 = t(); paf.refine_part_coordinates(sk, p["refine_parts_coordinates"], p["output_scale"], p["offset"], hm)
     t10 = t()
     ts = [t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10]

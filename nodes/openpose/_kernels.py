@@ -155,8 +155,6 @@ if AVAILABLE:
     def peak_candidates(h, flat, quadratic, gaussian):
         """Peaks of a flat bool map: part, y, x, score, and the integer cells; sub-pixel offsets
         by a parabola (on log values if ``gaussian``)."""
-        C, H, W = h.shape
-        HW = H * W
         tail = flat.size // 64 * 64
         blocks = _blocks(flat[:tail].view(np.uint8).view(np.uint64))
         count = 0
@@ -178,6 +176,14 @@ if AVAILABLE:
             if flat[i]:
                 idx[k] = i
                 k += 1
+        return _peak_records(h, idx, quadratic, gaussian)
+
+    @jit
+    def _peak_records(h, idx, quadratic, gaussian):
+        """part, y, x, score, yi, xi of the peaks at flat indices idx (sub-pixel as in peak_candidates)."""
+        C, H, W = h.shape
+        HW = H * W
+        count = idx.size
         part = np.empty(count, np.int32)
         ys = np.empty(count, np.float32)
         xs = np.empty(count, np.float32)
@@ -217,21 +223,112 @@ if AVAILABLE:
             xs[k] = np.float32(x) + dx
         return part, ys, xs, score, yi, xi
 
+    @njit(nogil=True, inline="always")
+    def _window_peak(hf, i, y, x, H, W, r, threshold):
+        """Whether flat cell i (row y, column x of its channel) is a step-4 peak: >= threshold and
+        no cell of its (2r+1)^2 window, clipped to the channel, is larger."""
+        v = hf[i]
+        if not v >= threshold:
+            return False
+        base = i - y * W - x
+        for yy in range(max(y - r, 0), min(y + r + 1, H)):
+            row = base + yy * W
+            for xx in range(max(x - r, 0), min(x + r + 1, W)):
+                if hf[row + xx] > v:
+                    return False
+        return True
+
+    @njit(cache=True, nogil=True, error_model="numpy")
+    def find_peaks(h, r, threshold, quadratic, gaussian):
+        """Steps 3-5 at once, without the pooled map: the cells that ``non_maximum_suppression``
+        marks on ``max_pool(h, 2r+1)`` (same plateau tie-break), listed as ``peak_candidates``
+        lists them. Only cells >= threshold are compared with their window; they are found by a
+        branch-free (vectorized) pass and then 64 cells at a time, skipping blocks without one."""
+        C, H, W = h.shape
+        HW = H * W
+        hf = h.ravel()
+        n = hf.size
+        flags = np.empty(n, np.uint8)
+        # Branch-free (vectorized) pre-test: >= threshold and >= both flat neighbours, which for
+        # a cell inside its row are in its window, so no peak is lost ...
+        flags[0] = hf[0] >= threshold
+        flags[n - 1] = hf[n - 1] >= threshold
+        if r == 0:  # the window is the cell itself
+            for i in range(n):
+                flags[i] = hf[i] >= threshold
+        else:
+            for i in range(1, n - 1):
+                v = hf[i]
+                flags[i] = (v >= threshold) & (v >= hf[i - 1]) & (v >= hf[i + 1])
+        # ... and a row's first and last cells, whose flat neighbours are in other rows, are
+        # tested against their own row only
+        for row in range(0, n if r > 0 else 0, W):
+            last = row + W - 1
+            flags[row] = hf[row] >= threshold and (W == 1 or hf[row] >= hf[row + 1])
+            flags[last] = hf[last] >= threshold and (W == 1 or hf[last] >= hf[last - 1])
+        tail = n // 64 * 64
+        blocks = _blocks(flags[:tail].view(np.uint64))
+        idx = np.empty(64, np.int64)
+        count = 0
+        for k in range(blocks.size + 1):
+            if k < blocks.size:
+                lo = blocks[k] * 64
+                hi = lo + 64
+            else:
+                lo, hi = tail, n
+            rem = lo % HW
+            y0 = rem // W
+            x0 = rem - y0 * W
+            for i in range(lo, hi):
+                if not flags[i]:
+                    continue
+                # the cell's row and column from the block's first (no division per cell)
+                x = x0 + (i - lo)
+                y = y0
+                while x >= W:
+                    x -= W
+                    y += 1
+                while y >= H:
+                    y -= H
+                if not _window_peak(hf, i, y, x, H, W, r, threshold):
+                    continue
+                # plateau tie-break: an earlier 3x3 neighbour that is a peak of the same value wins
+                v = hf[i]
+                dup = False
+                for dy, dx in ((-1, -1), (-1, 0), (-1, 1), (0, -1)):
+                    yy = y + dy
+                    xx = x + dx
+                    if yy < 0 or xx < 0 or xx >= W:
+                        continue
+                    j = i + dy * W + dx
+                    if hf[j] == v and _window_peak(hf, j, yy, xx, H, W, r, threshold):
+                        dup = True
+                        break
+                if dup:
+                    continue
+                if count == idx.size:
+                    grown = np.empty(2 * idx.size, np.int64)
+                    grown[:count] = idx
+                    idx = grown
+                idx[count] = i
+                count += 1
+        return _peak_records(h, idx[:count], quadratic, gaussian)
+
     @jit
-    def edge_candidates(part, x, y, e, threshold_edge_size):
-        """Every (a, b) pair per link, in link order, a-major, parts of a type in input order."""
+    def _by_type(part, e):
+        """The peaks grouped by part type: type t's are order[start[t]:start[t + 1]] (input order),
+        and the number of (a, b) pairs over the links e."""
         K = part.size
         n_parts = 18
         for k in range(e.shape[0]):
             n_parts = max(n_parts, e[k, 0] + 1, e[k, 1] + 1)
         for i in range(K):
             n_parts = max(n_parts, part[i] + 1)
-        cnt = np.zeros(n_parts, np.int64)
-        for i in range(K):
-            cnt[part[i]] += 1
         start = np.zeros(n_parts + 1, np.int64)
+        for i in range(K):
+            start[part[i] + 1] += 1
         for t in range(n_parts):
-            start[t + 1] = start[t] + cnt[t]
+            start[t + 1] += start[t]
         order = np.empty(K, np.int64)
         fill = start[:-1].copy()
         for i in range(K):
@@ -239,7 +336,13 @@ if AVAILABLE:
             fill[part[i]] += 1
         total = 0
         for k in range(e.shape[0]):
-            total += cnt[e[k, 0]] * cnt[e[k, 1]]
+            total += (start[e[k, 0] + 1] - start[e[k, 0]]) * (start[e[k, 1] + 1] - start[e[k, 1]])
+        return start, order, total
+
+    @jit
+    def edge_candidates(part, x, y, e, threshold_edge_size):
+        """Every (a, b) pair per link, in link order, a-major, parts of a type in input order."""
+        start, order, total = _by_type(part, e)
         link = np.empty(total, np.int32)
         a = np.empty(total, np.int32)
         b = np.empty(total, np.int32)
@@ -271,78 +374,122 @@ if AVAILABLE:
         y0 = min(np.int32(sy), H - 2)
         fx = sx - np.float32(x0)
         fy = sy - np.float32(y0)
-        j = y0 * W + x0
+        # unsigned: numba then skips its negative-index (wraparound) test on each of the 8 reads
+        j = np.uint64(y0 * W + x0)
+        w = np.uint64(W)
+        one = np.uint64(1)
         # interpolate each channel, then one dot product (not four)
-        gx0 = px[j] + (px[j + 1] - px[j]) * fx
-        gx1 = px[j + W] + (px[j + W + 1] - px[j + W]) * fx
-        gy0 = py[j] + (py[j + 1] - py[j]) * fx
-        gy1 = py[j + W] + (py[j + W + 1] - py[j + W]) * fx
+        gx0 = px[j] + (px[j + one] - px[j]) * fx
+        gx1 = px[j + w] + (px[j + w + one] - px[j + w]) * fx
+        gy0 = py[j] + (py[j + one] - py[j]) * fx
+        gy1 = py[j + w] + (py[j + w + one] - py[j + w]) * fx
         return gx0 + (gx1 - gx0) * fy, gy0 + (gy1 - gy0) * fy
 
-    # reassociation and fused multiply-adds (11% faster), keeping NaN/inf semantics
-    @njit(cache=True, nogil=True, fastmath={"reassoc", "contract", "arcp"})
+    @jit
+    def sample_order(steps):
+        """The order step 8 reads a pair's inside samples in (the ends come first: their field
+        values are computed once per peak): from the middle outwards, where a pair joining two
+        different people is least likely to lie on a field, so a hopeless pair fails soonest."""
+        order = np.empty(max(steps - 2, 0), np.int64)
+        k = 0
+        mid = (steps - 1) // 2
+        for d in range(steps):
+            for s in (mid - d, mid + 1 + d):
+                if 0 < s < steps - 1 and k < order.size:
+                    order[k] = s
+                    k += 1
+        return order
+
+    _FAST = dict(nogil=True, error_model="numpy", fastmath={"reassoc", "contract", "arcp"})
+
+    # reassociation and fused multiply-adds (11% faster), keeping NaN/inf semantics; numpy's
+    # error model: no zero test before each division
+    @njit(inline="always", **_FAST)
+    def _pair_score(px, py, W, H, ax, ay, bx, by, e0x, e0y, e1x, e1y, t, order, threshold, nearest, allowed_fails):
+        """Step 8 for one pair with clipped ends (ax, ay), (bx, by) on a field plane (flat px, py):
+        (mean, count) of PAF·direction over the samples, the ends' field values given (e0, e1).
+        A pair stops being read once more than ``allowed_fails`` samples failed: its count is
+        then the passing samples seen and its mean NaN."""
+        steps = t.size
+        vx = bx - ax
+        vy = by - ay
+        norm = np.float32(math.sqrt(vx * vx + vy * vy))
+        if norm <= 1e-6:
+            return np.float32(0.0), 0
+        inv = np.float32(1.0) / norm
+        ux = vx * inv
+        uy = vy * inv
+        half = np.float32(0.5)
+        if nearest:
+            # samples lie in [0, W-1] x [0, H-1]: truncating x + 0.5 rounds to the nearest cell
+            j = np.int32(ay + half) * W + np.int32(ax + half)
+            v0 = px[j] * ux + py[j] * uy
+            j = np.int32(ay + vy * t[steps - 1] + half) * W + np.int32(ax + vx * t[steps - 1] + half)
+            v1 = px[j] * ux + py[j] * uy
+        else:
+            v0 = e0x * ux + e0y * uy
+            v1 = e1x * ux + e1y * uy
+        total = v0 + v1
+        fails = np.int32(v0 < threshold) + np.int32(v1 < threshold)
+        seen = 2
+        for s in order:
+            sx = ax + vx * t[s]
+            sy = ay + vy * t[s]
+            if nearest:
+                j = np.int32(sy + half) * W + np.int32(sx + half)
+                v = px[j] * ux + py[j] * uy
+            else:
+                gx, gy = _bilinear(px, py, sx, sy, W, H)
+                v = gx * ux + gy * uy
+            total += v
+            fails += np.int32(v < threshold)
+            seen += 1
+            if fails > allowed_fails:
+                return np.float32(np.nan), seen - fails
+        return total / np.float32(steps), steps - fails
+
+    @njit(**_FAST)
+    def _clipped(x, y, W, H):
+        """Peak coordinates clipped to the map (samples are convex combinations of the ends)."""
+        cx = np.empty(x.size, np.float32)
+        cy = np.empty(x.size, np.float32)
+        for k in range(x.size):
+            cx[k] = min(max(x[k], np.float32(0.0)), np.float32(W - 1))
+            cy[k] = min(max(y[k], np.float32(0.0)), np.float32(H - 1))
+        return cx, cy
+
+    @njit(cache=True, **_FAST)
     def edge_scores(p, x, y, link, a, b, plane_of_link, steps, threshold_sample_score, nearest):
-        """PAF·direction at ``steps`` points from a to b, bilinear or at the nearest cell: mean and
-        passing count per pair."""
+        """Step 8: mean and passing count of PAF·direction at ``steps`` points of every pair."""
         C, H, W = p.shape
         HW = H * W
         flat = p.ravel()
         n = a.size
+        K = x.size
         score = np.empty(n, np.float32)
         count = np.empty(n, np.int32)
+        cx, cy = _clipped(x, y, W, H)
         t = np.linspace(0.0, 1.0, steps).astype(np.float32)
-        wmax = np.float32(W - 1)
-        hmax = np.float32(H - 1)
-        half = np.float32(0.5)
-        K = x.size
+        order = sample_order(steps)
+        # the field at each (plane, peak), computed when first needed: an end of many pairs
         have = np.zeros((C // 2) * K, np.bool_)
         end_x = np.empty((C // 2) * K, np.float32)
         end_y = np.empty((C // 2) * K, np.float32)
         for i in range(n):
-            ax = min(max(x[a[i]], np.float32(0.0)), wmax)
-            ay = min(max(y[a[i]], np.float32(0.0)), hmax)
-            vx = min(max(x[b[i]], np.float32(0.0)), wmax) - ax
-            vy = min(max(y[b[i]], np.float32(0.0)), hmax) - ay
-            norm = np.float32(math.sqrt(vx * vx + vy * vy))
-            if norm <= 1e-6:
-                score[i] = 0.0
-                count[i] = 0
-                continue
-            inv = np.float32(1.0) / norm
-            ux = vx * inv
-            uy = vy * inv
-            px = flat[2 * HW * plane_of_link[link[i]]:]
+            plane = plane_of_link[link[i]]
+            px = flat[2 * HW * plane:]
             py = px[HW:]
-            total = np.float32(0.0)
-            passed = 0
-            if nearest:
-                for s in range(steps):
-                    # samples lie in [0, W-1] x [0, H-1]: truncating x + 0.5 rounds to the nearest cell
-                    j = np.int32(ay + vy * t[s] + half) * W + np.int32(ax + vx * t[s] + half)
-                    v = px[j] * ux + py[j] * uy
-                    total += v
-                    passed += v >= threshold_sample_score
-            else:
-                # The end samples (t = 0, 1) sit on the peaks: their field values are shared by
-                # every pair of the link with that end, so each is read once per (plane, peak).
-                plane = plane_of_link[link[i]]
-                for end in range(2):
-                    k = plane * K + (a[i] if end == 0 else b[i])
+            if not nearest:
+                for q in (a[i], b[i]):
+                    k = plane * K + q
                     if not have[k]:
-                        ex = ax if end == 0 else ax + vx
-                        ey = ay if end == 0 else ay + vy
-                        end_x[k], end_y[k] = _bilinear(px, py, ex, ey, W, H)
+                        end_x[k], end_y[k] = _bilinear(px, py, cx[q], cy[q], W, H)
                         have[k] = True
-                    v = end_x[k] * ux + end_y[k] * uy
-                    total += v
-                    passed += v >= threshold_sample_score
-                for s in range(1, steps - 1):
-                    gx, gy = _bilinear(px, py, ax + vx * t[s], ay + vy * t[s], W, H)
-                    v = gx * ux + gy * uy
-                    total += v
-                    passed += v >= threshold_sample_score
-            score[i] = total / np.float32(steps)
-            count[i] = passed
+            ka = plane * K + a[i]
+            kb = plane * K + b[i]
+            score[i], count[i] = _pair_score(px, py, W, H, cx[a[i]], cy[a[i]], cx[b[i]], cy[b[i]], end_x[ka],
+                                             end_y[ka], end_x[kb], end_y[kb], t, order, threshold_sample_score,
+                                             nearest, steps)
         return score, count
 
     @jit
@@ -506,28 +653,46 @@ if AVAILABLE:
         return skeletons_from_table(table, esum, x, y, pscore, min_parts, min_object_score, max_people)
 
     @jit
-    def merge_split_graphs(index, edge_score, x, y, pscore, a, b, s, threshold_split_score):
-        """Skeleton → peak table after merging disjoint skeletons joined by a scored pair (best
-        first), or an empty table when nothing merges."""
+    def _owners(index, K):
+        """Peak → skeleton (-1: none) and each skeleton's part types as bits (for J <= 64)."""
         P, J = index.shape
-        K = x.size
         owner = np.full(K, -1, np.int64)
+        types = np.zeros(P, np.uint64)
         for q in range(P):
             for j in range(J):
                 if index[q, j] >= 0:
                     owner[index[q, j]] = q
-        table = index.astype(np.int64)
+                    types[q] |= np.uint64(1) << np.uint64(j % 64)
+        return owner, types
+
+    @jit
+    def _share_a_type(index, p, q):
+        """Whether skeletons p and q have a part type in common (the long way, for J > 64)."""
+        for j in range(index.shape[1]):
+            if index[p, j] >= 0 and index[q, j] >= 0:
+                return True
+        return False
+
+    @jit
+    def merge_split_graphs(index, edge_score, x, y, pscore, a, b, s, threshold_split_score):
+        """Skeleton → peak table after merging disjoint skeletons joined by a scored pair (best
+        first), or an empty table when nothing merges."""
+        owner, types = _owners(index, x.size)
+        fits = index.shape[1] <= 64  # part types fit the bit masks
         cand = []
         for i in range(a.size):
             oa, ob = owner[a[i]], owner[b[i]]
-            if oa >= 0 and ob >= 0 and oa != ob and s[i] >= threshold_split_score:
-                overlap = False
-                for j in range(J):
-                    if table[oa, j] >= 0 and table[ob, j] >= 0:
-                        overlap = True
-                        break
-                if not overlap:
-                    cand.append(i)
+            if oa < 0 or ob < 0 or oa == ob or not s[i] >= threshold_split_score:
+                continue
+            if (types[oa] & types[ob]) == 0 if fits else not _share_a_type(index, oa, ob):
+                cand.append(i)
+        return _merge(index, edge_score, owner, a, b, s, cand)
+
+    @jit
+    def _merge(index, edge_score, owner, a, b, s, cand):
+        """Step 11's merges over the candidate pairs ``cand`` (joining two disjoint skeletons)."""
+        P, J = index.shape
+        table = index.astype(np.int64)
         if len(cand) == 0:
             return table[:0], edge_score.astype(np.float64)[:0], False
         cand_arr = np.array(cand, np.int64)
@@ -594,3 +759,134 @@ if AVAILABLE:
                 out[5][k] = count[i]
                 k += 1
         return out
+
+    @njit(**_FAST)
+    def _score_links(p, part, x, y, e, plane_of_link, threshold_edge_size, steps, threshold_sample_score,
+                     nearest, min_count):
+        """Steps 7-8 fused: the pairs ``edge_candidates`` lists, each scored as ``edge_scores``
+        scores it, except that a pair stops being read once it can no longer reach ``min_count``
+        passing samples (score NaN; step 9 rejects it whatever its mean)."""
+        C, H, W = p.shape
+        HW = H * W
+        flat = p.ravel()
+        K = part.size
+        start, order_peaks, total = _by_type(part, e)
+        link = np.empty(total, np.int32)
+        a = np.empty(total, np.int32)
+        b = np.empty(total, np.int32)
+        score = np.empty(total, np.float32)
+        count = np.empty(total, np.int32)
+        cx, cy = _clipped(x, y, W, H)
+        t = np.linspace(0.0, 1.0, steps).astype(np.float32)
+        order = sample_order(steps)
+        allowed_fails = steps - min_count if min_count > 0 else steps
+        limit = threshold_edge_size > 0 and np.isfinite(threshold_edge_size)
+        ex = np.empty(K, np.float32)
+        ey = np.empty(K, np.float32)
+        n = 0
+        for k in range(e.shape[0]):
+            ta, tb = e[k, 0], e[k, 1]
+            if start[ta] == start[ta + 1] or start[tb] == start[tb + 1]:
+                continue
+            px = flat[2 * HW * plane_of_link[k]:]
+            py = px[HW:]
+            if not nearest:  # the field at each end, shared by all the pairs with that end
+                for t_ in (ta, tb):
+                    for j in range(start[t_], start[t_ + 1]):
+                        q = order_peaks[j]
+                        ex[q], ey[q] = _bilinear(px, py, cx[q], cy[q], W, H)
+            for ia in range(start[ta], start[ta + 1]):
+                pa = order_peaks[ia]
+                for ib in range(start[tb], start[tb + 1]):
+                    pb = order_peaks[ib]
+                    if limit:
+                        dx = x[pb] - x[pa]
+                        dy = y[pb] - y[pa]
+                        if np.float32(math.sqrt(dx * dx + dy * dy)) > threshold_edge_size:
+                            continue
+                    link[n] = k
+                    a[n] = pa
+                    b[n] = pb
+                    score[n], count[n] = _pair_score(px, py, W, H, cx[pa], cy[pa], cx[pb], cy[pb], ex[pa], ey[pa],
+                                                     ex[pb], ey[pb], t, order, threshold_sample_score, nearest,
+                                                     allowed_fails)
+                    n += 1
+        return link[:n], a[:n], b[:n], score[:n], count[:n]
+
+    @njit(**_FAST)
+    def _merge_with_completion(p, x, y, link, a, b, plane_of_link, steps, threshold_sample_score, nearest,
+                               score, count, index, edge_score, threshold_split_score):
+        """Step 11 (``merge_split_graphs``) on pairs that step 8 may have stopped early (score
+        NaN): a pair joining two skeletons that share no part type is read in full first, so every
+        pair step 11 looks at has the score the plain step 8 gives it."""
+        C, H, W = p.shape
+        HW = H * W
+        flat = p.ravel()
+        owner, types = _owners(index, x.size)
+        fits = index.shape[1] <= 64  # part types fit the bit masks
+        cx, cy = _clipped(x, y, W, H)
+        t = np.linspace(0.0, 1.0, steps).astype(np.float32)
+        order = sample_order(steps)
+        cand = []
+        for i in range(a.size):
+            oa, ob = owner[a[i]], owner[b[i]]
+            if oa < 0 or ob < 0 or oa == ob:
+                continue
+            if (types[oa] & types[ob]) != 0 if fits else _share_a_type(index, oa, ob):
+                continue
+            if np.isnan(score[i]):
+                px = flat[2 * HW * plane_of_link[link[i]]:]
+                py = px[HW:]
+                pa, pb = a[i], b[i]
+                e0x, e0y = _bilinear(px, py, cx[pa], cy[pa], W, H)
+                e1x, e1y = _bilinear(px, py, cx[pb], cy[pb], W, H)
+                score[i], count[i] = _pair_score(px, py, W, H, cx[pa], cy[pa], cx[pb], cy[pb], e0x, e0y, e1x, e1y,
+                                                 t, order, threshold_sample_score, nearest, steps)
+            if score[i] >= threshold_split_score:
+                cand.append(i)
+        return _merge(index, edge_score, owner, a, b, score, cand)
+
+    @jit
+    def decode(h, p, r, threshold_heatmap, quadratic, gaussian, e, plane_of_link, threshold_edge_size,
+               steps, threshold_sample_score, nearest, threshold_edge_score, threshold_edge_sampling_counter,
+               threshold_part_counter, threshold_object_score, threshold_split_score, max_people,
+               sx, sy, ox, oy):
+        """Steps 3-12 in one call, with the results of the step functions chained (paf.decode).
+        Two shortcuts, neither changing a result: steps 3-5 compare only the cells above the
+        threshold with their window (``find_peaks``), and step 8 stops reading a pair once step 9
+        is sure to reject it, reading it in full later only if step 11 may use it."""
+        part, ys, xs, pscore, _, _ = find_peaks(h, r, threshold_heatmap, quadratic, gaussian)
+        link, a, b, score, count = _score_links(p, part, xs, ys, e, plane_of_link, threshold_edge_size, steps,
+                                                threshold_sample_score, nearest, threshold_edge_sampling_counter)
+        n = a.size
+        keep = np.empty(n, np.bool_)
+        m = 0
+        for i in range(n):
+            keep[i] = score[i] >= threshold_edge_score and count[i] >= threshold_edge_sampling_counter
+            m += keep[i]
+        kl = np.empty(m, np.int32)
+        ka = np.empty(m, np.int32)
+        kb = np.empty(m, np.int32)
+        ks = np.empty(m, np.float32)
+        k = 0
+        for i in range(n):
+            if keep[i]:
+                kl[k] = link[i]
+                ka[k] = a[i]
+                kb[k] = b[i]
+                ks[k] = score[i]
+                k += 1
+        # step 10 keeps every person; step 11 merges, then applies the part and object-score cuts
+        _, _, index, esum = graph_matching(part, xs, ys, pscore, kl, ka, kb, ks, e, 18, 0, -np.inf, 0)
+        table, tsum = index.astype(np.int64), esum.astype(np.float64)
+        if index.shape[0] >= 2 and n > 0:
+            merged_table, merged_sum, merged = _merge_with_completion(
+                p, xs, ys, link, a, b, plane_of_link, steps, threshold_sample_score, nearest, score, count,
+                index, esum, threshold_split_score)
+            if merged:
+                table, tsum = merged_table, merged_sum
+        parts, pers, index, esum = skeletons_from_table(table, tsum, xs, ys, pscore, threshold_part_counter,
+                                                        threshold_object_score, 0)
+        if max_people > 0 and pers.size > max_people:
+            parts, pers, index, esum = parts[:max_people], pers[:max_people], index[:max_people], esum[:max_people]
+        return map_to_pixels(parts, sx, sy, ox, oy), pers, index, esum

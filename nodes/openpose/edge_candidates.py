@@ -1,11 +1,14 @@
 """openpose.EdgeCandidates — step 7: every pair of parts that a link could join."""
-from graphflow import Codelet, Param, Rx, Tx
+import numpy as np
+
+from graphflow import Param, Rx, Tx
 
 from . import paf
+from ._step import _Step
 from .messages import EdgeList, PeakList
 
 
-class EdgeCandidates(Codelet):
+class EdgeCandidates(_Step):
     """Step 7: for each link [part_from, part_to] in edges, all pairs of candidates of those two
     part types, except pairs farther apart than threshold_edge_size."""
 
@@ -18,14 +21,20 @@ class EdgeCandidates(Codelet):
                                             "0 disables (saves time only; 16 cut limbs of large people).",
                                 range=(0.0, None))
 
+    def read_params(self):
+        self._links = np.asarray(self.edges, np.int64).reshape(-1, 2)  # converted once, not per frame
+        self._link_list = self.edges  # passed on with the pairs
+        self._threshold = self.threshold_edge_size
+
     def start(self):
         paf.warm_up()  # compile or load the step kernels now, not on the first frame
+        self.read_params()
         self.tick_on_message(self.parts)
 
     def tick(self):
         message = self.parts.read()
         parts = message.payload
-        pairs = paf.edge_candidates(parts.peaks, self.edges, self.threshold_edge_size)
-        self.candidates.publish(EdgeList(pairs, parts.peaks, self.edges, parts.heatmaps, parts.pafs, None,
+        pairs = paf.edge_candidates(parts.peaks, self._links, self._threshold)
+        self.candidates.publish(EdgeList(pairs, parts.peaks, self._link_list, parts.heatmaps, parts.pafs, None,
                                          parts.upsample, parts.transform, parts.source, parts.frame),
                                 acqtime=message.acqtime)

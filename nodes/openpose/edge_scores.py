@@ -1,11 +1,14 @@
 """openpose.EdgeScores — step 8: PAF line integral along every candidate connection."""
-from graphflow import Codelet, Param, Rx, Tx
+import numpy as np
+
+from graphflow import Param, Rx, Tx
 
 from . import paf
+from ._step import _Step
 from .messages import EdgeList
 
 
-class EdgeScores(Codelet):
+class EdgeScores(_Step):
     """Step 8: sample the link's PAF (edge_sampling) at edge_sampling_steps points from a to b; the score
     is the mean of PAF·unit direction, and count the samples with PAF·direction ≥ threshold_sample_score."""
 
@@ -20,16 +23,19 @@ class EdgeScores(Codelet):
                                            "on fields one cell wide).",
                           choices=["nearest", "bilinear"])
 
+    def read_params(self):
+        self._args = (np.asarray(self.edges_paf, np.int64), self.edge_sampling_steps, self.threshold_sample_score,
+                      self.edge_sampling)
+
     def start(self):
         paf.warm_up()  # compile or load the step kernels now, not on the first frame
+        self.read_params()
         self.tick_on_message(self.candidates)
 
     def tick(self):
         message = self.candidates.read()
         candidates = message.payload
-        scored = paf.edge_scores(candidates.pafs, candidates.parts, candidates.pairs, self.edges_paf,
-                                 self.edge_sampling_steps, self.threshold_sample_score,
-                                 self.edge_sampling)
+        scored = paf.edge_scores(candidates.pafs, candidates.parts, candidates.pairs, *self._args)
         self.scored.publish(EdgeList(scored, candidates.parts, candidates.links, candidates.heatmaps,
                                      candidates.pafs, None, candidates.upsample, candidates.transform,
                                      candidates.source, candidates.frame), acqtime=message.acqtime)

@@ -1,12 +1,13 @@
 """openpose.MaxPool — step 3: max-pooling of the part heatmaps."""
-from graphflow import Codelet, Param, Rx, Tx
+from graphflow import Param, Rx, Tx
 from graphflow.packs.vision.messages import Tensors
 
 from . import paf
+from ._step import _Step
 from .messages import PoseMaps
 
 
-class MaxPool(Codelet):
+class MaxPool(_Step):
     """Step 3: kernel×kernel max pooling (stride 1) of the part heatmaps; optionally upsamples
     both maps first, and is skipped when the model already outputs pooled heatmaps."""
 
@@ -22,19 +23,29 @@ class MaxPool(Codelet):
     upsample = Param(int, paf.DEFAULTS["upsample"], "Resize both maps by this factor before decoding (1 = native grid: "
                              "sub-pixel peaks measured as accurate and much faster).", range=(1, 8))
 
+    def read_params(self):
+        self._parts = slice(0, self.num_parts)
+        self._factor = self.upsample
+        self._kernel = self.kernel
+        self._names = self.heatmaps_tensor, self.pafs_tensor
+        # the model's own pooled heatmaps fit only its native grid
+        self._model_pooled = self.pooled_tensor if self.upsample == 1 else ""
+
     def start(self):
         paf.warm_up()  # compile or load the step kernels now, not on the first frame
+        self.read_params()
         self.tick_on_message(self.maps)
 
     def tick(self):
         message = self.maps.read()
         outputs = message.payload
-        heatmaps = outputs.get(self.heatmaps_tensor)[0, : self.num_parts]
-        pafs = outputs.get(self.pafs_tensor)[0]
-        heatmaps, pafs = paf.upsample(heatmaps, pafs, self.upsample)
-        if self.pooled_tensor and self.upsample == 1:
-            pooled = outputs.get(self.pooled_tensor)[0, : self.num_parts]
+        heatmaps = outputs.get(self._names[0])[0, self._parts]
+        pafs = outputs.get(self._names[1])[0]
+        if self._factor != 1:
+            heatmaps, pafs = paf.upsample(heatmaps, pafs, self._factor)
+        if self._model_pooled:
+            pooled = outputs.get(self._model_pooled)[0, self._parts]
         else:
-            pooled = paf.max_pool(heatmaps, self.kernel)
-        self.pooled.publish(PoseMaps(heatmaps, pafs, pooled, self.upsample, outputs.transform,
+            pooled = paf.max_pool(heatmaps, self._kernel)
+        self.pooled.publish(PoseMaps(heatmaps, pafs, pooled, self._factor, outputs.transform,
                                      outputs.source, outputs.frame), acqtime=message.acqtime)

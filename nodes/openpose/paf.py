@@ -13,8 +13,9 @@ step  function                    parameters
  7    ``edge_candidates``         ``edges``, ``threshold_edge_size``
  8    ``edge_scores``             ``edges_paf``, ``edge_sampling_steps``, ``threshold_sample_score``
  9    ``edge_threshold``          ``threshold_edge_score``, ``threshold_edge_sampling_counter``
-10    ``graph_matching``          ``threshold_part_counter``, ``threshold_object_score``
-11    ``merge_split_graphs``      ``threshold_split_score``
+10    ``graph_matching``
+11    ``merge_split_graphs``      ``threshold_split_score``, ``threshold_part_counter``,
+                                  ``threshold_object_score``
 12    ``refine_part_coordinates`` ``refine_parts_coordinates``, ``output_scale``, ``offset``
 ====  ==========================  ==============================================
 
@@ -75,7 +76,7 @@ __all__ = [
     "upsample", "max_pool", "non_maximum_suppression", "peak_candidates", "subpixel_offsets",
     "part_candidates", "edge_candidates", "edge_scores", "edge_threshold", "graph_matching",
     "merge_split_graphs", "refine_part_coordinates", "decode", "edge_threshold_mask", "grid_scale_offset",
-    "compose_image_mapping", "use_jit", "jit_enabled", "warm_up",
+    "compose_image_mapping", "use_jit", "jit_enabled", "warm_up", "decode_steps",
 ]
 
 _jit = kernels.AVAILABLE and os.environ.get("GRAPHFLOW_JIT", "1").strip().lower() not in ("0", "false", "no", "off")
@@ -430,13 +431,23 @@ def edge_scores(pafs: np.ndarray, parts: Peaks, candidates: Edges,
     if p.shape[1] < 2 or p.shape[2] < 2:  # degenerate map: give bilinear a 2x2 footprint
         p = np.pad(p, ((0, 0), (0, max(0, 2 - p.shape[1])), (0, max(0, 2 - p.shape[2]))), mode="edge")
     C, H, W = p.shape
+    planes = _EDGES_PAF_ARRAY if edges_paf is EDGES_PAF else _as_int64(edges_paf)
+    # the kernels read the maps without bounds checks
+    if planes is _EDGES_PAF_ARRAY:
+        links, low, high = len(EDGES), 0, len(EDGES) - 1
+    else:
+        links, low, high = len(planes), int(planes.min(initial=0)), int(planes.max(initial=0))
+    if int(candidates.link.max()) >= links:
+        raise ValueError(f"edge_scores: the candidates use link {int(candidates.link.max())} but edges_paf "
+                         f"has {links} planes")
+    if low < 0 or 2 * (high + 1) > C:
+        raise ValueError(f"edge_scores: pafs has {C} channels but edges_paf uses plane {high}")
     if _jit:
         score, count = kernels.edge_scores(
             p if p.flags.c_contiguous else np.ascontiguousarray(p), parts.x.astype(np.float32, copy=False),
             parts.y.astype(np.float32, copy=False), candidates.link.astype(np.int32, copy=False),
             candidates.a.astype(np.int32, copy=False), candidates.b.astype(np.int32, copy=False),
-            _EDGES_PAF_ARRAY if edges_paf is EDGES_PAF else _as_int64(edges_paf),
-            int(edge_sampling_steps), np.float32(threshold_sample_score), edge_sampling == "nearest")
+            planes, int(edge_sampling_steps), np.float32(threshold_sample_score), edge_sampling == "nearest")
         return candidates._replace(score=score, count=count)
     # Clip the endpoints, not the E x S samples: samples are convex combinations of the
     # endpoints, so they stay inside the map too.
@@ -654,7 +665,6 @@ def person_score(part_scores: np.ndarray, present: np.ndarray) -> np.ndarray:
 
 
 def graph_matching(parts: Peaks, edges_kept: Edges, edges: Sequence[Sequence[int]] = EDGES,
-                   threshold_part_counter: int = DEFAULTS["threshold_part_counter"], threshold_object_score: float = DEFAULTS["threshold_object_score"],
                    num_parts: int = NUM_PARTS) -> Skeletons:
     """Step 10: assemble people from the kept connections.
 
@@ -671,9 +681,8 @@ def graph_matching(parts: Peaks, edges_kept: Edges, edges: Sequence[Sequence[int
        order and each connection (a, b) starts a person, attaches b (or a) to the person owning
        the other end if that person has no part of that type yet, or merges two people whose
        part types do not overlap (for conflict-free components both give the same result).
-    3. A person is kept when it has >= ``threshold_part_counter`` parts and its object score
-       (sum of part confidences + sum of connection scores) / number of parts is >=
-       ``threshold_object_score``. Raising either drops more people.
+    Every person is returned, however few its parts: step 11 may rejoin fragments, and judges
+    the people whole afterwards (``threshold_part_counter``, ``threshold_object_score``).
     Returns ``Skeletons`` (``score`` from ``person_score``) in map-cell coordinates.
     """
     e = _links(edges)
@@ -684,8 +693,7 @@ def graph_matching(parts: Peaks, edges_kept: Edges, edges: Sequence[Sequence[int
             parts.y.astype(f32, copy=False), parts.score.astype(f32, copy=False),
             edges_kept.link.astype(np.int32, copy=False), edges_kept.a.astype(np.int32, copy=False),
             edges_kept.b.astype(np.int32, copy=False), edges_kept.score.astype(f32, copy=False),
-            e, num_parts, int(threshold_part_counter),
-            float(threshold_object_score), 0))
+            e, num_parts, 0, -np.inf, 0))
     K = len(parts.part)
     lk = edges_kept.link.astype(np.intp)
     # Rank by the evidence for the limb and for both its ends (the total CMU's and tf-pose's
@@ -716,6 +724,49 @@ def graph_matching(parts: Peaks, edges_kept: Edges, edges: Sequence[Sequence[int
         t2, e2 = _assemble_sequential(a[~cgood], b[~cgood], s[~cgood], link[~cgood], e, K, num_parts)
         table = np.concatenate([table, t2])
         esum = np.concatenate([esum, e2])
+    return _skeletons_from_table(parts, table, esum, num_parts)
+
+
+def merge_split_graphs(skeletons: Skeletons, parts: Peaks, scored: Edges,
+                       threshold_split_score: float = DEFAULTS["threshold_split_score"],
+                       threshold_part_counter: int = DEFAULTS["threshold_part_counter"],
+                       threshold_object_score: float = DEFAULTS["threshold_object_score"],
+                       num_parts: int = NUM_PARTS) -> Skeletons:
+    """Step 11: merge skeletons that were split by a missed connection, then keep the people
+    that are whole enough.
+
+    1. Two skeletons are merged when they share no part type and some scored candidate pair
+       (step 8 output, *before* step 9 thresholds) joins a part of one to a part of the other
+       with PAF score >= ``threshold_split_score``. Best-scoring joins are merged first. Typical
+       case: a torso and a head fragment whose neck-nose connection failed the step-9 sample
+       counter. Raising the threshold merges less (> 1 disables merging).
+    2. A person is kept when it has >= ``threshold_part_counter`` parts and its object score
+       (sum of part confidences + sum of connection scores, the merging ones included) / number
+       of parts is >= ``threshold_object_score``. Raising either drops more people. These cuts
+       come after the merges, not in step 10: a fragment below them (bus.jpg's third person's
+       left arm and ear, 4 parts, object score 0.31) was dropped before it could be rejoined.
+       Judging people whole kept COCO val mini AP at input heights 320-432 and raised it at 496
+       (0.444 -> 0.461); on bus.jpg at the app's input size the third person gets 14 joints, not 10.
+    """
+    P = len(skeletons.score)
+    if _jit:
+        f32 = np.float32
+        x, y, score = (parts.x.astype(f32, copy=False), parts.y.astype(f32, copy=False),
+                       parts.score.astype(f32, copy=False))
+        index, esum = skeletons.index.astype(np.int64), skeletons.edge_score.astype(np.float64)
+        if P >= 2 and scored.score is not None and len(scored.a):
+            table, merged_esum, merged = kernels.merge_split_graphs(
+                skeletons.index.astype(np.int32, copy=False), skeletons.edge_score.astype(f32, copy=False),
+                x, y, score, scored.a.astype(np.int32, copy=False), scored.b.astype(np.int32, copy=False),
+                scored.score.astype(f32, copy=False), float(threshold_split_score))
+            if merged:
+                index, esum = table, merged_esum
+        return Skeletons(*kernels.skeletons_from_table(
+            index, esum, x, y, score, int(threshold_part_counter), float(threshold_object_score), 0))
+    table = skeletons.index.astype(np.intp)
+    esum = skeletons.edge_score.astype(np.float64)
+    if P >= 2 and scored.score is not None and len(scored.a):
+        table, esum = _merge_tables(table, esum, parts, scored, threshold_split_score)
     have = table >= 0
     cnt = have.sum(1)
     pscore = np.where(have, parts.score[np.where(have, table, 0)], 0.0).sum(1)
@@ -724,35 +775,11 @@ def graph_matching(parts: Peaks, edges_kept: Edges, edges: Sequence[Sequence[int
     return _skeletons_from_table(parts, table[keep], esum[keep], num_parts)
 
 
-def merge_split_graphs(skeletons: Skeletons, parts: Peaks, scored: Edges,
-                       threshold_split_score: float = DEFAULTS["threshold_split_score"], num_parts: int = NUM_PARTS) -> Skeletons:
-    """Step 11: merge skeletons that were split by a missed connection.
-
-    Two skeletons are merged when they share no part type and some scored candidate pair
-    (step 8 output, *before* step 9 thresholds) joins a part of one to a part of the other with
-    PAF score >= ``threshold_split_score``. Best-scoring joins are merged first. Typical case:
-    a torso and a head fragment whose neck-nose connection failed the step-9 sample counter.
-    Raising the threshold merges less (> 1 disables merging).
-    """
-    P = len(skeletons.score)
-    if P < 2 or scored.score is None or len(scored.a) == 0:
-        return skeletons
-    if _jit:
-        f32 = np.float32
-        table, esum, merged = kernels.merge_split_graphs(
-            skeletons.index.astype(np.int32, copy=False), skeletons.edge_score.astype(f32, copy=False),
-            parts.x.astype(f32, copy=False), parts.y.astype(f32, copy=False),
-            parts.score.astype(f32, copy=False), scored.a.astype(np.int32, copy=False),
-            scored.b.astype(np.int32, copy=False), scored.score.astype(f32, copy=False),
-            float(threshold_split_score))
-        if not merged:
-            return skeletons
-        return Skeletons(*kernels.skeletons_from_table(
-            table, esum, parts.x.astype(f32, copy=False), parts.y.astype(f32, copy=False),
-            parts.score.astype(f32, copy=False), 0, -np.inf, 0))
+def _merge_tables(t: np.ndarray, esum: np.ndarray, parts: Peaks, scored: Edges, threshold_split_score: float):
+    """Step 11's merges on a person → peak table and its connection-score sums."""
+    P = len(t)
     K = len(parts.part)
     owner = np.full(K, -1, np.intp)
-    t = skeletons.index
     pp, jj = np.nonzero(t >= 0)
     owner[t[pp, jj]] = pp
     oa, ob = owner[scored.a], owner[scored.b]
@@ -762,11 +789,11 @@ def merge_split_graphs(skeletons: Skeletons, parts: Peaks, scored: Edges,
     # before the (sequential) loop.
     m[m] &= ~(have[oa[m]] & have[ob[m]]).any(1)
     if not m.any():
-        return skeletons
+        return t, esum
     cand = np.flatnonzero(m)
     cand = cand[np.argsort(-scored.score[cand], kind="stable")]
-    table = t.astype(np.intp).copy()
-    esum = skeletons.edge_score.astype(np.float64).copy()
+    table = t.copy()
+    esum = esum.copy()
     group = np.arange(P)
     for i in cand:  # few: only pairs that join two different skeletons
         x, y = group[oa[i]], group[ob[i]]
@@ -778,7 +805,7 @@ def merge_split_graphs(skeletons: Skeletons, parts: Peaks, scored: Edges,
         esum[x] += esum[y] + scored.score[i]
         group[group == y] = x
     keep = (table >= 0).any(1)
-    return _skeletons_from_table(parts, table[keep], esum[keep], num_parts)
+    return table[keep], esum[keep]
 
 
 def refine_part_coordinates(skeletons: Skeletons, refine_parts_coordinates: bool = DEFAULTS["refine_parts_coordinates"],
@@ -862,6 +889,32 @@ def compose_image_mapping(output_scale, offset, image_scale, image_offset):
     return (sy * ky, sx * kx), (oy * ky + by, ox * kx + bx)
 
 
+def _check_maps(hm: np.ndarray, pf: np.ndarray, edges, edges_paf) -> tuple[np.ndarray, np.ndarray]:
+    """decode's maps as (C, H, W) arrays, or a ValueError saying what does not fit (the compiled
+    kernels read the maps without bounds checks)."""
+    if hm.ndim == 4 and pf.ndim == 4 and hm.shape[0] == 1 and pf.shape[0] == 1:
+        hm, pf = hm[0], pf[0]
+    if hm.ndim != 3 or pf.ndim != 3:
+        raise ValueError(f"decode: heatmaps and pafs must be (C, H, W) or (1, C, H, W) arrays, "
+                         f"got shapes {hm.shape} and {pf.shape}")
+    if hm.shape[1:] != pf.shape[1:]:
+        raise ValueError(f"decode: heatmaps are {hm.shape[1]}x{hm.shape[2]} cells but pafs "
+                         f"{pf.shape[1]}x{pf.shape[2]}; both must be on the same grid")
+    if edges_paf is EDGES_PAF and edges is EDGES:
+        count, low, high = len(EDGES), 0, len(EDGES) - 1
+    else:
+        planes = np.asarray(edges_paf, dtype=np.int64).reshape(-1)
+        if len(planes) != len(_links(edges)):
+            raise ValueError(f"decode: edges_paf has {len(planes)} planes for {len(_links(edges))} links")
+        count, low, high = len(planes), int(planes.min(initial=0)), int(planes.max(initial=0))
+    if count and (low < 0 or 2 * (high + 1) > pf.shape[0]):
+        raise ValueError(f"decode: pafs has {pf.shape[0]} channels but edges_paf uses plane "
+                         f"{high} (channels {2 * high}, {2 * high + 1})")
+    if hm.dtype.kind not in "fiub" or pf.dtype.kind not in "fiub":
+        raise ValueError(f"decode: heatmaps and pafs must be numeric, got {hm.dtype} and {pf.dtype}")
+    return hm, pf
+
+
 def decode(heatmaps: np.ndarray, pafs: np.ndarray, **params) -> Skeletons:
     """Run steps 3-12 on one frame and return skeletons in image pixels.
 
@@ -870,8 +923,17 @@ def decode(heatmaps: np.ndarray, pafs: np.ndarray, **params) -> Skeletons:
     ``edges_paf``); unknown keys raise. With ``upsample=f`` the maps are resized first and
     ``output_scale``, ``offset`` and ``threshold_edge_size`` (all given for the native grid)
     are converted to the finer grid.
+
+    With the JIT this is one compiled call (``kernels.decode``) giving the chained steps' results
+    (tested), skipping the pooled map and the rest of a pair's samples once step 9 must reject it.
     """
-    return _decode(heatmaps, pafs, params, _as_is)
+    return _decode(heatmaps, pafs, params, _as_is, fused=True)
+
+
+def decode_steps(heatmaps: np.ndarray, pafs: np.ndarray, **params) -> Skeletons:
+    """``decode`` as the chain of step functions, one call each: what the decoder's nodes run (and
+    the baseline of ``benchmarks/bench_decoder_chain.py``). The same results as ``decode``."""
+    return _decode(heatmaps, pafs, params, _as_is, fused=False)
 
 
 def _as_is(value):
@@ -886,9 +948,10 @@ def _read_only(value):
     return value
 
 
-def _decode(heatmaps, pafs, params: dict, hand_over) -> Skeletons:
-    """``decode``, passing each step's result through ``hand_over`` (warm_up freezes them as the
-    nodes' messages do: numba compiles read-only arrays apart)."""
+def _decode(heatmaps, pafs, params: dict, hand_over, fused: bool) -> Skeletons:
+    """``decode`` (``fused``: in one kernel where it can) or ``decode_steps``, passing each step's
+    result through ``hand_over`` (warm_up freezes them as the nodes' messages do: numba compiles
+    read-only arrays apart)."""
     if params:
         unknown = set(params) - set(DEFAULTS) - {"edges", "edges_paf"}
         if unknown:
@@ -898,14 +961,15 @@ def _decode(heatmaps, pafs, params: dict, hand_over) -> Skeletons:
         p = DEFAULTS
     edges = p.get("edges", EDGES)
     edges_paf = p.get("edges_paf", EDGES_PAF)
-    hm = hand_over(np.asarray(heatmaps))
-    pf = hand_over(np.asarray(pafs))
-    if hm.ndim == 4:
-        hm, pf = hm[0], pf[0]
+    hm, pf = _check_maps(np.asarray(heatmaps), np.asarray(pafs), edges, edges_paf)
+    hm, pf = hand_over(hm), hand_over(pf)
     hm = hm[:NUM_PARTS]
     f = int(p["upsample"])
     hm, pf = hand_over(upsample(hm, pf, f))
     scale, offset = grid_scale_offset(p["output_scale"], p["offset"], f)
+    if fused and _jit and p["refine"] in _KERNEL_REFINES and not p["refine_parts_coordinates"] \
+            and min(pf.shape[1:]) >= 2:
+        return _decode_kernel(hm, pf, p, edges, edges_paf, f, scale, offset)
 
     pooled = hand_over(max_pool(hm, p["kernel"]))
     peak_map = hand_over(non_maximum_suppression(hm, pooled, threshold=p["threshold_heatmap"]))
@@ -915,11 +979,40 @@ def _decode(heatmaps, pafs, params: dict, hand_over) -> Skeletons:
     scored = hand_over(edge_scores(pf, parts, cand, edges_paf, p["edge_sampling_steps"],
                                    p["threshold_sample_score"], p["edge_sampling"]))
     kept = hand_over(edge_threshold(scored, p["threshold_edge_score"], p["threshold_edge_sampling_counter"]))
-    skel = hand_over(graph_matching(parts, kept, edges, p["threshold_part_counter"],
-                                    p["threshold_object_score"]))
-    skel = hand_over(merge_split_graphs(skel, parts, scored, p["threshold_split_score"]))
+    skel = hand_over(graph_matching(parts, kept, edges))
+    skel = hand_over(merge_split_graphs(skel, parts, scored, p["threshold_split_score"], p["threshold_part_counter"],
+                                        p["threshold_object_score"]))
     return refine_part_coordinates(skel, p["refine_parts_coordinates"], scale, offset, hm, p["refine"],
                                    p["max_people"])
+
+
+_KERNEL_REFINES = ("quadratic", "gaussian", "none")
+
+
+def _decode_kernel(hm, pf, p, edges, edges_paf, f, scale, offset) -> Skeletons:
+    """``decode``'s steps 3-12 as one compiled call (``kernels.decode``): the same results as the
+    chained step functions, without their per-step Python and arrays, and with two shortcuts
+    that change no result (see ``kernels.decode``)."""
+    kernel = p["kernel"]
+    if kernel % 2 != 1 or kernel < 1:
+        raise ValueError(f"kernel must be a positive odd integer, got {kernel}")
+    if p["edge_sampling"] not in ("nearest", "bilinear"):
+        raise ValueError(f"edge_sampling must be 'nearest' or 'bilinear', got {p['edge_sampling']!r}")
+    (sy, sx), (oy, ox) = _per_axis(scale, offset)
+    refine = p["refine"]
+    max_people = p["max_people"]
+    if max_people < 0:
+        raise ValueError(f"max_people must be >= 0 (0 = no cap), got {max_people}")
+    f32 = np.float32
+    return Skeletons(*kernels.decode(
+        hm if type(hm) is np.ndarray and hm.dtype == f32 and hm.flags.c_contiguous else np.ascontiguousarray(hm, f32),
+        pf if type(pf) is np.ndarray and pf.dtype == f32 and pf.flags.c_contiguous else np.ascontiguousarray(pf, f32),
+        kernel // 2, f32(p["threshold_heatmap"]), refine == "quadratic", refine == "gaussian", _links(edges),
+        _EDGES_PAF_ARRAY if edges_paf is EDGES_PAF else np.asarray(edges_paf, dtype=np.int64),
+        float((p["threshold_edge_size"] or 0.0) * f), int(p["edge_sampling_steps"]), f32(p["threshold_sample_score"]),
+        p["edge_sampling"] == "nearest", f32(p["threshold_edge_score"]), int(p["threshold_edge_sampling_counter"]),
+        int(p["threshold_part_counter"]), float(p["threshold_object_score"]), float(p["threshold_split_score"]),
+        int(max_people), float(sx), float(sy), float(ox), float(oy)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -949,8 +1042,9 @@ def warm_up() -> None:
     from .synthetic import random_people, render
     heatmaps, pafs = render(random_people(2, (24, 24), seed=0), (24, 24))
     for hand_over in (_as_is, _read_only):  # the plain functions' arrays, and the nodes' frozen ones
-        for refine in ("quadratic", "gaussian", "none"):
-            _decode(heatmaps.copy(), pafs.copy(), dict(refine=refine, threshold_edge_size=8.0), hand_over)
+        for fused in (True, False):  # decode's one kernel, and the step kernels the nodes call
+            for refine in ("quadratic", "gaussian", "none"):
+                _decode(heatmaps.copy(), pafs.copy(), dict(refine=refine, threshold_edge_size=8.0), hand_over, fused)
         merge_split_graphs(*(hand_over(value) for value in _split_example()))
     # Numba compiles anew for every mix of read-only and writable arguments (the nodes' messages
     # freeze what they carry): a 35 ms stall on the first frame. With compiling closed, a call

@@ -1,14 +1,15 @@
 """openpose.RefinePartCoordinates — step 12: joint positions in original image pixels."""
 import numpy as np
 
-from graphflow import Codelet, Param, Rx, Tx
+from graphflow import Param, Rx, Tx
 from graphflow.packs.vision.messages import Skeleton2List
 
 from . import paf
+from ._step import _Step
 from .messages import SkeletonCandidates
 
 
-class RefinePartCoordinates(Codelet):
+class RefinePartCoordinates(_Step):
     """Step 12: optionally re-refine joints to sub-pixel accuracy on the heatmaps, map cells to
     tensor pixels (pixel = cell · output_scale + offset), then tensor pixels to the original
     image through the encoder's recorded scale and padding."""
@@ -26,21 +27,28 @@ class RefinePartCoordinates(Codelet):
     draw_edges = Param(list, [list(e) for e in paf.EDGES[:17]],
                        "Joint pairs a viewer draws as limbs (the ear-shoulder links are left out).")
 
+    def read_params(self):
+        self._refine = self.refine_parts_coordinates
+        self._grid = self.output_scale, self.offset
+        self._max_people = self.max_people
+        self._names = self.labels, self.draw_edges
+
     def start(self):
+        self.read_params()
         self.tick_on_message(self.skeletons)
 
     def tick(self):
         message = self.skeletons.read()
         candidates = message.payload
         transform = candidates.transform
-        scale, offset = paf.grid_scale_offset(self.output_scale, self.offset, candidates.upsample)
+        scale, offset = paf.grid_scale_offset(*self._grid, candidates.upsample)
         scale, offset = paf.compose_image_mapping(scale, offset, (transform.scale_y, transform.scale_x),
                                                   (transform.offset_y, transform.offset_x))
-        refined = paf.refine_part_coordinates(candidates.skeletons, self.refine_parts_coordinates,
-                                              scale, offset, candidates.heatmaps, max_people=self.max_people)
+        refined = paf.refine_part_coordinates(candidates.skeletons, self._refine, scale, offset,
+                                              candidates.heatmaps, max_people=self._max_people)
         joints = refined.parts  # a fresh array: refine_part_coordinates copies
         joints[refined.index < 0] = 0.0  # Skeleton2List convention: score 0 = not found
         self.skeletons_out.publish(Skeleton2List(
             joints.astype(np.float32, copy=False), refined.score.astype(np.float32, copy=False),
-            self.labels, self.draw_edges, candidates.source, candidates.frame,
+            *self._names, candidates.source, candidates.frame,
             transform.image_width, transform.image_height), acqtime=message.acqtime)

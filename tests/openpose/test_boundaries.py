@@ -62,7 +62,7 @@ def test_edge_threshold_keeps_a_connection_exactly_at_both_thresholds():
     assert paf.edge_threshold_mask(scored, 0.125, 9).tolist() == [False, False, True, False]
 
 
-# -- step 10: a person's part count and object score ---------------------------------------------
+# -- step 11: a person's part count and object score (after step 10, which keeps everyone) ------
 def chain_of_four():
     """Parts 0-1-2-3 (0.5 each) joined by three connections of 0.25: object score
     (4 x 0.5 + 3 x 0.25) / 4 = 0.6875."""
@@ -74,21 +74,25 @@ def chain_of_four():
     return parts, kept, edges
 
 
+def judged(parts, kept, edges, threshold_part_counter, threshold_object_score):
+    """Steps 10-11 on the chain (nothing to merge): the people kept by step 11's cuts."""
+    people = paf.graph_matching(parts, kept, edges, num_parts=4)
+    return paf.merge_split_graphs(people, parts, kept, threshold_part_counter=threshold_part_counter,
+                                  threshold_object_score=threshold_object_score, num_parts=4)
+
+
 def test_a_person_with_exactly_threshold_part_counter_parts_is_kept():
     parts, kept, edges = chain_of_four()
-    people = paf.graph_matching(parts, kept, edges, threshold_part_counter=4, threshold_object_score=0.0, num_parts=4)
-    assert people.index.tolist() == [[0, 1, 2, 3]]
-    assert len(paf.graph_matching(parts, kept, edges, threshold_part_counter=5, threshold_object_score=0.0,
-                                  num_parts=4).score) == 0
+    assert paf.graph_matching(parts, kept, edges, num_parts=4).index.tolist() == [[0, 1, 2, 3]]
+    assert judged(parts, kept, edges, 4, 0.0).index.tolist() == [[0, 1, 2, 3]]
+    assert len(judged(parts, kept, edges, 5, 0.0).score) == 0
 
 
 def test_a_person_exactly_at_threshold_object_score_is_kept():
     parts, kept, edges = chain_of_four()
-    people = paf.graph_matching(parts, kept, edges, threshold_part_counter=1, threshold_object_score=0.6875,
-                                num_parts=4)
+    people = judged(parts, kept, edges, 1, 0.6875)
     assert len(people.score) == 1 and people.edge_score.tolist() == [0.75]
-    assert len(paf.graph_matching(parts, kept, edges, threshold_part_counter=1,
-                                  threshold_object_score=just_above(0.6875), num_parts=4).score) == 0
+    assert len(judged(parts, kept, edges, 1, just_above(0.6875)).score) == 0
 
 
 # -- step 11: merging split skeletons -----------------------------------------------------------
@@ -110,7 +114,8 @@ def two_fragments():
 
 def test_fragments_joined_exactly_at_threshold_split_score_are_merged_with_the_summed_score():
     skeletons, parts, scored = two_fragments()
-    merged = paf.merge_split_graphs(skeletons, parts, scored, threshold_split_score=0.375, num_parts=4)
+    merged = paf.merge_split_graphs(skeletons, parts, scored, threshold_split_score=0.375, threshold_part_counter=1,
+                                    threshold_object_score=0.0, num_parts=4)
     assert merged.index.tolist() == [[0, 1, 2, 3]]
     assert merged.edge_score.tolist() == [0.25 + 0.5 + 0.375]  # both fragments' sums and the join
     # person score: mean part confidence x sqrt(found / num_parts) = 0.375 x 1
@@ -120,6 +125,7 @@ def test_fragments_joined_exactly_at_threshold_split_score_are_merged_with_the_s
 
 def test_fragments_joined_a_hair_below_threshold_split_score_stay_apart():
     skeletons, parts, scored = two_fragments()
-    apart = paf.merge_split_graphs(skeletons, parts, scored, threshold_split_score=just_above(0.375), num_parts=4)
+    apart = paf.merge_split_graphs(skeletons, parts, scored, threshold_split_score=just_above(0.375),
+                                   threshold_part_counter=1, threshold_object_score=0.0, num_parts=4)
     assert sorted(apart.index.tolist()) == sorted(skeletons.index.tolist())
     assert sorted(apart.edge_score.tolist()) == [0.25, 0.5]

@@ -110,9 +110,11 @@ def test_threshold_part_counter_and_object_score_drop_people():
     people = synthetic.random_people(3, (46, 54), seed=5)
     people[0, 2:] = np.nan  # person 0 has only nose and neck
     tensors = model_output(people)
-    assert len(run_chain(tensors, {"GraphMatching": {"threshold_part_counter": 2}})["GraphMatching"].skeletons.score) == 3
-    assert len(run_chain(tensors, {"GraphMatching": {"threshold_part_counter": 3}})["GraphMatching"].skeletons.score) == 2
-    assert len(run_chain(tensors, {"GraphMatching": {"threshold_object_score": 5.0}})["GraphMatching"].skeletons.score) == 0
+    def kept(**config):  # step 11 judges the people (step 10 keeps every one)
+        return len(run_chain(tensors, {"MergeSplitGraphs": config})["MergeSplitGraphs"].skeletons.score)
+    assert kept(threshold_part_counter=2) == 3
+    assert kept(threshold_part_counter=3) == 2
+    assert kept(threshold_object_score=5.0) == 0
 
 
 def test_edge_thresholds_mark_rejected_connections():
@@ -123,6 +125,45 @@ def test_edge_thresholds_mark_rejected_connections():
     assert len(strict.pairs.a) == len(loose.pairs.a)  # rejected ones stay for step 11
     counted = run_chain(tensors, {"EdgeThreshold": {"threshold_edge_sampling_counter": 11}})["EdgeThreshold"]
     assert len(counted.kept.a) == 0  # 10 samples can never reach 11
+
+
+LIVE_CHANGES = {  # node: (param, a new value, what in its output the change shows in)
+    "MaxPool": ("kernel", 7, lambda out: float(out.pooled.sum())),
+    "NonMaximumSuppression": ("threshold", 0.99, lambda out: int(out.peaks.sum())),
+    "PeakCandidates": ("refine", "none", lambda out: float(np.abs(out.peaks.x - np.round(out.peaks.x)).sum())),
+    "PartCandidates": ("threshold_heatmap", 0.99, lambda out: len(out.peaks.score)),
+    "EdgeCandidates": ("threshold_edge_size", 2.0, lambda out: len(out.pairs.a)),
+    "EdgeScores": ("threshold_sample_score", 0.99, lambda out: int(out.pairs.count.sum())),
+    "EdgeThreshold": ("threshold_edge_score", 0.99, lambda out: len(out.kept.a)),
+    "MergeSplitGraphs": ("threshold_split_score", 2.0, lambda out: len(out.skeletons.score)),
+    "RefinePartCoordinates": ("output_scale", 3.0, lambda out: float(np.nansum(out.joints[..., :2]))),
+}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("name", list(LIVE_CHANGES))
+def test_a_live_param_change_reaches_the_next_tick(name):
+    """The nodes read their params once (start) into plain attributes, not on every tick; a live
+    change (set_param, applied between ticks) must still reach the step."""
+    tensors = model_output(synthetic.random_people(3, (46, 54), seed=8))
+    if name == "MergeSplitGraphs":  # faint body-head fields: heads and bodies for step 11 to rejoin
+        pafs = tensors.get("pafs")
+        for link in ((1, 0), (2, 16), (5, 17)):
+            plane = paf.EDGES_PAF[paf.EDGES.index(link)]
+            pafs[0, 2 * plane:2 * plane + 2] *= 0.045
+    inputs = run_chain(tensors)
+    index = [cls.__name__ for cls, _, _ in CHAIN].index(name)
+    cls, rx, tx = CHAIN[index]
+    payload = tensors if index == 0 else inputs[CHAIN[index - 1][0].__name__]
+    param, value, seen = LIVE_CHANGES[name]
+    h = Harness(cls).start()
+    h.feed(rx, payload)
+    h.run_pending()
+    before = seen(h.outputs(tx)[-1].payload)
+    h.set_param(param, value)
+    h.feed(rx, payload)
+    h.run_pending()
+    assert seen(h.outputs(tx)[-1].payload) != before
 
 
 def test_threshold_edge_size_drops_long_pairs():

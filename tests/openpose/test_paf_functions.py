@@ -52,8 +52,9 @@ def run_steps(hm, pf, **kw):
     scored = paf.edge_scores(pf, parts, cand, paf.EDGES_PAF, p["edge_sampling_steps"],
                              p["threshold_sample_score"], p["edge_sampling"])
     kept = paf.edge_threshold(scored, p["threshold_edge_score"], p["threshold_edge_sampling_counter"])
-    skel = paf.graph_matching(parts, kept, EDGES, p["threshold_part_counter"], p["threshold_object_score"])
-    merged = paf.merge_split_graphs(skel, parts, scored, p["threshold_split_score"])
+    skel = paf.graph_matching(parts, kept, EDGES)
+    merged = paf.merge_split_graphs(skel, parts, scored, p["threshold_split_score"], p["threshold_part_counter"],
+                                    p["threshold_object_score"])
     return dict(peak_map=peak_map, peaks=peaks, parts=parts, cand=cand, scored=scored, kept=kept,
                 skel=skel, merged=merged)
 
@@ -268,14 +269,17 @@ def test_merge_split_graphs_threshold_split_score():
     hm, pf = synthetic.render(people, SHAPE)
     pf[0:2] *= 0.2  # weak neck -> r_hip and neck -> l_hip fields: both legs split off at step 9
     pf[6:8] *= 0.2
-    st = run_steps(hm, pf, threshold_edge_score=0.5, threshold_part_counter=1)
-    assert sorted((st["skel"].index >= 0).sum(1).tolist()) == [3, 3, 12]
+    st = run_steps(hm, pf, threshold_edge_score=0.5)
+    assert sorted((st["skel"].index >= 0).sum(1).tolist()) == [3, 3, 12]  # step 10 keeps fragments
     merged = paf.merge_split_graphs(st["skel"], st["parts"], st["scored"], threshold_split_score=0.1)
     assert len(merged.score) == 1 and np.all(merged.index >= 0)
     assert merged.edge_score[0] > st["skel"].edge_score.sum()
     # raising the threshold above the weak links' score keeps the fragments apart
-    kept = paf.merge_split_graphs(st["skel"], st["parts"], st["scored"], threshold_split_score=0.5)
+    kept = paf.merge_split_graphs(st["skel"], st["parts"], st["scored"], threshold_split_score=0.5,
+                                  threshold_part_counter=1)
     assert len(kept.score) == 3
+    # ... and then the 3-part legs fall under the part-count cut (judged after merging)
+    assert len(paf.merge_split_graphs(st["skel"], st["parts"], st["scored"], threshold_split_score=0.5).score) == 1
 
 
 def test_refine_part_coordinates_scale_offset_and_refinement():
@@ -366,3 +370,35 @@ def test_max_people_keeps_the_best_and_zero_keeps_all():
     assert len(paf.decode(hm, pf, max_people=25).score) == 25
     with pytest.raises(ValueError, match="max_people"):
         paf.decode(hm, pf, max_people=-1)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("jit", [True, False] if paf.kernels.AVAILABLE else [False])
+@pytest.mark.parametrize("heatmaps,pafs,message", [
+    ((19, 20, 20), (10, 20, 20), "pafs has 10 channels but edges_paf uses plane 18"),
+    ((19, 20, 20), (38, 10, 20), "heatmaps are 20x20 cells but pafs 10x20"),
+    ((20, 20), (38, 20, 20), r"must be \(C, H, W\) or \(1, C, H, W\)"),
+    ((2, 19, 20, 20), (2, 38, 20, 20), r"must be \(C, H, W\) or \(1, C, H, W\)"),
+])
+def test_maps_that_do_not_fit_are_a_clear_error(jit, heatmaps, pafs, message):
+    """The compiled kernels read the maps without bounds checks: maps that do not fit the link
+    table or each other are refused with one line saying what is wrong, on both code paths."""
+    before = paf.jit_enabled()
+    rng = np.random.default_rng(0)
+    try:
+        paf.use_jit(jit)
+        with pytest.raises(ValueError, match=message):
+            paf.decode(rng.random(heatmaps, np.float32), rng.random(pafs, np.float32))
+    finally:
+        paf.use_jit(before)
+
+
+@pytest.mark.timeout(120)
+def test_edge_scores_refuses_a_plane_the_pafs_do_not_have():
+    parts = paf.Peaks(np.array([1, 8], np.int32), np.array([2.0, 6.0], np.float32),
+                      np.array([3.0, 3.0], np.float32), np.ones(2, np.float32))
+    pairs = paf.edge_candidates(parts)
+    with pytest.raises(ValueError, match="pafs has 2 channels but edges_paf uses plane 18"):
+        paf.edge_scores(np.zeros((2, 10, 10), np.float32), parts, pairs)
+    with pytest.raises(ValueError, match="the candidates use link 0 but edges_paf has 0 planes"):
+        paf.edge_scores(np.zeros((38, 10, 10), np.float32), parts, pairs, edges_paf=[])

@@ -233,6 +233,68 @@ def test_kernels_give_the_numpy_results(params):
         paf.use_jit(before)
 
 
+def _chained(heatmaps, pafs, **params):
+    """decode's steps 3-12 called one by one (what the decoder's nodes run)."""
+    p = {**paf.DEFAULTS, **params}
+    hm = heatmaps[:18]
+    peak_map = paf.non_maximum_suppression(hm, paf.max_pool(hm, p["kernel"]), p["threshold_heatmap"])
+    parts = paf.part_candidates(paf.peak_candidates(hm, peak_map, p["refine"]), p["threshold_heatmap"])
+    pairs = paf.edge_candidates(parts, paf.EDGES, p["threshold_edge_size"])
+    scored = paf.edge_scores(pafs, parts, pairs, paf.EDGES_PAF, p["edge_sampling_steps"],
+                             p["threshold_sample_score"], p["edge_sampling"])
+    kept = paf.edge_threshold(scored, p["threshold_edge_score"], p["threshold_edge_sampling_counter"])
+    people = paf.graph_matching(parts, kept, paf.EDGES)
+    people = paf.merge_split_graphs(people, parts, scored, p["threshold_split_score"], p["threshold_part_counter"],
+                                    p["threshold_object_score"])
+    return paf.refine_part_coordinates(people, False, 1.0, 0.0, hm, p["refine"], p["max_people"])
+
+
+def _head_cut_off():
+    """Three people whose fields from the body to the head (neck-nose, shoulder-ear) are faint
+    (4.5%, below the 0.05 sample threshold): step 9 rejects those connections (no passing
+    sample), leaving a head and a body per person, which step 11 rejoins through a rejected
+    pair's score, ~0.04 >= 0.03 (in decode's kernel: a pair it stopped reading early)."""
+    people, heatmaps, pafs = scene(*SCENES["three at 46x54"])
+    for link in ((1, 0), (2, 16), (5, 17)):
+        plane = PLANES[LINKS.index(link)]
+        pafs[2 * plane:2 * plane + 2] *= 0.045
+    return people, heatmaps, pafs
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.skipif(not paf.kernels.AVAILABLE, reason="numba not installed")
+@pytest.mark.parametrize("params", [{}, {"refine": "gaussian", "edge_sampling": "nearest"},
+                                    {"refine": "none", "threshold_edge_size": 12.0, "kernel": 5, "max_people": 2}])
+def test_decode_in_one_kernel_equals_the_chained_steps(params):
+    """decode runs steps 3-12 as one compiled call with two shortcuts (no pooled map; pairs step 9
+    must reject are not read to the end unless step 11 may use them): the same people as the step
+    functions one by one."""
+    before = paf.jit_enabled()
+    people, heatmaps, pafs = _head_cut_off()
+    parts = paf.part_candidates(paf.peak_candidates(heatmaps[:18], paf.non_maximum_suppression(
+        heatmaps[:18], paf.max_pool(heatmaps[:18]), 0.05)))
+    scored = paf.edge_scores(pafs, parts, paf.edge_candidates(parts))
+    head_links = np.isin(scored.link, [LINKS.index(link) for link in ((1, 0), (2, 16), (5, 17))])
+    assert (head_links & (scored.count < 8) & (scored.score >= 0.03)).sum() >= 3  # step 11 has work
+    try:
+        paf.use_jit(True)
+        for heatmaps, pafs in [(heatmaps, pafs)] + _cases():
+            one, chained = paf.decode(heatmaps, pafs, **CELLS, **params), _chained(heatmaps, pafs, **params)
+            np.testing.assert_array_equal(one.index, chained.index)
+            np.testing.assert_allclose(one.parts, chained.parts, atol=1e-5)
+            np.testing.assert_allclose(one.score, chained.score, atol=1e-6)
+            np.testing.assert_allclose(one.edge_score, chained.edge_score, atol=1e-5)
+    finally:
+        paf.use_jit(before)
+
+
+@pytest.mark.timeout(300)
+def test_a_head_cut_off_by_its_field_is_rejoined():
+    people, heatmaps, pafs = _head_cut_off()
+    assert recovered(paf.decode(heatmaps, pafs, **CELLS), people)
+    assert not recovered(paf.decode(heatmaps, pafs, **CELLS, threshold_split_score=2.0), people)
+
+
 @pytest.mark.timeout(30)
 def test_use_jit_without_numba_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(paf.kernels, "AVAILABLE", False)
@@ -251,7 +313,8 @@ def test_after_warm_up_no_frame_compiles(monkeypatch):
     Harness(MaxPool).start()  # start() warms every kernel
     kernels = [getattr(paf.kernels, name) for name in (
         "max_pool", "non_maximum_suppression", "peak_candidates", "edge_candidates", "edge_scores",
-        "edge_threshold", "graph_matching", "merge_split_graphs", "skeletons_from_table", "map_to_pixels")]
+        "edge_threshold", "graph_matching", "merge_split_graphs", "skeletons_from_table", "map_to_pixels",
+        "decode")]
     compiled = [len(k.signatures) for k in kernels]
     assert all(compiled)
     necks, shape = SCENES["three at 46x54"]
@@ -294,3 +357,26 @@ def test_zidane_gives_two_whole_people():
     assert ((people.index >= 0).sum(1) >= 8).all()
     necks = np.sort(people.parts[:, 1, 0])
     assert necks[0] < 41 < necks[1]  # one on each side of the image's middle (82 cells wide)
+
+
+@pytest.mark.timeout(300)
+def test_bus_at_the_apps_input_size_keeps_the_cut_off_persons_arm():
+    """bus.jpg at the app's input size (368 x 272, maps 46 x 34): the person cut off at the right
+    edge keeps the left arm and ear that step 10 leaves as a 4-part fragment (object score 0.31,
+    below 0.4): step 11 rejoins it before the cuts judge the person (10 joints before, 14 now)."""
+    cv2 = pytest.importorskip("cv2")
+    ort = pytest.importorskip("onnxruntime")
+    image = SHARED / "data" / "images" / "bus.jpg"
+    model = Path(os.environ.get("GRAPHFLOW_MODEL_PATH", SHARED / "models")) / "openpose_mobilenet_thin.onnx"
+    if not image.exists() or not model.exists():
+        pytest.skip("bus.jpg or the model not available")
+    bgr = cv2.imread(str(image))
+    x = cv2.resize(bgr, (272, 368), interpolation=cv2.INTER_CUBIC).astype(np.float32).transpose(2, 0, 1)[None]
+    heatmaps, pafs = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(
+        ["heatmaps", "pafs"], {"image": x})
+    people = paf.decode(heatmaps, pafs, **CELLS)
+    right = np.flatnonzero(people.parts[:, 1, 0] > 28)  # neck in the last 6 of 34 columns
+    assert len(right) == 1
+    joints = people.index[right[0]] >= 0
+    assert joints.sum() >= 13
+    assert joints[[paf.PART_NAMES.index(n) for n in ("l_shoulder", "l_elbow", "l_wrist", "l_ear")]].all()
