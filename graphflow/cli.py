@@ -22,8 +22,9 @@ from .viewer.cli import add_viewer_arguments, open_viewer, start_view_server
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(_LogFormatter())
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
     try:
         status = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, inside the try, not at interpreter exit
@@ -37,6 +38,27 @@ def main(argv: list[str] | None = None) -> int:
         ran = "; nothing was run" if args.command in ("run", "replay", "bench", "eval") else ""
         print(f"{len(exc.errors)} problem{'s' if len(exc.errors) != 1 else ''} found{ran}.", file=sys.stderr)
         return 1
+
+
+class _LogFormatter(logging.Formatter):
+    """``LEVEL logger: message``; a node's line names its component once (nodes start their
+    messages with it; their logger is ``graphflow.node.<component>``)."""
+    NODE = "graphflow.node."
+
+    def __init__(self):
+        super().__init__("%(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.name.startswith(self.NODE):
+            message = record.getMessage()
+            component = record.name[len(self.NODE):]
+            if not message.startswith(component + ":"):
+                message = f"{component}: {message}"
+            text = f"{record.levelname} {message}"
+            if record.exc_info:
+                text += "\n" + self.formatException(record.exc_info)
+            return text
+        return super().format(record)
 
 
 def _parser() -> argparse.ArgumentParser:

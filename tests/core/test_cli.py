@@ -117,3 +117,14 @@ def test_an_invalid_app_says_nothing_was_run_only_where_something_would_have(tmp
     assert capsys.readouterr().err.splitlines()[-1] == "1 problem found."
     assert main(["run", missing, "--no-viewer"]) == 1
     assert capsys.readouterr().err.splitlines()[-1] == "1 problem found; nothing was run."
+
+
+def test_a_node_log_line_names_its_component_once():
+    import logging
+    from graphflow.cli import _LogFormatter
+
+    def line(logger, message, *args):
+        return _LogFormatter().format(logging.LogRecord(logger, logging.INFO, __file__, 1, message, args, None))
+    assert line("graphflow.node.out/writer", "%s: wrote %d results", "out/writer", 6) == "INFO out/writer: wrote 6 results"
+    assert line("graphflow.node.out/writer", "wrote %d results", 6) == "INFO out/writer: wrote 6 results"
+    assert line("graphflow.scheduler", "drained") == "INFO graphflow.scheduler: drained"
