@@ -21,6 +21,7 @@ The protocol (ZeroMQ multipart; the client is a DEALER, the server a ROUTER):
                       CONFIG {path: value}      param changes (answered CONFIGURED or REFUSED text)
                       PING, BYE
     server → client   STATS (JSON, twice a second), MSG channel + graphflow.wire frames,
+                      PARAMS {node: {component: {param: value}}} (after any change, by anyone),
                       END (the app finished; final STATS first), PING
 
 Unwatched channels still get their newest message once a second when it is under 256 KB (the
@@ -138,6 +139,7 @@ class ViewServer:
         self.sent = 0
         self.dropped = 0
         self.bad_requests = 0
+        self._params_sent = b""  # the param values last pushed (JSON)
 
     # -- graph threads: must return at once --------------------------------------------------
     def published(self, channel, message) -> None:
@@ -195,6 +197,7 @@ class ViewServer:
         poller.register(sock, zmq.POLLIN)
         poller.register(self._waker.read_fd, zmq.POLLIN)
         next_stats = next_latest = 0.0
+        self._params_sent = self._param_values()  # what a client's APP answer carries from now on
         try:
             while not self._closing:
                 events = dict(poller.poll(100))
@@ -210,6 +213,7 @@ class ViewServer:
                         stats = _pack_json(self.api.stats())
                         for client in list(self._clients.values()):
                             self._send(sock, client, [b"STATS", stats])
+                        self._send_params_if_changed(sock)
                     next_stats = now + STATS_S
                 if now >= next_latest and self._clients:
                     self._send_latest(sock)
@@ -226,6 +230,20 @@ class ViewServer:
                 self._send(sock, client, [b"END"])
         finally:
             sock.close(linger=500)  # the final stats and END still go out
+
+    def _param_values(self) -> bytes:
+        values = {}
+        for component in self.app.components.values():
+            values.setdefault(component.node_name, {})[component.name] = component.param_values()
+        return _pack_json(values)
+
+    def _send_params_if_changed(self, sock) -> None:
+        """Every client sees a param changed by any other (or by the app's own viewer)."""
+        packed = self._param_values()
+        if packed != self._params_sent:
+            for client in list(self._clients.values()):
+                self._send(sock, client, [b"PARAMS", packed])
+            self._params_sent = packed
 
     def _receive_all(self, sock, now: float) -> None:
         while True:
@@ -621,6 +639,9 @@ class RemoteApp:
                     self.on_change(f"{connection.name}: the app at {connection.endpoint} finished")
                 elif kind == b"WHO":
                     connection.connected = False
+                elif kind == b"PARAMS":
+                    if self._ready.is_set():
+                        _apply_params(self.app, json.loads(frames[1].bytes))
                 elif kind == b"CONFIGURED":
                     log.info("%s: params changed: %s", connection.name, frames[1].bytes.decode())
                 elif kind == b"REFUSED":
@@ -706,14 +727,25 @@ def _build(info: dict, clock):
             raise ViewError(f"the remote app cannot be built here (are its node packs installed?): "
                             f"{exc.errors[0]}") from None
     app = App(spec, clock=clock)
-    for node, components in (info.get("config") or {}).items():
-        for component, values in components.items():
-            for param, value in values.items():
-                try:
-                    app.set_param(f"{node}/{component}", param, value)
-                except Exception:  # a value this side types differently: the composed one stays
-                    pass
+    _apply_params(app, info.get("config") or {})
     return app
+
+
+def _apply_params(app, config: dict) -> None:
+    """The remote app's current param values (``{node: {component: {param: value}}}``) in the
+    local app, where they differ."""
+    for node, components in config.items():
+        for component, values in components.items():
+            local = app.components.get(f"{node}/{component}")
+            if local is None:
+                continue  # another process's component, or one this side does not have
+            current = local.param_values()
+            for param, value in values.items():
+                if param in current and current[param] != value:
+                    try:
+                        app.set_param(f"{node}/{component}", param, value)
+                    except Exception:  # a value this side types differently: the one it has stays
+                        pass
 
 
 class RemoteApi(Api):

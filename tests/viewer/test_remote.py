@@ -149,6 +149,23 @@ def test_a_param_change_in_the_local_viewer_applies_in_the_remote_app(remote):
              timeout=15, message="a value scaled by 3 from the remote app")
 
 
+@pytest.mark.timeout(90)
+def test_a_param_changed_through_another_viewer_shows_in_this_one(remote):
+    """Two laptops watch one device: what one changes, the other's page shows (pushed on change)."""
+    other = subprocess.Popen(graphflow("view", "--connect", remote["address"], "--viewer-port", "0", "--duration", "60"),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
+    try:
+        other_url = Output(other).find(r"viewer: (http://\S+/)").group(1)
+        request = urllib.request.Request(other_url + "api/config", data=json.dumps({"math/scale/gain": 5.0}).encode(),
+                                         method="POST", headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert json.loads(response.read())["applied"] == {"math/scale/gain": 5.0}
+        wait_for(lambda: _get(remote["url"] + "api/config")["components"]["math/scale"]["params"]["gain"]["value"] == 5.0,
+                 timeout=15, message="the other viewer's change, here")
+    finally:
+        _stop(other)
+
+
 @pytest.mark.timeout(60)
 def test_chromium_shows_the_remote_graph_and_an_image(remote, browser):
     context = browser.new_context(viewport={"width": 1200, "height": 900})
