@@ -734,10 +734,12 @@ def _build(info: dict, clock):
 def _apply_params(app, config: dict) -> None:
     """The remote app's current param values (``{node: {component: {param: value}}}``) in the
     local app, where they differ."""
+    if not isinstance(config, dict):
+        raise ValueError(f"param values must be an object, got {type(config).__name__}")
     for node, components in config.items():
-        for component, values in components.items():
+        for component, values in (components.items() if isinstance(components, dict) else ()):
             local = app.components.get(f"{node}/{component}")
-            if local is None:
+            if local is None or not isinstance(values, dict):
                 continue  # another process's component, or one this side does not have
             current = local.param_values()
             for param, value in values.items():

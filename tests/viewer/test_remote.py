@@ -377,3 +377,18 @@ def test_the_viewer_notices_a_remote_app_that_dies_and_resumes_when_it_is_starte
         for process in (view, second, first):
             if process is not None:
                 _stop(process)
+
+
+@pytest.mark.timeout(30)
+def test_pushed_param_values_apply_where_they_differ_and_bad_ones_are_refused():
+    from graphflow.app import App
+    from graphflow.viewer.remote import _apply_params
+    app = App.load(REPO / "apps" / "demo.app.json")
+    _apply_params(app, {"arith.scale": {"scale": {"gain": 7.0}}, "elsewhere": {"x": {"y": 1}}})
+    assert app.components["arith.scale/scale"].param_values()["gain"] == 7.0
+    _apply_params(app, {"arith.scale": {"scale": {"gain": "not a number"}}})  # this side's type check refuses it
+    assert app.components["arith.scale/scale"].param_values()["gain"] == 7.0
+    for bad in ([], "x", None):
+        with pytest.raises(ValueError, match="must be an object"):
+            _apply_params(app, bad)
+    _apply_params(app, {"arith.scale": 3, "n": {"c": [1]}})  # malformed levels are skipped, nothing raised
