@@ -463,7 +463,7 @@ def edge_scores(pafs: np.ndarray, parts: Peaks, candidates: Edges,
     sy = ay[:, None] + vy[:, None] * t
     flat = p.reshape(-1)
     HW = H * W
-    plane = np.asarray(edges_paf, dtype=np.int64)[candidates.link]
+    plane = _as_int64(edges_paf)[candidates.link]
     if edge_sampling == "nearest":
         # samples lie in [0, W-1] x [0, H-1]: truncating x + 0.5 rounds to the nearest cell
         i = (2 * HW) * plane[:, None] + (sy + np.float32(0.5)).astype(np.int32) * W + \
@@ -903,7 +903,7 @@ def _check_maps(hm: np.ndarray, pf: np.ndarray, edges, edges_paf) -> tuple[np.nd
     if edges_paf is EDGES_PAF and edges is EDGES:
         count, low, high = len(EDGES), 0, len(EDGES) - 1
     else:
-        planes = np.asarray(edges_paf, dtype=np.int64).reshape(-1)
+        planes = _as_int64(edges_paf).reshape(-1)
         if len(planes) != len(_links(edges)):
             raise ValueError(f"decode: edges_paf has {len(planes)} planes for {len(_links(edges))} links")
         count, low, high = len(planes), int(planes.min(initial=0)), int(planes.max(initial=0))
@@ -1008,7 +1008,7 @@ def _decode_kernel(hm, pf, p, edges, edges_paf, f, scale, offset) -> Skeletons:
         hm if type(hm) is np.ndarray and hm.dtype == f32 and hm.flags.c_contiguous else np.ascontiguousarray(hm, f32),
         pf if type(pf) is np.ndarray and pf.dtype == f32 and pf.flags.c_contiguous else np.ascontiguousarray(pf, f32),
         kernel // 2, f32(p["threshold_heatmap"]), refine == "quadratic", refine == "gaussian", _links(edges),
-        _EDGES_PAF_ARRAY if edges_paf is EDGES_PAF else np.asarray(edges_paf, dtype=np.int64),
+        _EDGES_PAF_ARRAY if edges_paf is EDGES_PAF else _as_int64(edges_paf),
         float((p["threshold_edge_size"] or 0.0) * f), int(p["edge_sampling_steps"]), f32(p["threshold_sample_score"]),
         p["edge_sampling"] == "nearest", f32(p["threshold_edge_score"]), int(p["threshold_edge_sampling_counter"]),
         int(p["threshold_part_counter"]), float(p["threshold_object_score"]), float(p["threshold_split_score"]),
