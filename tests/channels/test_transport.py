@@ -436,3 +436,28 @@ def test_bad_settings_say_what_is_wrong(endpoint):
         Sender(endpoint, Number, policy="newest")
     with pytest.raises(security.ChannelConfigError, match="key file .* not found"):
         Sender("tcp://127.0.0.1:0", Number, curve_secret_key="/nonexistent.key_secret").start()
+
+
+def test_a_wake_while_the_io_thread_drains_is_not_lost(monkeypatch):
+    """The I/O thread drains the waker's pipe while a graph thread wakes it: the next wake must
+    still reach the poller (a lost wake-up stalled a channel until its 100 ms poll timeout)."""
+    import select
+
+    waker = transport._Waker()
+    waker.wake()
+    real_read = os.read
+    woke_during_read = []
+
+    def read_while_another_thread_wakes(fd, size):
+        if not woke_during_read:
+            woke_during_read.append(True)
+            waker.wake()
+        return real_read(fd, size)
+
+    monkeypatch.setattr(transport.os, "read", read_while_another_thread_wakes)
+    waker.drain()
+    monkeypatch.undo()
+    assert woke_during_read
+    waker.wake()
+    assert select.select([waker.read_fd], [], [], 0)[0], "the wake after the drain never reached the poller"
+    waker.close()
