@@ -157,6 +157,11 @@ def message_types() -> dict[str, type[MessageType]]:
     return dict(_REGISTRY)
 
 
+def message_type_named(wire_name: str) -> type[MessageType] | None:
+    """The type registered under ``wire_name`` (None if no imported pack declares it)."""
+    return _REGISTRY.get(wire_name)
+
+
 def is_record_type(hint: Any) -> bool:
     """A ``typing.NamedTuple`` class: a field kind whose wire form is a map by field name."""
     return isinstance(hint, type) and issubclass(hint, tuple) and hasattr(hint, "_fields")

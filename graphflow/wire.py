@@ -30,7 +30,7 @@ import msgpack
 import numpy as np
 
 
-from .messages import Header, Message, MessageType, freeze, is_record_type, message_types
+from .messages import Header, Message, MessageType, freeze, is_record_type, message_type_named
 
 FORMAT_VERSION = 1
 BLOB_MAGIC = b"GFWB"
@@ -151,20 +151,24 @@ def _flat_from_wire(message_type: type, fields: dict):
 def decode(frames: Sequence) -> Message:
     """The message that :func:`encode` made these frames from; arrays are read-only views."""
     name, header, fields = decode_fields(frames)
-    message_type = message_types().get(name)
+    message_type = message_type_named(name)
     if message_type is None:
         raise WireError(f"unknown message type {name!r} (its pack is not imported here)")
     if header["schema"] != schema_version(message_type):
         raise WireError(f"{name}: sender's schema version {header['schema']} differs from this "
                         f"side's {schema_version(message_type)} (the declarations differ)")
-    surplus = fields.keys() - _field_names(message_type)
-    if surplus:
-        raise WireError(f"{name}: fields do not match the declaration: no field {sorted(surplus)[0]!r}")
+    names = _field_names(message_type)
+    if not fields.keys() <= names:
+        raise WireError(f"{name}: fields do not match the declaration: no field {sorted(fields.keys() - names)[0]!r}")
     try:
-        payload = _flat_from_wire(message_type, fields) or message_type.from_wire(fields)
+        payload = _flat_from_wire(message_type, fields)
+        if payload is None:
+            payload = message_type.from_wire(fields)
+            freeze(payload)
+        else:
+            payload._frozen = True  # a flat payload's arrays came read-only from decode_fields
     except Exception as error:  # fields that do not fit the declaration, whatever the mismatch
         raise WireError(f"{name}: fields do not match the declaration: {error}") from None
-    freeze(payload)
     return Message(Header(header["acqtime"], header["pubtime"], header["uuid"]), payload)
 
 
@@ -178,6 +182,27 @@ def _field_names(message_type: type) -> frozenset:
     return names
 
 
+_DTYPES: dict[str, np.dtype] = {}  # dtype text -> dtype, for the texts found valid (a few per app)
+
+
+def _dtype(text: Any) -> np.dtype:
+    dtype = _DTYPES.get(text) if type(text) is str else None
+    if dtype is None:
+        if not isinstance(text, str):
+            raise WireError(f"bad array dtype {text!r}")
+        try:
+            with warnings.catch_warnings():  # a deprecated alias ('a') is foreign too, not a warning
+                warnings.simplefilter("error")
+                dtype = np.dtype(text)
+        except Exception:
+            raise WireError(f"bad array dtype {text!r}") from None
+        if dtype.hasobject:
+            raise WireError(f"array dtype {dtype} holds Python objects")
+        if len(_DTYPES) < 1024:  # (bounded: a stream of foreign frames cannot grow it)
+            _DTYPES[text] = dtype
+    return dtype
+
+
 def decode_fields(frames: Sequence) -> tuple[str, dict, dict]:
     """(type name, header {uuid, acqtime, pubtime, schema}, fields) without the type's pack:
     nested messages and records are plain dicts, arrays read-only numpy views."""
@@ -185,44 +210,44 @@ def decode_fields(frames: Sequence) -> tuple[str, dict, dict]:
                                      or not isinstance(frames, Sequence)) or not frames:  # (list: the fast case)
         raise WireError("no frames: a message is a list of one header frame and its array frames")
     arrays_used: set[int] = set()
+    array_frames = len(frames) - 1
 
     def array_from(entry: dict) -> Any:
         if entry.keys() != _ARRAY_KEYS:
             return entry
-        index, dtype, shape = entry["__nd__"], entry["dtype"], entry["shape"]
-        if type(index) is not int or not 0 <= index < len(frames) - 1:
-            raise WireError(f"array refers to frame {index!r}; the message has {len(frames) - 1} array frames")
-        if not isinstance(dtype, str) or not isinstance(shape, list) \
-                or not all(type(n) is int and n >= 0 for n in shape):
-            raise WireError(f"bad array description: dtype {dtype!r}, shape {shape!r}")
-        try:
-            with warnings.catch_warnings():  # a deprecated alias ('a') is foreign too, not a warning
-                warnings.simplefilter("error")
-                dtype = np.dtype(dtype)
-        except Exception:
-            raise WireError(f"bad array dtype {entry['dtype']!r}") from None
-        if dtype.hasobject:
-            raise WireError(f"array dtype {dtype} holds Python objects")
-        buffer = _bytes_view(frames[index + 1])
+        index, shape = entry["__nd__"], entry["shape"]
+        if type(index) is not int or not 0 <= index < array_frames:
+            raise WireError(f"array refers to frame {index!r}; the message has {array_frames} array frames")
+        dtype = _dtype(entry["dtype"])
         expected = dtype.itemsize
+        if type(shape) is not list:
+            raise WireError(f"bad array description: dtype {dtype!r}, shape {shape!r}")
         for n in shape:
+            if type(n) is not int or n < 0:
+                raise WireError(f"bad array description: dtype {dtype!r}, shape {shape!r}")
             expected *= n
+        buffer = _bytes_view(frames[index + 1])
         if buffer.nbytes != expected:
             raise WireError(f"array frame {index + 1} has {buffer.nbytes} bytes; "
                             f"dtype {dtype} shape {shape} needs {expected}")
         arrays_used.add(index)
-        array = np.frombuffer(buffer, dtype=dtype).reshape(shape) if expected else np.empty(shape, dtype)
-        array.setflags(write=False)
+        if not expected:
+            array = np.empty(shape, dtype)
+        elif len(shape) == 1:
+            array = np.frombuffer(buffer, dtype)
+        else:
+            array = np.frombuffer(buffer, dtype).reshape(shape)
+        array.setflags(False)  # write=False (positional: a keyword costs more)
         return array
 
     try:  # (no hook without array frames: it costs a Python call per map)
-        hook = {"object_hook": array_from} if len(frames) > 1 else {}
-        head = msgpack.unpackb(_bytes_view(frames[0]), raw=False, **hook)
+        head = msgpack.unpackb(_bytes_view(frames[0]), object_hook=array_from) if array_frames \
+            else msgpack.unpackb(_bytes_view(frames[0]))
     except WireError:
         raise
     except Exception as error:  # msgpack's own errors for truncated or corrupt bytes are many types
         raise WireError(f"header frame is not msgpack: {type(error).__name__}: {error}") from None
-    if not isinstance(head, dict) or "v" not in head:
+    if type(head) is not dict or "v" not in head:
         raise WireError("not a graphflow message (no format version in the header frame)")
     if head["v"] != FORMAT_VERSION:
         raise WireError(f"wire format version {head['v']!r}; this graphflow reads version {FORMAT_VERSION}")
@@ -233,8 +258,8 @@ def decode_fields(frames: Sequence) -> tuple[str, dict, dict]:
         for key, kind in _HEADER_KINDS:
             if not isinstance(get(key), kind) or isinstance(get(key), bool):
                 raise WireError(f"header field {key!r} is missing or of the wrong type")
-    if len(arrays_used) != len(frames) - 1:
-        raise WireError(f"{len(frames) - 1} array frames, but the header refers to {len(arrays_used)}")
+    if len(arrays_used) != array_frames:
+        raise WireError(f"{array_frames} array frames, but the header refers to {len(arrays_used)}")
     header = {"uuid": head["uuid"], "acqtime": float(head["acqtime"]), "pubtime": float(head["pubtime"]),
               "schema": head["schema"]}
     return head["type"], header, head["fields"]
