@@ -22,6 +22,7 @@ import dataclasses
 import hashlib
 import json
 import struct
+import threading
 import typing
 import warnings
 from typing import Any, Sequence
@@ -87,20 +88,42 @@ def encode(message: Message) -> list:
     buffers: list = []
 
     def out_of_band(array: Any) -> dict:
-        if not isinstance(array, np.ndarray):  # CuPy: the host copy is this boundary's one copy
-            array = array.get()
-        if array.dtype.hasobject:
-            raise TypeError(f"{payload.wire_name}: an array of Python objects cannot be sent")
-        if not array.flags.c_contiguous:
-            array = np.ascontiguousarray(array)  # (not for all: it makes a 0-d array 1-d)
-        buffers.append(array.reshape(-1).view(np.uint8).data)
-        return {"__nd__": len(buffers) - 1, "dtype": array.dtype.str, "shape": list(array.shape)}
+        return _out_of_band(array, buffers, payload)
 
     header = message.header
     head = {"v": FORMAT_VERSION, "type": payload.wire_name, "schema": schema_version(type(payload)),
             "uuid": header.uuid, "acqtime": header.acqtime, "pubtime": header.pubtime,
-            "fields": _flat_to_wire(payload, out_of_band) or payload.to_wire(out_of_band)}
-    return [msgpack.packb(head, use_bin_type=True)] + buffers
+            "fields": _flat_to_wire(payload, buffers)}
+    if head["fields"] is None:  # not flat, or a value off the flat plan: the general walk
+        buffers.clear()
+        head["fields"] = payload.to_wire(out_of_band)
+    try:
+        packer = _PACKERS.packer
+    except AttributeError:  # this thread's first message
+        packer = _PACKERS.packer = msgpack.Packer(use_bin_type=True)
+    return [packer.pack(head)] + buffers
+
+
+# One msgpack Packer per thread (a Packer is not thread-safe; making one per call, as
+# msgpack.packb does, cost 0.4 µs of a small message's 3.4).
+_PACKERS = threading.local()
+
+
+def _out_of_band(array: Any, buffers: list, payload: Any) -> dict:
+    """An array's place in the header; its bytes become the next array frame."""
+    if type(array) is not np.ndarray:
+        if not isinstance(array, np.ndarray):  # CuPy: the host copy is this boundary's one copy
+            array = array.get()
+    if array.dtype.hasobject:
+        raise TypeError(f"{payload.wire_name}: an array of Python objects cannot be sent")
+    if not array.flags.c_contiguous:
+        array = np.ascontiguousarray(array)  # (not for all: it makes a 0-d array 1-d)
+    try:
+        data = memoryview(array).cast("B")  # (a third of reshape(-1).view(uint8).data's time)
+    except (TypeError, ValueError):  # datetimes, empty arrays: no buffer protocol cast
+        data = array.reshape(-1).view(np.uint8).data
+    buffers.append(data)
+    return {"__nd__": len(buffers) - 1, "dtype": array.dtype.str, "shape": list(array.shape)}
 
 
 # A flat type (every field an array or a plain scalar: most small messages) maps its fields
@@ -121,7 +144,7 @@ def _flat_plan(message_type: type) -> tuple | None:
     return plan
 
 
-def _flat_to_wire(payload: Any, out_of_band) -> dict | None:
+def _flat_to_wire(payload: Any, buffers: list) -> dict | None:
     plan = _flat_plan(type(payload))
     if plan is None:
         return None
@@ -130,12 +153,12 @@ def _flat_to_wire(payload: Any, out_of_band) -> dict | None:
         value = getattr(payload, name)
         kind = type(value)
         if kind is np.ndarray:
-            fields[name] = out_of_band(value)
+            fields[name] = _out_of_band(value, buffers, payload)
         elif (kind in _SCALARS or value is None) and not is_array:
             fields[name] = value
         else:  # a CuPy array, a numpy scalar, ...: the general path knows
             return None
-    return fields or None
+    return fields
 
 
 def _flat_from_wire(message_type: type, fields: dict):

@@ -183,6 +183,19 @@ def test_non_contiguous_and_cupy_like_arrays_are_sent_contiguous():
     device = _Inner(FakeDeviceArray())
     back = wire.decode(wire.encode(Message(Header(0, 0), device))).payload
     np.testing.assert_array_equal(back.values, np.arange(6).reshape(2, 3))
+    # a device array after a host one: the flat fast path gives up half-way, the general walk
+    # starts again (the host array's frame was left behind once: one frame too many)
+    mixed = _TwoArrays(np.arange(3, dtype=np.int16), FakeDeviceArray())
+    frames = wire.encode(Message(Header(0, 0), mixed))
+    assert len(frames) == 3
+    back = wire.decode(frames).payload
+    np.testing.assert_array_equal(back.host, [0, 1, 2])
+    np.testing.assert_array_equal(back.device, np.arange(6).reshape(2, 3))
+
+
+class _TwoArrays(MessageType, wire="test_wire/TwoArrays"):
+    host: np.ndarray = field(doc="on the host")
+    device: np.ndarray = field(doc="on a GPU")
 
 
 def test_schema_version_follows_names_and_types_not_docs():
