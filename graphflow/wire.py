@@ -173,12 +173,13 @@ def _flat_from_wire(message_type: type, fields: dict):
 
 def decode(frames: Sequence) -> Message:
     """The message that :func:`encode` made these frames from; arrays are read-only views."""
-    name, header, fields = decode_fields(frames)
+    head = _checked_head(frames)
+    name, fields = head["type"], head["fields"]
     message_type = message_type_named(name)
     if message_type is None:
         raise WireError(f"unknown message type {name!r} (its pack is not imported here)")
-    if header["schema"] != schema_version(message_type):
-        raise WireError(f"{name}: sender's schema version {header['schema']} differs from this "
+    if head["schema"] != schema_version(message_type):
+        raise WireError(f"{name}: sender's schema version {head['schema']} differs from this "
                         f"side's {schema_version(message_type)} (the declarations differ)")
     names = _field_names(message_type)
     if not fields.keys() <= names:
@@ -192,7 +193,7 @@ def decode(frames: Sequence) -> Message:
             payload._frozen = True  # a flat payload's arrays came read-only from decode_fields
     except Exception as error:  # fields that do not fit the declaration, whatever the mismatch
         raise WireError(f"{name}: fields do not match the declaration: {error}") from None
-    return Message(Header(header["acqtime"], header["pubtime"], header["uuid"]), payload)
+    return Message(Header(float(head["acqtime"]), float(head["pubtime"]), head["uuid"]), payload)
 
 
 _FIELD_NAMES: dict[type, frozenset] = {}
@@ -229,6 +230,14 @@ def _dtype(text: Any) -> np.dtype:
 def decode_fields(frames: Sequence) -> tuple[str, dict, dict]:
     """(type name, header {uuid, acqtime, pubtime, schema}, fields) without the type's pack:
     nested messages and records are plain dicts, arrays read-only numpy views."""
+    head = _checked_head(frames)
+    header = {"uuid": head["uuid"], "acqtime": float(head["acqtime"]), "pubtime": float(head["pubtime"]),
+              "schema": head["schema"]}
+    return head["type"], header, head["fields"]
+
+
+def _checked_head(frames: Sequence) -> dict:
+    """The header map, checked, with its arrays as read-only views of their frames."""
     if type(frames) is not list and (isinstance(frames, (bytes, bytearray, memoryview))
                                      or not isinstance(frames, Sequence)) or not frames:  # (list: the fast case)
         raise WireError("no frames: a message is a list of one header frame and its array frames")
@@ -283,9 +292,7 @@ def decode_fields(frames: Sequence) -> tuple[str, dict, dict]:
                 raise WireError(f"header field {key!r} is missing or of the wrong type")
     if len(arrays_used) != array_frames:
         raise WireError(f"{array_frames} array frames, but the header refers to {len(arrays_used)}")
-    header = {"uuid": head["uuid"], "acqtime": float(head["acqtime"]), "pubtime": float(head["pubtime"]),
-              "schema": head["schema"]}
-    return head["type"], header, head["fields"]
+    return head
 
 
 def _bytes_view(frame: Any) -> memoryview:

@@ -799,35 +799,39 @@ class Receiver:
 
     def _packed(self, frames) -> bool:
         """Decode one PACK: small messages, their frames back to back (aligned) in one frame."""
-        try:
-            meta = msgpack.unpackb(frames[1].bytes) if len(frames) == 3 else None
-            blob = frames[2].buffer if meta is not None else None
-            if not isinstance(meta, list) or not meta or not all(
-                    type(entry) is list and len(entry) == 2 and type(entry[1]) is list and entry[1]
-                    and all(type(n) is int and n >= 0 for n in entry[1]) for entry in meta):
+        try:  # the index first, whole: one that does not describe the pack exactly drops it all
+            if len(frames) != 3:
+                raise wire.WireError(f"a pack of {len(frames)} frames")
+            meta = msgpack.unpackb(frames[1].bytes)
+            blob = frames[2].buffer
+            if type(meta) is not list or not meta:
                 raise wire.WireError("bad pack index frame")
-            end = 0
-            for _, lengths in meta:
-                for length in lengths:
-                    end = -(-end // PACK_ALIGN) * PACK_ALIGN + length
-            end = -(-end // PACK_ALIGN) * PACK_ALIGN  # (the last frame is padded too)
-            if end != len(blob):
-                raise wire.WireError(f"pack index describes {end} bytes; the pack has {len(blob)}")
+            bodies, position = [], 0
+            for entry in meta:
+                if type(entry) is not list or len(entry) != 2 or type(entry[1]) is not list or not entry[1]:
+                    raise wire.WireError("bad pack index frame")
+                body, size = [], 0
+                for length in entry[1]:
+                    if type(length) is not int or length < 0:
+                        raise wire.WireError("bad pack index frame")
+                    position += -position % PACK_ALIGN
+                    body.append(blob[position:position + length])
+                    position += length
+                    size += length
+                bodies.append((entry[0], body, size))
+            position += -position % PACK_ALIGN  # (the last frame is padded too)
+            if position != len(blob):
+                raise wire.WireError(f"pack index describes {position} bytes; the pack has {len(blob)}")
         except Exception as exc:
             self._bad(exc)
             return False
-        position, good = 0, []
-        for seq, lengths in meta:
-            body = []
-            for length in lengths:
-                position = -(-position // PACK_ALIGN) * PACK_ALIGN
-                body.append(blob[position:position + length])
-                position += length
+        good, expected, cap, decode = [], self.message_type, self.max_message_bytes, wire.decode
+        for seq, body, size in bodies:
             try:
-                if sum(lengths) > self.max_message_bytes:
-                    raise wire.WireError(f"{sum(lengths)} bytes is beyond the size cap of {self.max_message_bytes}")
-                message = wire.decode(body)
-                if type(message.payload) is not self.message_type:
+                if size > cap:
+                    raise wire.WireError(f"{size} bytes is beyond the size cap of {cap}")
+                message = decode(body)
+                if type(message.payload) is not expected:
                     raise wire.WireError(f"a {message.payload.wire_name} on a {self.type_name} channel")
             except (wire.WireError, ValueError, TypeError, IndexError) as exc:
                 self._bad(exc)
