@@ -242,6 +242,7 @@ class Supervisor:
         self.children: dict[str, subprocess.Popen] = {}
         self.restarts: dict[str, int] = {name: 0 for name in parts}
         self.failure: str | None = None
+        self.said_failure = False  # the failure was printed as it happened
         self._ended: set[str] = set()
         self._stop = threading.Event()
         self._print_lock = threading.Lock()
@@ -316,6 +317,7 @@ class Supervisor:
                         continue
                     self.failure = f"process {name!r} (pid {child.pid}) {how}; stopping the app"
                     self._say(f"error: {self.failure}")
+                    self.said_failure = True
                     self._terminate_all()
                     return 1
                 if not running:
@@ -451,9 +453,12 @@ def run_app(args, data: dict, spec, sets: list[str], format_one) -> int:
         if args.stats_json:
             args.stats_json.parent.mkdir(parents=True, exist_ok=True)
             args.stats_json.write_text(json.dumps(combined, indent=2))
-        if not args.quiet:
+        failed_in_start = [name for name, entry in combined["processes"].items()
+                           if entry["report"] and entry["report"].get("start_s") is None]
+        printed = not args.quiet and not failed_in_start  # (an app that never started has nothing to report)
+        if printed:
             print(format_report(combined, format_one), flush=True)
-        if supervisor.failure:
+        if supervisor.failure and (printed or not supervisor.said_failure):  # (again below the report)
             print(f"error: {supervisor.failure}", file=sys.stderr, flush=True)
         if viewer is not None and not supervisor.stopped_by_user:
             viewer.linger()  # the app ended by itself: serve its last messages until Ctrl-C / --duration

@@ -473,7 +473,7 @@ class Sender:
                         self.pool.release(segment.name)
                 peer.seq += 1
                 peer.pending.append((peer.seq, outgoing))
-        log.info("%s: subscriber %s connected (%s)", self.name, info.get("name"),
+        log.debug("%s: subscriber %s connected (%s)", self.name, info.get("name"),
                  "shared memory" if local else "frames")
         self._room.notify_all()
 
@@ -762,8 +762,9 @@ class Receiver:
                     self.bad_frames += 1
                     continue
                 self._seq = 0
-                if not self.welcomed.is_set():
-                    log.info("%s: connected to %s at %s", self.name, self.publisher.get("name"), self.endpoint)
+                if not self.welcomed.is_set():  # (said when it comes back after a silence it warned of)
+                    log.log(logging.INFO if self.silences else logging.DEBUG, "%s: connected to %s at %s",
+                            self.name, self.publisher.get("name"), self.endpoint)
                 self.welcomed.set()
             elif kind == b"REFUSE":
                 self.error = (frames[1].bytes.decode("utf-8", "replace") if len(frames) > 1

@@ -1,6 +1,8 @@
 """net.Publisher and net.Subscriber: one edge of a graph, carried between processes or hosts."""
 from __future__ import annotations
 
+import logging
+
 from graphflow import Codelet, Param, Rx, Tx
 from graphflow.channels import transport
 from graphflow.channels.security import ChannelConfigError
@@ -98,9 +100,11 @@ class Publisher(_Bridge):
         sender = getattr(self, "sender", None)
         if sender is not None:
             sender.close(self.flush_timeout)
-            self.log.info("%s: %d sent, %d dropped, %d bad frames%s", sender.bound_endpoint, sender.sent,
-                          sender.dropped, sender.bad_frames,
-                          f", {len(sender.refused)} subscribers refused" if sender.refused else "")
+            # A summary line when the user must look (losses, refusals); the counts are details.
+            trouble = sender.dropped or sender.bad_frames or sender.refused
+            self.log.log(logging.WARNING if trouble else logging.DEBUG, "%s: %d sent, %d dropped, %d bad frames%s",
+                         sender.bound_endpoint, sender.sent, sender.dropped, sender.bad_frames,
+                         f", {len(sender.refused)} subscribers refused" if sender.refused else "")
 
 
 class _Received(TickPolicy):
@@ -152,6 +156,8 @@ class Subscriber(_Bridge):
         receiver = getattr(self, "receiver", None)
         if receiver is not None:
             receiver.close()
-            self.log.info("%s: %d received, %d bad frames dropped, %d dropped upstream, %d silences",
-                          receiver.endpoint, receiver.received, receiver.bad_frames, receiver.upstream_dropped,
-                          receiver.silences)
+            trouble = receiver.bad_frames or receiver.upstream_dropped or receiver.silences
+            self.log.log(logging.WARNING if trouble else logging.DEBUG,
+                         "%s: %d received, %d bad frames dropped, %d dropped upstream, %d silences",
+                         receiver.endpoint, receiver.received, receiver.bad_frames, receiver.upstream_dropped,
+                         receiver.silences)

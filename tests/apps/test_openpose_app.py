@@ -32,6 +32,23 @@ def test_a_missing_model_is_one_error_naming_where_it_looked_with_no_report(repo
     assert str(tmp_path / "empty") in result.stderr and "GRAPHFLOW_MODEL_PATH" in result.stderr
 
 
+def test_a_missing_model_in_a_split_app_stops_it_with_one_error_and_no_report(repo, shared_data, tmp_path):
+    """The same mistake in the app split into processes: the process that failed in start() is named
+    once, the other stops with it, and no job report of zeros follows."""
+    import os
+    env = {**os.environ, "GRAPHFLOW_MODEL_PATH": str(tmp_path / "empty"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    result = subprocess.run([sys.executable, "-m", "graphflow.cli", "run", str(repo / "apps" / "openpose_split.app.json"),
+                             "--no-viewer", "--input", str(shared_data / "images" / "bus.jpg"),
+                             "--output", str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and "job report" not in result.stdout
+    assert "[inference] error: inference/tensor_rt_inference: model 'openpose_mobilenet_thin.onnx' not found" \
+        in result.stderr
+    assert result.stderr.count("error: process 'inference'") == 1, result.stderr
+    assert " INFO graphflow.channels" not in result.stderr  # connection details are behind -v
+
+
 def test_bus_image_gives_three_people_drawn_and_written(repo, shared_data, model_path, tmp_path):
     bus = shared_data / "images" / "bus.jpg"
     result = run_cli("run", str(repo / "apps" / "openpose.app.json"), "--no-viewer",

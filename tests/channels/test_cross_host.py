@@ -98,7 +98,8 @@ def test_the_split_app_across_two_hosts_over_tcp_with_curve_keys(namespaces, tmp
     app = split_app(tmp_path, "split", keys_a, keys_b)
     common = ["--input", str(image), "--output", str(tmp_path / "out"), "--no-viewer"]
     post = in_namespace(NS_B, "host-b", ["run", str(app), "--process", "post", *common])
-    inference = in_namespace(NS_A, "host-a", ["run", str(app), "--process", "inference", *common])
+    # -v: how the publisher reaches each subscriber (frames or shared memory) is a detail line
+    inference = in_namespace(NS_A, "host-a", ["-v", "run", str(app), "--process", "inference", *common])
     inference_output = finish(inference, 300)
     post_output = finish(post, 60)
     assert inference.returncode == 0 and post.returncode == 0, inference_output + post_output

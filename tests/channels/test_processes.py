@@ -125,7 +125,7 @@ def test_the_split_openpose_app_predicts_what_the_single_process_app_does(tmp_pa
 @pytest.mark.timeout(120)
 def test_images_cross_by_shared_memory_unchanged_and_no_segment_is_left(tmp_path):
     out = tmp_path / "out"
-    result = run(["run", str(images_app(tmp_path, out)), "--no-viewer", "--stats-json", str(tmp_path / "r.json")],
+    result = run(["-v", "run", str(images_app(tmp_path, out)), "--no-viewer", "--stats-json", str(tmp_path / "r.json")],
                  timeout=90)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "shared memory" in result.stderr  # both ends on this host: the pixels went by shared memory
