@@ -191,6 +191,9 @@ def cmd_run(args) -> int:
 
     spec = _on_bad_input(load_app(args.app, args.config, args.set, io=_io(args)), args.on_bad_input)
     io_sets = [f"{target}={value}" for key, value in _io(args).items() for target in spec.io.get(key, ())]
+    if args.on_bad_input is not None:  # (for the processes of a split app, as params of their own)
+        io_sets += [f"{c.full_name}/on_bad_input={args.on_bad_input}" for c in spec.components
+                    if "on_bad_input" in spec.types[c.full_name].params()]
     split = channels_cli.run_split(args, spec, io_sets + list(args.set), format_report)
     if split is not None:
         return split

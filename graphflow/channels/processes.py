@@ -228,9 +228,11 @@ class Supervisor:
     def __init__(self, parts: dict[str, Part], run_dir: Path, *, sets: dict[str, list[str]],
                  configs: dict[str, list[Path]] | None = None,
                  duration: float | None = None, max_ticks: int | None = None, workers: int | None = None,
-                 verbose: bool = False, stream=sys.stderr, view_endpoints: dict[str, str] | None = None):
+                 verbose: bool = False, stream=sys.stderr, view_endpoints: dict[str, str] | None = None,
+                 extra_args: list[str] | None = None):
         self.parts = parts
         self.view_endpoints = view_endpoints or {}  # process → where it serves its view (the viewer's)
+        self.extra_args = extra_args or []  # run options passed on as they are (recording)
         self.run_dir = run_dir
         self.sets = sets
         self.configs = configs or {}
@@ -264,7 +266,7 @@ class Supervisor:
             command += ["--workers", str(self.workers)]
         if part.name in self.view_endpoints:
             command += ["--serve-view", self.view_endpoints[part.name]]
-        return command
+        return command + self.extra_args
 
     def _spawn(self, part: Part) -> None:
         child = subprocess.Popen(self._command(part), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -430,6 +432,12 @@ def run_app(args, data: dict, spec, sets: list[str], format_one) -> int:
             shutil.rmtree(run_dir, ignore_errors=True)
             return 1
         parts = {args.process: parts[args.process]}
+    recording = _recording_options(args)
+    if recording and len(parts) > 1:
+        print(f"error: {recording[0]}: with an app split into processes, record one process "
+              "(--process NAME), or run the app with --single-process", file=sys.stderr)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return 2
     if getattr(args, "serve_view", None):
         if len(parts) > 1:
             print("error: --serve-view: with an app split into processes, serve one process's view "
@@ -441,7 +449,8 @@ def run_app(args, data: dict, spec, sets: list[str], format_one) -> int:
     else:
         views = {} if args.no_viewer else {name: f"ipc://{run_dir}/{name}.view" for name in parts}
     supervisor = Supervisor(parts, run_dir, sets=routed, configs=configs, duration=args.duration, max_ticks=args.max_ticks,
-                            workers=args.workers, verbose=getattr(args, "verbose", False), view_endpoints=views)
+                            workers=args.workers, verbose=getattr(args, "verbose", False), view_endpoints=views,
+                            extra_args=recording)
     viewer = None
     if views and not args.no_viewer and not getattr(args, "serve_view", None):
         from ..viewer.remote import open_split_viewer
@@ -467,6 +476,26 @@ def run_app(args, data: dict, spec, sets: list[str], format_one) -> int:
             viewer.close()
         shutil.rmtree(run_dir, ignore_errors=True)  # the parts' app files, reports and sockets
     return status
+
+
+def _recording_options(args) -> list[str]:
+    """The recording options given (--record, --foxglove and theirs), as a child's arguments."""
+    given = []
+    if getattr(args, "record", None) is not None:
+        given += ["--record", str(Path(args.record).resolve())]
+        for pattern in args.channels:
+            given += ["--channels", pattern]
+        if args.record_lossless:
+            given.append("--record-lossless")
+        if args.record_split:
+            given += ["--record-split", str(args.record_split)]
+        if args.record_foxglove:
+            given.append("--record-foxglove")
+        if args.record_compression:
+            given += ["--record-compression", args.record_compression]
+    if getattr(args, "foxglove", False):
+        given += ["--foxglove", "--foxglove-port", str(args.foxglove_port)]
+    return given
 
 
 def _shared_dir(data: dict, app_file: Path) -> Path:

@@ -362,8 +362,9 @@ class Sender:
             undelivered = sum(len(p.pending) for p in self._peers.values()) + len(self._backlog)
             self._end_seq = 1  # the I/O thread sends END to every receiver, then stops
         if not flushed and undelivered:
-            log.warning("%s: %d messages not delivered (no receiver took them within %.1f s)",
-                        self.name, undelivered, flush_timeout)
+            log.warning("%s: %d message%s not delivered (no receiver took %s within %.1f s)", self.name,
+                        undelivered, "" if undelivered == 1 else "s", "it" if undelivered == 1 else "them",
+                        flush_timeout)
         self._waker.wake()
         self._thread.join(timeout=5)
         self._thread = None

@@ -265,3 +265,29 @@ def test_ctrl_c_or_sigterm_stops_every_process_cleanly_with_one_report(tmp_path,
     assert "net.rx0/subscriber/message" in output  # b's channels are in the one report
     for pid in pids.values():
         assert not os.path.exists(f"/proc/{pid}") and shm.segments_of(pid) == []
+
+
+@pytest.mark.timeout(120)
+def test_run_options_reach_the_processes_or_are_refused(tmp_path):
+    """--on-bad-input reaches the process whose loader has the param; --record of a whole split
+    app is refused (one file per app is not what it would make), and records one --process."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), np.zeros((8, 8, 3), np.uint8))
+    (folder / "b.png").write_bytes(b"not a png")
+    app = images_app(tmp_path, tmp_path / "out")
+    stopped = run(["run", str(app), "--no-viewer", "--quiet", "--set", f"feeder/loader/path={folder}",
+                   "--on-bad-input", "stop"], timeout=90)
+    assert stopped.returncode == 1, stopped.stdout + stopped.stderr
+    assert "b.png" in stopped.stderr and "Traceback" not in stopped.stderr
+
+    refused = run(["run", str(app), "--no-viewer", "--record", str(tmp_path / "all.mcap")], timeout=60)
+    assert refused.returncode == 2
+    assert "--record: with an app split into processes, record one process (--process NAME)" in refused.stderr
+    assert not (tmp_path / "all.mcap").exists()
+
+    recording = tmp_path / "a.mcap"
+    one = run(["run", str(app), "--process", "a", "--no-viewer", "--quiet", "--set", "feeder/loader/tick_period=0",
+               "--record", str(recording)], timeout=90)  # (no subscriber: its publisher waits 5 s, then ends)
+    assert one.returncode == 0, one.stdout + one.stderr
+    assert recording.exists() and "recorded" in one.stderr
