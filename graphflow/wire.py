@@ -183,7 +183,7 @@ def decode(frames: Sequence) -> Message:
                         f"side's {schema_version(message_type)} (the declarations differ)")
     names = _field_names(message_type)
     if not fields.keys() <= names:
-        raise WireError(f"{name}: fields do not match the declaration: no field {sorted(fields.keys() - names)[0]!r}")
+        raise WireError(f"{name}: fields do not match the declaration: no field {sorted(fields.keys() - names, key=str)[0]!r}")
     try:
         payload = _flat_from_wire(message_type, fields)
         if payload is None:

@@ -232,6 +232,8 @@ def _frames_with(changes: dict) -> list:
     (_frames_with({"acqtime": "soon"}), "'acqtime'"),
     (_frames_with({"fields": {"values": {"__nd__": 0, "dtype": "<f4", "shape": [4]}, "surplus": 1}}),
      "do not match the declaration"),
+    (_frames_with({"fields": {"values": {"__nd__": 0, "dtype": "<f4", "shape": [4]}, b"raw": 1, "text": 2}}),
+     "no field b'raw'"),  # (keys of two kinds: named without sorting bytes against str)
     (_frames_with({"fields": {"values": {"__nd__": 0, "dtype": "<f4", "shape": [5]}}}), "needs 20"),
     (_frames_with({"fields": {"values": {"__nd__": 3, "dtype": "<f4", "shape": [4]}}}), "frame 3"),
     (_frames_with({"fields": {"values": {"__nd__": 0, "dtype": "|O", "shape": [2]}}}), "Python objects"),
