@@ -244,7 +244,8 @@ def cmd_validate(args) -> int:
                 print(f"error: {error}", file=sys.stderr)
             status = 1
             continue
-        print(f"{app}: valid ({len(spec.components)} components, {len(spec.edges)} edges)")
+        components, edges = len(spec.components), len(spec.edges)
+        print(f"{app}: valid ({components} component{'s' * (components != 1)}, {edges} edge{'s' * (edges != 1)})")
     return status
 
 
