@@ -100,11 +100,13 @@ class Publisher(_Bridge):
         sender = getattr(self, "sender", None)
         if sender is not None:
             sender.close(self.flush_timeout)
-            # A summary line when the user must look (losses, refusals); the counts are details.
-            trouble = sender.dropped or sender.bad_frames or sender.refused
+            # A summary line when the user must look (bad frames, refusals, losses the policy did not
+            # ask for: 'latest' and 'reject' drop by design, the job report counts those); else a detail.
+            trouble = sender.bad_frames or sender.refused or (sender.dropped and self.policy == "block")
             self.log.log(logging.WARNING if trouble else logging.DEBUG, "%s: %d sent, %d dropped, %d bad frames%s",
                          sender.bound_endpoint, sender.sent, sender.dropped, sender.bad_frames,
-                         f", {len(sender.refused)} subscribers refused" if sender.refused else "")
+                         f", {len(sender.refused)} subscriber{'s' * (len(sender.refused) != 1)} refused"
+                         if sender.refused else "")
 
 
 class _Received(TickPolicy):
@@ -156,7 +158,7 @@ class Subscriber(_Bridge):
         receiver = getattr(self, "receiver", None)
         if receiver is not None:
             receiver.close()
-            trouble = receiver.bad_frames or receiver.upstream_dropped or receiver.silences
+            trouble = receiver.bad_frames or receiver.silences  # (drops upstream: the publisher's policy)
             self.log.log(logging.WARNING if trouble else logging.DEBUG,
                          "%s: %d received, %d bad frames dropped, %d dropped upstream, %d silences",
                          receiver.endpoint, receiver.received, receiver.bad_frames, receiver.upstream_dropped,
