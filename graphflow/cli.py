@@ -294,10 +294,14 @@ def _range_text(limits: list) -> str:
 
 
 def cmd_graph(args) -> int:
+    from .channels.processes import node_processes, uses_processes
     from .diagram import to_dot, to_mermaid
+    from .loader import read_json
 
     spec = load_app(args.app)
-    print(to_dot(spec) if args.format == "dot" else to_mermaid(spec))
+    data = read_json(args.app)
+    processes = node_processes(data, spec) if uses_processes(data) else None
+    print(to_dot(spec, processes) if args.format == "dot" else to_mermaid(spec, processes))
     return 0
 
 

@@ -20,33 +20,67 @@ def _edge_label(spec: AppSpec, source: str, target: str) -> str:
     return f"{source.rsplit('/', 1)[1]} → {target.rsplit('/', 1)[1]} ({message})"
 
 
-def to_dot(spec: AppSpec) -> str:
+def _by_process(spec: AppSpec, processes: dict[str, str] | None) -> dict[str | None, dict[str, list]]:
+    """{process (None: the app is one process): {node: components}}."""
+    grouped: dict[str | None, dict[str, list]] = {}
+    for node, components in _groups(spec).items():
+        grouped.setdefault(processes.get(node) if processes else None, {})[node] = components
+    return grouped
+
+
+def _crosses(edge, processes: dict[str, str] | None) -> bool:
+    if not processes:
+        return False
+    source, target = (end.rsplit("/", 2)[0] for end in (edge.source, edge.target))
+    return processes.get(source) != processes.get(target)
+
+
+def to_dot(spec: AppSpec, processes: dict[str, str] | None = None) -> str:
+    """``processes``: node → process, for an app split into processes (each a cluster of its
+    nodes; the edges between processes dashed)."""
     lines = [f'digraph "{spec.name}" {{', "  rankdir=LR;", '  node [shape=box, style=rounded, fontname="Helvetica"];',
              '  edge [fontname="Helvetica", fontsize=10];']
-    for index, (node, components) in enumerate(_groups(spec).items()):
-        lines.append(f'  subgraph "cluster_{index}" {{')
-        lines.append(f'    label="{node}";')
-        for c in components:
-            lines.append(f'    "{c.full_name}" [label="{c.name}\\n{c.type}"];')
-        lines.append("  }")
+    index = 0
+    for process, nodes in _by_process(spec, processes).items():
+        indent = "  " if process is None else "    "
+        if process is not None:
+            lines.append(f'  subgraph "cluster_process_{process}" {{')
+            lines.append(f'    label="process {process}"; style=dashed;')
+        for node, components in nodes.items():
+            lines.append(f'{indent}subgraph "cluster_{index}" {{')
+            lines.append(f'{indent}  label="{node}";')
+            for c in components:
+                lines.append(f'{indent}  "{c.full_name}" [label="{c.name}\\n{c.type}"];')
+            lines.append(f"{indent}}}")
+            index += 1
+        if process is not None:
+            lines.append("  }")
     for edge in spec.edges:
+        style = ", style=dashed" if _crosses(edge, processes) else ""
         lines.append(f'  "{edge.source.rsplit("/", 1)[0]}" -> "{edge.target.rsplit("/", 1)[0]}" '
-                     f'[label="{_edge_label(spec, edge.source, edge.target)}"];')
+                     f'[label="{_edge_label(spec, edge.source, edge.target)}"{style}];')
     lines.append("}")
     return "\n".join(lines)
 
 
-def to_mermaid(spec: AppSpec) -> str:
+def to_mermaid(spec: AppSpec, processes: dict[str, str] | None = None) -> str:
     def ident(name: str) -> str:
         return re.sub(r"[^A-Za-z0-9_]", "_", name)
 
     lines = ["flowchart LR"]
-    for node, components in _groups(spec).items():
-        lines.append(f'  subgraph {ident("n_" + node)}["{node}"]')
-        for c in components:
-            lines.append(f'    {ident(c.full_name)}["{c.name}<br/>{c.type}"]')
-        lines.append("  end")
+    for process, nodes in _by_process(spec, processes).items():
+        indent = "  " if process is None else "    "
+        if process is not None:
+            lines.append(f'  subgraph {ident("p_" + process)}["process {process}"]')
+        for node, components in nodes.items():
+            lines.append(f'{indent}subgraph {ident("n_" + node)}["{node}"]')
+            for c in components:
+                lines.append(f'{indent}  {ident(c.full_name)}["{c.name}<br/>{c.type}"]')
+            lines.append(f"{indent}end")
+        if process is not None:
+            lines.append("  end")
     for edge in spec.edges:
-        lines.append(f'  {ident(edge.source.rsplit("/", 1)[0])} -- "{_edge_label(spec, edge.source, edge.target)}" '
-                     f'--> {ident(edge.target.rsplit("/", 1)[0])}')
+        opening, arrow = ("-.", ".->") if _crosses(edge, processes) else ("--", "-->")  # (dotted: between processes)
+        lines.append(f'  {ident(edge.source.rsplit("/", 1)[0])} {opening} "{_edge_label(spec, edge.source, edge.target)}" '
+                     f'{arrow} {ident(edge.target.rsplit("/", 1)[0])}')
     return "\n".join(lines)

@@ -63,6 +63,13 @@ def _top_node(endpoint: str, names: list[str]) -> str | None:
     return None
 
 
+def node_processes(data: dict, spec) -> dict[str, str]:
+    """The process each node of ``spec`` runs in (nodes of a subgraph: its node's)."""
+    where = {node["name"]: node.get("process", MAIN) for node in data["graph"]["nodes"]}
+    names = list(where)
+    return {c.node: where.get(_top_node(c.full_name + "/port", names), MAIN) for c in spec.components}
+
+
 def split(data: dict, app_file: Path, spec, run_dir: Path) -> dict[str, Part]:
     """Per process, an app dict (see the module doc). ``spec`` is the validated whole app (a
     :class:`graphflow.loader.AppSpec`): it gives each crossing edge's message type and queue."""

@@ -86,6 +86,24 @@ def test_graph_dot_and_mermaid(repo, capsys):
     assert "arith_add_add -- \"total → number (demo/Number)\" --> sink_writer" in capsys.readouterr().out
 
 
+def test_graph_of_a_split_app_groups_nodes_by_process(repo, capsys, monkeypatch):
+    monkeypatch.setenv("GRAPHFLOW_MODEL_PATH", str(repo.parent / "shared" / "models"))
+    app = str(repo / "apps" / "openpose_split.app.json")
+    assert main(["graph", app, "--format", "dot"]) == 0
+    dot = capsys.readouterr().out
+    inference, post = dot.index('label="process inference"'), dot.index('label="process post"')
+    assert inference < dot.index('"inference/tensor_rt_inference" [') < post < dot.index('"viz/visualizer" [')
+    assert '"decoder.refine/refine_part_coordinates" [' in dot[post:]  # a subgraph's nodes: its node's process
+    # the two edges between the processes are dashed, the others not
+    assert dot.count("style=dashed];") == 2
+    assert '"feeder/image_loader" -> "viz/visualizer" [label="color → image (vision/Image)", style=dashed];' in dot
+    assert '"feeder/image_loader" -> "encoder/color_camera_encoder" [label="color → rgb_image (vision/Image)"];' in dot
+    assert main(["graph", app, "--format", "mermaid"]) == 0
+    mermaid = capsys.readouterr().out
+    assert 'subgraph p_post["process post"]' in mermaid
+    assert 'feeder_image_loader -. "color → image (vision/Image)" .-> viz_visualizer' in mermaid
+
+
 def test_message_schemas_are_up_to_date():
     assert main(["schemas", "--check"]) == 0, "run: graphflow schemas"
 
