@@ -91,12 +91,13 @@ def _failure(component: Codelet, phase: str, error: BaseException) -> NodeFailur
 
 
 class _State:
-    __slots__ = ("component", "inputs", "outlets", "node", "rank", "policy", "timed", "queued", "parked",
+    __slots__ = ("component", "inputs", "only_input", "outlets", "node", "rank", "policy", "timed", "queued", "parked",
                  "running", "retrigger", "due", "ticks", "source", "done", "started", "durations")
 
     def __init__(self, component: Codelet, rank: int, durations):
         self.component = component
         self.inputs: tuple[InputChannel, ...] = tuple(component.inputs.values())
+        self.only_input = self.inputs[0] if len(self.inputs) == 1 else None  # (the usual case, read directly)
         self.outlets: tuple[InputChannel, ...] = ()  # the 'block' inputs it publishes into (set by start)
         self.node = component.node_name
         self.rank = rank  # topological position: ready work furthest downstream runs first
@@ -522,7 +523,8 @@ class Scheduler(Runtime):
         same lock hold that books this tick (one lock round trip per tick on a busy worker)."""
         component = state.component
         nodes.append(state.node)
-        consumed_before = state.consumed()
+        only = state.only_input
+        consumed_before = only.consumed if only is not None else state.consumed()
         if component._pending_params:
             component.apply_pending_params()
         failed = False
@@ -544,7 +546,7 @@ class Scheduler(Runtime):
         state.durations.add(duration)
         for observe in self.tap.on_ticked:
             observe(component, start, duration)
-        consumed = state.consumed() != consumed_before
+        consumed = (only.consumed if only is not None else state.consumed()) != consumed_before
         with self._lock:
             state.running = False
             self._busy_nodes.discard(state.node)
