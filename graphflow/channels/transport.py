@@ -107,6 +107,82 @@ class ChannelError(RuntimeError):
     """A channel that cannot work: refused at connect, or a bad setting."""
 
 
+HANDSHAKE_FAILURES = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                      | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+
+
+def bound_router(endpoint: str, curve_secret_key: str = "", curve_clients: str = "", *,
+                 send_hwm: int | None = None) -> tuple[zmq.Socket, Any]:
+    """A ROUTER bound to ``endpoint``: a CURVE server when given its secret key file, and with
+    ``curve_clients`` (a folder of public keys) open to those clients only. Returns (socket, the
+    authenticator it uses or None: ``_Authenticator.release()`` it after closing the socket).
+    Raises security.ChannelConfigError (keys) or zmq.ZMQError (bind), with nothing left open."""
+    ctx = context()
+    sock = ctx.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    sock.setsockopt(zmq.LINGER, 0)
+    if send_hwm is not None:
+        sock.setsockopt(zmq.SNDHWM, send_hwm)
+    auth = None
+    try:
+        if curve_secret_key:
+            security.configure_server(sock, curve_secret_key)
+            if curve_clients:
+                auth = _Authenticator.use(ctx)
+                domain = f"graphflow-{secrets.token_hex(4)}"  # this socket's own list of clients
+                auth.configure_curve(domain=domain, location=str(curve_clients))
+                sock.zap_domain = domain.encode()
+        sock.bind(endpoint)
+    except (security.ChannelConfigError, zmq.ZMQError):
+        sock.close(0)
+        if auth is not None:
+            _Authenticator.release()
+        raise
+    return sock, auth
+
+
+def connected_dealer(endpoint: str, identity: bytes, curve_server_key: str = "", curve_secret_key: str = "", *,
+                     reconnect_max_ms: int, receive_hwm: int | None = None) -> tuple[zmq.Socket, zmq.Socket]:
+    """A DEALER connecting to ``endpoint`` (again and again while it is away), a CURVE client when
+    given the server's public key file; and a monitor socket that reports a failed security
+    handshake (read it with :func:`handshake_failure`). Raises security.ChannelConfigError (keys)
+    or zmq.ZMQError (connect), with nothing left open."""
+    sock = context().socket(zmq.DEALER)
+    sock.setsockopt(zmq.ROUTING_ID, identity)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.IMMEDIATE, 1)  # nothing queued for a connection not yet made
+    sock.setsockopt(zmq.RECONNECT_IVL, 100)
+    sock.setsockopt(zmq.RECONNECT_IVL_MAX, reconnect_max_ms)
+    if receive_hwm is not None:
+        sock.setsockopt(zmq.RCVHWM, receive_hwm)
+    monitor = None
+    try:
+        if curve_server_key:
+            security.configure_client(sock, curve_server_key, curve_secret_key)
+        monitor = sock.get_monitor_socket(HANDSHAKE_FAILURES)
+        sock.connect(endpoint)
+    except (security.ChannelConfigError, zmq.ZMQError):
+        if monitor is not None:
+            sock.disable_monitor()
+            monitor.close(0)
+        sock.close(0)
+        raise
+    return sock, monitor
+
+
+def handshake_failure(monitor: zmq.Socket, uses_curve: bool) -> int | None:
+    """The security failure (zmq.EVENT_HANDSHAKE_FAILED_*) that ``monitor`` reported; None when
+    none waits, or for a handshake without CURVE that failed with no detail: a peer that went away
+    in the middle of it (a CURVE client with the wrong server key fails that way too, measured;
+    CURVE on one end only fails with PROTOCOL), after which the socket connects again."""
+    from zmq.utils.monitor import recv_monitor_message
+    try:
+        event = recv_monitor_message(monitor, zmq.NOBLOCK)["event"]
+    except zmq.Again:
+        return None
+    return None if event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL and not uses_curve else event
+
+
 class _Waker:
     """A pipe the I/O thread polls: any thread (or a finalizer) may wake it. One byte per wake-up
     at most: a wake while one is pending costs no system call."""
@@ -224,22 +300,9 @@ class Sender:
     def start(self) -> None:
         if self._use_shm:
             shm.sweep_stale()
-        ctx = context()
-        sock = ctx.socket(zmq.ROUTER)
-        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        sock.setsockopt(zmq.LINGER, 0)
-        secret_file, clients = self._curve
-        if secret_file:
-            security.configure_server(sock, secret_file)
-            if clients:
-                self._auth = _Authenticator.use(ctx)
-                domain = f"graphflow-{secrets.token_hex(4)}"  # this socket's own list of clients
-                self._auth.configure_curve(domain=domain, location=str(clients))
-                sock.zap_domain = domain.encode()
         try:
-            sock.bind(self.endpoint)
+            sock, self._auth = bound_router(self.endpoint, *self._curve)
         except zmq.ZMQError as exc:
-            sock.close(0)
             raise ChannelError(f"{self.name}: cannot bind {self.endpoint}: {exc}") from None
         self.bound_endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self._socket = sock
@@ -608,22 +671,9 @@ class Receiver:
         self._seq = 0
 
     def start(self) -> None:
-        sock = context().socket(zmq.DEALER)
-        sock.setsockopt(zmq.ROUTING_ID, self._identity)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.IMMEDIATE, 1)  # nothing queued for a connection not yet made
-        sock.setsockopt(zmq.RECONNECT_IVL, 100)
-        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 250)
-        server_key, secret_key = self._curve
-        if server_key:
-            security.configure_client(sock, server_key, secret_key)
-        self._monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH
-                                                | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-                                                | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
         try:
-            sock.connect(self.endpoint)
+            sock, self._monitor = connected_dealer(self.endpoint, self._identity, *self._curve, reconnect_max_ms=250)
         except zmq.ZMQError as exc:
-            sock.close(0)
             raise ChannelError(f"{self.name}: cannot connect to {self.endpoint}: {exc}") from None
         self._socket = sock
         self._thread = threading.Thread(target=self._run, name=f"graphflow-net-{self.name}", daemon=True)
@@ -728,15 +778,13 @@ class Receiver:
         return [[name, count] for name, count in counts.items()]
 
     def _handshake_event(self, monitor) -> None:
-        from zmq.utils.monitor import recv_monitor_message
-        try:
-            event = recv_monitor_message(monitor, zmq.NOBLOCK)
-        except zmq.Again:
+        event = handshake_failure(monitor, uses_curve=bool(self._curve[0]))
+        if event is None:
             return
         what = {zmq.EVENT_HANDSHAKE_FAILED_AUTH: "authentication refused (this end's key is not accepted)",
                 zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "security handshake failed (wrong server key, or one "
                                                      "end uses CURVE and the other not)",
-                }.get(event["event"], "security handshake failed")
+                }.get(event, "security handshake failed")
         self.error = f"{self.name}: cannot connect to {self.endpoint}: {what}"
         self._notify()
 

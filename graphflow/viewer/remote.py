@@ -149,26 +149,11 @@ class ViewServer:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> "ViewServer":
-        ctx = transport.context()
-        sock = ctx.socket(zmq.ROUTER)
-        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.SNDHWM, SEND_HWM)
-        secret_file, clients = self._curve
         try:
-            if secret_file:
-                security.configure_server(sock, secret_file)
-                if clients:
-                    self._auth = transport._Authenticator.use(ctx)
-                    domain = f"graphflow-view-{secrets.token_hex(4)}"
-                    self._auth.configure_curve(domain=domain, location=str(clients))
-                    sock.zap_domain = domain.encode()
-            sock.bind(self.endpoint)
+            sock, self._auth = transport.bound_router(self.endpoint, *self._curve, send_hwm=SEND_HWM)
         except security.ChannelConfigError as exc:
-            sock.close(0)
             raise ViewError(f"--serve-view: {exc}") from None
         except zmq.ZMQError as exc:
-            sock.close(0)
             raise ViewError(f"--serve-view: cannot bind {self.endpoint}: {exc}") from None
         self.bound_endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self._socket = sock
@@ -404,28 +389,14 @@ class _Connection:
         self.socket = None
         self.monitor = None
 
-    def open(self, ctx) -> None:
-        sock = ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.ROUTING_ID, self.identity)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.IMMEDIATE, 1)
-        sock.setsockopt(zmq.RECONNECT_IVL, 100)
-        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 500)
-        sock.setsockopt(zmq.RCVHWM, SEND_HWM)
-        server_key, secret_key = self.curve
+    def open(self) -> None:
         try:
-            if server_key:
-                security.configure_client(sock, server_key, secret_key)
-            self.monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH
-                                                   | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-                                                   | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
-            sock.connect(self.endpoint)
+            sock, self.monitor = transport.connected_dealer(self.endpoint, self.identity, *self.curve,
+                                                            reconnect_max_ms=500, receive_hwm=SEND_HWM)
         except security.ChannelConfigError as exc:
-            sock.close(0)
             raise ViewError(str(exc).replace("curve_server_key", "--server-key")
                             .replace("curve_secret_key", "--key")) from None
         except zmq.ZMQError as exc:
-            sock.close(0)
             raise ViewError(f"cannot connect to {self.endpoint}: {exc}") from None
         self.socket = sock
 
@@ -494,9 +465,8 @@ class RemoteApp:
     # -- lifecycle -------------------------------------------------------------------------------------
     def connect(self, timeout: float = 5.0) -> "RemoteApp":
         """Open every connection and wait until each remote answered; ViewError when one does not."""
-        ctx = transport.context()
         for connection in self.connections.values():
-            connection.open(ctx)
+            connection.open()
         self._thread = threading.Thread(target=self._run, name="graphflow-view-client", daemon=True)
         self._thread.start()
         if self.app is not None:  # the app to show is known: the remotes come up in their own time
@@ -595,15 +565,13 @@ class RemoteApp:
             owner.send([b"CONFIG", _pack_json({path: value})])
 
     def _handshake_event(self, connection: _Connection) -> None:
-        from zmq.utils.monitor import recv_monitor_message
-        try:
-            event = recv_monitor_message(connection.monitor, zmq.NOBLOCK)
-        except zmq.Again:
+        event = transport.handshake_failure(connection.monitor, uses_curve=bool(connection.curve[0]))
+        if event is None:
             return
         what = {zmq.EVENT_HANDSHAKE_FAILED_AUTH: "authentication refused (this viewer's key is not accepted)",
                 zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "security handshake failed (wrong --server-key, or one end "
                                                      "uses CURVE keys and the other not)"}.get(
-            event["event"], "security handshake failed (one end uses CURVE keys and the other not?)")
+            event, "security handshake failed (one end uses CURVE keys and the other not?)")
         connection.error = f"cannot connect to {connection.endpoint}: {what}"
 
     def _receive_all(self, connection: _Connection) -> None:

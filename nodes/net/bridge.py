@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from graphflow import Codelet, Param, Rx, Tx
+from graphflow import Codelet, NodeError, Param, Rx, Tx
 from graphflow.channels import transport
 from graphflow.channels.security import ChannelConfigError
 from graphflow.messages import message_types
@@ -50,6 +50,11 @@ class _Bridge(Codelet):
         self.carried = _resolve(self.message_type, self.full_name)
         self.message.message_type = self.carried  # its port (Rx or Tx, named message) carries that type
 
+    def channel_problem(self, error) -> NodeError:
+        """A channel that cannot work (keys, endpoint, a refusal) is the user's to fix: one line,
+        no traceback, the node named once (the failure line names it)."""
+        return NodeError(str(error).removeprefix(f"{self.full_name}: "))
+
     @classmethod
     def port_message_type(cls, port: str, params: dict):
         """For the loader: the type this bridge's port carries (named by its message_type param)."""
@@ -81,7 +86,7 @@ class Publisher(_Bridge):
                 shm_threshold=self.shm_threshold, stopping=lambda: getattr(self.runtime, "finished", False))
             self.sender.start()
         except (ChannelConfigError, transport.ChannelError) as exc:
-            raise transport.ChannelError(f"{self.full_name}: {exc}") from None
+            raise self.channel_problem(exc) from None
         self.tick_on_message(self.message)
 
     def tick(self):
@@ -142,7 +147,7 @@ class Subscriber(_Bridge):
                 curve_secret_key=self.curve_secret_key, max_message_bytes=self.max_message_bytes)
             self.receiver.start()
         except (ChannelConfigError, transport.ChannelError) as exc:
-            raise transport.ChannelError(f"{self.full_name}: {exc}") from None
+            raise self.channel_problem(exc) from None
         self.tick_policy = _Received(self.receiver)
 
     def tick(self):
@@ -150,7 +155,7 @@ class Subscriber(_Bridge):
         for message in receiver.take():
             self.message.publish(message.payload, acqtime=message.acqtime)
         if receiver.error is not None:
-            raise transport.ChannelError(receiver.error)
+            raise self.channel_problem(receiver.error)
         if receiver.ended and not receiver.pending():
             self.report_exhausted()
 
