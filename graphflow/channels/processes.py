@@ -439,7 +439,9 @@ def run_app(args, data: dict, spec, sets: list[str], format_one) -> int:
             shutil.rmtree(run_dir, ignore_errors=True)
             return 1
         parts = {args.process: parts[args.process]}
-    recording = _recording_options(args)
+    from ..recording.cli import run_options_given
+
+    recording = run_options_given(args)  # (--record, --foxglove and theirs)
     if recording and len(parts) > 1:
         print(f"error: {recording[0]}: with an app split into processes, record one process "
               "(--process NAME), or run the app with --single-process", file=sys.stderr)
@@ -483,26 +485,6 @@ def run_app(args, data: dict, spec, sets: list[str], format_one) -> int:
             viewer.close()
         shutil.rmtree(run_dir, ignore_errors=True)  # the parts' app files, reports and sockets
     return status
-
-
-def _recording_options(args) -> list[str]:
-    """The recording options given (--record, --foxglove and theirs), as a child's arguments."""
-    given = []
-    if getattr(args, "record", None) is not None:
-        given += ["--record", str(Path(args.record).resolve())]
-        for pattern in args.channels:
-            given += ["--channels", pattern]
-        if args.record_lossless:
-            given.append("--record-lossless")
-        if args.record_split:
-            given += ["--record-split", str(args.record_split)]
-        if args.record_foxglove:
-            given.append("--record-foxglove")
-        if args.record_compression:
-            given += ["--record-compression", args.record_compression]
-    if getattr(args, "foxglove", False):
-        given += ["--foxglove", "--foxglove-port", str(args.foxglove_port)]
-    return given
 
 
 def _shared_dir(data: dict, app_file: Path) -> Path:

@@ -40,6 +40,24 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                        help="port of the Foxglove WebSocket server (default 8765)")
 
 
+def run_options_given(args) -> list[str]:
+    """The options of :func:`add_run_options` that ``args`` sets, as arguments again (for the child
+    process that runs a part of a split app). Kept in step with add_run_options by a test."""
+    given = []
+    if getattr(args, "record", None) is not None:
+        given += ["--record", str(Path(args.record).resolve())]
+    for pattern in getattr(args, "channels", None) or []:
+        given += ["--channels", pattern]
+    given += [flag for flag, name in (("--record-lossless", "record_lossless"), ("--record-foxglove", "record_foxglove"),
+                                      ("--foxglove", "foxglove")) if getattr(args, name, False)]
+    for flag, name in (("--record-split", "record_split"), ("--record-compression", "record_compression")):
+        if getattr(args, name, None):
+            given += [flag, str(getattr(args, name))]
+    if getattr(args, "foxglove", False):
+        given += ["--foxglove-port", str(args.foxglove_port)]
+    return given
+
+
 def start_observers(args, app) -> list:
     """Start what ``--record`` and ``--foxglove`` ask for; raises RecordingError (one line)."""
     from .writer import DEFAULT_COMPRESSION, ChannelFilter, Recorder, composed_app, parse_size

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import msgpack
 import numpy as np
@@ -699,3 +700,22 @@ def test_msgpack_heads_are_msgpacks_own(length):
     assert items.startswith(msgpack_array_header(length)) and len(items) == len(msgpack_array_header(length)) + length
     blob = msgpack.packb(bytes(length))
     assert blob == msgpack_bin_header(length) + bytes(length)
+
+
+def test_every_recording_run_option_is_passed_on_to_a_split_apps_process():
+    """run_options_given rebuilds what add_run_options parsed (a new option left out would be
+    dropped, silently, by the processes of a split app)."""
+    import argparse
+
+    from graphflow.recording.cli import add_run_options, run_options_given
+
+    parser = argparse.ArgumentParser()
+    add_run_options(parser)
+    values = {"--record": "x.mcap", "--channels": "a/*", "--record-split": "5MB", "--record-compression": "zstd",
+              "--foxglove-port": "9000"}
+    flags = [action.option_strings[-1] for action in parser._actions if action.dest != "help"]
+    argv = [part for flag in flags for part in ([flag, values[flag]] if flag in values else [flag])]
+    parsed = parser.parse_args(argv)
+    again = parser.parse_args(run_options_given(parsed))
+    assert vars(again) == {**vars(parsed), "record": Path("x.mcap").resolve()}
+    assert run_options_given(parser.parse_args([])) == []
