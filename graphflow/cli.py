@@ -145,11 +145,16 @@ def _io(args) -> dict[str, str]:
     return {key: value for key, value in (("input", args.input), ("output", args.output)) if value is not None}
 
 
+def _bad_input_handlers(spec) -> list[str]:
+    """The components that have an ``on_bad_input`` param (the loaders)."""
+    return [c.full_name for c in spec.components if "on_bad_input" in spec.types[c.full_name].params()]
+
+
 def _on_bad_input(spec, value: str | None):
     """--on-bad-input: the spec with every component that has an ``on_bad_input`` param set to it."""
     if value is None:
         return spec
-    names = [c.full_name for c in spec.components if "on_bad_input" in spec.types[c.full_name].params()]
+    names = _bad_input_handlers(spec)
     if not names:
         raise AppInvalid([AppError(COMMAND_LINE, "--on-bad-input",
                                    f"no component of {spec.file} has an on_bad_input param")])
@@ -192,8 +197,7 @@ def cmd_run(args) -> int:
     spec = _on_bad_input(load_app(args.app, args.config, args.set, io=_io(args)), args.on_bad_input)
     io_sets = [f"{target}={value}" for key, value in _io(args).items() for target in spec.io.get(key, ())]
     if args.on_bad_input is not None:  # (for the processes of a split app, as params of their own)
-        io_sets += [f"{c.full_name}/on_bad_input={args.on_bad_input}" for c in spec.components
-                    if "on_bad_input" in spec.types[c.full_name].params()]
+        io_sets += [f"{name}/on_bad_input={args.on_bad_input}" for name in _bad_input_handlers(spec)]
     split = channels_cli.run_split(args, spec, io_sets + list(args.set), format_report)
     if split is not None:
         return split
