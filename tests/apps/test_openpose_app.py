@@ -17,14 +17,18 @@ def run_cli(*args):
                           timeout=300)
 
 
-def test_a_missing_model_is_one_error_naming_where_it_looked_with_no_report(repo, shared_data, tmp_path):
-    """A user's mistake: no traceback, no empty job report of an app that never started."""
+def run_without_the_model(app, shared_data, tmp_path):
+    """``graphflow run APP`` on bus.jpg with a model path that holds no model."""
     import os
     env = {**os.environ, "GRAPHFLOW_MODEL_PATH": str(tmp_path / "empty"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    result = subprocess.run([sys.executable, "-m", "graphflow.cli", "run", str(repo / "apps" / "openpose.app.json"),
-                             "--no-viewer", "--input", str(shared_data / "images" / "bus.jpg"),
-                             "--output", str(tmp_path / "out")],
-                            capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    return subprocess.run([sys.executable, "-m", "graphflow.cli", "run", str(app), "--no-viewer",
+                           "--input", str(shared_data / "images" / "bus.jpg"), "--output", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+
+
+def test_a_missing_model_is_one_error_naming_where_it_looked_with_no_report(repo, shared_data, tmp_path):
+    """A user's mistake: no traceback, no empty job report of an app that never started."""
+    result = run_without_the_model(repo / "apps" / "openpose.app.json", shared_data, tmp_path)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr and "job report" not in result.stdout
     assert result.stderr.startswith("error: inference/tensor_rt_inference: model 'openpose_mobilenet_thin.onnx' "
@@ -35,12 +39,7 @@ def test_a_missing_model_is_one_error_naming_where_it_looked_with_no_report(repo
 def test_a_missing_model_in_a_split_app_stops_it_with_one_error_and_no_report(repo, shared_data, tmp_path):
     """The same mistake in the app split into processes: the process that failed in start() is named
     once, the other stops with it, and no job report of zeros follows."""
-    import os
-    env = {**os.environ, "GRAPHFLOW_MODEL_PATH": str(tmp_path / "empty"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    result = subprocess.run([sys.executable, "-m", "graphflow.cli", "run", str(repo / "apps" / "openpose_split.app.json"),
-                             "--no-viewer", "--input", str(shared_data / "images" / "bus.jpg"),
-                             "--output", str(tmp_path / "out")],
-                            capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    result = run_without_the_model(repo / "apps" / "openpose_split.app.json", shared_data, tmp_path)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr and "job report" not in result.stdout
     assert "[inference] error: inference/tensor_rt_inference: model 'openpose_mobilenet_thin.onnx' not found" \

@@ -338,20 +338,24 @@ def test_after_warm_up_no_frame_compiles(monkeypatch):
     assert [len(k.signatures) for k in kernels] == compiled
 
 
+def _model_maps(image_name: str, size: tuple[int, int]):
+    """The model's (heatmaps, pafs) of a shared image resized to ``size`` (W, H), on ONNX Runtime."""
+    cv2 = pytest.importorskip("cv2")
+    ort = pytest.importorskip("onnxruntime")
+    image = SHARED / "data" / "images" / image_name
+    model = Path(os.environ.get("GRAPHFLOW_MODEL_PATH", SHARED / "models")) / "openpose_mobilenet_thin.onnx"
+    if not image.exists() or not model.exists():
+        pytest.skip(f"{image_name} or the model not available")
+    bgr = cv2.imread(str(image))
+    x = cv2.resize(bgr, size, interpolation=cv2.INTER_CUBIC).astype(np.float32).transpose(2, 0, 1)[None]
+    return ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(["heatmaps", "pafs"], {"image": x})
+
+
 @pytest.mark.timeout(300)
 def test_zidane_gives_two_whole_people():
     """The model's maps of zidane.jpg at input height 368: two people, each one skeleton (ranking
     connections by PAF score alone split the left man into two)."""
-    cv2 = pytest.importorskip("cv2")
-    ort = pytest.importorskip("onnxruntime")
-    image = SHARED / "data" / "images" / "zidane.jpg"
-    model = Path(os.environ.get("GRAPHFLOW_MODEL_PATH", SHARED / "models")) / "openpose_mobilenet_thin.onnx"
-    if not image.exists() or not model.exists():
-        pytest.skip("zidane.jpg or the model not available")
-    bgr = cv2.imread(str(image))
-    x = cv2.resize(bgr, (656, 368), interpolation=cv2.INTER_CUBIC).astype(np.float32).transpose(2, 0, 1)[None]
-    heatmaps, pafs = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(
-        ["heatmaps", "pafs"], {"image": x})
+    heatmaps, pafs = _model_maps("zidane.jpg", (656, 368))
     people = paf.decode(heatmaps, pafs, **CELLS)
     assert len(people.score) == 2
     assert ((people.index >= 0).sum(1) >= 8).all()
@@ -364,16 +368,7 @@ def test_bus_at_the_apps_input_size_keeps_the_cut_off_persons_arm():
     """bus.jpg at the app's input size (368 x 272, maps 46 x 34): the person cut off at the right
     edge keeps the left arm and ear that step 10 leaves as a 4-part fragment (object score 0.31,
     below 0.4): step 11 rejoins it before the cuts judge the person (10 joints before, 14 now)."""
-    cv2 = pytest.importorskip("cv2")
-    ort = pytest.importorskip("onnxruntime")
-    image = SHARED / "data" / "images" / "bus.jpg"
-    model = Path(os.environ.get("GRAPHFLOW_MODEL_PATH", SHARED / "models")) / "openpose_mobilenet_thin.onnx"
-    if not image.exists() or not model.exists():
-        pytest.skip("bus.jpg or the model not available")
-    bgr = cv2.imread(str(image))
-    x = cv2.resize(bgr, (272, 368), interpolation=cv2.INTER_CUBIC).astype(np.float32).transpose(2, 0, 1)[None]
-    heatmaps, pafs = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(
-        ["heatmaps", "pafs"], {"image": x})
+    heatmaps, pafs = _model_maps("bus.jpg", (272, 368))
     people = paf.decode(heatmaps, pafs, **CELLS)
     right = np.flatnonzero(people.parts[:, 1, 0] > 28)  # neck in the last 6 of 34 columns
     assert len(right) == 1
