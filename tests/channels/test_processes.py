@@ -293,3 +293,21 @@ def test_run_options_reach_the_processes_or_are_refused(tmp_path):
                "--record", str(recording)], timeout=90)  # (no subscriber: its publisher waits 5 s, then ends)
     assert one.returncode == 0, one.stdout + one.stderr
     assert recording.exists() and "recorded" in one.stderr
+
+
+@pytest.mark.timeout(60)
+def test_a_bridge_that_cannot_work_says_so_in_one_line(tmp_path):
+    """A user's mistake in a bridge's settings (here a key file that is not there): one line naming
+    the node once, no traceback."""
+    app = write_app(tmp_path / "bad.app.json", {
+        "name": "bad", "modules": ["net", "demo"],
+        "graph": {"nodes": [{"name": "in", "components": [{"name": "subscriber", "type": "net.Subscriber"}]},
+                            {"name": "sink", "components": [{"name": "writer", "type": "demo.NumberWriter"}]}],
+                  "edges": [{"source": "in/subscriber/message", "target": "sink/writer/number"}]},
+        "config": {"in": {"subscriber": {"endpoint": "tcp://127.0.0.1:5999", "message_type": "demo/Number",
+                                         "curve_server_key": str(tmp_path / "missing.key")}},
+                   "sink": {"writer": {"path": str(tmp_path / "n.jsonl")}}}})
+    result = run(["run", str(app), "--no-viewer"], timeout=50)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert f"error: in/subscriber: curve_server_key: key file {tmp_path / 'missing.key'} not found" in result.stderr
