@@ -247,6 +247,17 @@ def test_random_requests_never_get_a_500_nor_hang(server, errors):
     no_errors(errors)
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("request_line", ["POST / HTTP/1.1", "GET /nowhere HTTP/1.1", "GET /api/stats HTTP/1.1"])
+def test_a_non_ascii_expect_header_is_refused_not_a_500(server, errors, request_line):
+    """Found by the fuzzing above: aiohttp's own answer to an Expect header it does not know fails
+    on a non-ASCII one; a request no route takes must get the viewer's answer too."""
+    raw = f"{request_line}\r\nHost: 127.0.0.1:{server.port}\r\nContent-Length: 0\r\nExpect: \x80\r\n\r\n"
+    answer = exchange(server.port, raw.encode("latin-1"))
+    assert answer.split(b" ", 2)[1] == b"417", answer[:300]  # Expectation Failed, wherever it was sent
+    no_errors(errors)
+
+
 # -- the stream -----------------------------------------------------------------------------------------
 def ws_frame(opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0, mask: bytes | None = b"\x01\x02\x03\x04",
              length: int | None = None) -> bytes:
