@@ -21,6 +21,15 @@ from .conftest import REPO, children_of, cmdline, run, start, write_app
 IMAGES = DATA / "images"
 
 
+def _running(pid: int) -> bool:
+    """The process has not exited (an orphan that exited stays a zombie until PID 1 reaps it)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return "zombie" not in status.read().lower()
+    except FileNotFoundError:
+        return False
+
+
 def images_app(tmp_path: Path, out: Path, loop: bool = False, restart: bool = False) -> Path:
     """Images loaded in process a, written (PNG, lossless) in process b: the pixels cross by
     shared memory."""
@@ -172,7 +181,7 @@ def test_kill_9_of_one_process_stops_the_app_with_a_clear_message_and_no_leaked_
     assert supervisor.returncode == 1
     assert f"process '{victim}' (pid {pids[victim]}) was killed by SIGKILL; stopping the app" in output
     for pid in pids.values():
-        assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read().lower()
+        assert not _running(pid)
         assert shm.segments_of(pid) == []
 
 
@@ -241,9 +250,9 @@ def test_kill_9_of_the_supervisor_stops_its_processes_too(tmp_path):
     os.kill(supervisor.pid, signal.SIGKILL)
     supervisor.communicate(timeout=30)
     deadline = time.monotonic() + 40  # each stops as on SIGTERM: drains, flushes (up to 5 s), unlinks
-    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in pids.values()):
+    while time.monotonic() < deadline and any(_running(pid) for pid in pids.values()):
         time.sleep(0.1)
-    alive = [pid for pid in pids.values() if os.path.exists(f"/proc/{pid}")]
+    alive = [pid for pid in pids.values() if _running(pid)]
     for pid in alive:
         os.kill(pid, signal.SIGKILL)
     assert not alive, "a process outlived its supervisor"
