@@ -16,7 +16,9 @@ and synthetic scenes of 1, 5, 20, 40 people at 46×54 and 120×160 map cells. Ea
 per-call time is the median of --repeat calls; rounds alternate graphflow, trt_pose, tf-pose so
 noise hits all alike, and a ratio is the median of the rounds' ratios. One thread.
 What is timed:
-- graphflow: ``paf.decode`` (steps 3-12, plain functions; JIT kernels unless GRAPHFLOW_JIT=0);
+- graphflow: ``paf.decode`` (steps 3-12 in one compiled call; NumPy with GRAPHFLOW_JIT=0);
+- gf steps: ``paf.decode_steps``, the step functions one call each, as the decoder's nodes call
+  them (each its own compiled kernel);
 - trt_pose: ParseObjects.__call__'s five C++ steps with trt_pose's defaults (cmap threshold 0.1,
   window 5, 7 nearest-cell samples, link threshold 0.1, 100 parts/objects), buffers allocated per
   call as its torch plugin does;
@@ -151,6 +153,14 @@ class Graphflow:
         return len(paf.decode(*args, **self.params).score)
 
 
+class GraphflowSteps(Graphflow):
+    """The step functions one call each, as the decoder's nodes call them (``paf.decode_steps``)."""
+    name = "gf steps"
+
+    def __call__(self, args):
+        return len(paf.decode_steps(*args, **self.params).score)
+
+
 class TrtPose:
     name = "trt_pose"
     topology = np.array([(2 * k + 1, 2 * k, a, b) for k, (a, b) in enumerate(LINKS)], np.int32)
@@ -236,13 +246,13 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(args.build))
     print("building the peers in", args.build, flush=True)
     getattr(paf, "warm_up", lambda: None)()  # (older checkouts have no kernels to warm)
-    decoders = [Graphflow(params), TrtPose(build_trt_pose(args.trt_pose, args.build)),
+    decoders = [Graphflow(params), GraphflowSteps(params), TrtPose(build_trt_pose(args.trt_pose, args.build)),
                 TfPose(build_pafprocess(args.tf_pose, args.build))]
     jit = getattr(paf, "jit_enabled", lambda: False)()
     print(f"numpy {np.__version__}, jit: {jit}, graphflow params {params or 'defaults'}, "
           f"{args.rounds} rounds × {args.repeat} calls, 1 thread")
     head = f"{'case':30} " + " ".join(f"{d.name + ' ms':>12}" for d in decoders)
-    print(head + f" {'gf/trt':>7} {'gf/tf':>6}   people found")
+    print(head + f" {'gf/trt':>7} {'gf/tf':>6} {'steps/trt':>9} {'steps/tf':>8}   people found")
     results = {}
     for name, hm, pf in cases(args.build):
         if args.cases not in name:
@@ -253,17 +263,19 @@ def main(argv=None) -> int:
             per_call_ms(d, x, 20)
         rounds = [[per_call_ms(d, x, args.repeat) for d, x in zip(decoders, inputs)] for _ in range(args.rounds)]
         med = [statistics.median(r[i] for r in rounds) for i in range(len(decoders))]
-        r_trt = statistics.median(r[0] / r[1] for r in rounds)
-        r_tf = statistics.median(r[0] / r[2] for r in rounds)
-        results[name] = {"ms": dict(zip([d.name for d in decoders], med)), "graphflow/trt_pose": r_trt,
-                         "graphflow/tf-pose": r_tf, "people": dict(zip([d.name for d in decoders], found))}
-        print(f"{name:30} " + " ".join(f"{m:12.3f}" for m in med) + f" {r_trt:7.2f} {r_tf:6.2f}   "
+        ratio = {(i, j): statistics.median(r[i] / r[j] for r in rounds) for i in (0, 1) for j in (2, 3)}
+        results[name] = {"ms": dict(zip([d.name for d in decoders], med)),
+                         "graphflow/trt_pose": ratio[0, 2], "graphflow/tf-pose": ratio[0, 3],
+                         "steps/trt_pose": ratio[1, 2], "steps/tf-pose": ratio[1, 3],
+                         "people": dict(zip([d.name for d in decoders], found))}
+        print(f"{name:30} " + " ".join(f"{m:12.3f}" for m in med)
+              + f" {ratio[0, 2]:7.2f} {ratio[0, 3]:6.2f} {ratio[1, 2]:9.2f} {ratio[1, 3]:8.2f}   "
               + "/".join(str(int(f)) for f in found), flush=True)
         if args.save_reference and not name.startswith("synthetic"):
             args.save_reference.mkdir(parents=True, exist_ok=True)
             stem = name.split(" ")[0].replace(".jpg", "")
             np.savez_compressed(args.save_reference / f"peers_{stem}.npz",
-                                trt_pose=decoders[1].people(inputs[1]), tf_pose=decoders[2].people(inputs[2]))
+                                trt_pose=decoders[2].people(inputs[2]), tf_pose=decoders[3].people(inputs[3]))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

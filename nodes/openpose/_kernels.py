@@ -460,7 +460,8 @@ if AVAILABLE:
 
     @njit(cache=True, **_FAST)
     def edge_scores(p, x, y, link, a, b, plane_of_link, steps, threshold_sample_score, nearest):
-        """Step 8: mean and passing count of PAF·direction at ``steps`` points of every pair."""
+        """Step 8: mean and passing count of PAF·direction at ``steps`` points of every pair, and
+        -1, or the first pair whose link has no plane in ``plane_of_link`` (nothing read then)."""
         C, H, W = p.shape
         HW = H * W
         flat = p.ravel()
@@ -475,6 +476,10 @@ if AVAILABLE:
         have = np.zeros((C // 2) * K, np.bool_)
         end_x = np.empty((C // 2) * K, np.float32)
         end_y = np.empty((C // 2) * K, np.float32)
+        links = plane_of_link.size
+        for i in range(n):
+            if link[i] < 0 or link[i] >= links:
+                return score[:0], count[:0], i
         for i in range(n):
             plane = plane_of_link[link[i]]
             px = flat[2 * HW * plane:]
@@ -490,7 +495,7 @@ if AVAILABLE:
             score[i], count[i] = _pair_score(px, py, W, H, cx[a[i]], cy[a[i]], cx[b[i]], cy[b[i]], end_x[ka],
                                              end_y[ka], end_x[kb], end_y[kb], t, order, threshold_sample_score,
                                              nearest, steps)
-        return score, count
+        return score, count, -1
 
     @jit
     def _assemble(part, pscore, link, a, b, s, e, K, num_parts, n_links):
@@ -687,6 +692,20 @@ if AVAILABLE:
             if (types[oa] & types[ob]) == 0 if fits else not _share_a_type(index, oa, ob):
                 cand.append(i)
         return _merge(index, edge_score, owner, a, b, s, cand)
+
+    @jit
+    def merge_and_judge(index, edge_score, x, y, pscore, a, b, s, threshold_split_score, min_parts,
+                        min_object_score):
+        """Step 11 whole: ``merge_split_graphs``' merges (when there are two skeletons and scored
+        pairs), then ``skeletons_from_table``'s part-count and object-score cuts."""
+        table = index.astype(np.int64)
+        esum = edge_score.astype(np.float64)
+        if index.shape[0] >= 2 and a.size > 0:
+            merged_table, merged_esum, merged = merge_split_graphs(index, edge_score, x, y, pscore, a, b, s,
+                                                                   threshold_split_score)
+            if merged:
+                table, esum = merged_table, merged_esum
+        return skeletons_from_table(table, esum, x, y, pscore, min_parts, min_object_score, 0)
 
     @jit
     def _merge(index, edge_score, owner, a, b, s, cand):

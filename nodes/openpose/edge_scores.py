@@ -24,8 +24,9 @@ class EdgeScores(_Step):
                           choices=["nearest", "bilinear"])
 
     def read_params(self):
-        self._args = (np.asarray(self.edges_paf, np.int64), self.edge_sampling_steps, self.threshold_sample_score,
-                      self.edge_sampling)
+        planes = np.array(self.edges_paf, np.int64)
+        planes.setflags(write=False)  # unchanging: edge_scores checks its planes once, not every frame
+        self._args = (planes, self.edge_sampling_steps, self.threshold_sample_score, self.edge_sampling)
 
     def start(self):
         paf.warm_up()  # compile or load the step kernels now, not on the first frame

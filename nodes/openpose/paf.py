@@ -358,8 +358,8 @@ def part_candidates(peaks: Peaks, threshold_heatmap: float = DEFAULTS["threshold
     Raising the threshold keeps fewer parts (fewer false parts, more missed joints).
     """
     keep = peaks.score >= threshold_heatmap
-    if keep.all():  # the usual case (step 4 already dropped the cells below the noise floor)
-        return peaks
+    if np.count_nonzero(keep) == keep.size:  # the usual case: step 4 already dropped the cells below
+        return peaks                         # the noise floor (count_nonzero: a third of .all()'s time)
     return Peaks(*(a[keep] for a in peaks))
 
 
@@ -433,22 +433,21 @@ def edge_scores(pafs: np.ndarray, parts: Peaks, candidates: Edges,
     C, H, W = p.shape
     planes = _EDGES_PAF_ARRAY if edges_paf is EDGES_PAF else _as_int64(edges_paf)
     # the kernels read the maps without bounds checks
-    if planes is _EDGES_PAF_ARRAY:
-        links, low, high = len(EDGES), 0, len(EDGES) - 1
-    else:
-        links, low, high = len(planes), int(planes.min(initial=0)), int(planes.max(initial=0))
-    if int(candidates.link.max()) >= links:
-        raise ValueError(f"edge_scores: the candidates use link {int(candidates.link.max())} but edges_paf "
-                         f"has {links} planes")
+    low, high = _plane_range(planes)
     if low < 0 or 2 * (high + 1) > C:
-        raise ValueError(f"edge_scores: pafs has {C} channels but edges_paf uses plane {high}")
-    if _jit:
-        score, count = kernels.edge_scores(
+        raise ValueError(f"edge_scores: pafs has {C} channels but edges_paf uses plane {high if low >= 0 else low}")
+    if _jit:  # the kernel checks each pair's link before it reads a plane
+        score, count, bad = kernels.edge_scores(
             p if p.flags.c_contiguous else np.ascontiguousarray(p), parts.x.astype(np.float32, copy=False),
             parts.y.astype(np.float32, copy=False), candidates.link.astype(np.int32, copy=False),
             candidates.a.astype(np.int32, copy=False), candidates.b.astype(np.int32, copy=False),
             planes, int(edge_sampling_steps), np.float32(threshold_sample_score), edge_sampling == "nearest")
-        return candidates._replace(score=score, count=count)
+        if bad >= 0:
+            _refuse_link(int(candidates.link[bad]), len(planes))
+        return Edges(candidates.link, candidates.a, candidates.b, candidates.length, score, count)
+    bad = (candidates.link < 0) | (candidates.link >= len(planes))
+    if bad.any():
+        _refuse_link(int(candidates.link[bad.argmax()]), len(planes))
     # Clip the endpoints, not the E x S samples: samples are convex combinations of the
     # endpoints, so they stay inside the map too.
     ax = np.clip(parts.x[candidates.a], 0, W - 1)
@@ -486,6 +485,28 @@ def edge_scores(pafs: np.ndarray, parts: Peaks, candidates: Edges,
     bot = d10 + (d11 - d10) * fx
     s = top + (bot - top) * fy
     return _mean_and_count(candidates, s, norm, threshold_sample_score)
+
+
+def _refuse_link(link: int, planes: int):
+    raise ValueError(f"edge_scores: the candidates use link {link} but edges_paf has {planes} planes")
+
+
+# (lowest, highest) plane of each edges_paf array seen, by identity: a node passes the same array
+# every frame, and its min and max cost ~2 µs a call. The entry holds the array, so its id cannot
+# be reused while the entry lives.
+_PLANE_RANGES: dict[int, tuple[np.ndarray, int, int]] = {}
+
+
+def _plane_range(planes: np.ndarray) -> tuple[int, int]:
+    hit = _PLANE_RANGES.get(id(planes))
+    if hit is not None and hit[0] is planes and not planes.flags.writeable:
+        return hit[1], hit[2]
+    low, high = int(planes.min(initial=0)), int(planes.max(initial=0))
+    if not planes.flags.writeable:  # a writable array may change between calls
+        if len(_PLANE_RANGES) >= 32:
+            _PLANE_RANGES.clear()
+        _PLANE_RANGES[id(planes)] = (planes, low, high)
+    return low, high
 
 
 def _mean_and_count(candidates: Edges, s: np.ndarray, norm: np.ndarray, threshold_sample_score: float) -> Edges:
@@ -749,20 +770,14 @@ def merge_split_graphs(skeletons: Skeletons, parts: Peaks, scored: Edges,
        (0.444 -> 0.461); on bus.jpg at the app's input size the third person gets 14 joints, not 10.
     """
     P = len(skeletons.score)
-    if _jit:
-        f32 = np.float32
-        x, y, score = (parts.x.astype(f32, copy=False), parts.y.astype(f32, copy=False),
-                       parts.score.astype(f32, copy=False))
-        index, esum = skeletons.index.astype(np.int64), skeletons.edge_score.astype(np.float64)
-        if P >= 2 and scored.score is not None and len(scored.a):
-            table, merged_esum, merged = kernels.merge_split_graphs(
-                skeletons.index.astype(np.int32, copy=False), skeletons.edge_score.astype(f32, copy=False),
-                x, y, score, scored.a.astype(np.int32, copy=False), scored.b.astype(np.int32, copy=False),
-                scored.score.astype(f32, copy=False), float(threshold_split_score))
-            if merged:
-                index, esum = table, merged_esum
-        return Skeletons(*kernels.skeletons_from_table(
-            index, esum, x, y, score, int(threshold_part_counter), float(threshold_object_score), 0))
+    if _jit:  # merging and judging in one compiled call
+        f32, i32 = np.float32, np.int32
+        pairs = scored if scored.score is not None else _NO_PAIRS
+        return Skeletons(*kernels.merge_and_judge(
+            skeletons.index.astype(i32, copy=False), skeletons.edge_score.astype(f32, copy=False),
+            parts.x.astype(f32, copy=False), parts.y.astype(f32, copy=False), parts.score.astype(f32, copy=False),
+            pairs.a.astype(i32, copy=False), pairs.b.astype(i32, copy=False), pairs.score.astype(f32, copy=False),
+            float(threshold_split_score), int(threshold_part_counter), float(threshold_object_score)))
     table = skeletons.index.astype(np.intp)
     esum = skeletons.edge_score.astype(np.float64)
     if P >= 2 and scored.score is not None and len(scored.a):
@@ -773,6 +788,11 @@ def merge_split_graphs(skeletons: Skeletons, parts: Peaks, scored: Edges,
     obj = (pscore + esum) / np.maximum(cnt, 1)
     keep = (cnt >= threshold_part_counter) & (obj >= threshold_object_score)
     return _skeletons_from_table(parts, table[keep], esum[keep], num_parts)
+
+
+_NO_PAIRS = Edges(*(np.zeros(0, dtype) for dtype in (np.int32, np.int32, np.int32, np.float32, np.float32, np.int32)))
+for _constant in _NO_PAIRS:
+    _constant.setflags(write=False)
 
 
 def _merge_tables(t: np.ndarray, esum: np.ndarray, parts: Peaks, scored: Edges, threshold_split_score: float):

@@ -402,3 +402,40 @@ def test_edge_scores_refuses_a_plane_the_pafs_do_not_have():
         paf.edge_scores(np.zeros((2, 10, 10), np.float32), parts, pairs)
     with pytest.raises(ValueError, match="the candidates use link 0 but edges_paf has 0 planes"):
         paf.edge_scores(np.zeros((38, 10, 10), np.float32), parts, pairs, edges_paf=[])
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("jit", [True, False] if paf.kernels.AVAILABLE else [False])
+@pytest.mark.parametrize("link", [19, -1])
+def test_edge_scores_refuses_a_pair_whose_link_has_no_plane(jit, link):
+    """The kernel reads a pair's plane without bounds checks: a link outside edges_paf is refused
+    before anything is read, on both code paths, naming the link."""
+    parts = paf.Peaks(np.array([1, 8], np.int32), np.array([2.0, 6.0], np.float32),
+                      np.array([3.0, 3.0], np.float32), np.ones(2, np.float32))
+    good = paf.edge_candidates(parts)
+    pairs = good._replace(link=np.array([0, link], np.int32), a=np.repeat(good.a, 2), b=np.repeat(good.b, 2),
+                          length=np.repeat(good.length, 2))
+    planes = np.array(paf.EDGES_PAF, np.int64)
+    planes.setflags(write=False)
+    before = paf.jit_enabled()
+    try:
+        paf.use_jit(jit)
+        assert paf.edge_scores(np.zeros((38, 10, 10), np.float32), parts, good, planes).score.shape == (1,)
+        with pytest.raises(ValueError, match=f"the candidates use link {link} but edges_paf has 19 planes"):
+            paf.edge_scores(np.zeros((38, 10, 10), np.float32), parts, pairs, planes)
+    finally:
+        paf.use_jit(before)
+
+
+@pytest.mark.timeout(120)
+def test_edge_scores_checks_a_changed_plane_list_again():
+    """edge_scores remembers a read-only plane list's range; a writable one may change between
+    calls, so it is checked every time."""
+    parts = paf.Peaks(np.array([1, 8], np.int32), np.array([2.0, 6.0], np.float32),
+                      np.array([3.0, 3.0], np.float32), np.ones(2, np.float32))
+    pairs = paf.edge_candidates(parts)
+    planes = np.array(paf.EDGES_PAF, np.int64)
+    paf.edge_scores(np.zeros((38, 10, 10), np.float32), parts, pairs, planes)
+    planes[0] = 19
+    with pytest.raises(ValueError, match="pafs has 38 channels but edges_paf uses plane 19"):
+        paf.edge_scores(np.zeros((38, 10, 10), np.float32), parts, pairs, planes)

@@ -313,7 +313,7 @@ def test_after_warm_up_no_frame_compiles(monkeypatch):
     Harness(MaxPool).start()  # start() warms every kernel
     kernels = [getattr(paf.kernels, name) for name in (
         "max_pool", "non_maximum_suppression", "peak_candidates", "edge_candidates", "edge_scores",
-        "edge_threshold", "graph_matching", "merge_split_graphs", "skeletons_from_table", "map_to_pixels",
+        "edge_threshold", "graph_matching", "merge_and_judge", "map_to_pixels",
         "decode")]
     compiled = [len(k.signatures) for k in kernels]
     assert all(compiled)
