@@ -142,6 +142,23 @@ def test_a_swapped_plane_fails_the_scenes(swap):
     assert not decoded_exactly(heatmaps, pafs, people)
 
 
+# Six people shoulder to shoulder, necks 6 cells apart (a crowded row): a wrist is 1.6 cells from
+# the next person's, and the row's horizontal limbs line up, so a neck's field also supports the
+# shoulders of people further along the row.
+CROWDED_ROW = ([(6.3 + 6.0 * i, 6.2 + 0.3 * (i % 2)) for i in range(6)], (26, 45))
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("decode", [paf.decode, paf.decode_steps], ids=["one kernel", "steps"])
+def test_a_crowded_row_comes_out_one_skeleton_per_person(decode):
+    """Step 9 keeps connections between neighbours in a crowded row (checked: the scene does test
+    this); graph matching must still give each person their own limbs, and every person whole."""
+    people, heatmaps, pafs = scene(*CROWDED_ROW)
+    across = [limb for limb in kept_limbs(heatmaps, pafs, people) if limb[1] != limb[2]]
+    assert len(across) >= 5, across
+    assert recovered(decode(heatmaps, pafs, **CELLS), people)
+
+
 def _bus():
     if not BUS_MAPS.exists():
         pytest.skip(f"{BUS_MAPS} not available")
