@@ -194,7 +194,11 @@ def make_venv(release_dir, manifest, request):
     reuse = bool(request.get("reuse_system_packages"))
     system_site = bool(manifest.get("jetson") or reuse)
     base = request.get("python") or sys.executable
-    key = environment_key(manifest, base, system_site, reuse)
+    # The device's Python may itself be a venv (on a Jetson, often one made to reach TensorRT,
+    # with numpy and CuPy installed into it): a venv made from it sees only its base interpreter's
+    # packages, so its own are added to the release's venv by a .pth file.
+    base_venv_site = venv_site_packages(base) if system_site else []
+    key = environment_key(manifest, base, system_site, reuse, base_venv_site)
     wheels = sorted(os.path.join(release_dir, "wheels", w) for w in os.listdir(os.path.join(release_dir, "wheels")))
     pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input"]
     donor = find_venv(os.path.dirname(release_dir), key)
@@ -210,6 +214,8 @@ def make_venv(release_dir, manifest, request):
         command = [base, "-m", "venv"] + (["--system-site-packages"] if system_site else []) + \
             (["--without-pip"] if system_pip else [])
         run_step(command + [venv], "python3 -m venv")
+        if base_venv_site:
+            see_packages_of(python, base_venv_site)
         house = os.path.join(release_dir, "wheelhouse")
         if reuse:
             # The device's own Python packages serve the requirements (the venv sees them); only the
@@ -228,12 +234,35 @@ def make_venv(release_dir, manifest, request):
         f.write(key + "\n")
 
 
-def environment_key(manifest, python, system_site, reuse):
+def environment_key(manifest, python, system_site, reuse, base_venv_site=()):
     files = manifest["files"]
     parts = {"requirements": files.get("requirements.txt", {}).get("sha256"),
              "wheelhouse": sorted(e["sha256"] for p, e in files.items() if p.startswith("wheelhouse/")),
              "python": os.path.realpath(shutil.which(python) or python), "system_site": system_site, "reuse": reuse}
+    if base_venv_site:  # two venvs share their interpreter's realpath, not their packages
+        parts["base_venv_site"] = list(base_venv_site)
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def venv_site_packages(python):
+    """The site-packages folders of ``python`` when it runs in a venv, else []."""
+    out = python_probe(python, "import json, site, sys; "
+                               "print(json.dumps(site.getsitepackages() if sys.prefix != sys.base_prefix else []))")
+    try:
+        folders = json.loads(out) if out else []
+    except ValueError:
+        return []
+    return [f for f in folders if isinstance(f, str) and os.path.isdir(f)]
+
+
+def see_packages_of(python, folders):
+    """Let the venv of ``python`` import from ``folders`` too, after its own packages."""
+    purelib = python_probe(python, "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+    if not purelib:
+        raise AgentError("cannot find the new venv's site-packages (python3 -m venv made no usable venv)")
+    with open(os.path.join(purelib, "graphflow-base-venv.pth"), "w") as f:
+        f.write("".join(folder + "\n" for folder in folders))
+    say("the venv also sees the packages of %s (the device's python is a venv)" % ", ".join(folders))
 
 
 def find_venv(releases, key):

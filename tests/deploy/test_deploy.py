@@ -417,3 +417,40 @@ def test_the_app_runs_with_the_release_models_and_the_shared_engine_cache(tmp_pa
                        str(release / "app" / "x.app.json"), "--input", "a b"]
     assert env["GRAPHFLOW_MODEL_PATH"] == str(release / "models")
     assert env["XDG_CACHE_HOME"] == str(tmp_path / "cache") and cwd == str(tmp_path / "data")
+
+
+@pytest.mark.timeout(120)
+def test_a_release_venv_made_from_a_venv_sees_that_venvs_packages(tmp_path):
+    """A device whose python3 is itself a venv (on a Jetson, one made to reach TensorRT, with numpy
+    and CuPy installed into it): the release's venv must see that venv's packages, which
+    `python -m venv --system-site-packages` alone does not give (only the base interpreter's)."""
+    from graphflow.deploy import agent
+
+    def python_of(venv: Path) -> str:
+        return str(venv / "bin" / "python")
+
+    def site_packages(python: str) -> Path:
+        return Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                   capture_output=True, text=True, check=True).stdout.strip())
+
+    def can_import(python: str) -> bool:
+        return subprocess.run([python, "-c", "import only_in_the_device_venv"], capture_output=True).returncode == 0
+
+    device = tmp_path / "device-venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(device)], check=True)
+    (site_packages(python_of(device)) / "only_in_the_device_venv.py").write_text("")
+    if sys.prefix == sys.base_prefix:  # this python is no venv: nothing to add
+        assert agent.venv_site_packages(sys.executable) == []
+    folders = agent.venv_site_packages(python_of(device))
+    assert folders == [str(site_packages(python_of(device)))]
+
+    release = tmp_path / "release-venv"
+    subprocess.run([python_of(device), "-m", "venv", "--system-site-packages", "--without-pip", str(release)],
+                   check=True)
+    assert not can_import(python_of(release))  # what venv alone gives
+    agent.see_packages_of(python_of(release), folders)
+    assert can_import(python_of(release))
+    # two device venvs on one interpreter are two environments: no release venv is reused across them
+    manifest = {"files": {}}
+    assert agent.environment_key(manifest, python_of(device), True, True, folders) != \
+        agent.environment_key(manifest, python_of(device), True, True, [])
