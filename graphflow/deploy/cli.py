@@ -41,7 +41,8 @@ def add_subcommands(sub) -> None:
     deploy.add_argument("--keep", type=int, default=3, help="releases kept on the device (default 3)")
     deploy.add_argument("--reuse-system-packages", action="store_true",
                         help="the device's own Python packages serve the requirements: a venv with "
-                             "--system-site-packages, and only the app's wheels installed (--no-deps)")
+                             "--system-site-packages, and only the app's wheels installed (--no-deps); "
+                             "when --python is a venv, its packages serve too")
     deploy.add_argument("--bwlimit", type=int, metavar="KBPS", help="limit the upload rate (KB/s)")
     deploy.add_argument("--app-args", default=None, metavar="ARGS",
                         help="arguments for `graphflow run` on the device, split like a shell would "
