@@ -237,7 +237,7 @@ def freeze_plan(cls: type[MessageType]) -> list[tuple[str, int]]:
     def kind(hint: Any) -> int:
         if _is_message_type(hint):
             return PAYLOAD
-        if is_record_type(hint):
+        if is_record_type(_optional_of(hint)):
             return RECORD
         return ARRAY_OR_ANY
 
@@ -246,11 +246,17 @@ def freeze_plan(cls: type[MessageType]) -> list[tuple[str, int]]:
 
 def _is_message_type(hint: Any) -> bool:
     """``SomeMessage`` or ``SomeMessage | None``."""
-    if isinstance(hint, type) and issubclass(hint, MessageType):
-        return True
-    args = [arg for arg in typing.get_args(hint) if arg is not type(None)]
-    return len(args) == 1 and typing.get_origin(hint) in (typing.Union, types.UnionType) \
-        and _is_message_type(args[0])
+    hint = _optional_of(hint)
+    return isinstance(hint, type) and issubclass(hint, MessageType)
+
+
+def _optional_of(hint: Any) -> Any:
+    """``X`` for ``X | None`` (and ``Optional[X]``); any other hint as it is."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return hint
 
 
 def _may_hold_arrays(hint: Any) -> bool:

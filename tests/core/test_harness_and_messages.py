@@ -161,6 +161,19 @@ def test_a_record_field_is_frozen_sent_by_field_name_and_described_in_the_schema
     assert _Tracks.describe()["fields"]["tracks"]["type"] == "_Track(ids, boxes, velocity)"
 
 
+class _MaybeTracks(MessageType, wire="test/MaybeTracks"):
+    kept: _Track | None = field(None, doc="An optional record.")
+
+
+def test_an_optional_record_field_is_frozen_like_a_record():
+    from graphflow import messages
+    assert ("kept", messages.RECORD) in messages.freeze_plan(_MaybeTracks)
+    payload = _MaybeTracks(_Track(np.arange(3), np.zeros((3, 4)), np.ones(3)))
+    payload.freeze()
+    assert not any(array.flags.writeable for array in payload.kept)
+    _MaybeTracks(None).freeze()  # and None is fine
+
+
 class _TensorSource(Codelet):
     out = Tx(Tensors)
 
