@@ -101,6 +101,11 @@ class Codelet:
     def start(self) -> None:
         """Choose a tick policy and open resources."""
 
+    def wait_ready(self) -> None:
+        """Called once after every component of the process has started, before the first tick:
+        wait (bounded) for what this component needs from outside the process, e.g. a channel's
+        peer in another process, so that no early message is lost to a peer still starting."""
+
     def tick(self) -> None:
         """Do one unit of work."""
 

@@ -266,6 +266,18 @@ class Scheduler(Runtime):
                 heapq.heappush(self._timers, (due, next(self._seq), state))
             elif state.policy is not None:
                 self.input_ready(component)
+        for component in self.components:  # after every start(): a peer's start may be what it waits for
+            try:
+                component.wait_ready()
+            except KeyboardInterrupt:  # Ctrl-C before the first tick: stop, nothing ran
+                log.info("interrupted before the graph started")
+                self._stop_requested = True
+                self._set_finished()
+                return False
+            except Exception as error:
+                self.failure = _failure(component, "start", error)
+                self._set_finished()
+                return False
         self.ticking_since = self.clock()
         self.stats.ticking_began(self.ticking_since)
         if not any(s.source for s in self._states.values()) and self.max_ticks is not None:
@@ -321,6 +333,11 @@ class Scheduler(Runtime):
     @property
     def finished(self) -> bool:
         return self._finished.is_set()
+
+    @property
+    def stop_requested(self) -> bool:
+        """Ctrl-C, SIGTERM, the duration or a failure asked the app to stop (it may be draining)."""
+        return self._stop_requested or self._finished.is_set()
 
     def run(self, duration: float | None = None) -> None:
         """Start, run with worker threads until done, drain, then stop every component."""

@@ -31,6 +31,10 @@ from . import shm
 MAIN = "main"
 DEFAULT_PORT = 5560
 BRIDGE_PACK = "net"
+# Before its graph ticks, a process waits this long for the subscriber of each edge it publishes
+# (a process that loads a model or compiles kernels in start() takes seconds to connect), so that
+# the first messages are not lost to the queue policy of a subscriber still starting.
+AWAIT_SUBSCRIBER_S = 30.0
 
 
 class SplitError(ValueError):
@@ -141,7 +145,7 @@ def split(data: dict, app_file: Path, spec, run_dir: Path) -> dict[str, Part]:
         keys = _keys(parts, source_process, target_process)
         tx_node, rx_node = f"net.tx{number}", f"net.rx{number}"
         publisher = {"endpoint": endpoint, "message_type": message_type.wire_name, "queue_size": size,
-                     "policy": policy, **keys["publisher"]}
+                     "policy": policy, "await_subscriber": AWAIT_SUBSCRIBER_S, **keys["publisher"]}
         subscriber = {"endpoint": connect, "message_type": message_type.wire_name, "queue_size": size,
                       **keys["subscriber"]}
         source_part, target_part = parts[source_process], parts[target_process]

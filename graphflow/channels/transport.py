@@ -309,6 +309,17 @@ class Sender:
         self._thread = threading.Thread(target=self._run, name=f"graphflow-net-{self.name}", daemon=True)
         self._thread.start()
 
+    def wait_for_receiver(self, timeout: float, give_up: Callable[[], bool] = lambda: False) -> bool:
+        """Wait until a receiver has connected (or ``timeout`` s, or ``give_up()``); True when one has."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while not self._peers and not self._closing and not give_up():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._room.wait(min(remaining, 0.05))
+            return bool(self._peers)
+
     def send(self, message: Message) -> bool:
         """Queue ``message`` for every receiver by the queue policy; False when it was dropped."""
         return self.send_many((message,)) == 1

@@ -77,6 +77,9 @@ class Publisher(_Bridge):
                                                         "memory to subscribers on this host.", range=(0, None))
     flush_timeout = Param(float, 5.0, "At the end: seconds to wait for subscribers to take what is queued.",
                           range=(0.0, None))
+    await_subscriber = Param(float, 0.0, "At the start: seconds the graph waits for a first subscriber before it "
+                                         "ticks (0: no wait). An app split into processes waits, so that no early "
+                                         "message is lost to a process still starting.", range=(0.0, None))
 
     def start(self):
         try:
@@ -89,6 +92,14 @@ class Publisher(_Bridge):
             raise self.channel_problem(exc) from None
         self.tick_on_message(self.message)
 
+    def wait_ready(self):
+        stopping = lambda: getattr(self.runtime, "stop_requested", False)  # noqa: E731
+        if self.await_subscriber > 0 and not self.sender.wait_for_receiver(self.await_subscriber, stopping) \
+                and not stopping():
+            self.log.warning("%s: no subscriber within %.0f s; the graph starts anyway (queue policy %s, %d "
+                             "queued until one connects)", self.sender.bound_endpoint, self.await_subscriber,
+                             self.policy, self.queue_size)
+
     def tick(self):
         messages = []  # every message waiting now, handed over in one go (one lock, one wake-up)
         for _ in range(self.message.available()):
@@ -97,9 +108,11 @@ class Publisher(_Bridge):
                 break
             messages.append(message)
         if messages:
-            dropped = len(messages) - self.sender.send_many(messages)
-            if dropped:
-                self.message.dropped += dropped  # dropped on the wire: counted on this channel's drops
+            # Dropped on the wire, counted on this channel's drops: the new messages refused and
+            # the queued ones pushed out (policy latest), both in the sender's count.
+            before = self.sender.dropped
+            self.sender.send_many(messages)
+            self.message.dropped += self.sender.dropped - before
 
     def stop(self):
         sender = getattr(self, "sender", None)

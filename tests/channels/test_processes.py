@@ -215,6 +215,58 @@ def test_a_subscriber_started_before_its_publisher_gets_everything(tmp_path, end
     assert "WARNING" not in output + sending.stderr  # nothing lost: the bridges' counts are -v details
 
 
+SLOW_START = """
+import time
+from graphflow import Codelet, Param
+
+class SlowStart(Codelet):
+    \"\"\"Takes its time in start(), as a node loading a model does.\"\"\"
+    seconds = Param(float, 2.0, "How long start() takes.")
+
+    def start(self):
+        time.sleep(self.seconds)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_process_slow_to_start_loses_no_early_message(tmp_path):
+    """Process a counts 60 numbers at 200 Hz into an edge with a queue of 2 (policy latest); process
+    b takes 2 s to start. a's graph waits for b's subscriber before it ticks, so b writes all 60,
+    as one process would, and nothing is counted dropped."""
+    (tmp_path / "slow_start.py").write_text(SLOW_START)
+    app = write_app(tmp_path / "slow.app.json", {
+        "name": "slow", "modules": ["demo", str(tmp_path / "slow_start.py")],
+        "graph": {"nodes": [
+            {"name": "src", "process": "a", "components": [{"name": "counter", "type": "demo.Counter"}]},
+            {"name": "sink", "process": "b", "components": [{"name": "writer", "type": "demo.NumberWriter"},
+                                                           {"name": "model", "type": "slow_start.SlowStart"}]}],
+            "edges": [{"source": "src/counter/number", "target": "sink/writer/number",
+                       "queue": {"size": 2, "policy": "latest"}}]},
+        "processes": {"a": {}, "b": {}},
+        "config": {"src": {"counter": {"tick_period": "200Hz", "count": 60}},
+                   "sink": {"writer": {"path": str(tmp_path / "numbers.jsonl")}}}})
+    result = run(["run", str(app), "--no-viewer", "--stats-json", str(tmp_path / "stats.json")], timeout=90)
+    assert result.returncode == 0, result.stdout + result.stderr
+    values = [json.loads(line)["value"] for line in (tmp_path / "numbers.jsonl").read_text().splitlines()]
+    assert values == [float(i) for i in range(60)]
+    crossing = json.loads((tmp_path / "stats.json").read_text())["crossings"][0]
+    assert (crossing["sent"], crossing["received"], crossing["dropped"]) == (60, 60, 0)
+
+
+@pytest.mark.timeout(120)
+def test_messages_a_bridge_pushes_out_under_policy_latest_are_counted_dropped(tmp_path, endpoint):
+    """A publisher alone, queue 2, policy latest: of 20 messages the 18 oldest are pushed out of its
+    queue before a subscriber comes. Its job report counts them dropped on the bridge's input."""
+    publisher, subscriber = numbers_apps(tmp_path, endpoint, count=20, policy="latest")
+    app = json.loads(publisher.read_text())
+    app["config"]["out"]["publisher"].update(queue_size=2, flush_timeout=0.2)
+    write_app(publisher, app)
+    result = run(["run", str(publisher), "--no-viewer", "--stats-json", str(tmp_path / "stats.json")], timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    channel = json.loads((tmp_path / "stats.json").read_text())["channels"]["src/counter/number"]
+    assert channel["receivers"]["out/publisher/message"]["dropped"] == 18
+
+
 @pytest.mark.timeout(120)
 def test_a_type_mismatch_is_refused_at_connect_with_both_ends_named(tmp_path, endpoint):
     publisher, subscriber = numbers_apps(tmp_path, endpoint, count=20, expected_type="vision/Image",
