@@ -87,6 +87,11 @@ class NodeFailure:
 def _failure(component: Codelet, phase: str, error: BaseException) -> NodeFailure:
     if isinstance(error, NodeError):
         return NodeFailure(component.full_name, phase, str(error), reported=True)
+    if isinstance(error, OSError) and phase == "start":
+        # What a node opens in start() (a file, a folder, a port, a device) comes from the user's
+        # params: one line says which and why ("[Errno 21] Is a directory: 'out'"); -v the traceback.
+        log.debug("%s failed in start()", component.full_name, exc_info=error)
+        return NodeFailure(component.full_name, phase, str(error), reported=True)
     return NodeFailure(component.full_name, phase, traceback.format_exc())
 
 

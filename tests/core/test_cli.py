@@ -66,6 +66,17 @@ def test_run_subprocess_exit_code_on_node_failure(tmp_path, repo):
     assert "ValueError: boom at 0.0" in result.stderr
 
 
+def test_a_path_a_node_cannot_open_in_start_is_one_line_naming_the_node(tmp_path, repo):
+    """An OSError in start() (a writer's path that is a folder) is the user's to fix: one line with
+    the node and the reason, exit 1, no traceback. (In tick() a traceback still shows a bug.)"""
+    result = subprocess.run([sys.executable, "-m", "graphflow.cli", "run", str(repo / "apps" / "demo.app.json"),
+                             "--no-viewer", "--quiet", "--set", f"sink/writer/path={tmp_path}"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == f"error: sink/writer: [Errno 21] Is a directory: '{tmp_path}'"
+    assert "Traceback" not in result.stderr
+
+
 def test_nodes_lists_ports_params_docs(capsys):
     assert main(["nodes", "demo."]) == 0
     text = capsys.readouterr().out
