@@ -20,13 +20,32 @@ def add_commands(sub) -> None:
     keys = sub.add_parser("keys", help="make a CURVE key pair for channels across hosts")
     keys.add_argument("name", help="the pair's name: NAME.key (public) and NAME.key_secret are written")
     keys.add_argument("--dir", type=Path, default=Path("keys"), help="folder to write them to (default ./keys)")
+    keys.add_argument("--force", action="store_true", help="replace a pair of that name (its peers then need "
+                                                           "the new public key)")
     keys.set_defaults(func=cmd_keys)
 
 
 def cmd_keys(args) -> int:
     from .security import make_keys
 
-    public, secret = make_keys(args.name, args.dir)
+    name = args.name
+    if not name or name.startswith(".") or "/" in name or "\\" in name:
+        print(f"error: keys: {name!r} is not a plain file name (letters, digits, '-', '_'; no '/', "
+              f"no leading '.')", file=sys.stderr)
+        return 2
+    if args.dir.exists() and not args.dir.is_dir():
+        print(f"error: keys: --dir {args.dir} is a file, not a folder", file=sys.stderr)
+        return 1
+    existing = [path for path in (args.dir / f"{name}.key", args.dir / f"{name}.key_secret") if path.exists()]
+    if existing and not args.force:
+        print(f"error: keys: {existing[0]} exists; the peers that have its public key would be refused with a "
+              f"new one. Give --force to replace it, or another name", file=sys.stderr)
+        return 1
+    try:
+        public, secret = make_keys(name, args.dir)
+    except OSError as exc:
+        print(f"error: keys: cannot write to --dir {args.dir}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     print(f"public key: {public}  (give it to the other end)")
     print(f"secret key: {secret}  (keep it on this host)")
     return 0

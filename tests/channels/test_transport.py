@@ -461,3 +461,26 @@ def test_a_wake_while_the_io_thread_drains_is_not_lost(monkeypatch):
     waker.wake()
     assert select.select([waker.read_fd], [], [], 0)[0], "the wake after the drain never reached the poller"
     waker.close()
+
+
+@pytest.mark.timeout(60)
+def test_graphflow_keys_refuses_to_replace_a_pair_or_write_outside_its_folder(tmp_path):
+    from .conftest import run
+    folder = tmp_path / "keys"
+    assert run(["keys", "robot", "--dir", str(folder)]).returncode == 0
+    public = (folder / "robot.key").read_bytes()
+    again = run(["keys", "robot", "--dir", str(folder)])
+    assert again.returncode == 1 and f"{folder / 'robot.key'} exists" in again.stderr and "--force" in again.stderr
+    assert (folder / "robot.key").read_bytes() == public  # the peers' copy still matches
+    assert run(["keys", "robot", "--dir", str(folder), "--force"]).returncode == 0
+    assert (folder / "robot.key").read_bytes() != public
+    for name in ("../escape", "", ".hidden", "a/b"):
+        refused = run(["keys", name, "--dir", str(folder)])
+        assert refused.returncode == 2 and "is not a plain file name" in refused.stderr, name
+    assert not (tmp_path / "escape.key").exists()
+    (tmp_path / "file").write_text("")
+    into_a_file = run(["keys", "robot", "--dir", str(tmp_path / "file")])
+    assert into_a_file.returncode == 1 and into_a_file.stderr.strip() == \
+        f"error: keys: --dir {tmp_path / 'file'} is a file, not a folder"
+    for result in (again, into_a_file):
+        assert "Traceback" not in result.stderr
