@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import logging
 import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from mcap.records import Message as McapMessage
 from mcap.stream_reader import StreamReader, breakup_chunk
 
 from .errors import RecordingInvalid
+
+log = logging.getLogger("graphflow.recording")
 from .writer import APP_ATTACHMENT, FORMAT, record_frames
 
 MAGIC = b"\x89MCAP0\r\n"
@@ -130,6 +133,9 @@ class Recording:
         self._chunks: list[_Chunk] = []
         self._times: dict[int, list[tuple]] = {}  # channel id → sorted (log time, chunk, position) (recovered files)
         self._cache: OrderedDict[int, list] = OrderedDict()
+        # chunks found unreadable while reading (bad CRC, bad compression): offset → why. Their
+        # messages are skipped, each chunk said once (a warning), the rest read on.
+        self.damaged: dict[int, str] = {}
         try:
             if not self._read_summary():
                 self._recover()
@@ -316,15 +322,22 @@ class Recording:
 
     # -- messages -----------------------------------------------------------------------------
     def _chunk_records(self, chunk: _Chunk) -> list:
+        """The chunk's records; [] for a damaged chunk (said once, kept in ``damaged``)."""
         cached = self._cache.get(chunk.offset)
         if cached is not None:
             self._cache.move_to_end(chunk.offset)
             return cached
+        if chunk.offset in self.damaged:
+            return []
         self._file.seek(chunk.offset + 1 + 8)
         try:
-            records = breakup_chunk(Chunk.read(ReadDataStream(self._file)))
+            records = breakup_chunk(Chunk.read(ReadDataStream(self._file)), validate_crc=True)
         except Exception as exc:
-            raise RecordingInvalid(f"{self.path}: chunk at byte {chunk.offset} is unreadable: {exc}") from None
+            why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            self.damaged[chunk.offset] = why
+            log.warning("%s: the chunk at byte %d is damaged (%s); its messages are skipped", self.path,
+                        chunk.offset, why)
+            return []
         self._cache_put(chunk.offset, records)
         return records
 

@@ -425,13 +425,16 @@ from hypothesis import strategies as st  # noqa: E402
 
 @pytest.fixture(scope="module")
 def small_recording(tmp_path_factory):
-    from graphflow.messages import Header, Message
-    from graphflow.packs.demo.messages import Number
+    return _small_recording(tmp_path_factory.mktemp("fuzz") / "small.mcap")
 
-    path = tmp_path_factory.mktemp("fuzz") / "small.mcap"
+
+def _small_recording(path, **options) -> bytes:
+    """40 small image messages in chunks of ~3 kB."""
+    from graphflow.messages import Header, Message
+
     channel, _ = _big_messages(1, shape=(4, 4, 3))
     tap = Tap()
-    rec = Recorder(path, lossless=True, chunk_bytes=3_000).attach(tap)
+    rec = Recorder(path, lossless=True, chunk_bytes=3_000, **options).attach(tap)
     for index in range(40):
         for observe in tap.on_published:
             observe(channel, Message(Header(1.0 + index / 10, 1.0 + index / 10),
@@ -466,6 +469,38 @@ def test_damaged_files_open_or_fail_with_one_line(small_recording, tmp_path, dat
                 assert 0 <= frame < 40 or flips
         except (RecordingInvalid, wire.WireError):
             assert flips or rec.recovery is not None
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("compression", ["none", "lz4"])
+def test_a_damaged_chunk_in_a_finished_file_is_skipped_once_and_the_rest_is_read(compression, tmp_path, caplog):
+    """One flipped byte inside a chunk of a properly closed file (its summary intact): its CRC
+    fails (or, compressed, its decompression), so its messages are skipped with one warning naming
+    the chunk, and every other message is read as recorded (before: an uncompressed chunk was
+    read unchecked, its damaged bytes passed on; a compressed one stopped replay with a traceback)."""
+    intact = tmp_path / "intact.mcap"
+    small_recording = _small_recording(intact, compression=compression)
+    with Recording(intact) as rec:
+        chunks = sorted(rec._chunks)
+        every = [message.fields()[2]["frame"] for message in rec.messages()]
+    assert every == list(range(40)) and len(chunks) >= 3
+    middle = chunks[len(chunks) // 2]
+    raw = bytearray(small_recording)
+    raw[middle.offset + middle.length - 20] ^= 0xFF  # inside the chunk's records, before the next record
+    damaged = tmp_path / "damaged.mcap"
+    damaged.write_bytes(bytes(raw))
+    with caplog.at_level("WARNING", logger="graphflow.recording"), Recording(damaged) as rec:
+        assert rec.recovery is None  # the summary is intact: nothing says the file is damaged until read
+        frames = [message.fields()[2]["frame"] for message in rec.messages()]
+        frames_again = [message.fields()[2]["frame"] for message in rec.messages()]
+        assert list(rec.damaged) == [middle.offset]
+        assert ("crc" if compression == "none" else "lz4") in rec.damaged[middle.offset].lower()
+    lost = sorted(set(every) - set(frames))
+    assert frames == frames_again and lost and lost == list(range(lost[0], lost[-1] + 1))  # one chunk's run
+    assert frames == [frame for frame in every if frame not in lost]
+    warnings = [r.getMessage() for r in caplog.records if "damaged" in r.getMessage()]
+    assert warnings == [f"{damaged}: the chunk at byte {middle.offset} is damaged ({rec.damaged[middle.offset]}); "
+                        f"its messages are skipped"]
 
 
 @pytest.fixture(scope="module")
