@@ -67,6 +67,22 @@ def _top_node(endpoint: str, names: list[str]) -> str | None:
     return None
 
 
+def _resolved(spec, edge: dict, index: int, names: list[str]) -> list:
+    """The expanded edges (component port to component port) that app edge ``index`` stands for.
+    An edge into a subgraph's interface keeps the app file's path; one out of an interface is
+    recorded at the subgraph's inner edge that feeds it, so it is found by its two ends."""
+    by_path = [e for e in spec.edges if e.file == spec.file and e.path == f"$.graph.edges[{index}]"]
+    if by_path:
+        return by_path
+    source_top, target_top = _top_node(edge["source"], names), _top_node(edge["target"], names)
+
+    def same(expanded: str, written: str) -> bool:
+        return ".interface/" in written or expanded == written
+
+    return [e for e in spec.edges if _top_node(e.source, names) == source_top and _top_node(e.target, names) == target_top
+            and same(e.source, edge["source"]) and same(e.target, edge["target"])]
+
+
 def node_processes(data: dict, spec) -> dict[str, str]:
     """The process each node of ``spec`` runs in (nodes of a subgraph: its node's)."""
     where = {node["name"]: node.get("process", MAIN) for node in data["graph"]["nodes"]}
@@ -128,11 +144,16 @@ def split(data: dict, app_file: Path, spec, run_dir: Path) -> dict[str, Part]:
             groups.setdefault((edge["source"], target), []).append((index, edge))
     for number, ((source_port, target_process), members) in enumerate(sorted(groups.items())):
         source_process = where[_top_node(source_port, names)]
-        index = members[0][0]
-        resolved = [e for e in spec.edges if e.file == spec.file and e.path == f"$.graph.edges[{index}]"]
+        index, edge = members[0]
+        resolved = _resolved(spec, edge, index, names)
         if not resolved:
             raise SplitError(f"{app_file}: $.graph.edges[{index}]: cannot cross processes (it connects "
                              f"nothing after subgraphs are expanded)")
+        if len({(e.source, e.target.rsplit("/", 1)[0]) for e in resolved}) > 1 and \
+                len({e.source for e in resolved}) > 1:
+            raise SplitError(f"{app_file}: $.graph.edges[{index}]: an edge between two subgraphs' interfaces "
+                             f"cannot cross processes here (it stands for several ports); connect a "
+                             f"component's port on one side")
         first = resolved[0]
         source_component, port_name = first.source.rsplit("/", 1)
         message_type = carried(spec.types[source_component], first.source,
@@ -165,7 +186,8 @@ def split(data: dict, app_file: Path, spec, run_dir: Path) -> dict[str, Part]:
         target_part.app["config"][rx_node] = {"subscriber": subscriber}
         target_part.subscribers.append(f"{rx_node}/subscriber")
         source_part.crossings.append({
-            "source": source_port, "targets": [edge["target"] for _, edge in members], "from": source_process,
+            "source": source_port, "channel": first.source,  # (the component port behind an interface)
+            "targets": [edge["target"] for _, edge in members], "from": source_process,
             "to": target_process, "message": message_type.wire_name, "endpoint": endpoint,
             "queue": {"size": size, "policy": policy}, "publisher": f"{tx_node}/publisher/message",
             "subscriber": f"{rx_node}/subscriber/message"})
@@ -388,7 +410,7 @@ class Supervisor:
             for crossing in part.crossings:
                 sent_report = (out.get(crossing["from"]) or {}).get("report") or {}
                 got_report = (out.get(crossing["to"]) or {}).get("report") or {}
-                sender = sent_report.get("channels", {}).get(crossing["source"], {}).get("receivers", {}).get(
+                sender = sent_report.get("channels", {}).get(crossing["channel"], {}).get("receivers", {}).get(
                     crossing["publisher"], {})
                 receiver = got_report.get("channels", {}).get(crossing["subscriber"], {})
                 crossings.append({**crossing, "sent": sender.get("received"), "dropped": sender.get("dropped"),

@@ -215,6 +215,31 @@ def test_a_subscriber_started_before_its_publisher_gets_everything(tmp_path, end
     assert "WARNING" not in output + sending.stderr  # nothing lost: the bridges' counts are -v details
 
 
+@pytest.mark.timeout(120)
+def test_an_edge_out_of_a_subgraph_crosses_processes_like_any_edge(tmp_path):
+    """The demo app with its subgraph (scale → add) in the main process and the counters and the
+    writer in two others: the edges into the subgraph's interface and the one out of it all cross,
+    and the file equals a single-process run's (the edge out was refused: 'connects nothing')."""
+    app = json.loads((REPO / "apps" / "demo.app.json").read_text())
+    for node in app["graph"]["nodes"]:
+        if "subgraph" in node:
+            node["subgraph"] = str((REPO / "apps" / node["subgraph"]).resolve())
+        else:
+            node["process"] = {"ticker": "src", "sink": "out"}[node["name"]]
+    out = tmp_path / "numbers.jsonl"
+    app["config"]["sink"]["writer"]["path"] = str(out)
+    app_file = write_app(tmp_path / "demo_split.app.json", app)
+    split = run(["run", str(app_file), "--no-viewer", "--stats-json", str(tmp_path / "stats.json")], timeout=90)
+    assert split.returncode == 0, split.stdout + split.stderr
+    values = [json.loads(line)["value"] for line in out.read_text().splitlines()]
+    single = run(["run", str(app_file), "--no-viewer", "--quiet", "--single-process"], timeout=60)
+    assert single.returncode == 0, single.stderr
+    assert values == [json.loads(line)["value"] for line in out.read_text().splitlines()] and len(values) > 10
+    crossings = {c["source"]: c for c in json.loads((tmp_path / "stats.json").read_text())["crossings"]}
+    total = crossings["arith.interface/subgraph/total"]
+    assert (total["from"], total["to"], total["sent"], total["received"]) == ("main", "out", len(values), len(values))
+
+
 SLOW_START = """
 import time
 from graphflow import Codelet, Param
