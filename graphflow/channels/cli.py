@@ -60,6 +60,10 @@ def run_split(args, spec, sets: list[str], format_report) -> int | None:
     if args.insecure:
         os.environ[INSECURE_ENV] = "1"
     data = read_json(Path(args.app))
+    if args.single_process and args.process:
+        print("error: --process runs one process of a split app, --single-process runs the whole app in one: "
+              "give one of them", file=sys.stderr)
+        return 2
     if args.single_process or not uses_processes(data):
         if args.process:
             print(f"error: --process {args.process}: {args.app} names no processes", file=sys.stderr)

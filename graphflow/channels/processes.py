@@ -463,7 +463,7 @@ def run_app(args, data: dict, spec, sets: list[str], format_one) -> int:
             print(f"error: --process {args.process}: the app has no such process (it has: {sorted(parts)})",
                   file=sys.stderr)
             shutil.rmtree(run_dir, ignore_errors=True)
-            return 1
+            return 2  # a bad command line
         parts = {args.process: parts[args.process]}
     from ..recording.cli import run_options_given
 
