@@ -103,8 +103,13 @@ def split(data: dict, app_file: Path, spec, run_dir: Path) -> dict[str, Part]:
     named = set(where.values())
     for name in options:
         if name not in named:
+            import difflib
+            hint = ""
+            for typo in difflib.get_close_matches(name, sorted(named - set(options)), n=3):
+                where_typo = ", ".join(str(i) for i, node in enumerate(nodes) if node.get("process") == typo)
+                hint += f"; $.graph.nodes[{where_typo}] name process {typo!r}: did you mean {name!r}?"
             raise SplitError(f"{app_file}: $.processes.{name}: no node runs in process {name!r} "
-                             f"(processes named by nodes: {sorted(named)})")
+                             f"(processes named by nodes: {sorted(named)}){hint}")
     names = list(where)
     app_name = data.get("name", app_file.stem)
 

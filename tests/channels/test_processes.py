@@ -106,6 +106,15 @@ def test_a_process_option_for_a_process_no_node_names_is_an_error(tmp_path):
     app["processes"]["typo"] = {}
     with pytest.raises(processes.SplitError, match=r"processes.typo: no node runs in process 'typo'"):
         processes.split(app, REPO / "apps" / "openpose_split.app.json", None, tmp_path)
+    del app["processes"]["typo"]
+    app["processes"]["post"] = {"restart": True}
+    typos = [index for index, node in enumerate(app["graph"]["nodes"]) if node.get("process") == "post"]
+    for index in typos:
+        app["graph"]["nodes"][index]["process"] = "psot"  # a typo of 'post' on its nodes
+    with pytest.raises(processes.SplitError, match=rf"processes.post: no node runs in process 'post' .*; "
+                                                   rf"\$.graph.nodes\[{', '.join(map(str, typos))}\] name process 'psot': "
+                                                   rf"did you mean 'post'\?"):
+        processes.split(app, REPO / "apps" / "openpose_split.app.json", None, tmp_path)
 
 
 @pytest.mark.slow
