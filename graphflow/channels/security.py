@@ -82,6 +82,21 @@ def load_keys(path: str, what: str) -> tuple[bytes, bytes | None]:
     return public, secret
 
 
+def check_clients(folder: str) -> Path:
+    """The folder of allowed clients' public keys: it must exist and hold readable ``.key`` files
+    (libzmq's authenticator would otherwise log an error and let no one in)."""
+    path = Path(folder).expanduser()
+    if not path.is_dir():
+        raise ChannelConfigError(f"curve_clients: folder {path} not found (it holds the allowed clients' "
+                                 f"public .key files)")
+    keys = sorted(path.glob("*.key"))
+    if not keys:
+        raise ChannelConfigError(f"curve_clients: {path} holds no public .key file, so no client could connect")
+    for key in keys:
+        load_keys(str(key), "curve_clients")
+    return path
+
+
 def configure_server(sock: zmq.Socket, secret_key_file: str) -> None:
     public, secret = load_keys(secret_key_file, "curve_secret_key")
     if secret is None:

@@ -128,6 +128,7 @@ def bound_router(endpoint: str, curve_secret_key: str = "", curve_clients: str =
         if curve_secret_key:
             security.configure_server(sock, curve_secret_key)
             if curve_clients:
+                curve_clients = security.check_clients(curve_clients)
                 auth = _Authenticator.use(ctx)
                 domain = f"graphflow-{secrets.token_hex(4)}"  # this socket's own list of clients
                 auth.configure_curve(domain=domain, location=str(curve_clients))

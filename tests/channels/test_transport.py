@@ -4,6 +4,7 @@ the loopback rule and CURVE keys."""
 from __future__ import annotations
 
 import os
+import re
 import time
 
 import msgpack
@@ -484,3 +485,20 @@ def test_graphflow_keys_refuses_to_replace_a_pair_or_write_outside_its_folder(tm
         f"error: keys: --dir {tmp_path / 'file'} is a file, not a folder"
     for result in (again, into_a_file):
         assert "Traceback" not in result.stderr
+
+
+@pytest.mark.timeout(30)
+def test_a_clients_folder_that_would_let_no_one_in_is_refused_when_binding(tmp_path):
+    """libzmq's authenticator only logs a missing or bad client-key folder and then lets no client
+    in: the publisher refuses it at start, naming the folder or the file."""
+    security.make_keys("server", tmp_path / "server")
+    secret = str(tmp_path / "server" / "server.key_secret")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "client.key").write_text("not a key\n")
+    for folder, message in ((tmp_path / "nowhere", f"curve_clients: folder {tmp_path / 'nowhere'} not found"),
+                            (tmp_path / "empty", f"curve_clients: {tmp_path / 'empty'} holds no public .key file"),
+                            (tmp_path / "bad", f"curve_clients: {tmp_path / 'bad' / 'client.key'} is not a CURVE key")):
+        sender = Sender("tcp://127.0.0.1:0", Number, curve_secret_key=secret, curve_clients=str(folder))
+        with pytest.raises(security.ChannelConfigError, match=re.escape(message)):
+            sender.start()
