@@ -184,6 +184,20 @@ def handshake_failure(monitor: zmq.Socket, uses_curve: bool) -> int | None:
     return None if event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL and not uses_curve else event
 
 
+def handshake_text(event: int, uses_curve: bool, server_key: str = "server key",
+                   own_key: str = "this end's key") -> str:
+    """What a failed security handshake means, from this end's view (measured with pyzmq: CURVE on
+    one end only fails with PROTOCOL, a CURVE client with the wrong server key with NO_DETAIL)."""
+    if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+        return f"authentication refused ({own_key} is not accepted)"
+    if event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+        return (f"security handshake failed: the other end uses no CURVE keys (drop the {server_key})"
+                if uses_curve else f"security handshake failed: the other end uses CURVE keys (give its {server_key})")
+    if event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL and uses_curve:
+        return f"security handshake failed: wrong {server_key} (not the other end's public key)"
+    return "security handshake failed"
+
+
 class _Waker:
     """A pipe the I/O thread polls: any thread (or a finalizer) may wake it. One byte per wake-up
     at most: a wake while one is pending costs no system call."""
@@ -793,10 +807,8 @@ class Receiver:
         event = handshake_failure(monitor, uses_curve=bool(self._curve[0]))
         if event is None:
             return
-        what = {zmq.EVENT_HANDSHAKE_FAILED_AUTH: "authentication refused (this end's key is not accepted)",
-                zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "security handshake failed (wrong server key, or one "
-                                                     "end uses CURVE and the other not)",
-                }.get(event, "security handshake failed")
+        what = handshake_text(event, bool(self._curve[0]), "server key (curve_server_key)",
+                              "this end's key (curve_secret_key)")
         self.error = f"{self.name}: cannot connect to {self.endpoint}: {what}"
         self._notify()
 

@@ -568,10 +568,7 @@ class RemoteApp:
         event = transport.handshake_failure(connection.monitor, uses_curve=bool(connection.curve[0]))
         if event is None:
             return
-        what = {zmq.EVENT_HANDSHAKE_FAILED_AUTH: "authentication refused (this viewer's key is not accepted)",
-                zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "security handshake failed (wrong --server-key, or one end "
-                                                     "uses CURVE keys and the other not)"}.get(
-            event, "security handshake failed (one end uses CURVE keys and the other not?)")
+        what = transport.handshake_text(event, bool(connection.curve[0]), "--server-key", "this viewer's --key")
         connection.error = f"cannot connect to {connection.endpoint}: {what}"
 
     def _receive_all(self, connection: _Connection) -> None:

@@ -220,6 +220,16 @@ def test_a_bad_address_is_one_clear_line_and_no_hang(address, expected):
     assert time.monotonic() - started < 15
 
 
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("timeout", ["-1", "0", "nan", "soon"])
+def test_a_timeout_that_is_not_a_positive_number_is_a_bad_command_line(timeout):
+    result = subprocess.run(graphflow("view", "--connect", "127.0.0.1:1", "--timeout", timeout, "--viewer-port", "0"),
+                            capture_output=True, text=True, timeout=20, env=ENV)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == \
+        f"graphflow view: error: argument --timeout: expected a positive number of seconds, got {timeout!r}"
+
+
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize("text, endpoint", [("5570", "tcp://127.0.0.1:5570"), ("jetson:5570", "tcp://jetson:5570"),
                                             ("[::1]:5570", "tcp://[::1]:5570"), ("0", "tcp://127.0.0.1:*"),
@@ -328,10 +338,13 @@ def test_with_curve_keys_the_right_server_key_connects_and_a_wrong_one_is_one_cl
                                capture_output=True, text=True, timeout=30, env=ENV)
         assert wrong.returncode == 2
         [line] = wrong.stderr.strip().splitlines()
-        assert line.startswith(f"error: cannot connect to tcp://{address}: security handshake failed"), line
+        assert line == (f"error: cannot connect to tcp://{address}: security handshake failed: wrong --server-key "
+                        f"(not the other end's public key)"), line
         plain = subprocess.run(graphflow("view", "--connect", address, "--timeout", "2", "--viewer-port", "0"),
                                capture_output=True, text=True, timeout=30, env=ENV)
         assert plain.returncode == 2 and plain.stderr.count("\n") == 1, plain.stderr
+        assert plain.stderr.strip().endswith("the other end uses CURVE keys (give its --server-key)") or \
+            "no graphflow app answered" in plain.stderr, plain.stderr
         right = subprocess.Popen(graphflow("view", "--connect", address, "--server-key", str(tmp_path / "keys" / "app.key"),
                                            "--viewer-port", "0", "--duration", "30"),
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
