@@ -61,11 +61,22 @@ def _schema_message(error: jsonschema.ValidationError) -> str:
         hint = near(extra[0], allowed) if extra else ""
         return f"unknown key {extra[0]!r}{hint or f' (allowed: {allowed})'}" if extra else error.message
     if error.validator == "pattern":
-        return f"{error.instance!r} does not have the form {error.schema.get('description', error.validator_value)}"
+        form = _PATTERN_WORDS.get(error.validator_value)
+        if form is None:  # a short description is the form ("node/component/port"), prose is not
+            described = error.schema.get("description", "")
+            form = described if described and " " not in described else f"the pattern {error.validator_value}"
+        return f"{error.instance!r} is not {form}" if form.startswith("a ") else \
+            f"{error.instance!r} does not have the form {form}"
     if error.validator == "required":
         return f"missing required key {error.message.split(chr(39))[1]!r}"
     return error.message
 
+
+# The schema's name patterns, in words.
+_PATTERN_WORDS = {
+    "^[A-Za-z_][A-Za-z0-9_-]*$": "a name (a letter or '_', then letters, digits, '_' or '-')",
+    "^[A-Za-z_][A-Za-z0-9_.-]*$": "a name (a letter or '_', then letters, digits, '_', '.' or '-')",
+}
 
 MAX_QUEUE = 1_000_000  # messages; a larger queue is a mistake (its memory would be unbounded in practice)
 

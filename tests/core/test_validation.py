@@ -76,6 +76,12 @@ def test_schema_bad_edge_endpoint(tmp_path):
     assert errors == [f"{path}: $.graph.edges[0].target: 'gain/scale' does not have the form node/component/port"]
 
 
+def test_a_bad_process_name_is_said_in_words(tmp_path):
+    errors, path = errors_of(tmp_path, lambda d: d["graph"]["nodes"][1].__setitem__("process", ""))
+    assert errors == [f"{path}: $.graph.nodes[1]: process: '' is not a name (a letter or '_', then letters, "
+                      f"digits, '_' or '-')"]
+
+
 def test_schema_node_without_components(tmp_path):
     errors, path = errors_of(tmp_path, lambda d: d["graph"]["nodes"][1].pop("components"))
     assert len(errors) == 1 and errors[0].startswith(f"{path}: $.graph.nodes[1]:")
