@@ -148,7 +148,9 @@ class Param:
         if self.range is not None:
             low, high = self.range
             if (low is not None and value < low) or (high is not None and value > high):
-                raise ValueError(f"expected a value in [{low}, {high}], got {value!r}")
+                wanted = f"in [{low}, {high}]" if low is not None and high is not None else \
+                    f">= {low}" if low is not None else f"<= {high}"
+                raise ValueError(f"expected a value {wanted}, got {value!r}")
         if self.choices is not None and value not in self.choices:
             raise ValueError(f"expected one of {self.choices}, got {value!r}")
         return value

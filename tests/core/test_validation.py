@@ -167,7 +167,7 @@ def test_param_wrong_type(tmp_path):
 
 def test_param_out_of_range(tmp_path):
     errors, path = errors_of(tmp_path, lambda d: d["config"].__setitem__("src", {"counter": {"count": -1}}))
-    assert errors == [f"{path}: $.config.src.counter.count: count: expected a value in [0, None], got -1"]
+    assert errors == [f"{path}: $.config.src.counter.count: count: expected a value >= 0, got -1"]
 
 
 def test_bad_period(tmp_path):
