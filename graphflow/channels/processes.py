@@ -154,8 +154,7 @@ def split(data: dict, app_file: Path, spec, run_dir: Path) -> dict[str, Part]:
         if not resolved:
             raise SplitError(f"{app_file}: $.graph.edges[{index}]: cannot cross processes (it connects "
                              f"nothing after subgraphs are expanded)")
-        if len({(e.source, e.target.rsplit("/", 1)[0]) for e in resolved}) > 1 and \
-                len({e.source for e in resolved}) > 1:
+        if len({e.source for e in resolved}) > 1:
             raise SplitError(f"{app_file}: $.graph.edges[{index}]: an edge between two subgraphs' interfaces "
                              f"cannot cross processes here (it stands for several ports); connect a "
                              f"component's port on one side")

@@ -1,6 +1,7 @@
 """The viewer's command-line flags of ``graphflow run`` and what they start."""
 from __future__ import annotations
 
+import argparse
 import sys
 
 
@@ -36,7 +37,6 @@ def add_connect_arguments(view) -> None:
 
 def _seconds(text: str) -> float:
     """A positive number of seconds."""
-    import argparse
     try:
         value = float(text)
     except ValueError:

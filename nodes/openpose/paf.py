@@ -107,24 +107,33 @@ def _links(edges) -> np.ndarray:
     return _as_int64(edges).reshape(-1, 2)
 
 
-# A node passes its param's list, the same object every frame until the param is set anew (a
-# set makes a new list), so the conversion is remembered by identity: it cost ~4 µs a call.
-# The cache holds the list itself, so its id cannot be reused while the entry lives.
-_INT64_CACHE: dict[int, tuple[object, np.ndarray]] = {}
+def _remembered(cache: dict, key: object, compute):
+    """``compute(key)``, remembered by the key's identity. A node passes the same object (its
+    param's list, its link array) every frame until the param is set anew, which makes a new one.
+    The entry holds the key itself, so its id cannot be reused while the entry lives."""
+    hit = cache.get(id(key))
+    if hit is not None and hit[0] is key:
+        return hit[1]
+    value = compute(key)
+    if len(cache) >= 32:
+        cache.clear()
+    cache[id(key)] = (key, value)
+    return value
+
+
+_INT64_CACHE: dict[int, tuple] = {}  # the conversion cost ~4 µs a call
+
+
+def _int64_read_only(values) -> np.ndarray:
+    array = np.asarray(values, dtype=np.int64)
+    array.setflags(write=False)
+    return array
 
 
 def _as_int64(values) -> np.ndarray:
     if type(values) is np.ndarray and values.dtype == np.int64:
         return values
-    hit = _INT64_CACHE.get(id(values))
-    if hit is not None and hit[0] is values:
-        return hit[1]
-    array = np.asarray(values, dtype=np.int64)
-    array.setflags(write=False)
-    if len(_INT64_CACHE) >= 32:
-        _INT64_CACHE.clear()
-    _INT64_CACHE[id(values)] = (values, array)
-    return array
+    return _remembered(_INT64_CACHE, values, _int64_read_only)
 # Default step-12 offset in cells: pixel = cell * scale + CELL_OFFSET * scale. Measured as the
 # mean keypoint bias on COCO val mini at input height 368 (x 2.75 px, y 2.83 px at stride 8);
 # the geometric cell centre (scale - 1) / 2 = 3.5 px scored 0.03 AP lower.
@@ -491,22 +500,18 @@ def _refuse_link(link: int, planes: int):
     raise ValueError(f"edge_scores: the candidates use link {link} but edges_paf has {planes} planes")
 
 
-# (lowest, highest) plane of each edges_paf array seen, by identity: a node passes the same array
-# every frame, and its min and max cost ~2 µs a call. The entry holds the array, so its id cannot
-# be reused while the entry lives.
-_PLANE_RANGES: dict[int, tuple[np.ndarray, int, int]] = {}
+_PLANE_RANGES: dict[int, tuple] = {}  # a plane list's min and max cost ~2 µs a call
+
+
+def _range_of(planes: np.ndarray) -> tuple[int, int]:
+    return int(planes.min(initial=0)), int(planes.max(initial=0))
 
 
 def _plane_range(planes: np.ndarray) -> tuple[int, int]:
-    hit = _PLANE_RANGES.get(id(planes))
-    if hit is not None and hit[0] is planes and not planes.flags.writeable:
-        return hit[1], hit[2]
-    low, high = int(planes.min(initial=0)), int(planes.max(initial=0))
-    if not planes.flags.writeable:  # a writable array may change between calls
-        if len(_PLANE_RANGES) >= 32:
-            _PLANE_RANGES.clear()
-        _PLANE_RANGES[id(planes)] = (planes, low, high)
-    return low, high
+    """(lowest, highest) plane; remembered for a read-only array (a writable one may change)."""
+    if planes.flags.writeable:
+        return _range_of(planes)
+    return _remembered(_PLANE_RANGES, planes, _range_of)
 
 
 def _mean_and_count(candidates: Edges, s: np.ndarray, norm: np.ndarray, threshold_sample_score: float) -> Edges:
