@@ -8,6 +8,8 @@ window, plot and the inspector work as they do live. The player's clock is the r
 
 The timeline (``/api/recording``; the page's ``static/timeline.js``): play at a rate, pause, step
 one message, seek to a time (every channel then shows its last message at or before that time).
+A chunk found damaged when it is read is skipped; the state lists it (byte offset and why) and the
+page says how many were skipped.
 Only the MCAP index is read up front (message times per channel); a message is read from its chunk
 when it is played.
 """
@@ -73,6 +75,7 @@ class Player:
                     "playing": self.playing, "rate": self.rate, "rates": list(RATES),
                     "topic": self.times[self.index][1] if self.index >= 0 else None,
                     "acqtime": position / 1e9, "skipped": self.skipped,
+                    "damaged": [{"offset": offset, "why": why} for offset, why in sorted(self.recording.damaged.items())],
                     "recovered": None if self.recording.recovery is None else str(self.recording.recovery)}
 
     def control(self, body) -> dict:

@@ -198,3 +198,37 @@ def test_timeline_refuses_bad_requests(served):
         with pytest.raises(urllib.error.HTTPError) as error:
             post(session, body)
         assert error.value.code == 400 and expected in json.loads(error.value.read())["error"]
+
+
+def test_a_damaged_chunk_is_skipped_and_the_page_says_so(browser, recording, tmp_path):
+    """One flipped byte inside a middle chunk: playing through the recording skips that chunk's
+    messages, /api/recording lists the chunk (byte offset and why) and the timeline says so."""
+    from graphflow.recording.view import serve
+
+    with Recording(recording) as rec:
+        chunks = sorted(rec._chunks)
+        every = len(list(rec.messages()))
+    assert len(chunks) >= 3
+    middle = chunks[len(chunks) // 2]
+    raw = bytearray(recording.read_bytes())
+    raw[middle.offset + middle.length - 20] ^= 0xFF  # inside the chunk's records
+    damaged = tmp_path / "damaged.mcap"
+    damaged.write_bytes(bytes(raw))
+    session, player = serve(damaged, port=0)
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        page = context.new_page()
+        page.goto(session.url)
+        page.wait_for_selector("#timeline")
+        assert post(session, {"action": "seek", "time": 0.0})["damaged"] == []  # nothing read yet, nothing known
+        assert page.locator("#tl-damaged").inner_text() == ""
+        state = post(session, {"action": "step", "count": len(player.times)})  # every message, one by one
+        assert state["index"] == len(player.times) - 1 == every - 1
+        assert [d["offset"] for d in state["damaged"]] == [middle.offset] and state["damaged"][0]["why"]
+        wait_for(lambda: page.locator("#tl-damaged").inner_text() == "⚠ 1 damaged chunk skipped",
+                 message="the timeline's damaged-chunk note")
+        assert str(middle.offset) in page.locator("#tl-damaged").get_attribute("title")
+    finally:
+        context.close()
+        player.close()
+        session.close()

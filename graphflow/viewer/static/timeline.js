@@ -7,6 +7,7 @@ const STYLE = `
   padding: .4em .8em; background: #16191e; border-top: 1px solid #2a2f37; z-index: 50; font-size: 13px; }
 #timeline button { min-width: 2.4em; }
 #timeline input[type=range] { flex: 1; }
+#timeline .tl-damaged { color: #e0a030; }
 #timeline .tl-time { font-variant-numeric: tabular-nums; min-width: 15em; text-align: right; }
 body.has-timeline main { padding-bottom: 3em; }`;
 
@@ -31,8 +32,10 @@ async function boot() {
     ...state.rates.map((r) => el('option', { value: r, text: `${r}×`, selected: r === state.rate })));
   const time = el('span', { id: 'tl-time', class: 'tl-time muted' });
   const where = el('span', { id: 'tl-message', class: 'muted' });
+  // chunks found damaged while reading (their messages are skipped): known only once read
+  const damaged = el('span', { id: 'tl-damaged', class: 'tl-damaged' });
   document.body.append(el('footer', { id: 'timeline', dataset: { file: state.file } },
-    el('span', { class: 'muted', text: 'recording' }), back, play, step, seek, rate, time, where));
+    el('span', { class: 'muted', text: 'recording' }), back, play, step, seek, rate, time, where, damaged));
   document.addEventListener('keydown', (e) => {
     if (e.target.tagName === 'INPUT' && e.target.type !== 'range') return;
     if (e.key === ' ') { e.preventDefault(); play.click(); }
@@ -49,6 +52,9 @@ async function boot() {
     bar.dataset.index = String(state.index);
     bar.dataset.acqtime = String(state.acqtime);
     bar.dataset.playing = String(state.playing);
+    const lost = state.damaged || [];
+    damaged.textContent = lost.length ? `⚠ ${lost.length} damaged chunk${lost.length > 1 ? 's' : ''} skipped` : '';
+    damaged.title = lost.map((d) => `byte ${d.offset}: ${d.why}`).join('\n');
   }
   render(state);
   setInterval(async () => {
