@@ -658,6 +658,25 @@ class Sender:
 
 
 # -- receiver ----------------------------------------------------------------------------------
+def _is_address(host: str) -> bool:
+    """An IPv4 or IPv6 literal (nothing to resolve)."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+            return True
+        except OSError:
+            pass
+    return False
+
+
+def _say_if_unknown(name: str, host: str, endpoint: str) -> None:
+    try:
+        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        log.warning("%s: host %r of %s is not known (%s); retrying until it is", name, host, endpoint,
+                    exc.strerror or exc)
+
+
 class Receiver:
     """The subscribing end. ``take`` is called from the graph; ``wake`` is called (from the I/O
     thread) whenever messages, the end of the stream or an error arrive."""
@@ -704,6 +723,12 @@ class Receiver:
         self._socket = sock
         self._thread = threading.Thread(target=self._run, name=f"graphflow-net-{self.name}", daemon=True)
         self._thread.start()
+        host = security.endpoint_host(self.endpoint)
+        if host and not _is_address(host):
+            # libzmq retries a name that does not resolve in silence; say so once. On its own thread:
+            # a lookup can take seconds on a robot's network, and the graph must not wait for it.
+            threading.Thread(target=_say_if_unknown, args=(self.name, host, self.endpoint),
+                             name=f"graphflow-dns-{self.name}", daemon=True).start()
 
     def take(self) -> list[Message]:
         """Every message received so far (oldest first); gives their room back to the sender."""

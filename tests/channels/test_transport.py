@@ -84,6 +84,35 @@ def test_over_tcp_loopback():
         sender.close(0.5)
 
 
+@pytest.mark.timeout(60)
+def test_a_host_that_does_not_resolve_is_said_once_and_a_numeric_or_known_one_is_not(caplog):
+    """libzmq retries a name it cannot resolve in silence: the receiver says so once, in a
+    warning naming the host, without waiting for the lookup (".invalid" never resolves, RFC 6761)."""
+    def warnings():
+        return [r.getMessage() for r in caplog.records if "is not known" in r.getMessage()]
+
+    with caplog.at_level("WARNING", logger="graphflow.channels"):
+        for endpoint in ("tcp://127.0.0.1:9", "tcp://[::1]:9", "tcp://localhost:9"):
+            receiver = Receiver(endpoint, Number, name="sub/ok")
+            receiver.start()
+            time.sleep(0.5)
+            receiver.close()
+        assert warnings() == []
+        receiver = Receiver("tcp://no-such-robot.invalid:5555", Number, name="sub/far")
+        began = time.monotonic()
+        receiver.start()
+        assert time.monotonic() - began < 0.5  # the graph does not wait for the lookup
+        try:
+            assert wait_for(lambda: warnings(), timeout=40)
+            time.sleep(0.3)
+            said, = warnings()  # once (the resolver's words in the brackets vary by system)
+            assert said.startswith("sub/far: host 'no-such-robot.invalid' of tcp://no-such-robot.invalid:5555 "
+                                   "is not known (") and said.endswith("); retrying until it is")
+            assert receiver.error is None  # still retrying: a robot's name may come up later
+        finally:
+            receiver.close()
+
+
 @pytest.mark.timeout(30)
 def test_a_type_mismatch_is_refused_at_connect_naming_both_ends(pair):
     sender, receiver = pair(Number, receiver_type=Image)
