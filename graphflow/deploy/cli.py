@@ -24,7 +24,7 @@ def add_subcommands(sub) -> None:
     package.add_argument("--wheelhouse", action="store_true",
                          help="include every wheel the target needs, so the device installs offline (needs PyPI here)")
     package.add_argument("--extra", action="append", default=[], metavar="NAME",
-                         help="also install this graphflow extra on the device (e.g. jit: numba for the decoder)")
+                         help="also install this graphflow extra on the device (cpu and jit always are; e.g. eval)")
     package.add_argument("--graphflow-wheel", type=Path, help="ship this graphflow wheel instead of building one")
     package.add_argument("--check", action="store_true",
                          help="verify a package's hashes and that its wheelhouse resolves offline for the target")
@@ -99,7 +99,8 @@ def cmd_package(args) -> int:
     except DeployError as exc:
         return _fail(exc)
     except KeyboardInterrupt:
-        return _interrupted()
+        print("interrupted: no package written", file=sys.stderr)
+        return 130
     print(f"wrote {result} ({result.stat().st_size / 1e6:.1f} MB)")
     return 0
 

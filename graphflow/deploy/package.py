@@ -18,17 +18,19 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
+import zipfile
 from pathlib import Path
 
 from ..files import sha256_file
 from . import DeployError
-from .targets import TARGETS, Target, wheel_requirements
+from .targets import TARGETS, Target, wheel_extras, wheel_requirements
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -59,12 +61,15 @@ def build_package(app: Path, out_dir: Path, *, target: str, version: str = "0.0.
         raise DeployError(f"unknown target {target!r} (one of: {', '.join(TARGETS)})")
     spec_target = TARGETS[target]
     check_name(version, "version")
+    if graphflow_wheel is not None:
+        _check_graphflow_wheel(graphflow_wheel)
     try:
         spec = load_app(app, list(overlays))
     except AppInvalid as exc:
         raise DeployError(f"{app} is not a valid app: {exc.errors[0]}"
                           + (f" (and {len(exc.errors) - 1} more problems)" if len(exc.errors) > 1 else "")) from None
     name = check_name(spec.name, "app name")
+    result = _writable_target(out_dir, f"{name}-{version}{SUFFIX}")  # before the long work, not after
 
     files: dict[str, bytes | Path] = {}  # package path -> content or file
     app_files = _collect_app_files(app, read_json)
@@ -84,8 +89,7 @@ def build_package(app: Path, out_dir: Path, *, target: str, version: str = "0.0.
                 try:
                     path = find_model(value)
                 except FileNotFoundError as exc:
-                    raise DeployError(f"{component}/{param}: {str(exc).splitlines()[0]} "
-                                      f"(set GRAPHFLOW_MODEL_PATH)") from None
+                    raise DeployError(f"{component}/{param}: {exc}") from None
                 digest = sha256_file(path)
                 if not MODEL_NAME.match(Path(value).name):
                     raise DeployError(f"{component}/{param}: model file name {Path(value).name!r} is not "
@@ -110,6 +114,10 @@ def build_package(app: Path, out_dir: Path, *, target: str, version: str = "0.0.
         temp = Path(temp)
         wheel = graphflow_wheel or build_graphflow_wheel(temp / "wheels", progress)
         files[f"wheels/{wheel.name}"] = wheel
+        unknown = sorted(set(extras) - wheel_extras(wheel))
+        if unknown:
+            raise DeployError(f"graphflow has no extra {', '.join(map(repr, unknown))} "
+                              f"(it has: {', '.join(sorted(wheel_extras(wheel)))})")
         requirements = spec_target.requirements(wheel_requirements(wheel, set(spec_target.extras) | set(extras)))
         if wheelhouse:
             house = download_wheelhouse(spec_target, requirements, temp / "wheelhouse", progress)
@@ -132,24 +140,63 @@ def build_package(app: Path, out_dir: Path, *, target: str, version: str = "0.0.
             data_hash, size = (hashlib.sha256(content).hexdigest(), len(content)) if isinstance(content, bytes) \
                 else (sha256_file(content), content.stat().st_size)
             manifest["files"][path] = {"sha256": data_hash, "size": size}
-        out_dir.mkdir(parents=True, exist_ok=True)
-        result = out_dir / f"{name}-{version}{SUFFIX}"
+        total = sum(entry["size"] for entry in manifest["files"].values())
+        progress(f"writing {result} ({len(files)} files, {total / 1e6:.1f} MB)")
         partial = result.with_name(result.name + ".partial")
-        with tarfile.open(partial, "w") as tar:
-            _add_bytes(tar, MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
-            for path, content in sorted(files.items()):
-                if isinstance(content, bytes):
-                    _add_bytes(tar, path, content)
-                else:
-                    info = tar.gettarinfo(str(content), arcname=path)
-                    info.uid = info.gid = 0
-                    info.uname = info.gname = ""
-                    info.mtime = 0
-                    info.mode = 0o644
-                    with open(content, "rb") as f:
-                        tar.addfile(info, f)
-        partial.replace(result)
+        try:
+            with tarfile.open(partial, "w") as tar:
+                _add_bytes(tar, MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
+                for path, content in sorted(files.items()):
+                    if isinstance(content, bytes):
+                        _add_bytes(tar, path, content)
+                    else:
+                        info = tar.gettarinfo(str(content), arcname=path)
+                        info.uid = info.gid = 0
+                        info.uname = info.gname = ""
+                        info.mtime = 0
+                        info.mode = 0o644
+                        with open(content, "rb") as f:
+                            tar.addfile(info, f)
+            partial.replace(result)
+        except BaseException as exc:  # a full disk, Ctrl-C: no half-written package is left to deploy
+            partial.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise DeployError(f"cannot write {result}: {exc.strerror or exc}") from None
+            raise
     return result
+
+
+def _writable_target(out_dir: Path, file_name: str) -> Path:
+    """``out_dir/file_name``, with ``out_dir`` made: refused in one line when it cannot be written."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DeployError(f"-o {out_dir}: not a folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DeployError(f"-o {out_dir}: cannot make the folder: {exc.strerror or exc}") from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise DeployError(f"-o {out_dir}: the folder is not writable")
+    result = out_dir / file_name
+    if result.is_dir():
+        raise DeployError(f"{result} is a folder: move it away, or write the package elsewhere with -o")
+    return result
+
+
+def _check_graphflow_wheel(wheel: Path) -> None:
+    """--graphflow-wheel must be a graphflow wheel (else the package fails only on the device)."""
+    if not wheel.is_file():
+        raise DeployError(f"--graphflow-wheel {wheel}: no such file")
+    if not (wheel.name.startswith("graphflow-") and wheel.name.endswith(".whl")):
+        raise DeployError(f"--graphflow-wheel {wheel}: not a graphflow wheel (expected graphflow-VERSION-...whl)")
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            names = archive.namelist()
+            metadata = next((n for n in names if n.endswith(".dist-info/METADATA")), None)
+            text = archive.read(metadata).decode(errors="replace") if metadata else ""
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DeployError(f"--graphflow-wheel {wheel}: not a readable wheel ({exc})") from None
+    if not re.search(r"^Name: graphflow\s*$", text, re.MULTILINE):
+        raise DeployError(f"--graphflow-wheel {wheel}: not a graphflow wheel (its metadata names no graphflow)")
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:

@@ -27,12 +27,22 @@ def _name(requirement: str) -> str:
     return re.sub(r"[-_.]+", "-", match.group(1)).lower() if match else requirement
 
 
+def _wheel_metadata(wheel: Path) -> str:
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        return archive.read(name).decode()
+
+
+def wheel_extras(wheel: Path) -> set[str]:
+    """The extras the wheel declares (Provides-Extra)."""
+    return {line.partition(":")[2].strip() for line in _wheel_metadata(wheel).splitlines()
+            if line.startswith("Provides-Extra:")}
+
+
 def wheel_requirements(wheel: Path, extras) -> list[str]:
     """graphflow's requirements as its wheel declares them (Requires-Dist): the unconditional ones
     and those of ``extras``; other markers (python_version...) stay for pip to evaluate."""
-    with zipfile.ZipFile(wheel) as archive:
-        name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
-        text = archive.read(name).decode()
+    text = _wheel_metadata(wheel)
     found = []
     for line in text.splitlines():
         if not line.startswith("Requires-Dist:"):

@@ -271,3 +271,65 @@ def test_building_the_wheel_without_its_build_tools_says_what_to_install(tmp_pat
     with pytest.raises(DeployError, match=says):
         build_graphflow_wheel(tmp_path)
     assert not list(tmp_path.glob("*.whl"))
+
+
+@pytest.mark.timeout(120)
+def test_bad_outputs_wheels_and_extras_are_refused_in_one_line_and_leave_nothing(tmp_path, graphflow_wheel):
+    """Each is the user's to fix: one line naming the option and the file, exit 1, no traceback,
+    and no package or .partial left behind (before: tracebacks, and a full-size .partial)."""
+    demo = str(REPO / "apps" / "demo.app.json")
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "demo-0.0.0.gfpkg").mkdir()  # the package's own name, as a folder
+    (tmp_path / "graphflow-9-py3-none-any.whl").write_text("not a zip")
+    other = tmp_path / "other-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(other, "w") as archive:
+        archive.writestr("other-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: other\nVersion: 1.0\n")
+    impostor = tmp_path / "graphflow-1.0-py3-none-any.whl"
+    impostor.write_bytes(other.read_bytes())
+    wheel = str(graphflow_wheel)
+    for args, says in (
+            (["-o", str(tmp_path / "afile")], f"error: -o {tmp_path / 'afile'}: not a folder"),
+            (["-o", str(tmp_path / "afile" / "sub")], f"error: -o {tmp_path / 'afile' / 'sub'}: cannot make the folder: "),
+            (["-o", str(tmp_path / "taken")], f"error: {tmp_path / 'taken' / 'demo-0.0.0.gfpkg'} is a folder"),
+            (["-o", str(tmp_path / "out"), "--graphflow-wheel", str(tmp_path / "none.whl")],
+             f"error: --graphflow-wheel {tmp_path / 'none.whl'}: no such file"),
+            (["-o", str(tmp_path / "out"), "--graphflow-wheel", str(tmp_path / "graphflow-9-py3-none-any.whl")],
+             f"error: --graphflow-wheel {tmp_path / 'graphflow-9-py3-none-any.whl'}: not a readable wheel"),
+            (["-o", str(tmp_path / "out"), "--graphflow-wheel", str(other)],
+             f"error: --graphflow-wheel {other}: not a graphflow wheel"),
+            (["-o", str(tmp_path / "out"), "--graphflow-wheel", str(impostor)],
+             f"error: --graphflow-wheel {impostor}: not a graphflow wheel (its metadata names no graphflow)"),
+            (["-o", str(tmp_path / "out"), "--extra", "jti"], "error: graphflow has no extra 'jti' (it has: ")):
+        if "--graphflow-wheel" not in args:
+            args = [*args, "--graphflow-wheel", wheel]
+        result = graphflow("package", demo, *args)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, (args, result.stderr)
+        assert result.stderr.strip().splitlines()[-1].startswith(says), (args, result.stderr)
+    assert list(tmp_path.rglob("*.partial")) == []
+    assert [p for p in tmp_path.rglob("*.gfpkg") if p.is_file()] == []
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert result.stderr.strip().endswith(f"(it has: {', '.join(sorted(extras))})")
+
+
+@pytest.mark.timeout(120)
+def test_a_write_that_fails_midway_leaves_no_partial_package(tmp_path, graphflow_wheel):
+    """A real write failure (the file size limit, as a full disk would: the OS refuses the write):
+    one line naming the package, exit 1, and no .partial that a later deploy could pick up."""
+    import resource
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2 << 20, 2 << 20))  # 2 MB; the model alone is 8
+
+    env = dict(os.environ, PYTHONPATH=str(REPO), GRAPHFLOW_MODEL_PATH=str(MODELS))
+    result = subprocess.run([sys.executable, "-m", "graphflow.cli", "package", str(REPO / "apps" / "openpose.app.json"),
+                             "-o", str(tmp_path / "out"), "--graphflow-wheel", str(graphflow_wheel)],
+                            capture_output=True, text=True, timeout=120, env=env, cwd=REPO, preexec_fn=small_files)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == \
+        f"error: cannot write {tmp_path / 'out' / 'openpose-0.0.0.gfpkg'}: File too large"
+    assert list((tmp_path / "out").iterdir()) == []
