@@ -142,7 +142,17 @@ def _add_app_args(parser: argparse.ArgumentParser) -> None:
 
 def _io(args) -> dict[str, str]:
     """--input/--output: values for the params that the app's ``io`` section names."""
-    return {key: value for key, value in (("input", args.input), ("output", args.output)) if value is not None}
+    given = {key: value for key, value in (("input", args.input), ("output", args.output)) if value is not None}
+    for key, value in given.items():
+        if not value.strip():  # '' would mean the current folder to the nodes: never what was meant
+            raise AppInvalid([AppError(COMMAND_LINE, f"--{key}", "is empty: give a path")])
+    if "input" in given and "output" in given:
+        source, out = Path(given["input"]).expanduser(), Path(given["output"]).expanduser()
+        folder = source if source.is_dir() else source.parent
+        if source.exists() and out.is_dir() and out.resolve() == folder.resolve():
+            raise AppInvalid([AppError(COMMAND_LINE, "--output", f"{given['output']} is the folder of the input: "
+                                       "outputs named like the inputs would replace them; choose another folder")])
+    return given
 
 
 def _bad_input_handlers(spec) -> list[str]:

@@ -1,9 +1,11 @@
 """viz.ImageWriter — writes every image it receives to a folder, or all of them to one video.
 
 File names: `<source stem>.<format>`; frames of a camera, and a source seen again, get
-`<source stem>_<frame:06d>.<format>`. Video: with `video` "auto" (default), images that come
-from a video file go into one video, `folder/<source stem>.mp4` (or `video_filename`); "always"
-puts every image into one video, "never" writes every frame as a file. Codec from the file
+`<source stem>_<frame:06d>.<format>`. Video: with `video` "auto" (default), the frames of each
+video file go into a video of their own, `folder/<source stem>.mp4` (the first one named
+`video_filename` where set); "always" puts every image into one video, "never" writes every
+frame as a file. A file is never written over the input it was read from (the app stops, saying
+so: the output folder is the input's). Codec from the file
 extension: mp4v for .mp4, MJPG for .avi; images of another size are resized to the first one's.
 The video plays at its input's frame rate (the images' `fps`, from the loader: a 10 fps input
 gives a 10 fps output), or `video_fps` where set, or 30 for still images. Timestamps are kept:
@@ -13,11 +15,12 @@ MAX_REPEATED_FRAMES at a time). Nothing is kept per image: memory stays flat ove
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
-from graphflow import Codelet, Param, Rx
+from graphflow import Codelet, NodeError, Param, Rx
 from graphflow.packs.io.image_loader import is_video_source
 from graphflow.packs.vision.messages import Image
 from graphflow.packs.vision.opencv import cv2
@@ -56,7 +59,8 @@ class ImageWriter(Codelet):
     jpeg_quality = Param(int, 95, "JPEG quality, 0..100.", range=(0, 100))
     video = Param(str, "auto", "auto: frames of a video file go into one video; always: every image; "
                                "never: image files only.", choices=["auto", "always", "never"])
-    video_filename = Param(str, "", "Video file name inside folder (.mp4 or .avi); empty = <source stem>.mp4.")
+    video_filename = Param(str, "", "Video file name inside folder (.mp4 or .avi); empty = <source stem>.mp4. "
+                                    "In auto mode it names the first input video's output.")
     video_fps = Param(float, 0.0, "Frames per second of the video; 0 = the input's frame rate "
                                   f"({STILL_IMAGES_FPS:g} for still images).", range=(0.0, 10_000.0))
 
@@ -66,6 +70,8 @@ class ImageWriter(Codelet):
         self._seen: set[str] = set()
         self._video = None
         self._video_size = None
+        self._video_source = None  # auto mode: the input video the open output video holds
+        self._video_names: set[str] = set()
         self._last_frame = None  # (source, frame number, pixels) last written to the video
         self.written = 0
         self.tick_on_message(self.image)
@@ -79,22 +85,43 @@ class ImageWriter(Codelet):
             self._write_frame(pixels, image)
         else:
             path = self._folder / image_file_name(image.source, image.frame, self.format, self._seen)
+            _refuse_overwriting_the_input(path, image.source)
             options = [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality] if self.format == "jpg" else []
             if not cv2.imwrite(str(path), pixels, options):
                 raise OSError(f"{self.full_name}: could not write {path}")
         self.written += 1
 
     def stop(self):
+        self._close_video()
+
+    def _close_video(self) -> None:
         if getattr(self, "_video", None) is not None:
             self._video.release()
             self._video = None
+            self._last_frame = None
+
+    def _video_path(self, source: str) -> Path:
+        """The output video of ``source``: video_filename for the first, else <source stem>.mp4
+        (a name already written gets _2, _3 ...)."""
+        name = self.video_filename if self.video_filename and not self._video_names else \
+            f"{Path(source.replace(':', '_')).stem or 'video'}.mp4"
+        stem, suffix, number = Path(name).stem, Path(name).suffix, 1
+        while name in self._video_names:
+            number += 1
+            name = f"{stem}_{number}{suffix}"
+        self._video_names.add(name)
+        return self._folder / name
 
     def _write_frame(self, pixels: np.ndarray, image: Image) -> None:
         if pixels.ndim == 2:
             pixels = cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR)
+        if self.video == "auto" and self._video is not None and image.source != self._video_source:
+            self._close_video()  # the next input video: an output video of its own
         if self._video is None:
             source = image.source
-            path = self._folder / (self.video_filename or f"{Path(source.replace(':', '_')).stem or 'video'}.mp4")
+            path = self._video_path(source)
+            _refuse_overwriting_the_input(path, source)
+            self._video_source = source
             fourcc = cv2.VideoWriter_fourcc(*FOURCC.get(path.suffix.lower(), "mp4v"))
             self._video_size = (pixels.shape[1], pixels.shape[0])
             fps = self.video_fps or image.fps or STILL_IMAGES_FPS
@@ -112,3 +139,13 @@ class ImageWriter(Codelet):
                 self._video.write(self._last_frame[2])  # keeps the timestamps of the frames after
         self._video.write(pixels)
         self._last_frame = (image.source, image.frame, pixels)
+
+
+def _refuse_overwriting_the_input(path: Path, source: str) -> None:
+    """Writing ``path`` must not replace the file ``source`` that the image was read from."""
+    try:
+        same = os.path.samefile(path, source)
+    except OSError:  # either is missing (or source is a camera): nothing to replace
+        return
+    if same:
+        raise NodeError(f"{path} is the input it was read from: write the outputs to another folder")

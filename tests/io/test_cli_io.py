@@ -53,6 +53,25 @@ def test_bad_files_in_a_folder_are_skipped_named_and_counted(model_path, coco_fo
     assert predictions and predictions == [entry for line in lines for entry in line["results"]]
 
 
+@pytest.mark.timeout(60)
+def test_an_output_folder_that_is_the_inputs_or_an_empty_path_is_refused_before_running(tmp_path):
+    """Outputs are named like their inputs: --output on the input's folder would replace the
+    user's images (it did, even read-only ones), and '' would mean the current folder."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "bus.jpg").write_bytes(b"the user's image")
+    for given, refused in (([str(folder), str(folder)], f"--output: {folder} is the folder of the input"),
+                           ([str(folder / "bus.jpg"), f"{folder}/"], f"--output: {folder}/ is the folder of the input"),
+                           ([str(folder / "bus.jpg"), str(folder / ".." / "images")], "is the folder of the input"),
+                           (["", str(tmp_path / "out")], "--input: is empty: give a path"),
+                           ([str(folder), " "], "--output: is empty: give a path")):
+        result = graphflow("run", str(OPENPOSE), "--no-viewer", "--input", given[0], "--output", given[1], timeout=50)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, (given, result.stderr)
+        assert refused in result.stderr.splitlines()[0] and "nothing was run" in result.stderr, (given, result.stderr)
+    assert [p.name for p in folder.iterdir()] == ["bus.jpg"] and (folder / "bus.jpg").read_bytes() == b"the user's image"
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_on_bad_input_stop_fails_the_run_naming_the_file(model_path, coco_folder, tmp_path):

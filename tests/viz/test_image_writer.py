@@ -156,3 +156,39 @@ def test_auto_video_mode_writes_frames_of_a_video_file_into_a_video(tmp_path):
     capture = cv2.VideoCapture(str(out / "walk.mp4"))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
     capture.release()
+
+
+def test_each_input_video_gets_its_own_output_video_in_auto_mode(tmp_path):
+    """A folder of two videos: two output videos, each with its own frames (before: the second
+    video's frames were appended to the first one's)."""
+    frames = [image((k * 60, 0, 0), "/videos/a.mp4", frame=k) for k in range(3)]
+    frames += [image((0, k * 60, 0), "/clips/b.avi", frame=k) for k in range(2)]
+    frames += [image(0, "/more/a.mp4", frame=0)]  # another a.mp4: a name of its own
+    out = write(tmp_path, {"video_filename": "first.avi"}, frames)
+    assert sorted(p.name for p in out.iterdir()) == ["a.mp4", "b.mp4", "first.avi"]
+    _, first = read_video(out / "first.avi")
+    _, second = read_video(out / "b.mp4")
+    assert len(first) == 3 and len(second) == 2 and len(read_video(out / "a.mp4")[1]) == 1
+    assert [int(round(f[..., 0].mean() / 60)) for f in first] == [0, 1, 2]
+    assert [int(round(f[..., 1].mean() / 60)) for f in second] == [0, 1]
+
+
+@pytest.mark.parametrize("video", ["never", "auto"])
+def test_an_output_never_replaces_the_input_it_was_read_from(tmp_path, video):
+    """Output folder = input folder: the writer stops the app with one line instead of writing
+    over the input (before: bus.jpg was replaced by its annotated copy, even read-only)."""
+    from graphflow import NodeError
+
+    source = tmp_path / ("clip.mp4" if video == "auto" else "a.jpg")
+    source.write_bytes(b"the user's file")
+    h = Harness(ImageWriter, {"folder": str(tmp_path), "video": video}).start()
+    h.feed("image", image(0, str(source)))
+    with pytest.raises(NodeError, match=f"^{source} is the input it was read from: write the outputs to another folder$"):
+        h.run_pending()
+    h.stop()
+    assert source.read_bytes() == b"the user's file"
+    h = Harness(ImageWriter, {"folder": str(tmp_path / "out"), "video": video}).start()  # elsewhere: written
+    h.feed("image", image(0, str(source)))
+    h.run_pending()
+    h.stop()
+    assert (tmp_path / "out" / source.name).stat().st_size > 0 and source.read_bytes() == b"the user's file"
