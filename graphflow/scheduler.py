@@ -11,8 +11,8 @@
   the room there was; then the channel asks :meth:`Scheduler.blocked`, which ticks the idle
   receiver on the waiting thread).
 - Components of one node never tick at the same time.
-- The app ends on request (Ctrl-C, SIGTERM, ``--duration``), or when every source component is
-  exhausted or has ticked ``max_ticks`` times. Either way the sources tick no more and the graph
+- The app ends on request (Ctrl-C, SIGTERM, ``--duration``), when every source component is
+  exhausted or has ticked ``max_ticks`` times, or when a component fails (it ticks no more). Either way the sources tick no more and the graph
   drains: every component that its queued messages make due ticks, until none is (messages that no
   tick policy will take, such as an unmatched half of a synchronized pair, are left). A drain
   asked for has ``drain_timeout`` seconds; a second request abandons it. Then ``stop()`` runs
@@ -574,13 +574,11 @@ class Scheduler(Runtime):
             self._busy_nodes.discard(state.node)
             state.ticks += 1
             if failed and self.failure is not None:
-                if self.failure.reported:  # the node stopped the app on purpose: keep what is in flight
-                    state.done = True
-                    self._begin_stop()
-                    if self._ended:
-                        return None
-                else:
-                    self._abandon()
+                # The failed component ticks no more, the sources stop, and what is in flight
+                # elsewhere is processed: the frames before the failure keep their outputs.
+                state.done = True
+                self._begin_stop()
+                if self._ended:
                     return None
             if component.exhausted or (state.source and self.max_ticks is not None
                                        and state.ticks >= self.max_ticks):

@@ -163,3 +163,28 @@ def test_a_node_error_stops_the_app_in_one_line_after_processing_what_is_in_flig
     scheduler.run(duration=30)
     assert str(scheduler.failure) == "src/s: input 'x.jpg' is cut short"
     assert (tmp_path / "out.txt").read_text().split() == ["0", "1", "2"]  # drained, then stopped
+
+
+@pytest.mark.timeout(60)
+def test_a_failing_component_stops_the_app_after_the_rest_processed_what_is_in_flight(tmp_path):
+    """An unexpected exception in one branch: that component ticks no more, but the messages
+    already on their way elsewhere are processed (before: the app stopped at once, and a slow
+    writer lost the frames it had queued)."""
+    from graphflow.packs.demo.counter import Counter
+    from graphflow.scheduler import Scheduler
+
+    from . import testpack
+
+    counter = Counter("src", "c", {"tick_period": "1ms", "count": 6})
+    faulty = testpack.Faulty("bad", "f", {"fail_on": 3.0})
+    writer = testpack.SlowWriter("sink", "w", {"path": str(tmp_path / "out.txt"), "work_s": 0.05})
+    counter.outputs["number"].connect(faulty.inputs["number"])
+    counter.outputs["number"].connect(writer.inputs["number"])
+    scheduler = Scheduler([counter, faulty, writer], workers=2)
+    scheduler.run(duration=30)
+    assert scheduler.failure is not None and scheduler.failure.component == "bad/f"
+    assert "RuntimeError: cannot handle 3" in scheduler.failure.traceback
+    assert faulty.seen == [0.0, 1.0, 2.0]  # it ticked no more after failing
+    published = counter.outputs["number"].published
+    assert published >= 4
+    assert (tmp_path / "out.txt").read_text().split() == [f"{v:g}" for v in range(published)]
