@@ -34,7 +34,11 @@ class OnnxRuntimeBackend:
         # Idle ORT threads spin for a while by default; in a graph the other nodes need those
         # cores between inferences, so let them sleep instead.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(model), options, providers=providers)
+        try:
+            self.session = ort.InferenceSession(str(model), options, providers=providers)
+        except Exception as exc:  # ONNX Runtime's own types (InvalidProtobuf, Fail, InvalidGraph ...)
+            said = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"model {model} cannot be loaded (cut short, or not an ONNX model?): {said}") from None
         self.inputs = {i.name: (_dims(i.shape), np.dtype(_ORT_TYPES.get(i.type, np.float32)))
                        for i in self.session.get_inputs()}
         self.outputs = {o.name: _dims(o.shape) for o in self.session.get_outputs()}

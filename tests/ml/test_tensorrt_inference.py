@@ -2,6 +2,7 @@
 TensorRT backend where a GPU and tensorrt exist."""
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,6 +121,22 @@ def test_bad_tensor_info_fails_in_start(model_path):
     with pytest.raises(NodeError, match="providers"):
         Harness(TensorRTInference, {"model_file_path": MODEL, "backend": "onnxruntime",
                                     "onnxruntime_providers": ["NoSuchExecutionProvider"]}).start()
+
+
+@needs_model
+@pytest.mark.parametrize("damage", ["cut", "empty", "text"])
+def test_a_damaged_model_file_fails_in_start_in_one_line(model_path, tmp_path, damage):
+    """A model cut short by a failed copy, an empty file, or text under a model's name: one line
+    naming the file (before: ONNX Runtime's InvalidProtobuf traceback)."""
+    from graphflow.models import find_model
+
+    data = find_model(MODEL).read_bytes()
+    broken = tmp_path / "openpose_mobilenet_thin.onnx"
+    broken.write_bytes({"cut": data[:len(data) // 3], "empty": b"", "text": b"<html>404 Not Found</html>"}[damage])
+    with pytest.raises(NodeError) as error:
+        Harness(TensorRTInference, {"model_file_path": str(broken), "backend": "onnxruntime"}).start()
+    said = str(error.value)
+    assert said.startswith(f"model {broken} cannot be loaded (cut short, or not an ONNX model?): ") and "\n" not in said
 
 
 def test_missing_model_fails_in_start_with_the_search_path(monkeypatch, tmp_path):
