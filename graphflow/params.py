@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any
+from typing import Any, Callable
 
 REQUIRED = object()  # sentinel default: the app must set this param
 
@@ -87,10 +87,13 @@ class Param:
         range: inclusive (min, max) for numbers; either end may be None.
         choices: the allowed values.
         nullable: whether None (JSON null) is allowed.
+        check: for what the type cannot say (the shape of a list's items): called with the
+            converted value, raises ValueError saying what is wrong. It runs wherever a value is
+            checked: ``graphflow validate``, ``--set``, a live change.
     """
 
     def __init__(self, type: type, default: Any = REQUIRED, doc: str = "", *, range=None,
-                 choices=None, nullable: bool = False):
+                 choices=None, nullable: bool = False, check: Callable[[Any], None] | None = None):
         if type not in _TYPE_NAMES:
             raise TypeError(f"unsupported param type {type!r}; use one of {list(_TYPE_NAMES.values())}")
         self.type = type
@@ -98,6 +101,7 @@ class Param:
         self.range = tuple(range) if range is not None else None
         self.choices = list(choices) if choices is not None else None
         self.nullable = nullable or default is None
+        self.check = check
         self.name = ""
         self.default = REQUIRED if default is REQUIRED else self.convert(default)
 
@@ -153,6 +157,8 @@ class Param:
                 raise ValueError(f"expected a value {wanted}, got {value!r}")
         if self.choices is not None and value not in self.choices:
             raise ValueError(f"expected one of {self.choices}, got {value!r}")
+        if self.check is not None:
+            self.check(value)
         return value
 
     def parse_text(self, text: str) -> Any:

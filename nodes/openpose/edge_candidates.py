@@ -16,7 +16,7 @@ class EdgeCandidates(_Step):
     candidates = Tx(EdgeList, "Candidate connections.")
     edges = Param(list, [list(e) for e in paf.EDGES],
                   "Links as [part_from, part_to]; link k's field is PAF plane edges_paf[k]. "
-                  "Parents before children (OpenPose COCO-18 order).")
+                  "Parents before children (OpenPose COCO-18 order).", check=paf.check_links)
     threshold_edge_size = Param(float, paf.DEFAULTS["threshold_edge_size"], "Longest allowed pair, in map cells of the decoded grid; "
                                             "0 disables (saves time only; 16 cut limbs of large people).",
                                 range=(0.0, None))

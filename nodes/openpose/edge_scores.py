@@ -1,7 +1,7 @@
 """openpose.EdgeScores — step 8: PAF line integral along every candidate connection."""
 import numpy as np
 
-from graphflow import Param, Rx, Tx
+from graphflow import NodeError, Param, Rx, Tx
 
 from . import paf
 from ._step import _Step
@@ -14,7 +14,8 @@ class EdgeScores(_Step):
 
     candidates = Rx(EdgeList, "Candidate connections.", queue_size=2, policy="block")
     scored = Tx(EdgeList, "Candidates with score and count.")
-    edges_paf = Param(list, list(paf.EDGES_PAF), "PAF plane of each link (channels 2p = x, 2p+1 = y).")
+    edges_paf = Param(list, list(paf.EDGES_PAF), "PAF plane of each link (channels 2p = x, 2p+1 = y).",
+                      check=paf.check_planes)
     edge_sampling_steps = Param(int, paf.DEFAULTS["edge_sampling_steps"], "Samples along each candidate, ends included.", range=(2, 100))
     threshold_sample_score = Param(float, paf.DEFAULTS["threshold_sample_score"], "A sample passes when PAF·direction is at least this.",
                                    range=(-1.0, 1.0))
@@ -36,7 +37,12 @@ class EdgeScores(_Step):
     def tick(self):
         message = self.candidates.read()
         candidates = message.payload
-        scored = paf.edge_scores(candidates.pafs, candidates.parts, candidates.pairs, *self._args)
+        try:
+            scored = paf.edge_scores(candidates.pafs, candidates.parts, candidates.pairs, *self._args)
+        except ValueError as exc:
+            if not str(exc).startswith("edge_scores: "):
+                raise
+            raise NodeError(str(exc).removeprefix("edge_scores: ")) from None  # the params do not fit the maps
         self.scored.publish(EdgeList(scored, candidates.parts, candidates.links, candidates.heatmaps,
                                      candidates.pafs, None, candidates.upsample, candidates.transform,
                                      candidates.source, candidates.frame), acqtime=message.acqtime)

@@ -1,5 +1,5 @@
 """openpose.MaxPool — step 3: max-pooling of the part heatmaps."""
-from graphflow import Param, Rx, Tx
+from graphflow import NodeError, Param, Rx, Tx
 from graphflow.packs.vision.messages import Tensors
 
 from . import paf
@@ -39,13 +39,21 @@ class MaxPool(_Step):
     def tick(self):
         message = self.maps.read()
         outputs = message.payload
-        heatmaps = outputs.get(self._names[0])[0, self._parts]
-        pafs = outputs.get(self._names[1])[0]
+        heatmaps = _tensor(outputs, self._names[0], "heatmaps_tensor")[0, self._parts]
+        pafs = _tensor(outputs, self._names[1], "pafs_tensor")[0]
         if self._factor != 1:
             heatmaps, pafs = paf.upsample(heatmaps, pafs, self._factor)
         if self._model_pooled:
-            pooled = outputs.get(self._model_pooled)[0, self._parts]
+            pooled = _tensor(outputs, self._model_pooled, "pooled_tensor")[0, self._parts]
         else:
             pooled = paf.max_pool(heatmaps, self._kernel)
         self.pooled.publish(PoseMaps(heatmaps, pafs, pooled, self._factor, outputs.transform,
                                      outputs.source, outputs.frame), acqtime=message.acqtime)
+
+
+def _tensor(outputs, name: str, param: str):
+    """The tensor the param names; a name the model does not output is the user's to fix."""
+    try:
+        return outputs.get(name)
+    except KeyError:
+        raise NodeError(f"{param} {name!r} is not one of the tensors received: {', '.join(outputs.names)}") from None

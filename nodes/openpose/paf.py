@@ -100,6 +100,29 @@ for _constant in (_EDGES_ARRAY, _EDGES_PAF_ARRAY):  # read-only like every conve
     _constant.setflags(write=False)
 
 
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_links(value) -> None:
+    """A link-list param ([[part_from, part_to], ...]): raises ValueError naming the first bad item."""
+    for index, link in enumerate(value):
+        if not (isinstance(link, (list, tuple)) and len(link) == 2
+                and all(isinstance(part, int) and not isinstance(part, bool) for part in link)):
+            raise ValueError(f"item {index}: expected [part_from, part_to], two part numbers, got {_shown(link)}")
+        for part in link:
+            if not 0 <= part < NUM_PARTS:
+                raise ValueError(f"item {index}: part {part} is not one of the {NUM_PARTS} parts (0..{NUM_PARTS - 1})")
+
+
+def check_planes(value) -> None:
+    """An edges_paf param ([plane, ...]): raises ValueError naming the first bad item."""
+    for index, plane in enumerate(value):
+        if not (isinstance(plane, int) and not isinstance(plane, bool) and plane >= 0):
+            raise ValueError(f"item {index}: expected a PAF plane number (0, 1, ...), got {_shown(plane)}")
+
+
 def _links(edges) -> np.ndarray:
     """The link list as an int64 [L, 2] array (the default one converted once)."""
     if edges is EDGES:

@@ -25,7 +25,8 @@ class RefinePartCoordinates(_Step):
                        range=(0, None))
     labels = Param(list, list(paf.PART_NAMES), "Joint names, in part order.")
     draw_edges = Param(list, [list(e) for e in paf.EDGES[:17]],
-                       "Joint pairs a viewer draws as limbs (the ear-shoulder links are left out).")
+                       "Joint pairs a viewer draws as limbs (the ear-shoulder links are left out).",
+                       check=paf.check_links)
 
     def read_params(self):
         self._refine = self.refine_parts_coordinates

@@ -6,7 +6,7 @@ import typing
 import numpy as np
 import pytest
 
-from graphflow import Codelet, Param, Rx, Tx
+from graphflow import Codelet, NodeError, Param, Rx, Tx
 from graphflow.app import App
 from graphflow.loader import load_app
 from graphflow.testing import Harness
@@ -196,8 +196,48 @@ def test_upsampling_gives_the_same_people_in_the_same_place():
 def test_missing_tensor_is_a_clear_error():
     h = Harness(MaxPool, {"pafs_tensor": "paf"}).start()
     h.feed("maps", model_output(synthetic.random_people(1, (46, 54))))
-    with pytest.raises(KeyError, match="no tensor 'paf'"):
+    with pytest.raises(NodeError, match="^pafs_tensor 'paf' is not one of the tensors received: heatmaps, pafs$"):
         h.tick()
+
+
+@pytest.mark.parametrize("setting, said", [
+    ("decoder.edge_candidates/edge_candidates/edges=[[0]]",
+     "edges: item 0: expected [part_from, part_to], two part numbers, got [0]"),
+    ('decoder.edge_candidates/edge_candidates/edges=[[1, 8], ["a", "b"]]',
+     "edges: item 1: expected [part_from, part_to], two part numbers, got ['a', 'b']"),
+    ("decoder.edge_candidates/edge_candidates/edges=[[1, true]]",
+     "edges: item 0: expected [part_from, part_to], two part numbers, got [1, True]"),
+    ("decoder.edge_candidates/edge_candidates/edges=[[-1, 2]]", "edges: item 0: part -1 is not one of the 18 parts (0..17)"),
+    ("decoder.edge_candidates/edge_candidates/edges=[[0, 18]]", "edges: item 0: part 18 is not one of the 18 parts (0..17)"),
+    ("decoder.edge_scores/edge_scores/edges_paf=[[0, 1]]",
+     "edges_paf: item 0: expected a PAF plane number (0, 1, ...), got [0, 1]"),
+    ("decoder.edge_scores/edge_scores/edges_paf=[0, -1]",
+     "edges_paf: item 1: expected a PAF plane number (0, 1, ...), got -1"),
+    ("decoder.refine/refine_part_coordinates/draw_edges=[[0, 1, 2]]",
+     "draw_edges: item 0: expected [part_from, part_to], two part numbers, got [0, 1, 2]"),
+])
+def test_link_params_are_checked_when_the_app_is_validated(repo, setting, said):
+    """Before: these passed validation and failed mid-run with a traceback (reshape, int(), numba
+    typing), or silently decoded nobody (a part 99 that never has candidates)."""
+    from graphflow.loader import AppInvalid
+
+    with pytest.raises(AppInvalid) as error:
+        load_app(repo / "apps" / "openpose.app.json", sets=[setting])
+    (problem,) = error.value.errors
+    assert str(problem).endswith(f"{setting}: {said}"), str(problem)
+    load_app(repo / "apps" / "openpose.app.json", sets=["decoder.edge_candidates/edge_candidates/edges=[[0, 17]]",
+                                                         "decoder.edge_scores/edge_scores/edges_paf=[0]"])
+
+
+def test_edges_paf_beyond_the_model_pafs_stops_the_app_in_one_line():
+    outputs = run_chain(model_output(synthetic.random_people(2, (46, 54))))
+    h = Harness(EdgeScores, {"edges_paf": [0] * 18 + [19]}).start()  # 38 channels: planes 0..18
+    h.feed("candidates", outputs["EdgeCandidates"])
+    with pytest.raises(NodeError, match=r"^pafs has 38 channels but edges_paf uses plane 19$"):
+        h.tick()
+    h = Harness(EdgeScores, {"edges_paf": [0] * 18 + [18]}).start()  # the last plane there is: fine
+    h.feed("candidates", outputs["EdgeCandidates"])
+    h.tick()
 
 
 class _MapsSource(Codelet):
