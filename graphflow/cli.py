@@ -295,6 +295,7 @@ def cmd_nodes(args) -> int:
             default = "required" if param["required"] else f"= {json.dumps(param['default'])}"
             limits = _range_text(param["range"]) if "range" in param else ""
             limits += f" one of {param['choices']}" if "choices" in param else ""
+            limits += " (at start only)" if param.get("live") is False else ""
             print(f"  * {name}: {param['type']} {default}{limits}  {param['doc']}")
         print()
     return 0

@@ -149,11 +149,12 @@ class Codelet:
 
     # -- live parameters -----------------------------------------------------------------------
     def set_param(self, name: str, value: Any) -> Any:
-        """Validate and queue a new value; the component sees it at its next tick."""
+        """Validate and queue a new value; the component sees it at its next tick. A param the
+        node reads only at start (``live=False``) is refused with a ValueError."""
         params = self.params()
         if name not in params:
             raise KeyError(name)
-        converted = params[name].convert(value)
+        converted = params[name].convert_live(value)
         with self._params_lock:
             self._pending_params[name] = converted
         return converted

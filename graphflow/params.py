@@ -90,10 +90,13 @@ class Param:
         check: for what the type cannot say (the shape of a list's items): called with the
             converted value, raises ValueError saying what is wrong. It runs wherever a value is
             checked: ``graphflow validate``, ``--set``, a live change.
+        live: False for a param the node reads only in ``start()`` (a path it opens, a model it
+            loads): a change while the app runs is refused instead of being ignored.
     """
 
     def __init__(self, type: type, default: Any = REQUIRED, doc: str = "", *, range=None,
-                 choices=None, nullable: bool = False, check: Callable[[Any], None] | None = None):
+                 choices=None, nullable: bool = False, check: Callable[[Any], None] | None = None,
+                 live: bool = True):
         if type not in _TYPE_NAMES:
             raise TypeError(f"unsupported param type {type!r}; use one of {list(_TYPE_NAMES.values())}")
         self.type = type
@@ -102,6 +105,7 @@ class Param:
         self.choices = list(choices) if choices is not None else None
         self.nullable = nullable or default is None
         self.check = check
+        self.live = live
         self.name = ""
         self.default = REQUIRED if default is REQUIRED else self.convert(default)
 
@@ -161,6 +165,12 @@ class Param:
             self.check(value)
         return value
 
+    def convert_live(self, value: Any) -> Any:
+        """``convert`` for a change while the app runs: refused for a param read only at start."""
+        if not self.live:
+            raise ValueError("is read only when the app starts: set it in the app file, --config or --set")
+        return self.convert(value)
+
     def parse_text(self, text: str) -> Any:
         """Parse a command-line value (``--set a/b/c=TEXT``) by this param's type."""
         if self.type in (str, Period):
@@ -183,6 +193,8 @@ class Param:
             out["choices"] = self.choices
         if self.nullable:
             out["nullable"] = True
+        if not self.live:
+            out["live"] = False
         return out
 
     def json_schema(self) -> dict:

@@ -252,7 +252,9 @@ def serve(path: Path, host: str = "127.0.0.1", port: int = 3000, out=None):
             raise ApiError(400, str(exc)) from None
 
     session.server.extra_routes += [("GET", "/api/recording", player.state), ("POST", "/api/recording", control)]
-    session.server.attach(app).start()
+    session.server.attach(app)
+    session.server.api.params_editable = False  # the recorded app is built, never run
+    session.server.start()
     player.start()
     player.seek(0.0)  # the first messages, so that the windows open on something
     return session, player

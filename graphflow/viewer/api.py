@@ -148,6 +148,7 @@ class Api:
     def __init__(self, app, observer=None):
         self.app = app
         self.observer = observer
+        self.params_editable = True  # False where nothing runs to take a change (a recording)
         self.live = LiveRates(app)
         self._graph = self._describe_graph()
 
@@ -229,12 +230,14 @@ class Api:
                 params[name] = dict(param.describe(), value=values.get(name))
             components[full_name] = {"type": types.get(full_name, type(component).__name__), "params": params}
             nested.setdefault(component.node_name, {})[component.name] = values
-        return {"config": nested, "components": components}
+        return {"config": nested, "components": components, "editable": self.params_editable}
 
     def set_config(self, body) -> dict:
         """Param edits, ``{node: {component: {param: value}}}`` or ``{"node/component/param": value}``.
         Every change is validated first (unknown component or param, type, range, NaN); all or none
         are applied."""
+        if not self.params_editable:
+            raise ApiError(400, "params cannot change here: nothing runs (a recording shows the params it was made with)")
         if not isinstance(body, dict) or not body:
             raise ApiError(400, "expected a JSON object: {node: {component: {param: value}}} "
                                 "or {\"node/component/param\": value}")
@@ -270,7 +273,7 @@ class Api:
                 continue
             try:
                 _check_finite(value, path)
-                typed = declared[param].convert(value)
+                typed = declared[param].convert_live(value)
                 _check_finite(typed, path)  # e.g. a period "NaNHz" or "1e-400s": a string that converts to no number
                 converted.append((component_name, param, typed, path))
             except (ValueError, TypeError, OverflowError) as exc:

@@ -11,7 +11,7 @@ class Add(Codelet):
     a = Rx(Number, "First addend.")
     b = Rx(Number, "Second addend.")
     total = Tx(Number, "a + b.")
-    tolerance = Param(Period, "1ms", "Largest acqtime difference of a matched pair.")
+    tolerance = Param(Period, "1ms", "Largest acqtime difference of a matched pair.", live=False)
 
     def start(self):
         self.tick_on_sync(self.a, self.b, tolerance=self.tolerance)

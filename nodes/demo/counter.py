@@ -9,7 +9,7 @@ class Counter(Codelet):
     """Publishes start, start+step, ... one number per tick; exhausted after `count` numbers."""
 
     number = Tx(Number, "The next number.")
-    tick_period = Param(Period, "10Hz", "How often to publish.")
+    tick_period = Param(Period, "10Hz", "How often to publish.", live=False)
     count = Param(int, 10, "How many numbers to publish; 0 publishes forever.", range=(0, None))
     start_value = Param(float, 0.0, "First number.")
     step = Param(float, 1.0, "Increment between numbers.")

@@ -12,7 +12,7 @@ class NumberWriter(Codelet):
     """Appends {"acqtime", "value"} lines to `path`; the file is complete once the app stops."""
 
     number = Rx(Number, "Numbers to write.", queue_size=64, policy="block")
-    path = Param(str, doc="Output file (JSON Lines); its folder is created.")
+    path = Param(str, doc="Output file (JSON Lines); its folder is created.", live=False)
 
     def start(self):
         target = Path(self.path)

@@ -125,8 +125,8 @@ class ImageLoader(Codelet):
     """Publishes one image per tick from files, a video or a camera; exhausted at the end."""
 
     color = Tx(Image, "The next image, BGR uint8.")
-    path = Param(str, doc="Image or video file, folder, glob ('images/*.jpg') or 'camera:0'.")
-    tick_period = Param(Period, "10Hz", "How often to publish; 0 = as fast as the app runs.")
+    path = Param(str, doc="Image or video file, folder, glob ('images/*.jpg') or 'camera:0'.", live=False)
+    tick_period = Param(Period, "10Hz", "How often to publish; 0 = as fast as the app runs.", live=False)
     loop = Param(bool, False, "Start again from the first file at the end (never exhausted).")
     on_bad_input = Param(str, "skip", "A file that cannot be read, is not an image or is cut short: "
                                       "skip (log it by name and go on) or stop (fail the app).",

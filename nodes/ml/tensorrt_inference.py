@@ -42,25 +42,25 @@ class TensorRTInference(Codelet):
                          "host boundary of device arrays), with the input's transform, source, frame and acqtime.")
 
     model_file_path = Param(str, doc="ONNX model: a path, or a name found on the model search path "
-                                     "($GRAPHFLOW_MODEL_PATH, ./models, the user cache).")
+                                     "($GRAPHFLOW_MODEL_PATH, ./models, the user cache).", live=False)
     engine_file_path = Param(str, "", "TensorRT engine file to load when its key file (<file>.key.json) "
                                       "matches the model, precision, TensorRT, GPU and profile; built there "
-                                      "otherwise. Empty = the engine cache in the user cache folder.")
+                                      "otherwise. Empty = the engine cache in the user cache folder.", live=False)
     backend = Param(str, "auto", "auto (TensorRT when a CUDA GPU and tensorrt exist, else "
                                  "onnxruntime), tensorrt or onnxruntime.",
-                    choices=["auto", "tensorrt", "onnxruntime"])
+                    choices=["auto", "tensorrt", "onnxruntime"], live=False)
     input_tensor_info = Param(list, [], "Model inputs: [{operation_name, dims?, channel?, min_dims?, "
-                                        "opt_dims?, max_dims?}]; empty = all, by the model's names.")
-    output_tensor_info = Param(list, [], "Model outputs to publish: [{operation_name, dims?}]; empty = all.")
+                                        "opt_dims?, max_dims?}]; empty = all, by the model's names.", live=False)
+    output_tensor_info = Param(list, [], "Model outputs to publish: [{operation_name, dims?}]; empty = all.", live=False)
     inference_mode = Param(str, "Float16", "TensorRT precision: Float16 or Float32 (ONNX Runtime runs "
-                                           "the model as stored).", choices=["Float16", "Float32"])
-    max_workspace_size = Param(int, 1 << 30, "TensorRT builder workspace, bytes.", range=(1 << 20, None))
-    max_batch_size = Param(int, 1, "TensorRT profile: largest batch of a dynamic batch axis.", range=(1, None))
+                                           "the model as stored).", choices=["Float16", "Float32"], live=False)
+    max_workspace_size = Param(int, 1 << 30, "TensorRT builder workspace, bytes.", range=(1 << 20, None), live=False)
+    max_batch_size = Param(int, 1, "TensorRT profile: largest batch of a dynamic batch axis.", range=(1, None), live=False)
     profile_dim_range = Param(list, [32, 368, 1280], "TensorRT profile [min, opt, max] of every other "
-                                                     "dynamic axis (e.g. H and W).")
+                                                     "dynamic axis (e.g. H and W).", live=False)
     onnxruntime_providers = Param(list, ["CPUExecutionProvider"], "ONNX Runtime execution providers, "
-                                                                  "in order of preference.")
-    intra_op_threads = Param(int, 0, "ONNX Runtime threads per operator; 0 = its default.", range=(0, None))
+                                                                  "in order of preference.", live=False)
+    intra_op_threads = Param(int, 0, "ONNX Runtime threads per operator; 0 = its default.", range=(0, None), live=False)
 
     def start(self):
         if len(self.profile_dim_range) != 3 or not all(isinstance(v, int) for v in self.profile_dim_range):

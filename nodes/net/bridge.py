@@ -38,12 +38,12 @@ class _MessageTypeParam(Param):
 
 class _Bridge(Codelet):
     endpoint = Param(str, "tcp://127.0.0.1:5555",
-                     "ZeroMQ endpoint: tcp://HOST:PORT or ipc:///path. The publisher binds it, subscribers connect.")
+                     "ZeroMQ endpoint: tcp://HOST:PORT or ipc:///path. The publisher binds it, subscribers connect.", live=False)
     message_type = _MessageTypeParam(str, doc="Wire name of the message type carried, e.g. 'vision/Image'; "
-                                  "both ends must agree (checked when they connect).")
-    queue_size = Param(int, 8, "Messages in flight per subscriber before the policy applies.", range=(1, None))
+                                  "both ends must agree (checked when they connect).", live=False)
+    queue_size = Param(int, 8, "Messages in flight per subscriber before the policy applies.", range=(1, None), live=False)
     curve_secret_key = Param(str, "", "This end's CURVE secret key file (graphflow keys NAME makes NAME.key_secret); "
-                                      "empty: no encryption.")
+                                      "empty: no encryption.", live=False)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -69,17 +69,17 @@ class Publisher(_Bridge):
 
     message = Rx(AnyMessage, "The messages to send.", queue_size=8, policy="block")
     policy = Param(str, "block", "When a subscriber's queue is full: latest (drop its oldest), "
-                                 "block (wait: nothing is lost), reject (drop the new one).", choices=QUEUE_POLICIES)
+                                 "block (wait: nothing is lost), reject (drop the new one).", choices=QUEUE_POLICIES, live=False)
     curve_clients = Param(str, "", "Folder of the CURVE public keys (*.key) allowed to connect; empty: any "
-                                   "client with the right server key.")
-    insecure = Param(bool, False, "Allow binding off loopback without CURVE keys.")
+                                   "client with the right server key.", live=False)
+    insecure = Param(bool, False, "Allow binding off loopback without CURVE keys.", live=False)
     shm_threshold = Param(int, transport.SHM_THRESHOLD, "Arrays of this many bytes and more go through shared "
-                                                        "memory to subscribers on this host.", range=(0, None))
+                                                        "memory to subscribers on this host.", range=(0, None), live=False)
     flush_timeout = Param(float, 5.0, "At the end: seconds to wait for subscribers to take what is queued.",
-                          range=(0.0, None))
+                          range=(0.0, None), live=False)
     await_subscriber = Param(float, 0.0, "At the start: seconds the graph waits for a first subscriber before it "
                                          "ticks (0: no wait). An app split into processes waits, so that no early "
-                                         "message is lost to a process still starting.", range=(0.0, None))
+                                         "message is lost to a process still starting.", range=(0.0, None), live=False)
 
     def start(self):
         try:
@@ -148,9 +148,9 @@ class Subscriber(_Bridge):
     publisher starts late, restarts or the network drops. Exhausted when the publisher's app ends."""
 
     message = Tx(AnyMessage, "The messages received.")
-    curve_server_key = Param(str, "", "The publisher's CURVE public key file (NAME.key); empty: no encryption.")
+    curve_server_key = Param(str, "", "The publisher's CURVE public key file (NAME.key); empty: no encryption.", live=False)
     max_message_bytes = Param(int, transport.MAX_MESSAGE_BYTES, "Larger messages are dropped and counted.",
-                              range=(1, None))
+                              range=(1, None), live=False)
 
     def start(self):
         try:

@@ -54,7 +54,7 @@ class ImageWriter(Codelet):
     """Writes images to `folder` as files named after their source, or into one video."""
 
     image = Rx(Image, "Images to write.", queue_size=16, policy="block")
-    folder = Param(str, "out/images", "Output folder (created).")
+    folder = Param(str, "out/images", "Output folder (created).", live=False)
     format = Param(str, "jpg", "Image file format.", choices=["jpg", "png"])
     jpeg_quality = Param(int, 95, "JPEG quality, 0..100.", range=(0, 100))
     video = Param(str, "auto", "auto: frames of a video file go into one video; always: every image; "

@@ -67,25 +67,29 @@ def coco_entries(found: Skeleton2List, keypoint_map: list, category_id: int, ima
     return entries
 
 
+def _check_keypoint_map(value) -> None:
+    for k, joint in enumerate(value):
+        if joint is not None and (isinstance(joint, bool) or not isinstance(joint, int) or joint < 0):
+            raise ValueError(f"item {k}: expected a joint index or null, got {joint!r}")
+
+
 class PredictionWriter(Codelet):
     """Streams every frame's skeletons as COCO keypoint results to a .jsonl file; the .json at stop."""
 
     skeletons = Rx(Skeleton2List, "Skeletons to record (image pixel coordinates).", queue_size=64,
                    policy="block")
-    folder = Param(str, "out", "Output folder (created).")
-    filename = Param(str, "predictions.json", "Results file name; the stream is the same name with .jsonl.")
+    folder = Param(str, "out", "Output folder (created).", live=False)
+    filename = Param(str, "predictions.json", "Results file name; the stream is the same name with .jsonl.", live=False)
     keypoint_map = Param(list, COCO17_FROM_OPENPOSE18, "For each output keypoint, the index of the input "
-                                                       "joint, or null; default OpenPose COCO-18 → COCO-17.")
+                                                       "joint, or null; default OpenPose COCO-18 → COCO-17.",
+                         check=_check_keypoint_map)
     category_id = Param(int, 1, "COCO category of every result (1 = person).")
     image_ids = Param(str, "", "COCO annotations JSON whose images' file_name → id gives image_id; "
-                               "empty = no image_id.")
+                               "empty = no image_id.", live=False)
     sync_period = Param(Period, "1s", "Longest time between fsyncs of the stream (what a power cut can lose); "
                                       "0 = after every frame.")
 
     def start(self):
-        for k, joint in enumerate(self.keypoint_map):
-            if joint is not None and (isinstance(joint, bool) or not isinstance(joint, int) or joint < 0):
-                raise ValueError(f"{self.full_name}: keypoint_map[{k}] must be a joint index or null, got {joint!r}")
         self._image_ids = {}
         if self.image_ids:
             with open(self.image_ids, encoding="utf-8") as f:

@@ -62,7 +62,7 @@ class Visualizer(Codelet):
     skeletons = Rx(Skeleton2List, "Skeletons found in those images (image pixel coordinates).", queue_size=16)
     annotated = Tx(Image, "The image with the skeletons drawn (BGR).")
 
-    tolerance = Param(Period, "1ms", "Largest acqtime difference between an image and its skeletons.")
+    tolerance = Param(Period, "1ms", "Largest acqtime difference between an image and its skeletons.", live=False)
     min_confidence = Param(float, 0.0, "Joints scoring at or below this are not drawn.", range=(0.0, None))
     thickness = Param(int, 0, "Limb line thickness in pixels; 0 = scale with the image size.", range=(0, None))
     draw_joints = Param(bool, True, "Draw a dot on every shown joint.")

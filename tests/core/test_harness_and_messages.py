@@ -62,6 +62,18 @@ def test_harness_live_params_and_errors():
         h.feed("number", Image(np.zeros((2, 2, 3), np.uint8)))
 
 
+def test_a_param_read_only_at_start_refuses_a_live_change_and_says_so():
+    from graphflow.packs.demo.counter import Counter
+
+    h = Harness(Counter, {"tick_period": "10Hz"}).start()
+    with pytest.raises(ValueError, match="^is read only when the app starts: set it in the app file, --config or --set$"):
+        h.component.set_param("tick_period", "1Hz")
+    assert h.component.param_values()["tick_period"] == 0.1
+    assert h.component.set_param("count", 3) == 3  # a live one next to it
+    described = Counter.describe()["params"]
+    assert described["tick_period"]["live"] is False and "live" not in described["count"]
+
+
 def test_harness_block_queue_full_is_an_error_not_a_hang():
     h = Harness(testpack.Collect).start()
     for value in range(4):

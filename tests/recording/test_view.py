@@ -232,3 +232,20 @@ def test_a_damaged_chunk_is_skipped_and_the_page_says_so(browser, recording, tmp
         context.close()
         player.close()
         session.close()
+
+
+def test_params_of_a_recording_are_shown_but_cannot_change(page, served):
+    """Nothing runs in a recording's app: a param change is refused (before: 200 "applied", and
+    nothing happened), and the page shows every param with its input disabled."""
+    session, _ = served
+    config = json.loads(urllib.request.urlopen(session.url + "api/config", timeout=10).read())
+    assert config["editable"] is False
+    request = urllib.request.Request(session.url + "api/config", method="POST",
+                                     data=json.dumps({"decoder.part_candidates/part_candidates/threshold_heatmap": 0.5}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as error:
+        urllib.request.urlopen(request, timeout=10)
+    assert error.value.code == 400 and "nothing runs" in json.loads(error.value.read())["error"]
+    rows = page.locator(".param-row")
+    assert rows.count() > 20
+    assert page.locator(".param-row input:not([disabled]), .param-row select:not([disabled])").count() == 0

@@ -197,6 +197,9 @@ def test_post_config_applies_and_the_node_sees_it(running, viewer_target):
     ("MIXED", 400, ["expected a value in"]),
     ([1, 2], 400, ["expected a JSON object"]),
     ({"a/b": 1}, 400, ["not node/component/param"]),
+    # read only in start(): before, 200 "applied", and the node went on with the old value
+    ({"counter/count/tick_period": "1Hz"}, 400, ["counter/count/tick_period: is read only when the app starts"]),
+    ("START_ONLY_MIXED", 400, ["counter/count/tick_period: is read only when the app starts"]),
 ])
 def test_bad_config_is_refused_and_changes_nothing(running, viewer_target, body, status, words):
     node, comp, name = viewer_target.param.split("/")
@@ -204,7 +207,8 @@ def test_bad_config_is_refused_and_changes_nothing(running, viewer_target, body,
     bodies = {"PARAM_UNKNOWN": {node: {comp: {"nosuchparam": 1}}},
               "PARAM_TYPE": {viewer_target.param: "abc"},
               "PARAM_RANGE": {viewer_target.param: viewer_target.bad_value},
-              "MIXED": {f"{other[0]}/{other[1]}/gain": 5.0, viewer_target.param: viewer_target.bad_value}}
+              "MIXED": {f"{other[0]}/{other[1]}/gain": 5.0, viewer_target.param: viewer_target.bad_value},
+              "START_ONLY_MIXED": {f"{other[0]}/{other[1]}/gain": 5.0, "counter/count/tick_period": "1Hz"}}
     before = running.get("/api/config")["config"]
     code, answer = running.post("/api/config", bodies.get(body, body) if isinstance(body, str) else body)
     assert code == status

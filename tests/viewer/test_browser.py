@@ -171,6 +171,16 @@ def test_a_bad_edit_is_refused_with_a_visible_error(page, running, tmp_path):
         page.click("#error-close")
 
 
+def test_a_param_read_only_at_start_is_shown_but_not_editable(page, running):
+    """The loader's path is read in start(): its input is disabled and says why; a live
+    param next to it stays editable."""
+    page.click('.tabs button[data-tab="params"]')
+    path = page.locator('.param-row[data-param="feeder/image_loader/path"]')
+    assert path.locator("input").is_disabled() and "at start only" in path.locator(".ptype").text_content()
+    assert "read when the app starts" in path.locator("input").get_attribute("title")
+    assert page.locator(f'.param-row[data-param="{running.target.param}"] input').is_enabled()
+
+
 def test_inspector_shows_tensor_shape_and_heatmap(page, running):
     target = running.target
     win = tensor_window(page, target)

@@ -33,13 +33,13 @@ export class ParamsPanel {
         el('h4', {}, full, ' ', el('span', { class: 'ptype', text: comp.type })));
       const names = Object.keys(comp.params);
       if (!names.length) section.append(el('div', { class: 'muted', text: 'no params' }));
-      for (const name of names) section.append(this.row(full, name, comp.params[name]));
+      for (const name of names) section.append(this.row(full, name, comp.params[name], config.editable !== false));
       root.append(section);
     }
     this.container.replaceChildren(root);
   }
 
-  row(component, name, param) {
+  row(component, name, param, editable) {
     const path = `${component}/${name}`;
     let input;
     if (param.choices) {
@@ -53,7 +53,12 @@ export class ParamsPanel {
     }
     const status = el('div', { class: 'status' });
     const limits = [param.type, param.range ? `[${param.range.map((v) => v ?? '').join(', ')}]` : null,
-      param.nullable ? 'nullable' : null].filter(Boolean).join(' ');
+      param.nullable ? 'nullable' : null, param.live === false ? 'at start only' : null].filter(Boolean).join(' ');
+    // A param read only at start, or any param of an app that does not run (a recording): shown, not editable.
+    if (!editable || param.live === false) {
+      input.disabled = true;
+      input.title = editable ? 'read when the app starts: set it in the app file, --config or --set' : 'a recording: nothing runs';
+    }
     const apply = async () => {
       let value;
       if (param.choices) value = param.choices.find((c) => show(c) === input.value);
