@@ -549,6 +549,9 @@ def verb_service(root, args):
     if unit is None:
         raise AgentError("no service is installed for %s (deploy with --service)" % root)
     if action == "logs":
+        if not journal_files():  # journalctl would print only "-- No entries --" and exit 0
+            raise AgentError("this device keeps no systemd journal (no files in /var/log/journal or "
+                             "/run/log/journal): the service's output is not recorded")
         command = ["journalctl", "--user", "-u", unit, "--no-pager", "-n", "200"] + (["-f"] if "-f" in args else [])
         os.execvpe(command[0], command, user_env())
     if action == "status":
@@ -557,6 +560,15 @@ def verb_service(root, args):
         return result({"unit": unit, "active": process.stdout.strip() or "unknown"})
     systemctl([action, unit])
     return result({"unit": unit, "action": action})
+
+
+def journal_files():
+    """Whether journald keeps any journal here (persistent or volatile)."""
+    for folder in ("/var/log/journal", "/run/log/journal"):
+        for _, _, files in os.walk(folder):
+            if any(name.endswith(".journal") for name in files):
+                return True
+    return False
 
 
 def verb_status(root, args):

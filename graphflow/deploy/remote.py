@@ -65,11 +65,16 @@ def read_destinations(values: list[str]) -> list[Destination]:
 
 
 def agent_call(transport: Transport, verb: str, *args: str, request: dict | None = None,
-               stream: bool = False) -> dict:
+               stream: bool = False, read_only: bool = False) -> dict:
     """Run an agent verb; returns its JSON result or raises DeployError with the agent's error line.
-    ``stream``: its progress lines go straight to this terminal."""
-    command = transport.remote_command(transport.agent_args(verb, *args))
-    payload = json.dumps(request) if request is not None else ""
+    ``stream``: its progress lines go straight to this terminal. ``read_only``: the agent is sent
+    on stdin instead of copied to the device, so the verb writes nothing there."""
+    if read_only:
+        command = transport.remote_command(transport.agent_args(verb, *args, from_stdin=True))
+        payload = AGENT.read_text()
+    else:
+        command = transport.remote_command(transport.agent_args(verb, *args))
+        payload = json.dumps(request) if request is not None else ""
     if stream:  # progress lines appear as they come, and are kept for the error message
         process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                    text=True)
@@ -255,22 +260,38 @@ def run_attached(transport: Transport, extra: list[str]) -> int:
 
 
 # -- the remote verbs ------------------------------------------------------------------------------
+READ_ONLY_VERBS = ("doctor", "status", "list", "logs")
+
+
+def require_install(transport: Transport) -> None:
+    """A remote verb on a folder that holds no install says so (instead of making one)."""
+    found = transport.run(["test", "-d", f"{transport.destination.dir}/.graphflow"], timeout=120)
+    if found.returncode == 1:
+        raise DeployError(f"no graphflow install at {transport.destination}")
+    if found.returncode != 0:
+        raise DeployError(_last_error(found.stderr, found.returncode, transport))
+
+
 def remote(verb: str, target: str, ssh_config: Path | None, python: str = "python3", follow: bool = False,
            keep: int = 3, local_port: int = VIEWER_PORT, remote_port: int = VIEWER_PORT, say=print) -> int:
     destination = parse_destination(target)
     transport = Transport(destination, ssh_config, python=python)
     if verb == "view":
         return view(transport, local_port, remote_port, say)
-    ensure_agent(transport)
+    if verb != "doctor":  # doctor looks at the device, installed or not
+        require_install(transport)
+    read_only = verb in READ_ONLY_VERBS
+    if not read_only:
+        ensure_agent(transport)
     if verb == "doctor":
-        checks = agent_call(transport, "doctor")["checks"]
+        checks = agent_call(transport, "doctor", read_only=True)["checks"]
         for check in checks:
             say(f"{'ok  ' if check['ok'] else 'MISSING'} {check['name']:9} {check['detail']}")
             if check["fix"]:
                 say(f"        fix: {check['fix']}")
         return 0 if all(c["ok"] or c["name"] in ("cameras", "linger") for c in checks) else 1
     if verb == "status":
-        status = agent_call(transport, "status")
+        status = agent_call(transport, "status", read_only=True)
         say(f"{destination}: current {status['current'] or '(none)'}; {len(status['releases'])} release(s); "
             f"service {status['unit'] or '(none)'}: {status['active'] or '-'}; "
             f"{len(status['engines'])} cached TensorRT engine(s)")
@@ -279,7 +300,7 @@ def remote(verb: str, target: str, ssh_config: Path | None, python: str = "pytho
                 f"{engine['precision']}")
         return 0
     if verb == "list":
-        for release in agent_call(transport, "list")["releases"]:
+        for release in agent_call(transport, "list", read_only=True)["releases"]:
             say(f"{'*' if release['current'] else ' '} {release['release']}  installed {release['installed']}")
         return 0
     if verb == "prune":
@@ -292,8 +313,8 @@ def remote(verb: str, target: str, ssh_config: Path | None, python: str = "pytho
             + ("; service restarted" if result["restarted"] else ""))
         return 0
     if verb == "logs":
-        return subprocess.run(transport.remote_command(transport.agent_args("service", "logs",
-                                                                             *(["-f"] if follow else [])))).returncode
+        command = transport.agent_args("service", "logs", *(["-f"] if follow else []), from_stdin=True)
+        return subprocess.run(transport.remote_command(command), input=AGENT.read_text(), text=True).returncode
     if verb in ("start", "stop", "restart"):
         agent_call(transport, "service", verb)
         say(f"{destination}: {verb} done")

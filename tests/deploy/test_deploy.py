@@ -454,3 +454,44 @@ def test_a_release_venv_made_from_a_venv_sees_that_venvs_packages(tmp_path):
     manifest = {"files": {}}
     assert agent.environment_key(manifest, python_of(device), True, True, folders) != \
         agent.environment_key(manifest, python_of(device), True, True, [])
+
+
+def fake_install(root: Path, releases: list[str], current_release: str | None = None) -> None:
+    """An install as the agent lays it out, without venvs: releases made in the order given
+    (install times one second apart), the history of what was current, and current."""
+    (root / ".graphflow").mkdir(parents=True, exist_ok=True)
+    for number, name in enumerate(releases):
+        (root / "releases" / name).mkdir(parents=True)
+        installed = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(1_700_000_000 + number))
+        (root / "releases" / name / "release.json").write_text(json.dumps(
+            {"release": name, "app": {"name": "x", "file": "app/x.app.json"}, "installed": installed,
+             "installed_ns": (1_700_000_000 + number) * 10**9}))
+    current_release = current_release or releases[-1]
+    (root / "history").write_text("\n".join(releases[:releases.index(current_release) + 1]) + "\n")
+    (root / "current").symlink_to(f"releases/{current_release}")
+
+
+@pytest.mark.timeout(120)
+def test_remote_verbs_on_a_folder_without_an_install_say_so_and_create_nothing(device, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for folder in (empty, tmp_path / "absent"):
+        for verb in ("status", "list", "logs", "rollback", "prune", "restart"):
+            result = remote(device, verb, f"device:{folder}")
+            assert result.returncode == 1, (verb, result.stdout, result.stderr)
+            assert result.stderr.strip().splitlines() == [f"error: no graphflow install at device:{folder}"], verb
+    doctor = remote(device, "doctor", f"device:{empty}")
+    assert "disk" in doctor.stdout
+    assert list(empty.iterdir()) == [] and not (tmp_path / "absent").exists()
+
+
+@pytest.mark.timeout(120)
+def test_remote_logs_without_a_systemd_journal_says_so_in_one_line(device, tmp_path):
+    if any(any(Path(folder).glob("**/*.journal")) for folder in ("/var/log/journal", "/run/log/journal")):
+        pytest.skip("this machine keeps a systemd journal")
+    root = tmp_path / "device"
+    fake_install(root, ["1.0.0-aaaaaaaa"])
+    (root / ".graphflow" / "unit").write_text("graphflow-x.service\n")
+    result = remote(device, "logs", f"device:{root}")
+    assert result.returncode == 1 and "-- No entries --" not in result.stdout
+    assert len(result.stderr.strip().splitlines()) == 1 and "keeps no systemd journal" in result.stderr, result.stderr
