@@ -609,7 +609,7 @@ def verb_doctor(root, args):
     check("jetpack", tegra, (tegra.splitlines()[0].strip("# ") if tegra else "no /etc/nv_tegra_release (not a Jetson)")
           + (", " + model if model else ""), "flash JetPack 6 (SDK Manager) — needed only for TensorRT on a Jetson")
     check("python", sys.version_info >= (3, 10), "Python %d.%d.%d (%s)" % (sys.version_info[:3] + (sys.executable,)),
-          "sudo apt install python3 (3.10 or newer)")
+          "sudo apt install python3 (3.10 or newer), or --python PATH")
     venv = subprocess.run([sys.executable, "-c", "import ensurepip, venv"], stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL).returncode == 0
     check("venv", venv, "python3 -m venv works" if venv else "python3 has no venv/ensurepip",

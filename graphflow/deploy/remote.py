@@ -177,6 +177,9 @@ def deploy_one(local: LocalPackage, destination: Destination, options: DeployOpt
     transport = Transport(destination, options.ssh_config, batch=fleet, python=options.python)
     step = "connect"
     try:
+        version, _ = probe_device(transport)
+        step = "check"
+        check_python(transport, version)  # before anything is uploaded
         ensure_agent(transport)
         step = "compare"
         hashes = sorted(local.sizes)
@@ -259,17 +262,47 @@ def run_attached(transport: Transport, extra: list[str]) -> int:
             return 130
 
 
+# -- the device's python ---------------------------------------------------------------------------
+MIN_PYTHON = (3, 10)
+PYTHON_FIX = "sudo apt install python3 (3.10 or newer)"
+# Runs on any python, 2.7 included (the agent does not): its version, and whether DIR holds an install.
+PROBE = "import os, sys; sys.stdout.write('%d.%d.%d %d\\n' % (tuple(sys.version_info[:3]) + (os.path.isdir(sys.argv[1]),)))"
+
+
+def _dotted(version: tuple) -> str:
+    return ".".join(map(str, version))
+
+
+def probe_device(transport: Transport) -> tuple[tuple, bool]:
+    """(the device python's version, whether DIR/.graphflow exists), in one ssh call."""
+    probe = transport.run([transport.python, "-c", PROBE, f"{transport.destination.dir}/.graphflow"], timeout=120)
+    if probe.returncode == 127:
+        raise DeployError(f"device python {transport.python} not found on {transport.destination.login} "
+                          f"(use --python PATH)")
+    if probe.returncode != 0:
+        raise DeployError(_last_error(probe.stderr, probe.returncode, transport))
+    try:
+        version, installed = probe.stdout.split()
+        return tuple(int(part) for part in version.split(".")), installed == "1"
+    except ValueError:
+        raise DeployError(f"device python {transport.python} answered {probe.stdout.strip()[:100]!r}, "
+                          f"not its version") from None
+
+
+def check_python(transport: Transport, version: tuple) -> None:
+    if version < MIN_PYTHON:
+        raise DeployError(f"device python {transport.python} is {_dotted(version)}; graphflow needs "
+                          f">= {_dotted(MIN_PYTHON)} (use --python PATH)")
+
+
 # -- the remote verbs ------------------------------------------------------------------------------
 READ_ONLY_VERBS = ("doctor", "status", "list", "logs")
 
 
-def require_install(transport: Transport) -> None:
+def require_install(transport: Transport, installed: bool) -> None:
     """A remote verb on a folder that holds no install says so (instead of making one)."""
-    found = transport.run(["test", "-d", f"{transport.destination.dir}/.graphflow"], timeout=120)
-    if found.returncode == 1:
+    if not installed:
         raise DeployError(f"no graphflow install at {transport.destination}")
-    if found.returncode != 0:
-        raise DeployError(_last_error(found.stderr, found.returncode, transport))
 
 
 def remote(verb: str, target: str, ssh_config: Path | None, python: str = "python3", follow: bool = False,
@@ -278,8 +311,14 @@ def remote(verb: str, target: str, ssh_config: Path | None, python: str = "pytho
     transport = Transport(destination, ssh_config, python=python)
     if verb == "view":
         return view(transport, local_port, remote_port, say)
+    version, installed = probe_device(transport)
+    if verb == "doctor" and version < MIN_PYTHON:  # the agent cannot run: the one check that matters
+        say(f"MISSING python    Python {_dotted(version)} ({transport.python})")
+        say(f"        fix: {PYTHON_FIX} (or --python PATH); the other checks need it")
+        return 1
+    check_python(transport, version)
     if verb != "doctor":  # doctor looks at the device, installed or not
-        require_install(transport)
+        require_install(transport, installed)
     read_only = verb in READ_ONLY_VERBS
     if not read_only:
         ensure_agent(transport)

@@ -495,3 +495,29 @@ def test_remote_logs_without_a_systemd_journal_says_so_in_one_line(device, tmp_p
     result = remote(device, "logs", f"device:{root}")
     assert result.returncode == 1 and "-- No entries --" not in result.stdout
     assert len(result.stderr.strip().splitlines()) == 1 and "keeps no systemd journal" in result.stderr, result.stderr
+
+
+OLD_PYTHONS = [p for p in (Path("/root/.pyenv/versions/2.7.18/bin/python"), Path("/root/.pyenv/versions/3.9.18/bin/python"))
+               if p.exists()]
+
+
+@pytest.mark.skipif(not OLD_PYTHONS, reason="no Python 2.7 or 3.9 here (pyenv)")
+@pytest.mark.parametrize("old_python", OLD_PYTHONS, ids=lambda p: p.parts[-3])
+@pytest.mark.timeout(240)
+def test_an_old_device_python_is_refused_before_upload_and_doctor_says_what_to_do(device, openpose_packages, tmp_path,
+                                                                                   old_python):
+    version = subprocess.run([str(old_python), "-c", "import sys; sys.stdout.write('%d.%d.%d' % sys.version_info[:3])"],
+                             capture_output=True, text=True).stdout
+    root = tmp_path / "device"
+    result = graphflow("deploy", str(openpose_packages["1.0.0"]), f"--to=device:{root}", "--ssh-config",
+                       str(device.config), "--python", str(old_python), "--reuse-system-packages")
+    assert result.returncode == 1
+    assert result.stdout.strip().splitlines()[0] == (
+        f"device:{root}: FAILED at check: device python {old_python} is {version}; graphflow needs >= 3.10 "
+        f"(use --python PATH)"), result.stdout
+    assert not root.exists()  # nothing uploaded
+    doctor = graphflow("remote", "doctor", "--ssh-config", str(device.config), "--python", str(old_python),
+                       f"device:{root}")
+    assert doctor.returncode == 1 and "SyntaxError" not in doctor.stdout + doctor.stderr
+    assert doctor.stdout.splitlines()[0].startswith(f"MISSING python    Python {version} ({old_python})")
+    assert "fix: sudo apt install python3 (3.10 or newer) (or --python PATH)" in doctor.stdout
