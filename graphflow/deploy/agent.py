@@ -13,7 +13,10 @@ Device layout under DIR::
     history                   release ids in the order they were made current (rollback)
     cache/graphflow/engines/  TensorRT engines, shared by every release (XDG_CACHE_HOME=DIR/cache)
     data/                     the app's working directory (its relative outputs land here)
+    .graphflow/lock           held (flock) by the verb changing DIR: install, rollback, prune,
+                              start/stop/restart; another one fails at once, naming its pid
 """
+import fcntl
 import hashlib
 import json
 import os
@@ -37,6 +40,9 @@ def main(argv):
     if handler is None:
         return fail("unknown verb %r" % verb)
     try:
+        action = argv[2] if verb == "service" and argv[2:3] in (["start"], ["stop"], ["restart"]) else None
+        what = LOCKED_VERBS.get(verb) or action
+        lock = hold_lock(root, what) if what else None  # noqa: F841 (held until this process exits)
         return handler(root, argv[2:])
     except AgentError as exc:
         return fail(str(exc))
@@ -46,6 +52,29 @@ def main(argv):
 
 class AgentError(Exception):
     pass
+
+
+# The verbs that change DIR, and what the lock says each is doing. One at a time per DIR: two
+# deploys at once would both report success with only one of them current.
+LOCKED_VERBS = {"install": "deploy", "rollback": "rollback", "prune": "prune"}
+
+
+def hold_lock(root, what):
+    """Take DIR/.graphflow/lock (exclusive) for the rest of this process, or fail at once naming
+    the process that holds it: a deploy takes minutes, waiting behind one is not worth a hang."""
+    folder = os.path.join(root, ".graphflow")
+    os.makedirs(folder, exist_ok=True)
+    fd = os.open(os.path.join(folder, "lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = (os.read(fd, 200).decode(errors="replace").split() + ["?", "deploy"])[:2]
+        os.close(fd)
+        raise AgentError("another %s is in progress on %s (pid %s); try again when it ends"
+                         % (holder[1], root, holder[0])) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, ("%d %s\n" % (os.getpid(), what)).encode())
+    return fd
 
 
 def fail(message):
@@ -78,6 +107,7 @@ def sha256_file(path):
 # -- upload ----------------------------------------------------------------------------------------
 def verb_missing(root, args):
     """Which of the hashes on stdin the store lacks."""
+    os.close(hold_lock(root, "deploy"))  # another deploy in progress: say so before uploading anything
     wanted = read_stdin_json().get("hashes", [])
     store = os.path.join(root, "store")
     os.makedirs(store, exist_ok=True)

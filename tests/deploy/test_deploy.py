@@ -521,3 +521,28 @@ def test_an_old_device_python_is_refused_before_upload_and_doctor_says_what_to_d
     assert doctor.returncode == 1 and "SyntaxError" not in doctor.stdout + doctor.stderr
     assert doctor.stdout.splitlines()[0].startswith(f"MISSING python    Python {version} ({old_python})")
     assert "fix: sudo apt install python3 (3.10 or newer) (or --python PATH)" in doctor.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_deploy_or_a_remote_change_while_another_is_in_progress_fails_at_once(device, openpose_packages, tmp_path):
+    import fcntl
+
+    root = tmp_path / "device"
+    fake_install(root, ["1.0.0-aaaaaaaa", "1.1.0-bbbbbbbb"])
+    busy = f"error: another deploy is in progress on {root} (pid 4242); try again when it ends"
+    with open(root / ".graphflow" / "lock", "w") as lock:  # what a deploy in progress holds
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        lock.write("4242 deploy\n")
+        lock.flush()
+        for verb, extra in (("prune", ["--keep", "1"]), ("rollback", []), ("restart", [])):
+            result = remote(device, verb, f"device:{root}", *extra)
+            assert result.returncode == 1 and result.stderr.strip().splitlines() == [busy], (verb, result.stderr)
+        started = time.monotonic()
+        result = deploy(device, openpose_packages["1.0.0"], f"device:{root}")
+        assert result.returncode == 1 and time.monotonic() - started < 30
+        assert result.stdout.strip() == f"device:{root}: FAILED at compare: {busy[len('error: '):]}", result.stdout
+    assert not (root / "store").exists() or not list((root / "store").iterdir())  # nothing uploaded
+    assert current(root) == "1.1.0-bbbbbbbb" and len(list((root / "releases").iterdir())) == 2
+    # once it ends, the same verb goes through
+    assert remote(device, "rollback", f"device:{root}").returncode == 0 and current(root) == "1.0.0-aaaaaaaa"
