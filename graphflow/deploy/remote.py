@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from .package import extract, package_digest
 from .transport import Destination, Transport, parse_destination
 
 AGENT = Path(__file__).with_name("agent.py")
+LOAD_KEY = re.compile(r'^Load key "(.+)": (.+)$')  # ssh: a private key it does not use, and why
 VIEWER_PORT = 3000
 
 
@@ -114,6 +116,12 @@ def _last_error(stderr: str, code: int, transport: Transport) -> str:
     if errors:
         return errors[-1][len("error: "):]
     if code == 255:
+        for line in lines:  # ssh's last line says only "Permission denied": a key it skipped says why
+            unloadable = LOAD_KEY.match(line)
+            if unloadable and unloadable[2] == "bad permissions":
+                return f"ssh key {unloadable[1]} is readable by others; chmod 600 {unloadable[1]}"
+            if unloadable:
+                return f"ssh cannot load key {unloadable[1]} ({unloadable[2]}); {lines[-1]}"
         return f"ssh to {transport.destination.login} failed: {lines[-1] if lines else 'no message'}"
     return lines[-1] if lines else f"exit status {code}"
 

@@ -546,3 +546,20 @@ def test_a_deploy_or_a_remote_change_while_another_is_in_progress_fails_at_once(
     assert current(root) == "1.1.0-bbbbbbbb" and len(list((root / "releases").iterdir())) == 2
     # once it ends, the same verb goes through
     assert remote(device, "rollback", f"device:{root}").returncode == 0 and current(root) == "1.0.0-aaaaaaaa"
+
+
+@pytest.mark.timeout(120)
+def test_a_private_key_readable_by_others_is_named_with_its_fix(device, tmp_path):
+    loose = device.config.parent / "loose_key"
+    shutil.copy(device.config.parent / "client_key", loose)
+    loose.chmod(0o644)
+    config = tmp_path / "ssh_config"
+    config.write_text(device.config.read_text().replace("Host device", "Host loosekey", 1)
+                      .replace(str(device.config.parent / "client_key"), str(loose)))
+    root = tmp_path / "device"
+    fake_install(root, ["1.0.0-aaaaaaaa"])
+    for verb in ("status", "doctor"):
+        result = graphflow("remote", verb, "--ssh-config", str(config), "--python", device.python, f"loosekey:{root}")
+        assert result.returncode == 1
+        assert result.stderr.strip().splitlines() == [f"error: ssh key {loose} is readable by others; chmod 600 {loose}"], \
+            result.stderr
