@@ -1,6 +1,7 @@
 """The ``package``, ``deploy`` and ``remote`` subcommands (hooked into graphflow/cli.py)."""
 from __future__ import annotations
 
+import argparse
 import shlex
 import sys
 from pathlib import Path
@@ -56,10 +57,21 @@ def add_subcommands(sub) -> None:
     _add_ssh_args(remote)
     remote.add_argument("-f", "--follow", action="store_true", help="logs: keep following")
     remote.add_argument("--keep", type=int, default=3, help="prune: releases kept (default 3)")
-    remote.add_argument("--port", type=int, default=3000, help="view: local port of the tunnel (default 3000)")
-    remote.add_argument("--remote-port", type=int, default=3000,
+    remote.add_argument("--port", type=_port, default=3000, help="view: local port of the tunnel (default 3000)")
+    remote.add_argument("--remote-port", type=_port, default=3000,
                         help="view: the viewer's port on the device's loopback (default 3000, graphflow run's)")
     remote.set_defaults(func=cmd_remote)
+
+
+def _port(text: str) -> int:
+    """A TCP port, 1-65535 (a malformed one is a usage error, not an ssh failure)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 1-65535, got {text!r}")
+    return port
 
 
 def _add_ssh_args(parser) -> None:

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -369,18 +370,45 @@ def remote(verb: str, target: str, ssh_config: Path | None, python: str = "pytho
     raise DeployError(f"unknown remote verb {verb!r}")
 
 
+# Runs on any python: exit 0 when something accepts connections on 127.0.0.1:PORT, else 3.
+PORT_PROBE = ("import socket, sys; s = socket.socket(); s.settimeout(5); "
+              "sys.exit(0 if s.connect_ex(('127.0.0.1', int(sys.argv[1]))) == 0 else 3)")
+
+
+def _accepts(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 def view(transport: Transport, local_port: int, remote_port: int = VIEWER_PORT, say=print) -> int:
     """Forward 127.0.0.1:local_port here to the viewer on the device's loopback (127.0.0.1:
     remote_port, where `graphflow run` serves it by default); nothing on the device binds off
-    loopback for it. Ends on Ctrl-C."""
-    forward = ["-N", "-o", "ExitOnForwardFailure=yes", "-L",
-               f"127.0.0.1:{int(local_port)}:127.0.0.1:{int(remote_port)}"]
-    command = transport.ssh_base() + forward + ["--", transport.destination.login]
-    say(f"viewer of {transport.destination.login}: http://127.0.0.1:{local_port}/  (Ctrl-C ends the tunnel)")
-    process = subprocess.Popen(command)
-    try:
-        return process.wait()
-    except KeyboardInterrupt:
-        process.terminate()
-        process.wait()
-        return 0
+    loopback for it. The address is printed once the tunnel is up. Ends on Ctrl-C."""
+    with socket.socket() as here:
+        try:
+            here.bind(("127.0.0.1", local_port))
+        except OSError as exc:
+            raise DeployError(f"local port {local_port} is not free ({exc.strerror}); pick another with --port N") from None
+    login = transport.destination.login
+    serving = transport.run([transport.python, "-c", PORT_PROBE, str(remote_port)], timeout=120)
+    if serving.returncode == 3:
+        raise DeployError(f"no viewer is serving on {login} port {remote_port} (is the app running with its viewer?)")
+    if serving.returncode != 0:
+        raise DeployError(_last_error(serving.stderr, serving.returncode, transport))
+    forward = ["-N", "-o", "ExitOnForwardFailure=yes", "-L", f"127.0.0.1:{local_port}:127.0.0.1:{remote_port}"]
+    with tempfile.TemporaryFile("w+") as errors:  # a file: ssh never blocks on a full pipe
+        process = subprocess.Popen(transport.ssh_base() + forward + ["--", login], stdin=subprocess.DEVNULL,
+                                   stderr=errors)
+        try:
+            while not _accepts(local_port) and process.poll() is None:
+                time.sleep(0.1)
+            if process.poll() is None:
+                say(f"viewer of {login}: http://127.0.0.1:{local_port}/  (Ctrl-C ends the tunnel)")
+            if process.wait() != 0:
+                errors.seek(0)
+                raise DeployError(_last_error(errors.read(), process.returncode, transport))
+            return 0
+        except KeyboardInterrupt:
+            process.terminate()
+            process.wait()
+            return 0

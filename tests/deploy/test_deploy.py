@@ -563,3 +563,52 @@ def test_a_private_key_readable_by_others_is_named_with_its_fix(device, tmp_path
         assert result.returncode == 1
         assert result.stderr.strip().splitlines() == [f"error: ssh key {loose} is readable by others; chmod 600 {loose}"], \
             result.stderr
+
+
+@pytest.mark.timeout(120)
+def test_remote_view_checks_its_ports_and_prints_the_address_once_the_tunnel_works(device, tmp_path):
+    import http.server
+    import threading
+
+    def view(*args: str, target: str = "device") -> subprocess.CompletedProcess:
+        return graphflow("remote", "view", "--ssh-config", str(device.config), "--python", device.python, *args,
+                         target, timeout=60)
+
+    for bad in (["--port", "70000"], ["--remote-port", "0"], ["--port", "-1"]):
+        result = view(*bad)
+        assert result.returncode == 2 and "expected a port number 1-65535" in result.stderr, (bad, result.stderr)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = view("--port", str(port))
+        assert result.returncode == 1 and result.stdout == ""
+        assert result.stderr.strip().splitlines() == [
+            f"error: local port {port} is not free (Address already in use); pick another with --port N"]
+    nothing = free_port()
+    result = view("--port", str(free_port()), "--remote-port", str(nothing))
+    assert result.returncode == 1 and result.stdout == "" and result.stderr.strip().splitlines() == [
+        f"error: no viewer is serving on device port {nothing} (is the app running with its viewer?)"]
+    result = view("--port", str(free_port()), target="unreachable")
+    assert result.returncode == 1 and result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1 and "ssh to unreachable failed" in result.stderr
+
+    # a viewer on the device (this machine): the address is printed once the tunnel answers
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    local_port = free_port()
+    tunnel = subprocess.Popen([sys.executable, "-m", "graphflow.cli", "remote", "view", "--ssh-config",
+                               str(device.config), "--python", device.python, "--port", str(local_port),
+                               "--remote-port", str(server.server_address[1]), "device"],
+                              env=dict(os.environ, PYTHONPATH=str(REPO)), cwd=tmp_path, stdout=subprocess.PIPE,
+                              text=True, start_new_session=True)
+    try:
+        line = tunnel.stdout.readline()
+        assert line.startswith(f"viewer of device: http://127.0.0.1:{local_port}/")
+        assert viewer_page(local_port) is not None  # at once: no waiting after the address is printed
+        os.killpg(tunnel.pid, signal.SIGINT)
+        assert tunnel.wait(timeout=30) == 0
+    finally:
+        server.shutdown()
+        if tunnel.poll() is None:
+            os.killpg(tunnel.pid, signal.SIGKILL)
