@@ -195,7 +195,7 @@ def build_release(root, manifest, release, request):
     write_atomically(os.path.join(partial, "manifest.json"), json.dumps(manifest, indent=1))
     make_venv(partial, manifest, request)
     info = {"release": release, "app": manifest["app"], "target": manifest["target"],
-            "installed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            "installed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "installed_ns": time.time_ns()}
     write_atomically(os.path.join(partial, "release.json"), json.dumps(info, indent=1))
     os.rename(partial, final)  # complete: only now does releases/ID exist
 
@@ -374,17 +374,27 @@ def installed_releases(root):
         return []
     found = [name for name in os.listdir(folder) if not name.startswith(".")
              and os.path.isfile(os.path.join(folder, name, "release.json"))]
-    return sorted(found, key=lambda n: os.path.getmtime(os.path.join(folder, n, "release.json")))
+    return sorted(found, key=lambda n: install_order(folder, n))
+
+
+def install_order(folder, name):
+    """When the release was built (not when it was last made current: release.json is rewritten
+    then, and a rollback takes the newer release out of the history)."""
+    try:
+        info = json.load(open(os.path.join(folder, name, "release.json")))
+    except (OSError, ValueError):
+        info = {}
+    return info.get("installed_ns") or 0, info.get("installed") or "", name
 
 
 def prune(root, keep):
-    """Keep the current release and the newest others up to ``keep`` in all; drop store objects
-    no kept release uses, and leftover partial installs."""
-    keep = max(keep, 1)
+    """Keep the current release and the ``keep - 1`` most recently installed others; drop store
+    objects no kept release uses. Returns the removed releases, oldest first."""
+    if keep < 1:
+        raise AgentError("keep must be at least 1 (the current release is always kept)")
     current = current_release(root)
     history = read_history(root)
-    order = {name: i for i, name in enumerate(history)}
-    releases = sorted(installed_releases(root), key=lambda n: order.get(n, -1))
+    releases = installed_releases(root)  # oldest first
     others = [r for r in releases if r != current]
     kept = set(others[-(keep - 1):] if keep > 1 else []) | {current}
     removed = [r for r in releases if r not in kept]
@@ -410,7 +420,12 @@ def prune(root, keep):
 
 def verb_prune(root, args):
     keep = int(args[0]) if args else 3
-    return result({"removed": prune(root, keep), "kept": installed_releases(root)})
+    releases = installed_releases(root)
+    current = current_release(root)
+    newer = releases[releases.index(current) + 1:] if current in releases else []
+    removed = prune(root, keep)
+    return result({"removed": removed, "kept": installed_releases(root),
+                   "removed_newer": [r for r in removed if r in newer]})
 
 
 def verb_list(root, args):

@@ -353,7 +353,11 @@ def remote(verb: str, target: str, ssh_config: Path | None, python: str = "pytho
         return 0
     if verb == "prune":
         result = agent_call(transport, "prune", str(keep))
-        say(f"{destination}: removed {len(result['removed'])} release(s); kept {', '.join(result['kept'])}")
+        removed = f" ({', '.join(result['removed'])})" if result["removed"] else ""
+        say(f"{destination}: removed {len(result['removed'])} release(s){removed}; kept {', '.join(result['kept'])}")
+        if result.get("removed_newer"):  # after a rollback: say what could have been rolled forward to
+            say(f"{destination}: note: {', '.join(result['removed_newer'])} "
+                f"{'was' if len(result['removed_newer']) == 1 else 'were'} installed after the current release")
         return 0
     if verb == "rollback":
         result = agent_call(transport, "rollback")

@@ -612,3 +612,23 @@ def test_remote_view_checks_its_ports_and_prints_the_address_once_the_tunnel_wor
         server.shutdown()
         if tunnel.poll() is None:
             os.killpg(tunnel.pid, signal.SIGKILL)
+
+
+@pytest.mark.timeout(120)
+def test_prune_refuses_keep_below_one_and_names_newer_releases_it_removes(device, tmp_path):
+    root = tmp_path / "device"
+    v1, v2, v3 = "1.0.0-aaaaaaaa", "1.1.0-bbbbbbbb", "1.2.0-cccccccc"
+    fake_install(root, [v1, v2, v3], current_release=v2)  # as after a rollback from v3
+    for keep in ("0", "-1"):
+        refused = remote(device, "prune", f"device:{root}", "--keep", keep)
+        assert refused.returncode == 2 and "argument --keep: expected a number of releases, at least 1" in \
+            refused.stderr, refused.stderr
+    assert sorted(p.name for p in (root / "releases").iterdir()) == [v1, v2, v3]
+    # keep 2: the current release and the most recently installed other (v3, newer than current)
+    pruned = remote(device, "prune", f"device:{root}", "--keep", "2")
+    assert pruned.returncode == 0 and sorted(p.name for p in (root / "releases").iterdir()) == [v2, v3]
+    assert f"removed 1 release(s) ({v1})" in pruned.stdout and "note:" not in pruned.stdout
+    pruned = remote(device, "prune", f"device:{root}", "--keep", "1")
+    assert pruned.returncode == 0 and [p.name for p in (root / "releases").iterdir()] == [v2] and current(root) == v2
+    assert f"removed 1 release(s) ({v3})" in pruned.stdout
+    assert f"note: {v3} was installed after the current release" in pruned.stdout, pruned.stdout
