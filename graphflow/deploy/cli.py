@@ -141,6 +141,9 @@ def cmd_deploy(args) -> int:
             run_args = None if args.app_args is None else shlex.split(args.app_args)
         except ValueError as exc:
             raise DeployError(f"--app-args: {exc}") from None
+        if args.package.is_dir():
+            raise DeployError(f"package {str(args.package)!r} is a folder, not a .gfpkg file "
+                              f"(`graphflow package` writes NAME-VERSION.gfpkg into it)")
         check_local_path(args.package, "package")
         read_manifest(args.package)
         options = DeployOptions(ssh_config=check_local_path(args.ssh_config, "ssh config"), keep=args.keep,

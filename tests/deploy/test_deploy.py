@@ -632,3 +632,12 @@ def test_prune_refuses_keep_below_one_and_names_newer_releases_it_removes(device
     assert pruned.returncode == 0 and [p.name for p in (root / "releases").iterdir()] == [v2] and current(root) == v2
     assert f"removed 1 release(s) ({v3})" in pruned.stdout
     assert f"note: {v3} was installed after the current release" in pruned.stdout, pruned.stdout
+
+
+@pytest.mark.timeout(60)
+def test_deploying_a_folder_says_it_is_a_folder(tmp_path):
+    (tmp_path / "dist").mkdir()
+    result = graphflow("deploy", str(tmp_path / "dist"), "--to", "device", cwd=tmp_path)
+    assert result.returncode == 1 and result.stderr.strip().splitlines() == [
+        f"error: package {str(tmp_path / 'dist')!r} is a folder, not a .gfpkg file "
+        f"(`graphflow package` writes NAME-VERSION.gfpkg into it)"], result.stderr
