@@ -13,7 +13,10 @@ Device layout under DIR::
     history                   release ids in the order they were made current (rollback)
     cache/graphflow/engines/  TensorRT engines, shared by every release (XDG_CACHE_HOME=DIR/cache)
     data/                     the app's working directory (its relative outputs land here)
+    .graphflow/lock           held (flock) by the verb changing DIR: install, rollback, prune,
+                              start/stop/restart; another one fails at once, naming its pid
 """
+import fcntl
 import hashlib
 import json
 import os
@@ -37,6 +40,9 @@ def main(argv):
     if handler is None:
         return fail("unknown verb %r" % verb)
     try:
+        action = argv[2] if verb == "service" and argv[2:3] in (["start"], ["stop"], ["restart"]) else None
+        what = LOCKED_VERBS.get(verb) or action
+        lock = hold_lock(root, what) if what else None  # noqa: F841 (held until this process exits)
         return handler(root, argv[2:])
     except AgentError as exc:
         return fail(str(exc))
@@ -46,6 +52,29 @@ def main(argv):
 
 class AgentError(Exception):
     pass
+
+
+# The verbs that change DIR, and what the lock says each is doing. One at a time per DIR: two
+# deploys at once would both report success with only one of them current.
+LOCKED_VERBS = {"install": "deploy", "rollback": "rollback", "prune": "prune"}
+
+
+def hold_lock(root, what):
+    """Take DIR/.graphflow/lock (exclusive) for the rest of this process, or fail at once naming
+    the process that holds it: a deploy takes minutes, waiting behind one is not worth a hang."""
+    folder = os.path.join(root, ".graphflow")
+    os.makedirs(folder, exist_ok=True)
+    fd = os.open(os.path.join(folder, "lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = (os.read(fd, 200).decode(errors="replace").split() + ["?", "deploy"])[:2]
+        os.close(fd)
+        raise AgentError("another %s is in progress on %s (pid %s); try again when it ends"
+                         % (holder[1], root, holder[0])) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, ("%d %s\n" % (os.getpid(), what)).encode())
+    return fd
 
 
 def fail(message):
@@ -78,6 +107,7 @@ def sha256_file(path):
 # -- upload ----------------------------------------------------------------------------------------
 def verb_missing(root, args):
     """Which of the hashes on stdin the store lacks."""
+    os.close(hold_lock(root, "deploy"))  # another deploy in progress: say so before uploading anything
     wanted = read_stdin_json().get("hashes", [])
     store = os.path.join(root, "store")
     os.makedirs(store, exist_ok=True)
@@ -165,7 +195,7 @@ def build_release(root, manifest, release, request):
     write_atomically(os.path.join(partial, "manifest.json"), json.dumps(manifest, indent=1))
     make_venv(partial, manifest, request)
     info = {"release": release, "app": manifest["app"], "target": manifest["target"],
-            "installed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            "installed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "installed_ns": time.time_ns()}
     write_atomically(os.path.join(partial, "release.json"), json.dumps(info, indent=1))
     os.rename(partial, final)  # complete: only now does releases/ID exist
 
@@ -344,17 +374,27 @@ def installed_releases(root):
         return []
     found = [name for name in os.listdir(folder) if not name.startswith(".")
              and os.path.isfile(os.path.join(folder, name, "release.json"))]
-    return sorted(found, key=lambda n: os.path.getmtime(os.path.join(folder, n, "release.json")))
+    return sorted(found, key=lambda n: install_order(folder, n))
+
+
+def install_order(folder, name):
+    """When the release was built (not when it was last made current: release.json is rewritten
+    then, and a rollback takes the newer release out of the history)."""
+    try:
+        info = json.load(open(os.path.join(folder, name, "release.json")))
+    except (OSError, ValueError):
+        info = {}
+    return info.get("installed_ns") or 0, info.get("installed") or "", name
 
 
 def prune(root, keep):
-    """Keep the current release and the newest others up to ``keep`` in all; drop store objects
-    no kept release uses, and leftover partial installs."""
-    keep = max(keep, 1)
+    """Keep the current release and the ``keep - 1`` most recently installed others; drop store
+    objects no kept release uses. Returns the removed releases, oldest first."""
+    if keep < 1:
+        raise AgentError("keep must be at least 1 (the current release is always kept)")
     current = current_release(root)
     history = read_history(root)
-    order = {name: i for i, name in enumerate(history)}
-    releases = sorted(installed_releases(root), key=lambda n: order.get(n, -1))
+    releases = installed_releases(root)  # oldest first
     others = [r for r in releases if r != current]
     kept = set(others[-(keep - 1):] if keep > 1 else []) | {current}
     removed = [r for r in releases if r not in kept]
@@ -380,7 +420,12 @@ def prune(root, keep):
 
 def verb_prune(root, args):
     keep = int(args[0]) if args else 3
-    return result({"removed": prune(root, keep), "kept": installed_releases(root)})
+    releases = installed_releases(root)
+    current = current_release(root)
+    newer = releases[releases.index(current) + 1:] if current in releases else []
+    removed = prune(root, keep)
+    return result({"removed": removed, "kept": installed_releases(root),
+                   "removed_newer": [r for r in removed if r in newer]})
 
 
 def verb_list(root, args):
@@ -549,6 +594,9 @@ def verb_service(root, args):
     if unit is None:
         raise AgentError("no service is installed for %s (deploy with --service)" % root)
     if action == "logs":
+        if not journal_files():  # journalctl would print only "-- No entries --" and exit 0
+            raise AgentError("this device keeps no systemd journal (no files in /var/log/journal or "
+                             "/run/log/journal): the service's output is not recorded")
         command = ["journalctl", "--user", "-u", unit, "--no-pager", "-n", "200"] + (["-f"] if "-f" in args else [])
         os.execvpe(command[0], command, user_env())
     if action == "status":
@@ -557,6 +605,15 @@ def verb_service(root, args):
         return result({"unit": unit, "active": process.stdout.strip() or "unknown"})
     systemctl([action, unit])
     return result({"unit": unit, "action": action})
+
+
+def journal_files():
+    """Whether journald keeps any journal here (persistent or volatile)."""
+    for folder in ("/var/log/journal", "/run/log/journal"):
+        for _, _, files in os.walk(folder):
+            if any(name.endswith(".journal") for name in files):
+                return True
+    return False
 
 
 def verb_status(root, args):
@@ -597,7 +654,7 @@ def verb_doctor(root, args):
     check("jetpack", tegra, (tegra.splitlines()[0].strip("# ") if tegra else "no /etc/nv_tegra_release (not a Jetson)")
           + (", " + model if model else ""), "flash JetPack 6 (SDK Manager) — needed only for TensorRT on a Jetson")
     check("python", sys.version_info >= (3, 10), "Python %d.%d.%d (%s)" % (sys.version_info[:3] + (sys.executable,)),
-          "sudo apt install python3 (3.10 or newer)")
+          "sudo apt install python3 (3.10 or newer), or --python PATH")
     venv = subprocess.run([sys.executable, "-c", "import ensurepip, venv"], stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL).returncode == 0
     check("venv", venv, "python3 -m venv works" if venv else "python3 has no venv/ensurepip",

@@ -1,6 +1,7 @@
 """The ``package``, ``deploy`` and ``remote`` subcommands (hooked into graphflow/cli.py)."""
 from __future__ import annotations
 
+import argparse
 import shlex
 import sys
 from pathlib import Path
@@ -38,7 +39,8 @@ def add_subcommands(sub) -> None:
     mode = deploy.add_mutually_exclusive_group()
     mode.add_argument("--service", action="store_true", help="install and (re)start a systemd user unit")
     mode.add_argument("--foreground", action="store_true", help="run the app attached; Ctrl-C stops it on the device")
-    deploy.add_argument("--keep", type=int, default=3, help="releases kept on the device (default 3)")
+    deploy.add_argument("--keep", type=_at_least_one, default=3,
+                        help="releases kept on the device, the current one included (default 3)")
     deploy.add_argument("--reuse-system-packages", action="store_true",
                         help="the device's own Python packages serve the requirements: a venv with "
                              "--system-site-packages, and only the app's wheels installed (--no-deps); "
@@ -55,11 +57,35 @@ def add_subcommands(sub) -> None:
     remote.add_argument("target", metavar="[USER@]HOST[:DIR]")
     _add_ssh_args(remote)
     remote.add_argument("-f", "--follow", action="store_true", help="logs: keep following")
-    remote.add_argument("--keep", type=int, default=3, help="prune: releases kept (default 3)")
-    remote.add_argument("--port", type=int, default=3000, help="view: local port of the tunnel (default 3000)")
-    remote.add_argument("--remote-port", type=int, default=3000,
+    remote.add_argument("--keep", type=_at_least_one, default=3,
+                        help="prune: releases kept: the current one and the N-1 most recently installed others "
+                             "(default 3)")
+    remote.add_argument("--port", type=_port, default=3000, help="view: local port of the tunnel (default 3000)")
+    remote.add_argument("--remote-port", type=_port, default=3000,
                         help="view: the viewer's port on the device's loopback (default 3000, graphflow run's)")
     remote.set_defaults(func=cmd_remote)
+
+
+def _at_least_one(text: str) -> int:
+    """--keep: the current release is always kept, so fewer than 1 means nothing."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of releases, at least 1, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    """A TCP port, 1-65535 (a malformed one is a usage error, not an ssh failure)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 1-65535, got {text!r}")
+    return port
 
 
 def _add_ssh_args(parser) -> None:
@@ -115,6 +141,9 @@ def cmd_deploy(args) -> int:
             run_args = None if args.app_args is None else shlex.split(args.app_args)
         except ValueError as exc:
             raise DeployError(f"--app-args: {exc}") from None
+        if args.package.is_dir():
+            raise DeployError(f"package {str(args.package)!r} is a folder, not a .gfpkg file "
+                              f"(`graphflow package` writes NAME-VERSION.gfpkg into it)")
         check_local_path(args.package, "package")
         read_manifest(args.package)
         options = DeployOptions(ssh_config=check_local_path(args.ssh_config, "ssh config"), keep=args.keep,

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +29,7 @@ from .package import extract, package_digest
 from .transport import Destination, Transport, parse_destination
 
 AGENT = Path(__file__).with_name("agent.py")
+LOAD_KEY = re.compile(r'^Load key "(.+)": (.+)$')  # ssh: a private key it does not use, and why
 VIEWER_PORT = 3000
 
 
@@ -65,11 +68,16 @@ def read_destinations(values: list[str]) -> list[Destination]:
 
 
 def agent_call(transport: Transport, verb: str, *args: str, request: dict | None = None,
-               stream: bool = False) -> dict:
+               stream: bool = False, read_only: bool = False) -> dict:
     """Run an agent verb; returns its JSON result or raises DeployError with the agent's error line.
-    ``stream``: its progress lines go straight to this terminal."""
-    command = transport.remote_command(transport.agent_args(verb, *args))
-    payload = json.dumps(request) if request is not None else ""
+    ``stream``: its progress lines go straight to this terminal. ``read_only``: the agent is sent
+    on stdin instead of copied to the device, so the verb writes nothing there."""
+    if read_only:
+        command = transport.remote_command(transport.agent_args(verb, *args, from_stdin=True))
+        payload = AGENT.read_text()
+    else:
+        command = transport.remote_command(transport.agent_args(verb, *args))
+        payload = json.dumps(request) if request is not None else ""
     if stream:  # progress lines appear as they come, and are kept for the error message
         process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                    text=True)
@@ -109,6 +117,12 @@ def _last_error(stderr: str, code: int, transport: Transport) -> str:
     if errors:
         return errors[-1][len("error: "):]
     if code == 255:
+        for line in lines:  # ssh's last line says only "Permission denied": a key it skipped says why
+            unloadable = LOAD_KEY.match(line)
+            if unloadable and unloadable[2] == "bad permissions":
+                return f"ssh key {unloadable[1]} is readable by others; chmod 600 {unloadable[1]}"
+            if unloadable:
+                return f"ssh cannot load key {unloadable[1]} ({unloadable[2]}); {lines[-1]}"
         return f"ssh to {transport.destination.login} failed: {lines[-1] if lines else 'no message'}"
     return lines[-1] if lines else f"exit status {code}"
 
@@ -172,6 +186,9 @@ def deploy_one(local: LocalPackage, destination: Destination, options: DeployOpt
     transport = Transport(destination, options.ssh_config, batch=fleet, python=options.python)
     step = "connect"
     try:
+        version, _ = probe_device(transport)
+        step = "check"
+        check_python(transport, version)  # before anything is uploaded
         ensure_agent(transport)
         step = "compare"
         hashes = sorted(local.sizes)
@@ -254,23 +271,75 @@ def run_attached(transport: Transport, extra: list[str]) -> int:
             return 130
 
 
+# -- the device's python ---------------------------------------------------------------------------
+MIN_PYTHON = (3, 10)
+PYTHON_FIX = "sudo apt install python3 (3.10 or newer)"
+# Runs on any python, 2.7 included (the agent does not): its version, and whether DIR holds an install.
+PROBE = "import os, sys; sys.stdout.write('%d.%d.%d %d\\n' % (tuple(sys.version_info[:3]) + (os.path.isdir(sys.argv[1]),)))"
+
+
+def _dotted(version: tuple) -> str:
+    return ".".join(map(str, version))
+
+
+def probe_device(transport: Transport) -> tuple[tuple, bool]:
+    """(the device python's version, whether DIR/.graphflow exists), in one ssh call."""
+    probe = transport.run([transport.python, "-c", PROBE, f"{transport.destination.dir}/.graphflow"], timeout=120)
+    if probe.returncode == 127:
+        raise DeployError(f"device python {transport.python} not found on {transport.destination.login} "
+                          f"(use --python PATH)")
+    if probe.returncode != 0:
+        raise DeployError(_last_error(probe.stderr, probe.returncode, transport))
+    try:
+        version, installed = probe.stdout.split()
+        return tuple(int(part) for part in version.split(".")), installed == "1"
+    except ValueError:
+        raise DeployError(f"device python {transport.python} answered {probe.stdout.strip()[:100]!r}, "
+                          f"not its version") from None
+
+
+def check_python(transport: Transport, version: tuple) -> None:
+    if version < MIN_PYTHON:
+        raise DeployError(f"device python {transport.python} is {_dotted(version)}; graphflow needs "
+                          f">= {_dotted(MIN_PYTHON)} (use --python PATH)")
+
+
 # -- the remote verbs ------------------------------------------------------------------------------
+READ_ONLY_VERBS = ("doctor", "status", "list", "logs")
+
+
+def require_install(transport: Transport, installed: bool) -> None:
+    """A remote verb on a folder that holds no install says so (instead of making one)."""
+    if not installed:
+        raise DeployError(f"no graphflow install at {transport.destination}")
+
+
 def remote(verb: str, target: str, ssh_config: Path | None, python: str = "python3", follow: bool = False,
            keep: int = 3, local_port: int = VIEWER_PORT, remote_port: int = VIEWER_PORT, say=print) -> int:
     destination = parse_destination(target)
     transport = Transport(destination, ssh_config, python=python)
     if verb == "view":
         return view(transport, local_port, remote_port, say)
-    ensure_agent(transport)
+    version, installed = probe_device(transport)
+    if verb == "doctor" and version < MIN_PYTHON:  # the agent cannot run: the one check that matters
+        say(f"MISSING python    Python {_dotted(version)} ({transport.python})")
+        say(f"        fix: {PYTHON_FIX} (or --python PATH); the other checks need it")
+        return 1
+    check_python(transport, version)
+    if verb != "doctor":  # doctor looks at the device, installed or not
+        require_install(transport, installed)
+    read_only = verb in READ_ONLY_VERBS
+    if not read_only:
+        ensure_agent(transport)
     if verb == "doctor":
-        checks = agent_call(transport, "doctor")["checks"]
+        checks = agent_call(transport, "doctor", read_only=True)["checks"]
         for check in checks:
             say(f"{'ok  ' if check['ok'] else 'MISSING'} {check['name']:9} {check['detail']}")
             if check["fix"]:
                 say(f"        fix: {check['fix']}")
         return 0 if all(c["ok"] or c["name"] in ("cameras", "linger") for c in checks) else 1
     if verb == "status":
-        status = agent_call(transport, "status")
+        status = agent_call(transport, "status", read_only=True)
         say(f"{destination}: current {status['current'] or '(none)'}; {len(status['releases'])} release(s); "
             f"service {status['unit'] or '(none)'}: {status['active'] or '-'}; "
             f"{len(status['engines'])} cached TensorRT engine(s)")
@@ -279,12 +348,16 @@ def remote(verb: str, target: str, ssh_config: Path | None, python: str = "pytho
                 f"{engine['precision']}")
         return 0
     if verb == "list":
-        for release in agent_call(transport, "list")["releases"]:
+        for release in agent_call(transport, "list", read_only=True)["releases"]:
             say(f"{'*' if release['current'] else ' '} {release['release']}  installed {release['installed']}")
         return 0
     if verb == "prune":
         result = agent_call(transport, "prune", str(keep))
-        say(f"{destination}: removed {len(result['removed'])} release(s); kept {', '.join(result['kept'])}")
+        removed = f" ({', '.join(result['removed'])})" if result["removed"] else ""
+        say(f"{destination}: removed {len(result['removed'])} release(s){removed}; kept {', '.join(result['kept'])}")
+        if result.get("removed_newer"):  # after a rollback: say what could have been rolled forward to
+            say(f"{destination}: note: {', '.join(result['removed_newer'])} "
+                f"{'was' if len(result['removed_newer']) == 1 else 'were'} installed after the current release")
         return 0
     if verb == "rollback":
         result = agent_call(transport, "rollback")
@@ -292,8 +365,8 @@ def remote(verb: str, target: str, ssh_config: Path | None, python: str = "pytho
             + ("; service restarted" if result["restarted"] else ""))
         return 0
     if verb == "logs":
-        return subprocess.run(transport.remote_command(transport.agent_args("service", "logs",
-                                                                             *(["-f"] if follow else [])))).returncode
+        command = transport.agent_args("service", "logs", *(["-f"] if follow else []), from_stdin=True)
+        return subprocess.run(transport.remote_command(command), input=AGENT.read_text(), text=True).returncode
     if verb in ("start", "stop", "restart"):
         agent_call(transport, "service", verb)
         say(f"{destination}: {verb} done")
@@ -301,18 +374,45 @@ def remote(verb: str, target: str, ssh_config: Path | None, python: str = "pytho
     raise DeployError(f"unknown remote verb {verb!r}")
 
 
+# Runs on any python: exit 0 when something accepts connections on 127.0.0.1:PORT, else 3.
+PORT_PROBE = ("import socket, sys; s = socket.socket(); s.settimeout(5); "
+              "sys.exit(0 if s.connect_ex(('127.0.0.1', int(sys.argv[1]))) == 0 else 3)")
+
+
+def _accepts(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 def view(transport: Transport, local_port: int, remote_port: int = VIEWER_PORT, say=print) -> int:
     """Forward 127.0.0.1:local_port here to the viewer on the device's loopback (127.0.0.1:
     remote_port, where `graphflow run` serves it by default); nothing on the device binds off
-    loopback for it. Ends on Ctrl-C."""
-    forward = ["-N", "-o", "ExitOnForwardFailure=yes", "-L",
-               f"127.0.0.1:{int(local_port)}:127.0.0.1:{int(remote_port)}"]
-    command = transport.ssh_base() + forward + ["--", transport.destination.login]
-    say(f"viewer of {transport.destination.login}: http://127.0.0.1:{local_port}/  (Ctrl-C ends the tunnel)")
-    process = subprocess.Popen(command)
-    try:
-        return process.wait()
-    except KeyboardInterrupt:
-        process.terminate()
-        process.wait()
-        return 0
+    loopback for it. The address is printed once the tunnel is up. Ends on Ctrl-C."""
+    with socket.socket() as here:
+        try:
+            here.bind(("127.0.0.1", local_port))
+        except OSError as exc:
+            raise DeployError(f"local port {local_port} is not free ({exc.strerror}); pick another with --port N") from None
+    login = transport.destination.login
+    serving = transport.run([transport.python, "-c", PORT_PROBE, str(remote_port)], timeout=120)
+    if serving.returncode == 3:
+        raise DeployError(f"no viewer is serving on {login} port {remote_port} (is the app running with its viewer?)")
+    if serving.returncode != 0:
+        raise DeployError(_last_error(serving.stderr, serving.returncode, transport))
+    forward = ["-N", "-o", "ExitOnForwardFailure=yes", "-L", f"127.0.0.1:{local_port}:127.0.0.1:{remote_port}"]
+    with tempfile.TemporaryFile("w+") as errors:  # a file: ssh never blocks on a full pipe
+        process = subprocess.Popen(transport.ssh_base() + forward + ["--", login], stdin=subprocess.DEVNULL,
+                                   stderr=errors)
+        try:
+            while not _accepts(local_port) and process.poll() is None:
+                time.sleep(0.1)
+            if process.poll() is None:
+                say(f"viewer of {login}: http://127.0.0.1:{local_port}/  (Ctrl-C ends the tunnel)")
+            if process.wait() != 0:
+                errors.seek(0)
+                raise DeployError(_last_error(errors.read(), process.returncode, transport))
+            return 0
+        except KeyboardInterrupt:
+            process.terminate()
+            process.wait()
+            return 0

@@ -91,8 +91,10 @@ class Transport:
         return (self.ssh_base() + (["-t"] if tty else []) + list(forward)
                 + ["--", self.destination.login, " ".join(shlex.quote(str(a)) for a in args)])
 
-    def agent_args(self, verb: str, *args: str) -> list[str]:
-        return [self.python, f"{self.destination.dir}/.graphflow/agent.py", verb, self.destination.dir, *args]
+    def agent_args(self, verb: str, *args: str, from_stdin: bool = False) -> list[str]:
+        """The agent's command line: the copy in DIR/.graphflow, or (``from_stdin``) the script sent on stdin."""
+        script = "-" if from_stdin else f"{self.destination.dir}/.graphflow/agent.py"
+        return [self.python, script, verb, self.destination.dir, *args]
 
     def run(self, args: list[str], input: str | None = None, timeout: float | None = None,
             capture: bool = True) -> subprocess.CompletedProcess:

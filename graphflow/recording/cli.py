@@ -11,7 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-from ..viewer.cli import add_connect_arguments
+from ..viewer.cli import add_connect_arguments, viewer_host, viewer_port
 from .errors import RecordingError, RecordingInvalid
 
 # reader and writer (mcap, lz4, zstandard) are imported by the commands that use them
@@ -112,8 +112,8 @@ def add_commands(sub, add_app_args, add_run_args, run_app) -> None:
     view = sub.add_parser("view", help="open the web viewer on a recording (with a timeline), or --connect to a running app")
     view.add_argument("recording", type=Path, nargs="?")
     add_connect_arguments(view)  # --connect HOST:PORT (graphflow.viewer.remote)
-    view.add_argument("--viewer-port", type=int, default=3000, metavar="PORT")
-    view.add_argument("--viewer-host", default="127.0.0.1", metavar="HOST")
+    view.add_argument("--viewer-port", type=viewer_port, default=3000, metavar="PORT")
+    view.add_argument("--viewer-host", type=viewer_host, default="127.0.0.1", metavar="HOST")
     view.add_argument("--duration", type=float, help="serve for this many seconds (default: until Ctrl-C)")
     view.set_defaults(func=cmd_view)
 

@@ -7,9 +7,9 @@ import sys
 
 def add_viewer_arguments(parser) -> None:
     parser.add_argument("--no-viewer", action="store_true", help="do not serve the web viewer")
-    parser.add_argument("--viewer-port", type=int, default=3000, metavar="PORT",
+    parser.add_argument("--viewer-port", type=viewer_port, default=3000, metavar="PORT",
                         help="port of the web viewer (default 3000; 0 picks a free one)")
-    parser.add_argument("--viewer-host", default="127.0.0.1", metavar="HOST",
+    parser.add_argument("--viewer-host", type=viewer_host, default="127.0.0.1", metavar="HOST",
                         help="address the viewer listens on (default 127.0.0.1; another address, e.g. 0.0.0.0, "
                              "needs the token printed at start unless --viewer-insecure)")
     parser.add_argument("--viewer-insecure", action="store_true",
@@ -21,6 +21,29 @@ def add_viewer_arguments(parser) -> None:
                         help="CURVE secret key of the view endpoint (graphflow keys NAME); viewers then need NAME.key")
     parser.add_argument("--serve-view-clients", metavar="DIR",
                         help="with --serve-view-key: only viewers whose public keys (*.key) are in DIR may connect")
+
+
+def viewer_port(text: str) -> int:
+    """--viewer-port: 0-65535 (0: a free one); anything else is a usage error, not a viewer failure."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 0-65535 (0: a free one), got {text!r}")
+    return port
+
+
+def viewer_host(text: str) -> str:
+    """--viewer-host: an address this machine can listen on; a name that does not resolve is a
+    usage error (the same for ``run`` and ``view``), not a warning."""
+    import socket
+
+    try:
+        socket.getaddrinfo(text or None, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise argparse.ArgumentTypeError(f"cannot listen on {text!r}: {getattr(exc, 'strerror', None) or exc}")
+    return text
 
 
 def add_connect_arguments(view) -> None:
@@ -57,7 +80,7 @@ def open_viewer(args, err=None):
     try:
         return ViewerSession(args.viewer_host, args.viewer_port, insecure=args.viewer_insecure)
     except ViewerError as exc:
-        print(f"warning: viewer off: {exc}", file=err or sys.stderr, flush=True)
+        print(f"warning: viewer off: {exc} (or --no-viewer)", file=err or sys.stderr, flush=True)
         return None
 
 

@@ -107,8 +107,7 @@ def _bind(host: str, port: int) -> socket.socket:
     except OSError as exc:
         if exc.errno in (errno.EADDRINUSE, errno.EACCES):
             why = "is already in use" if exc.errno == errno.EADDRINUSE else "needs privileges"
-            raise ViewerError(f"viewer port {port} on {host} {why}; pick another with --viewer-port N "
-                              f"(or --no-viewer)") from None
+            raise ViewerError(f"viewer port {port} on {host} {why}; pick another with --viewer-port N") from None
         raise ViewerError(f"cannot serve the viewer on {host}:{port}: {exc.strerror or exc}; "
                           f"see --viewer-host and --viewer-port") from None
 

@@ -454,3 +454,190 @@ def test_a_release_venv_made_from_a_venv_sees_that_venvs_packages(tmp_path):
     manifest = {"files": {}}
     assert agent.environment_key(manifest, python_of(device), True, True, folders) != \
         agent.environment_key(manifest, python_of(device), True, True, [])
+
+
+def fake_install(root: Path, releases: list[str], current_release: str | None = None) -> None:
+    """An install as the agent lays it out, without venvs: releases made in the order given
+    (install times one second apart), the history of what was current, and current."""
+    (root / ".graphflow").mkdir(parents=True, exist_ok=True)
+    for number, name in enumerate(releases):
+        (root / "releases" / name).mkdir(parents=True)
+        installed = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(1_700_000_000 + number))
+        (root / "releases" / name / "release.json").write_text(json.dumps(
+            {"release": name, "app": {"name": "x", "file": "app/x.app.json"}, "installed": installed,
+             "installed_ns": (1_700_000_000 + number) * 10**9}))
+    current_release = current_release or releases[-1]
+    (root / "history").write_text("\n".join(releases[:releases.index(current_release) + 1]) + "\n")
+    (root / "current").symlink_to(f"releases/{current_release}")
+
+
+@pytest.mark.timeout(120)
+def test_remote_verbs_on_a_folder_without_an_install_say_so_and_create_nothing(device, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for folder in (empty, tmp_path / "absent"):
+        for verb in ("status", "list", "logs", "rollback", "prune", "restart"):
+            result = remote(device, verb, f"device:{folder}")
+            assert result.returncode == 1, (verb, result.stdout, result.stderr)
+            assert result.stderr.strip().splitlines() == [f"error: no graphflow install at device:{folder}"], verb
+    doctor = remote(device, "doctor", f"device:{empty}")
+    assert "disk" in doctor.stdout
+    assert list(empty.iterdir()) == [] and not (tmp_path / "absent").exists()
+
+
+@pytest.mark.timeout(120)
+def test_remote_logs_without_a_systemd_journal_says_so_in_one_line(device, tmp_path):
+    if any(any(Path(folder).glob("**/*.journal")) for folder in ("/var/log/journal", "/run/log/journal")):
+        pytest.skip("this machine keeps a systemd journal")
+    root = tmp_path / "device"
+    fake_install(root, ["1.0.0-aaaaaaaa"])
+    (root / ".graphflow" / "unit").write_text("graphflow-x.service\n")
+    result = remote(device, "logs", f"device:{root}")
+    assert result.returncode == 1 and "-- No entries --" not in result.stdout
+    assert len(result.stderr.strip().splitlines()) == 1 and "keeps no systemd journal" in result.stderr, result.stderr
+
+
+OLD_PYTHONS = [p for p in (Path("/root/.pyenv/versions/2.7.18/bin/python"), Path("/root/.pyenv/versions/3.9.18/bin/python"))
+               if p.exists()]
+
+
+@pytest.mark.skipif(not OLD_PYTHONS, reason="no Python 2.7 or 3.9 here (pyenv)")
+@pytest.mark.parametrize("old_python", OLD_PYTHONS, ids=lambda p: p.parts[-3])
+@pytest.mark.timeout(240)
+def test_an_old_device_python_is_refused_before_upload_and_doctor_says_what_to_do(device, openpose_packages, tmp_path,
+                                                                                   old_python):
+    version = subprocess.run([str(old_python), "-c", "import sys; sys.stdout.write('%d.%d.%d' % sys.version_info[:3])"],
+                             capture_output=True, text=True).stdout
+    root = tmp_path / "device"
+    result = graphflow("deploy", str(openpose_packages["1.0.0"]), f"--to=device:{root}", "--ssh-config",
+                       str(device.config), "--python", str(old_python), "--reuse-system-packages")
+    assert result.returncode == 1
+    assert result.stdout.strip().splitlines()[0] == (
+        f"device:{root}: FAILED at check: device python {old_python} is {version}; graphflow needs >= 3.10 "
+        f"(use --python PATH)"), result.stdout
+    assert not root.exists()  # nothing uploaded
+    doctor = graphflow("remote", "doctor", "--ssh-config", str(device.config), "--python", str(old_python),
+                       f"device:{root}")
+    assert doctor.returncode == 1 and "SyntaxError" not in doctor.stdout + doctor.stderr
+    assert doctor.stdout.splitlines()[0].startswith(f"MISSING python    Python {version} ({old_python})")
+    assert "fix: sudo apt install python3 (3.10 or newer) (or --python PATH)" in doctor.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_deploy_or_a_remote_change_while_another_is_in_progress_fails_at_once(device, openpose_packages, tmp_path):
+    import fcntl
+
+    root = tmp_path / "device"
+    fake_install(root, ["1.0.0-aaaaaaaa", "1.1.0-bbbbbbbb"])
+    busy = f"error: another deploy is in progress on {root} (pid 4242); try again when it ends"
+    with open(root / ".graphflow" / "lock", "w") as lock:  # what a deploy in progress holds
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        lock.write("4242 deploy\n")
+        lock.flush()
+        for verb, extra in (("prune", ["--keep", "1"]), ("rollback", []), ("restart", [])):
+            result = remote(device, verb, f"device:{root}", *extra)
+            assert result.returncode == 1 and result.stderr.strip().splitlines() == [busy], (verb, result.stderr)
+        started = time.monotonic()
+        result = deploy(device, openpose_packages["1.0.0"], f"device:{root}")
+        assert result.returncode == 1 and time.monotonic() - started < 30
+        assert result.stdout.strip() == f"device:{root}: FAILED at compare: {busy[len('error: '):]}", result.stdout
+    assert not (root / "store").exists() or not list((root / "store").iterdir())  # nothing uploaded
+    assert current(root) == "1.1.0-bbbbbbbb" and len(list((root / "releases").iterdir())) == 2
+    # once it ends, the same verb goes through
+    assert remote(device, "rollback", f"device:{root}").returncode == 0 and current(root) == "1.0.0-aaaaaaaa"
+
+
+@pytest.mark.timeout(120)
+def test_a_private_key_readable_by_others_is_named_with_its_fix(device, tmp_path):
+    loose = device.config.parent / "loose_key"
+    shutil.copy(device.config.parent / "client_key", loose)
+    loose.chmod(0o644)
+    config = tmp_path / "ssh_config"
+    config.write_text(device.config.read_text().replace("Host device", "Host loosekey", 1)
+                      .replace(str(device.config.parent / "client_key"), str(loose)))
+    root = tmp_path / "device"
+    fake_install(root, ["1.0.0-aaaaaaaa"])
+    for verb in ("status", "doctor"):
+        result = graphflow("remote", verb, "--ssh-config", str(config), "--python", device.python, f"loosekey:{root}")
+        assert result.returncode == 1
+        assert result.stderr.strip().splitlines() == [f"error: ssh key {loose} is readable by others; chmod 600 {loose}"], \
+            result.stderr
+
+
+@pytest.mark.timeout(120)
+def test_remote_view_checks_its_ports_and_prints_the_address_once_the_tunnel_works(device, tmp_path):
+    import http.server
+    import threading
+
+    def view(*args: str, target: str = "device") -> subprocess.CompletedProcess:
+        return graphflow("remote", "view", "--ssh-config", str(device.config), "--python", device.python, *args,
+                         target, timeout=60)
+
+    for bad in (["--port", "70000"], ["--remote-port", "0"], ["--port", "-1"]):
+        result = view(*bad)
+        assert result.returncode == 2 and "expected a port number 1-65535" in result.stderr, (bad, result.stderr)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = view("--port", str(port))
+        assert result.returncode == 1 and result.stdout == ""
+        assert result.stderr.strip().splitlines() == [
+            f"error: local port {port} is not free (Address already in use); pick another with --port N"]
+    nothing = free_port()
+    result = view("--port", str(free_port()), "--remote-port", str(nothing))
+    assert result.returncode == 1 and result.stdout == "" and result.stderr.strip().splitlines() == [
+        f"error: no viewer is serving on device port {nothing} (is the app running with its viewer?)"]
+    result = view("--port", str(free_port()), target="unreachable")
+    assert result.returncode == 1 and result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1 and "ssh to unreachable failed" in result.stderr
+
+    # a viewer on the device (this machine): the address is printed once the tunnel answers
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    local_port = free_port()
+    tunnel = subprocess.Popen([sys.executable, "-m", "graphflow.cli", "remote", "view", "--ssh-config",
+                               str(device.config), "--python", device.python, "--port", str(local_port),
+                               "--remote-port", str(server.server_address[1]), "device"],
+                              env=dict(os.environ, PYTHONPATH=str(REPO)), cwd=tmp_path, stdout=subprocess.PIPE,
+                              text=True, start_new_session=True)
+    try:
+        line = tunnel.stdout.readline()
+        assert line.startswith(f"viewer of device: http://127.0.0.1:{local_port}/")
+        assert viewer_page(local_port) is not None  # at once: no waiting after the address is printed
+        os.killpg(tunnel.pid, signal.SIGINT)
+        assert tunnel.wait(timeout=30) == 0
+    finally:
+        server.shutdown()
+        if tunnel.poll() is None:
+            os.killpg(tunnel.pid, signal.SIGKILL)
+
+
+@pytest.mark.timeout(120)
+def test_prune_refuses_keep_below_one_and_names_newer_releases_it_removes(device, tmp_path):
+    root = tmp_path / "device"
+    v1, v2, v3 = "1.0.0-aaaaaaaa", "1.1.0-bbbbbbbb", "1.2.0-cccccccc"
+    fake_install(root, [v1, v2, v3], current_release=v2)  # as after a rollback from v3
+    for keep in ("0", "-1"):
+        refused = remote(device, "prune", f"device:{root}", "--keep", keep)
+        assert refused.returncode == 2 and "argument --keep: expected a number of releases, at least 1" in \
+            refused.stderr, refused.stderr
+    assert sorted(p.name for p in (root / "releases").iterdir()) == [v1, v2, v3]
+    # keep 2: the current release and the most recently installed other (v3, newer than current)
+    pruned = remote(device, "prune", f"device:{root}", "--keep", "2")
+    assert pruned.returncode == 0 and sorted(p.name for p in (root / "releases").iterdir()) == [v2, v3]
+    assert f"removed 1 release(s) ({v1})" in pruned.stdout and "note:" not in pruned.stdout
+    pruned = remote(device, "prune", f"device:{root}", "--keep", "1")
+    assert pruned.returncode == 0 and [p.name for p in (root / "releases").iterdir()] == [v2] and current(root) == v2
+    assert f"removed 1 release(s) ({v3})" in pruned.stdout
+    assert f"note: {v3} was installed after the current release" in pruned.stdout, pruned.stdout
+
+
+@pytest.mark.timeout(60)
+def test_deploying_a_folder_says_it_is_a_folder(tmp_path):
+    (tmp_path / "dist").mkdir()
+    result = graphflow("deploy", str(tmp_path / "dist"), "--to", "device", cwd=tmp_path)
+    assert result.returncode == 1 and result.stderr.strip().splitlines() == [
+        f"error: package {str(tmp_path / 'dist')!r} is a folder, not a .gfpkg file "
+        f"(`graphflow package` writes NAME-VERSION.gfpkg into it)"], result.stderr

@@ -432,3 +432,37 @@ def test_synchronize_matches_by_acqtime_and_waits_before_showing_unsynced():
     assert synchronize(images, [lagging], 1e-3, unsynced=False) is None  # a window that just opened waits
     image, (skeleton,), synced = synchronize(images, [lagging], 1e-3)
     assert not synced and image is images[-1] and skeleton is lagging[0]
+
+
+@pytest.mark.parametrize("command", [["run", "apps/demo.app.json", "--max-ticks", "1", "--quiet"],
+                                     ["view", "no-such-recording.mcap", "--duration", "0"]])
+@pytest.mark.parametrize("option", [["--viewer-port", "70000"], ["--viewer-port", "-1"], ["--viewer-port", "x"],
+                                    ["--viewer-host", "nosuch.invalid"]])
+def test_a_malformed_viewer_option_is_a_usage_error_naming_that_option(command, option):
+    from tests.conftest import REPO
+
+    result = subprocess.run([sys.executable, "-m", "graphflow.cli", *command, *option], capture_output=True,
+                            text=True, timeout=60, cwd=REPO)
+    assert result.returncode == 2, result.stderr
+    error = result.stderr.strip().splitlines()[-1]
+    assert f"argument {option[0]}: " in error and "Traceback" not in result.stderr, result.stderr
+
+
+def test_a_taken_viewer_port_suggests_only_options_the_command_has():
+    """`graphflow view` has no --no-viewer: the server's error does not suggest it; `run` adds it."""
+    from graphflow.viewer.cli import open_viewer
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ViewerError) as refused:
+            ViewerServer("127.0.0.1", port)
+        assert "--no-viewer" not in str(refused.value) and "--viewer-port" in str(refused.value)
+        import argparse
+        import io
+
+        said = io.StringIO()
+        args = argparse.Namespace(no_viewer=False, viewer_host="127.0.0.1", viewer_port=port, viewer_insecure=False)
+        assert open_viewer(args, err=said) is None
+        assert said.getvalue().startswith("warning: viewer off: ") and "(or --no-viewer)" in said.getvalue()
