@@ -7,6 +7,7 @@ graph accepts; the app's queue policies decide whether frames wait or are droppe
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 from pathlib import Path
 
@@ -51,6 +52,112 @@ def benchmark(app_file: Path, frames: int, overlays=(), sets=(), workers: int | 
     }
 
 
+COCO_KEYPOINTS = 17  # a COCO person: 17 keypoints, each x, y, visibility; OKS has a sigma for each
+
+
+def _is_number(value) -> bool:
+    """A number NumPy takes as a finite float (an integer too large for a float is not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
+def _numbers(value, count: int) -> bool:
+    return isinstance(value, list) and len(value) == count and all(map(_is_number, value))
+
+
+def _shown(value) -> str:
+    """A value in an error line: a list by its length (its items are rarely the problem), the rest cut short."""
+    return f"a list of {len(value)}" if isinstance(value, list) else json.dumps(value)[:40]
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def coco_keypoints_problem(data) -> tuple[str, str] | None:
+    """The first thing in a COCO annotations document that pycocotools' keypoint evaluation would
+    trip over or silently score as nothing, as (JSON path, what is wrong); None when there is none.
+    Checks the fields that COCO and COCOeval(iouType='keypoints') read, with the types they need
+    (ids are sorted and used as keys, so they must be whole numbers)."""
+    if not isinstance(data, dict):
+        return "$", f"expected a JSON object with \"images\", \"annotations\" and \"categories\", " \
+                    f"got {type(data).__name__ if data is not None else 'null'}"
+    for key in ("images", "annotations", "categories"):
+        if key not in data:
+            return "$", f"no {json.dumps(key)}"
+        if not isinstance(data[key], list):
+            return f"$.{key}", "expected a list"
+
+    def fields(where: str, item, expected: dict):
+        """The problem with an object that must have ``expected`` keys (key -> test, what it must be)."""
+        if not isinstance(item, dict):
+            return where, "expected an object"
+        for key, (test, what) in expected.items():
+            if key not in item:
+                return where, f"no {json.dumps(key)}"
+            if not test(item[key]):
+                return f"{where}.{key}", f"expected {what}, got {_shown(item[key])}"
+        return None
+
+    whole = (_whole, "a whole number")
+    for i, category in enumerate(data["categories"]):
+        problem = fields(f"$.categories[{i}]", category, {"id": whole})
+        if problem:
+            return problem
+    if not any(isinstance(c.get("keypoints"), list) and len(c["keypoints"]) == COCO_KEYPOINTS
+               for c in data["categories"]):
+        return "$.categories", f"no category with {COCO_KEYPOINTS} \"keypoints\" names (the COCO person category)"
+    for i, image in enumerate(data["images"]):
+        problem = fields(f"$.images[{i}]", image, {
+            "id": whole, "file_name": (lambda v: isinstance(v, str) and v.strip() != "", "a file name")})
+        if problem:
+            return problem
+    category_ids = {category["id"] for category in data["categories"]}
+    annotation_fields = {
+        "id": whole, "image_id": whole,
+        "category_id": (lambda v: _whole(v) and v in category_ids, "the id of a category in $.categories"),
+        "keypoints": (lambda v: _numbers(v, 3 * COCO_KEYPOINTS),
+                      f"{3 * COCO_KEYPOINTS} numbers ({COCO_KEYPOINTS} keypoints, each x, y, visibility)"),
+        "num_keypoints": (lambda v: _whole(v) and 0 <= v <= COCO_KEYPOINTS, f"a whole number in [0, {COCO_KEYPOINTS}]"),
+        "bbox": (lambda v: _numbers(v, 4), "4 numbers [x, y, width, height]"),
+        "area": (_is_number, "a number"),
+        "iscrowd": (lambda v: _whole(v) and v in (0, 1), "0 or 1"),
+    }
+    for i, annotation in enumerate(data["annotations"]):
+        problem = fields(f"$.annotations[{i}]", annotation, annotation_fields)
+        if problem:
+            return problem
+    return None
+
+
+def load_coco_keypoints(path: Path) -> dict:
+    """Read and check a COCO keypoints annotations file; raises AppInvalid with one line naming
+    the file and the JSON path of the first problem, before any work is done with it."""
+    def invalid(where: str, what: str) -> AppInvalid:
+        return AppInvalid([AppError(str(path), where, what)])
+
+    if path.is_dir():
+        raise invalid("$", "is a folder, expected a COCO annotations JSON file")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise invalid("$", f"cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise invalid("$", "is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise invalid("$", f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise invalid("$", "nested too deeply to read") from None
+    problem = coco_keypoints_problem(data)
+    if problem is not None:
+        raise invalid(*problem)
+    return data
+
+
 def evaluate_coco(app_file: Path, annotations: Path, images: Path, overlays=(), sets=(),
                   workers: int | None = None, keep_output: Path | None = None) -> dict:
     """Run the app over a COCO image folder and score its ``predictions.json`` (COCO results
@@ -64,16 +171,26 @@ def evaluate_coco(app_file: Path, annotations: Path, images: Path, overlays=(), 
     for path, what in ((annotations, "annotations file"), (images, "image folder")):
         if not path.exists():
             raise AppInvalid([AppError(COMMAND_LINE, str(path), f"{what} not found")])
+    data = load_coco_keypoints(annotations)  # before the run: a bad file must not waste it
     if keep_output is not None:
-        return _evaluate_coco(app_file, annotations, images, overlays, sets, workers, keep_output)
+        return _evaluate_coco(app_file, data, images, overlays, sets, workers, keep_output)
     with tempfile.TemporaryDirectory(prefix="graphflow-eval-") as temporary:
-        result = _evaluate_coco(app_file, annotations, images, overlays, sets, workers, Path(temporary))
+        result = _evaluate_coco(app_file, data, images, overlays, sets, workers, Path(temporary))
     del result["output"]  # removed with the temporary folder
     return result
 
 
-def _evaluate_coco(app_file: Path, annotations: Path, images: Path, overlays, sets, workers, output: Path) -> dict:
+def _ground_truth(data: dict):
+    """A pycocotools COCO over an already checked annotations document."""
     from pycocotools.coco import COCO
+
+    gt = COCO()
+    gt.dataset = data
+    gt.createIndex()
+    return gt
+
+
+def _evaluate_coco(app_file: Path, data: dict, images: Path, overlays, sets, workers, output: Path) -> dict:
     from pycocotools.cocoeval import COCOeval
 
     spec = load_app(app_file, overlays, sets, io={"input": str(images), "output": str(output)})
@@ -86,7 +203,7 @@ def _evaluate_coco(app_file: Path, annotations: Path, images: Path, overlays, se
         raise RuntimeError(f"the app wrote no {predictions_file}; its io.output must name a folder "
                            f"where a prediction writer puts predictions.json")
     predictions = json.loads(predictions_file.read_text())
-    gt = COCO(str(annotations))
+    gt = _ground_truth(data)
     ids = {Path(image["file_name"]).name: image["id"] for image in gt.dataset["images"]}
     results = []
     for prediction in predictions:
