@@ -339,7 +339,9 @@ def cmd_eval(args) -> int:
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"{args.app}: {result['predictions']} predictions on {result.get('images', 0)} images")
+    images, annotated = result["images"], result["annotated_images"]
+    print(f"{args.app}: {result['predictions']} predictions on {images} image{'s' * (images != 1)}"
+          + (f" (of {annotated} annotated: {annotated - images} not evaluated)" if images < annotated else ""))
     print("  ".join(f"{key} {result[key]:.3f}" for key in ("AP", "AP50", "AP75", "AR")))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ graph accepts; the app's queue policies decide whether frames wait or are droppe
 from __future__ import annotations
 
 import json
+import logging
 import math
 import tempfile
 from pathlib import Path
@@ -51,6 +52,8 @@ def benchmark(app_file: Path, frames: int, overlays=(), sets=(), workers: int | 
                   for name, c in report["components"].items()},
     }
 
+
+log = logging.getLogger(__name__)
 
 COCO_KEYPOINTS = 17  # a COCO person: 17 keypoints, each x, y, visibility; OKS has a sigma for each
 
@@ -172,12 +175,41 @@ def evaluate_coco(app_file: Path, annotations: Path, images: Path, overlays=(), 
         if not path.exists():
             raise AppInvalid([AppError(COMMAND_LINE, str(path), f"{what} not found")])
     data = load_coco_keypoints(annotations)  # before the run: a bad file must not waste it
+    if not images.is_dir():
+        raise AppInvalid([AppError(COMMAND_LINE, str(images), "is not a folder (--images takes the folder of "
+                                                              "the annotated images)")])
+    annotated = len(data["images"])
+    data = _images_in_folder(data, annotations, images)
     if keep_output is not None:
-        return _evaluate_coco(app_file, data, images, overlays, sets, workers, keep_output)
-    with tempfile.TemporaryDirectory(prefix="graphflow-eval-") as temporary:
-        result = _evaluate_coco(app_file, data, images, overlays, sets, workers, Path(temporary))
-    del result["output"]  # removed with the temporary folder
-    return result
+        result = _evaluate_coco(app_file, data, images, overlays, sets, workers, keep_output)
+    else:
+        with tempfile.TemporaryDirectory(prefix="graphflow-eval-") as temporary:
+            result = _evaluate_coco(app_file, data, images, overlays, sets, workers, Path(temporary))
+        del result["output"]  # removed with the temporary folder
+    return {**result, "annotated_images": annotated}
+
+
+def _images_in_folder(data: dict, annotations: Path, folder: Path) -> dict:
+    """The annotations of the images that are in ``folder`` (a warning says how many are not):
+    an image the app never saw would count its people as missed. Refuses, before the run, a
+    folder with none of them and images with no person to score (AP would be 0 or -1)."""
+    in_folder = {file.name for file in folder.iterdir() if file.is_file()}
+    present = [image for image in data["images"] if Path(image["file_name"]).name in in_folder]
+    if not present:
+        what = f"none of its {len(data['images'])} images (file_name) is in {folder}" if data["images"] \
+            else "lists no images"
+        raise AppInvalid([AppError(str(annotations), "$.images", what)])
+    if len(present) < len(data["images"]):
+        log.warning("%d of the %d images in %s are not in %s; evaluating on the %d that are",
+                    len(data["images"]) - len(present), len(data["images"]), annotations, folder, len(present))
+    ids = {image["id"] for image in present}
+    keypoint_categories = {c["id"] for c in data["categories"] if len(c.get("keypoints") or ()) == COCO_KEYPOINTS}
+    if not any(a["image_id"] in ids and a["category_id"] in keypoint_categories and a["num_keypoints"] > 0
+               and not a["iscrowd"] for a in data["annotations"]):
+        raise AppInvalid([AppError(str(annotations), "$.annotations", f"no person with keypoints (num_keypoints "
+                                                                      f"> 0, not a crowd) on its images in {folder}: "
+                                                                      f"nothing to score")])
+    return {**data, "images": present}
 
 
 def _ground_truth(data: dict):
@@ -188,6 +220,21 @@ def _ground_truth(data: dict):
     gt.dataset = data
     gt.createIndex()
     return gt
+
+
+def _frames_seen(output: Path) -> set[str] | None:
+    """The file names of the frames the app processed, from its predictions stream (a line per
+    frame, with or without people); None when it wrote no stream."""
+    stream = output / "predictions.jsonl"
+    if not stream.exists():
+        return None
+    names = set()
+    for line in stream.read_text(encoding="utf-8").splitlines():
+        try:
+            names.add(Path(json.loads(line)["file_name"]).name)
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short by a kill: its frame is not there
+    return names
 
 
 def _evaluate_coco(app_file: Path, data: dict, images: Path, overlays, sets, workers, output: Path) -> dict:
@@ -203,8 +250,19 @@ def _evaluate_coco(app_file: Path, data: dict, images: Path, overlays, sets, wor
         raise RuntimeError(f"the app wrote no {predictions_file}; its io.output must name a folder "
                            f"where a prediction writer puts predictions.json")
     predictions = json.loads(predictions_file.read_text())
-    gt = _ground_truth(data)
-    ids = {Path(image["file_name"]).name: image["id"] for image in gt.dataset["images"]}
+    seen = _frames_seen(output)
+    evaluated = [image for image in data["images"] if seen is None or Path(image["file_name"]).name in seen]
+    if not evaluated:
+        raise RuntimeError(f"the app processed none of the {len(data['images'])} annotated images in {images} "
+                           f"(its log says why)")
+    if len(evaluated) < len(data["images"]):
+        skipped = sorted(set(Path(image["file_name"]).name for image in data["images"]) - seen)
+        log.warning("%d annotated image%s not evaluated (the app skipped %s): %s", len(skipped),
+                    " was" if len(skipped) == 1 else "s were", "it" if len(skipped) == 1 else "them",
+                    ", ".join(skipped[:5]) + (", ..." if len(skipped) > 5 else ""))
+    gt = _ground_truth({**data, "images": evaluated})
+    counts = {"images": len(evaluated), "output": str(output)}
+    ids = {Path(image["file_name"]).name: image["id"] for image in evaluated}
     results = []
     for prediction in predictions:
         image_id = prediction.get("image_id", ids.get(Path(prediction.get("file_name", "")).name))
@@ -212,8 +270,7 @@ def _evaluate_coco(app_file: Path, data: dict, images: Path, overlays, sets, wor
             results.append({**prediction, "image_id": image_id})
     kind = "keypoints" if results and "keypoints" in results[0] else "bbox"
     if not results:
-        return {"AP": 0.0, "AP50": 0.0, "AP75": 0.0, "AR": 0.0, "predictions": 0, "iou_type": kind,
-                "output": str(output)}
+        return {"AP": 0.0, "AP50": 0.0, "AP75": 0.0, "AR": 0.0, "predictions": 0, "iou_type": kind, **counts}
     evaluation = COCOeval(gt, gt.loadRes(results), kind)
     evaluation.params.imgIds = sorted(gt.imgs)
     evaluation.evaluate()
@@ -222,4 +279,4 @@ def _evaluate_coco(app_file: Path, data: dict, images: Path, overlays, sets, wor
     stats = evaluation.stats
     return {"AP": float(stats[0]), "AP50": float(stats[1]), "AP75": float(stats[2]),
             "AR": float(stats[5] if kind == "keypoints" else stats[8]), "predictions": len(results),
-            "images": len(gt.imgs), "iou_type": kind, "output": str(output)}
+            "iou_type": kind, **counts}

@@ -192,3 +192,65 @@ def test_fuzzed_annotations_are_refused_in_one_line_or_scored_by_pycocotools_wit
                 evaluation.summarize()
 
     check()
+
+
+def _eval(tmp_path, annotations: dict, images: Path):
+    file = tmp_path / "ann.json"
+    file.write_text(json.dumps(annotations))
+    return file, graphflow("eval", str(oracle_app(tmp_path, file)), "--annotations", str(file), "--images",
+                           str(images), "--output", str(tmp_path / "out"))
+
+
+@pytest.mark.timeout(120)
+def test_a_folder_with_none_of_the_annotated_images_is_refused_before_the_run(coco, tmp_path):
+    annotations, images = coco
+    for image in annotations["images"]:
+        image["file_name"] = "x_" + image["file_name"]
+    file, result = _eval(tmp_path, annotations, images)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.splitlines()[0] == f"error: {file}: $.images: none of its 16 images (file_name) is in {images}"
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.timeout(120)
+def test_annotations_without_a_person_with_keypoints_are_refused_before_the_run(coco, tmp_path):
+    annotations, images = coco
+    for annotation in annotations["annotations"]:
+        annotation["num_keypoints"], annotation["keypoints"] = 0, [0] * 51
+    file, result = _eval(tmp_path, annotations, images)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.splitlines()[0] == (f"error: {file}: $.annotations: no person with keypoints (num_keypoints "
+                                             f"> 0, not a crowd) on its images in {images}: nothing to score")
+    assert not (tmp_path / "out").exists()
+
+
+def _with_people(annotations: dict) -> list[str]:
+    ids = {a["image_id"] for a in annotations["annotations"] if a["num_keypoints"] > 0 and not a["iscrowd"]}
+    return sorted(image["file_name"] for image in annotations["images"] if image["id"] in ids)
+
+
+@pytest.mark.timeout(120)
+def test_annotated_images_missing_from_the_folder_are_counted_in_a_warning_and_left_out_of_the_score(coco, tmp_path):
+    annotations, images = coco
+    kept = _with_people(annotations)[:3]
+    for image in images.iterdir():
+        if image.name not in kept:
+            image.unlink()
+    file, result = _eval(tmp_path, annotations, images)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert (f"13 of the 16 images in {file} are not in {images}; evaluating on the 3 that are"
+            in result.stderr)
+    assert " predictions on 3 images (of 16 annotated: 13 not evaluated)\n" in result.stdout
+    assert "AP 1.000  AP50 1.000  AP75 1.000  AR 1.000" in result.stdout  # the oracle's, on the images it saw
+
+
+@pytest.mark.timeout(120)
+def test_an_image_the_app_skips_is_not_counted_or_scored(coco, tmp_path):
+    annotations, images = coco
+    corrupt = images / _with_people(annotations)[0]
+    corrupt.write_bytes(corrupt.read_bytes()[:5000])  # a JPEG cut short: the loader skips it
+    file, result = _eval(tmp_path, annotations, images)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert f"1 annotated image was not evaluated (the app skipped it): {corrupt.name}" in result.stderr
+    assert " predictions on 15 images (of 16 annotated: 1 not evaluated)\n" in result.stdout
+    assert "AP 1.000  AP50 1.000  AP75 1.000  AR 1.000" in result.stdout
