@@ -3,6 +3,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from graphflow.cli import main
 
 
@@ -157,3 +159,33 @@ def test_a_node_log_line_names_its_component_once():
     assert line("graphflow.node.out/writer", "%s: wrote %d results", "out/writer", 6) == "INFO out/writer: wrote 6 results"
     assert line("graphflow.node.out/writer", "wrote %d results", 6) == "INFO out/writer: wrote 6 results"
     assert line("graphflow.scheduler", "drained") == "INFO graphflow.scheduler: drained"
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("command", [["run", "--no-viewer", "--stats-json"], ["bench", "--frames", "5", "--json"],
+                                     ["eval", "--annotations", "a.json", "--images", "imgs", "--json"]])
+def test_an_output_file_that_cannot_be_written_is_refused_before_the_app_runs(command, tmp_path, repo):
+    """A report or score file under a file, or a folder of its name, would fail only after the
+    whole run: argparse refuses it (exit 2, the option named). Missing folders on the way are made,
+    as --output makes its folder."""
+    (tmp_path / "somefile").write_text("")
+    numbers = tmp_path / "numbers.jsonl"
+    for bad, why in [(tmp_path / "somefile" / "s.json", f"{tmp_path / 'somefile'} is a file, not a folder"),
+                     (tmp_path / "somefile" / "new" / "s.json", f"{tmp_path / 'somefile'} is a file, not a folder"),
+                     (tmp_path, "is a folder; give a file name")]:
+        name, *options = command
+        result = subprocess.run([sys.executable, "-m", "graphflow.cli", name, str(repo / "apps" / "demo.app.json"),
+                                 "--set", f"sink/writer/path={numbers}", *options, str(bad)],
+                                capture_output=True, text=True, timeout=100, cwd=repo)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        last = result.stderr.splitlines()[-1]
+        assert last.startswith(f"graphflow {name}: error: argument {options[-1]}: ") and last.endswith(why)
+        assert not numbers.exists()  # refused before the app ran
+    if name != "eval":
+        made = tmp_path / "new" / "folder" / "s.json"
+        limit = ["--max-ticks", "5"] if name == "run" else []
+        result = subprocess.run([sys.executable, "-m", "graphflow.cli", name, str(repo / "apps" / "demo.app.json"),
+                                 "--set", f"sink/writer/path={numbers}", *limit, *options, str(made)],
+                                capture_output=True, text=True, timeout=100, cwd=repo)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(made.read_text())

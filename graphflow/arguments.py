@@ -1,0 +1,25 @@
+"""Argument types the command lines share: argparse calls them while parsing, so a value that
+cannot work is refused at once (``graphflow CMD: error: argument --OPTION: ...``, exit 2),
+before any work that it would throw away."""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+
+def output_file(text: str) -> Path:
+    """A file written when the command ends (a report, scores). The folders on its way that do not
+    exist yet are made then, as ``--output`` makes its folder; what stops the write is refused now:
+    a folder of that name, a file where a folder must be, a folder this user cannot write in."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
+    existing = path.parent
+    while not existing.exists():  # (stops at '.' or '/', which exist)
+        existing = existing.parent
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot write {text}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot write {text}: the folder {existing} is not writable")
+    return path
