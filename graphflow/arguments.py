@@ -4,8 +4,33 @@ before any work that it would throw away."""
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from pathlib import Path
+from typing import Callable
+
+
+def _checked(convert: Callable, accepts: Callable, expected: str) -> Callable:
+    """An argument type: ``convert`` the text, refuse it unless ``accepts`` the value."""
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not accepts(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+    return parse
+
+
+def _finite(low: float, inclusive: bool) -> Callable:
+    return lambda value: math.isfinite(value) and (value >= low if inclusive else value > low)
+
+
+positive_int = _checked(int, lambda value: value >= 1, "a whole number, 1 or more")  # --workers, --frames, ...
+seconds = _checked(float, _finite(0, inclusive=False), "a positive number of seconds")  # --duration, --timeout
+offset_seconds = _checked(float, _finite(0, inclusive=True), "a number of seconds, 0 or more")  # replay --start
+positive_rate = _checked(float, _finite(0, inclusive=False), "a positive number")  # export --fps
 
 
 def output_file(text: str) -> Path:

@@ -1,8 +1,9 @@
 """The viewer's command-line flags of ``graphflow run`` and what they start."""
 from __future__ import annotations
 
-import argparse
 import sys
+
+from ..arguments import seconds
 
 
 def add_viewer_arguments(parser) -> None:
@@ -31,19 +32,8 @@ def add_connect_arguments(view) -> None:
                       help="with --connect: the app's CURVE public key (when it serves with --serve-view-key)")
     view.add_argument("--key", metavar="FILE.key_secret",
                       help="with --connect: this viewer's CURVE secret key (when the app allows only some viewers)")
-    view.add_argument("--timeout", type=_seconds, default=5.0,
+    view.add_argument("--timeout", type=seconds, default=5.0,
                       help="with --connect: seconds to wait for the app to answer (default 5)")
-
-
-def _seconds(text: str) -> float:
-    """A positive number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value > 0:  # (NaN too)
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return value
 
 
 def open_viewer(args, err=None):

@@ -189,3 +189,31 @@ def test_an_output_file_that_cannot_be_written_is_refused_before_the_app_runs(co
                                 capture_output=True, text=True, timeout=100, cwd=repo)
         assert result.returncode == 0, result.stderr
         assert json.loads(made.read_text())
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("command, option, value, expected", [
+    (["run", "apps/demo.app.json"], "--workers", "0", "a whole number, 1 or more"),
+    (["run", "apps/demo.app.json"], "--workers", "-3", "a whole number, 1 or more"),
+    (["run", "apps/demo.app.json"], "--max-ticks", "0", "a whole number, 1 or more"),
+    (["run", "apps/demo.app.json"], "--duration", "-1", "a positive number of seconds"),
+    (["run", "apps/demo.app.json"], "--duration", "nan", "a positive number of seconds"),
+    (["bench", "apps/demo.app.json"], "--frames", "0", "a whole number, 1 or more"),
+    (["bench", "apps/demo.app.json"], "--frames", "-5", "a whole number, 1 or more"),
+    (["bench", "apps/demo.app.json"], "--workers", "0", "a whole number, 1 or more"),
+    (["eval", "apps/demo.app.json", "--annotations", "a.json", "--images", "i"], "--workers", "0",
+     "a whole number, 1 or more"),
+    (["replay", "r.mcap", "apps/demo.app.json"], "--start", "-2", "a number of seconds, 0 or more"),
+    (["replay", "r.mcap", "apps/demo.app.json"], "--end", "nan", "a number of seconds, 0 or more"),
+    (["view", "r.mcap"], "--duration", "0", "a positive number of seconds"),
+    (["export", "r.mcap", "--video", "v.mp4"], "--fps", "0", "a positive number"),
+])
+def test_a_numeric_option_out_of_range_is_a_bad_command_line_naming_it(command, option, value, expected, tmp_path, repo):
+    numbers = tmp_path / "numbers.jsonl"
+    sets = ["--set", f"sink/writer/path={numbers}"] if command[0] in ("run", "bench") else []
+    result = subprocess.run([sys.executable, "-m", "graphflow.cli", *command, *sets, f"{option}={value}"],
+                            capture_output=True, text=True, timeout=50, cwd=repo)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == \
+        f"graphflow {command[0]}: error: argument {option}: expected {expected}, got {value!r}"
+    assert not numbers.exists()  # nothing ran
