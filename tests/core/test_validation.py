@@ -103,6 +103,15 @@ def test_type_from_pack_missing_in_modules(tmp_path):
     assert "unknown node type 'other.Thing'; is 'other' missing from modules?" in errors[0]
 
 
+@pytest.mark.timeout(60)
+def test_a_type_of_a_shipped_pack_that_modules_does_not_list_names_the_pack_to_add(tmp_path):
+    # io.ImageLoader ships with graphflow (nodes/io/image_loader.py); the app lists only "demo".
+    errors, path = errors_of(tmp_path, lambda d: d["graph"]["nodes"][1]["components"][0].__setitem__("type",
+                                                                                                   "io.ImageLoader"))
+    assert errors == [f"{path}: $.graph.nodes[1].components[0].type: node type 'io.ImageLoader' is in pack 'io', "
+                      f"which the app's \"modules\" does not list (add \"io\")"]
+
+
 def test_unknown_port_suggests(tmp_path):
     errors, path = errors_of(tmp_path, lambda d: d["graph"]["edges"][0].__setitem__("target", "gain/scale/numbr"))
     assert errors == [f"{path}: $.graph.edges[0].target: demo.Scale has no input (Rx) port 'numbr'; did you mean 'number'?"]
