@@ -1,5 +1,6 @@
 """End to end through the command line: run, validate, nodes, graph, schemas."""
 import json
+import shutil
 import subprocess
 import sys
 
@@ -217,3 +218,21 @@ def test_a_numeric_option_out_of_range_is_a_bad_command_line_naming_it(command, 
     assert result.stderr.splitlines()[-1] == \
         f"graphflow {command[0]}: error: argument {option}: expected {expected}, got {value!r}"
     assert not numbers.exists()  # nothing ran
+
+
+@pytest.mark.timeout(60)
+def test_run_warns_of_an_unconnected_input_that_keeps_a_component_from_ever_ticking(tmp_path, repo):
+    """demo.Add ticks on a and b matched in time (its start() says so): with b unconnected it
+    never ticks, and the writer after it writes nothing. One warning line per such input; none for
+    the demo app, whose inputs are all connected."""
+    app = json.loads((repo / "apps" / "demo.app.json").read_text())
+    app["graph"]["edges"] = [e for e in app["graph"]["edges"] if e["target"] != "arith.interface/subgraph/b"]
+    shutil.copy(repo / "apps" / "scale_add.subgraph.json", tmp_path)
+    (tmp_path / "a.app.json").write_text(json.dumps(app))
+    warning = "WARNING graphflow.scheduler: input arith.add/add/b is not connected: the component will never tick"
+    for path, expected in [(tmp_path / "a.app.json", [warning]), (repo / "apps" / "demo.app.json", [])]:
+        result = subprocess.run([sys.executable, "-m", "graphflow.cli", "run", str(path), "--no-viewer", "--quiet",
+                                 "--max-ticks", "3", "--set", f"sink/writer/path={tmp_path / 'n.jsonl'}"],
+                                capture_output=True, text=True, timeout=50, cwd=repo)
+        assert result.returncode == 0, result.stderr
+        assert [line for line in result.stderr.splitlines() if "not connected" in line] == expected
