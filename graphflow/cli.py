@@ -11,6 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
+from .arguments import output_file, positive_int, seconds
 from .channels import cli as channels_cli
 from .deploy import cli as deploy_cli
 from .loader import COMMAND_LINE, AppError, AppInvalid, load_app
@@ -90,9 +91,9 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="measure an app's throughput (frames/s) and per-node latency")
     _add_app_args(bench)
-    bench.add_argument("--frames", type=int, default=50, help="ticks of every source (default 50)")
-    bench.add_argument("--workers", type=int, help="worker threads (default: the core count)")
-    bench.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    bench.add_argument("--frames", type=positive_int, default=50, help="ticks of every source (default 50)")
+    bench.add_argument("--workers", type=positive_int, help="worker threads (default: the core count)")
+    bench.add_argument("--json", type=output_file, help="also write the figures to this JSON file")
     bench.set_defaults(func=cmd_bench)
 
     evaluate = sub.add_parser("eval", help="run an app over a COCO set and score its predictions (pycocotools)")
@@ -102,8 +103,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--config", action="append", default=[], type=Path, metavar="FILE")
     evaluate.add_argument("--set", action="append", default=[], metavar="NODE/COMPONENT/PARAM=VALUE")
     evaluate.add_argument("--output", type=Path, help="keep the app's outputs here (default: a temp folder)")
-    evaluate.add_argument("--workers", type=int)
-    evaluate.add_argument("--json", type=Path, help="write AP, AP50, AP75, AR to this JSON file")
+    evaluate.add_argument("--workers", type=positive_int, help="worker threads (default: the core count)")
+    evaluate.add_argument("--json", type=output_file, help="write AP, AP50, AP75, AR to this JSON file")
     evaluate.set_defaults(func=cmd_eval)
 
     schemas = sub.add_parser("schemas", help="write the message wire schemas (schemas/messages)")
@@ -119,10 +120,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _add_run_args(parser: argparse.ArgumentParser) -> None:
     """What running an app takes beyond the app itself (``run``, ``replay``)."""
-    parser.add_argument("--duration", type=float, help="stop after this many seconds")
-    parser.add_argument("--max-ticks", type=int, help="stop after every source component ticked N times")
-    parser.add_argument("--workers", type=int, help="worker threads (default: the core count)")
-    parser.add_argument("--stats-json", type=Path, help="also write the job report to this JSON file")
+    parser.add_argument("--duration", type=seconds, help="stop after this many seconds")
+    parser.add_argument("--max-ticks", type=positive_int, help="stop after every source component ticked N times")
+    parser.add_argument("--workers", type=positive_int, help="worker threads (default: the core count)")
+    parser.add_argument("--stats-json", type=output_file, help="also write the job report to this JSON file")
     parser.add_argument("--quiet", action="store_true", help="do not print the job report")
     add_viewer_arguments(parser)
     recording_cli.add_run_options(parser)  # --record, --channels, --foxglove, ...
@@ -235,16 +236,28 @@ def run_app(args, app) -> int:
         if view_server is not None:
             view_server.close()  # the final stats and END to its viewers
     report = app.report()
-    if args.stats_json:
-        args.stats_json.parent.mkdir(parents=True, exist_ok=True)
-        args.stats_json.write_text(json.dumps(report, indent=2))
+    written = write_json(args.stats_json, report)
     if not args.quiet and not (app.failure is not None and app.failure.phase == "start"):
         print(format_report(report))  # (an app that never started has nothing to report)
     if app.failure is not None:
         print(f"error: {app.failure}", file=sys.stderr)
     if viewer is not None:
         viewer.linger()  # the graph ended by itself: serve the last messages until Ctrl-C / --duration
-    return 0 if app.failure is None else 1
+    return 0 if app.failure is None and written else 1
+
+
+def write_json(path: Path | None, data) -> bool:
+    """Write ``data`` to ``path`` (an ``output_file`` argument: checked when parsed, its missing
+    folders made now); what still fails (a full disk) is one line. False when it failed."""
+    if path is None:
+        return True
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=2))
+        return True
+    except OSError as exc:
+        print(f"error: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+        return False
 
 
 def cmd_validate(args) -> int:
@@ -335,10 +348,7 @@ def cmd_bench(args) -> int:
         median = "-" if node["median_ms"] is None else f"{node['median_ms']:.2f}"
         p90 = "-" if node["p90_ms"] is None else f"{node['p90_ms']:.2f}"
         print(f"{name:44} {node['ticks']:>6} {median:>10} {p90:>10}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
-    return 0
+    return 0 if write_json(args.json, result) else 1
 
 
 def cmd_eval(args) -> int:
@@ -350,12 +360,11 @@ def cmd_eval(args) -> int:
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"{args.app}: {result['predictions']} predictions on {result.get('images', 0)} images")
+    images, annotated = result["images"], result["annotated_images"]
+    print(f"{args.app}: {result['predictions']} predictions on {images} image{'s' * (images != 1)}"
+          + (f" (of {annotated} annotated: {annotated - images} not evaluated)" if images < annotated else ""))
     print("  ".join(f"{key} {result[key]:.3f}" for key in ("AP", "AP50", "AP75", "AR")))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({key: result[key] for key in ("AP", "AP50", "AP75", "AR")}, indent=2))
-    return 0
+    return 0 if write_json(args.json, {key: result[key] for key in ("AP", "AP50", "AP75", "AR")}) else 1
 
 
 def cmd_schemas(args) -> int:

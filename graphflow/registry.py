@@ -62,13 +62,7 @@ class Registry:
     def load_all(self) -> list[str]:
         """Load every pack that can be found without an app; returns load errors as text."""
         problems = []
-        names = [ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)]
-        try:
-            repo = importlib.import_module(IN_REPO_PACKAGE)
-            names += [m.name for m in pkgutil.iter_modules(repo.__path__) if not m.name.startswith("_")]
-        except ImportError:
-            pass
-        for name in dict.fromkeys(names):
+        for name in known_packs():
             try:
                 self.load_pack(name)
             except Exception as exc:  # one broken pack must not hide the others
@@ -108,6 +102,17 @@ class Registry:
 
     def describe_all(self) -> list[dict]:
         return [cls.describe(name) for name, cls in sorted(self.types.items())]
+
+
+def known_packs() -> list[str]:
+    """The packs found without an app: entry points, then those that ship with graphflow."""
+    names = [ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)]
+    try:
+        repo = importlib.import_module(IN_REPO_PACKAGE)
+        names += [m.name for m in pkgutil.iter_modules(repo.__path__) if not m.name.startswith("_")]
+    except ImportError:
+        pass
+    return list(dict.fromkeys(names))
 
 
 def _walk(module: ModuleType):

@@ -262,6 +262,8 @@ class Scheduler(Runtime):
                 return False
             state.started = True
             state.policy = component.tick_policy
+            for rx in () if state.policy is None else state.policy.starved():  # known only now, after start()
+                log.warning("input %s is not connected: the component will never tick", rx.name)
             due = None if state.policy is None else state.policy.next_due(None, now)
             state.timed = due is not None
             state.source = state.policy is not None and state.policy.self_driven and not any(

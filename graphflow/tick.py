@@ -29,6 +29,10 @@ class TickPolicy:
     def describe(self) -> str:
         raise NotImplementedError
 
+    def starved(self) -> tuple:
+        """The unconnected inputs that keep this policy from ever making its component due."""
+        return ()
+
 
 class Periodic(TickPolicy):
     """Tick every ``period`` seconds, phase-locked to the first tick (no drift): tick k is due at
@@ -69,6 +73,9 @@ class OnMessage(TickPolicy):
     def describe(self) -> str:
         return "on message " + ", ".join(rx.decl.name for rx in self.triggers)
 
+    def starved(self) -> tuple:
+        return () if any(rx.sources for rx in self.triggers) else self.triggers  # one connected trigger is enough
+
 
 class Synchronized(TickPolicy):
     """Tick when every input in ``triggers`` holds a message whose acqtime lies within
@@ -78,6 +85,9 @@ class Synchronized(TickPolicy):
     def __init__(self, triggers: tuple[InputChannel, ...], tolerance: float):
         self.triggers = triggers
         self.tolerance = tolerance
+
+    def starved(self) -> tuple:
+        return tuple(rx for rx in self.triggers if not rx.sources)  # every trigger must have a message
 
     def ready(self) -> bool:
         if all(rx._synced is not None for rx in self.triggers):

@@ -150,17 +150,36 @@ def _collapse_interfaces(composition: Composition) -> list[AppError]:
                 errors.append(AppError(edge.file, f"{edge.path}.{key}",
                                        f"subgraph interface {owner} has no {direction} {port_name!r}"
                                        f"{near(port_name, forwarded) or f' (it has: {sorted(forwarded)})'}"))
-    for _ in range(len(interfaces) + 1):
-        through = [e for e in edges if e.target.rsplit("/", 1)[0] in interfaces]
-        if not through:
-            break
-        kept = [e for e in edges if e.target.rsplit("/", 1)[0] not in interfaces]
-        resolved = []
-        for inbound in through:
-            for out in (e for e in kept + through if e.source == inbound.target):
-                resolved.append(EdgeSpec(inbound.source, out.target, inbound.file, inbound.path,
-                                         out.queue or inbound.queue))
-        edges = [e for e in kept if e.source.rsplit("/", 1)[0] not in interfaces] + resolved
-    composition.edges = [e for e in edges if e.source.rsplit("/", 1)[0] not in interfaces]
+    leaving: dict[str, list[EdgeSpec]] = {}  # interface port -> the edges out of it
+    for edge in edges:
+        if edge.source.rsplit("/", 1)[0] in interfaces:
+            leaving.setdefault(edge.source, []).append(edge)
+
+    def ends(port: str, hops: list[EdgeSpec]):
+        """The hops from ``hops[0]``'s source through interface ports to each real input."""
+        if port.rsplit("/", 1)[0] not in interfaces:
+            yield hops
+            return
+        for out in leaving.get(port, ()):
+            if out.target in {hop.target for hop in hops}:  # interface ports that only feed each other
+                error = AppError(out.file, out.path, f"edge {out.source} -> {out.target} closes a loop of "
+                                                     f"subgraph interface ports that no component is on")
+                errors.extend([error] if error not in errors else [])
+                continue
+            yield from ends(out.target, hops + [out])
+
+    resolved = []
+    for edge in edges:
+        if edge.source.rsplit("/", 1)[0] in interfaces:
+            continue  # reached from the real output that feeds the port
+        for hops in ends(edge.target, [edge]):
+            # Named by the edge that joins two interface ports where there is one (the unusual edge
+            # a cycle comes from), else by the first; the queue is the last one given.
+            joining = [h for h in hops if h.source.rsplit("/", 1)[0] in interfaces
+                       and h.target.rsplit("/", 1)[0] in interfaces]
+            named = (joining or hops)[0]
+            queue = next((h.queue for h in reversed(hops) if h.queue), None)
+            resolved.append(EdgeSpec(edge.source, hops[-1].target, named.file, named.path, queue))
+    composition.edges = resolved
     composition.components = [c for c in composition.components if c.type != INTERFACE_TYPE]
     return errors

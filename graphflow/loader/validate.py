@@ -12,7 +12,7 @@ from typing import Any
 import jsonschema
 
 from ..params import Param
-from ..registry import PackNotFound, Registry
+from ..registry import PackNotFound, Registry, known_packs
 from .spec import SCHEMA_DIR, AppError, ComponentSpec, Composition, EdgeSpec
 
 
@@ -126,6 +126,20 @@ def _split_port(text: str) -> tuple[str, str, str]:
     return node, component, port
 
 
+def _in_known_pack(type_name: str) -> bool:
+    """Whether a pack that ships with graphflow (or an entry point's) has this type: then the app
+    only forgot to list it. Looked up in a registry of its own: the app's keeps what it names."""
+    pack = type_name.split(".")[0]
+    if pack not in known_packs():
+        return False
+    scratch = Registry()
+    try:
+        scratch.load_pack(pack)
+    except Exception:  # a pack that fails to import: the plain "unknown node type" is all we can say
+        return False
+    return scratch.get(type_name) is not None
+
+
 def validate(spec: Composition, registry: Registry) -> list[AppError]:
     errors: list[AppError] = []
     types: dict[str, type] = {}  # component full name -> class
@@ -149,6 +163,10 @@ def validate(spec: Composition, registry: Registry) -> list[AppError]:
         cls = registry.get(comp.type)
         if cls is None:
             pack = comp.type.split(".")[0]
+            if pack not in registry.packs and _in_known_pack(comp.type):
+                errors.append(AppError(comp.file, comp.path + ".type", f"node type {comp.type!r} is in pack {pack!r}, "
+                                       f"which the app's \"modules\" does not list (add {json.dumps(pack)})"))
+                continue
             hint = near(comp.type, registry.types)
             if not hint and pack not in registry.packs and "." in comp.type:
                 hint = f"; is {pack!r} missing from modules?"

@@ -11,7 +11,8 @@ import logging
 import sys
 from pathlib import Path
 
-from ..viewer.cli import add_connect_arguments, viewer_host, viewer_port
+from ..arguments import offset_seconds, positive_rate, seconds, viewer_host, viewer_port
+from ..viewer.cli import add_connect_arguments
 from .errors import RecordingError, RecordingInvalid
 
 # reader and writer (mcap, lz4, zstandard) are imported by the commands that use them
@@ -102,8 +103,8 @@ def add_commands(sub, add_app_args, add_run_args, run_app) -> None:
     replay.add_argument("--rate", default="1", metavar="R|max",
                         help="replay speed: 1 = as recorded (default), 2 = twice as fast, max = as fast as the app takes it")
     replay.add_argument("--loop", action="store_true", help="start over at the end (acqtimes keep increasing)")
-    replay.add_argument("--start", type=float, metavar="S", help="start S seconds into the recording")
-    replay.add_argument("--end", type=float, metavar="S", help="end S seconds into the recording")
+    replay.add_argument("--start", type=offset_seconds, metavar="S", help="start S seconds into the recording")
+    replay.add_argument("--end", type=offset_seconds, metavar="S", help="end S seconds into the recording")
     replay.add_argument("--map", action="append", default=[], metavar="RECORDED=node/component/port",
                         help="feed recorded channel RECORDED into this output (replacing it) or input "
                              "(repeatable; default: the app's source channels of the same name)")
@@ -114,7 +115,7 @@ def add_commands(sub, add_app_args, add_run_args, run_app) -> None:
     add_connect_arguments(view)  # --connect HOST:PORT (graphflow.viewer.remote)
     view.add_argument("--viewer-port", type=viewer_port, default=3000, metavar="PORT")
     view.add_argument("--viewer-host", type=viewer_host, default="127.0.0.1", metavar="HOST")
-    view.add_argument("--duration", type=float, help="serve for this many seconds (default: until Ctrl-C)")
+    view.add_argument("--duration", type=seconds, help="serve for this many seconds (default: until Ctrl-C)")
     view.set_defaults(func=cmd_view)
 
     info = sub.add_parser("info", help="what a recording holds: channels, types, counts, rates, duration, the app")
@@ -132,7 +133,7 @@ def add_commands(sub, add_app_args, add_run_args, run_app) -> None:
     export.add_argument("--channel", help="the image channel (default: the only one, or the app's first window's)")
     export.add_argument("--coco-writer", metavar="NODE/COMPONENT",
                         help="the component of the recorded app that writes COCO results (default: its PredictionWriter)")
-    export.add_argument("--fps", type=float, help="video frame rate (default: the channel's recorded rate)")
+    export.add_argument("--fps", type=positive_rate, help="video frame rate (default: the channel's recorded rate)")
     export.set_defaults(func=cmd_export)
 
 

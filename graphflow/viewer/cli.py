@@ -1,8 +1,9 @@
 """The viewer's command-line flags of ``graphflow run`` and what they start."""
 from __future__ import annotations
 
-import argparse
 import sys
+
+from ..arguments import seconds, viewer_host, viewer_port
 
 
 def add_viewer_arguments(parser) -> None:
@@ -23,29 +24,6 @@ def add_viewer_arguments(parser) -> None:
                         help="with --serve-view-key: only viewers whose public keys (*.key) are in DIR may connect")
 
 
-def viewer_port(text: str) -> int:
-    """--viewer-port: 0-65535 (0: a free one); anything else is a usage error, not a viewer failure."""
-    try:
-        port = int(text)
-    except ValueError:
-        port = -1
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number 0-65535 (0: a free one), got {text!r}")
-    return port
-
-
-def viewer_host(text: str) -> str:
-    """--viewer-host: an address this machine can listen on; a name that does not resolve is a
-    usage error (the same for ``run`` and ``view``), not a warning."""
-    import socket
-
-    try:
-        socket.getaddrinfo(text or None, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise argparse.ArgumentTypeError(f"cannot listen on {text!r}: {getattr(exc, 'strerror', None) or exc}")
-    return text
-
-
 def add_connect_arguments(view) -> None:
     """``graphflow view --connect HOST:PORT`` (the view command itself is the recording's)."""
     view.add_argument("--connect", metavar="HOST:PORT",
@@ -54,19 +32,8 @@ def add_connect_arguments(view) -> None:
                       help="with --connect: the app's CURVE public key (when it serves with --serve-view-key)")
     view.add_argument("--key", metavar="FILE.key_secret",
                       help="with --connect: this viewer's CURVE secret key (when the app allows only some viewers)")
-    view.add_argument("--timeout", type=_seconds, default=5.0,
+    view.add_argument("--timeout", type=seconds, default=5.0,
                       help="with --connect: seconds to wait for the app to answer (default 5)")
-
-
-def _seconds(text: str) -> float:
-    """A positive number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value > 0:  # (NaN too)
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return value
 
 
 def open_viewer(args, err=None):

@@ -1,7 +1,10 @@
 """End to end through the command line: run, validate, nodes, graph, schemas."""
 import json
+import shutil
 import subprocess
 import sys
+
+import pytest
 
 from graphflow.cli import main
 
@@ -157,3 +160,79 @@ def test_a_node_log_line_names_its_component_once():
     assert line("graphflow.node.out/writer", "%s: wrote %d results", "out/writer", 6) == "INFO out/writer: wrote 6 results"
     assert line("graphflow.node.out/writer", "wrote %d results", 6) == "INFO out/writer: wrote 6 results"
     assert line("graphflow.scheduler", "drained") == "INFO graphflow.scheduler: drained"
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("command", [["run", "--no-viewer", "--stats-json"], ["bench", "--frames", "5", "--json"],
+                                     ["eval", "--annotations", "a.json", "--images", "imgs", "--json"]])
+def test_an_output_file_that_cannot_be_written_is_refused_before_the_app_runs(command, tmp_path, repo):
+    """A report or score file under a file, or a folder of its name, would fail only after the
+    whole run: argparse refuses it (exit 2, the option named). Missing folders on the way are made,
+    as --output makes its folder."""
+    (tmp_path / "somefile").write_text("")
+    numbers = tmp_path / "numbers.jsonl"
+    for bad, why in [(tmp_path / "somefile" / "s.json", f"{tmp_path / 'somefile'} is a file, not a folder"),
+                     (tmp_path / "somefile" / "new" / "s.json", f"{tmp_path / 'somefile'} is a file, not a folder"),
+                     (tmp_path, "is a folder; give a file name")]:
+        name, *options = command
+        result = subprocess.run([sys.executable, "-m", "graphflow.cli", name, str(repo / "apps" / "demo.app.json"),
+                                 "--set", f"sink/writer/path={numbers}", *options, str(bad)],
+                                capture_output=True, text=True, timeout=100, cwd=repo)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        last = result.stderr.splitlines()[-1]
+        assert last.startswith(f"graphflow {name}: error: argument {options[-1]}: ") and last.endswith(why)
+        assert not numbers.exists()  # refused before the app ran
+    if name != "eval":
+        made = tmp_path / "new" / "folder" / "s.json"
+        limit = ["--max-ticks", "5"] if name == "run" else []
+        result = subprocess.run([sys.executable, "-m", "graphflow.cli", name, str(repo / "apps" / "demo.app.json"),
+                                 "--set", f"sink/writer/path={numbers}", *limit, *options, str(made)],
+                                capture_output=True, text=True, timeout=100, cwd=repo)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(made.read_text())
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("command, option, value, expected", [
+    (["run", "apps/demo.app.json"], "--workers", "0", "a whole number, 1 or more"),
+    (["run", "apps/demo.app.json"], "--workers", "-3", "a whole number, 1 or more"),
+    (["run", "apps/demo.app.json"], "--max-ticks", "0", "a whole number, 1 or more"),
+    (["run", "apps/demo.app.json"], "--duration", "-1", "a positive number of seconds"),
+    (["run", "apps/demo.app.json"], "--duration", "nan", "a positive number of seconds"),
+    (["bench", "apps/demo.app.json"], "--frames", "0", "a whole number, 1 or more"),
+    (["bench", "apps/demo.app.json"], "--frames", "-5", "a whole number, 1 or more"),
+    (["bench", "apps/demo.app.json"], "--workers", "0", "a whole number, 1 or more"),
+    (["eval", "apps/demo.app.json", "--annotations", "a.json", "--images", "i"], "--workers", "0",
+     "a whole number, 1 or more"),
+    (["replay", "r.mcap", "apps/demo.app.json"], "--start", "-2", "a number of seconds, 0 or more"),
+    (["replay", "r.mcap", "apps/demo.app.json"], "--end", "nan", "a number of seconds, 0 or more"),
+    (["view", "r.mcap"], "--duration", "0", "a positive number of seconds"),
+    (["export", "r.mcap", "--video", "v.mp4"], "--fps", "0", "a positive number"),
+])
+def test_a_numeric_option_out_of_range_is_a_bad_command_line_naming_it(command, option, value, expected, tmp_path, repo):
+    numbers = tmp_path / "numbers.jsonl"
+    sets = ["--set", f"sink/writer/path={numbers}"] if command[0] in ("run", "bench") else []
+    result = subprocess.run([sys.executable, "-m", "graphflow.cli", *command, *sets, f"{option}={value}"],
+                            capture_output=True, text=True, timeout=50, cwd=repo)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == \
+        f"graphflow {command[0]}: error: argument {option}: expected {expected}, got {value!r}"
+    assert not numbers.exists()  # nothing ran
+
+
+@pytest.mark.timeout(60)
+def test_run_warns_of_an_unconnected_input_that_keeps_a_component_from_ever_ticking(tmp_path, repo):
+    """demo.Add ticks on a and b matched in time (its start() says so): with b unconnected it
+    never ticks, and the writer after it writes nothing. One warning line per such input; none for
+    the demo app, whose inputs are all connected."""
+    app = json.loads((repo / "apps" / "demo.app.json").read_text())
+    app["graph"]["edges"] = [e for e in app["graph"]["edges"] if e["target"] != "arith.interface/subgraph/b"]
+    shutil.copy(repo / "apps" / "scale_add.subgraph.json", tmp_path)
+    (tmp_path / "a.app.json").write_text(json.dumps(app))
+    warning = "WARNING graphflow.scheduler: input arith.add/add/b is not connected: the component will never tick"
+    for path, expected in [(tmp_path / "a.app.json", [warning]), (repo / "apps" / "demo.app.json", [])]:
+        result = subprocess.run([sys.executable, "-m", "graphflow.cli", "run", str(path), "--no-viewer", "--quiet",
+                                 "--max-ticks", "3", "--set", f"sink/writer/path={tmp_path / 'n.jsonl'}"],
+                                capture_output=True, text=True, timeout=50, cwd=repo)
+        assert result.returncode == 0, result.stderr
+        assert [line for line in result.stderr.splitlines() if "not connected" in line] == expected

@@ -1,6 +1,7 @@
 """Every class of bad app file gets one line naming the file, the JSON path and what was expected."""
 import copy
 import json
+import shutil
 
 import pytest
 
@@ -101,6 +102,15 @@ def test_unknown_module(tmp_path):
 def test_type_from_pack_missing_in_modules(tmp_path):
     errors, _ = errors_of(tmp_path, lambda d: d["graph"]["nodes"][1]["components"][0].__setitem__("type", "other.Thing"))
     assert "unknown node type 'other.Thing'; is 'other' missing from modules?" in errors[0]
+
+
+@pytest.mark.timeout(60)
+def test_a_type_of_a_shipped_pack_that_modules_does_not_list_names_the_pack_to_add(tmp_path):
+    # io.ImageLoader ships with graphflow (nodes/io/image_loader.py); the app lists only "demo".
+    errors, path = errors_of(tmp_path, lambda d: d["graph"]["nodes"][1]["components"][0].__setitem__("type",
+                                                                                                   "io.ImageLoader"))
+    assert errors == [f"{path}: $.graph.nodes[1].components[0].type: node type 'io.ImageLoader' is in pack 'io', "
+                      f"which the app's \"modules\" does not list (add \"io\")"]
 
 
 def test_unknown_port_suggests(tmp_path):
@@ -228,6 +238,32 @@ def test_subgraph_interface_unknown_channel(tmp_path, repo):
         load_app(path)
     assert [str(e) for e in info.value.errors] == [
         f"{path}: $.graph.edges[0].target: subgraph interface arith.interface/subgraph has no input 'aa'; did you mean 'a'?"]
+
+
+@pytest.mark.timeout(60)
+def test_an_edge_between_two_interface_ports_is_kept_so_the_cycle_it_closes_is_found(tmp_path, repo):
+    """apps/demo.app.json plus total -> a on its subgraph's interface: scale -> add -> (total -> a)
+    -> scale is a cycle. That edge was dropped when the interface was collapsed, and the app passed."""
+    shutil.copy(repo / "apps" / "scale_add.subgraph.json", tmp_path)
+    app = json.loads((repo / "apps" / "demo.app.json").read_text())
+    app["graph"]["edges"].append({"source": "arith.interface/subgraph/total", "target": "arith.interface/subgraph/a"})
+    path = write(tmp_path, app)
+    with pytest.raises(AppInvalid) as info:
+        load_app(path)
+    assert [str(e) for e in info.value.errors] == [
+        f"{path}: $.graph.edges[3]: a cycle: arith.scale/scale -> arith.add/add -> arith.scale/scale; "
+        f"graphflow runs acyclic graphs (nothing would send a cycle its first message)"]
+    # A loop of interface ports alone (the subgraph passes b straight out as out2, the app feeds out2
+    # back to b) has no component to report a cycle at: the edge that closes it is named.
+    sub = json.loads((tmp_path / "scale_add.subgraph.json").read_text())
+    sub["graph"]["edges"].append({"source": "interface/subgraph/b", "target": "interface/subgraph/out2"})
+    write(tmp_path, sub, "scale_add.subgraph.json")
+    app["graph"]["edges"][3] = {"source": "arith.interface/subgraph/out2", "target": "arith.interface/subgraph/b"}
+    with pytest.raises(AppInvalid) as info:
+        load_app(write(tmp_path, app))
+    assert [str(e) for e in info.value.errors] == [
+        f"{path}: $.graph.edges[3]: edge arith.interface/subgraph/out2 -> arith.interface/subgraph/b closes a loop "
+        f"of subgraph interface ports that no component is on"]
 
 
 def test_subgraph_errors_name_the_subgraph_file(tmp_path):
