@@ -9,12 +9,14 @@ import logging
 import os
 import signal
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 from .arguments import output_file, positive_int, seconds
 from .channels import cli as channels_cli
 from .deploy import cli as deploy_cli
 from .loader import COMMAND_LINE, AppError, AppInvalid, load_app
+from .progress import ProgressLine
 from .recording import cli as recording_cli
 from .registry import Registry
 from .viewer.cli import add_viewer_arguments, open_viewer, start_view_server
@@ -124,7 +126,7 @@ def _add_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-ticks", type=positive_int, help="stop after every source component ticked N times")
     parser.add_argument("--workers", type=positive_int, help="worker threads (default: the core count)")
     parser.add_argument("--stats-json", type=output_file, help="also write the job report to this JSON file")
-    parser.add_argument("--quiet", action="store_true", help="do not print the job report")
+    parser.add_argument("--quiet", action="store_true", help="do not print the job report or the progress line")
     add_viewer_arguments(parser)
     recording_cli.add_run_options(parser)  # --record, --channels, --foxglove, ...
 
@@ -225,11 +227,13 @@ def run_app(args, app) -> int:
     viewer = open_viewer(args)  # binds now; a taken port: one line, and the app runs without it
     view_server = start_view_server(args, app)  # --serve-view: for `graphflow view --connect`
     previous = signal.signal(signal.SIGTERM, lambda *_: app.request_stop())
+    progress = ProgressLine(app.components.values()) if not args.quiet else nullcontext()
     try:
-        if viewer is None:
-            app.run(duration=args.duration)
-        else:
-            viewer.run(app, duration=args.duration)
+        with progress:
+            if viewer is None:
+                app.run(duration=args.duration)
+            else:
+                viewer.run(app, duration=args.duration)
     finally:
         signal.signal(signal.SIGTERM, previous)
         recording_cli.stop_observers(observers)

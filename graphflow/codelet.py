@@ -47,6 +47,7 @@ class Codelet:
         self.log = logging.getLogger(f"graphflow.node.{self.full_name}")
         self.tick_policy: TickPolicy | None = None
         self.exhausted = False
+        self.progress: tuple[int, int | None, str] | None = None  # see report_progress
         self.inputs: dict[str, InputChannel] = {}
         self.outputs: dict[str, OutputChannel] = {}
         for port in self.ports().values():
@@ -146,6 +147,11 @@ class Codelet:
     def report_exhausted(self) -> None:
         """A source says it has nothing more to produce; when all have, the app drains and stops."""
         self.exhausted = True
+
+    def report_progress(self, done: int, total: int | None = None, item: str = "") -> None:
+        """How far a long job is (``done`` of ``total``, None: unknown), and what it is at now (a
+        file name): ``graphflow run`` shows it on a terminal."""
+        self.progress = (done, total, item)
 
     # -- live parameters -----------------------------------------------------------------------
     def set_param(self, name: str, value: Any) -> Any:

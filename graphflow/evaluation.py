@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .app import App
 from .loader import COMMAND_LINE, AppError, AppInvalid, AppSpec, load_app
+from .progress import ProgressLine
 
 
 def _sources(spec) -> list[str]:
@@ -242,7 +243,8 @@ def _evaluate_coco(app_file: Path, data: dict, images: Path, overlays, sets, wor
 
     spec = load_app(app_file, overlays, sets, io={"input": str(images), "output": str(output)})
     app = App(unthrottled(spec), workers=workers)
-    app.run()
+    with ProgressLine(app.components.values()):  # on a terminal: how far through the folder
+        app.run()
     if app.failure is not None:
         raise RuntimeError(str(app.failure))
     predictions_file = output / "predictions.json"

@@ -168,6 +168,11 @@ class ImageLoader(Codelet):
         pixels, source, frame, fps = found
         self._good_total += 1
         self.color.publish(Image(pixels=pixels, color_order="bgr", source=source, frame=frame, fps=fps))
+        if self._capture is not None:  # a video or a camera: its frames
+            frames = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if not self._camera else 0
+            self.report_progress(frame + 1, frames if frames > 0 else None, Path(source).name)
+        else:
+            self.report_progress(self._next_file, len(self._files), Path(source).name)
         if not self.loop and self._capture is None and self._next_file >= len(self._files):
             self.report_exhausted()
 

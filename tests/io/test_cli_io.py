@@ -150,3 +150,59 @@ def test_a_10_fps_video_gives_a_10_fps_video_with_every_frame(model_path, shared
     fps, frames = capture.get(cv2.CAP_PROP_FPS), int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     capture.release()
     assert fps == pytest.approx(10.0) and frames == 6  # 0.6 s, as long as the input
+
+
+def _run_on_a_terminal(args, timeout=200):
+    """``graphflow ARGS`` with stderr on a pseudo-terminal (as in a user's shell); stdout piped.
+    Returns (exit code, stdout, what the terminal received)."""
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "graphflow.cli", *args], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=slave, cwd=REPO,
+                               env={**os.environ, "PYTHONPATH": str(REPO)})
+    os.close(slave)
+    terminal = b""
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], timeout)
+            if not ready:
+                raise AssertionError("no output and no exit")
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # the other end closed: the process exited
+                break
+            if not data:
+                break
+            terminal += data
+        out = process.stdout.read().decode()
+        return process.wait(timeout), out, terminal.decode(errors="replace")
+    finally:
+        os.close(master)
+        process.kill()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_folder_shows_a_progress_line_on_a_terminal_cleared_before_logs_and_the_summary(model_path, shared_data,
+                                                                                           tmp_path):
+    import re
+
+    images = shared_data / "coco_val2017_mini" / "images"
+    count = len(list(images.glob("*.jpg")))
+    args = ["run", str(OPENPOSE), "--no-viewer", "--input", str(images), "--output", str(tmp_path / "out")]
+    code, out, terminal = _run_on_a_terminal(args)
+    assert code == 0 and out.startswith("job report"), terminal
+    drawn = re.findall(rf"\r\x1b\[Kfeeder/image_loader: (\S+\.jpg) (\d+)/{count} \((\d+)%\) [\d.]+/s", terminal)
+    assert drawn, terminal  # 16 images take seconds: drawn at least once, every 0.5 s
+    for name, done, percent in drawn:
+        assert (images / name).exists() and 1 <= int(done) <= count and int(percent) == 100 * int(done) // count
+    logged = list(re.finditer(r"(INFO|WARNING) ", terminal))
+    assert logged  # the prediction writer's summary at least
+    for record in logged:  # a log line starts on a clean line: after a newline, or the line cleared
+        before = terminal[:record.start()]
+        assert not before or before.endswith(("\n", "\x1b[K")), repr(terminal[record.start() - 80:record.end()])
+    assert terminal.rstrip("\r\n").endswith("\r\x1b[K") or "image_loader: " not in terminal.rsplit("\n", 1)[-1]
+    piped = graphflow(*args, timeout=200, env={"GRAPHFLOW_MODEL_PATH": str(model_path)})
+    assert piped.returncode == 0 and "image_loader: " not in piped.stderr  # not on a pipe or a log
