@@ -194,10 +194,48 @@ def build_release(root, manifest, release, request):
             os.replace(dest + ".tmp", dest)
     write_atomically(os.path.join(partial, "manifest.json"), json.dumps(manifest, indent=1))
     make_venv(partial, manifest, request)
+    point_scripts_at(os.path.join(partial, "venv"), os.path.join(final, "venv"))
     info = {"release": release, "app": manifest["app"], "target": manifest["target"],
             "installed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "installed_ns": time.time_ns()}
     write_atomically(os.path.join(partial, "release.json"), json.dumps(info, indent=1))
     os.rename(partial, final)  # complete: only now does releases/ID exist
+
+
+# where a script names its venv: its interpreter (a shebang, or pip's exec line for long paths), or
+# the activate scripts' VIRTUAL_ENV (sh, csh, fish)
+VENV_OF_SCRIPT = re.compile(rb"(/[^\s'\"]+)/bin/python[0-9.]*|VIRTUAL_ENV[ =]+[\"']?(/[^\s'\"]+)")
+
+
+def point_scripts_at(venv, final_venv):
+    """The venv's scripts (entry points such as bin/graphflow, the activate scripts) name the
+    folder the venv was made in: releases/.ID.partial/venv, or for a cloned venv the donor's too.
+    Point them at the venv's final place, each as a new file: a cloned script is a hard link that
+    the donor release keeps as it is."""
+    bin_dir = os.path.join(venv, "bin")
+    scripts = {}
+    for name in os.listdir(bin_dir):
+        path = os.path.join(bin_dir, name)
+        if os.path.islink(path) or not os.path.isfile(path):
+            continue
+        with open(path, "rb") as f:
+            data = f.read()
+        if b"\0" not in data:  # text, not a binary
+            scripts[path] = data
+    made_in = set()
+    for data in scripts.values():
+        made_in.update(m.group(1) or m.group(2) for m in VENV_OF_SCRIPT.finditer(data))
+    made_in = sorted((old for old in made_in if old != final_venv.encode() and old.endswith(b"/venv")),
+                     key=len, reverse=True)
+    for path, data in scripts.items():
+        moved = data
+        for old in made_in:
+            moved = moved.replace(old, final_venv.encode())
+        if moved != data:
+            temp = path + ".tmp%d" % os.getpid()
+            with open(temp, "wb") as f:
+                f.write(moved)
+            os.chmod(temp, os.stat(path).st_mode & 0o7777)
+            os.replace(temp, path)
 
 
 def link_or_copy(source, dest):
