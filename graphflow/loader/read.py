@@ -30,12 +30,29 @@ def read_json(path: Path, what: str = "app file") -> Any:
     except (OSError, UnicodeDecodeError, ValueError) as exc:  # ENAMETOOLONG, a folder, bad bytes
         raise AppInvalid([AppError(str(path), "$", f"cannot read {what}: {_reason(exc)}")]) from None
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_without_duplicate_keys)
     except json.JSONDecodeError as exc:
         raise AppInvalid([AppError(f"{path}:{exc.lineno}:{exc.colno}", "$",
                                    f"invalid JSON: {exc.msg}")]) from None
+    except _DuplicateKey as exc:
+        raise AppInvalid([AppError(str(path), "$", str(exc))]) from None
     except RecursionError:
         raise AppInvalid([AppError(str(path), "$", "JSON nested too deeply")]) from None
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _without_duplicate_keys(pairs: list) -> dict:
+    """A JSON object; a key given twice is refused (JSON would keep the last one in silence:
+    a param set twice in a config, the first setting lost)."""
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen = set()
+        twice = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise _DuplicateKey(f"key {twice!r} appears twice in one object (only the last would count): keep one")
+    return found
 
 
 def _reason(exc: Exception) -> str:

@@ -56,6 +56,20 @@ def test_malformed_json_names_line_and_column(tmp_path):
     assert "invalid JSON" in str(error)
 
 
+def test_a_key_given_twice_is_refused_not_silently_overwritten(tmp_path):
+    """JSON keeps the last of two equal keys: a param set twice in a config lost its first value
+    without a word."""
+    app = write(tmp_path, GOOD)
+    overlay = tmp_path / "dup.json"
+    overlay.write_text('{"gain": {"scale": {"gain": 2.0, "gain": 3.0}}}')
+    with pytest.raises(AppInvalid) as info:
+        load_app(app, [overlay])
+    assert [str(e) for e in info.value.errors] == [
+        f"{overlay}: $: key 'gain' appears twice in one object (only the last would count): keep one"]
+    overlay.write_text('{"gain": {"scale": {"gain": 2.0}}, "sink": {"writer": {}}}')  # equal keys in other objects: fine
+    assert load_app(app, [overlay])
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(AppInvalid) as info:
         load_app(tmp_path / "nope.app.json")
