@@ -6,6 +6,8 @@ graph accepts; the app's queue policies decide whether frames wait or are droppe
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import math
@@ -219,8 +221,15 @@ def _ground_truth(data: dict):
 
     gt = COCO()
     gt.dataset = data
-    gt.createIndex()
+    with _quiet():
+        gt.createIndex()
     return gt
+
+
+def _quiet():
+    """pycocotools prints each of its steps ('creating index...', 'DONE (t=0.00s)'); only its
+    summary table is for the user."""
+    return contextlib.redirect_stdout(io.StringIO())
 
 
 def _frames_seen(output: Path) -> set[str] | None:
@@ -273,10 +282,11 @@ def _evaluate_coco(app_file: Path, data: dict, images: Path, overlays, sets, wor
     kind = "keypoints" if results and "keypoints" in results[0] else "bbox"
     if not results:
         return {"AP": 0.0, "AP50": 0.0, "AP75": 0.0, "AR": 0.0, "predictions": 0, "iou_type": kind, **counts}
-    evaluation = COCOeval(gt, gt.loadRes(results), kind)
-    evaluation.params.imgIds = sorted(gt.imgs)
-    evaluation.evaluate()
-    evaluation.accumulate()
+    with _quiet():
+        evaluation = COCOeval(gt, gt.loadRes(results), kind)
+        evaluation.params.imgIds = sorted(gt.imgs)
+        evaluation.evaluate()
+        evaluation.accumulate()
     evaluation.summarize()
     stats = evaluation.stats
     return {"AP": float(stats[0]), "AP50": float(stats[1]), "AP75": float(stats[2]),
