@@ -30,7 +30,7 @@ from graphflow.packs.vision.messages import Image
 from graphflow.packs.vision.opencv import cv2
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
-                  ".pbm", ".pnm", ".jp2", ".exr", ".hdr", ".pic", ".ras", ".sr", ".avif"}
+                  ".pbm", ".pnm", ".jp2", ".exr", ".hdr", ".pic", ".ras", ".sr", ".avif", ".gif"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv",
                   ".mjpeg", ".mjpg", ".3gp", ".ts"}
 CAMERA_PREFIX = "camera:"
@@ -55,7 +55,9 @@ def list_sources(path: str) -> list[Path]:
     if given.is_file():
         return [given]
     if given.is_dir():
-        files = sorted(f for f in given.iterdir() if f.is_file() and f.suffix.lower() in wanted)
+        # a link to nowhere is listed too: reading it fails, and it is reported as a bad input
+        files = sorted(f for f in given.iterdir() if (f.is_file() or f.is_symlink() and not f.exists())
+                       and f.suffix.lower() in wanted)
         if not files:
             raise FileNotFoundError(f"folder {str(given)!r} holds no image or video files "
                                     f"(looked for {', '.join(sorted(wanted))})")

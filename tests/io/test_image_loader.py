@@ -195,6 +195,20 @@ def test_every_bad_file_is_counted_and_the_summary_names_them(tmp_path, caplog):
     assert summary == ["node/component: 4 bad input files skipped: bad0.jpg, bad1.jpg, bad2.jpg, empty.png"]
 
 
+def test_a_gif_and_a_link_to_nowhere_in_a_folder_are_not_passed_over_in_silence(tmp_path, caplog):
+    """A .gif given alone was read, but left out of a folder; a broken link was left out without
+    a word (given alone it is an error)."""
+    pixels = np.full((8, 8, 3), 200, np.uint8)
+    assert cv2.imwrite(str(tmp_path / "a.gif"), pixels)
+    shutil.copy(IMAGES / "bus.jpg", tmp_path / "b.jpg")
+    (tmp_path / "c.jpg").symlink_to(tmp_path / "gone.jpg")
+    with caplog.at_level(logging.WARNING):
+        h, images = run_loader({"path": str(tmp_path)}, ticks=10)
+    assert [Path(i.source).name for i in images] == ["a.gif", "b.jpg"]
+    assert images[0].pixels.shape == (8, 8, 3) and h.component.bad_inputs == 1
+    assert any("c.jpg" in r.getMessage() and "skipped" in r.getMessage() for r in caplog.records)
+
+
 def test_loop_does_not_retry_a_bad_file(tmp_path, caplog):
     (tmp_path / "a.jpg").write_bytes(b"garbage")
     shutil.copy(IMAGES / "bus.jpg", tmp_path / "b.jpg")
