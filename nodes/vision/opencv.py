@@ -11,6 +11,8 @@ pool, 0.975 with one thread (the sequential loop itself was unchanged).
 from __future__ import annotations
 
 import importlib
+import logging
+import os
 import threading
 from types import ModuleType
 
@@ -27,11 +29,23 @@ class _OpenCV:
                 if _OpenCV._module is None:
                     module = importlib.import_module("cv2")
                     module.setNumThreads(1)
+                    _quiet_unless_verbose(module)
                     _OpenCV._module = module
         return _OpenCV._module
 
     def __getattr__(self, name: str):
         return getattr(self.load(), name)
+
+
+def _quiet_unless_verbose(module: ModuleType) -> None:
+    """OpenCV's own warnings ('[ WARN:0@1.2] global grfmt_tiff.cpp ...', 'cap_v4l.cpp ...') name
+    no file and come before graphflow's line that does; they show with -v, or OPENCV_LOG_LEVEL."""
+    if os.environ.get("OPENCV_LOG_LEVEL") or logging.getLogger("graphflow").getEffectiveLevel() <= logging.DEBUG:
+        return
+    try:
+        module.utils.logging.setLogLevel(module.utils.logging.LOG_LEVEL_ERROR)
+    except AttributeError:  # an OpenCV built without its logging module
+        pass
 
 
 cv2 = _OpenCV()

@@ -207,3 +207,14 @@ def test_a_folder_shows_a_progress_line_on_a_terminal_cleared_before_logs_and_th
     assert terminal.rstrip("\r\n").endswith("\r\x1b[K") or "image_loader: " not in terminal.rsplit("\n", 1)[-1]
     piped = graphflow(*args, timeout=200, env={"GRAPHFLOW_MODEL_PATH": str(model_path)})
     assert piped.returncode == 0 and "image_loader: " not in piped.stderr  # not on a pipe or a log
+
+
+@pytest.mark.timeout(120)
+def test_opencv_own_warnings_show_only_with_verbose(model_path, tmp_path):
+    """A camera that is not there: OpenCV warns twice in its own words ('[ WARN:0@0.01] global
+    cap_v4l.cpp ...'), naming no input, before graphflow's line; they are details for -v."""
+    args = ["run", str(OPENPOSE), "--no-viewer", "--input", "camera:99", "--output", str(tmp_path / "out")]
+    plain = graphflow(*args, timeout=100)
+    assert plain.returncode == 1 and plain.stderr.strip() == "error: feeder/image_loader: cannot open camera 'camera:99'"
+    verbose = graphflow("-v", *args, timeout=100)
+    assert verbose.returncode == 1 and "[ WARN:" in verbose.stderr  # OpenCV said it: the case is real
