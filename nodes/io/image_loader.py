@@ -198,12 +198,16 @@ class ImageLoader(Codelet):
                     self._good_this_pass += self._video_frame == 0
                     self._video_frame += 1
                     return pixels, self._capture_source, self._video_frame - 1, self._capture_fps
+                expected = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
                 self._capture.release()
                 self._capture = None
                 if self._camera:
                     raise NodeError(f"camera {self.path!r} returned no frame")
                 if self._video_frame == 0:
                     self._bad("has no readable video frames")
+                elif 0 < self._video_frame < expected:  # its header promised more: cut short or damaged
+                    self.log.warning("%s: video %r ended after %d of its %d frames (cut short or damaged?)",
+                                     self.full_name, self._capture_source, self._video_frame, expected)
                 continue
             if self._next_file >= len(self._files):
                 if not self.loop or self._good_this_pass == 0:

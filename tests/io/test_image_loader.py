@@ -101,6 +101,27 @@ def test_video_frames_are_published_with_frame_indices(tmp_path):
     assert h.component.exhausted
 
 
+def test_a_video_cut_short_gives_its_frames_and_a_warning_saying_how_many(tmp_path, caplog):
+    """An AVI cut at 60 %: its header still promises 20 frames; the frames there are published,
+    and one warning says the video ended early (before: 11 of 20, exit 0, no word)."""
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for k in range(20):
+        writer.write(np.random.default_rng(k).integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    writer.release()
+    whole = video.read_bytes()
+    with caplog.at_level(logging.WARNING):
+        _, images = run_loader({"path": str(video), "tick_period": "0"}, ticks=30)
+    assert len(images) == 20 and not [r for r in caplog.records if "ended after" in r.getMessage()]
+    video.write_bytes(whole[:len(whole) * 6 // 10])
+    with caplog.at_level(logging.WARNING):
+        _, images = run_loader({"path": str(video), "tick_period": "0"}, ticks=30)
+    said = [r.getMessage() for r in caplog.records if "ended after" in r.getMessage()]
+    assert 0 < len(images) < 20
+    assert said == [f"node/component: video {str(video)!r} ended after {len(images)} of its 20 frames "
+                    f"(cut short or damaged?)"]
+
+
 def test_unreadable_video_names_the_file(tmp_path):
     (tmp_path / "broken.mp4").write_bytes(b"no video in here")
     h = Harness(ImageLoader, {"path": str(tmp_path / "broken.mp4")}).start()
