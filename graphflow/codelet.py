@@ -60,7 +60,10 @@ class Codelet:
         config = dict(config or {})
         for name_, param in self.params().items():
             if name_ in config:
-                self._param_values[name_] = param.convert(config.pop(name_))
+                try:
+                    self._param_values[name_] = param.convert(config.pop(name_))
+                except ValueError as exc:
+                    raise ValueError(f"{self.full_name}: param {name_!r}: {exc}") from None
             elif param.required:
                 raise ValueError(f"{self.full_name}: required param {name_!r} is not set")
             else:

@@ -435,7 +435,7 @@ def test_synchronize_matches_by_acqtime_and_waits_before_showing_unsynced():
 
 
 @pytest.mark.parametrize("command", [["run", "apps/demo.app.json", "--max-ticks", "1", "--quiet"],
-                                     ["view", "no-such-recording.mcap", "--duration", "0"]])
+                                     ["view", "no-such-recording.mcap", "--duration", "0.1"]])
 @pytest.mark.parametrize("option", [["--viewer-port", "70000"], ["--viewer-port", "-1"], ["--viewer-port", "x"],
                                     ["--viewer-host", "nosuch.invalid"]])
 def test_a_malformed_viewer_option_is_a_usage_error_naming_that_option(command, option):
