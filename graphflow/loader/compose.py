@@ -29,6 +29,7 @@ def compose(sources: Sources, sets: list[str], io_values: dict[str, str]) -> Com
                       for key, value in data.get("io", {}).items()}
     composition.ui_config = copy.deepcopy(data.get("ui_config", {}))
     _apply_overlays(composition, sources.overlays)
+    _refuse_io_also_set(composition, io_values, sets)
     set_texts = _io_sets(composition, io_values) + list(sets)
     _apply_sets(composition, set_texts)
     composition.errors += _collapse_interfaces(composition)
@@ -111,6 +112,17 @@ def _io_sets(composition: Composition, io_values: dict[str, str]) -> list[str]:
             continue
         sets += [f"{target}={value}" for target in targets]
     return sets
+
+
+def _refuse_io_also_set(composition: Composition, io_values: dict[str, str], sets: list[str]) -> None:
+    """``--input X`` and ``--set`` of the very param it sets: one of them would be ignored in silence."""
+    for key, value in io_values.items():
+        targets = set(composition.io.get(key, ())) if value is not None else set()
+        for text in sets:
+            param, sep, _ = text.partition("=")
+            if sep and param in targets:
+                composition.errors.append(AppError(COMMAND_LINE, f"--set {text}",
+                                                   f"sets the param --{key} sets (the app's io.{key}): give one of them"))
 
 
 def _apply_sets(composition: Composition, sets: list[str]) -> None:

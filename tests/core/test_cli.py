@@ -127,6 +127,20 @@ def test_input_without_io_section_is_an_error(repo, capsys):
     assert f"{repo / 'apps' / 'demo.app.json'}: $.io: no 'input' entry, so --input has nothing to set" in capsys.readouterr().err
 
 
+def test_input_and_a_set_of_the_param_it_sets_are_refused_together(repo, tmp_path, capsys):
+    """--input X --set feeder/image_loader/path=Y: the --set won and --input was ignored in silence."""
+    app = str(repo / "apps" / "openpose.app.json")
+    args = ["run", app, "--no-viewer", "--input", str(tmp_path), "--output", str(tmp_path / "out")]
+    assert main([*args, "--set", f"feeder/image_loader/path={tmp_path}"]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == [f"error: <command line>: --set feeder/image_loader/path={tmp_path}: sets the param "
+                                f"--input sets (the app's io.input): give one of them",
+                                "1 problem found; nothing was run."]
+    assert main([*args, "--set", "feeder/image_loader/path"]) == 1  # a malformed --set is still its own error
+    assert "sets the param" not in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_nodes_shows_ports_with_their_message_fields_and_params_from_the_declarations(capsys):
     assert main(["nodes", "demo.Scale"]) == 0
     out = capsys.readouterr().out
