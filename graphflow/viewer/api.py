@@ -322,7 +322,8 @@ class Api:
         try:
             return encode.heatmap(encode.resolve(message.payload, path), index)
         except (KeyError, ValueError, TypeError, IndexError) as exc:
-            raise ApiError(400, f"{channel}: {exc}") from None
+            said = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # a KeyError's str() is quoted
+            raise ApiError(400, f"{channel}: {said}") from None
 
 
 def _size(value, name: str) -> int:

@@ -178,10 +178,15 @@ def resolve(payload: Any, path: str) -> Any:
             value = getattr(value, part)
         elif isinstance(value, (list, tuple)):
             try:
-                value = value[int(part)]
+                index = int(part)
+                if index < 0:  # not Python's from-the-end: a path names an item by its place
+                    raise IndexError(index)
+                value = value[index]
             except (ValueError, IndexError):
                 raise KeyError(f"no item {part!r} in {path!r}") from None
         elif isinstance(value, dict):
+            if part not in value:
+                raise KeyError(f"no key {part!r} in {path!r}")
             value = value[part]
         elif dataclasses.is_dataclass(value) and part in {f.name for f in dataclasses.fields(value)}:
             value = getattr(value, part)

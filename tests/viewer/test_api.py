@@ -72,6 +72,17 @@ def test_latest_message_summary_image_and_heatmap(running, viewer_target):
         assert json.loads(r.headers["X-Heatmap"])["index"] == 3
 
 
+def test_a_heatmap_path_that_names_nothing_is_a_400_saying_so_plainly(running, viewer_target):
+    """Before: the error was quoted twice (a KeyError's str), and 'tensors.-1' took the last item."""
+    base = running.url + f"api/messages/{viewer_target.tensor}/latest/heatmap?path="
+    for path, said in (("nope", "no field 'nope' in 'nope'"), ("tensors.-1", "no item '-1' in 'tensors.-1'"),
+                       ("tensors.7", "no item '7' in 'tensors.7'")):
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(base + path)
+        assert info.value.code == 400
+        assert json.loads(info.value.read())["error"] == f"{viewer_target.tensor}: {said}"
+
+
 def test_unknown_things_are_404_with_a_json_error(running):
     for path in ("/api/messages/no/such/channel/latest", "/api/nothing", "/static/../server.py"):
         with pytest.raises(urllib.error.HTTPError) as info:
