@@ -39,6 +39,7 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}\Z")  # app names a
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}\Z")  # as the device agent's SAFE
 MODEL_PARAM_SUFFIX = "model_file_path"  # params naming a model on the model search path
 REPO_ROOT = Path(__file__).resolve().parents[2]
+SETUPTOOLS_MINIMUM = 77  # as pyproject.toml's build-system says (the SPDX license string needs 77)
 
 
 def check_name(value: str, what: str) -> str:
@@ -280,7 +281,7 @@ def build_graphflow_wheel(out: Path, progress=print) -> Path:
     missing = _missing_build_tools()
     if missing:
         raise DeployError(f"building the graphflow wheel needs {' and '.join(missing)}: "
-                          f"pip install 'setuptools>=68' wheel (or pip install -e '.[dev]')")
+                          f"pip install 'setuptools>={SETUPTOOLS_MINIMUM}' wheel (or pip install -e '.[dev]')")
     progress("building the graphflow wheel")
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="gf-src-") as src:
@@ -303,7 +304,7 @@ def _missing_build_tools() -> list[str]:
     """What of the build-system requirements (pyproject.toml) this interpreter lacks."""
     from importlib.metadata import PackageNotFoundError, version
     missing = []
-    for name, minimum in (("setuptools", 68), ("wheel", 0)):
+    for name, minimum in (("setuptools", SETUPTOOLS_MINIMUM), ("wheel", 0)):
         try:
             major = int(version(name).split(".")[0])
         except (PackageNotFoundError, ValueError):

@@ -251,9 +251,10 @@ def test_requirements_come_from_the_wheel_for_the_target_extras(tmp_path):
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("installed, says", [
-    ({"setuptools": "65.5.0", "wheel": None}, "needs setuptools>=68 and wheel: pip install"),  # a 3.10 venv
-    ({"setuptools": None, "wheel": None}, "needs setuptools>=68 and wheel: pip install"),      # a 3.12 venv
-    ({"setuptools": "68.0.0", "wheel": None}, "needs wheel: pip install"),
+    ({"setuptools": "65.5.0", "wheel": None}, "needs setuptools>=77 and wheel: pip install"),  # a 3.10 venv
+    ({"setuptools": None, "wheel": None}, "needs setuptools>=77 and wheel: pip install"),      # a 3.12 venv
+    ({"setuptools": "76.1.0", "wheel": "0.45.1"}, "needs setuptools>=77: pip install"),      # no SPDX license string
+    ({"setuptools": "77.0.0", "wheel": None}, "needs wheel: pip install"),
 ])
 def test_building_the_wheel_without_its_build_tools_says_what_to_install(tmp_path, monkeypatch, installed, says):
     """A fresh venv's pip comes without them: one clear error before pip's own, not pip's last line."""
@@ -333,3 +334,22 @@ def test_a_write_that_fails_midway_leaves_no_partial_package(tmp_path, graphflow
     assert result.stderr.strip().splitlines()[-1] == \
         f"error: cannot write {tmp_path / 'out' / 'openpose-0.0.0.gfpkg'}: File too large"
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_the_build_tools_check_asks_for_what_pyproject_requires():
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+    from graphflow.deploy.package import SETUPTOOLS_MINIMUM
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    wanted = f"setuptools>={SETUPTOOLS_MINIMUM}"
+    assert wanted in project["build-system"]["requires"] and wanted in project["project"]["optional-dependencies"]["dev"]
+
+
+@pytest.mark.timeout(120)
+def test_the_wheel_declares_its_license_as_an_spdx_expression(graphflow_wheel):
+    with zipfile.ZipFile(graphflow_wheel) as archive:
+        metadata = archive.read(next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+    assert "License-Expression: Apache-2.0" in metadata.splitlines()
