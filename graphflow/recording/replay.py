@@ -23,6 +23,7 @@ import dataclasses
 import difflib
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 
 from ..codelet import Codelet
@@ -98,10 +99,16 @@ class ReplaySource(Codelet):
         self._round = 0
         self._offset = 0.0
         self._published = 0
+        # how far through the recording (the progress line): known from the summary's counts when
+        # the whole recording plays; a --start/--end cut gives only the count so far
+        counts = {c.topic: c.count for c in rec.channels.values()}
+        whole = self._start is None and self._end is None
+        self._total = sum(counts.get(topic, 0) for topic in self._ports) if whole else 0
         self._begin_round()
 
     def _begin_round(self) -> None:
         self._messages = self.recording.messages(list(self._ports), self._start, self._end)
+        self._in_round = 0
         self._clock_origin = None  # (wall, log time) of this round's first message
 
     def tick(self):
@@ -124,6 +131,8 @@ class ReplaySource(Codelet):
         for port in self._ports[item.topic]:
             port.publish(message.payload, acqtime=message.acqtime + self._offset)
         self._published += 1
+        self._in_round += 1
+        self.report_progress(self._in_round, self._total or None, Path(self.recording.path).name)
 
     def _wait_for(self, log_time: int) -> None:
         now = time.monotonic()

@@ -321,6 +321,27 @@ def test_replay_feeds_the_app_in_place_of_its_sources_with_recorded_acqtimes(rep
     assert replayed == live  # same values and the same acqtimes
 
 
+@pytest.mark.timeout(60)
+def test_replay_reports_how_far_through_the_recording_it_is(repo, tmp_path):
+    """The progress line's figures: k of the n recorded messages of the fed channels (n from the
+    file itself), with the recording's name; a --start cut knows only k."""
+    from graphflow.loader import load_app
+    from graphflow.recording.replay import ReplayOptions, build_replay_app
+
+    path = tmp_path / "demo.mcap"
+    run_demo(repo, path, seconds=0.2)
+    sources = ["ticker/ones/number", "ticker/tens/number"]
+    with Recording(path) as rec:
+        recorded = len(list(rec.messages(sources)))
+        spec = load_app(repo / "apps" / "demo.app.json", sets=[f"sink/writer/path={tmp_path / 'out.jsonl'}"])
+        for options, expected in ((ReplayOptions(rate=None), (recorded, recorded, "demo.mcap")),
+                                  (ReplayOptions(rate=None, start=0.0), (recorded, None, "demo.mcap"))):
+            app, _ = build_replay_app(spec, rec, options)
+            player = app.components["replay/player"]
+            app.run(duration=20)
+            assert app.failure is None and player.progress == expected
+
+
 CHAIN_APP = {"name": "chain", "modules": ["demo"],
              "graph": {"nodes": [{"name": "ticker", "components": [{"name": "ones", "type": "demo.Counter"}]},
                                  {"name": "sink", "components": [{"name": "writer", "type": "demo.NumberWriter"}]}],
