@@ -35,13 +35,15 @@ def find_model(name: str | os.PathLike) -> Path:
     given = Path(name).expanduser()
     if given.is_file():
         return given.resolve()
-    looked = [f"{given.absolute()} (the path as given)"]
+    looked = [f"{given.absolute()} (the path as given{', a folder' if given.is_dir() else ''})"]
     if not given.is_absolute():
         for folder in model_search_path():
-            for candidate in dict.fromkeys((folder / given, folder / given.name)):
+            candidates = dict.fromkeys((folder / given, folder / given.name))
+            for candidate in candidates:
                 if candidate.is_file():
                     return candidate.resolve()
-            looked.append(str(folder.absolute()))
+            folders = [c for c in candidates if c.is_dir()]  # a name taken by a folder: say so, not just "not found"
+            looked.append(str(folder.absolute()) + (f" (its {folders[0].name} is a folder)" if folders else ""))
     if not os.environ.get(MODEL_PATH_VARIABLE):
         looked.insert(1, f"${MODEL_PATH_VARIABLE} (not set)")
     cache = user_cache_dir() / "models"

@@ -51,3 +51,12 @@ def test_missing_model_lists_every_folder_and_says_how_to_get_it(clean_env, monk
 def test_unset_variable_is_mentioned(clean_env):
     with pytest.raises(FileNotFoundError, match=r"\$GRAPHFLOW_MODEL_PATH \(not set\)"):
         find_model("missing.onnx")
+
+
+def test_a_folder_under_the_model_name_is_said_to_be_a_folder(clean_env, monkeypatch, tmp_path):
+    """An unpacked archive left a folder named like the model: 'not found' alone was puzzling."""
+    (tmp_path / "openpose_mobilenet_thin.onnx").mkdir()
+    monkeypatch.setenv("GRAPHFLOW_MODEL_PATH", str(tmp_path))
+    with pytest.raises(FileNotFoundError) as info:
+        find_model("openpose_mobilenet_thin.onnx")
+    assert f"  - {tmp_path} (its openpose_mobilenet_thin.onnx is a folder)\n" in str(info.value)
