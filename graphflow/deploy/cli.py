@@ -48,8 +48,8 @@ def add_subcommands(sub) -> None:
     deploy.add_argument("--bwlimit", type=int, metavar="KBPS", help="limit the upload rate (KB/s)")
     deploy.add_argument("--app-args", default=None, metavar="ARGS",
                         help="arguments for `graphflow run` on the device, split like a shell would "
-                             "(no shell runs them), e.g. --app-args '--input camera:0'; default: those the "
-                             "current release runs with")
+                             "(no shell runs them), e.g. --app-args '--input camera:0' or --app-args=--no-viewer "
+                             "(one option alone needs =); default: those the current release runs with")
     deploy.set_defaults(func=cmd_deploy)
 
     remote = sub.add_parser("remote", help="operate a deployed device: " + ", ".join(REMOTE_VERBS))
