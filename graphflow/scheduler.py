@@ -579,6 +579,7 @@ class Scheduler(Runtime):
                 # The failed component ticks no more, the sources stop, and what is in flight
                 # elsewhere is processed: the frames before the failure keep their outputs.
                 state.done = True
+                self._stop_reading(state)
                 self._begin_stop()
                 if self._ended:
                     return None
@@ -605,6 +606,27 @@ class Scheduler(Runtime):
             if (self._ready or self._due) and self._idle_workers:
                 self._work.notify()
             return None
+
+    def _stop_reading(self, failed: _State) -> None:
+        """A component that failed reads no more: what waits in its inputs is dropped (counted as
+        drops), and they no longer hold back their publishers, who would otherwise wait for room
+        that never comes (and the drain for its timeout). Caller holds the lock."""
+        closed = set(failed.inputs)
+        for rx in closed:
+            rx.policy = "latest"  # a publish never waits here again
+        for state in self._states.values():
+            if not closed.intersection(state.outlets):
+                continue
+            if state.parked:
+                state.watch_outlets(-1)
+            state.outlets = tuple(rx for rx in state.outlets if rx not in closed)
+            if state.parked:
+                state.watch_outlets(1)
+        for rx in closed:
+            rx.dropped += rx.available()
+            rx.clear()  # wakes publishers waiting in the channel
+        if self._parked:
+            self._unpark()
 
     def _arm_timer(self, state: _State) -> None:
         due = state.policy.next_due(state.due, self.clock()) if state.policy is not None else None
