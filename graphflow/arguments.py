@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 
-def _checked(convert: Callable, accepts: Callable, expected: str) -> Callable:
+def checked(convert: Callable, accepts: Callable, expected: str) -> Callable:
     """An argument type: ``convert`` the text, refuse it unless ``accepts`` the value."""
     def parse(text: str):
         try:
@@ -27,10 +27,13 @@ def _finite(low: float, inclusive: bool) -> Callable:
     return lambda value: math.isfinite(value) and (value >= low if inclusive else value > low)
 
 
-positive_int = _checked(int, lambda value: value >= 1, "a whole number, 1 or more")  # --workers, --frames, ...
-seconds = _checked(float, _finite(0, inclusive=False), "a positive number of seconds")  # --duration, --timeout
-offset_seconds = _checked(float, _finite(0, inclusive=True), "a number of seconds, 0 or more")  # replay --start
-positive_rate = _checked(float, _finite(0, inclusive=False), "a positive number")  # export --fps
+positive_int = checked(int, lambda value: value >= 1, "a whole number, 1 or more")  # --workers, --frames, ...
+seconds = checked(float, _finite(0, inclusive=False), "a positive number of seconds")  # --duration, --timeout
+offset_seconds = checked(float, _finite(0, inclusive=True), "a number of seconds, 0 or more")  # replay --start
+positive_rate = checked(float, _finite(0, inclusive=False), "a positive number")  # export --fps
+tcp_port = checked(int, lambda value: 1 <= value <= 65535, "a port number 1-65535")  # remote view --port
+# --viewer-port: a bad one is a usage error, not a viewer failure
+viewer_port = checked(int, lambda value: 0 <= value <= 65535, "a port number 0-65535 (0: a free one)")
 
 
 def output_file(text: str) -> Path:
@@ -48,17 +51,6 @@ def output_file(text: str) -> Path:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise argparse.ArgumentTypeError(f"cannot write {text}: the folder {existing} is not writable")
     return path
-
-
-def viewer_port(text: str) -> int:
-    """--viewer-port: 0-65535 (0: a free one); anything else is a usage error, not a viewer failure."""
-    try:
-        port = int(text)
-    except ValueError:
-        port = -1
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number 0-65535 (0: a free one), got {text!r}")
-    return port
 
 
 def viewer_host(text: str) -> str:

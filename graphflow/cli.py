@@ -15,6 +15,7 @@ from pathlib import Path
 from .arguments import output_file, positive_int, seconds
 from .channels import cli as channels_cli
 from .deploy import cli as deploy_cli
+from .files import write_atomically
 from .loader import COMMAND_LINE, AppError, AppInvalid, load_app
 from .progress import ProgressLine
 from .recording import cli as recording_cli
@@ -256,8 +257,7 @@ def write_json(path: Path | None, data) -> bool:
     if path is None:
         return True
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(data, indent=2))
+        write_atomically(path, json.dumps(data, indent=2).encode())  # its folders made; never half a file
         return True
     except OSError as exc:
         print(f"error: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)

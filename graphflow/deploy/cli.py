@@ -1,13 +1,16 @@
 """The ``package``, ``deploy`` and ``remote`` subcommands (hooked into graphflow/cli.py)."""
 from __future__ import annotations
 
-import argparse
 import shlex
 import sys
 from pathlib import Path
 
+from ..arguments import checked, tcp_port
 from . import DeployError
 from .targets import TARGETS, default_target
+
+# --keep: the current release is always kept, so fewer than 1 means nothing
+releases_kept = checked(int, lambda value: value >= 1, "a number of releases, at least 1")
 
 REMOTE_VERBS = ["doctor", "status", "logs", "start", "stop", "restart", "rollback", "list", "prune", "view"]
 
@@ -39,7 +42,7 @@ def add_subcommands(sub) -> None:
     mode = deploy.add_mutually_exclusive_group()
     mode.add_argument("--service", action="store_true", help="install and (re)start a systemd user unit")
     mode.add_argument("--foreground", action="store_true", help="run the app attached; Ctrl-C stops it on the device")
-    deploy.add_argument("--keep", type=_at_least_one, default=3,
+    deploy.add_argument("--keep", type=releases_kept, default=3,
                         help="releases kept on the device, the current one included (default 3)")
     deploy.add_argument("--reuse-system-packages", action="store_true",
                         help="the device's own Python packages serve the requirements: a venv with "
@@ -57,35 +60,13 @@ def add_subcommands(sub) -> None:
     remote.add_argument("target", metavar="[USER@]HOST[:DIR]")
     _add_ssh_args(remote)
     remote.add_argument("-f", "--follow", action="store_true", help="logs: keep following")
-    remote.add_argument("--keep", type=_at_least_one, default=3,
+    remote.add_argument("--keep", type=releases_kept, default=3,
                         help="prune: releases kept: the current one and the N-1 most recently installed others "
                              "(default 3)")
-    remote.add_argument("--port", type=_port, default=3000, help="view: local port of the tunnel (default 3000)")
-    remote.add_argument("--remote-port", type=_port, default=3000,
+    remote.add_argument("--port", type=tcp_port, default=3000, help="view: local port of the tunnel (default 3000)")
+    remote.add_argument("--remote-port", type=tcp_port, default=3000,
                         help="view: the viewer's port on the device's loopback (default 3000, graphflow run's)")
     remote.set_defaults(func=cmd_remote)
-
-
-def _at_least_one(text: str) -> int:
-    """--keep: the current release is always kept, so fewer than 1 means nothing."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number of releases, at least 1, got {text!r}")
-    return value
-
-
-def _port(text: str) -> int:
-    """A TCP port, 1-65535 (a malformed one is a usage error, not an ssh failure)."""
-    try:
-        port = int(text)
-    except ValueError:
-        port = 0
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number 1-65535, got {text!r}")
-    return port
 
 
 def _add_ssh_args(parser) -> None:

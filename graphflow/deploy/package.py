@@ -28,7 +28,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from ..files import sha256_file
+from ..files import open_atomically, sha256_file
 from . import DeployError
 from .targets import TARGETS, Target, wheel_extras, wheel_requirements
 
@@ -143,9 +143,8 @@ def build_package(app: Path, out_dir: Path, *, target: str, version: str = "0.0.
             manifest["files"][path] = {"sha256": data_hash, "size": size}
         total = sum(entry["size"] for entry in manifest["files"].values())
         progress(f"writing {result} ({len(files)} files, {total / 1e6:.1f} MB)")
-        partial = result.with_name(result.name + ".partial")
-        try:
-            with tarfile.open(partial, "w") as tar:
+        try:  # a full disk, Ctrl-C: the temporary file goes, no half-written package is left to deploy
+            with open_atomically(result) as out, tarfile.open(fileobj=out, mode="w") as tar:
                 _add_bytes(tar, MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
                 for path, content in sorted(files.items()):
                     if isinstance(content, bytes):
@@ -158,12 +157,8 @@ def build_package(app: Path, out_dir: Path, *, target: str, version: str = "0.0.
                         info.mode = 0o644
                         with open(content, "rb") as f:
                             tar.addfile(info, f)
-            partial.replace(result)
-        except BaseException as exc:  # a full disk, Ctrl-C: no half-written package is left to deploy
-            partial.unlink(missing_ok=True)
-            if isinstance(exc, OSError):
-                raise DeployError(f"cannot write {result}: {exc.strerror or exc}") from None
-            raise
+        except OSError as exc:
+            raise DeployError(f"cannot write {result}: {exc.strerror or exc}") from None
     return result
 
 

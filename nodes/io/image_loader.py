@@ -149,7 +149,7 @@ class ImageLoader(Codelet):
                 raise NodeError(str(exc)) from None
             capture = None
         self._capture, self._capture_source = capture, self.path
-        self._capture_fps = _fps(capture)
+        self._capture_fps, self._capture_frames = _fps(capture), 0  # a camera has no frame count
         self._next_file = 0
         self._video_frame = 0
         self._good_this_pass = 0
@@ -171,8 +171,7 @@ class ImageLoader(Codelet):
         self._good_total += 1
         self.color.publish(Image(pixels=pixels, color_order="bgr", source=source, frame=frame, fps=fps))
         if self._capture is not None:  # a video or a camera: its frames
-            frames = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if not self._camera else 0
-            self.report_progress(frame + 1, frames if frames > 0 else None, Path(source).name)
+            self.report_progress(frame + 1, self._capture_frames or None, Path(source).name)
         else:
             self.report_progress(self._next_file, len(self._files), Path(source).name)
         if not self.loop and self._capture is None and self._next_file >= len(self._files):
@@ -198,16 +197,15 @@ class ImageLoader(Codelet):
                     self._good_this_pass += self._video_frame == 0
                     self._video_frame += 1
                     return pixels, self._capture_source, self._video_frame - 1, self._capture_fps
-                expected = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
                 self._capture.release()
                 self._capture = None
                 if self._camera:
                     raise NodeError(f"camera {self.path!r} returned no frame")
                 if self._video_frame == 0:
                     self._bad("has no readable video frames")
-                elif 0 < self._video_frame < expected:  # its header promised more: cut short or damaged
+                elif 0 < self._video_frame < self._capture_frames:  # its header promised more: cut short or damaged
                     self.log.warning("%s: video %r ended after %d of its %d frames (cut short or damaged?)",
-                                     self.full_name, self._capture_source, self._video_frame, expected)
+                                     self.full_name, self._capture_source, self._video_frame, self._capture_frames)
                 continue
             if self._next_file >= len(self._files):
                 if not self.loop or self._good_this_pass == 0:
@@ -222,6 +220,7 @@ class ImageLoader(Codelet):
                     continue
                 self._capture, self._capture_source, self._video_frame = capture, str(file), 0
                 self._capture_fps = _fps(capture)
+                self._capture_frames = max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0), 0)  # as its header says
                 continue
             pixels, why = decode_image(file)
             if pixels is None:

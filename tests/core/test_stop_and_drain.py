@@ -195,19 +195,10 @@ def test_a_failed_component_no_longer_holds_back_its_publishers(caplog):
     """The failed component's 'block' input was full: its publisher waited for room that never
     came, and the drain ran into its timeout (10 s, then 'did not drain'). Now what waits for the
     failed component is dropped and counted, and the rest drains at once."""
-    from graphflow import Codelet, Rx, Tx
+    from graphflow import Codelet, Rx
     from graphflow.packs.demo.counter import Counter
+    from graphflow.packs.demo.scale import Scale
     from graphflow.scheduler import Scheduler
-
-    class Relay(Codelet):
-        number = Rx(Number, queue_size=50, policy="block")
-        out = Tx(Number)
-
-        def start(self):
-            self.tick_on_message(self.number)
-
-        def tick(self):
-            self.out.publish(self.number.read().payload)
 
     class FailsAtOnce(Codelet):
         number = Rx(Number, queue_size=1, policy="block")
@@ -220,10 +211,11 @@ def test_a_failed_component_no_longer_holds_back_its_publishers(caplog):
             time.sleep(0.05)  # the relay fills this input meanwhile
             raise RuntimeError("boom")
 
-    counter, relay, failing = Counter("src", "c", {"tick_period": "1ms", "count": 40}), Relay("mid", "r"), \
+    counter, relay, failing = Counter("src", "c", {"tick_period": "1ms", "count": 40}), Scale("mid", "r"), \
         FailsAtOnce("bad", "f")
+    relay.inputs["number"].configure(queue_size=50, policy="block")  # nothing lost before the relay
     counter.outputs["number"].connect(relay.inputs["number"])
-    relay.outputs["out"].connect(failing.inputs["number"])
+    relay.outputs["scaled"].connect(failing.inputs["number"])
     scheduler = Scheduler([counter, relay, failing], workers=2, drain_timeout=30)
     with caplog.at_level("WARNING", logger="graphflow.scheduler"):
         scheduler.run(duration=50)
@@ -231,4 +223,4 @@ def test_a_failed_component_no_longer_holds_back_its_publishers(caplog):
     assert not [r for r in caplog.records if "did not drain" in r.getMessage()]
     assert relay.inputs["number"].available() == 0  # the relay passed on everything it had
     rx = failing.inputs["number"]
-    assert rx.consumed + rx.dropped + rx.available() == relay.outputs["out"].published > 1  # nothing lost unseen
+    assert rx.consumed + rx.dropped + rx.available() == relay.outputs["scaled"].published > 1  # nothing lost unseen
