@@ -15,13 +15,20 @@ million columns) is skipped with a warning naming it, and the next image is enco
 Pixels are resized in float32 with cv2.resize and clipped to 0..255, then normalized
 (Isaac's modes: "None" raw 0..255, "Unit" x/255, "PositiveNegative" x/127.5-1,
 "HalfAndHalf" x/255-0.5).
+
+With auto_contrast, a dark or washed-out image is stretched to the full 0..255 range before
+that (one gain and offset for all three channels, from a histogram of the image: the darkest and
+brightest 0.1% of values are clipped): a model trained on well-exposed photos sees one. An image
+that spans the range already is unchanged, and one with fewer than 16 levels (a blank or black
+frame) is left as it is rather than have its noise stretched.
 """
 from __future__ import annotations
 
 from graphflow import Codelet, NodeError, Param, Rx, Tx
 from graphflow.packs.vision.messages import Image, Tensors
 
-from ._encoding import CV2_INTERPOLATION, INDEX_ORDERS, NORMALIZATION, encode_cpu, plan, three_channels
+from ._encoding import (CV2_INTERPOLATION, INDEX_ORDERS, NORMALIZATION, contrast_levels, encode_cpu, plan,
+                        three_channels)
 
 MAX_SIDE = 8192  # tensor rows or cols; 8192 × 8192 × 3 float32 is already 805 MB
 
@@ -51,6 +58,8 @@ class ColorCameraEncoder(Codelet):
                           choices=list(CV2_INTERPOLATION))
     batch_dim = Param(bool, True, "Add a leading batch axis of 1 ([1,3,H,W]).")
     tensor_name = Param(str, "image", "Name of the tensor (the model's input name).")
+    auto_contrast = Param(bool, False, "Stretch a dark or low-contrast image's intensity range to 0..255 "
+                                       "before normalizing (all channels alike).")
 
     def start(self):
         if self.rows == 0 and self.cols == 0:
@@ -68,14 +77,15 @@ class ColorCameraEncoder(Codelet):
                              self.full_name, image.source or "an image", pixels.shape[1], pixels.shape[0],
                              sizes.cols, sizes.rows, MAX_SIDE)
             return
-        array = self.encode(pixels, sizes)
+        levels = contrast_levels(pixels) if self.auto_contrast else (0.0, 1.0)
+        array = self.encode(pixels, sizes, levels)
         self.tensor.publish(Tensors(names=[self.tensor_name], tensors=[array], transform=sizes.transform(),
                                     source=image.source, frame=image.frame),
                             acqtime=message.acqtime)
 
-    def encode(self, pixels, sizes):
-        """HWC pixels → tensor; the Cuda variant overrides this."""
-        return encode_cpu(pixels, sizes, **self.encoding_options())
+    def encode(self, pixels, sizes, levels=(0.0, 1.0)):
+        """HWC pixels → tensor, stretched by ``levels`` (low, scale); the Cuda variant overrides this."""
+        return encode_cpu(pixels, sizes, levels=levels, **self.encoding_options())
 
     def encoding_options(self) -> dict:
         gain, bias = NORMALIZATION[self.pixel_normalization_mode]

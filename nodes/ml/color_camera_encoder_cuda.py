@@ -39,7 +39,8 @@ extern "C" __global__ void resize_normalize(
         const unsigned char* src, const int src_h, const int src_w,
         float* dst, const int rows, const int cols, const int resized_h, const int resized_w,
         const double scale_y, const double scale_x, const int mode, const int chw,
-        const int c0, const int c1, const int c2, const float gain, const float bias) {
+        const int c0, const int c1, const int c2, const float low, const float scale,
+        const float gain, const float bias) {
     const int x = blockIdx.x * blockDim.x + threadIdx.x;
     const int y = blockIdx.y * blockDim.y + threadIdx.y;
     if (x >= resized_w || y >= resized_h) return;
@@ -88,7 +89,8 @@ extern "C" __global__ void resize_normalize(
         }
     }
     for (int c = 0; c < 3; ++c) {
-        const float v = fminf(fmaxf(value[c], 0.f), 255.f) * gain + bias;
+        // the contrast stretch (low 0, scale 1: none) before the clip, as on the CPU
+        const float v = fminf(fmaxf((value[c] - low) * scale, 0.f), 255.f) * gain + bias;
         if (chw) dst[((long long)c * rows + y) * cols + x] = v;
         else dst[((long long)y * cols + x) * 3 + c] = v;
     }
@@ -124,10 +126,10 @@ class ColorCameraEncoderCuda(ColorCameraEncoder):
                              "CPU instead (cv2).", self.full_name, type(exc).__name__, exc)
             self._cupy = self._kernel = None
 
-    def encode(self, pixels, sizes):
+    def encode(self, pixels, sizes, levels=(0.0, 1.0)):
         cp = self._cupy
         if cp is None or self.interpolation not in GPU_INTERPOLATION:
-            return encode_cpu(pixels, sizes, **self.encoding_options())
+            return encode_cpu(pixels, sizes, levels=levels, **self.encoding_options())
         options = self.encoding_options()
         channel_map = (0, 1, 2)
         if pixels.strides[2] < 0:  # a channel-reversed view: upload the original order, swap on the GPU
@@ -144,7 +146,7 @@ class ColorCameraEncoderCuda(ColorCameraEncoder):
             cp.float64(sizes.image_h / sizes.resized_h), cp.float64(sizes.image_w / sizes.resized_w),
             cp.int32(GPU_INTERPOLATION[self.interpolation]), cp.int32(chw),
             cp.int32(channel_map[0]), cp.int32(channel_map[1]), cp.int32(channel_map[2]),
-            cp.float32(options["gain"]), cp.float32(options["bias"])))
+            cp.float32(levels[0]), cp.float32(levels[1]), cp.float32(options["gain"]), cp.float32(options["bias"])))
         if options["batch_dim"]:
             out = out[None]
         if self.keep_on_device:

@@ -76,6 +76,41 @@ def test_bus_image_gives_three_people_drawn_and_written(repo, shared_data, model
     assert 0.002 < changed.mean() < 0.1  # limbs drawn, the photo otherwise untouched
 
 
+def _people(folder):
+    """name → the people found in it, each as its 17 COCO keypoints (x, y, found)."""
+    people = {}
+    for person in json.loads((folder / "predictions.json").read_text()):
+        people.setdefault(person["file_name"], []).append(np.array(person["keypoints"]).reshape(17, 3))
+    return people
+
+
+def _distance(one, other):
+    """Mean distance in pixels between the joints two people both have."""
+    both = (one[:, 2] > 0) & (other[:, 2] > 0)
+    return np.hypot(*(one[both, :2] - other[both, :2]).T).mean() if both.sum() >= 4 else np.inf
+
+
+def test_an_underexposed_image_gives_the_people_of_the_well_exposed_one(repo, shared_data, model_path, tmp_path):
+    """bus.jpg at 7% of its brightness (values 0..17), as an underexposed camera gives it: the app's
+    encoder stretches its contrast and finds the three people of the original where they are; with
+    auto_contrast off the model loses the third (cut off at the right edge)."""
+    images = tmp_path / "in"
+    images.mkdir()
+    bus = cv2.imread(str(shared_data / "images" / "bus.jpg"))
+    cv2.imwrite(str(images / "bus.png"), bus)
+    cv2.imwrite(str(images / "dark.png"), (bus * 0.07).astype(np.uint8))
+    app = str(repo / "apps" / "openpose.app.json")
+    for name, options in (("on", ()), ("off", ("--set", "encoder/color_camera_encoder/auto_contrast=false"))):
+        result = run_cli("run", app, "--no-viewer", "--quiet", "--input", str(images),
+                         "--output", str(tmp_path / name), *options)
+        assert result.returncode == 0, result.stderr
+    found = _people(tmp_path / "on")
+    assert len(found["bus.png"]) == len(found["dark.png"]) == 3
+    for person in found["bus.png"]:  # each is there, its joints within a few pixels
+        assert min(_distance(person, other) for other in found["dark.png"]) < 5
+    assert len(_people(tmp_path / "off")["dark.png"]) == 2
+
+
 def test_folder_input_writes_one_image_per_input(repo, shared_data, model_path, tmp_path):
     images = shared_data / "images"
     code = main(["run", str(repo / "apps" / "openpose.app.json"), "--no-viewer", "--quiet",

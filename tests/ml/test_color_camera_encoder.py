@@ -286,3 +286,68 @@ def test_rows_and_cols_both_0_stop_the_app_in_one_line():
 
     with pytest.raises(NodeError, match="^rows and cols are both 0: set one of them"):
         Harness(ColorCameraEncoder, {"rows": 0, "cols": 0}).start()
+
+
+# -- auto contrast --------------------------------------------------------------------------------
+# Expected tensors come from the documented rule, computed here: the range holding all but the
+# darkest and brightest 0.1% of the values, stretched linearly to 0..255 and clipped.
+SAME_SIZE = {"rows": 40, "cols": 50, "keep_aspect_ratio": False, "interpolation": "nearest",
+             "pixel_normalization_mode": "None", "tensor_index_order": "012", "batch_dim": False}
+
+
+def spread_over(low, high, seed=0):
+    """A 40×50 image (6,000 values) spread over low..high, both ends present."""
+    pixels = np.random.default_rng(seed).integers(low, high + 1, (40, 50, 3), dtype=np.uint8)
+    pixels[20, 20] = (low, high, low)
+    return pixels
+
+
+def stretched(pixels, low, high):
+    return np.clip((pixels.astype(np.float64) - low) * 255.0 / (high - low), 0, 255)
+
+
+def test_auto_contrast_stretches_a_dark_image_to_the_full_range():
+    pixels = spread_over(10, 73)
+    tensor = encode(dict(SAME_SIZE, auto_contrast=True), pixels).tensors[0]
+    np.testing.assert_allclose(tensor, stretched(pixels, 10, 73), atol=1e-3)
+    assert tensor.min() == 0.0 and tensor.max() == pytest.approx(255.0)
+    # off by default: the encoder passes the pixels as they are
+    np.testing.assert_array_equal(encode(SAME_SIZE, pixels).tensors[0], pixels)
+
+
+@pytest.mark.parametrize("outliers, low, high", [(6, 60, 187), (7, 0, 255)])
+def test_auto_contrast_ignores_the_outermost_tenth_of_a_percent(outliers, low, high):
+    """6 of 6,000 values (0.1%) at each end do not set the range; 7 do (then the range is full)."""
+    pixels = spread_over(60, 187, seed=1)
+    flat = pixels.reshape(-1)
+    flat[:7] = 100
+    flat[7:14] = 100
+    flat[:outliers] = 0
+    flat[7:7 + outliers] = 255
+    tensor = encode(dict(SAME_SIZE, auto_contrast=True), pixels).tensors[0]
+    np.testing.assert_allclose(tensor, stretched(pixels, low, high), atol=1e-3)
+
+
+@pytest.mark.parametrize("high, changed", [(116, True), (115, False)])
+def test_auto_contrast_leaves_a_range_under_16_levels_alone(high, changed):
+    """A frame of fewer levels (a black frame's noise, a blank wall) is not blown up to 0..255."""
+    pixels = spread_over(100, high, seed=2)
+    tensor = encode(dict(SAME_SIZE, auto_contrast=True), pixels).tensors[0]
+    np.testing.assert_allclose(tensor, stretched(pixels, 100, high) if changed else pixels, atol=1e-3)
+
+
+def test_auto_contrast_leaves_a_full_range_image_alone():
+    pixels = cv2.imread(str(BUS)) if BUS.exists() else random_image(480, 640)
+    config = {"rows": 368, "interpolation": "cubic"}
+    np.testing.assert_array_equal(encode(dict(config, auto_contrast=True), pixels).tensors[0],
+                                  encode(config, pixels).tensors[0])
+
+
+@pytest.mark.parametrize("interpolation", ["linear", "cubic"])
+def test_emulated_cuda_kernel_stretches_like_the_cpu(emulated_kernel, interpolation):
+    pixels = cv2.imread(str(BUS)) if BUS.exists() else random_image(480, 640)
+    dark = (pixels * 0.1).astype(np.uint8)
+    config = {"rows": 368, "interpolation": interpolation, "pixel_normalization_mode": "Unit", "auto_contrast": True}
+    cpu = encode(config, dark).tensors[0]
+    assert cpu.max() > 0.9  # stretched: the dark image alone stays under 0.1
+    np.testing.assert_allclose(encode_with_emulated_kernel(config, dark, emulated_kernel), cpu, atol=1e-4)
