@@ -140,6 +140,11 @@ def _apply_sets(composition: Composition, sets: list[str]) -> None:
         composition.set_config(node, comp, param, ConfigValue(value, COMMAND_LINE, where, text=True))
 
 
+def _origin(edge: EdgeSpec, part: str) -> tuple[str, str]:
+    """(file, JSON path) of the edge that wrote ``part`` of ``edge``."""
+    return (edge.written or {}).get(part, (edge.file, edge.path))
+
+
 def _collapse_interfaces(composition: Composition) -> list[AppError]:
     """Replace every path through a Subgraph interface by direct edges (repeatedly, for nesting).
 
@@ -190,8 +195,10 @@ def _collapse_interfaces(composition: Composition) -> list[AppError]:
             joining = [h for h in hops if h.source.rsplit("/", 1)[0] in interfaces
                        and h.target.rsplit("/", 1)[0] in interfaces]
             named = (joining or hops)[0]
-            queue = next((h.queue for h in reversed(hops) if h.queue), None)
-            resolved.append(EdgeSpec(edge.source, hops[-1].target, named.file, named.path, queue))
+            queued = next((h for h in reversed(hops) if h.queue), hops[-1])
+            written = {"source": _origin(hops[0], "source"), "target": _origin(hops[-1], "target"),
+                       "queue": _origin(queued, "queue")}
+            resolved.append(EdgeSpec(edge.source, hops[-1].target, named.file, named.path, queued.queue, written))
     composition.edges = resolved
     composition.components = [c for c in composition.components if c.type != INTERFACE_TYPE]
     return errors

@@ -57,6 +57,14 @@ class EdgeSpec:
     file: str
     path: str
     queue: Mapping[str, Any] | None = None
+    # Where the source, the target and the queue were written, when not at (file, path): an edge
+    # through a subgraph interface joins edges of two files (see compose._collapse_interfaces).
+    written: Mapping[str, tuple[str, str]] | None = None
+
+    def where(self, part: str) -> tuple[str, str]:
+        """(file, JSON path) of ``part``: "source", "target" or "queue" (its key appended)."""
+        file, path = (self.written or {}).get(part, (self.file, self.path))
+        return file, f"{path}.{part}"
 
 
 @dataclass(frozen=True)
@@ -134,7 +142,7 @@ def build_spec(composition: Composition, registry) -> AppSpec:
         modules=tuple((name, str(base), file, path) for name, base, file, path in composition.modules),
         components=tuple(composition.components),
         edges=tuple(EdgeSpec(e.source, e.target, e.file, e.path,
-                             None if e.queue is None else MappingProxyType(dict(e.queue)))
+                             None if e.queue is None else MappingProxyType(dict(e.queue)), e.written)
                     for e in composition.edges),
         config=MappingProxyType(config), types=MappingProxyType(types),
         io=MappingProxyType({key: tuple(targets) for key, targets in composition.io.items()}),

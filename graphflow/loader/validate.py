@@ -175,14 +175,14 @@ def validate(spec: Composition, registry: Registry) -> list[AppError]:
             types[comp.full_name] = cls
 
     def port(text: str, edge: EdgeSpec, key: str, direction: str):
-        where = f"{edge.path}.{key}"
+        file, where = edge.where(key)
         node, comp_name, port_name = _split_port(text)
         if node not in nodes:
-            errors.append(AppError(edge.file, where, f"unknown node {node!r}{near(node, nodes)}"))
+            errors.append(AppError(file, where, f"unknown node {node!r}{near(node, nodes)}"))
             return None
         if comp_name not in nodes[node]:
-            errors.append(AppError(edge.file, where, f"node {node!r} has no component {comp_name!r}"
-                                                     f"{near(comp_name, nodes[node])}"))
+            errors.append(AppError(file, where, f"node {node!r} has no component {comp_name!r}"
+                                                f"{near(comp_name, nodes[node])}"))
             return None
         cls = types.get(f"{node}/{comp_name}")
         if cls is None:
@@ -196,7 +196,7 @@ def validate(spec: Composition, registry: Registry) -> list[AppError]:
             else:
                 msg = (f"{nodes[node][comp_name].type} has no {kind} port {port_name!r}"
                        f"{near(port_name, ports) or f' (it has: {sorted(ports)})'}")
-            errors.append(AppError(edge.file, where, msg))
+            errors.append(AppError(file, where, msg))
             return None
         return ports[port_name]
 
@@ -225,7 +225,7 @@ def validate(spec: Composition, registry: Registry) -> list[AppError]:
                                        f"{sent.wire_name}, but {edge.target} expects {expected.wire_name}"))
         size = (edge.queue or {}).get("size")
         if size is not None and (not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= MAX_QUEUE):
-            errors.append(AppError(edge.file, f"{edge.path}.queue.size",
+            errors.append(AppError(edge.where("queue")[0], edge.where("queue")[1] + ".size",
                                    f"expected a whole number of messages in [1, {MAX_QUEUE}], got {size!r}"))
     errors += _cycle_errors(spec.edges)
 

@@ -252,7 +252,8 @@ def replay_spec(spec: AppSpec, recording: Recording, options: ReplayOptions) -> 
         if target_component in removed or edge.target in fed_inputs:
             continue
         if edge.source in replaced:
-            edges.append(EdgeSpec(f"{player}/{_port_name(edge.source)}", edge.target, edge.file, edge.path, edge.queue))
+            edges.append(EdgeSpec(f"{player}/{_port_name(edge.source)}", edge.target, edge.file, edge.path, edge.queue,
+                                  edge.written))
         elif source_component not in removed:
             edges.append(edge)
     for source, target, direction in plan:

@@ -254,6 +254,23 @@ def test_subgraph_interface_unknown_channel(tmp_path, repo):
         f"{path}: $.graph.edges[0].target: subgraph interface arith.interface/subgraph has no input 'aa'; did you mean 'a'?"]
 
 
+@pytest.mark.parametrize("edge, key, port, message", [
+    (2, "target", "sink/writer/numbr", "demo.NumberWriter has no input (Rx) port 'numbr'; did you mean 'number'?"),
+    (0, "source", "ticker/ones/numbr", "demo.Counter has no output (Tx) port 'numbr'; did you mean 'number'?"),
+])
+def test_a_bad_port_on_an_edge_through_a_subgraph_is_reported_where_it_is_written(tmp_path, repo, edge, key, port,
+                                                                                    message):
+    """An edge from a subgraph's output to a mistyped input is joined with the subgraph's own edge
+    into one; the error named the subgraph file, at an edge index of the app (found by a newcomer)."""
+    shutil.copy(repo / "apps" / "scale_add.subgraph.json", tmp_path)
+    app = json.loads((repo / "apps" / "demo.app.json").read_text())
+    app["graph"]["edges"][edge][key] = port
+    path = write(tmp_path, app)
+    with pytest.raises(AppInvalid) as info:
+        load_app(path)
+    assert [str(e) for e in info.value.errors] == [f"{path}: $.graph.edges[{edge}].{key}: {message}"]
+
+
 @pytest.mark.timeout(60)
 def test_an_edge_between_two_interface_ports_is_kept_so_the_cycle_it_closes_is_found(tmp_path, repo):
     """apps/demo.app.json plus total -> a on its subgraph's interface: scale -> add -> (total -> a)
