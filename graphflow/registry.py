@@ -85,6 +85,10 @@ class Registry:
                 candidate = candidate / "__init__.py"
             if candidate.is_file():
                 return _import_file(candidate)
+        if "/" in name or name.endswith(".py"):  # a path, which no module name can be
+            where = (base_dir / name).resolve() if base_dir is not None else Path(name)
+            raise PackNotFound(f"node pack {name!r} not found: no folder with __init__.py, nor a .py file, "
+                               f"at {where}")
         try:
             return importlib.import_module(name)
         except ModuleNotFoundError as exc:

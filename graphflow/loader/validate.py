@@ -7,6 +7,9 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import logging
+import traceback
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -14,6 +17,8 @@ import jsonschema
 from ..params import Param
 from ..registry import PackNotFound, Registry, known_packs
 from .spec import SCHEMA_DIR, AppError, ComponentSpec, Composition, EdgeSpec
+
+log = logging.getLogger("graphflow.loader")
 
 
 @functools.lru_cache(maxsize=1)
@@ -140,16 +145,30 @@ def _in_known_pack(type_name: str) -> bool:
     return scratch.get(type_name) is not None
 
 
+def _raised_at(error: BaseException) -> str:
+    """' (at FILE:LINE)': the innermost line of the pack's own code that the error came from."""
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__)
+              if not frame.filename.startswith("<frozen") and Path(frame.filename).parent != Path(__file__).parents[1]]
+    if isinstance(error, SyntaxError) or not frames:  # a SyntaxError names its file and line itself
+        return ""
+    return f" (at {frames[-1].filename}:{frames[-1].lineno})"
+
+
 def validate(spec: Composition, registry: Registry) -> list[AppError]:
     errors: list[AppError] = []
     types: dict[str, type] = {}  # component full name -> class
+    failed_packs = set()  # their node types are not reported unknown as well
     for name, base, file, path in spec.modules:
         try:
             registry.load_pack(name, base)
         except PackNotFound as exc:
             errors.append(AppError(file, path, str(exc)))
+            failed_packs.add(Path(name).stem)
         except Exception as exc:
-            errors.append(AppError(file, path, f"node pack {name!r} failed to import: {type(exc).__name__}: {exc}"))
+            log.debug("node pack %r failed to import", name, exc_info=exc)
+            errors.append(AppError(file, path, f"node pack {name!r} failed to import: {type(exc).__name__}: {exc}"
+                                               f"{_raised_at(exc)}"))
+            failed_packs.add(Path(name).stem)
 
     # components ---------------------------------------------------------------------------------
     seen: dict[str, ComponentSpec] = {}
@@ -163,6 +182,8 @@ def validate(spec: Composition, registry: Registry) -> list[AppError]:
         cls = registry.get(comp.type)
         if cls is None:
             pack = comp.type.split(".")[0]
+            if pack in failed_packs:
+                continue  # said once, at the pack
             if pack not in registry.packs and _in_known_pack(comp.type):
                 errors.append(AppError(comp.file, comp.path + ".type", f"node type {comp.type!r} is in pack {pack!r}, "
                                        f"which the app's \"modules\" does not list (add {json.dumps(pack)})"))

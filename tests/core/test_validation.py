@@ -113,6 +113,28 @@ def test_unknown_module(tmp_path):
     assert errors[0].startswith(f"{path}: $.modules[1]: node pack 'nosuchpack' not found")
 
 
+def _use_pack(data, module, type_name):
+    data["modules"].append(module)
+    data["graph"]["nodes"][1]["components"][0]["type"] = type_name
+
+
+def test_a_pack_path_that_does_not_exist_says_where_it_looked(tmp_path):
+    """Before: 'failed to import: TypeError: the 'package' argument is required to perform a relative
+    import for './mypak'', then 'is 'mypak' missing from modules?' for a type it does list."""
+    errors, path = errors_of(tmp_path, lambda d: _use_pack(d, "./mypak", "mypak.Scale"))
+    assert errors == [f"{path}: $.modules[1]: node pack './mypak' not found: no folder with __init__.py, "
+                      f"nor a .py file, at {tmp_path / 'mypak'}"]
+
+
+def test_a_pack_that_fails_to_import_names_the_line_and_only_once(tmp_path):
+    (tmp_path / "mypack").mkdir()
+    (tmp_path / "mypack" / "__init__.py").write_text("from .counter import *\n")
+    (tmp_path / "mypack" / "counter.py").write_text("import numpy\nimport cv3\n")
+    errors, path = errors_of(tmp_path, lambda d: _use_pack(d, "./mypack", "mypack.Counter"))
+    assert errors == [f"{path}: $.modules[1]: node pack './mypack' failed to import: ModuleNotFoundError: "
+                      f"No module named 'cv3' (at {tmp_path / 'mypack' / 'counter.py'}:2)"]
+
+
 def test_type_from_pack_missing_in_modules(tmp_path):
     errors, _ = errors_of(tmp_path, lambda d: d["graph"]["nodes"][1]["components"][0].__setitem__("type", "other.Thing"))
     assert "unknown node type 'other.Thing'; is 'other' missing from modules?" in errors[0]
