@@ -247,7 +247,10 @@ def run_app(args, app) -> int:
     if app.failure is not None:
         print(f"error: {app.failure}", file=sys.stderr)
     if viewer is not None:
-        viewer.linger()  # the graph ended by itself: serve the last messages until Ctrl-C / --duration
+        if app.failure is not None and app.failure.phase == "start":
+            viewer.close()  # nothing ran: no last messages to serve
+        else:
+            viewer.linger()  # the graph ended by itself: serve the last messages until Ctrl-C / --duration
     return 0 if app.failure is None and written else 1
 
 

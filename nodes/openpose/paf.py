@@ -42,7 +42,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 import os
+import threading
+import time
 from typing import NamedTuple, Sequence
 
 import numpy as np
@@ -69,6 +72,7 @@ class _Kernels:
 
 
 kernels = _Kernels()
+_log = logging.getLogger("graphflow.openpose")
 
 __all__ = [
     "NUM_PARTS", "EDGES", "EDGES_PAF", "PART_NAMES", "DEFAULTS",
@@ -1087,6 +1091,27 @@ def warm_up() -> None:
     global _warm
     if not _jit or _warm:
         return
+    # The first run compiles for about a minute (later ones load numba's cache in about a second):
+    # say so when it takes long, rather than leave the terminal silent.
+    began = time.monotonic()
+    notice = threading.Timer(COMPILE_NOTICE_AFTER, _log.info, (
+        "compiling the PAF decoder's kernels, once: about a minute (later runs load them from numba's "
+        "cache)",))
+    notice.daemon = True
+    notice.start()
+    try:
+        _compile_every_kernel()
+    finally:
+        notice.cancel()
+    if time.monotonic() - began >= COMPILE_NOTICE_AFTER:
+        _log.info("compiled the PAF decoder's kernels in %.0f s", time.monotonic() - began)
+    _warm = True
+
+
+COMPILE_NOTICE_AFTER = 2.0  # seconds
+
+
+def _compile_every_kernel() -> None:
     from .synthetic import random_people, render
     heatmaps, pafs = render(random_people(2, (24, 24), seed=0), (24, 24))
     for hand_over in (_as_is, _read_only):  # the plain functions' arrays, and the nodes' frozen ones
@@ -1099,7 +1124,6 @@ def warm_up() -> None:
     # takes the all-read-only version compiled above, which any mix converts to safely.
     for kernel in kernels.compiled():
         kernel.disable_compile()
-    _warm = True
 
 
 _warm = False

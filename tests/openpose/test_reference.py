@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -317,6 +318,26 @@ def test_use_jit_without_numba_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(paf.kernels, "AVAILABLE", False)
     with pytest.raises(RuntimeError, match="numba"):
         paf.use_jit(True)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.skipif(not paf.kernels.AVAILABLE, reason="numba not installed")
+@pytest.mark.parametrize("notice_after, said", [(0.0, True), (60.0, False)])
+def test_a_long_warm_up_says_what_it_does(monkeypatch, caplog, notice_after, said):
+    """The first run compiles for about a minute in start(): a line says so once it takes longer
+    than COMPILE_NOTICE_AFTER (a newcomer met a silent terminal); a quick one says nothing."""
+    monkeypatch.setattr(paf, "_jit", True)
+    paf.warm_up()  # compiled or loaded here (quietly or not: not what is tested)
+    monkeypatch.setattr(paf, "_warm", False)
+    monkeypatch.setattr(paf, "COMPILE_NOTICE_AFTER", notice_after)
+    with caplog.at_level(logging.INFO, logger="graphflow.openpose"):
+        paf.warm_up()
+    lines = [r.getMessage() for r in caplog.records if r.name == "graphflow.openpose"]
+    if said:
+        assert lines[0].startswith("compiling the PAF decoder's kernels, once: about a minute")
+        assert re.fullmatch(r"compiled the PAF decoder's kernels in \d+ s", lines[1]) and len(lines) == 2
+    else:
+        assert lines == []
 
 
 @pytest.mark.timeout(300)

@@ -397,6 +397,20 @@ def test_cli_port_in_use_runs_the_app_without_the_viewer(viewer_target, tmp_path
     assert "job report" in result.stdout and "viewer: http" not in result.stdout
 
 
+def test_cli_an_app_that_fails_to_start_closes_its_viewer_without_a_graph_finished_line(repo, tmp_path):
+    """Nothing ran, so there are no last messages to serve: before, 'graph finished; viewer closed
+    (...)' followed the URL, about a graph that never started."""
+    app = json.loads((repo / "apps" / "demo.app.json").read_text())
+    app["graph"]["nodes"][1]["subgraph"] = str(repo / "apps" / "scale_add.subgraph.json")
+    app["config"]["sink"]["writer"]["path"] = str(tmp_path)  # a folder: the writer fails to open it in start()
+    path = tmp_path / "fails.app.json"
+    path.write_text(json.dumps(app))
+    result = _cli("run", str(path), "--viewer-port", "0")
+    assert result.returncode == 1
+    assert result.stdout.startswith("viewer: http://127.0.0.1:") and len(result.stdout.splitlines()) == 1
+    assert result.stderr.startswith("error: sink/writer: ") and "Traceback" not in result.stderr
+
+
 def test_cli_viewer_stays_up_after_the_graph_finished_until_duration(viewer_target):
     sets = sum((["--set", s] for s in viewer_target.sets), [])
     process = subprocess.Popen([sys.executable, "-m", "graphflow.cli", "run", str(viewer_target.app), *sets,
