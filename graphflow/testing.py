@@ -3,8 +3,12 @@
     h = Harness(Doubler, config={"gain": 3.0})
     h.start()
     h.feed("value", Number(2.0), acqtime=1.0)
-    h.tick()
+    h.run_pending()                      # ticks while its tick policy says so
     assert h.outputs("doubled")[0].payload.value == 6.0
+
+A clock-driven component (``tick_periodically``) is due by the harness's :class:`ManualClock`:
+``h.run_until(0.35)`` moves the clock to each due time up to 0.35 s and ticks there (a 10 Hz
+source: at 0, 0.1, 0.2 and 0.3), as the scheduler would, until the component is exhausted.
 """
 from __future__ import annotations
 
@@ -35,34 +39,58 @@ class Harness:
         self.runtime.tap.subscribe(self._capture)
         self.component = codelet(node, name, config, runtime=self.runtime)
         self.ticks = 0
+        self.due: float | None = None  # when a clock-driven component is next due (None: by messages)
 
     # lifecycle -------------------------------------------------------------------------------
     def start(self) -> "Harness":
         self.component.start()
+        policy = self.component.tick_policy
+        self.due = None if policy is None else policy.next_due(None, self.clock())
         return self
 
     def stop(self) -> None:
         self.component.stop()
 
     def tick(self, times: int = 1) -> None:
-        """Tick unconditionally (whatever the tick policy)."""
+        """Tick unconditionally (whatever the tick policy, even once exhausted)."""
         for _ in range(times):
             self.component.apply_pending_params()
             self.component.tick()
             self.ticks += 1
+            if self.due is not None:
+                self.due = self.component.tick_policy.next_due(self.due, self.clock())
 
     def ready(self) -> bool:
-        """Whether the component's on-message or synchronized policy would tick it now."""
+        """Whether the scheduler would tick the component now: a clock-driven one when it is due
+        (at or before the clock), one driven by messages when its policy says so; not once it
+        has reported itself exhausted."""
         policy = self.component.tick_policy
-        return policy is not None and policy.ready()
+        if policy is None or self.component.exhausted:
+            return False
+        if self.due is not None:
+            return self.due <= self.clock()
+        return policy.ready()
 
     def run_pending(self, limit: int = 10_000) -> int:
-        """Tick while the message policy says ready; returns the number of ticks."""
+        """Tick while the component is ready now (see :meth:`ready`); returns the number of ticks."""
         count = 0
         while count < limit and self.ready():
             self.tick()
             count += 1
         return count
+
+    def run_until(self, time: float, limit: int = 10_000) -> int:
+        """Move the clock to each time the component is due, up to ``time``, ticking there (and
+        whenever its messages make it ready); then leave the clock at ``time``. Returns the ticks."""
+        count = self.run_pending(limit)
+        while count < limit and self.due is not None and self.due <= time and not self.component.exhausted:
+            self.clock.set(self.due)
+            ticked = self.run_pending(limit - count)
+            if not ticked:
+                break
+            count += ticked
+        self.clock.set(time)
+        return count + self.run_pending(limit - count)
 
     # messages --------------------------------------------------------------------------------
     def feed(self, port: str, payload: MessageType, acqtime: float | None = None) -> Message:

@@ -41,6 +41,21 @@ def test_harness_source_with_manual_clock():
     assert h.component.exhausted
 
 
+def test_harness_runs_a_periodic_source_by_its_clock_until_exhausted():
+    """run_until moves the ManualClock to each due time, as the scheduler's run_until does (a
+    newcomer moved the clock and saw nothing tick; forced ticks ignored `count`)."""
+    h = Harness(Counter, {"count": 3, "tick_period": "10Hz"}).start()
+    assert h.ready()  # due at start
+    assert h.run_until(0.15) == 2 and h.clock() == 0.15
+    assert h.run_until(0.15) == 0  # nothing due before 0.2
+    assert h.run_until(1.0) == 1 and h.component.exhausted and not h.ready()
+    assert [m.acqtime for m in h.outputs("number")] == pytest.approx([0.0, 0.1, 0.2])
+    # moved past several slots at once, a late tick skips the missed ones (the policy's rule)
+    h = Harness(Counter, {"count": 0, "tick_period": "10Hz"}).start()
+    h.clock.advance(0.35)
+    assert h.run_pending() == 1 and h.due == pytest.approx(0.4)
+
+
 def test_harness_synchronized_policy():
     h = Harness(Add, {"tolerance": "10ms"}).start()
     h.feed("a", Number(1.0), acqtime=0.0)
