@@ -19,7 +19,7 @@ from .files import write_atomically
 from .loader import COMMAND_LINE, AppError, AppInvalid, load_app
 from .progress import ProgressLine
 from .recording import cli as recording_cli
-from .registry import Registry
+from .registry import PackNotFound, Registry
 from .viewer.cli import add_viewer_arguments, open_viewer, start_view_server
 
 
@@ -65,10 +65,22 @@ class _LogFormatter(logging.Formatter):
         return super().format(record)
 
 
+DESCRIPTION = "Run, inspect, record and deploy graphflow apps: JSON graphs of nodes wired by typed message channels."
+EXAMPLES = """examples:
+  graphflow run apps/openpose.app.json --input photo.jpg --output out/
+  graphflow validate apps/*.app.json
+  graphflow nodes openpose.              (node types: ports, params, docs)
+  graphflow COMMAND --help"""
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="graphflow", description=__doc__)
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="graphflow", description=DESCRIPTION, epilog=EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"graphflow {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="validate and run an app")
     _add_app_args(run)
@@ -84,6 +96,9 @@ def _parser() -> argparse.ArgumentParser:
 
     nodes = sub.add_parser("nodes", help="list every node type: ports, params, docs")
     nodes.add_argument("--json", action="store_true", help="print JSON")
+    nodes.add_argument("--module", action="append", default=[], metavar="PACK",
+                       help="also load this node pack: a module name, or a path to a pack folder or .py file "
+                            "(repeatable); the packs that ship with graphflow and entry points are always listed")
     nodes.add_argument("filter", nargs="?", help="only types whose name contains this")
     nodes.set_defaults(func=cmd_nodes)
 
@@ -118,6 +133,8 @@ def _parser() -> argparse.ArgumentParser:
     recording_cli.add_commands(sub, _add_app_args, _add_run_args, run_app)  # replay, view, info, export
     channels_cli.add_commands(sub)  # keys
     deploy_cli.add_subcommands(sub)  # package, deploy, remote
+    for command in sub.choices.values():  # `graphflow run APP -v` as well as `graphflow -v run APP`
+        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
     return parser
 
 
@@ -289,6 +306,13 @@ def cmd_nodes(args) -> int:
 
     registry = Registry()
     problems = registry.load_all()
+    for pack in args.module:
+        try:
+            registry.load_pack(pack, Path.cwd())
+        except Exception as exc:
+            print(f"error: node pack {pack!r}: {exc}" if isinstance(exc, PackNotFound) else
+                  f"error: node pack {pack!r} failed to import: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
     described = [d for d in registry.describe_all() if not args.filter or args.filter in d["type"]]
     if args.filter and not described:
         print(f"error: no node type matches {args.filter!r} (graphflow nodes lists them all)", file=sys.stderr)

@@ -92,6 +92,36 @@ def test_nodes_lists_ports_params_docs(capsys):
     assert "demo/Number" in data["messages"]
 
 
+def test_nodes_lists_a_pack_of_ones_own_given_by_path(tmp_path, capsys, monkeypatch):
+    """A pack beside the user's app is not installed: --module loads it (a newcomer could not list one)."""
+    pack = tmp_path / "mypack"
+    pack.mkdir()
+    (pack / "__init__.py").write_text(
+        "from graphflow import Codelet, Param, Tx\n"
+        "from graphflow.packs.demo.messages import Number\n\n\n"
+        "class Ticker(Codelet):\n"
+        "    \"\"\"Says one number.\"\"\"\n"
+        "    number = Tx(Number, 'The number.')\n"
+        "    value = Param(float, 4.0, 'What it says.')\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["nodes", "--module", "./mypack", "mypack."]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("mypack.Ticker\n    Says one number.\n  -> number: demo/Number") and "value: float = 4.0" in out
+    assert main(["nodes", "--module", "./mypak"]) == 1
+    assert capsys.readouterr().err == (f"error: node pack './mypak': node pack './mypak' not found: no folder with "
+                                       f"__init__.py, nor a .py file, at {tmp_path / 'mypak'}\n")
+
+
+def test_verbose_goes_before_or_after_the_command_and_version_prints(repo, capsys):
+    for argv in (["-v", "validate", str(repo / "apps" / "demo.app.json")],
+                 ["validate", str(repo / "apps" / "demo.app.json"), "-v"]):
+        assert main(argv) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.startswith("graphflow 0.")
+
+
 def test_graph_dot_and_mermaid(repo, capsys):
     assert main(["graph", str(repo / "apps" / "demo.app.json"), "--format", "dot"]) == 0
     dot = capsys.readouterr().out
