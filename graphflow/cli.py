@@ -337,6 +337,8 @@ def cmd_nodes(args) -> int:
                 print(f"       .{name}: {declared['type']}  {declared['doc']}")
         for name, param in node["params"].items():
             default = "required" if param["required"] else f"= {json.dumps(param['default'])}"
+            if param["type"] == "period" and isinstance(param["default"], (int, float)):
+                default += " s"  # parsed from "10Hz", "50ms": a number of seconds
             limits = _range_text(param["range"]) if "range" in param else ""
             limits += f" one of {param['choices']}" if "choices" in param else ""
             limits += " (at start only)" if param.get("live") is False else ""

@@ -177,6 +177,8 @@ def test_nodes_shows_ports_with_their_message_fields_and_params_from_the_declara
     assert "  <- number: demo/Number  [queue 8, latest]  Numbers in." in out
     assert "       .value: float  The number." in out
     assert "  * gain: float = 2.0  Multiplier." in out
+    assert main(["nodes", "demo.Counter"]) == 0  # a period ("10Hz" in the declaration) in seconds
+    assert "  * tick_period: period = 0.1 s (at start only)  How often to publish." in capsys.readouterr().out
 
 
 def test_nodes_says_when_its_filter_matches_nothing_and_shows_open_ranges(capsys):
