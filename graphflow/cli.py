@@ -65,6 +65,8 @@ class _LogFormatter(logging.Formatter):
         return super().format(record)
 
 
+CONFIG_HELP = "config overlay merged over the app's config (repeatable; later wins)"
+SET_HELP = "set one param, typed by its declaration (repeatable; wins over --config)"
 DESCRIPTION = "Run, inspect, record and deploy graphflow apps: JSON graphs of nodes wired by typed message channels."
 EXAMPLES = """examples:
   graphflow run apps/openpose.app.json --input photo.jpg --output out/
@@ -89,9 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     validate = sub.add_parser("validate", help="check app files; exit 0 when all are valid")
-    validate.add_argument("apps", nargs="+", type=Path)
-    validate.add_argument("--config", action="append", default=[], type=Path, metavar="FILE")
-    validate.add_argument("--set", action="append", default=[], metavar="NODE/COMPONENT/PARAM=VALUE")
+    validate.add_argument("apps", nargs="+", type=Path, metavar="APP", help="app files (*.app.json)")
+    validate.add_argument("--config", action="append", default=[], type=Path, metavar="FILE", help=CONFIG_HELP)
+    validate.add_argument("--set", action="append", default=[], metavar="NODE/COMPONENT/PARAM=VALUE", help=SET_HELP)
     validate.set_defaults(func=cmd_validate)
 
     nodes = sub.add_parser("nodes", help="list every node type: ports, params, docs")
@@ -103,8 +105,8 @@ def _parser() -> argparse.ArgumentParser:
     nodes.set_defaults(func=cmd_nodes)
 
     graph = sub.add_parser("graph", help="print an app's wiring as Graphviz dot or Mermaid")
-    graph.add_argument("app", type=Path)
-    graph.add_argument("--format", choices=["dot", "mermaid"], default="dot")
+    graph.add_argument("app", type=Path, help="the app file (*.app.json)")
+    graph.add_argument("--format", choices=["dot", "mermaid"], default="dot", help="Graphviz dot (default) or Mermaid")
     graph.set_defaults(func=cmd_graph)
 
     bench = sub.add_parser("bench", help="measure an app's throughput (frames/s) and per-node latency")
@@ -115,11 +117,11 @@ def _parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=cmd_bench)
 
     evaluate = sub.add_parser("eval", help="run an app over a COCO set and score its predictions (pycocotools)")
-    evaluate.add_argument("app", type=Path)
+    evaluate.add_argument("app", type=Path, help="the app file (*.app.json)")
     evaluate.add_argument("--annotations", type=Path, required=True, help="COCO annotations JSON")
     evaluate.add_argument("--images", type=Path, required=True, help="folder of the annotated images")
-    evaluate.add_argument("--config", action="append", default=[], type=Path, metavar="FILE")
-    evaluate.add_argument("--set", action="append", default=[], metavar="NODE/COMPONENT/PARAM=VALUE")
+    evaluate.add_argument("--config", action="append", default=[], type=Path, metavar="FILE", help=CONFIG_HELP)
+    evaluate.add_argument("--set", action="append", default=[], metavar="NODE/COMPONENT/PARAM=VALUE", help=SET_HELP)
     evaluate.add_argument("--output", type=Path, help="keep the app's outputs here (default: a temp folder)")
     evaluate.add_argument("--workers", type=positive_int, help="worker threads (default: the core count)")
     evaluate.add_argument("--json", type=output_file, help="write AP, AP50, AP75, AR to this JSON file")
@@ -151,10 +153,8 @@ def _add_run_args(parser: argparse.ArgumentParser) -> None:
 
 def _add_app_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("app", type=Path, help="the app file (*.app.json)")
-    parser.add_argument("--config", action="append", default=[], type=Path, metavar="FILE",
-                        help="config overlay merged over the app's config (repeatable; later wins)")
-    parser.add_argument("--set", action="append", default=[], metavar="NODE/COMPONENT/PARAM=VALUE",
-                        help="set one param, typed by its declaration (repeatable; wins over --config)")
+    parser.add_argument("--config", action="append", default=[], type=Path, metavar="FILE", help=CONFIG_HELP)
+    parser.add_argument("--set", action="append", default=[], metavar="NODE/COMPONENT/PARAM=VALUE", help=SET_HELP)
     parser.add_argument("--input", help="what the app's io.input param is set to (image, folder, video, camera:N)")
     parser.add_argument("--output", help="what the app's io.output param is set to (a folder)")
     parser.add_argument("--on-bad-input", choices=["skip", "stop"],

@@ -35,7 +35,7 @@ def add_subcommands(sub) -> None:
     package.set_defaults(func=cmd_package)
 
     deploy = sub.add_parser("deploy", help="install a package on devices over ssh and switch to it")
-    deploy.add_argument("package", type=Path)
+    deploy.add_argument("package", type=Path, help="the .gfpkg file (graphflow package)")
     deploy.add_argument("--to", action="append", required=True, metavar="[USER@]HOST[:DIR]",
                         help="a device (repeatable), or an inventory file with one a line; DIR default ~/graphflow")
     _add_ssh_args(deploy)
@@ -56,8 +56,8 @@ def add_subcommands(sub) -> None:
     deploy.set_defaults(func=cmd_deploy)
 
     remote = sub.add_parser("remote", help="operate a deployed device: " + ", ".join(REMOTE_VERBS))
-    remote.add_argument("verb", choices=REMOTE_VERBS)
-    remote.add_argument("target", metavar="[USER@]HOST[:DIR]")
+    remote.add_argument("verb", choices=REMOTE_VERBS, help="what to do")
+    remote.add_argument("target", metavar="[USER@]HOST[:DIR]", help="the device (DIR: its graphflow folder, default ~/graphflow)")
     _add_ssh_args(remote)
     remote.add_argument("-f", "--follow", action="store_true", help="logs: keep following")
     remote.add_argument("--keep", type=releases_kept, default=3,
