@@ -130,8 +130,13 @@ def _walk(module: ModuleType):
 def _import_file(path: Path) -> ModuleType:
     is_package = path.name == "__init__.py"
     module_name = f"graphflow_pack_{(path.parent if is_package else path).stem}"
-    if module_name in sys.modules:
-        return sys.modules[module_name]
+    loaded = sys.modules.get(module_name)
+    if loaded is not None:
+        if getattr(loaded, "__file__", None) == str(path):
+            return loaded
+        # A pack of the same name from another folder (another app, in this process): not that one.
+        for name in [n for n in sys.modules if n == module_name or n.startswith(module_name + ".")]:
+            del sys.modules[name]
     spec = importlib.util.spec_from_file_location(
         module_name, path, submodule_search_locations=[str(path.parent)] if is_package else None)
     module = importlib.util.module_from_spec(spec)

@@ -135,6 +135,18 @@ def test_a_pack_that_fails_to_import_names_the_line_and_only_once(tmp_path):
                       f"No module named 'cv3' (at {tmp_path / 'mypack' / 'counter.py'}:2)"]
 
 
+def test_two_packs_of_one_name_in_two_folders_are_each_their_own(tmp_path):
+    """Two apps in one process (tests, a notebook), each with its own ./mypack: the second got the
+    first's module, cached under the same name."""
+    for folder, node in (("one", "Alpha"), ("two", "Beta")):
+        (tmp_path / folder / "mypack").mkdir(parents=True)
+        (tmp_path / folder / "mypack" / "__init__.py").write_text(
+            f"from graphflow.packs.demo.scale import Scale\n\n\nclass {node}(Scale):\n    pass\n")
+        data = copy.deepcopy(GOOD)
+        _use_pack(data, "./mypack", f"mypack.{node}")
+        load_app(write(tmp_path / folder, data))
+
+
 def test_type_from_pack_missing_in_modules(tmp_path):
     errors, _ = errors_of(tmp_path, lambda d: d["graph"]["nodes"][1]["components"][0].__setitem__("type", "other.Thing"))
     assert "unknown node type 'other.Thing'; is 'other' missing from modules?" in errors[0]
