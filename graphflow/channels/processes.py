@@ -284,6 +284,7 @@ class Supervisor:
         self.said_failure = False  # the failure was printed as it happened
         self._ended: set[str] = set()
         self._stop = threading.Event()
+        self._hurry = threading.Event()  # a second stop request: no waiting for the drain
         self._print_lock = threading.Lock()
 
     def _command(self, part: Part) -> list[str]:
@@ -295,8 +296,6 @@ class Supervisor:
             command += ["--config", str(overlay)]
         for text in self.sets.get(part.name, []):
             command += ["--set", text]
-        if self.duration is not None:
-            command += ["--duration", str(self.duration)]
         if self.max_ticks is not None and not part.subscribers:
             command += ["--max-ticks", str(self.max_ticks)]  # a subscriber ends when its publisher does
         if self.workers is not None:
@@ -318,6 +317,10 @@ class Supervisor:
                 self.stream.flush()
 
     def request_stop(self, *_) -> None:
+        """Ctrl-C, SIGTERM: stop the app as one graph (see :meth:`_stop_in_order`); a second
+        request stops every process at once."""
+        if self._stop.is_set():
+            self._hurry.set()
         self._stop.set()
 
     @property
@@ -329,11 +332,14 @@ class Supervisor:
         for part in self.parts.values():
             self._spawn(part)
         previous = {sig: signal.signal(sig, self.request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-        deadline = None if self.duration is None else time.monotonic() + self.duration + 30
+        deadline = None if self.duration is None else time.monotonic() + self.duration
         try:
             while True:
-                if self._stop.is_set() or (deadline is not None and time.monotonic() > deadline):
-                    self._terminate_all()
+                if self._stop.is_set() or (deadline is not None and time.monotonic() >= deadline):
+                    if self._stop.is_set():
+                        self._say("stopping: each process drains what the processes feeding it sent "
+                                  "(Ctrl-C again to stop at once)")
+                    self._stop_in_order()
                     break
                 running = False
                 for name, child in list(self.children.items()):
@@ -376,6 +382,71 @@ class Supervisor:
         with self._print_lock:
             print(text, file=self.stream, flush=True)
 
+    def _upstream(self) -> dict[str, set[str]]:
+        """Process → the processes that send to it."""
+        feeders: dict[str, set[str]] = {name: set() for name in self.parts}
+        for part in self.parts.values():
+            for crossing in part.crossings:
+                if crossing["to"] in feeders:
+                    feeders[crossing["to"]].add(crossing["from"])
+        return feeders
+
+    def _stop_in_order(self, drain: float = 10.0, grace: float = 20.0, hurried_grace: float = 8.0) -> None:
+        """Stop the app as one graph, so that no message in flight between processes is lost:
+        first the processes nothing feeds (SIGTERM: their sources stop, their graphs drain into
+        their publishers, which flush and end); a process fed by others is left to end by itself
+        once they have all ended (its subscribers end with their publishers, after the last
+        message), and gets a SIGTERM if it still runs ``drain`` s later (a source of its own).
+        Where processes feed each other in a ring, the ring gets its SIGTERMs together. A second
+        stop request sends every process a SIGTERM now (a second one ends a drain at once). A
+        process still running ``grace`` s after its SIGTERM (``hurried_grace`` after a second
+        request) is killed."""
+        feeders = self._upstream()
+        kill_at: dict[str, float] = {}  # process → when it is killed if still running (it got a SIGTERM)
+        free_since: dict[str, float] = {}  # process → since when nothing that feeds it runs
+        hurried = False
+        while True:
+            alive = {name for name, child in self.children.items() if child.poll() is None}
+            if not alive:
+                return
+            now = time.monotonic()
+            if self._hurry.is_set() and not hurried:
+                hurried = True
+                for name in alive:
+                    self._terminate(name)
+                    kill_at[name] = min(kill_at.get(name, now + hurried_grace), now + hurried_grace)
+            waiting = [name for name in alive if name not in kill_at]
+            free = [name for name in waiting if not feeders[name] & alive]
+            for name in free:
+                since = free_since.setdefault(name, now)
+                if not feeders[name] or now - since >= drain:
+                    self._terminate(name)
+                    kill_at[name] = now + grace
+            if waiting and not free and not any(name in alive for name in kill_at):
+                for name in waiting:  # a ring of processes feeding each other
+                    self._terminate(name)
+                    kill_at[name] = now + grace
+            for name, when in kill_at.items():
+                if name in alive and now > when:
+                    child = self.children[name]
+                    self._say(f"process {name!r} (pid {child.pid}) did not stop in time; killing it")
+                    self._kill(child)
+            time.sleep(0.05)
+
+    def _terminate(self, name: str) -> None:
+        try:
+            os.killpg(self.children[name].pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    @staticmethod
+    def _kill(child: subprocess.Popen) -> None:
+        try:
+            os.killpg(child.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        child.wait()
+
     def _terminate_all(self, grace: float = 8.0) -> None:
         for child in self.children.values():
             if child.poll() is None:
@@ -389,11 +460,7 @@ class Supervisor:
                 child.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 self._say(f"process {name!r} (pid {child.pid}) did not stop within {grace:.0f} s; killing it")
-                try:
-                    os.killpg(child.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                child.wait()
+                self._kill(child)
 
     def _sweep(self, pid: int) -> None:
         removed = shm.sweep(pid)

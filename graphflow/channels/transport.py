@@ -451,6 +451,7 @@ class Sender:
             undelivered = sum(len(p.pending) for p in self._peers.values()) + len(self._backlog)
             self._end_seq = 1  # the I/O thread sends END to every receiver, then stops
         if not flushed and undelivered:
+            self.dropped += undelivered  # lost: the report counts them with the drops
             log.warning("%s: %d message%s not delivered (no receiver took %s within %.1f s)", self.name,
                         undelivered, "" if undelivered == 1 else "s", "it" if undelivered == 1 else "them",
                         flush_timeout)

@@ -117,7 +117,9 @@ class Publisher(_Bridge):
     def stop(self):
         sender = getattr(self, "sender", None)
         if sender is not None:
+            before = sender.dropped
             sender.close(self.flush_timeout)
+            self.message.dropped += sender.dropped - before  # not delivered by the end of the flush
             # A summary line when the user must look (bad frames, refusals, losses the policy did not
             # ask for: 'latest' and 'reject' drop by design, the job report counts those); else a detail.
             trouble = sender.bad_frames or sender.refused or (sender.dropped and self.policy == "block")

@@ -288,17 +288,20 @@ def test_a_process_slow_to_start_loses_no_early_message(tmp_path):
 
 
 @pytest.mark.timeout(120)
-def test_messages_a_bridge_pushes_out_under_policy_latest_are_counted_dropped(tmp_path, endpoint):
-    """A publisher alone, queue 2, policy latest: of 20 messages the 18 oldest are pushed out of its
-    queue before a subscriber comes. Its job report counts them dropped on the bridge's input."""
-    publisher, subscriber = numbers_apps(tmp_path, endpoint, count=20, policy="latest")
+@pytest.mark.parametrize("policy", ["latest", "block"])
+def test_messages_a_bridge_could_not_deliver_are_counted_dropped(tmp_path, endpoint, policy):
+    """A publisher alone (no subscriber ever comes), queue 2: under policy latest the 18 oldest of
+    20 messages are pushed out of its queue, and the 2 left are not delivered when it stops; under
+    block all 20 wait and are not delivered. Its job report counts every one dropped on the
+    bridge's input (before, the ones left at the stop were not counted)."""
+    publisher, subscriber = numbers_apps(tmp_path, endpoint, count=20, policy=policy)
     app = json.loads(publisher.read_text())
-    app["config"]["out"]["publisher"].update(queue_size=2, flush_timeout=0.2)
+    app["config"]["out"]["publisher"].update(queue_size=2 if policy == "latest" else 32, flush_timeout=0.2)
     write_app(publisher, app)
     result = run(["run", str(publisher), "--no-viewer", "--stats-json", str(tmp_path / "stats.json")], timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     channel = json.loads((tmp_path / "stats.json").read_text())["channels"]["src/counter/number"]
-    assert channel["receivers"]["out/publisher/message"]["dropped"] == 18
+    assert channel["receivers"]["out/publisher/message"]["dropped"] == 20
 
 
 @pytest.mark.timeout(120)
@@ -364,6 +367,78 @@ def test_ctrl_c_or_sigterm_stops_every_process_cleanly_with_one_report(tmp_path,
     assert "net.rx0/subscriber/message" in output  # b's channels are in the one report
     for pid in pids.values():
         assert not os.path.exists(f"/proc/{pid}") and shm.segments_of(pid) == []
+
+
+SLOW_PACK = """
+import time
+from graphflow import Codelet, Rx, Tx
+from graphflow.packs.demo.messages import Number
+
+
+class Slow(Codelet):
+    \"\"\"Passes each number on after 10 ms (work still in flight when the app is stopped).\"\"\"
+    number = Rx(Number, queue_size=32, policy="block")
+    passed = Tx(Number)
+
+    def start(self):
+        self.tick_on_message(self.number)
+
+    def tick(self):
+        message = self.number.read()
+        time.sleep(0.01)
+        self.passed.publish(message.payload, acqtime=message.acqtime)
+"""
+
+
+def counting_app(tmp_path: Path) -> Path:
+    """Numbers counted in process a (200 Hz, forever), passed on by a slower node there (a backlog
+    to drain at stop) and written in process b."""
+    (tmp_path / "slow.py").write_text(SLOW_PACK)
+    return write_app(tmp_path / "count.app.json", {
+        "name": "count", "modules": ["demo", "./slow.py"],
+        "graph": {"nodes": [
+            {"name": "src", "process": "a", "components": [{"name": "counter", "type": "demo.Counter"}]},
+            {"name": "slow", "process": "a", "components": [{"name": "slow", "type": "slow.Slow"}]},
+            {"name": "sink", "process": "b", "components": [{"name": "writer", "type": "demo.NumberWriter"}]}],
+            "edges": [{"source": "src/counter/number", "target": "slow/slow/number"},
+                      {"source": "slow/slow/passed", "target": "sink/writer/number",
+                       "queue": {"size": 64, "policy": "block"}}]},
+        "config": {"src": {"counter": {"tick_period": "200Hz", "count": 0}},
+                   "sink": {"writer": {"path": str(tmp_path / "numbers.jsonl")}}}})
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("how", ["--duration", signal.SIGINT, signal.SIGTERM])
+def test_a_stopped_split_app_loses_no_message_in_flight_between_its_processes(tmp_path, how):
+    """The processes stop as one graph: the counting process first, the writing one once it has
+    written what was sent. Before, every process stopped at once (and each applied --duration by
+    itself): the writer's subscriber stopped while numbers were still on their way, which were lost
+    ('2 messages not delivered'), and a publisher left waiting for room was killed after 8 s."""
+    stats = tmp_path / "stats.json"
+    command = ["run", str(counting_app(tmp_path)), "--no-viewer", "--stats-json", str(stats)]
+    began = time.monotonic()
+    if how == "--duration":
+        supervisor = start(command + ["--duration", "3"])
+    else:
+        supervisor = start(command)
+        _children_by_process(supervisor.pid)
+        time.sleep(4)
+        os.kill(supervisor.pid, how)
+    try:
+        output, _ = supervisor.communicate(timeout=60)
+    finally:
+        if supervisor.poll() is None:
+            os.killpg(supervisor.pid, signal.SIGKILL)
+    assert supervisor.returncode == 0, output
+    assert "killing" not in output and "not delivered" not in output, output
+    written = [json.loads(line)["value"] for line in (tmp_path / "numbers.jsonl").read_text().splitlines()]
+    report = json.loads(stats.read_text())
+    published = report["processes"]["a"]["report"]["channels"]["slow/slow/passed"]["messages"]
+    assert published > 100 and written == [float(n) for n in range(published)]  # every number, in order
+    (crossing,) = report["crossings"]
+    assert crossing["sent"] == crossing["received"] == published and crossing["dropped"] == 0
+    if how == "--duration":
+        assert time.monotonic() - began < 3 + 15  # (start-up and the drain; before: up to 3 + 30 s)
 
 
 @pytest.mark.timeout(120)
