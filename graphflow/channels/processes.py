@@ -290,7 +290,7 @@ class Supervisor:
     def _command(self, part: Part) -> list[str]:
         file = self.run_dir / f"{part.name}.app.json"
         file.write_text(json.dumps(part.app, indent=2))
-        command = [sys.executable, "-m", "graphflow.cli"] + (["-v"] if self.verbose else []) + [
+        command = _graphflow_command() + (["-v"] if self.verbose else []) + [
             "run", str(file), "--no-viewer", "--quiet", "--stats-json", str(self.run_dir / f"{part.name}.stats.json")]
         for overlay in self.configs.get(part.name, []):
             command += ["--config", str(overlay)]
@@ -487,6 +487,16 @@ class Supervisor:
                 crossings.append({**crossing, "sent": sender.get("received"), "dropped": sender.get("dropped"),
                                   "received": receiver.get("messages")})
         return {"processes": out, "crossings": crossings}
+
+
+def _graphflow_command() -> list[str]:
+    """A child's ``graphflow`` command line, importing what this process imports: ``python -m``
+    would put the current folder first on the child's sys.path, where a checkout's ``graphflow/``
+    folder (or a ``ml.py``) would be imported instead of what runs here (then, for one, the
+    decoder's kernels compiled anew for that copy, and the processes of one app ran two codes)."""
+    first = os.path.abspath(sys.path[0]) if sys.path and sys.path[0] else os.getcwd()
+    return [sys.executable, "-c",
+            f"import sys; sys.path[0] = {first!r}; from graphflow.cli import main; sys.exit(main())"]
 
 
 def _die_with_parent() -> None:

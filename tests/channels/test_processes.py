@@ -442,6 +442,23 @@ def test_a_stopped_split_app_loses_no_message_in_flight_between_its_processes(tm
 
 
 @pytest.mark.timeout(120)
+def test_the_processes_import_what_the_supervisor_imports_not_a_copy_in_the_current_folder(tmp_path):
+    """Run from a folder holding a graphflow/ of its own (a checkout beside the installed one): the
+    children were started as `python -m graphflow.cli`, which imported that copy first."""
+    import shutil
+    import subprocess
+
+    command = shutil.which("graphflow")
+    assert command, "the graphflow command is installed (pip install -e .)"
+    (tmp_path / "graphflow").mkdir()
+    (tmp_path / "graphflow" / "__init__.py").write_text("raise ImportError('the copy in the current folder')\n")
+    result = subprocess.run([command, "run", str(counting_app(tmp_path)), "--no-viewer", "--quiet", "--duration", "2"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=90)
+    assert result.returncode == 0 and "the copy in the current folder" not in result.stderr, result.stderr
+    assert (tmp_path / "numbers.jsonl").read_text().count("\n") > 50
+
+
+@pytest.mark.timeout(120)
 def test_run_options_reach_the_processes_or_are_refused(tmp_path):
     """--on-bad-input reaches the process whose loader has the param; --record of a whole split
     app is refused (one file per app is not what it would make), and records one --process."""
