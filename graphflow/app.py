@@ -44,8 +44,8 @@ class App:
     def run(self, duration: float | None = None) -> None:
         self.scheduler.run(duration)
 
-    def request_stop(self) -> None:
-        self.scheduler.request_stop()
+    def request_stop(self, why: str = "") -> None:
+        self.scheduler.request_stop(why)
 
     @property
     def failure(self):

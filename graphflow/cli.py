@@ -244,7 +244,7 @@ def run_app(args, app) -> int:
         return 2
     viewer = open_viewer(args)  # binds now; a taken port: one line, and the app runs without it
     view_server = start_view_server(args, app)  # --serve-view: for `graphflow view --connect`
-    previous = signal.signal(signal.SIGTERM, lambda *_: app.request_stop())
+    previous = signal.signal(signal.SIGTERM, lambda *_: app.request_stop("SIGTERM"))
     progress = ProgressLine(app.components.values()) if not args.quiet else nullcontext()
     try:
         with progress:

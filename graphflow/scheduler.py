@@ -291,15 +291,18 @@ class Scheduler(Runtime):
             log.warning("max_ticks is set but the app has no clock-driven source components")
         return True
 
-    def request_stop(self) -> None:
+    def request_stop(self, why: str = "") -> None:
         """Stop (Ctrl-C, SIGTERM): the sources tick no more, the graph drains (at most
-        ``drain_timeout`` s), then every component stops. A second request abandons the drain."""
+        ``drain_timeout`` s), then every component stops. A second request abandons the drain.
+        ``why`` (``"Ctrl-C"``, ``"SIGTERM"``) is said in a line when given."""
         with self._lock:
             if self._stop_requested:
                 log.warning("stopping now, without waiting for the graph to drain")
                 self._abandon()
-            else:
-                self._begin_stop()
+                return
+            if why:
+                log.info("%s: draining the graph (%s again to stop at once)", why, why)
+            self._begin_stop()
 
     def _begin_stop(self) -> None:
         """Caller holds the lock."""
@@ -372,8 +375,7 @@ class Scheduler(Runtime):
                         with self._lock:
                             self._abandon()
                 except KeyboardInterrupt:
-                    log.info("interrupted: draining the graph (Ctrl-C again to stop at once)")
-                    self.request_stop()
+                    self.request_stop("Ctrl-C")
         finally:
             with self._lock:
                 self._finish()

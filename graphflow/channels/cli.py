@@ -67,6 +67,6 @@ def run_split(args, spec, sets: list[str], format_report) -> int | None:
     if args.single_process or not uses_processes(data):
         if args.process:
             print(f"error: --process {args.process}: {args.app} names no processes", file=sys.stderr)
-            return 1
+            return 2  # a bad command line
         return None
     return run_app(args, data, spec, sets, format_report)

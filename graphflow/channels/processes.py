@@ -510,7 +510,8 @@ def _die_with_parent() -> None:
 
 def format_report(combined: dict, format_one) -> str:
     """The processes' job reports; ``format_one`` formats one (the command line's)."""
-    sections = [f"job report: {len(combined['processes'])} processes"]
+    count = len(combined["processes"])
+    sections = [f"job report: {count} process{'es' if count != 1 else ''}"]
     for name, entry in combined["processes"].items():
         restarts = f", restarted {entry['restarts']}×" if entry["restarts"] else ""
         sections.append(f"\n== process {name} (pid {entry['pid']}{restarts}): nodes {', '.join(entry['nodes'])}")
@@ -541,7 +542,7 @@ def run_app(args, data: dict, spec, sets: list[str], format_one) -> int:
         return 1
     if args.process:
         if args.process not in parts:
-            print(f"error: --process {args.process}: the app has no such process (it has: {sorted(parts)})",
+            print(f"error: --process {args.process}: the app has no such process (it has: {', '.join(sorted(parts))})",
                   file=sys.stderr)
             shutil.rmtree(run_dir, ignore_errors=True)
             return 2  # a bad command line
@@ -557,7 +558,7 @@ def run_app(args, data: dict, spec, sets: list[str], format_one) -> int:
     if getattr(args, "serve_view", None):
         if len(parts) > 1:
             print("error: --serve-view: with an app split into processes, serve one process's view "
-                  "(--process NAME --serve-view PORT); the viewer of the whole app is `graphflow run` 's own",
+                  "(--process NAME --serve-view PORT); the viewer of the whole app is the one `graphflow run` serves",
                   file=sys.stderr)
             shutil.rmtree(run_dir, ignore_errors=True)
             return 2

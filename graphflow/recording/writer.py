@@ -149,8 +149,11 @@ class Recorder:
         self.path = Path(path)
         if self.path.is_dir():
             raise RecordingError(f"--record {path}: is a folder; give a file name such as {Path(path) / 'run.mcap'}")
-        if not self.path.parent.exists():
-            raise RecordingError(f"--record {path}: folder {self.path.parent} does not exist")
+        try:  # made if need be, as --output makes its folder
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RecordingError(f"--record {path}: cannot make its folder {self.path.parent}: "
+                                 f"{exc.strerror or exc}") from None
         if compression not in COMPRESSIONS:
             raise RecordingError(f"compression {compression!r}: expected one of {sorted(COMPRESSIONS)}")
         self.filter = channels if isinstance(channels, ChannelFilter) else ChannelFilter(channels)

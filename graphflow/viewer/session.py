@@ -44,7 +44,7 @@ class ViewerSession:
 
         def interrupted(*_):
             self._user_stop = True
-            app.request_stop()
+            app.request_stop("Ctrl-C")
 
         previous = _install(signal.SIGINT, interrupted)
         try:

@@ -133,7 +133,8 @@ class PredictionWriter(Codelet):
         self._stream = None
         target = Path(self.folder) / self.filename
         written = write_results_json(self.stream_path, target)
-        self.log.info("%s: wrote %d results of %d frames to %s", self.full_name, written, self.frames, target)
+        self.log.info("%s: wrote %d result%s of %d frame%s to %s", self.full_name, written, "s"[:written != 1],
+                      self.frames, "s"[:self.frames != 1], target)
 
     def _warn_unknown(self, name: str) -> None:
         if name in self._unknown_images or len(self._unknown_images) > UNKNOWN_NAMES_WARNED:

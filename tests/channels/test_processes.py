@@ -328,7 +328,7 @@ def test_processes_started_separately_with_dash_dash_process(tmp_path):
     assert "== process b" in output and "== process a" not in output
     assert len(list((tmp_path / "out").glob("*.png"))) == 3
     bad = run(["run", str(app), "--process", "c", "--no-viewer"], timeout=60)
-    assert bad.returncode == 2 and "--process c: the app has no such process (it has: ['a', 'b'])" in bad.stderr
+    assert bad.returncode == 2 and "--process c: the app has no such process (it has: a, b)" in bad.stderr
     both = run(["run", str(app), "--process", "a", "--single-process", "--no-viewer"], timeout=60)
     assert both.returncode == 2 and both.stderr.startswith("error: --process runs one process of a split app")
 

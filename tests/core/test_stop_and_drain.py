@@ -60,6 +60,8 @@ def test_a_stop_by_signal_processes_every_queued_message(tmp_path, sig):
     written = (tmp_path / "written.txt").read_text().split()
     assert published > 60
     assert written == [str(value) for value in range(published)]  # every one, in order, none lost
+    name = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}[sig]  # (a SIGTERM said nothing before)
+    assert f"INFO graphflow.scheduler: {name}: draining the graph ({name} again to stop at once)" in err
 
 
 @pytest.mark.timeout(120)

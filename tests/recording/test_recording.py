@@ -426,8 +426,12 @@ def test_record_options_errors(repo, tmp_path, capsys):
     app = str(repo / "apps" / "demo.app.json")
     assert main(["run", app, "--no-viewer", "--quiet", "--channels", "ticker/*"]) == 2
     assert "give --record FILE.mcap too" in capsys.readouterr().err
-    assert main(["run", app, "--no-viewer", "--quiet", "--record", str(tmp_path / "no" / "x.mcap")]) == 2
-    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    assert main(["run", app, "--no-viewer", "--quiet", "--record", str(tmp_path / "file" / "x.mcap")]) == 2
+    assert f"cannot make its folder {tmp_path / 'file'}" in capsys.readouterr().err
+    # a folder that does not exist yet is made, as --output makes its own
+    assert main(["run", app, "--no-viewer", "--quiet", "--record", str(tmp_path / "new" / "x.mcap")]) == 0
+    assert (tmp_path / "new" / "x.mcap").stat().st_size > 0
     assert main(["run", app, "--no-viewer", "--quiet", "--record", str(tmp_path)]) == 2
     assert "is a folder" in capsys.readouterr().err
 
