@@ -253,8 +253,9 @@ def cmd_info(args) -> int:
 def _image_channel(recording, chosen: str | None) -> str:
     images = [c.topic for c in recording.channels.values() if c.metadata.get("render") == "image"]
     if chosen:
-        if chosen not in recording.by_topic:
-            raise RecordingError(f"--channel {chosen!r}: no such channel (image channels: {', '.join(images) or 'none'})")
+        if chosen not in images:
+            what = "not an image channel" if chosen in recording.by_topic else "no such channel"
+            raise RecordingError(f"--channel {chosen!r}: {what} (image channels: {', '.join(images) or 'none'})")
         return chosen
     if len(images) == 1:
         return images[0]
@@ -291,12 +292,18 @@ def cmd_export(args) -> int:
             if args.coco:
                 count = export_coco(recording, args.coco, args.coco_writer)
                 print(f"wrote {count} COCO results to {args.coco}")
-            elif args.images:
-                count = export_images(recording, args.images, args.channel)
-                print(f"wrote {count} images to {args.images}")
             else:
-                count = export_video(recording, args.video, args.channel, args.fps)
-                print(f"wrote {count} frames to {args.video}")
+                topic = _image_channel(recording, args.channel)
+                if args.images:
+                    count = export_images(recording, args.images, topic)
+                    done = f"wrote {count} images of {topic} to {args.images}"
+                else:
+                    count = export_video(recording, args.video, topic, args.fps)
+                    done = f"wrote {count} frames of {topic} to {args.video}"
+                others = [c.topic for c in recording.channels.values()
+                          if c.metadata.get("render") == "image" and c.topic != topic]
+                print(done + (f" (other image channels: {', '.join(others)}; choose with --channel)"
+                              if others and not args.channel else ""))
     except (RecordingError, RecordingInvalid, ValueError) as exc:  # ValueError: wire.WireError, a damaged message
         return _fail(str(exc))
     return 0
@@ -305,7 +312,7 @@ def cmd_export(args) -> int:
 def export_images(recording, folder: Path, channel: str | None = None) -> int:
     import cv2
 
-    topic = _image_channel(recording, channel)
+    topic = _image_channel(recording, channel)  # (the channel itself when it is one)
     folder.mkdir(parents=True, exist_ok=True)
     count = 0
     for count, (item, pixels) in enumerate(_images(recording, topic), start=1):
@@ -326,17 +333,23 @@ def export_video(recording, path: Path, channel: str | None = None, fps: float |
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = None
     count = 0
+    warned = False
     try:
         for item, pixels in _images(recording, topic):
             if pixels.ndim == 2:
                 pixels = cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR)
-            if writer is None:
-                size = (pixels.shape[1], pixels.shape[0])
+            if writer is None:  # the first frame's size, made even (the encoder's 4:2:0 colour needs it)
+                first_shape = pixels.shape[:2]
+                size = (max(2, pixels.shape[1] // 2 * 2), max(2, pixels.shape[0] // 2 * 2))
                 writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), max(fps, 0.1), size)
                 if not writer.isOpened():
                     raise RecordingError(f"cannot write video {path} (OpenCV has no mp4v encoder?)")
             if (pixels.shape[1], pixels.shape[0]) != size:
-                pixels = cv2.resize(pixels, size)
+                if count and not warned and pixels.shape[:2] != first_shape:
+                    warned = True
+                    print(f"warning: {topic}: frames of another size than the first ({size[0]}×{size[1]}) are "
+                          f"scaled to fit it, with black borders (a video has one frame size)", file=sys.stderr)
+                pixels = _fit(pixels, size)
             writer.write(pixels)
             count += 1
     finally:
@@ -345,6 +358,21 @@ def export_video(recording, path: Path, channel: str | None = None, fps: float |
     if count == 0:
         raise RecordingError(f"{topic}: no images recorded")
     return count
+
+
+def _fit(pixels, size: tuple[int, int]):
+    """``pixels`` scaled to fit a ``size`` (width, height) frame, centred, with black borders:
+    the aspect ratio kept."""
+    import cv2
+    import numpy as np
+
+    width, height = size
+    scale = min(width / pixels.shape[1], height / pixels.shape[0])
+    w, h = max(1, round(pixels.shape[1] * scale)), max(1, round(pixels.shape[0] * scale))
+    frame = np.zeros((height, width, 3), np.uint8)
+    top, left = (height - h) // 2, (width - w) // 2
+    frame[top:top + h, left:left + w] = cv2.resize(pixels, (w, h), interpolation=cv2.INTER_AREA)
+    return frame
 
 
 def export_coco(recording, path: Path, writer_name: str | None = None) -> int:

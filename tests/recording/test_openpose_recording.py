@@ -86,9 +86,39 @@ def test_export_images_gives_the_original_pixels_and_video_the_frames(recorded):
     assert len(exported) == len(originals) == 16
     for original, png in zip(originals, exported):
         assert np.array_equal(cv2.imread(str(png)), cv2.imread(str(original))), png
-    cli(repo, "export", recorded["mcap"], "--video", out / "video.mp4", "--channel", IMAGE)
+    said = cli(repo, "export", recorded["mcap"], "--video", out / "video.mp4", "--channel", IMAGE)
+    assert said.stdout.strip() == f"wrote 16 frames of {IMAGE} to {out / 'video.mp4'}"
+    # the val images differ in size: each is fitted into the first's frame, its aspect ratio kept
+    # (before, stretched to it without a word)
+    assert said.stderr.startswith(f"warning: {IMAGE}: frames of another size than the first")
     video = cv2.VideoCapture(str(out / "video.mp4"))
     assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 16
+    first = cv2.imread(str(originals[0]))
+    first = first[:first.shape[0] // 2 * 2, :first.shape[1] // 2 * 2]  # a video's sides are even
+    frames = [video.read()[1] for _ in range(16)]
+    for original, frame in zip(originals, frames):
+        image = cv2.imread(str(original))
+        assert frame.shape == first.shape
+        scale = min(first.shape[1] / image.shape[1], first.shape[0] / image.shape[0])
+        h, w = round(image.shape[0] * scale), round(image.shape[1] * scale)
+        top, left = (first.shape[0] - h) // 2, (first.shape[1] - w) // 2
+        inside = frame[top + 2:top + h - 2, left + 2:left + w - 2].astype(float)
+        expected = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)[2:-2, 2:-2].astype(float)
+        assert np.abs(inside - expected).mean() < 8, original  # (mp4v is lossy)
+        if h < first.shape[0] - 8:  # black bars above and below
+            assert frame[:top - 2].mean() < 8 and frame[top + h + 2:].mean() < 8, original
+
+
+@pytest.mark.timeout(600)
+def test_export_without_a_channel_says_which_it_took_and_which_others_there_are(recorded):
+    repo, out = recorded["repo"], recorded["dir"]
+    said = cli(repo, "export", recorded["mcap"], "--images", out / "default")
+    assert said.stdout.strip() == (f"wrote 16 images of {IMAGE} to {out / 'default'} (other image channels: "
+                                   f"viz/visualizer/annotated; choose with --channel)")
+    result = subprocess.run([sys.executable, "-m", "graphflow.cli", "export", str(recorded["mcap"]), "--images",
+                             str(out / "none"), "--channel", SKELETONS], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stderr.strip() == (
+        f"error: --channel '{SKELETONS}': not an image channel (image channels: {IMAGE}, viz/visualizer/annotated)")
 
 
 @pytest.mark.timeout(600)
