@@ -356,13 +356,24 @@ def start_view_server(args, app, err=None) -> ViewServer | None:
         print(f"error: {exc}", file=err or sys.stderr, flush=True)
         raise SystemExit(2) from None
     # printed even with --quiet (that is about the job report): it says where to connect
+    key = args.serve_view_key or ""
+    keys = (f" --server-key {key[:-len('_secret')] if key.endswith('.key_secret') else key + ' (its .key)'}"
+            f" --key YOUR.key_secret" if key else "")
     print(f"serving the view of {app.spec.name} on {server.bound_endpoint} "
-          f"(graphflow view --connect {_connect_text(server.bound_endpoint)})", file=sys.stdout, flush=True)
+          f"(graphflow view --connect {_connect_text(server.bound_endpoint)}{keys})", file=sys.stdout, flush=True)
     return server
 
 
 def _connect_text(endpoint: str) -> str:
-    return endpoint[len("tcp://"):] if endpoint.startswith("tcp://") else endpoint
+    """What a viewer on another machine connects to: a wildcard bind is reached by this host's name."""
+    if not endpoint.startswith("tcp://"):
+        return endpoint
+    host, _, port = endpoint[len("tcp://"):].rpartition(":")
+    if host in ("0.0.0.0", "*", "[::]", "::"):
+        import socket
+
+        host = socket.gethostname()
+    return f"{host}:{port}"
 
 
 # -- the viewer's side -------------------------------------------------------------------------------

@@ -405,3 +405,27 @@ def test_pushed_param_values_apply_where_they_differ_and_bad_ones_are_refused():
         with pytest.raises(ValueError, match="must be an object"):
             _apply_params(app, bad)
     _apply_params(app, {"arith.scale": 3, "n": {"c": [1]}})  # malformed levels are skipped, nothing raised
+
+
+def test_the_serve_view_hint_names_an_address_a_viewer_can_reach_and_the_keys(tmp_path):
+    """A wildcard bind was shown as 'view --connect 0.0.0.0:PORT', and a keyed one without the keys
+    the viewer needs (found by a newcomer walkthrough)."""
+    import socket
+
+    keys = tmp_path / "keys"
+    for name, folder in (("device", keys), ("laptop", keys / "clients")):
+        assert subprocess.run([sys.executable, "-m", "graphflow.cli", "keys", name, "--dir", str(folder)],
+                              capture_output=True, timeout=30).returncode == 0
+    demo = Path(__file__).resolve().parents[2] / "apps" / "demo.app.json"
+    for bind, extra, hint in (
+            ("127.0.0.1:0", [], "graphflow view --connect 127.0.0.1:"),
+            ("0.0.0.0:0", ["--serve-view-key", str(keys / "device.key_secret"), "--serve-view-clients",
+                           str(keys / "clients")],
+             f"graphflow view --connect {socket.gethostname()}:")):
+        result = subprocess.run([sys.executable, "-m", "graphflow.cli", "run", str(demo), "--no-viewer", "--quiet",
+                                 "--serve-view", bind, *extra, "--duration", "0.5"],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        line = result.stdout.splitlines()[0]
+        assert hint in line, line
+        assert (f"--server-key {keys / 'device.key'} --key YOUR.key_secret)" in line) == bool(extra), line
