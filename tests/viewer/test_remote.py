@@ -77,7 +77,7 @@ def remote(viewer_target):
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
     view = None
     try:
-        address = Output(app).find(r"view --connect (\S+)\)").group(1)
+        address = Output(app).find(r"view --connect (\S+)[ )]").group(1)
         view = subprocess.Popen(graphflow("view", "--connect", address, "--viewer-port", "0", "--duration", "120"),
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
         url = Output(view).find(r"viewer: (http://\S+/)").group(1)
@@ -332,7 +332,7 @@ def test_with_curve_keys_the_right_server_key_connects_and_a_wrong_one_is_one_cl
                                      "--serve-view", "0", "--serve-view-key", str(tmp_path / "keys" / "app.key_secret")),
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
     try:
-        address = Output(app).find(r"view --connect (\S+)\)").group(1)
+        address = Output(app).find(r"view --connect (\S+)[ )]").group(1)
         wrong = subprocess.run(graphflow("view", "--connect", address, "--server-key", str(tmp_path / "keys" / "other.key"),
                                          "--timeout", "5", "--viewer-port", "0"),
                                capture_output=True, text=True, timeout=30, env=ENV)
