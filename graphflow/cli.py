@@ -19,7 +19,7 @@ from .files import write_atomically
 from .loader import COMMAND_LINE, AppError, AppInvalid, load_app
 from .progress import ProgressLine
 from .recording import cli as recording_cli
-from .registry import PackNotFound, Registry
+from .registry import Registry, load_error
 from .viewer.cli import add_viewer_arguments, open_viewer, start_view_server
 
 
@@ -310,8 +310,7 @@ def cmd_nodes(args) -> int:
         try:
             registry.load_pack(pack, Path.cwd())
         except Exception as exc:
-            print(f"error: node pack {pack!r}: {exc}" if isinstance(exc, PackNotFound) else
-                  f"error: node pack {pack!r} failed to import: {type(exc).__name__}: {exc}", file=sys.stderr)
+            print(f"error: {load_error(pack, exc)}", file=sys.stderr)
             return 1
     described = [d for d in registry.describe_all() if not args.filter or args.filter in d["type"]]
     if args.filter and not described:

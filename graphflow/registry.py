@@ -17,6 +17,7 @@ import importlib.util
 import inspect
 import pkgutil
 import sys
+import traceback
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
@@ -106,6 +107,17 @@ class Registry:
 
     def describe_all(self) -> list[dict]:
         return [cls.describe(name) for name, cls in sorted(self.types.items())]
+
+
+def load_error(name: str, error: Exception) -> str:
+    """One line for a pack that did not load: not found (where it looked), or what its import
+    raised and where in the pack's own code (a SyntaxError names its file and line itself)."""
+    if isinstance(error, PackNotFound):
+        return str(error)
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__)
+              if not frame.filename.startswith("<frozen") and Path(frame.filename).parent != Path(__file__).parent]
+    at = "" if isinstance(error, SyntaxError) or not frames else f" (at {frames[-1].filename}:{frames[-1].lineno})"
+    return f"node pack {name!r} failed to import: {type(error).__name__}: {error}{at}"
 
 
 def known_packs() -> list[str]:

@@ -8,14 +8,13 @@ import difflib
 import functools
 import json
 import logging
-import traceback
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 
 from ..params import Param
-from ..registry import PackNotFound, Registry, known_packs
+from ..registry import Registry, known_packs, load_error
 from .spec import SCHEMA_DIR, AppError, ComponentSpec, Composition, EdgeSpec
 
 log = logging.getLogger("graphflow.loader")
@@ -145,15 +144,6 @@ def _in_known_pack(type_name: str) -> bool:
     return scratch.get(type_name) is not None
 
 
-def _raised_at(error: BaseException) -> str:
-    """' (at FILE:LINE)': the innermost line of the pack's own code that the error came from."""
-    frames = [frame for frame in traceback.extract_tb(error.__traceback__)
-              if not frame.filename.startswith("<frozen") and Path(frame.filename).parent != Path(__file__).parents[1]]
-    if isinstance(error, SyntaxError) or not frames:  # a SyntaxError names its file and line itself
-        return ""
-    return f" (at {frames[-1].filename}:{frames[-1].lineno})"
-
-
 def validate(spec: Composition, registry: Registry) -> list[AppError]:
     errors: list[AppError] = []
     types: dict[str, type] = {}  # component full name -> class
@@ -161,13 +151,9 @@ def validate(spec: Composition, registry: Registry) -> list[AppError]:
     for name, base, file, path in spec.modules:
         try:
             registry.load_pack(name, base)
-        except PackNotFound as exc:
-            errors.append(AppError(file, path, str(exc)))
-            failed_packs.add(Path(name).stem)
         except Exception as exc:
-            log.debug("node pack %r failed to import", name, exc_info=exc)
-            errors.append(AppError(file, path, f"node pack {name!r} failed to import: {type(exc).__name__}: {exc}"
-                                               f"{_raised_at(exc)}"))
+            log.debug("node pack %r did not load", name, exc_info=exc)
+            errors.append(AppError(file, path, load_error(name, exc)))
             failed_packs.add(Path(name).stem)
 
     # components ---------------------------------------------------------------------------------

@@ -108,7 +108,7 @@ def test_nodes_lists_a_pack_of_ones_own_given_by_path(tmp_path, capsys, monkeypa
     out = capsys.readouterr().out
     assert out.startswith("mypack.Ticker\n    Says one number.\n  -> number: demo/Number") and "value: float = 4.0" in out
     assert main(["nodes", "--module", "./mypak"]) == 1
-    assert capsys.readouterr().err == (f"error: node pack './mypak': node pack './mypak' not found: no folder with "
+    assert capsys.readouterr().err == (f"error: node pack './mypak' not found: no folder with "
                                        f"__init__.py, nor a .py file, at {tmp_path / 'mypak'}\n")
 
 
