@@ -493,7 +493,11 @@ def verb_rollback(root, args):
     restarted = False
     unit = unit_name_of(root)
     if unit and unit_exists(unit):
-        systemctl(["restart", unit])
+        try:
+            systemctl(["restart", unit])
+        except AgentError as exc:
+            raise AgentError("rolled back: current -> releases/%s (was %s), but the service did not restart: %s"
+                             % (target, current, exc))
         restarted = True
     return result({"release": target, "previous": current, "restarted": restarted})
 
@@ -583,8 +587,16 @@ def systemctl(args):
                              universal_newlines=True, env=user_env())
     if process.returncode != 0:
         lines = process.stdout.strip().splitlines()
-        raise AgentError("systemctl --user %s failed: %s" % (" ".join(args), lines[-1] if lines else process.returncode))
+        why = lines[-1] if lines else process.returncode
+        hint = (" (no systemd user manager for this user: log in on the device, or `sudo loginctl enable-linger "
+                "%s` to have one at boot; without systemd, deploy with --foreground)" % user_name()
+                if "Failed to connect to bus" in str(why) else "")
+        raise AgentError("systemctl --user %s failed: %s%s" % (" ".join(args), why, hint))
     return process.stdout
+
+
+def user_name():
+    return os.environ.get("USER") or str(os.getuid())
 
 
 def unit_exists(unit):
@@ -613,9 +625,8 @@ def install_service(root, app, python):
         systemctl(["enable", unit])
         systemctl(["restart", unit])
     except AgentError as exc:
-        raise AgentError("the release is current and its unit is written to %s, but the service did not start: "
-                         "%s (is a systemd user session running? `sudo loginctl enable-linger %s` starts one "
-                         "at boot)" % (path, exc, os.environ.get("USER") or os.getuid()))
+        raise AgentError("the release is current and its unit is written to %s, but the service did not start: %s"
+                         % (path, exc))
     out["started"] = True
     user = os.environ.get("USER") or str(os.getuid())
     linger = subprocess.run(["loginctl", "show-user", user, "-p", "Linger"], stdout=subprocess.PIPE,
@@ -722,11 +733,23 @@ def verb_doctor(root, args):
     usage = shutil.disk_usage(probe)
     check("disk", usage.free > 2 << 30, "%.1f GB free at %s" % (usage.free / 1e9, probe),
           "free disk space (a release with its venv takes about 1 GB)")
-    linger = subprocess.run(["loginctl", "show-user", os.environ.get("USER", ""), "-p", "Linger"],
+    manager = subprocess.run(["systemctl", "--user", "show-environment"], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, universal_newlines=True,
+                             env=user_env()) if shutil.which("systemctl") else None
+    manager_said = manager.stdout.strip().splitlines()[-1:] if manager is not None else ["systemctl not found"]
+    check("systemd", manager is not None and manager.returncode == 0,
+          "a systemd user manager runs for %s (--service works)" % user_name()
+          if manager is not None and manager.returncode == 0 else "no systemd user manager: %s" % (
+              manager_said[0] if manager_said else "systemctl --user failed"),
+          "log in on the device, or `sudo loginctl enable-linger %s`, for --service; or deploy with --foreground"
+          % user_name())
+    linger = subprocess.run(["loginctl", "show-user", user_name(), "-p", "Linger"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             universal_newlines=True).stdout.strip() if shutil.which("loginctl") else ""
-    check("linger", linger == "Linger=yes", linger or "loginctl not available",
-          "sudo loginctl enable-linger %s  (the service then runs without a login)" % os.environ.get("USER", "$USER"))
+    check("linger", linger == "Linger=yes", linger or "loginctl not available (no systemd-logind)",
+          "sudo loginctl enable-linger %s  (the service then runs without a login)" % user_name() if linger else
+          "without systemd-logind a --service app does not start at boot: run it with --foreground (or under "
+          "another supervisor)")
     return result({"checks": checks})
 
 

@@ -317,7 +317,17 @@ def test_service_writes_a_unit_that_verifies_and_says_why_it_did_not_start(devic
         assert result.returncode == 1, result.stdout
         assert "the release is current and its unit is written to" in result.stdout
         assert "did not start" in result.stdout and "loginctl enable-linger" in result.stdout
+        assert "deploy with --foreground" in result.stdout
         assert current(root).startswith("1.0.0-")
+        # doctor says so before a deploy does (a newcomer's --service failed only at the start)
+        doctor = remote(device, "doctor", f"device:{root}").stdout
+        assert "MISSING systemd   no systemd user manager" in doctor and "or deploy with --foreground" in doctor, doctor
+        # a rollback that cannot restart the service still says that it rolled back
+        deploy(device, openpose_packages["1.1.0"], f"device:{root}")
+        assert current(root).startswith("1.1.0-")
+        back = remote(device, "rollback", f"device:{root}")
+        assert back.returncode == 1 and current(root).startswith("1.0.0-")
+        assert "rolled back: current -> releases/1.0.0-" in back.stderr and "did not restart" in back.stderr, back.stderr
     if shutil.which("systemd-analyze"):
         checked = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
         assert checked.returncode == 0, checked.stderr
