@@ -83,6 +83,13 @@ def build_package(app: Path, out_dir: Path, *, target: str, version: str = "0.0.
                 top.setdefault("config", {}).setdefault(node, {}).setdefault(comp, {}).update(params)
     app_files[app.resolve()] = (app_files[app.resolve()][0], top)
 
+    for target_param in spec.io.get("input", ()):  # where the app reads from, as written here
+        node_component, _, param = target_param.rpartition("/")
+        value = spec.config.get(node_component, {}).get(param)
+        if isinstance(value, str) and value and ":" not in value and not Path(value).is_absolute():
+            print(f"warning: the app reads its input from {value!r} ({target_param}), a path relative to where "
+                  f"it runs, which the package does not hold: give the device's with deploy --app-args "
+                  f"'--input PATH' (or camera:N)", file=sys.stderr)
     models: dict[str, str] = {}
     for component, values in spec.config.items():
         for param, value in values.items():

@@ -353,3 +353,20 @@ def test_the_wheel_declares_its_license_as_an_spdx_expression(graphflow_wheel):
     with zipfile.ZipFile(graphflow_wheel) as archive:
         metadata = archive.read(next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))).decode()
     assert "License-Expression: Apache-2.0" in metadata.splitlines()
+    assert "License-File: LICENSE" in metadata.splitlines() and any(
+        n.endswith(".dist-info/licenses/LICENSE") for n in archive.namelist())
+
+
+@pytest.mark.parametrize("path, warned", [("../shared/data/images", True), ("camera:0", False),
+                                          ("/data/images", False)])
+def test_packaging_warns_of_an_input_path_relative_to_where_the_app_runs(tmp_path, graphflow_wheel, model_path,
+                                                                         capsys, path, warned):
+    """The app file's own input ('../shared/data/images') means nothing on the device: a newcomer's
+    first deploy said ok, then the app failed there."""
+    overlay = tmp_path / "input.json"
+    overlay.write_text(json.dumps({"feeder": {"image_loader": {"path": path}}}))
+    build_package(REPO / "apps" / "openpose.app.json", tmp_path / "out", target="linux-x86_64",
+                  graphflow_wheel=graphflow_wheel, overlays=[overlay], progress=lambda _: None)
+    said = capsys.readouterr().err
+    assert ("warning: the app reads its input from '../shared/data/images' (feeder/image_loader/path), a path "
+            "relative to where it runs" in said) == warned, said
