@@ -265,10 +265,11 @@ def run_attached(transport: Transport, extra: list[str]) -> int:
         if process.stdin is not None:
             process.stdin.close()  # the device sees stdin close and stops the app
         try:
-            return process.wait(timeout=60)
+            process.wait(timeout=60)
+            print(f"stopped the app on {transport.destination}", file=sys.stderr)
         except (KeyboardInterrupt, subprocess.TimeoutExpired):
             process.send_signal(signal.SIGTERM)
-            return 130
+        return 130  # (as a shell says a command ended by Ctrl-C)
 
 
 # -- the device's python ---------------------------------------------------------------------------

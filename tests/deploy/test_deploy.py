@@ -387,7 +387,9 @@ def test_foreground_viewer_through_the_tunnel_and_ctrl_c_stops_the_app_on_the_de
         os.killpg(tunnel.pid, signal.SIGINT)  # Ctrl-C ends the tunnel
         assert tunnel.wait(timeout=30) == 0 and not listening(local_port)
         os.killpg(app.pid, signal.SIGINT)  # Ctrl-C in the terminal: the app on the device stops
-        app.wait(timeout=60)
+        said, _ = app.communicate(timeout=60)
+        # it says so, with a shell's status for Ctrl-C (before: nothing, and ssh's 255)
+        assert app.returncode == 130 and f"stopped the app on device:{root}" in said, said[-2000:]
         deadline = time.monotonic() + 30
         while listening(device_port) and time.monotonic() < deadline:
             time.sleep(0.2)
