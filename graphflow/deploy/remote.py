@@ -127,15 +127,26 @@ def _last_error(stderr: str, code: int, transport: Transport) -> str:
     return lines[-1] if lines else f"exit status {code}"
 
 
+NOT_WRITABLE = ("Permission denied", "Operation not permitted", "Read-only file system")
+
+
 def ensure_agent(transport: Transport) -> None:
     made = transport.run(["mkdir", "-p", "--", f"{transport.destination.dir}/.graphflow"], timeout=120)
     if made.returncode != 0:
-        raise DeployError(_last_error(made.stderr, made.returncode, transport))
+        raise DeployError(_last_error(made.stderr, made.returncode, transport) + _not_writable(made.stderr, transport))
     with tempfile.TemporaryDirectory(prefix="gf-agent-") as folder:
         (Path(folder) / "agent.py").write_bytes(AGENT.read_bytes())
         copied = transport.rsync(Path(folder), f"{transport.destination.dir}/.graphflow", extra=["--checksum"])
     if copied.returncode != 0:
-        raise DeployError(f"copying the agent failed: {_rsync_error(copied)}")
+        raise DeployError(f"copying the agent failed: {_rsync_error(copied)}{_not_writable(copied.stderr, transport)}")
+
+
+def _not_writable(stderr: str | None, transport: Transport) -> str:
+    """What to do when the device folder cannot be written (said after the device's own words)."""
+    if not any(reason in (stderr or "") for reason in NOT_WRITABLE):
+        return ""
+    return (f" ({transport.destination.dir} cannot be written by {transport.destination.user or 'the ssh user'}: choose another "
+            f"--to HOST:DIR, or fix its permissions)")
 
 
 def _rsync_error(process: subprocess.CompletedProcess) -> str:
@@ -338,7 +349,7 @@ def remote(verb: str, target: str, ssh_config: Path | None, python: str = "pytho
             say(f"{'ok  ' if check['ok'] else 'MISSING'} {check['name']:9} {check['detail']}")
             if check["fix"]:
                 say(f"        fix: {check['fix']}")
-        return 0 if all(c["ok"] or c["name"] in ("cameras", "linger") for c in checks) else 1
+        return 0 if all(c["ok"] or c["name"] in ("cameras", "linger", "systemd") for c in checks) else 1
     if verb == "status":
         status = agent_call(transport, "status", read_only=True)
         say(f"{destination}: current {status['current'] or '(none)'}; {len(status['releases'])} release(s); "

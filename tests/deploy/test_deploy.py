@@ -665,3 +665,13 @@ def test_deploying_a_folder_says_it_is_a_folder(tmp_path):
     assert result.returncode == 1 and result.stderr.strip().splitlines() == [
         f"error: package {str(tmp_path / 'dist')!r} is a folder, not a .gfpkg file "
         f"(`graphflow package` writes NAME-VERSION.gfpkg into it)"], result.stderr
+
+
+@pytest.mark.timeout(120)
+def test_a_device_folder_that_cannot_be_written_says_so_and_what_to_do(device, openpose_packages):
+    """The device's own words (mkdir's, rsync's) did not say that the folder was the problem."""
+    result = deploy(device, openpose_packages["1.0.0"], "device:/sys/graphflow")
+    assert result.returncode == 1
+    assert ("FAILED at check: mkdir: cannot create directory '/sys/graphflow': Operation not permitted "
+            "(/sys/graphflow cannot be written by the ssh user: choose another --to HOST:DIR, or fix its "
+            "permissions)") in result.stdout.replace("‘", "'").replace("’", "'"), result.stdout + result.stderr
