@@ -729,10 +729,23 @@ def verb_doctor(root, args):
     cameras = sorted(n for n in os.listdir("/dev") if n.startswith("video")) if os.path.isdir("/dev") else []
     check("cameras", cameras, ", ".join("/dev/" + c for c in cameras) or "no /dev/video*",
           "connect a camera; for a USB camera: sudo usermod -aG video $USER")
-    probe = root if os.path.isdir(root) else os.path.expanduser("~")
+    probe = root
+    while not os.path.isdir(probe) and os.path.dirname(probe) != probe:  # the folder, or where it will be made
+        probe = os.path.dirname(probe)
     usage = shutil.disk_usage(probe)
     check("disk", usage.free > 2 << 30, "%.1f GB free at %s" % (usage.free / 1e9, probe),
           "free disk space (a release with its venv takes about 1 GB)")
+    writable = os.access(probe, os.W_OK | os.X_OK)
+    check("folder", writable, "%s %s by %s" % (root, "can be written" if writable else "cannot be written",
+                                              user_name()),
+          "choose another --to HOST:DIR, or fix the permissions of %s" % probe)
+    needed = ["numpy", "cv2", "onnxruntime", "numba", "msgpack", "zmq", "jsonschema", "aiohttp", "mcap"]
+    lacking = python_probe(sys.executable, "import importlib.util as u; print(' '.join(m for m in %r if u.find_spec(m) "
+                                           "is None) or '-')" % (needed,))
+    check("packages", lacking == "-", "%s has graphflow's dependencies" % sys.executable if lacking == "-" else
+          "%s lacks %s" % (sys.executable, lacking or "(could not ask it)"),
+          "matters only for deploy --reuse-system-packages: install them for this Python, or deploy a "
+          "--wheelhouse package (or one whose device has PyPI)")
     manager = subprocess.run(["systemctl", "--user", "show-environment"], stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, universal_newlines=True,
                              env=user_env()) if shutil.which("systemctl") else None

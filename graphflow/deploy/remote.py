@@ -349,7 +349,7 @@ def remote(verb: str, target: str, ssh_config: Path | None, python: str = "pytho
             say(f"{'ok  ' if check['ok'] else 'MISSING'} {check['name']:9} {check['detail']}")
             if check["fix"]:
                 say(f"        fix: {check['fix']}")
-        return 0 if all(c["ok"] or c["name"] in ("cameras", "linger", "systemd") for c in checks) else 1
+        return 0 if all(c["ok"] or c["name"] in ("cameras", "linger", "systemd", "packages") for c in checks) else 1
     if verb == "status":
         status = agent_call(transport, "status", read_only=True)
         say(f"{destination}: current {status['current'] or '(none)'}; {len(status['releases'])} release(s); "

@@ -258,6 +258,10 @@ def test_doctor_reports_each_missing_thing_with_its_fix(device, tmp_path):
         index = next(i for i, line in enumerate(lines) if "jetpack" in line)
         assert lines[index].startswith("MISSING") and "fix:" in lines[index + 1]
     assert any("disk" in line and "GB free" in line for line in lines)
+    # about the folder given, where it will be made (a newcomer's doctor looked at ~ and said nothing of it)
+    assert f"ok   disk      " in result.stdout and f"GB free at {tmp_path}\n" in result.stdout
+    assert f"ok   folder    {tmp_path / 'device'} can be written by " in result.stdout
+    assert any(line.startswith(("ok   packages  ", "MISSING packages  ")) for line in lines), lines
 
 
 @pytest.mark.parametrize("target", [
