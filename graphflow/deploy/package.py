@@ -42,6 +42,18 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SETUPTOOLS_MINIMUM = 77  # as pyproject.toml's build-system says (the SPDX license string needs 77)
 
 
+def _warn_of_a_relative_input(spec) -> None:
+    """The app file's own input path, relative to where it runs (``../shared/data/images``),
+    means nothing on a device: say so once the package is written."""
+    for target_param in spec.io.get("input", ()):
+        node_component, _, param = target_param.rpartition("/")
+        value = spec.config.get(node_component, {}).get(param)
+        if isinstance(value, str) and value and ":" not in value and not Path(value).is_absolute():
+            print(f"warning: the app reads its input from {value!r} ({target_param}), a path relative to where "
+                  f"it runs, which the package does not hold: give the device's with deploy --app-args "
+                  f"'--input PATH' (or camera:N)", file=sys.stderr)
+
+
 def check_name(value: str, what: str) -> str:
     """App names and versions become file and directory names on the device: a safe charset only."""
     if not NAME_PATTERN.match(value or ""):
@@ -83,13 +95,6 @@ def build_package(app: Path, out_dir: Path, *, target: str, version: str = "0.0.
                 top.setdefault("config", {}).setdefault(node, {}).setdefault(comp, {}).update(params)
     app_files[app.resolve()] = (app_files[app.resolve()][0], top)
 
-    for target_param in spec.io.get("input", ()):  # where the app reads from, as written here
-        node_component, _, param = target_param.rpartition("/")
-        value = spec.config.get(node_component, {}).get(param)
-        if isinstance(value, str) and value and ":" not in value and not Path(value).is_absolute():
-            print(f"warning: the app reads its input from {value!r} ({target_param}), a path relative to where "
-                  f"it runs, which the package does not hold: give the device's with deploy --app-args "
-                  f"'--input PATH' (or camera:N)", file=sys.stderr)
     models: dict[str, str] = {}
     for component, values in spec.config.items():
         for param, value in values.items():
@@ -166,6 +171,7 @@ def build_package(app: Path, out_dir: Path, *, target: str, version: str = "0.0.
                             tar.addfile(info, f)
         except OSError as exc:
             raise DeployError(f"cannot write {result}: {exc.strerror or exc}") from None
+    _warn_of_a_relative_input(spec)
     return result
 
 
