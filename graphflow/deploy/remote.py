@@ -87,7 +87,8 @@ def agent_call(transport: Transport, verb: str, *args: str, request: dict | None
         reader.start()
         kept = []
         for line in process.stderr:
-            print(line, end="", file=sys.stderr, flush=True)
+            if not line.startswith("error: "):  # (the error is said once, by the caller's DeployError)
+                print(line, end="", file=sys.stderr, flush=True)
             kept.append(line)
         reader.join()
         process.wait()

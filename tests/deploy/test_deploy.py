@@ -223,6 +223,7 @@ def test_a_failed_install_leaves_current_untouched_and_a_rerun_completes(device,
     failed = graphflow("deploy", str(openpose_packages["1.1.0"]), "--to", to, "--ssh-config", str(device.config),
                        "--python", str(broken), "--reuse-system-packages")
     assert failed.returncode == 1 and "FAILED at install" in failed.stdout and "No module named venv" in failed.stdout
+    assert "No module named venv" not in failed.stderr  # said once (the device's error line was printed too)
     assert current(root) == v1
     assert [p.name for p in (root / "releases").iterdir() if p.name.endswith(".partial")]
     rerun = deploy(device, openpose_packages["1.1.0"], to)
