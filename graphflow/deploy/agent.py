@@ -603,8 +603,17 @@ def unit_exists(unit):
     return os.path.isfile(os.path.join(unit_dir(), unit))
 
 
+def unit_name(root, app):
+    """graphflow-APP.service for the default folder (~/graphflow); another folder's name adds a
+    digest of its path, so two folders with the same app on one device do not share one unit."""
+    if os.path.realpath(root) == os.path.realpath(os.path.expanduser("~/graphflow")):
+        return UNIT_PREFIX + app + ".service"
+    digest = hashlib.sha256(os.path.realpath(root).encode()).hexdigest()[:8]
+    return "%s%s-%s.service" % (UNIT_PREFIX, app, digest)
+
+
 def install_service(root, app, python):
-    unit = UNIT_PREFIX + app + ".service"
+    unit = unit_name(root, app)
     os.makedirs(unit_dir(), exist_ok=True)
     path = os.path.join(unit_dir(), unit)
     write_atomically(path, unit_text(root, app, python).rstrip("\n"))

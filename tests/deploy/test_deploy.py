@@ -5,6 +5,7 @@ with --system-site-packages, and the graphflow wheel installed with --no-deps), 
 needed; everything else — ssh, rsync, the agent, the release layout, the app run — is real."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -311,13 +312,22 @@ def test_remote_names_travel_quoted(device, tmp_path):
 def test_service_writes_a_unit_that_verifies_and_says_why_it_did_not_start(device, openpose_packages, tmp_path):
     root = tmp_path / "device"
     result = deploy(device, openpose_packages["1.0.0"], f"device:{root}", "--service")
-    unit = device.config_home / "systemd" / "user" / "graphflow-openpose.service"
+    # a folder other than ~/graphflow: its unit's name has a digest of the folder, so that two
+    # folders with the same app on one device do not share (and overwrite) one unit
+    name = f"graphflow-openpose-{hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:8]}.service"
+    unit = device.config_home / "systemd" / "user" / name
     assert unit.is_file()
     text = unit.read_text()
     assert f"ExecStart={device.python} {root}/.graphflow/agent.py run {root}\n" in text
     assert "Restart=on-failure" in text and "WantedBy=default.target" in text
+    other = tmp_path / "other"
+    deploy(device, openpose_packages["1.0.0"], f"device:{other}", "--service")
+    other_name = f"graphflow-openpose-{hashlib.sha256(str(other.resolve()).encode()).hexdigest()[:8]}.service"
+    other_unit = device.config_home / "systemd" / "user" / other_name
+    assert other_name != name and f"agent.py run {other}\n" in other_unit.read_text()
+    assert unit.read_text() == text  # the first folder's unit is still its own
     if Path("/run/systemd/system").is_dir() and os.environ.get("XDG_RUNTIME_DIR"):
-        assert result.returncode == 0 and "service graphflow-openpose.service started" in result.stdout
+        assert result.returncode == 0 and f"service {name} started" in result.stdout
     else:  # no systemd user session here (a container): installed and switched, and it says so
         assert result.returncode == 1, result.stdout
         assert "the release is current and its unit is written to" in result.stdout
