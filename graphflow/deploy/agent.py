@@ -588,8 +588,7 @@ def systemctl(args):
     if process.returncode != 0:
         lines = process.stdout.strip().splitlines()
         why = lines[-1] if lines else process.returncode
-        hint = (" (no systemd user manager for this user: log in on the device, or `sudo loginctl enable-linger "
-                "%s` to have one at boot; without systemd, deploy with --foreground)" % user_name()
+        hint = (" (no systemd user manager for this user: %s)" % no_manager_fix()
                 if "Failed to connect to bus" in str(why) else "")
         raise AgentError("systemctl --user %s failed: %s%s" % (" ".join(args), why, hint))
     return process.stdout
@@ -597,6 +596,11 @@ def systemctl(args):
 
 def user_name():
     return os.environ.get("USER") or str(os.getuid())
+
+
+def no_manager_fix():
+    return ("log in on the device, or `sudo loginctl enable-linger %s` to have one at boot, for --service; "
+            "or deploy with --foreground" % user_name())
 
 
 def unit_exists(unit):
@@ -637,7 +641,7 @@ def install_service(root, app, python):
         raise AgentError("the release is current and its unit is written to %s, but the service did not start: %s"
                          % (path, exc))
     out["started"] = True
-    user = os.environ.get("USER") or str(os.getuid())
+    user = user_name()
     linger = subprocess.run(["loginctl", "show-user", user, "-p", "Linger"], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, universal_newlines=True) if shutil.which("loginctl") else None
     if linger is None or "Linger=yes" not in linger.stdout:
@@ -758,13 +762,10 @@ def verb_doctor(root, args):
     manager = subprocess.run(["systemctl", "--user", "show-environment"], stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, universal_newlines=True,
                              env=user_env()) if shutil.which("systemctl") else None
-    manager_said = manager.stdout.strip().splitlines()[-1:] if manager is not None else ["systemctl not found"]
-    check("systemd", manager is not None and manager.returncode == 0,
-          "a systemd user manager runs for %s (--service works)" % user_name()
-          if manager is not None and manager.returncode == 0 else "no systemd user manager: %s" % (
-              manager_said[0] if manager_said else "systemctl --user failed"),
-          "log in on the device, or `sudo loginctl enable-linger %s`, for --service; or deploy with --foreground"
-          % user_name())
+    runs = manager is not None and manager.returncode == 0
+    said = manager.stdout.strip().splitlines() if manager is not None else ["systemctl not found"]
+    check("systemd", runs, "a systemd user manager runs for %s (--service works)" % user_name() if runs else
+          "no systemd user manager: %s" % (said[-1] if said else "systemctl --user failed"), no_manager_fix())
     linger = subprocess.run(["loginctl", "show-user", user_name(), "-p", "Linger"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             universal_newlines=True).stdout.strip() if shutil.which("loginctl") else ""

@@ -232,7 +232,8 @@ def validate(spec: Composition, registry: Registry) -> list[AppError]:
                                        f"{sent.wire_name}, but {edge.target} expects {expected.wire_name}"))
         size = (edge.queue or {}).get("size")
         if size is not None and (not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= MAX_QUEUE):
-            errors.append(AppError(edge.where("queue")[0], edge.where("queue")[1] + ".size",
+            file, where = edge.where("queue")
+            errors.append(AppError(file, where + ".size",
                                    f"expected a whole number of messages in [1, {MAX_QUEUE}], got {size!r}"))
     errors += _cycle_errors(spec.edges)
 

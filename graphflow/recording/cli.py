@@ -250,8 +250,12 @@ def cmd_info(args) -> int:
 
 
 # -- export ----------------------------------------------------------------------------------------
+def _image_channels(recording) -> list[str]:
+    return [c.topic for c in recording.channels.values() if c.metadata.get("render") == "image"]
+
+
 def _image_channel(recording, chosen: str | None) -> str:
-    images = [c.topic for c in recording.channels.values() if c.metadata.get("render") == "image"]
+    images = _image_channels(recording)
     if chosen:
         if chosen not in images:
             what = "not an image channel" if chosen in recording.by_topic else "no such channel"
@@ -300,8 +304,7 @@ def cmd_export(args) -> int:
                 else:
                     count = export_video(recording, args.video, topic, args.fps)
                     done = f"wrote {count} frames of {topic} to {args.video}"
-                others = [c.topic for c in recording.channels.values()
-                          if c.metadata.get("render") == "image" and c.topic != topic]
+                others = [name for name in _image_channels(recording) if name != topic]
                 print(done + (f" (other image channels: {', '.join(others)}; choose with --channel)"
                               if others and not args.channel else ""))
     except (RecordingError, RecordingInvalid, ValueError) as exc:  # ValueError: wire.WireError, a damaged message
@@ -309,10 +312,10 @@ def cmd_export(args) -> int:
     return 0
 
 
-def export_images(recording, folder: Path, channel: str | None = None) -> int:
+def export_images(recording, folder: Path, topic: str) -> int:
+    """Every image of the image channel ``topic`` as a PNG file."""
     import cv2
 
-    topic = _image_channel(recording, channel)  # (the channel itself when it is one)
     folder.mkdir(parents=True, exist_ok=True)
     count = 0
     for count, (item, pixels) in enumerate(_images(recording, topic), start=1):
@@ -322,10 +325,10 @@ def export_images(recording, folder: Path, channel: str | None = None) -> int:
     return count
 
 
-def export_video(recording, path: Path, channel: str | None = None, fps: float | None = None) -> int:
+def export_video(recording, path: Path, topic: str, fps: float | None = None) -> int:
+    """The images of the image channel ``topic`` as an mp4 video."""
     import cv2
 
-    topic = _image_channel(recording, channel)
     if fps is None:
         times = recording.times(topic)
         span = (times[-1] - times[0]) / 1e9 if len(times) > 1 else 0.0
