@@ -7,10 +7,10 @@ start(), naming the path. Each image carries `source` (the file path or "camera:
 (its index in its video or camera, or the still image's index in the sorted file list) and
 `fps` (the video's or camera's frame rate; 0 for still images).
 
-Bad input: a file that cannot be read, is not an image, or is cut short (a JPEG without its
-end-of-image marker, a PNG without IEND: decoders would fill the rest with grey without a
-word) is logged by name and skipped with `on_bad_input` "skip" (the default), and counted in
-`bad_inputs`; stop() logs the count and the names. With "stop" the first bad file stops the
+Bad input: a file that cannot be read, is not an image, is cut short (a JPEG without its
+end-of-image marker, a PNG without IEND) or damaged inside (a JPEG whose data libjpeg reports
+corrupt): decoders would fill the rest with grey without a word. Such a file is logged by name
+and skipped with `on_bad_input` "skip" (the default), and counted in `bad_inputs`; stop() logs the count and the names. With "stop" the first bad file stops the
 app with an error naming it. A skipped file is not retried on the next pass of `loop`. Input
 of which not one file could be read is an error either way (naming the files), not an empty run.
 At the end the loader reports itself exhausted (never with loop or a camera), so an app over a
@@ -20,7 +20,11 @@ edge to the next node the queue policy "block" so that nothing is dropped.
 from __future__ import annotations
 
 import glob
+import os
 import re
+import sys
+import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +45,9 @@ NAMES_IN_SUMMARY = 20  # stop() names this many bad files; each one was logged w
 # marker (0xD0-0xD7) nor a fill byte 0xFF.
 _JPEG_MARKER = re.compile(rb"\xff([^\x00\xd0-\xd7\xff])")
 _PNG_END = b"IEND\xaeB`\x82"
+# libjpeg's warnings for damaged entropy-coded data. OpenCV leaves libjpeg's warnings to its
+# default handler, which prints them on stderr and decodes on: the damaged part comes out grey.
+_JPEG_DAMAGE = ("Corrupt JPEG data", "Premature end of JPEG file")
 
 
 def is_video_source(source: str) -> bool:
@@ -106,6 +113,54 @@ def truncation(data: bytes) -> str | None:
     return None
 
 
+class _StderrCapture:
+    """What C code prints on file descriptor 2 while a call runs (libjpeg has no other way to tell
+    its warnings). One temporary file, reused; calls are serialized, as fd 2 is the process's.
+    Text another thread printed meanwhile is written on to the real stderr afterwards."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._file = None
+
+    def call(self, function, *args):
+        with self._lock:
+            if self._file is None:
+                self._file = tempfile.TemporaryFile()
+            capture = self._file.fileno()
+            sys.stderr.flush()
+            saved = os.dup(2)
+            try:
+                os.dup2(capture, 2)
+                try:
+                    result = function(*args)
+                finally:
+                    os.dup2(saved, 2)
+            finally:
+                os.close(saved)
+            size = os.lseek(capture, 0, os.SEEK_CUR)
+            text = os.pread(capture, size, 0).decode("utf-8", "replace") if size else ""
+            if size:
+                os.ftruncate(capture, 0)
+                os.lseek(capture, 0, os.SEEK_SET)
+        return result, text
+
+
+_STDERR = _StderrCapture()
+
+
+def _decode_jpeg(data: bytes) -> tuple[np.ndarray | None, str]:
+    """cv2.imdecode of a JPEG, and the damage libjpeg warned of ("" if none). Its other lines
+    (an unknown JFIF revision, say) go on to stderr unchanged."""
+    pixels, printed = _STDERR.call(cv2.imdecode, np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    damage, other = [], []
+    for line in printed.splitlines(keepends=True):
+        (damage if line.startswith(_JPEG_DAMAGE) else other).append(line)
+    if other:
+        sys.stderr.write("".join(other))
+        sys.stderr.flush()
+    return pixels, damage[0].strip() if damage else ""
+
+
 def decode_image(file: Path) -> tuple[np.ndarray | None, str]:
     """(BGR pixels, "") or (None, why the file is bad)."""
     try:
@@ -117,7 +172,12 @@ def decode_image(file: Path) -> tuple[np.ndarray | None, str]:
     why = truncation(data)
     if why:
         return None, why
-    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if data[:2] == b"\xff\xd8":
+        pixels, damage = _decode_jpeg(data)
+        if damage:  # what the decoder could not read came out grey
+            return None, f"is damaged (libjpeg: {damage})"
+    else:
+        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if pixels is None:
         return None, "cannot be decoded as an image (corrupt or not an image)"
     return pixels, ""

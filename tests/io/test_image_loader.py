@@ -181,6 +181,65 @@ def test_a_cut_short_jpeg_is_reported_not_decoded_as_grey(tmp_path, fraction, ca
     assert any("1 bad input file skipped: b.jpg" in w for w in warnings)  # the summary at stop
 
 
+def _zero_middle(source: Path, target: Path) -> Path:
+    """The file with 20,000 bytes of its entropy-coded data zeroed a third of the way in (whole
+    length and end marker kept: only the damage itself tells)."""
+    data = bytearray(source.read_bytes())
+    start = len(data) // 3
+    data[start:start + 20_000] = bytes(20_000)
+    target.write_bytes(bytes(data))
+    return target
+
+
+def test_a_jpeg_damaged_inside_is_reported_not_decoded_as_grey(tmp_path, caplog):
+    damaged = _zero_middle(IMAGES / "bus.jpg", tmp_path / "b.jpg")
+    # The premise, checked with OpenCV alone: it decodes the file, and the rows after the damage
+    # come out one flat grey.
+    plain = cv2.imdecode(np.frombuffer(damaged.read_bytes(), np.uint8), cv2.IMREAD_COLOR)
+    assert plain is not None and plain.shape == (1080, 810, 3) and np.all(plain[-50:] == 128)
+    shutil.copy(IMAGES / "zidane.jpg", tmp_path / "c.jpg")
+    with caplog.at_level(logging.WARNING):
+        h, images = run_loader({"path": str(tmp_path)}, ticks=10)
+    assert [Path(i.source).name for i in images] == ["c.jpg"] and h.component.bad_inputs == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("b.jpg" in w and "is damaged (libjpeg: Corrupt JPEG data" in w for w in warnings)
+    with pytest.raises(NodeError, match=r"b\.jpg.* is damaged"):
+        run_loader({"path": str(damaged), "on_bad_input": "stop"}, ticks=2)
+
+
+def test_a_harmless_libjpeg_warning_is_passed_on_and_the_image_kept(tmp_path, capfd):
+    # A baseline JPEG whose scan header gives a successive-approximation bit (Al = 1): libjpeg
+    # warns "Invalid SOS parameters for sequential JPEG" and decodes it as it is.
+    data = bytearray((IMAGES / "bus.jpg").read_bytes())
+    sos = data.index(b"\xff\xda")
+    end = sos + 2 + int.from_bytes(data[sos + 2:sos + 4], "big")  # Ss, Se, Ah/Al: its last 3 bytes
+    assert data[end - 3:end] == b"\x00\x3f\x00"
+    data[end - 1] = 0x01
+    (tmp_path / "a.jpg").write_bytes(bytes(data))
+    capfd.readouterr()
+    h, images = run_loader({"path": str(tmp_path / "a.jpg")}, ticks=2)
+    assert len(images) == 1 and h.component.bad_inputs == 0
+    assert np.array_equal(images[0].pixels, cv2.imread(str(IMAGES / "bus.jpg")))
+    assert "Invalid SOS parameters for sequential JPEG" in capfd.readouterr().err
+
+
+def test_what_others_print_while_a_jpeg_decodes_still_reaches_stderr(capfd):
+    import os
+
+    from graphflow.packs.io.image_loader import _STDERR
+
+    def prints():
+        os.write(2, b"Corrupt JPEG data: 3 extraneous bytes before marker 0xd9\nanother thread's line\n")
+        return 7
+
+    capfd.readouterr()
+    assert _STDERR.call(prints) == (7, "Corrupt JPEG data: 3 extraneous bytes before marker 0xd9\n"
+                                       "another thread's line\n")
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "after\n"  # fd 2 is back, and the capture file was emptied
+    assert _STDERR.call(lambda: 1) == (1, "")
+
+
 def test_a_cut_short_png_is_reported(tmp_path):
     _cut(IMAGES / "astronaut.png", tmp_path / "a.png", 0.98)
     shutil.copy(IMAGES / "astronaut.png", tmp_path / "b.png")
