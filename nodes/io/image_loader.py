@@ -48,6 +48,9 @@ _PNG_END = b"IEND\xaeB`\x82"
 # libjpeg's warnings for damaged entropy-coded data. OpenCV leaves libjpeg's warnings to its
 # default handler, which prints them on stderr and decodes on: the damaged part comes out grey.
 _JPEG_DAMAGE = ("Corrupt JPEG data", "Premature end of JPEG file")
+# ... except stray bytes before the end-of-image marker (0xd9): every block was decoded before
+# them (cameras' MJPEG frames often end so).
+_JPEG_TRAILING_BYTES = "extraneous bytes before marker 0xd9"
 
 
 def is_video_source(source: str) -> bool:
@@ -154,7 +157,8 @@ def _decode_jpeg(data: bytes) -> tuple[np.ndarray | None, str]:
     pixels, printed = _STDERR.call(cv2.imdecode, np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     damage, other = [], []
     for line in printed.splitlines(keepends=True):
-        (damage if line.startswith(_JPEG_DAMAGE) else other).append(line)
+        harmful = line.startswith(_JPEG_DAMAGE) and _JPEG_TRAILING_BYTES not in line
+        (damage if harmful else other).append(line)
     if other:
         sys.stderr.write("".join(other))
         sys.stderr.flush()

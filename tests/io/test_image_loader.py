@@ -216,11 +216,18 @@ def test_a_harmless_libjpeg_warning_is_passed_on_and_the_image_kept(tmp_path, ca
     assert data[end - 3:end] == b"\x00\x3f\x00"
     data[end - 1] = 0x01
     (tmp_path / "a.jpg").write_bytes(bytes(data))
+    # Stray bytes before the end-of-image marker, after the last block (as cameras' MJPEG frames
+    # often end): "Corrupt JPEG data: 2 extraneous bytes before marker 0xd9", every pixel intact.
+    whole = (IMAGES / "bus.jpg").read_bytes()
+    (tmp_path / "b.jpg").write_bytes(whole[:-2] + b"\x12\x34\x56\x00\x00" + whole[-2:])
     capfd.readouterr()
-    h, images = run_loader({"path": str(tmp_path / "a.jpg")}, ticks=2)
-    assert len(images) == 1 and h.component.bad_inputs == 0
-    assert np.array_equal(images[0].pixels, cv2.imread(str(IMAGES / "bus.jpg")))
-    assert "Invalid SOS parameters for sequential JPEG" in capfd.readouterr().err
+    h, images = run_loader({"path": str(tmp_path)}, ticks=3)
+    assert len(images) == 2 and h.component.bad_inputs == 0
+    for image in images:
+        assert np.array_equal(image.pixels, cv2.imread(str(IMAGES / "bus.jpg")))
+    printed = capfd.readouterr().err
+    assert "Invalid SOS parameters for sequential JPEG" in printed
+    assert "extraneous bytes before marker 0xd9" in printed
 
 
 def test_what_others_print_while_a_jpeg_decodes_still_reaches_stderr(capfd):
