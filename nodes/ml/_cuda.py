@@ -18,10 +18,19 @@ def cupy_with_device():
     return cupy
 
 
-def gpu_name(cupy) -> str:
-    """Name of the current CUDA device, e.g. 'NVIDIA H100 80GB HBM3'."""
-    name = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"]
-    return name.decode() if isinstance(name, bytes) else str(name)
+def gpu_identity(cupy) -> str:
+    """The current CUDA device as a TensorRT engine depends on it: its name, compute capability,
+    multiprocessor count and memory, e.g. 'Orin (nvgpu), sm 8.7, 8 SMs, 7 GiB'. (Every Jetson Orin
+    module has the same name; an engine built on one may fail or run slowly on another.)"""
+    properties = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+    return identity_of(properties)
+
+
+def identity_of(properties: dict) -> str:
+    name = properties["name"]
+    name = name.decode() if isinstance(name, bytes) else str(name)
+    return (f"{name}, sm {properties['major']}.{properties['minor']}, "
+            f"{properties['multiProcessorCount']} SMs, {round(properties['totalGlobalMem'] / 2**30)} GiB")
 
 
 def to_numpy(array):

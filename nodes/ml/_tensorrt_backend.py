@@ -2,9 +2,11 @@
 
 The engine is built from the ONNX file once (OnnxParser, one optimization profile covering
 the dynamic dimensions, FP16 when asked), serialized, and cached (engine_cache.py: keyed by model
-sha256, TensorRT version, GPU, L4T release, precision and profile). Later runs deserialize it in
-about a second. An input outside the profile (a wider image than profile_dim_range allows)
-rebuilds the engine once with a profile grown to cover it, as ONNX Runtime would accept it.
+sha256, TensorRT version, GPU (name, compute capability, SMs, memory), L4T release, precision
+and profile). Later runs deserialize it in about a second. An input outside the profile (a wider
+image than profile_dim_range allows) rebuilds the engine once with a profile grown to cover it,
+as ONNX Runtime would accept it; that engine goes to the cache, never into engine_file_path,
+which keeps the engine of the configured profile.
 ``tensorrt`` and ``cupy`` are imported only when this backend is built.
 """
 from __future__ import annotations
@@ -12,12 +14,13 @@ from __future__ import annotations
 import copy
 import logging
 import sys
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ._cuda import cupy_with_device, gpu_name
+from ._cuda import cupy_with_device, gpu_identity
 from graphflow.files import sha256_file
 
 from .engine_cache import cached_engine_path, engine_key, read_engine, write_engine
@@ -90,37 +93,50 @@ def build_progress_monitor(trt, stream=None, every: float = 2.0):
     out = stream or sys.stderr
 
     class BuildProgress(base):
+        # TensorRT calls a monitor from several of its build threads, and cancels the build when
+        # a call raises: every call takes the lock, and showing the progress never raises.
         def __init__(self):
             base.__init__(self)
             self.steps: dict[str, int] = {}
             self.shown = 0.0
+            self.lock = threading.Lock()
 
         def phase_start(self, phase_name, parent_phase, num_steps):
-            self.steps[phase_name] = num_steps
-            self.show(phase_name, 0)
+            with self.lock:
+                self.steps[phase_name] = num_steps
+                self.show(phase_name, 0)
 
         def step_complete(self, phase_name, step):
-            self.show(phase_name, step + 1)
+            with self.lock:
+                self.show(phase_name, step + 1)
             return True  # False would cancel the build
 
         def phase_finish(self, phase_name):
-            self.steps.pop(phase_name, None)
-            if not self.steps and out.isatty():
-                out.write("\n")
+            with self.lock:
+                self.steps.pop(phase_name, None)
+                if not self.steps:
+                    self.show(None, 0)
 
         def show(self, phase, step):
-            now = time.monotonic()
-            terminal = out.isatty()
-            if not terminal and now - self.shown < every:
-                return
-            self.shown = now
-            line = "building the TensorRT engine: " + " > ".join(
-                f"{name} {step if name == phase else '…'}/{total}" for name, total in self.steps.items())
-            if terminal:
-                out.write("\r" + line[:150].ljust(150))
-                out.flush()
-            else:
-                log.warning("%s", line)
+            try:
+                terminal = out.isatty()
+                if phase is None:  # the last phase finished
+                    if terminal:
+                        out.write("\n")
+                    return
+                now = time.monotonic()
+                if not terminal and now - self.shown < every:
+                    return
+                self.shown = now
+                line = "building the TensorRT engine: " + " > ".join(
+                    f"{name} {step if name == phase else '…'}/{total}" for name, total in self.steps.items())
+                if terminal:
+                    out.write("\r" + line[:150].ljust(150))
+                    out.flush()
+                else:
+                    log.warning("%s", line)
+            except Exception:  # a closed or full stream: the build matters more than its progress line
+                log.debug("cannot show the build's progress", exc_info=True)
 
     return BuildProgress()
 
@@ -138,6 +154,8 @@ class TensorRTBackend:
         self.model, self.fp16, self.workspace = model, fp16, max_workspace_size
         self.model_sha256 = sha256_file(model)
         self.engine_file = Path(engine_file).expanduser() if engine_file else None
+        self.configured = profile_settings  # engine_file holds the engine for these; grown ones go to the cache
+        self.engine = self.context = None
         self.runtime = trt.Runtime(self.logger)  # must outlive the engine
         # A blocking stream: it also waits for work queued on the legacy default stream.
         self.stream = self.cp.cuda.Stream(non_blocking=False)
@@ -148,9 +166,10 @@ class TensorRTBackend:
         matches, else build it; a cache that cannot be written leaves it running from memory."""
         trt = self.trt
         self.settings = settings
-        self.key = engine_key(self.model_sha256, trt.__version__, gpu_name(self.cp),
+        self.key = engine_key(self.model_sha256, trt.__version__, gpu_identity(self.cp),
                               "fp16" if self.fp16 else "fp32", settings)
-        self.engine_path = self.engine_file or cached_engine_path(self.model, self.key)
+        given = self.engine_file is not None and settings == self.configured
+        self.engine_path = self.engine_file if given else cached_engine_path(self.model, self.key)
         data = read_engine(self.engine_path, self.key)
         engine = self.runtime.deserialize_cuda_engine(data) if data else None
         if data and engine is None:
@@ -169,6 +188,15 @@ class TensorRTBackend:
         self.inputs = {n: (tuple(engine.get_tensor_shape(n)), self.dtypes[n]) for n in names if is_input[n]}
         self.outputs = {n: tuple(engine.get_tensor_shape(n)) for n in names if not is_input[n]}
         self.context = engine.create_execution_context()
+        if self.context is None:  # TensorRT's answer when the context's device memory cannot be had
+            raise RuntimeError(f"TensorRT cannot make an execution context for {self.model} (out of GPU "
+                               f"memory?)")
+
+    def _release(self) -> None:
+        """Let go of the engine and its context and return their device memory before another is
+        made (a Jetson's GPU shares the board's memory: two engines at once may not fit)."""
+        self.context = self.engine = None
+        self.cp.get_default_memory_pool().free_all_blocks()
 
     def _build(self, model: Path, fp16: bool, workspace: int, settings: dict) -> bytes:
         trt = self.trt
@@ -214,9 +242,10 @@ class TensorRTBackend:
             low, _, high = (tuple(s) for s in self.engine.get_tensor_profile_shape(name, 0))
             if len(shape) != len(low) or any(v < lo or v > hi for v, lo, hi in zip(shape, low, high)):
                 settings = grown_profile(settings, name, self.inputs[name][0], shape)
-        if settings is not self.settings:
+        if settings != self.settings:  # (a fixed axis cannot grow: set_input_shape then says so)
             log.warning("input shapes %s lie outside the TensorRT optimization profile; making an engine for "
                         "a profile that covers them (%s)", shapes, settings)
+            self._release()
             self._load_or_build(settings)
 
     def run(self, feeds: dict, output_names: list[str]) -> list[np.ndarray]:
@@ -224,6 +253,8 @@ class TensorRTBackend:
         with self.stream:
             arrays = {name: cp.ascontiguousarray(cp.asarray(feeds[name]).astype(self.dtypes[name], copy=False))
                       for name in self.inputs}
+            if self.engine is None:  # the last rebuild failed: try again (it says why again)
+                self._load_or_build(self.settings)
             self.fit_profile({name: tuple(array.shape) for name, array in arrays.items()})
             context = self.context
             keep_alive = []
@@ -236,7 +267,12 @@ class TensorRTBackend:
                 keep_alive.append(array)
             outputs = {}
             for name in self.outputs:
-                out = cp.empty(tuple(context.get_tensor_shape(name)), dtype=self.dtypes[name])
+                shape = tuple(context.get_tensor_shape(name))
+                if min(shape, default=0) < 0:
+                    raise ValueError(f"output {name!r} of {self.model.name} has a shape known only after "
+                                     f"running ({shape}), which the TensorRT backend does not support; "
+                                     f"use the onnxruntime backend for this model")
+                out = cp.empty(shape, dtype=self.dtypes[name])
                 context.set_tensor_address(name, out.data.ptr)
                 outputs[name] = out
             if not context.execute_async_v3(self.stream.ptr):

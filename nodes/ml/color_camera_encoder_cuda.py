@@ -35,6 +35,9 @@ __device__ __forceinline__ void cubic_weights(float x, float w[4]) {
     w[3] = 1.f - w[0] - w[1] - w[2];
 }
 
+// A source pixel's channel; 64-bit offsets: a source of 716 Mpx and more overflows an int.
+#define SRC(yy, xx, k) src[((long long)(yy) * src_w + (xx)) * 3 + (k)]
+
 extern "C" __global__ void resize_normalize(
         const unsigned char* src, const int src_h, const int src_w,
         float* dst, const int rows, const int cols, const int resized_h, const int resized_w,
@@ -49,7 +52,7 @@ extern "C" __global__ void resize_normalize(
     if (mode == 0) {  // nearest, centre-aligned
         const int sx = min((int)floor((x + 0.5) * scale_x), src_w - 1);
         const int sy = min((int)floor((y + 0.5) * scale_y), src_h - 1);
-        for (int c = 0; c < 3; ++c) value[c] = (float)src[(sy * src_w + sx) * 3 + channel[c]];
+        for (int c = 0; c < 3; ++c) value[c] = (float)SRC(sy, sx, channel[c]);
     } else if (mode == 1) {  // linear, as cv2.resize on float32
         // cv2 takes the fraction of the double position (a float position near 1000 px is off by up to 6e-5).
         const double px = (x + 0.5) * scale_x - 0.5, py = (y + 0.5) * scale_y - 0.5;
@@ -62,8 +65,8 @@ extern "C" __global__ void resize_normalize(
         const int sx1 = min(sx + 1, src_w - 1), sy1 = min(sy + 1, src_h - 1);
         for (int c = 0; c < 3; ++c) {
             const int k = channel[c];
-            const float top = (1.f - fx) * src[(sy * src_w + sx) * 3 + k] + fx * src[(sy * src_w + sx1) * 3 + k];
-            const float bottom = (1.f - fx) * src[(sy1 * src_w + sx) * 3 + k] + fx * src[(sy1 * src_w + sx1) * 3 + k];
+            const float top = (1.f - fx) * SRC(sy, sx, k) + fx * SRC(sy, sx1, k);
+            const float bottom = (1.f - fx) * SRC(sy1, sx, k) + fx * SRC(sy1, sx1, k);
             value[c] = (1.f - fy) * top + fy * bottom;
         }
     } else {  // cubic, as cv2.resize on float32 (A = -0.75, replicated border)
@@ -82,7 +85,7 @@ extern "C" __global__ void resize_normalize(
             float sum = 0.f;
             for (int j = 0; j < 4; ++j) {
                 float row = 0.f;
-                for (int i = 0; i < 4; ++i) row += wx[i] * src[(ys[j] * src_w + xs[i]) * 3 + k];
+                for (int i = 0; i < 4; ++i) row += wx[i] * SRC(ys[j], xs[i], k);
                 sum += wy[j] * row;
             }
             value[c] = sum;
@@ -128,7 +131,8 @@ class ColorCameraEncoderCuda(ColorCameraEncoder):
 
     def encode(self, pixels, sizes, levels=(0.0, 1.0)):
         cp = self._cupy
-        if cp is None or self.interpolation not in GPU_INTERPOLATION:
+        if cp is None or self.interpolation not in GPU_INTERPOLATION or pixels.dtype != np.uint8:
+            # (the kernel reads bytes; other depths are clipped on the CPU, not wrapped)
             return encode_cpu(pixels, sizes, levels=levels, **self.encoding_options())
         options = self.encoding_options()
         channel_map = (0, 1, 2)

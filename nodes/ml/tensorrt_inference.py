@@ -78,6 +78,10 @@ class TensorRTInference(Codelet):
             raise NodeError(str(unusable)) from None
         self._check_names(self._inputs, self.model.inputs, "input")
         self._check_names(self._outputs, self.model.outputs, "output")
+        unfed = sorted(set(self.model.inputs) - set(self._inputs)) if self._inputs else []
+        if unfed:  # every input is fed by name, or (no input_tensor_info) the model's own names
+            raise NodeError(f"input_tensor_info lists {sorted(self._inputs)} but the model also needs "
+                            f"{unfed}: list every input")
         self._feed_order = list(self._inputs) or list(self.model.inputs)
         self._output_names = list(self._outputs) or list(self.model.outputs)
         self.log.debug("%s: %s backend, model %s", self.full_name, self.model.name, model)

@@ -351,3 +351,15 @@ def test_emulated_cuda_kernel_stretches_like_the_cpu(emulated_kernel, interpolat
     cpu = encode(config, dark).tensors[0]
     assert cpu.max() > 0.9  # stretched: the dark image alone stays under 0.1
     np.testing.assert_allclose(encode_with_emulated_kernel(config, dark, emulated_kernel), cpu, atol=1e-4)
+
+
+def test_the_cuda_variant_clips_pixels_deeper_than_8_bits_as_the_cpu_does(emulated_kernel):
+    """The kernel reads bytes: a 16-bit image (a depth camera, a raw sensor) is encoded on the
+    CPU, its values clipped at 255, not wrapped modulo 256 on upload (4000 would read as 160)."""
+    pixels = np.full((40, 60, 3), 4000, np.uint16)
+    pixels[:, :30] = 100
+    config = {"rows": 20, "cols": 30, "interpolation": "nearest", "pixel_normalization_mode": "None",
+              "tensor_index_order": "012", "batch_dim": False}
+    emulated = encode_with_emulated_kernel(config, pixels, emulated_kernel)
+    assert set(np.unique(emulated)) == {100.0, 255.0}
+    np.testing.assert_array_equal(emulated, encode(config, pixels).tensors[0])

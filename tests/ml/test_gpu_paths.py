@@ -159,9 +159,11 @@ def fake_tensorrt(monkeypatch, tmp_path):
     trt.Runtime = lambda logger: SimpleNamespace(
         deserialize_cuda_engine=lambda data: FakeEngine(data) if data.startswith(b"ENGINE") else None)
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    freed = []
     monkeypatch.setattr(trt_backend, "cupy_with_device", lambda: SimpleNamespace(
-        cuda=SimpleNamespace(Stream=lambda non_blocking: None)))
-    monkeypatch.setattr(trt_backend, "gpu_name", lambda cp: "Orin (nvgpu)")
+        cuda=SimpleNamespace(Stream=lambda non_blocking: None),
+        get_default_memory_pool=lambda: SimpleNamespace(free_all_blocks=lambda: freed.append(1))))
+    monkeypatch.setattr(trt_backend, "gpu_identity", lambda cp: "Orin (nvgpu)")
     monkeypatch.setattr(engine_cache, "l4t_release", lambda: "R36.4.0")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     builds = []
@@ -211,6 +213,97 @@ def test_engine_file_path_loads_only_an_engine_built_for_this_key(model_path, fa
 
 
 @pytest.mark.timeout(60)
+def test_a_grown_profile_never_replaces_the_engine_file_the_user_gave(model_path, fake_tensorrt, tmp_path):
+    engine = tmp_path / "given.engine"
+    backend = make_backend(str(engine))
+    given = engine.read_bytes()
+    assert len(fake_tensorrt) == 1
+    backend.fit_profile({"image": (1, 3, 368, 1500)})  # a wider image: an engine for a grown profile
+    assert len(fake_tensorrt) == 2 and backend.engine_path != engine
+    assert backend.engine_path.parent == engine_cache.user_cache_dir() / "engines"
+    assert engine.read_bytes() == given  # the user's file still holds the engine for the configured profile
+    make_backend(str(engine))  # a restart loads it: no rebuild, and no ping-pong between the two profiles
+    assert len(fake_tensorrt) == 2
+
+
+@pytest.mark.timeout(60)
+def test_an_input_beyond_a_fixed_axis_is_refused_without_reloading_the_engine(model_path, fake_tensorrt,
+                                                                             monkeypatch):
+    backend = make_backend()
+    loads = []
+    monkeypatch.setattr(backend, "_load_or_build", lambda settings: loads.append(settings))
+    backend.fit_profile({"image": (1, 4, 368, 500)})  # 4 channels where the model fixes 3: no profile helps
+    backend.fit_profile({"image": (1, 4, 368, 500)})
+    assert loads == []  # (set_input_shape then refuses it, naming the profile)
+    backend.fit_profile({"image": (1, 3, 368, 1500)})
+    assert len(loads) == 1
+
+
+@pytest.mark.timeout(60)
+def test_no_execution_context_is_an_error_and_auto_runs_on_onnxruntime(model_path, fake_tensorrt, monkeypatch,
+                                                                      caplog):
+    monkeypatch.setattr(FakeEngine, "create_execution_context", lambda self: None)  # TensorRT, out of memory
+    with pytest.raises(RuntimeError, match="cannot make an execution context"):
+        make_backend()
+    monkeypatch.setattr(trt_backend, "tensorrt_available", lambda: (True, ""))
+    caplog.set_level(logging.WARNING)
+    h = Harness(TensorRTInference, {"model_file_path": MODEL, "backend": "auto"}).start()
+    assert h.component.model.name == "onnxruntime" and "cannot make an execution context" in caplog.text
+    h.stop()
+
+
+def test_the_progress_monitor_takes_calls_from_several_build_threads(caplog):
+    """TensorRT calls its monitor from its build threads and cancels the build when a call raises
+    (its binding turns an exception into "cancel")."""
+    import threading
+
+    class IProgressMonitor:
+        def __init__(self):
+            pass
+
+    caplog.set_level(logging.WARNING)
+    monitor = trt_backend.build_progress_monitor(SimpleNamespace(IProgressMonitor=IProgressMonitor), every=0.0)
+    errors = []
+
+    def phases(tag):
+        try:
+            for i in range(300):  # phases open and close while the others' lines list them
+                monitor.phase_start(f"{tag} {i}", None, 5)
+                assert monitor.step_complete(f"{tag} {i}", 1) is True
+                if i % 3:
+                    monitor.phase_finish(f"{tag} {i}")
+        except Exception as error:  # what TensorRT would have taken as "cancel the build"
+            errors.append(error)
+
+    threads = [threading.Thread(target=phases, args=(tag,)) for tag in "abcd"]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often, as TensorRT's native threads do
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []
+
+
+def test_a_progress_line_that_cannot_be_written_does_not_cancel_the_build():
+    class IProgressMonitor:
+        def __init__(self):
+            pass
+
+    class Closed:
+        def isatty(self):
+            raise ValueError("I/O operation on closed file")
+
+    monitor = trt_backend.build_progress_monitor(SimpleNamespace(IProgressMonitor=IProgressMonitor), Closed(), 0.0)
+    monitor.phase_start("Building engine", None, 3)
+    assert monitor.step_complete("Building engine", 0) is True
+    monitor.phase_finish("Building engine")
+
+
+@pytest.mark.timeout(60)
 def test_a_read_only_cache_runs_the_engine_from_memory(model_path, fake_tensorrt, monkeypatch, caplog):
     def refuse(path, data):
         raise PermissionError(13, "Permission denied", str(path))
@@ -220,6 +313,16 @@ def test_a_read_only_cache_runs_the_engine_from_memory(model_path, fake_tensorrt
     backend = make_backend()
     assert backend.engine is not None and backend.context is not None
     assert "running it from memory" in caplog.text and "Permission denied" in caplog.text
+
+
+def test_the_gpu_in_the_engine_key_tells_jetson_modules_of_one_name_apart():
+    from graphflow.packs.ml._cuda import identity_of
+
+    # What cudaGetDeviceProperties gives on an Orin Nano 8 GB and an AGX Orin 64 GB: one name.
+    nano = {"name": b"Orin", "major": 8, "minor": 7, "multiProcessorCount": 8, "totalGlobalMem": 7_990_000_000}
+    agx = {"name": b"Orin", "major": 8, "minor": 7, "multiProcessorCount": 16, "totalGlobalMem": 64_300_000_000}
+    assert identity_of(nano) == "Orin, sm 8.7, 8 SMs, 7 GiB"
+    assert identity_of(agx) == "Orin, sm 8.7, 16 SMs, 60 GiB"
 
 
 def test_the_engine_key_names_the_l4t_release(tmp_path):
@@ -246,7 +349,9 @@ def test_gpu_extras_match_the_deploy_targets():
     for name in ("jetson-jp6", "jetson-jp7"):
         names = {r.split("=")[0].split(">")[0].split("<")[0] for r in extras[name]}
         assert names == set(TARGETS[name].gpu), name  # TensorRT on a Jetson comes from JetPack, not PyPI
-    assert {r.split(">")[0] for r in extras["gpu"]} >= {"cupy-cuda12x", "tensorrt"}
+    # CUDA 12 builds of both: the bare "tensorrt" package installs its CUDA 13 build, which would
+    # sit beside CuPy's CUDA 12 in one process and needs a newer driver.
+    assert {r.split(">")[0] for r in extras["gpu"]} == {"cupy-cuda12x", "tensorrt-cu12"}
 
 
 # -- on a real CUDA GPU -----------------------------------------------------------------------------

@@ -124,6 +124,23 @@ def test_bad_tensor_info_fails_in_start(model_path):
 
 
 @needs_model
+def test_input_tensor_info_must_list_every_input_of_a_model_with_several(model_path, monkeypatch):
+    """A model with two inputs (as a backend reports them) and input_tensor_info naming one:
+    refused in start, not a missing feed on the first frame."""
+    from types import SimpleNamespace
+
+    two_inputs = SimpleNamespace(name="onnxruntime", inputs={"image": ((1, 3, -1, -1), np.float32),
+                                                             "scale": ((1,), np.float32)},
+                                 outputs={"heatmaps": (1, 19, -1, -1)})
+    monkeypatch.setattr(TensorRTInference, "_make_backend", lambda self, model: two_inputs)
+    with pytest.raises(NodeError, match=r"lists \['image'\] but the model also needs \['scale'\]"):
+        Harness(TensorRTInference, {"model_file_path": MODEL,
+                                    "input_tensor_info": [{"operation_name": "image"}]}).start()
+    both = [{"operation_name": "image"}, {"operation_name": "scale"}]
+    Harness(TensorRTInference, {"model_file_path": MODEL, "input_tensor_info": both}).start().stop()
+
+
+@needs_model
 @pytest.mark.parametrize("damage", ["cut", "empty", "text"])
 def test_a_damaged_model_file_fails_in_start_in_one_line(model_path, tmp_path, damage):
     """A model cut short by a failed copy, an empty file, or text under a model's name: one line
