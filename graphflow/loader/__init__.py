@@ -10,6 +10,8 @@ names when something looks misspelt. All problems are reported at once.
 """
 from __future__ import annotations
 
+import json
+import tempfile
 from pathlib import Path
 
 from ..registry import Registry
@@ -19,7 +21,7 @@ from .spec import COMMAND_LINE, AppError, AppInvalid, AppSpec, ComponentSpec, Ed
 from .validate import validate
 
 __all__ = ["AppError", "AppInvalid", "AppSpec", "COMMAND_LINE", "ComponentSpec", "EdgeSpec", "SCHEMA_DIR",
-           "load_app", "read_json"]
+           "load_app", "load_app_data", "read_json"]
 
 
 def load_app(path: str | Path, overlays=(), sets=(), registry: Registry | None = None,
@@ -40,3 +42,20 @@ def load_app(path: str | Path, overlays=(), sets=(), registry: Registry | None =
         return build_spec(composition, registry)
     except RecursionError:  # JSON nested deeper than the checks can follow, or a graph too deep to walk
         raise AppInvalid([AppError(str(path), "$", "nested too deeply (or a graph too deep) to check")]) from None
+
+
+def load_app_data(data: dict, file_name: str = "app.app.json") -> AppSpec:
+    """An app from the composed JSON that a recording or a running app hands on. Its
+    ``module_dirs`` (pack name → the folder it was named from) finds packs kept beside the
+    original app file; a pack not there is looked for as usual, and reported missing as usual."""
+    registry = Registry()
+    for name, folder in (data.get("module_dirs") or {}).items():
+        if Path(folder).is_dir():
+            try:
+                registry.load_pack(name, Path(folder))
+            except Exception:  # not loadable from there: the loader tries the usual places and says why
+                pass
+    with tempfile.TemporaryDirectory(prefix="graphflow-app-") as folder:
+        path = Path(folder) / file_name
+        path.write_text(json.dumps({key: value for key, value in data.items() if key != "module_dirs"}))
+        return load_app(path, registry=registry)

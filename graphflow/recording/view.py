@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
-import json
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -215,18 +213,13 @@ class Player:
 def recorded_app(recording: Recording, clock):
     """The App of the recording's attached app (built, not run), with ``clock`` as its clock."""
     from ..app import App
-    from ..loader import load_app
+    from ..loader import load_app_data
 
     data = recording.app()
     if data is None:
         raise RecordingInvalid(f"{recording.path} has no attached app (app.json), so there is no graph to show; "
                                f"graphflow info and export still read it")
-    with tempfile.TemporaryDirectory(prefix="graphflow-view-") as folder:
-        path = Path(folder) / "recorded.app.json"
-        app_file = {key: value for key, value in data.items() if key != "module_dirs"}
-        path.write_text(json.dumps(app_file))
-        spec = load_app(path)
-    return App(spec, clock=clock)
+    return App(load_app_data(data, "recorded.app.json"), clock=clock)
 
 
 def serve(path: Path, host: str = "127.0.0.1", port: int = 3000, out=None):

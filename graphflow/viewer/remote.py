@@ -37,11 +37,9 @@ import secrets
 import signal
 import socket
 import sys
-import tempfile
 import threading
 import time
 from collections import deque
-from pathlib import Path
 from typing import Callable
 
 import msgpack
@@ -682,26 +680,13 @@ class RemoteApp:
 def _build(info: dict, clock):
     """The local App of a remote app's composed file (built, never run), with its current params."""
     from ..app import App
-    from ..loader import AppInvalid, load_app
+    from ..loader import AppInvalid, load_app_data
 
-    from ..registry import Registry
-
-    data = {key: value for key, value in info["app"].items() if key != "module_dirs"}
-    registry = Registry()
-    for name, folder in (info["app"].get("module_dirs") or {}).items():
-        if Path(folder).is_dir():  # a pack beside the app's file, where this host has the same tree
-            try:
-                registry.load_pack(name, Path(folder))
-            except Exception:  # not here after all: the loader looks for it as usual and says so
-                pass
-    with tempfile.TemporaryDirectory(prefix="graphflow-view-") as folder:
-        path = Path(folder) / f"{data.get('name', 'remote')}.app.json"
-        path.write_text(json.dumps(data))
-        try:
-            spec = load_app(path, registry=registry)
-        except AppInvalid as exc:
-            raise ViewError(f"the remote app cannot be built here (are its node packs installed?): "
-                            f"{exc.errors[0]}") from None
+    try:  # (a pack beside the app's file is found where this host has the same tree)
+        spec = load_app_data(info["app"], f"{info['app'].get('name', 'remote')}.app.json")
+    except AppInvalid as exc:
+        raise ViewError(f"the remote app cannot be built here (are its node packs installed?): "
+                        f"{exc.errors[0]}") from None
     app = App(spec, clock=clock)
     _apply_params(app, info.get("config") or {})
     return app

@@ -779,3 +779,53 @@ def test_every_recording_run_option_is_passed_on_to_a_split_apps_process():
     again = parser.parse_args(run_options_given(parsed))
     assert vars(again) == {**vars(parsed), "record": Path("x.mcap").resolve()}
     assert run_options_given(parser.parse_args([])) == []
+
+
+DOUBLING_PACK = '''
+from graphflow import Codelet, Rx, Tx
+from graphflow.packs.demo.messages import Number
+
+
+class Double(Codelet):
+    """Doubles every number."""
+    number = Rx(Number, "In.")
+    doubled = Tx(Number, "Out.")
+
+    def start(self):
+        self.tick_on_message(self.number)
+
+    def tick(self):
+        message = self.number.read()
+        self.doubled.publish(Number(2 * message.payload.value), acqtime=message.acqtime)
+'''
+
+
+@pytest.mark.timeout(120)
+def test_a_recording_of_an_app_with_a_pack_beside_it_opens_in_the_viewer_from_anywhere(tmp_path):
+    """The recording keeps the folder each pack was named from; the viewer builds the recorded
+    app with it (it once rebuilt the app in a temporary folder, where './mypack' is not)."""
+    import socket
+
+    project = tmp_path / "project"
+    (project / "mypack").mkdir(parents=True)
+    (project / "mypack" / "__init__.py").write_text(DOUBLING_PACK)
+    app = {"name": "doubling", "modules": ["demo", "./mypack"],
+           "graph": {"nodes": [{"name": "count", "components": [{"name": "c", "type": "demo.Counter"}]},
+                               {"name": "double", "components": [{"name": "d", "type": "mypack.Double"}]}],
+                     "edges": [{"source": "count/c/number", "target": "double/d/number"}]},
+           "config": {"count": {"c": {"count": 5, "tick_period": "10ms"}}}}
+    (project / "doubling.app.json").write_text(json.dumps(app))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    run = subprocess.run([sys.executable, "-m", "graphflow.cli", "run", str(project / "doubling.app.json"),
+                          "--record", str(tmp_path / "run.mcap"), "--no-viewer", "--quiet"],
+                         capture_output=True, text=True, cwd=elsewhere, timeout=60)
+    assert run.returncode == 0, run.stderr
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    view = subprocess.run([sys.executable, "-m", "graphflow.cli", "view", str(tmp_path / "run.mcap"),
+                           "--viewer-port", str(port), "--duration", "1"],
+                          capture_output=True, text=True, cwd=elsewhere, timeout=60)
+    assert view.returncode == 0, view.stderr
+    assert f"http://127.0.0.1:{port}/" in view.stdout
