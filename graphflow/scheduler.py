@@ -423,6 +423,8 @@ class Scheduler(Runtime):
         self.left_over = sum(rx.available() for c in self.components for rx in c.inputs.values())
         if self.left_over:
             log.info("%d message(s) were still queued at stop", self.left_over)
+        if not self._stop_requested and self.failure is None:
+            self._warn_of_drops()
         for component in reversed(self.components):
             if not self._states[component].started:
                 continue
@@ -436,6 +438,21 @@ class Scheduler(Runtime):
                     self.failure = NodeFailure(component.full_name, "stop", trace)
 
     # -- internals ----------------------------------------------------------------------------
+    def _warn_of_drops(self) -> None:
+        """The app ended by itself, its input run through (a folder, a video, a recording): each
+        message was meant to be processed, so an input that dropped some says so. (On a live
+        input, stopped by the user, keeping the newest is the point: no warning.)"""
+        for component in self.components:
+            synchronized = getattr(component.tick_policy, "tolerance", None) is not None
+            for rx in component.inputs.values():
+                if rx.dropped:
+                    log.warning("%s dropped %d of the %d messages it received (queue %d, policy %r); to "
+                                "take every message of a finite input, give its edge "
+                                "\"queue\": {\"policy\": \"block\"}%s", rx.name, rx.dropped, rx.received,
+                                rx.queue_size, rx.policy,
+                                " (its component is synchronized: a message that matches none on its other "
+                                "inputs is dropped too)" if synchronized else "")
+
     def _running_nodes(self) -> list[str]:
         """This thread's stack of nodes in a tick (a block-queue publish can tick another inline)."""
         nodes = getattr(self._local, "nodes", None)

@@ -189,6 +189,42 @@ def test_queue_policy_latest_and_reject_drop_and_count(policy, kept):
     assert [rx.read().payload.value for _ in range(3)] == kept
 
 
+def _drop_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and " dropped " in r.getMessage()]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("policy", ["latest", "block"])
+def test_an_app_that_ran_through_its_input_warns_of_the_messages_an_input_dropped(policy, caplog):
+    """An app that ended by itself ran over a finite input (files, a video, a recording): each
+    message was meant to be processed. Only the dropping queue says so, with its numbers."""
+    source = testpack.Source("src", "s", {"tick_period": "0ms", "count": 200})
+    slow = testpack.Collect("slow", "c", {"work_s": 0.0005})
+    slow.inputs["number"].configure(queue_size=2, policy=policy)
+    wire(source, "number", slow, "number")
+    scheduler = Scheduler([source, slow], workers=2)
+    scheduler.run(duration=20)
+    rx = slow.inputs["number"]
+    if policy == "block":
+        assert rx.dropped == 0 and _drop_warnings(caplog) == []
+    else:
+        assert rx.dropped > 0 and len(slow.values) == 200 - rx.dropped
+        assert _drop_warnings(caplog) == [
+            f"slow/c/number dropped {rx.dropped} of the 200 messages it received (queue 2, policy 'latest'); "
+            f"to take every message of a finite input, give its edge \"queue\": {{\"policy\": \"block\"}}"]
+
+
+@pytest.mark.timeout(60)
+def test_a_live_run_stopped_by_the_user_does_not_warn_of_drops(caplog):
+    source = testpack.Source("src", "s", {"tick_period": "0ms", "count": 10**9})
+    slow = testpack.Collect("slow", "c", {"work_s": 0.0005})
+    slow.inputs["number"].configure(queue_size=2, policy="latest")
+    wire(source, "number", slow, "number")
+    scheduler = Scheduler([source, slow], workers=2)
+    scheduler.run(duration=0.3)  # as Ctrl-C, SIGTERM or --duration: keeping the newest was the point
+    assert slow.inputs["number"].dropped > 0 and _drop_warnings(caplog) == []
+
+
 def test_queue_policy_block_applies_backpressure_loses_nothing_and_blocks_no_worker():
     source = testpack.Source("src", "s", {"tick_period": "0ms", "count": 200})
     slow = testpack.Collect("slow", "c", {"work_s": 0.0005})  # queue of 4, policy block
