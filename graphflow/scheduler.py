@@ -424,7 +424,7 @@ class Scheduler(Runtime):
         if self.left_over:
             log.info("%d message(s) were still queued at stop", self.left_over)
         if not self._stop_requested and self.failure is None:
-            self._warn_of_drops()
+            self._warn_of_lost_messages()
         for component in reversed(self.components):
             if not self._states[component].started:
                 continue
@@ -438,20 +438,27 @@ class Scheduler(Runtime):
                     self.failure = NodeFailure(component.full_name, "stop", trace)
 
     # -- internals ----------------------------------------------------------------------------
-    def _warn_of_drops(self) -> None:
+    def _warn_of_lost_messages(self) -> None:
         """The app ended by itself, its input run through (a folder, a video, a recording): each
-        message was meant to be processed, so an input that dropped some says so. (On a live
-        input, stopped by the user, keeping the newest is the point: no warning.)"""
+        message was meant to be processed, so an input that dropped some, and a component that
+        left some untaken, say so. (On a live input stopped by the user, keeping the newest is the
+        point: no warning.)"""
         for component in self.components:
-            synchronized = getattr(component.tick_policy, "tolerance", None) is not None
-            for rx in component.inputs.values():
+            inputs = list(component.inputs.values())
+            policy = component.tick_policy
+            # With several inputs the tick policy may drop or leave messages too (synchronized: those
+            # that match none on the other inputs): say what it is.
+            ticks = f"; {component.full_name} ticks {policy.describe()}" if policy and len(inputs) > 1 else ""
+            for rx in inputs:
                 if rx.dropped:
-                    log.warning("%s dropped %d of the %d messages it received (queue %d, policy %r); to "
+                    log.warning("%s dropped %d of the %d messages it received (queue %d, policy %r%s); to "
                                 "take every message of a finite input, give its edge "
-                                "\"queue\": {\"policy\": \"block\"}%s", rx.name, rx.dropped, rx.received,
-                                rx.queue_size, rx.policy,
-                                " (its component is synchronized: a message that matches none on its other "
-                                "inputs is dropped too)" if synchronized else "")
+                                "\"queue\": {\"policy\": \"block\"}", rx.name, rx.dropped, rx.received,
+                                rx.queue_size, rx.policy, ticks)
+            left = [f"{rx.available()} in {rx.decl.name}" for rx in inputs if rx.available()]
+            if left and policy is not None:
+                log.warning("%s: messages its tick policy never took were left in its inputs (%s); it ticks %s",
+                            component.full_name, ", ".join(left), policy.describe())
 
     def _running_nodes(self) -> list[str]:
         """This thread's stack of nodes in a tick (a block-queue publish can tick another inline)."""

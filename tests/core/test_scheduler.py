@@ -214,6 +214,39 @@ def test_an_app_that_ran_through_its_input_warns_of_the_messages_an_input_droppe
             f"to take every message of a finite input, give its edge \"queue\": {{\"policy\": \"block\"}}"]
 
 
+class _Numbers(Codelet):
+    """Publishes `count` numbers, one per tick, then is exhausted."""
+    out = Tx(Number)
+    count = Param(int, 3)
+
+    def start(self):
+        self.sent = 0
+        self.tick_periodically("1ms")
+
+    def tick(self):
+        self.out.publish(Number(float(self.sent)))
+        self.sent += 1
+        if self.sent >= self.count:
+            self.report_exhausted()
+
+
+@pytest.mark.timeout(60)
+def test_an_app_that_ran_through_its_input_warns_of_messages_no_tick_took(caplog):
+    """A synchronized adder whose second input never gets a message (as a replay that feeds only
+    one of a visualizer's inputs): its first input's messages are left, and the run says so."""
+    numbers = _Numbers("numbers", "n")
+    adder = Add("add", "add", {"tolerance": "1ms"})
+    adder.inputs["a"].configure(queue_size=10)
+    wire(numbers, "out", adder, "a")
+    _Feeder("silent", "f").outputs["out"].connect(adder.inputs["b"])
+    scheduler = Scheduler([numbers, adder], workers=1)
+    scheduler.run(duration=20)
+    assert scheduler.left_over == 3
+    assert [r.getMessage() for r in caplog.records if "never took" in r.getMessage()] == [
+        "add/add: messages its tick policy never took were left in its inputs (3 in a); it ticks "
+        "synchronized a, b (tolerance 0.001s)"]
+
+
 @pytest.mark.timeout(60)
 def test_a_live_run_stopped_by_the_user_does_not_warn_of_drops(caplog):
     source = testpack.Source("src", "s", {"tick_period": "0ms", "count": 10**9})
@@ -223,6 +256,7 @@ def test_a_live_run_stopped_by_the_user_does_not_warn_of_drops(caplog):
     scheduler = Scheduler([source, slow], workers=2)
     scheduler.run(duration=0.3)  # as Ctrl-C, SIGTERM or --duration: keeping the newest was the point
     assert slow.inputs["number"].dropped > 0 and _drop_warnings(caplog) == []
+    assert not any("never took" in r.getMessage() for r in caplog.records)
 
 
 def test_queue_policy_block_applies_backpressure_loses_nothing_and_blocks_no_worker():
