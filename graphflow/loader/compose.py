@@ -32,7 +32,12 @@ def compose(sources: Sources, sets: list[str], io_values: dict[str, str]) -> Com
     _refuse_io_also_set(composition, io_values, sets)
     set_texts = _io_sets(composition, io_values) + list(sets)
     _apply_sets(composition, set_texts)
+    composition.channel_aliases = _interface_outputs(composition)
     composition.errors += _collapse_interfaces(composition)
+    for body in composition.ui_config.get("windows", {}).values():
+        for channel in body.get("channels", []) if isinstance(body, dict) else []:
+            if isinstance(channel, dict) and channel.get("name") in composition.channel_aliases:
+                channel["name"] = composition.channel_aliases[channel["name"]]
     return composition
 
 
@@ -143,6 +148,26 @@ def _apply_sets(composition: Composition, sets: list[str]) -> None:
 def _origin(edge: EdgeSpec, part: str) -> tuple[str, str]:
     """(file, JSON path) of the edge that wrote ``part`` of ``edge``."""
     return (edge.written or {}).get(part, (edge.file, edge.path))
+
+
+def _interface_outputs(composition: Composition) -> dict[str, str]:
+    """Each subgraph interface port that one channel feeds (through nested interfaces too) ->
+    that channel. (Before the interfaces collapse: afterwards only the edges to real inputs are left.)"""
+    interfaces = {c.full_name for c in composition.components if c.type == INTERFACE_TYPE}
+    feeds: dict[str, list[str]] = {}
+    for edge in composition.edges:
+        if edge.target.rsplit("/", 1)[0] in interfaces:
+            feeds.setdefault(edge.target, []).append(edge.source)
+    aliases = {}
+    for port, sources in feeds.items():
+        seen = {port}
+        source = sources[0] if len(sources) == 1 else None  # a port fed by several channels names none
+        while source is not None and source in feeds and source not in seen:
+            seen.add(source)
+            source = feeds[source][0] if len(feeds[source]) == 1 else None
+        if source is not None and source.rsplit("/", 1)[0] not in interfaces:
+            aliases[port] = source
+    return aliases
 
 
 def _collapse_interfaces(composition: Composition) -> list[AppError]:

@@ -89,6 +89,7 @@ class Composition:
     config_origins: dict[tuple[str, str], tuple[str, str, str]] = field(default_factory=dict)  # file, node path, component path
     io: dict[str, list[str]] = field(default_factory=dict)  # "input"/"output" -> param paths
     ui_config: dict = field(default_factory=dict)
+    channel_aliases: dict[str, str] = field(default_factory=dict)  # subgraph interface output -> the channel it forwards
     errors: list[AppError] = field(default_factory=list)
     fatal: bool = False  # the errors leave nothing to validate (unreadable or schema-invalid files)
 
@@ -112,6 +113,13 @@ class AppSpec:
     types: Mapping[str, type]  # component full name -> class
     io: Mapping[str, tuple[str, ...]]
     ui_config: dict  # a copy: the viewer reads it as JSON
+    # A subgraph's interface output ("pose.interface/subgraph/skeletons") -> the channel it forwards
+    # ("pose.refine/refine_part_coordinates/skeletons_out"): users may name a channel either way.
+    channel_aliases: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def channel_name(self, name: str) -> str:
+        """The channel ``name`` stands for: itself, or the channel a subgraph interface forwards."""
+        return self.channel_aliases.get(name, name)
 
     def params_of(self, full_name: str) -> dict[str, Any]:
         return dict(self.config.get(full_name, {}))
@@ -146,4 +154,5 @@ def build_spec(composition: Composition, registry) -> AppSpec:
                     for e in composition.edges),
         config=MappingProxyType(config), types=MappingProxyType(types),
         io=MappingProxyType({key: tuple(targets) for key, targets in composition.io.items()}),
-        ui_config=copy.deepcopy(composition.ui_config))
+        ui_config=copy.deepcopy(composition.ui_config),
+        channel_aliases=MappingProxyType(dict(composition.channel_aliases)))

@@ -68,8 +68,8 @@ def start_observers(args, app) -> list:
         raise RecordingError("--channels chooses what --record records: give --record FILE.mcap too")
     if getattr(args, "record", None):
         split = parse_size(args.record_split) if args.record_split else None
-        recorder = Recorder(args.record, channels=ChannelFilter(args.channels), lossless=args.record_lossless,
-                            split_bytes=split, app=composed_app(app.spec),
+        recorder = Recorder(args.record, channels=ChannelFilter(args.channels, app.spec.channel_aliases),
+                            lossless=args.record_lossless, split_bytes=split, app=composed_app(app.spec),
                             compression=args.record_compression or DEFAULT_COMPRESSION,
                             foxglove_channels=args.record_foxglove)
         observers.append(recorder.start(app))

@@ -188,6 +188,7 @@ def replay_spec(spec: AppSpec, recording: Recording, options: ReplayOptions) -> 
     plan: list[tuple[str, str, str]] = []
     if options.maps:
         for source, target in options.maps:
+            target = spec.channel_name(target)  # a subgraph's interface port: the channel it forwards
             if source not in recorded:
                 raise ReplayError(f"--map {source}={target}: the recording has no channel {source!r}"
                                   f"{_near(source, recorded) or f' (it has: {sorted(recorded)})'}")

@@ -41,7 +41,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import msgpack
 
@@ -85,17 +85,23 @@ class ChannelFilter:
     """Which channels to record: every one, or those matching a glob pattern (``--channels``,
     repeatable, e.g. ``'feeder/*'``, ``'*/skeletons*'``)."""
 
-    def __init__(self, patterns: Iterable[str] = ()):
+    def __init__(self, patterns: Iterable[str] = (), aliases: Mapping[str, str] | None = None):
+        """``aliases``: other names of channels (a subgraph's interface ports, see
+        ``AppSpec.channel_aliases``); a pattern that matches one selects the channel it names."""
         self.patterns = [p for p in patterns if p]
+        aliases = aliases or {}
+        self._aliased = {p: [channel for alias, channel in aliases.items() if fnmatch.fnmatchcase(alias, p)]
+                         for p in self.patterns}
 
     def __call__(self, name: str) -> bool:
-        return not self.patterns or any(fnmatch.fnmatchcase(name, p) for p in self.patterns)
+        return not self.patterns or any(fnmatch.fnmatchcase(name, p) or name in self._aliased[p]
+                                        for p in self.patterns)
 
     def check(self, names: Iterable[str]) -> None:
         """Every pattern must match some channel: a misspelt one is an error, not an empty file."""
         names = list(names)
         for pattern in self.patterns:
-            if not any(fnmatch.fnmatchcase(name, pattern) for name in names):
+            if not any(fnmatch.fnmatchcase(name, pattern) or name in self._aliased[pattern] for name in names):
                 near = ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
                 raise RecordingError(f"--channels {pattern!r} matches no channel of the app (it has: {near})")
 

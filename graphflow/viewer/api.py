@@ -290,6 +290,7 @@ class Api:
     # -- messages --------------------------------------------------------------------------------
     def latest(self, channel: str):
         """(channel, its newest message or None); 404 for an unknown channel."""
+        channel = self.app.spec.channel_name(channel)
         tx = self.app.channels().get(channel)
         if tx is None:
             raise ApiError(404, f"unknown channel {channel!r}{near(channel, self.app.channels())}")
@@ -303,8 +304,8 @@ class Api:
 
     def message(self, channel: str) -> dict:
         """The newest message of a channel, summarized for JSON."""
-        _, message = self._published(channel)
-        return {"channel": channel, **encode.inspect_message(message, self.now())}
+        tx, message = self._published(channel)
+        return {"channel": tx.name, **encode.inspect_message(message, self.now())}
 
     def image(self, channel: str, width: int = 4096, height: int = 4096) -> tuple[bytes, str]:
         """The newest image of a channel, encoded (JPEG, PNG without OpenCV) within width×height."""

@@ -288,6 +288,40 @@ def test_subgraph_interface_unknown_channel(tmp_path, repo):
         f"{path}: $.graph.edges[0].target: subgraph interface arith.interface/subgraph has no input 'aa'; did you mean 'a'?"]
 
 
+def test_a_subgraph_interface_port_names_the_channel_it_forwards_nested_too(tmp_path, repo):
+    """Users name a subgraph's channels by its interface (``arith.interface/subgraph/total``):
+    in ui_config, --channels, --map and the viewer's API, as in edges. Expected names read from
+    apps/scale_add.subgraph.json: total is add/add/total's; a and b the tickers' outputs."""
+    outer = {"name": "outer", "modules": ["demo"], "graph": {
+        "nodes": [{"name": "interface", "components": [{"name": "subgraph", "type": "Subgraph"}]},
+                  {"name": "arith", "subgraph": str(repo / "apps" / "scale_add.subgraph.json")}],
+        "edges": [{"source": "interface/subgraph/a", "target": "arith.interface/subgraph/a"},
+                  {"source": "interface/subgraph/b", "target": "arith.interface/subgraph/b"},
+                  {"source": "arith.interface/subgraph/total", "target": "interface/subgraph/total"}]}}
+    write(tmp_path, outer, "outer.subgraph.json")
+    app = json.loads((repo / "apps" / "demo.app.json").read_text())
+    app["graph"]["nodes"][1] = {"name": "wrap", "subgraph": "outer.subgraph.json"}
+    app["graph"]["edges"] = [{"source": "ticker/ones/number", "target": "wrap.interface/subgraph/a"},
+                             {"source": "ticker/tens/number", "target": "wrap.interface/subgraph/b"},
+                             {"source": "wrap.interface/subgraph/total", "target": "sink/writer/number"}]
+    app["config"] = {"sink": {"writer": {"path": str(tmp_path / "n.jsonl")}}}
+    app["ui_config"] = {"windows": {"sums": {"renderer": "plot", "channels": [
+        {"name": "wrap.interface/subgraph/total"}, {"name": "ticker/ones/number"}]}}}
+    spec = load_app(write(tmp_path, app))
+    assert dict(spec.channel_aliases) == {
+        "wrap.interface/subgraph/total": "wrap.arith.add/add/total",  # through two interfaces
+        "wrap.arith.interface/subgraph/total": "wrap.arith.add/add/total",
+        "wrap.interface/subgraph/a": "ticker/ones/number", "wrap.arith.interface/subgraph/a": "ticker/ones/number",
+        "wrap.interface/subgraph/b": "ticker/tens/number", "wrap.arith.interface/subgraph/b": "ticker/tens/number"}
+    assert spec.channel_name("wrap.interface/subgraph/total") == "wrap.arith.add/add/total"
+    assert spec.channel_name("ticker/ones/number") == "ticker/ones/number"
+    assert [c["name"] for c in spec.ui_config["windows"]["sums"]["channels"]] == [
+        "wrap.arith.add/add/total", "ticker/ones/number"]
+    app["ui_config"]["windows"]["sums"]["channels"][0]["name"] = "wrap.interface/subgraph/totl"
+    with pytest.raises(AppInvalid, match=r"ui_config\.windows\.sums\.channels\[0\]"):
+        load_app(write(tmp_path, app))
+
+
 @pytest.mark.parametrize("edge, key, port, message", [
     (2, "target", "sink/writer/numbr", "demo.NumberWriter has no input (Rx) port 'numbr'; did you mean 'number'?"),
     (0, "source", "ticker/ones/numbr", "demo.Counter has no output (Tx) port 'numbr'; did you mean 'number'?"),

@@ -125,6 +125,22 @@ def test_channel_patterns_choose_and_a_pattern_matching_nothing_is_an_error(repo
     assert not (tmp_path / "x.mcap").exists()
 
 
+@pytest.mark.timeout(60)
+def test_channel_patterns_may_name_a_subgraph_interface(repo, tmp_path):
+    """'arith.interface/*' selects the channels the demo's subgraph forwards (apps/scale_add.subgraph.json:
+    total is arith.add/add/total; a and b are the tickers')."""
+    path = tmp_path / "arith.mcap"
+    run_demo(repo, path, seconds=0.1, channels=ChannelFilter(["arith.interface/*"], App.load(
+        repo / "apps" / "demo.app.json").spec.channel_aliases))
+    with Recording(path) as rec:
+        assert set(rec.by_topic) == {"arith.add/add/total", "ticker/ones/number", "ticker/tens/number"}
+    only_total = ChannelFilter(["arith.interface/subgraph/total"], {"arith.interface/subgraph/total": "arith.add/add/total"})
+    assert only_total("arith.add/add/total") and not only_total("ticker/ones/number")
+    only_total.check(["arith.add/add/total", "ticker/ones/number"])
+    with pytest.raises(RecordingError, match="matches no channel"):
+        ChannelFilter(["arith.interface/subgraph/totl"], {"arith.interface/subgraph/total": "x"}).check(["x"])
+
+
 def test_parse_size():
     assert parse_size("500MB") == 500_000_000
     assert parse_size("2MiB") == 2 * 1024 * 1024
@@ -381,6 +397,21 @@ def test_replay_rate_start_end_and_loop(repo, tmp_path):
     # onto an input port: it is fed instead of what was wired to it (the counter, then unused, goes)
     assert main(args + ["--rate", "max", "--map", "ticker/ones/number=sink/writer/number"]) == 0
     assert out.read_text() == live.read_text()
+
+
+@pytest.mark.timeout(60)
+def test_replay_map_may_name_a_subgraph_interface_port(repo, tmp_path):
+    """--map onto arith.interface/subgraph/a and /b (apps/scale_add.subgraph.json): onto the channels
+    that feed them, the tickers'. The demo adds 3·a + b of matched pairs: 3·i + 10·i = 13·i."""
+    path = tmp_path / "ticker.mcap"
+    run_demo(repo, path, seconds=0.2, channels=["ticker/*"])
+    out = tmp_path / "replayed.jsonl"
+    assert main(["replay", str(path), str(repo / "apps" / "demo.app.json"), "--no-viewer", "--quiet",
+                 "--rate", "max", "--set", f"sink/writer/path={out}",
+                 "--map", "ticker/ones/number=arith.interface/subgraph/a",
+                 "--map", "ticker/tens/number=arith.interface/subgraph/b"]) == 0
+    values = [json.loads(line)["value"] for line in out.read_text().splitlines()]
+    assert len(values) >= 5 and all(value % 13 == 0 for value in values)
 
 
 def test_replay_options_that_do_not_fit_are_one_line_errors(repo, tmp_path, capsys):

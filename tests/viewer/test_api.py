@@ -51,6 +51,25 @@ def test_channels_have_type_and_rate(running, viewer_target):
     assert "pixels" in channels[viewer_target.image]["fields"]
 
 
+def test_a_channel_may_be_asked_for_by_its_subgraph_interface_name(tmp_path):
+    """apps/scale_add.subgraph.json forwards its add/add/total as arith.interface/subgraph/total."""
+    from graphflow.app import App
+    from graphflow.viewer.api import Api, ApiError
+
+    from tests.conftest import REPO
+
+    app = App.load(REPO / "apps" / "demo.app.json", sets=[f"sink/writer/path={tmp_path / 'n.jsonl'}",
+                                                          "ticker/ones/count=3", "ticker/tens/count=3"])
+    app.run(duration=30)
+    api = Api(app)
+    by_interface = api.message("arith.interface/subgraph/total")
+    assert by_interface["channel"] == "arith.add/add/total"
+    by_name = api.message("arith.add/add/total")
+    assert by_interface["header"]["uuid"] == by_name["header"]["uuid"] and by_interface["payload"] == by_name["payload"]
+    with pytest.raises(ApiError, match="unknown channel"):
+        api.message("arith.interface/subgraph/totl")
+
+
 def test_latest_message_summary_image_and_heatmap(running, viewer_target):
     message = running.latest(viewer_target.tensor)
     tensor = message["payload"]
