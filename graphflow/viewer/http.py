@@ -238,6 +238,9 @@ class ViewerServer:
                   ("GET", "/api/stream", self._stream)]
         for method, path, answer in self.extra_routes:  # JSON routes of the caller's (a recording's timeline)
             routes.append((method, path, self._json_route(answer) if method == "GET" else self._json_post(answer)))
+        if not any(path == "/api/recording" for _, path, _ in self.extra_routes):
+            # A live app: the page asks, and shows no timeline (a 404 would be an error in the browser's console).
+            routes.append(("GET", "/api/recording", self._json_route(lambda: {"recording": False})))
         for method, path, handler in routes:
             if method == "GET":
                 app.router.add_get(path, handler, expect_handler=_expect)

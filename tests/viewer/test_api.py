@@ -70,6 +70,11 @@ def test_a_channel_may_be_asked_for_by_its_subgraph_interface_name(tmp_path):
         api.message("arith.interface/subgraph/totl")
 
 
+def test_a_live_app_answers_that_it_is_no_recording(running):
+    # The page asks, to know whether to show a timeline; a 404 was an error in the browser's console.
+    assert running.get("/api/recording") == {"recording": False}
+
+
 def test_latest_message_summary_image_and_heatmap(running, viewer_target):
     message = running.latest(viewer_target.tensor)
     tensor = message["payload"]

@@ -70,6 +70,7 @@ def test_graph_renders_with_live_stats(page, running):
     wait_for(lambda: "msg/s" in edge.text_content() and not edge.text_content().startswith("0.0"),
              message="edge rate")
     assert page.locator("#run-state").text_content() == "running"
+    assert page.locator("#timeline").count() == 0  # a live app: no recording's timeline
 
 
 def test_image_window_shows_the_frame_with_the_skeleton_overlay(page, running, tmp_path):

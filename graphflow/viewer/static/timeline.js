@@ -15,7 +15,8 @@ const seconds = (s) => `${s.toFixed(3)} s`;
 
 async function boot() {
   let state;
-  try { state = await api.get('/api/recording'); } catch (e) { return; }  // a live app: no timeline
+  try { state = await api.get('/api/recording'); } catch (e) { return; }
+  if (state.recording === false) return;  // a live app: no timeline
   document.head.append(el('style', { text: STYLE }));
   document.body.classList.add('has-timeline');
   let dragging = false;
