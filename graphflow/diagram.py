@@ -20,11 +20,14 @@ def _edge_label(spec: AppSpec, source: str, target: str) -> str:
     return f"{source.rsplit('/', 1)[1]} → {target.rsplit('/', 1)[1]} ({message})"
 
 
-def _by_process(spec: AppSpec, processes: dict[str, str] | None) -> dict[str | None, dict[str, list]]:
-    """{process (None: the app is one process): {node: components}}."""
-    grouped: dict[str | None, dict[str, list]] = {}
+def _by_process(spec: AppSpec, processes: dict[str, str] | None) -> dict[str | None, dict[str | None, dict[str, list]]]:
+    """{process (None: the app is one process): {subgraph (None: the app's own nodes): {node: components}}}.
+    A subgraph's nodes are those written in another file than the app's, named ``<subgraph>.<node>``."""
+    grouped: dict = {}
     for node, components in _groups(spec).items():
-        grouped.setdefault(processes.get(node) if processes else None, {})[node] = components
+        subgraph = node.rsplit(".", 1)[0] if components[0].file != spec.file and "." in node else None
+        process = processes.get(node) if processes else None
+        grouped.setdefault(process, {}).setdefault(subgraph, {})[node] = components
     return grouped
 
 
@@ -41,18 +44,25 @@ def to_dot(spec: AppSpec, processes: dict[str, str] | None = None) -> str:
     lines = [f'digraph "{spec.name}" {{', "  rankdir=LR;", '  node [shape=box, style=rounded, fontname="Helvetica"];',
              '  edge [fontname="Helvetica", fontsize=10];']
     index = 0
-    for process, nodes in _by_process(spec, processes).items():
-        indent = "  " if process is None else "    "
+    for process, subgraphs in _by_process(spec, processes).items():
+        outer = "  " if process is None else "    "
         if process is not None:
             lines.append(f'  subgraph "cluster_process_{process}" {{')
             lines.append(f'    label="process {process}"; style=dashed;')
-        for node, components in nodes.items():
-            lines.append(f'{indent}subgraph "cluster_{index}" {{')
-            lines.append(f'{indent}  label="{node}";')
-            for c in components:
-                lines.append(f'{indent}  "{c.full_name}" [label="{c.name}\\n{c.type}"];')
-            lines.append(f"{indent}}}")
-            index += 1
+        for subgraph, nodes in subgraphs.items():
+            indent = outer if subgraph is None else outer + "  "
+            if subgraph is not None:
+                lines.append(f'{outer}subgraph "cluster_subgraph_{subgraph}" {{')
+                lines.append(f'{outer}  label="subgraph {subgraph}"; style=dotted;')
+            for node, components in nodes.items():
+                lines.append(f'{indent}subgraph "cluster_{index}" {{')
+                lines.append(f'{indent}  label="{node}";')
+                for c in components:
+                    lines.append(f'{indent}  "{c.full_name}" [label="{c.name}\\n{c.type}"];')
+                lines.append(f"{indent}}}")
+                index += 1
+            if subgraph is not None:
+                lines.append(f"{outer}}}")
         if process is not None:
             lines.append("  }")
     for edge in spec.edges:
@@ -68,15 +78,21 @@ def to_mermaid(spec: AppSpec, processes: dict[str, str] | None = None) -> str:
         return re.sub(r"[^A-Za-z0-9_]", "_", name)
 
     lines = ["flowchart LR"]
-    for process, nodes in _by_process(spec, processes).items():
-        indent = "  " if process is None else "    "
+    for process, subgraphs in _by_process(spec, processes).items():
+        outer = "  " if process is None else "    "
         if process is not None:
             lines.append(f'  subgraph {ident("p_" + process)}["process {process}"]')
-        for node, components in nodes.items():
-            lines.append(f'{indent}subgraph {ident("n_" + node)}["{node}"]')
-            for c in components:
-                lines.append(f'{indent}  {ident(c.full_name)}["{c.name}<br/>{c.type}"]')
-            lines.append(f"{indent}end")
+        for subgraph, nodes in subgraphs.items():
+            indent = outer if subgraph is None else outer + "  "
+            if subgraph is not None:
+                lines.append(f'{outer}subgraph {ident("s_" + subgraph + "_" + (process or ""))}["subgraph {subgraph}"]')
+            for node, components in nodes.items():
+                lines.append(f'{indent}subgraph {ident("n_" + node)}["{node}"]')
+                for c in components:
+                    lines.append(f'{indent}  {ident(c.full_name)}["{c.name}<br/>{c.type}"]')
+                lines.append(f"{indent}end")
+            if subgraph is not None:
+                lines.append(f"{outer}end")
         if process is not None:
             lines.append("  end")
     for edge in spec.edges:

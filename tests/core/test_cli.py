@@ -127,7 +127,16 @@ def test_graph_dot_and_mermaid(repo, capsys):
     dot = capsys.readouterr().out
     assert dot.startswith('digraph "demo"') and '"ticker/ones" -> "arith.scale/scale"' in dot
     assert main(["graph", str(repo / "apps" / "demo.app.json"), "--format", "mermaid"]) == 0
-    assert "arith_add_add -- \"total → number (demo/Number)\" --> sink_writer" in capsys.readouterr().out
+    mermaid = capsys.readouterr().out
+    assert "arith_add_add -- \"total → number (demo/Number)\" --> sink_writer" in mermaid
+    # The subgraph's nodes (apps/scale_add.subgraph.json's scale and add) in a box of their own.
+    box = mermaid[mermaid.index('subgraph s_arith_["subgraph arith"]'):]
+    box = box[:box.index("\n  end")]
+    assert 'subgraph n_arith_scale["arith.scale"]' in box and 'subgraph n_arith_add["arith.add"]' in box
+    assert "ticker" not in box and "sink" not in box
+    dot = dot[dot.index('subgraph "cluster_subgraph_arith"'):]
+    dot = dot[:dot.index("\n  }")]
+    assert 'label="arith.scale"' in dot and 'label="arith.add"' in dot and "ticker" not in dot
 
 
 def test_graph_of_a_split_app_groups_nodes_by_process(repo, capsys, monkeypatch):
