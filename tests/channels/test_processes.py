@@ -264,8 +264,9 @@ class SlowStart(Codelet):
 
 @pytest.mark.timeout(120)
 def test_a_process_slow_to_start_loses_no_early_message(tmp_path):
-    """Process a counts 60 numbers at 200 Hz into an edge with a queue of 2 (policy latest); process
-    b takes 2 s to start. a's graph waits for b's subscriber before it ticks, so b writes all 60,
+    """Process a counts 60 numbers at 200 Hz into an edge with a queue of 8 (policy latest: 40 ms
+    of slack for a loaded machine, a small part of the 300 ms the numbers take); process b takes
+    2 s to start. a's graph waits for b's subscriber before it ticks, so b writes all 60,
     as one process would, and nothing is counted dropped."""
     (tmp_path / "slow_start.py").write_text(SLOW_START)
     app = write_app(tmp_path / "slow.app.json", {
@@ -275,7 +276,7 @@ def test_a_process_slow_to_start_loses_no_early_message(tmp_path):
             {"name": "sink", "process": "b", "components": [{"name": "writer", "type": "demo.NumberWriter"},
                                                            {"name": "model", "type": "slow_start.SlowStart"}]}],
             "edges": [{"source": "src/counter/number", "target": "sink/writer/number",
-                       "queue": {"size": 2, "policy": "latest"}}]},
+                       "queue": {"size": 8, "policy": "latest"}}]},
         "processes": {"a": {}, "b": {}},
         "config": {"src": {"counter": {"tick_period": "200Hz", "count": 60}},
                    "sink": {"writer": {"path": str(tmp_path / "numbers.jsonl")}}}})
