@@ -243,6 +243,17 @@ class InputChannel:
                     self._room.notify_all()
             return queue[0] if queue else None
 
+    def _drop_oldest(self) -> bool:
+        """Drop the oldest waiting message (counted as a drop); False when there was none."""
+        with self._lock:
+            if not self._queue:
+                return False
+            self._queue.popleft()
+            self.dropped += 1
+            if self._publishers_waiting:
+                self._room.notify_all()
+        return True
+
     def _take_synced(self) -> None:
         with self._lock:
             self._synced = self._queue.popleft()

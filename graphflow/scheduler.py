@@ -185,6 +185,7 @@ class Scheduler(Runtime):
         self._seq = itertools.count()
         self._busy_nodes: set[str] = set()
         self.blocked_publishes = 0  # times a publish found a 'block' input full and asked to wait
+        self._relieved: set[str] = set()  # inputs that dropped a message to end a stall (warned once)
         self._draining = False
         self._finished = threading.Event()
         self._ended = False  # mirrors _finished, read without a call on the hot path
@@ -451,10 +452,10 @@ class Scheduler(Runtime):
             ticks = f"; {component.full_name} ticks {policy.describe()}" if policy and len(inputs) > 1 else ""
             for rx in inputs:
                 if rx.dropped:
-                    log.warning("%s dropped %d of the %d messages it received (queue %d, policy %r%s); to "
-                                "take every message of a finite input, give its edge "
-                                "\"queue\": {\"policy\": \"block\"}", rx.name, rx.dropped, rx.received,
-                                rx.queue_size, rx.policy, ticks)
+                    advice = "" if rx.policy == "block" else \
+                        '; to take every message of a finite input, give its edge "queue": {"policy": "block"}'
+                    log.warning("%s dropped %d of the %d messages it received (queue %d, policy %r%s)%s", rx.name,
+                                rx.dropped, rx.received, rx.queue_size, rx.policy, ticks, advice)
             left = [f"{rx.available()} in {rx.decl.name}" for rx in inputs if rx.available()]
             if left and policy is not None:
                 log.warning("%s: messages its tick policy never took were left in its inputs (%s); it ticks %s",
@@ -479,6 +480,8 @@ class Scheduler(Runtime):
                         state = self._take_runnable()
                         if state is not None:
                             break
+                        if self._parked and self._stalled() and self._relieve():
+                            continue
                         delay = self._timers[0][0] - self.clock() if self._timers else None
                         self._idle_workers += 1
                         try:
@@ -653,6 +656,48 @@ class Scheduler(Runtime):
             rx.clear()  # wakes publishers waiting in the channel
         if self._parked:
             self._unpark()
+
+    def _stalled(self) -> bool:
+        """Nothing runs, nothing is ready, and nothing can become ready by itself: every state
+        that the clock or the outside world makes due (sources, periodic components, network
+        subscribers) is parked or done. Then only making room can let the graph go on. Caller
+        holds the lock."""
+        if self._ready or self._due:
+            return False
+        for state in self._states.values():
+            if state.running:
+                return False
+            if state.parked or state.done or state.policy is None:
+                continue
+            if state.timed or state.policy.self_driven:
+                return False
+        return True
+
+    def _relieve(self) -> bool:
+        """A stalled graph (see _stalled): let the receivers of the full inputs that the parked
+        states wait on make room, where their tick policy can (a synchronized one drops a message
+        nothing will match). True when some room was made. Caller holds the lock."""
+        relieved = False
+        for state in list(self._parked):
+            for rx in state.outlets:
+                receiver = self._states.get(rx.component)
+                if not rx.full() or receiver is None or receiver.policy is None or receiver.done:
+                    continue
+                if self._policy_ready(receiver.policy):  # (taking its matched messages, if any)
+                    if not receiver.queued:
+                        self._queue(receiver)
+                    relieved = True
+                elif receiver.policy.relieve(rx):
+                    relieved = True
+                    if rx.name not in self._relieved:
+                        self._relieved.add(rx.name)
+                        log.warning("%s: dropped its oldest message, which matched none on the other inputs of "
+                                    "%s while nothing else could run (every source waited for room here); a "
+                                    "component upstream published nothing for it? (said once; the drops are "
+                                    "counted)", rx.name, rx.component.full_name)
+        if relieved:
+            self._unpark()
+        return relieved
 
     def _arm_timer(self, state: _State) -> None:
         due = state.policy.next_due(state.due, self.clock()) if state.policy is not None else None

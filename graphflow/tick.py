@@ -33,6 +33,13 @@ class TickPolicy:
         """The unconnected inputs that keep this policy from ever making its component due."""
         return ()
 
+    def relieve(self, rx: InputChannel) -> bool:
+        """The graph is stalled: nothing runs or can run, and every source waits for room in a full
+        ``block`` input, ``rx`` of this policy's component among them, while this policy is not
+        ready. Make room in ``rx`` where waiting could never end; True when it did. (Only a policy
+        that holds messages back while its inputs fill needs to.)"""
+        return False
+
 
 class Periodic(TickPolicy):
     """Tick every ``period`` seconds, phase-locked to the first tick (no drift): tick k is due at
@@ -102,6 +109,11 @@ class Synchronized(TickPolicy):
         for rx in self.triggers:
             rx._take_synced()
         return True
+
+    def relieve(self, rx: InputChannel) -> bool:
+        """Drop the oldest message of ``rx``: nothing left to run could send its match (a
+        component upstream published nothing for it), and its publisher waits for the room."""
+        return rx._drop_oldest()
 
     def describe(self) -> str:
         names = ", ".join(rx.decl.name for rx in self.triggers)

@@ -19,6 +19,7 @@ edge to the next node the queue policy "block" so that nothing is dropped.
 """
 from __future__ import annotations
 
+import atexit
 import glob
 import os
 import re
@@ -129,6 +130,7 @@ class _StderrCapture:
         with self._lock:
             if self._file is None:
                 self._file = tempfile.TemporaryFile()
+                atexit.register(self._file.close)
             capture = self._file.fileno()
             sys.stderr.flush()
             saved = os.dup(2)

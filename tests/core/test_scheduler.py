@@ -214,6 +214,47 @@ def test_an_app_that_ran_through_its_input_warns_of_the_messages_an_input_droppe
             f"to take every message of a finite input, give its edge \"queue\": {{\"policy\": \"block\"}}"]
 
 
+class _SkipSome(Codelet):
+    """Passes numbers on, but none in `skip` (as an encoder that skips images it cannot encode)."""
+    number = Rx(Number, queue_size=4, policy="block")
+    out = Tx(Number)
+    skip = Param(list, [])
+
+    def start(self):
+        self.tick_on_message(self.number)
+
+    def tick(self):
+        message = self.number.read()
+        if message.payload.value not in self.skip:
+            self.out.publish(message.payload, acqtime=message.acqtime)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_synchronized_input_full_of_messages_nothing_will_match_does_not_stall_the_graph(workers, caplog):
+    """A source feeds an adder twice: directly into a (a 'block' queue of 4), and through a node
+    that publishes nothing for 10..15. Six unmatched messages fill a; the source waits for room
+    there, and nothing else can run: the graph waited forever. Now the oldest is dropped (a
+    warning, once) and every other pair is added: a + b = 2·v for each v not skipped."""
+    source = testpack.Source("src", "s", {"tick_period": "2ms", "count": 30})  # acqtimes 2 ms apart
+    skipper = _SkipSome("skip", "k", {"skip": [float(v) for v in range(10, 16)]})
+    adder = Add("add", "add", {"tolerance": "0.5ms"})
+    for rx in adder.inputs.values():
+        rx.configure(queue_size=4, policy="block")
+    recorder = Recorder("sink", "r")
+    wire(source, "number", adder, "a")
+    wire(source, "number", skipper, "number")
+    wire(skipper, "out", adder, "b")
+    wire(adder, "total", recorder, "number")
+    scheduler = Scheduler([source, skipper, adder, recorder], workers=workers)
+    scheduler.run(duration=30)
+    assert scheduler.failure is None
+    assert [v for _, v in recorder.seen] == [2.0 * v for v in range(30) if not 10 <= v <= 15]
+    stalls = [r.getMessage() for r in caplog.records if "nothing else could run" in r.getMessage()]
+    assert len(stalls) == 1 and stalls[0].startswith("add/add/a: dropped its oldest message")
+    assert adder.inputs["a"].dropped == 6
+
+
 class _Numbers(Codelet):
     """Publishes `count` numbers, one per tick, then is exhausted."""
     out = Tx(Number)
