@@ -123,6 +123,26 @@ def test_folder_input_writes_one_image_per_input(repo, shared_data, model_path, 
     assert {p["file_name"] for p in predictions} == set(names)
 
 
+@pytest.mark.timeout(300)
+def test_more_images_skipped_in_a_row_than_the_visualizer_queues_do_not_hang_the_app(repo, shared_data, model_path,
+                                                                                     tmp_path):
+    """20 strips 300×10 (a tensor 368 rows high would be 11,040 wide: the encoder skips them) before
+    bus.jpg: the visualizer's image queue (16, block) filled with images no skeleton would match,
+    and the app hung. Now it goes on, and bus.jpg gets its three people."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i in range(20):
+        cv2.imwrite(str(inputs / f"a{i:02d}.png"), np.full((10, 300, 3), 100, np.uint8))
+    (inputs / "z.jpg").write_bytes((shared_data / "images" / "bus.jpg").read_bytes())
+    result = run_cli("run", str(repo / "apps" / "openpose.app.json"), "--no-viewer", "--quiet",
+                     "--input", str(inputs), "--output", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("would need a 11040×368 tensor") == 20
+    predictions = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert {p["file_name"] for p in predictions} == {"z.jpg"} and len(predictions) == 3
+    assert (tmp_path / "out" / "z.jpg").exists()
+
+
 def test_video_input_writes_an_annotated_video(repo, shared_data, model_path, tmp_path):
     frame = cv2.resize(cv2.imread(str(shared_data / "images" / "zidane.jpg")), (640, 360))
     video = tmp_path / "clip.avi"
