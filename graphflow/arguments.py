@@ -29,7 +29,11 @@ def _finite(low: float, inclusive: bool) -> Callable:
 
 positive_int = checked(int, lambda value: value >= 1, "a whole number, 1 or more")  # --workers, --frames, ...
 seconds = checked(float, _finite(0, inclusive=False), "a positive number of seconds")  # --duration, --timeout
-offset_seconds = checked(float, _finite(0, inclusive=True), "a number of seconds, 0 or more")  # replay --start
+MAX_OFFSET_S = 1e9  # about 32 years: beyond any recording, and its nanoseconds still fit an int64
+offset_seconds = checked(float, lambda value: _finite(0, inclusive=True)(value) and value <= MAX_OFFSET_S,
+                         f"a number of seconds from 0 to {MAX_OFFSET_S:g}")  # replay --start, --end
+MAX_WORKERS = 1024  # threads; each costs memory, and more than cores bring nothing
+worker_count = checked(int, lambda value: 1 <= value <= MAX_WORKERS, f"a whole number from 1 to {MAX_WORKERS}")
 positive_rate = checked(float, _finite(0, inclusive=False), "a positive number")  # export --fps
 tcp_port = checked(int, lambda value: 1 <= value <= 65535, "a port number 1-65535")  # remote view --port
 # --viewer-port: a bad one is a usage error, not a viewer failure

@@ -12,7 +12,7 @@ import sys
 from contextlib import nullcontext
 from pathlib import Path
 
-from .arguments import output_file, positive_int, seconds
+from .arguments import output_file, positive_int, seconds, worker_count
 from .channels import cli as channels_cli
 from .deploy import cli as deploy_cli
 from .files import write_atomically
@@ -112,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="measure an app's throughput (frames/s) and per-node latency")
     _add_app_args(bench)
     bench.add_argument("--frames", type=positive_int, default=50, help="ticks of every source (default 50)")
-    bench.add_argument("--workers", type=positive_int, help="worker threads (default: the core count)")
+    bench.add_argument("--workers", type=worker_count, help="worker threads (default: the core count)")
     bench.add_argument("--json", type=output_file, help="also write the figures to this JSON file")
     bench.set_defaults(func=cmd_bench)
 
@@ -123,7 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--config", action="append", default=[], type=Path, metavar="FILE", help=CONFIG_HELP)
     evaluate.add_argument("--set", action="append", default=[], metavar="NODE/COMPONENT/PARAM=VALUE", help=SET_HELP)
     evaluate.add_argument("--output", type=Path, help="keep the app's outputs here (default: a temp folder)")
-    evaluate.add_argument("--workers", type=positive_int, help="worker threads (default: the core count)")
+    evaluate.add_argument("--workers", type=worker_count, help="worker threads (default: the core count)")
     evaluate.add_argument("--json", type=output_file, help="write AP, AP50, AP75, AR to this JSON file")
     evaluate.set_defaults(func=cmd_eval)
 
@@ -144,7 +144,7 @@ def _add_run_args(parser: argparse.ArgumentParser) -> None:
     """What running an app takes beyond the app itself (``run``, ``replay``)."""
     parser.add_argument("--duration", type=seconds, help="stop after this many seconds")
     parser.add_argument("--max-ticks", type=positive_int, help="stop after every source component ticked N times")
-    parser.add_argument("--workers", type=positive_int, help="worker threads (default: the core count)")
+    parser.add_argument("--workers", type=worker_count, help="worker threads (default: the core count)")
     parser.add_argument("--stats-json", type=output_file, help="also write the job report to this JSON file")
     parser.add_argument("--quiet", action="store_true", help="do not print the job report or the progress line")
     add_viewer_arguments(parser)

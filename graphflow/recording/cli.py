@@ -8,11 +8,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 from ..arguments import offset_seconds, positive_rate, seconds, viewer_host, viewer_port
 from ..viewer.cli import add_connect_arguments
+from ..codelet import NodeError
 from .errors import RecordingError, RecordingInvalid
 
 # reader and writer (mcap, lz4, zstandard) are imported by the commands that use them
@@ -160,6 +162,9 @@ def cmd_replay(args, run_app) -> int:
         recording = _open(args.recording)
     except (ReplayError, RecordingInvalid) as exc:
         return _fail(str(exc))
+    if _same_file(getattr(args, "record", None), args.recording):
+        recording.close()
+        return _fail(f"--record {args.record} is the recording being replayed: record to another file")
     with recording:
         if recording.recovery is not None:
             print(f"warning: {args.recording} was not closed properly; {recording.recovery}", file=sys.stderr)
@@ -285,6 +290,13 @@ def _images(recording, topic: str):
 
 
 def cmd_export(args) -> int:
+    target = args.coco or args.video or args.images
+    if _same_file(target, args.recording):
+        return _fail(f"{target} is the recording being read: write the export to another file")
+    if target is not None and (args.coco or args.video) and Path(target).is_dir():
+        return _fail(f"{target} is a folder: give the {'COCO results' if args.coco else 'video'} file's name")
+    if args.images and Path(args.images).exists() and not Path(args.images).is_dir():
+        return _fail(f"{args.images} is a file: --images takes a folder")
     try:
         recording = _open(args.recording)
     except RecordingInvalid as exc:
@@ -309,25 +321,34 @@ def cmd_export(args) -> int:
                               if others and not args.channel else ""))
     except (RecordingError, RecordingInvalid, ValueError) as exc:  # ValueError: wire.WireError, a damaged message
         return _fail(str(exc))
+    except OSError as exc:  # the output: a file where a folder must be, a full disk, no permission
+        return _fail(f"cannot write {exc.filename or target}: {exc.strerror or exc}")
     return 0
+
+
+def _same_file(one, other) -> bool:
+    try:
+        return one is not None and os.path.samefile(one, other)
+    except OSError:  # one of them does not exist
+        return False
 
 
 def export_images(recording, folder: Path, topic: str) -> int:
     """Every image of the image channel ``topic`` as a PNG file."""
-    import cv2
+    from ..media import write_image
 
     folder.mkdir(parents=True, exist_ok=True)
     count = 0
     for count, (item, pixels) in enumerate(_images(recording, topic), start=1):
-        path = folder / f"{count - 1:06d}.png"
-        if not cv2.imwrite(str(path), pixels):
-            raise RecordingError(f"cannot write {path}")
+        write_image(folder / f"{count - 1:06d}.png", pixels)
     return count
 
 
 def export_video(recording, path: Path, topic: str, fps: float | None = None) -> int:
     """The images of the image channel ``topic`` as an mp4 video."""
     import cv2
+
+    from ..media import open_video
 
     if fps is None:
         times = recording.times(topic)
@@ -344,9 +365,7 @@ def export_video(recording, path: Path, topic: str, fps: float | None = None) ->
             if writer is None:  # the first frame's size, made even (the encoder's 4:2:0 colour needs it)
                 first_shape = pixels.shape[:2]
                 size = (max(2, pixels.shape[1] // 2 * 2), max(2, pixels.shape[0] // 2 * 2))
-                writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), max(fps, 0.1), size)
-                if not writer.isOpened():
-                    raise RecordingError(f"cannot write video {path} (OpenCV has no mp4v encoder?)")
+                writer = open_video(path, "mp4v", max(fps, 0.1), size)
             if (pixels.shape[1], pixels.shape[0]) != size:
                 if count and not warned and pixels.shape[:2] != first_shape:
                     warned = True
@@ -407,6 +426,9 @@ def export_coco(recording, path: Path, writer_name: str | None = None) -> int:
     cls = registry.get(components[writer_name])
     if cls is None:
         raise RecordingError(f"{writer_name}: node type {components[writer_name]!r} is not known here")
+    if not {"folder", "filename"} <= set(cls.params()):
+        raise RecordingError(f"--coco-writer {writer_name!r}: a {components[writer_name]} writes no results file "
+                             f"(a writer has the params folder and filename)")
     inputs = {e["target"].rsplit("/", 1)[1]: e["source"] for e in app["graph"]["edges"]
               if e["target"].rsplit("/", 1)[0] == writer_name}
     missing = [source for source in inputs.values() if source not in recording.by_topic]
@@ -423,13 +445,16 @@ def export_coco(recording, path: Path, writer_name: str | None = None) -> int:
         config["filename"] = path.name
     harness = Harness(cls, config, node=node, name=name)
     harness.component.log.setLevel(logging.WARNING)  # the export says what it wrote, once
-    harness.start()
     by_topic = {source: port for port, source in inputs.items()}
-    for item in recording.messages(list(by_topic)):
-        message = item.decode()
-        harness.feed(by_topic[item.topic], message.payload, acqtime=message.acqtime)
-        harness.run_pending()
-    harness.stop()
+    try:
+        harness.start()
+        for item in recording.messages(list(by_topic)):
+            message = item.decode()
+            harness.feed(by_topic[item.topic], message.payload, acqtime=message.acqtime)
+            harness.run_pending()
+        harness.stop()
+    except NodeError as exc:
+        raise RecordingError(f"{writer_name}: {exc}") from None
     stream = getattr(harness.component, "stream_path", None)  # the live writer's crash-safe stream:
     if stream is not None and path.exists() and Path(stream).exists():  # a by-product here
         Path(stream).unlink()

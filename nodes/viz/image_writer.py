@@ -1,7 +1,8 @@
 """viz.ImageWriter — writes every image it receives to a folder, or all of them to one video.
 
 File names: `<source stem>.<format>`; frames of a camera, and a source seen again, get
-`<source stem>_<frame:06d>.<format>`. Video: with `video` "auto" (default), the frames of each
+`<source stem>_<frame:06d>.<format>` (and `_2`, `_3` ... where even that name was written in this
+run: two inputs never share an output). Bytes of a file name that are not UTF-8 become U+FFFD. Video: with `video` "auto" (default), the frames of each
 video file go into a video of their own, `folder/<source stem>.mp4` (the first one named
 `video_filename` where set); "always" puts every image into one video, "never" writes every
 frame as a file. A file is never written over the input it was read from (the app stops, saying
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from graphflow import Codelet, NodeError, Param, Rx
+from graphflow.media import MIN_VIDEO_FPS, open_video, safe_stem, write_image
 from graphflow.packs.io.image_loader import is_video_source
 from graphflow.packs.vision.messages import Image
 from graphflow.packs.vision.opencv import cv2
@@ -31,16 +33,27 @@ MAX_REPEATED_FRAMES = 1000  # a larger jump in frame numbers is a new start, not
 
 
 def image_file_name(source: str, frame: int, extension: str, seen: set[str]) -> str:
-    """``<stem>.<ext>`` for a still image seen once, else ``<stem>_<frame:06d>.<ext>``. ``seen``
-    holds the still images' names (frames of videos and cameras are numbered, never remembered)."""
-    stem = Path(source.replace(":", "_")).stem or "image"
+    """``<stem>.<ext>`` for a still image seen once, else ``<stem>_<frame:06d>.<ext>``, then
+    ``_2``, ``_3`` ... past the names in ``seen``. ``seen`` holds the still images' names (frames of
+    videos and cameras are numbered, never remembered: memory stays flat)."""
+    stem = safe_stem(Path(source.replace(":", "_")).stem) or "image"
+    numbered = f"{stem}_{frame:06d}"
     if is_video_source(source):
-        return f"{stem}_{frame:06d}.{extension}"
+        name = f"{numbered}.{extension}"
+        return name if name not in seen else _unused(numbered, extension, seen)
     name = f"{stem}.{extension}"
     if name in seen:
-        return f"{stem}_{frame:06d}.{extension}"
+        name = f"{numbered}.{extension}" if f"{numbered}.{extension}" not in seen else \
+            _unused(numbered, extension, seen)
     seen.add(name)
     return name
+
+
+def _unused(stem: str, extension: str, seen: set[str]) -> str:
+    number = 2
+    while f"{stem}_{number}.{extension}" in seen:
+        number += 1
+    return f"{stem}_{number}.{extension}"
 
 
 def bgr_pixels(image: Image) -> np.ndarray:
@@ -65,6 +78,12 @@ class ImageWriter(Codelet):
                                   f"({STILL_IMAGES_FPS:g} for still images).", range=(0.0, 10_000.0))
 
     def start(self):
+        if self.video_filename and (Path(self.video_filename).name != self.video_filename
+                                    or Path(self.video_filename).suffix.lower() not in FOURCC):
+            raise NodeError(f"video_filename {self.video_filename!r}: give a file name (no folder) ending in "
+                            f"{', '.join(FOURCC)}")
+        if 0 < self.video_fps < MIN_VIDEO_FPS:
+            raise NodeError(f"video_fps {self.video_fps:g}: a video plays at least {MIN_VIDEO_FPS:g} frames/s")
         self._folder = Path(self.folder)
         self._folder.mkdir(parents=True, exist_ok=True)
         self._seen: set[str] = set()
@@ -87,8 +106,10 @@ class ImageWriter(Codelet):
             path = self._folder / image_file_name(image.source, image.frame, self.format, self._seen)
             _refuse_overwriting_the_input(path, image.source)
             options = [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality] if self.format == "jpg" else []
-            if not cv2.imwrite(str(path), pixels, options):
-                raise OSError(f"{self.full_name}: could not write {path}")
+            try:
+                write_image(path, pixels, options)
+            except OSError as exc:  # a full disk, a folder gone: one line, the app stops
+                raise NodeError(f"cannot write {path}: {exc.strerror or exc}") from None
         self.written += 1
 
     def stop(self):
@@ -104,7 +125,7 @@ class ImageWriter(Codelet):
         """The output video of ``source``: video_filename for the first, else <source stem>.mp4
         (a name already written gets _2, _3 ...)."""
         name = self.video_filename if self.video_filename and not self._video_names else \
-            f"{Path(source.replace(':', '_')).stem or 'video'}.mp4"
+            f"{safe_stem(Path(source.replace(':', '_')).stem) or 'video'}.mp4"
         stem, suffix, number = Path(name).stem, Path(name).suffix, 1
         while name in self._video_names:
             number += 1
@@ -122,13 +143,12 @@ class ImageWriter(Codelet):
             path = self._video_path(source)
             _refuse_overwriting_the_input(path, source)
             self._video_source = source
-            fourcc = cv2.VideoWriter_fourcc(*FOURCC.get(path.suffix.lower(), "mp4v"))
             self._video_size = (pixels.shape[1], pixels.shape[0])
             fps = self.video_fps or image.fps or STILL_IMAGES_FPS
-            self._video = cv2.VideoWriter(str(path), fourcc, fps, self._video_size)
-            if not self._video.isOpened():
-                self._video = None
-                raise OSError(f"{self.full_name}: could not open video {path} for writing")
+            try:
+                self._video = open_video(path, FOURCC.get(path.suffix.lower(), "mp4v"), fps, self._video_size)
+            except OSError as exc:
+                raise NodeError(str(exc)) from None
             self.log.debug("%s: writing %s at %g frames/s", self.full_name, path, fps)
         if (pixels.shape[1], pixels.shape[0]) != self._video_size:
             pixels = cv2.resize(pixels, self._video_size, interpolation=cv2.INTER_AREA)

@@ -163,3 +163,49 @@ def test_foxglove_channels_hold_the_images_and_skeletons(recorded):
             annotations += 1
         assert stamp is None or stamp["sec"] * 10**9 + stamp["nsec"] == message.log_time
     assert images == annotations == 16
+
+
+def _refused(*args) -> str:
+    result = subprocess.run([sys.executable, "-m", "graphflow.cli", *map(str, args)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+@pytest.mark.timeout(600)
+def test_exports_and_replays_refuse_outputs_that_cannot_be_written_or_would_destroy_the_recording(recorded,
+                                                                                                 tmp_path):
+    mcap, size = recorded["mcap"], recorded["mcap"].stat().st_size
+    a_file = tmp_path / "a_file"
+    a_file.write_text("mine")
+    assert _refused("export", mcap, "--coco", mcap) == \
+        f"error: {mcap} is the recording being read: write the export to another file"
+    assert _refused("export", mcap, "--video", mcap).endswith("is the recording being read: write the export to "
+                                                              "another file")
+    assert _refused("replay", mcap, recorded["repo"] / "apps" / "openpose.app.json", "--no-viewer", "--record",
+                    mcap) == f"error: --record {mcap} is the recording being replayed: record to another file"
+    assert mcap.stat().st_size == size  # untouched
+    assert _refused("export", mcap, "--coco", tmp_path) == f"error: {tmp_path} is a folder: give the COCO results file's name"
+    assert _refused("export", mcap, "--video", tmp_path) == f"error: {tmp_path} is a folder: give the video file's name"
+    assert _refused("export", mcap, "--images", a_file) == f"error: {a_file} is a file: --images takes a folder"
+    assert _refused("export", mcap, "--images", a_file / "sub") == f"error: cannot write {a_file / 'sub'}: Not a directory"
+    assert _refused("export", mcap, "--coco", a_file / "x.json").startswith(f"error: cannot write {a_file}")
+    assert _refused("export", mcap, "--video", a_file / "x.mp4").startswith(f"error: cannot write {a_file}")
+    assert _refused("export", mcap, "--coco", tmp_path / "c.json", "--coco-writer", "viz/visualizer") == (
+        "error: --coco-writer 'viz/visualizer': a viz.Visualizer writes no results file (a writer has the params "
+        "folder and filename)")
+    assert a_file.read_text() == "mine"
+
+
+@pytest.mark.timeout(600)
+def test_export_video_takes_a_frame_rate_that_is_not_round(recorded, tmp_path):
+    """A rate from recorded times is rarely round (an unthrottled source: 84.219 frames/s); MPEG-4
+    refused one whose time base did not fit 16 bits ('timebase 1000/84219 not supported')."""
+    cli(recorded["repo"], "export", recorded["mcap"], "--video", tmp_path / "v.mp4", "--channel", IMAGE,
+        "--fps", "84.219")
+    capture = cv2.VideoCapture(str(tmp_path / "v.mp4"))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 16
+    assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(84.22, abs=0.01)
+    capture.release()

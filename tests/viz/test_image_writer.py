@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from graphflow import Codelet, Param, Period, Tx
+from graphflow import Codelet, NodeError, Param, Period, Tx
 from graphflow.scheduler import Scheduler
 from graphflow.testing import Harness
 from graphflow.packs.viz.image_writer import ImageWriter
@@ -192,3 +192,52 @@ def test_an_output_never_replaces_the_input_it_was_read_from(tmp_path, video):
     h.run_pending()
     h.stop()
     assert (tmp_path / "out" / source.name).stat().st_size > 0 and source.read_bytes() == b"the user's file"
+
+
+# -- names that collide, names that are not UTF-8, writes that fail --------------------------------
+def test_two_inputs_never_share_an_output_name(tmp_path):
+    """a.jpg, a.png and a_000001.jpg: the second's name, a_000001.jpg (its frame 1), is the third's
+    own, which then gets its frame number (2); each of the three gets a file of its own."""
+    out = write(tmp_path, {"format": "jpg"}, [image((10, 10, 10), "/d/a.jpg", frame=0),
+                                              image((100, 100, 100), "/d/a.png", frame=1),
+                                              image((200, 200, 200), "/d/a_000001.jpg", frame=2)])
+    assert sorted(p.name for p in out.iterdir()) == ["a.jpg", "a_000001.jpg", "a_000001_000002.jpg"]
+    shades = sorted(int(cv2.imread(str(p))[0, 0, 0]) // 10 * 10 for p in out.iterdir())
+    assert shades == [10, 100, 200]  # (JPEG rounds a little)
+
+
+def test_a_source_name_that_is_not_utf8_is_written_with_replacement_characters(tmp_path):
+    """A file named b'\\xff\\xfe.jpg' reaches Python as '\\udcff\\udcfe.jpg'; OpenCV's imwrite and
+    VideoWriter crashed the process (SIGSEGV) on such a path."""
+    source = "/d/" + b"\xff\xfe.jpg".decode("utf-8", "surrogateescape")
+    out = write(tmp_path, {"format": "png"}, [image((1, 2, 3), source)])
+    assert [p.name for p in out.iterdir()] == ["\ufffd\ufffd.png"]
+    assert tuple(cv2.imread(str(out / "\ufffd\ufffd.png"))[0, 0]) == (1, 2, 3)
+    videos = write(tmp_path / "v", {"video": "always"}, [image((1, 2, 3), source, fps=5.0)])
+    assert [p.name for p in videos.iterdir()] == ["\ufffd\ufffd.mp4"]
+
+
+def test_a_write_that_fails_stops_the_app_in_one_line(tmp_path):
+    h = Harness(ImageWriter, {"folder": str(tmp_path / "out")}).start()
+    (tmp_path / "out").rmdir()  # the folder went away (an unmounted disk, a cleanup job)
+    h.feed("image", image(0, "/d/a.jpg"), acqtime=1.0)
+    with pytest.raises(NodeError, match=r"^cannot write .*a\.jpg: No such file or directory$"):
+        h.run_pending()
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"video_filename": "sub/x.mp4"}, r"give a file name \(no folder\)"),
+    ({"video_filename": "x.gif"}, "ending in .mp4"),
+    ({"video_filename": "x"}, "ending in .mp4"),
+    ({"video_fps": 0.001}, "at least 0.01 frames/s"),
+])
+def test_video_params_no_writer_can_use_are_refused_at_start(tmp_path, config, message):
+    with pytest.raises(NodeError, match=message):
+        Harness(ImageWriter, {"folder": str(tmp_path / "out"), "video": "always", **config}).start()
+
+
+def test_a_frame_rate_the_mpeg4_encoder_cannot_take_as_it_is_is_rounded(tmp_path):
+    """84.219 frames/s would need a time base of 1000/84219; MPEG-4 takes 16 bits (84.22: 50/4211)."""
+    out = write(tmp_path, {"video": "always"}, [image(k * 60, "/d/clip.mp4", frame=k, fps=84.219) for k in range(3)])
+    fps, frames = read_video(out / "clip.mp4")
+    assert fps == pytest.approx(84.22, abs=0.01) and len(frames) == 3
