@@ -249,18 +249,20 @@ def test_an_output_file_that_cannot_be_written_is_refused_before_the_app_runs(co
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("command, option, value, expected", [
-    (["run", "apps/demo.app.json"], "--workers", "0", "a whole number, 1 or more"),
-    (["run", "apps/demo.app.json"], "--workers", "-3", "a whole number, 1 or more"),
+    (["run", "apps/demo.app.json"], "--workers", "0", "a whole number from 1 to 1024"),
+    (["run", "apps/demo.app.json"], "--workers", "-3", "a whole number from 1 to 1024"),
+    (["run", "apps/demo.app.json"], "--workers", "99999999999", "a whole number from 1 to 1024"),  # (a thread each)
     (["run", "apps/demo.app.json"], "--max-ticks", "0", "a whole number, 1 or more"),
     (["run", "apps/demo.app.json"], "--duration", "-1", "a positive number of seconds"),
     (["run", "apps/demo.app.json"], "--duration", "nan", "a positive number of seconds"),
     (["bench", "apps/demo.app.json"], "--frames", "0", "a whole number, 1 or more"),
     (["bench", "apps/demo.app.json"], "--frames", "-5", "a whole number, 1 or more"),
-    (["bench", "apps/demo.app.json"], "--workers", "0", "a whole number, 1 or more"),
+    (["bench", "apps/demo.app.json"], "--workers", "0", "a whole number from 1 to 1024"),
     (["eval", "apps/demo.app.json", "--annotations", "a.json", "--images", "i"], "--workers", "0",
-     "a whole number, 1 or more"),
-    (["replay", "r.mcap", "apps/demo.app.json"], "--start", "-2", "a number of seconds, 0 or more"),
-    (["replay", "r.mcap", "apps/demo.app.json"], "--end", "nan", "a number of seconds, 0 or more"),
+     "a whole number from 1 to 1024"),
+    (["replay", "r.mcap", "apps/demo.app.json"], "--start", "-2", "a number of seconds from 0 to 1e+09"),
+    (["replay", "r.mcap", "apps/demo.app.json"], "--end", "nan", "a number of seconds from 0 to 1e+09"),
+    (["replay", "r.mcap", "apps/demo.app.json"], "--start", "1e300", "a number of seconds from 0 to 1e+09"),
     (["view", "r.mcap"], "--duration", "0", "a positive number of seconds"),
     (["export", "r.mcap", "--video", "v.mp4"], "--fps", "0", "a positive number"),
 ])
