@@ -4,6 +4,7 @@ command that needs them, so ``graphflow nodes`` and ``graphflow validate`` start
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import logging
 import os
@@ -167,13 +168,25 @@ def _io(args) -> dict[str, str]:
     for key, value in given.items():
         if not value.strip():  # '' would mean the current folder to the nodes: never what was meant
             raise AppInvalid([AppError(COMMAND_LINE, f"--{key}", "is empty: give a path")])
+        # '~' as the shell would (it does not after '--output='); an unknown ~user stays as written
+        given[key] = os.path.expanduser(value)
     if "input" in given and "output" in given:
-        source, out = Path(given["input"]).expanduser(), Path(given["output"]).expanduser()
-        folder = source if source.is_dir() else source.parent
-        if source.exists() and out.is_dir() and out.resolve() == folder.resolve():
-            raise AppInvalid([AppError(COMMAND_LINE, "--output", f"{given['output']} is the folder of the input: "
+        out = Path(given["output"])
+        if out.is_dir() and out.resolve() in _input_folders(given["input"]):
+            raise AppInvalid([AppError(COMMAND_LINE, "--output", f"{args.output} is the folder of the input: "
                                        "outputs named like the inputs would replace them; choose another folder")])
     return given
+
+
+def _input_folders(source: str) -> set[Path]:
+    """The folders that the files ``--input`` stands for lie in: the folder itself, a file's
+    folder, or for a glob each matched file's folder."""
+    if glob.has_magic(source):
+        return {Path(match).resolve().parent for match in glob.glob(source, recursive=True)}
+    path = Path(source)
+    if not path.exists():
+        return set()
+    return {(path if path.is_dir() else path.parent).resolve()}
 
 
 def _bad_input_handlers(spec) -> list[str]:

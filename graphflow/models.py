@@ -20,19 +20,19 @@ MODEL_PATH_VARIABLE = "GRAPHFLOW_MODEL_PATH"
 def user_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/graphflow`` or ``~/.cache/graphflow`` (not created here)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "graphflow"
+    return Path(os.path.expanduser(base)) / "graphflow"
 
 
 def model_search_path() -> list[Path]:
     """The folders searched for a model given by a bare or relative name, in order."""
-    from_env = [Path(p).expanduser() for p in os.environ.get(MODEL_PATH_VARIABLE, "").split(os.pathsep) if p]
+    from_env = [Path(os.path.expanduser(p)) for p in os.environ.get(MODEL_PATH_VARIABLE, "").split(os.pathsep) if p]
     return from_env + [Path("models"), user_cache_dir() / "models"]
 
 
 def find_model(name: str | os.PathLike) -> Path:
     """Return the absolute path of model ``name``, or raise FileNotFoundError saying where it
     looked and how to make the model findable."""
-    given = Path(name).expanduser()
+    given = Path(os.path.expanduser(name))
     if given.is_file():
         return given.resolve()
     looked = [f"{given.absolute()} (the path as given{', a folder' if given.is_dir() else ''})"]

@@ -72,7 +72,7 @@ def check_bind(endpoint: str, has_keys: bool, insecure: bool) -> None:
 
 def load_keys(path: str, what: str) -> tuple[bytes, bytes | None]:
     """(public, secret) from a ``graphflow keys`` file; secret is None for a ``.key`` file."""
-    file = Path(path).expanduser()
+    file = Path(os.path.expanduser(path))
     if not file.is_file():
         raise ChannelConfigError(f"{what}: key file {file} not found (make a pair with: graphflow keys NAME)")
     try:
@@ -85,7 +85,7 @@ def load_keys(path: str, what: str) -> tuple[bytes, bytes | None]:
 def check_clients(folder: str) -> Path:
     """The folder of allowed clients' public keys: it must exist and hold readable ``.key`` files
     (libzmq's authenticator would otherwise log an error and let no one in)."""
-    path = Path(folder).expanduser()
+    path = Path(os.path.expanduser(folder))
     if not path.is_dir():
         raise ChannelConfigError(f"curve_clients: folder {path} not found (it holds the allowed clients' "
                                  f"public .key files)")

@@ -61,7 +61,7 @@ def is_video_source(source: str) -> bool:
 
 def list_sources(path: str) -> list[Path]:
     """The files ``path`` stands for (see the module doc); raises FileNotFoundError if none."""
-    given = Path(path).expanduser()
+    given = Path(os.path.expanduser(path))
     wanted = IMAGE_SUFFIXES | VIDEO_SUFFIXES
     if given.is_file():
         return [given]

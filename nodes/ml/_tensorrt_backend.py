@@ -12,6 +12,7 @@ which keeps the engine of the configured profile.
 from __future__ import annotations
 
 import copy
+import os
 import logging
 import sys
 import threading
@@ -153,7 +154,7 @@ class TensorRTBackend:
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.model, self.fp16, self.workspace = model, fp16, max_workspace_size
         self.model_sha256 = sha256_file(model)
-        self.engine_file = Path(engine_file).expanduser() if engine_file else None
+        self.engine_file = Path(os.path.expanduser(engine_file)) if engine_file else None
         self.configured = profile_settings  # engine_file holds the engine for these; grown ones go to the cache
         self.engine = self.context = None
         self.runtime = trt.Runtime(self.logger)  # must outlive the engine

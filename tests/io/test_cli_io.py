@@ -60,16 +60,44 @@ def test_an_output_folder_that_is_the_inputs_or_an_empty_path_is_refused_before_
     folder = tmp_path / "images"
     folder.mkdir()
     (folder / "bus.jpg").write_bytes(b"the user's image")
+    (folder / "x.png").write_bytes(b"another image of the user's")
     for given, refused in (([str(folder), str(folder)], f"--output: {folder} is the folder of the input"),
                            ([str(folder / "bus.jpg"), f"{folder}/"], f"--output: {folder}/ is the folder of the input"),
                            ([str(folder / "bus.jpg"), str(folder / ".." / "images")], "is the folder of the input"),
+                           # a glob's files lie in the folder: x.png's output x.jpg replaced the input x.jpg
+                           ([str(folder / "*.png"), str(folder)], f"--output: {folder} is the folder of the input"),
+                           ([str(tmp_path / "*" / "*.png"), str(folder)], "is the folder of the input"),
                            (["", str(tmp_path / "out")], "--input: is empty: give a path"),
                            ([str(folder), " "], "--output: is empty: give a path")):
         result = graphflow("run", str(OPENPOSE), "--no-viewer", "--input", given[0], "--output", given[1], timeout=50)
         assert result.returncode == 1 and "Traceback" not in result.stderr, (given, result.stderr)
         assert refused in result.stderr.splitlines()[0] and "nothing was run" in result.stderr, (given, result.stderr)
-    assert [p.name for p in folder.iterdir()] == ["bus.jpg"] and (folder / "bus.jpg").read_bytes() == b"the user's image"
+    assert sorted(p.name for p in folder.iterdir()) == ["bus.jpg", "x.png"]
+    assert (folder / "bus.jpg").read_bytes() == b"the user's image"
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.timeout(60)
+def test_a_tilde_of_an_unknown_user_is_a_path_that_does_not_exist_not_a_traceback(tmp_path):
+    result = graphflow("run", str(OPENPOSE), "--no-viewer", "--quiet", "--input", "~nouser_graphflow/x.jpg",
+                       "--output", str(tmp_path / "out"), timeout=50)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == ("error: feeder/image_loader: path '~nouser_graphflow/x.jpg' does "
+                                                      "not exist (expected an image or video file, a folder, a glob "
+                                                      "like 'images/*.jpg', or 'camera:0')")
+
+
+@pytest.mark.timeout(60)
+def test_a_tilde_after_an_equals_sign_is_the_home_folder_for_the_output_too(tmp_path, monkeypatch):
+    """The shell expands '~' in '--output ~/out' but not in '--output=~/out': the output went to a
+    folder named '~' in the current one while the input's '~' was expanded."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "bus.jpg").write_bytes(b"not really an image")
+    result = graphflow("run", str(OPENPOSE), "--no-viewer", "--quiet", "--input=~/bus.jpg", "--output=~/out",
+                       timeout=50)
+    assert "Traceback" not in result.stderr and "bus.jpg" in result.stderr  # (not an image: read, and refused)
+    assert (tmp_path / "home" / "out").is_dir() and not (REPO / "~").exists()
 
 
 @pytest.mark.slow
