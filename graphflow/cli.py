@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `graphflow ... | head`: the reader has gone; stop quietly, like SIGPIPE
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except KeyboardInterrupt:  # Ctrl-C outside a running graph (loading, validating, exporting)
+        print("interrupted", file=sys.stderr)
+        return 130
     except AppInvalid as exc:
         for error in exc.errors:
             print(f"error: {error}", file=sys.stderr)
@@ -248,6 +251,9 @@ def cmd_run(args) -> int:
     return run_app(args, App(spec, workers=args.workers, max_ticks=args.max_ticks))
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
 def run_app(args, app) -> int:
     """Run a built app with the viewer, recorder and report that the run options ask for."""
     try:
@@ -257,7 +263,10 @@ def run_app(args, app) -> int:
         return 2
     viewer = open_viewer(args)  # binds now; a taken port: one line, and the app runs without it
     view_server = start_view_server(args, app)  # --serve-view: for `graphflow view --connect`
-    previous = signal.signal(signal.SIGTERM, lambda *_: app.request_stop("SIGTERM"))
+    # SIGTERM (a service manager) and SIGHUP (the terminal closed, an ssh session dropped) stop the
+    # app as Ctrl-C does: the graph drains and the writers finish their files.
+    previous = {sig: signal.signal(sig, lambda number, _: app.request_stop(signal.Signals(number).name))
+                for sig in STOP_SIGNALS}
     progress = ProgressLine(app.components.values()) if not args.quiet else nullcontext()
     try:
         with progress:
@@ -266,7 +275,8 @@ def run_app(args, app) -> int:
             else:
                 viewer.run(app, duration=args.duration)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         recording_cli.stop_observers(observers)
         if view_server is not None:
             view_server.close()  # the final stats and END to its viewers

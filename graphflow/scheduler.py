@@ -27,6 +27,7 @@ import heapq
 import itertools
 import logging
 import os
+import signal
 import threading
 import time
 import traceback
@@ -380,9 +381,24 @@ class Scheduler(Runtime):
         finally:
             with self._lock:
                 self._finish()
-            for thread in self._threads:
-                thread.join()
+            self._join_then_shutdown()
+
+    def _join_then_shutdown(self) -> None:
+        """Wait for the workers (each ends its tick), then stop every component, whatever Ctrl-C
+        comes meanwhile: a third Ctrl-C skipped the writers' stop(), which finishes their files."""
+        for thread in self._threads:
+            while thread.is_alive():
+                try:
+                    thread.join()
+                except KeyboardInterrupt:
+                    log.warning("the components finish their ticks and stop(), which completes their outputs")
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
             self.shutdown()
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
 
     def run_until(self, time_: float) -> None:
         """Single-threaded: run everything due up to ``time_`` on a :class:`ManualClock`."""

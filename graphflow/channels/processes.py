@@ -317,7 +317,7 @@ class Supervisor:
                 self.stream.flush()
 
     def request_stop(self, *_) -> None:
-        """Ctrl-C, SIGTERM: stop the app as one graph (see :meth:`_stop_in_order`); a second
+        """Ctrl-C, SIGTERM, SIGHUP: stop the app as one graph (see :meth:`_stop_in_order`); a second
         request stops every process at once."""
         if self._stop.is_set():
             self._hurry.set()
@@ -331,7 +331,7 @@ class Supervisor:
         """Start every part, wait; returns the exit status (0: every process ended cleanly)."""
         for part in self.parts.values():
             self._spawn(part)
-        previous = {sig: signal.signal(sig, self.request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous = {sig: signal.signal(sig, self.request_stop) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
         deadline = None if self.duration is None else time.monotonic() + self.duration
         try:
             while True:

@@ -1,7 +1,7 @@
 """Kill tests: the OpenPose app over a COCO image folder, run through the command line as a real
 process and stopped by real signals. SIGKILL (a crash, the OOM killer): predictions.jsonl holds
-every frame finished before the kill, line by line. SIGTERM: a clean stop, predictions.json
-complete."""
+every frame finished before the kill, line by line. SIGTERM and SIGHUP: a clean stop,
+predictions.json complete."""
 import json
 import os
 import signal
@@ -78,13 +78,16 @@ def test_sigkill_keeps_every_finished_frame_in_predictions_jsonl(model_path, ima
 
 
 @pytest.mark.timeout(200)
-def test_sigterm_leaves_predictions_json_complete(model_path, images, tmp_path):
+# SIGHUP: the terminal closed or the ssh session dropped; it killed the app at once, leaving no
+# predictions.json and an annotated video without its index.
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_sighup_leave_predictions_json_complete(model_path, images, tmp_path, stop):
     folder, names = images
     out = tmp_path / "out"
     process = start_run(folder, out)
     try:
         wait_until(lambda: len(annotated(out, names)) >= 2, process, "2 annotated images")
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(stop)
         _, stderr = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
@@ -96,3 +99,28 @@ def test_sigterm_leaves_predictions_json_complete(model_path, images, tmp_path):
     predictions = json.loads((out / "predictions.json").read_text())
     assert predictions == [entry for line in kept for entry in line["results"]]
     assert [p.name for p in out.iterdir() if p.suffix == ".tmp"] == []  # no half-written file left
+
+
+@pytest.mark.timeout(200)
+def test_ctrl_c_three_times_still_leaves_predictions_json_complete(model_path, images, tmp_path):
+    """The first Ctrl-C drains, the second stops at once; a third, while the workers ended their
+    ticks, escaped as a traceback and skipped the writers' stop(): no predictions.json."""
+    folder, names = images
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "graphflow.cli", "run", str(REPO / "apps" / "openpose.app.json"), "--no-viewer",
+         "--quiet", "--input", str(folder), "--output", str(out), "--set", "feeder/image_loader/loop=true"],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_until(lambda: len(annotated(out, names)) >= 2, process, "2 annotated images")
+        for _ in range(3):
+            process.send_signal(signal.SIGINT)
+            time.sleep(0.01)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert "Traceback" not in stderr.decode(), stderr.decode()[-3000:]
+    kept = frames(out / "predictions.jsonl")
+    assert json.loads((out / "predictions.json").read_text()) == [entry for line in kept for entry in line["results"]]
