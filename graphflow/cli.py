@@ -407,14 +407,14 @@ def cmd_bench(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .evaluation import evaluate_coco
+    from .evaluation import EvaluationInterrupted, evaluate_coco
 
     try:
         result = evaluate_coco(args.app, args.annotations, args.images, args.config, args.set,
                                args.workers, args.output)
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return 130 if isinstance(exc, EvaluationInterrupted) else 1
     images, annotated = result["images"], result["annotated_images"]
     print(f"{args.app}: {result['predictions']} predictions on {images} image{'s' * (images != 1)}"
           + (f" (of {annotated} annotated: {annotated - images} not evaluated)" if images < annotated else ""))

@@ -130,13 +130,19 @@ def coco_keypoints_problem(data) -> tuple[str, str] | None:
                       f"{3 * COCO_KEYPOINTS} numbers ({COCO_KEYPOINTS} keypoints, each x, y, visibility)"),
         "num_keypoints": (lambda v: _whole(v) and 0 <= v <= COCO_KEYPOINTS, f"a whole number in [0, {COCO_KEYPOINTS}]"),
         "bbox": (lambda v: _numbers(v, 4), "4 numbers [x, y, width, height]"),
-        "area": (_is_number, "a number"),
+        "area": (lambda v: _is_number(v) and v >= 0, "a number, 0 or more"),
         "iscrowd": (lambda v: _whole(v) and v in (0, 1), "0 or 1"),
     }
     for i, annotation in enumerate(data["annotations"]):
         problem = fields(f"$.annotations[{i}]", annotation, annotation_fields)
         if problem:
             return problem
+    for key in ("images", "annotations"):  # ids are keys: a repeated one silently replaces the first
+        first: dict = {}
+        for i, item in enumerate(data[key]):
+            if item["id"] in first:
+                return f"$.{key}[{i}].id", f"{item['id']} is also the id of $.{key}[{first[item['id']]}]"
+            first[item["id"]] = i
     return None
 
 
@@ -162,6 +168,10 @@ def load_coco_keypoints(path: Path) -> dict:
     if problem is not None:
         raise invalid(*problem)
     return data
+
+
+class EvaluationInterrupted(RuntimeError):
+    """The run was stopped (Ctrl-C) before it went through the images."""
 
 
 def evaluate_coco(app_file: Path, annotations: Path, images: Path, overlays=(), sets=(),
@@ -256,6 +266,8 @@ def _evaluate_coco(app_file: Path, data: dict, images: Path, overlays, sets, wor
         app.run()
     if app.failure is not None:
         raise RuntimeError(str(app.failure))
+    if app.scheduler.stopped_early:  # Ctrl-C: the frames so far are no score of the set
+        raise EvaluationInterrupted("interrupted before the app went through the images: nothing scored")
     predictions_file = output / "predictions.json"
     if not predictions_file.exists():
         raise RuntimeError(f"the app wrote no {predictions_file}; its io.output must name a folder "
@@ -280,6 +292,10 @@ def _evaluate_coco(app_file: Path, data: dict, images: Path, overlays, sets, wor
         if image_id in gt.imgs:
             results.append({**prediction, "image_id": image_id})
     kind = "keypoints" if results and "keypoints" in results[0] else "bbox"
+    categories = {result.get("category_id") for result in results}
+    if results and not categories & set(gt.cats):
+        raise RuntimeError(f"the app's results are of category {sorted(categories, key=str)}, which the annotations do "
+                           f"not have (their categories: {sorted(gt.cats)}): set the prediction writer's category_id")
     if not results:
         return {"AP": 0.0, "AP50": 0.0, "AP75": 0.0, "AR": 0.0, "predictions": 0, "iou_type": kind, **counts}
     with _quiet():

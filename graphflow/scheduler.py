@@ -347,6 +347,12 @@ class Scheduler(Runtime):
         return self._finished.is_set()
 
     @property
+    def stopped_early(self) -> bool:
+        """The run did not end by itself: a stop was asked for (Ctrl-C, SIGTERM, the duration) or a
+        component failed."""
+        return self._stop_requested
+
+    @property
     def stop_requested(self) -> bool:
         """Ctrl-C, SIGTERM, the duration or a failure asked the app to stop (it may be draining)."""
         return self._stop_requested or self._finished.is_set()

@@ -9,8 +9,10 @@ import copy
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 ORACLE_PACK = '''
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +35,7 @@ class Oracle(Codelet):
     image = Rx(Image, "Images.")
     skeletons = Tx(Skeleton2List, "Their annotated people.")
     annotations = Param(str, doc="COCO keypoints file.")
+    delay_s = Param(float, 0.0, "Seconds each image takes.")
 
     def start(self):
         data = json.loads(Path(self.annotations).read_text())
@@ -42,6 +46,7 @@ class Oracle(Codelet):
 
     def tick(self):
         found = self.image.read().payload
+        time.sleep(self.delay_s)
         joints = np.array(self.people.get(Path(found.source).name, []), dtype=np.float32).reshape(-1, 17, 3)
         joints[:, :, 2] = joints[:, :, 2] > 0  # a labelled joint: found, with score 1
         self.skeletons.publish(Skeleton2List(joints=joints, scores=np.ones(len(joints), np.float32),
@@ -100,6 +105,13 @@ BAD_ANNOTATIONS = {  # what the file holds: (how it is made from the good one, t
     "no area": (_drop("area"), '$.annotations[3]: no "area"'),
     "short keypoints": (_short_keypoints, "$.annotations[3].keypoints: expected 51 numbers (17 keypoints, "
                                           "each x, y, visibility), got a list of 10"),
+    # pycocotools keys both by id: a repeat replaced the first (AP -1, or a wrong image scored)
+    "an annotation id twice": (lambda data: data["annotations"][3].update(id=data["annotations"][0]["id"]),
+                               "$.annotations[3].id: 192858 is also the id of $.annotations[0]"),
+    "an image id twice": (lambda data: data["images"][2].update(id=data["images"][0]["id"]),
+                          "$.images[2].id: 415727 is also the id of $.images[0]"),
+    "a negative area": (lambda data: data["annotations"][1].update(area=-5),
+                        "$.annotations[1].area: expected a number, 0 or more, got -5"),
 }
 
 
@@ -254,3 +266,46 @@ def test_an_image_the_app_skips_is_not_counted_or_scored(coco, tmp_path):
     assert f"1 annotated image was not evaluated (the app skipped it): {corrupt.name}" in result.stderr
     assert " predictions on 15 images (of 16 annotated: 1 not evaluated)\n" in result.stdout
     assert "AP 1.000  AP50 1.000  AP75 1.000  AR 1.000" in result.stdout
+
+
+@pytest.mark.timeout(120)
+def test_results_of_a_category_the_annotations_do_not_have_are_an_error_not_ap_0(coco, tmp_path):
+    """The annotations' person category is 2; the writer's results are category 1 (its default):
+    nothing could match, and AP 0.000 was printed with exit 0."""
+    annotations, images = coco
+    for category in annotations["categories"]:
+        category["id"] = 2
+    for annotation in annotations["annotations"]:
+        annotation["category_id"] = 2
+    file, result = _eval(tmp_path, annotations, images)
+    assert result.returncode == 1 and "Traceback" not in result.stderr and result.stdout == ""
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: the app's results are of category [1], which the annotations do not have (their categories: "
+        "[2]): set the prediction writer's category_id")
+    fixed = graphflow("eval", str(oracle_app(tmp_path, file)), "--annotations", str(file), "--images", str(images),
+                      "--set", "out/writer/category_id=2")
+    assert fixed.returncode == 0 and "AP 1.000  AP50 1.000  AP75 1.000  AR 1.000" in fixed.stdout
+
+
+@pytest.mark.timeout(120)
+def test_an_eval_stopped_by_ctrl_c_scores_nothing_and_says_so(coco, tmp_path):
+    """Ctrl-C after a few of the 16 images: the score of those few (AP 0.685 where the set's is
+    0.446) was printed and written as the result, exit 0."""
+    annotations, images = coco
+    file = tmp_path / "ann.json"
+    file.write_text(json.dumps(annotations))
+    scores = tmp_path / "scores.json"
+    process = subprocess.Popen([sys.executable, "-m", "graphflow.cli", "eval", str(oracle_app(tmp_path, file)),
+                                "--annotations", str(file), "--images", str(images), "--json", str(scores),
+                                "--output", str(tmp_path / "out"), "--set", "oracle/oracle/delay_s=0.5"],
+                               cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    stream = tmp_path / "out" / "predictions.jsonl"
+    deadline = time.monotonic() + 60
+    while not (stream.exists() and stream.read_text().count("\n") >= 2) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and "Traceback" not in stderr, stderr
+    assert stderr.strip().splitlines()[-1] == "error: interrupted before the app went through the images: nothing scored"
+    assert "AP" not in stdout and not scores.exists()
