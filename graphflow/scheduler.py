@@ -88,10 +88,11 @@ class NodeFailure:
 def _failure(component: Codelet, phase: str, error: BaseException) -> NodeFailure:
     if isinstance(error, NodeError):
         return NodeFailure(component.full_name, phase, str(error), reported=True)
-    if isinstance(error, OSError) and phase == "start":
+    if isinstance(error, OSError) and phase in ("start", "stop"):
         # What a node opens in start() (a file, a folder, a port, a device) comes from the user's
-        # params: one line says which and why ("[Errno 21] Is a directory: 'out'"); -v the traceback.
-        log.debug("%s failed in start()", component.full_name, exc_info=error)
+        # params, and what it finishes in stop() (a results file) meets the disk as it is: one line
+        # says which and why ("[Errno 28] No space left on device: 'out/x.json'"); -v the traceback.
+        log.debug("%s failed in %s()", component.full_name, phase, exc_info=error)
         return NodeFailure(component.full_name, phase, str(error), reported=True)
     return NodeFailure(component.full_name, phase, traceback.format_exc())
 
@@ -454,11 +455,12 @@ class Scheduler(Runtime):
             self.stop_order.append(component.full_name)
             try:
                 component.stop()
-            except Exception:
-                trace = traceback.format_exc()
-                log.error("component %s failed in stop():\n%s", component.full_name, trace)
+            except Exception as error:
+                failure = _failure(component, "stop", error)
                 if self.failure is None:
-                    self.failure = NodeFailure(component.full_name, "stop", trace)
+                    self.failure = failure  # what the run reports (the command line prints it once)
+                else:
+                    log.error("%s", failure)
 
     # -- internals ----------------------------------------------------------------------------
     def _warn_of_lost_messages(self) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from graphflow import Codelet, Param, Period, Rx
+from graphflow import Codelet, NodeError, Param, Period, Rx
 from graphflow.files import open_atomically
 from graphflow.packs.vision.messages import Skeleton2List
 
@@ -68,6 +68,8 @@ def coco_entries(found: Skeleton2List, keypoint_map: list, category_id: int, ima
 
 
 def _check_keypoint_map(value) -> None:
+    if not value:
+        raise ValueError("expected at least one keypoint")
     for k, joint in enumerate(value):
         if joint is not None and (isinstance(joint, bool) or not isinstance(joint, int) or joint < 0):
             raise ValueError(f"item {k}: expected a joint index or null, got {joint!r}")
@@ -90,10 +92,10 @@ class PredictionWriter(Codelet):
                                       "0 = after every frame.")
 
     def start(self):
-        self._image_ids = {}
-        if self.image_ids:
-            with open(self.image_ids, encoding="utf-8") as f:
-                self._image_ids = {image["file_name"]: image["id"] for image in json.load(f)["images"]}
+        if Path(self.filename).name != self.filename or Path(self.filename).suffix != ".json":
+            raise NodeError(f"filename {self.filename!r}: give a file name ending in .json (no folder: the "
+                            f"folder param says where)")
+        self._image_ids = read_image_ids(self.image_ids) if self.image_ids else {}
         self._unknown_images: set[str] = set()
         folder = Path(self.folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -110,16 +112,22 @@ class PredictionWriter(Codelet):
         image_id = self._image_ids.get(name)
         if self._image_ids and image_id is None:
             self._warn_unknown(name)
-        entries = coco_entries(found, self.keypoint_map, self.category_id, image_id)
+        try:
+            entries = coco_entries(found, self.keypoint_map, self.category_id, image_id)
+        except ValueError as exc:  # a keypoint_map for other skeletons than these
+            raise NodeError(str(exc)) from None
         line = {"file_name": name, "frame": int(found.frame)}
         if image_id is not None:
             line["image_id"] = image_id
         line["results"] = entries
-        self._stream.write(json.dumps(line).encode("utf-8") + b"\n")
-        self._stream.flush()
-        if time.monotonic() - self._synced >= self.sync_period:
-            os.fsync(self._stream.fileno())
-            self._synced = time.monotonic()
+        try:
+            self._stream.write(json.dumps(line).encode("utf-8") + b"\n")
+            self._stream.flush()
+            if time.monotonic() - self._synced >= self.sync_period:
+                os.fsync(self._stream.fileno())
+                self._synced = time.monotonic()
+        except OSError as exc:  # a full disk: one line; the frames before are in the stream
+            raise NodeError(f"cannot write {self.stream_path}: {exc.strerror or exc}") from None
         self.frames += 1
         self.results += len(entries)
 
@@ -146,6 +154,21 @@ class PredictionWriter(Codelet):
         else:
             self.log.warning("%s: %r is not in %s; its results have no image_id", self.full_name, name,
                              self.image_ids)
+
+
+def read_image_ids(path: str) -> dict:
+    """file_name -> id of the images of a COCO annotations file; NodeError saying what is wrong."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        return {image["file_name"]: image["id"] for image in data["images"]}
+    except OSError as exc:
+        raise NodeError(f"image_ids: cannot read {path}: {exc.strerror or exc}") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise NodeError(f"image_ids: {path} is not JSON ({exc})") from None
+    except (KeyError, TypeError):
+        raise NodeError(f"image_ids: {path} is no COCO annotations file (it needs \"images\" with "
+                        f"\"file_name\" and \"id\")") from None
 
 
 def read_stream(path: Path):

@@ -532,3 +532,26 @@ def test_report_counts_running_time_from_when_ticking_began_not_from_start():
     assert 0.029 <= report["elapsed_s"] <= 0.05  # five ticks 10 ms apart, the 30 s of start() not counted
     assert report["components"]["src/c"]["ticks"] == 5
     assert report["components"]["src/c"]["tick_rate"] == pytest.approx(5 / report["elapsed_s"])
+
+
+class _FullDiskAtStop(Codelet):
+    """Finishes a file in stop() on a disk that is full."""
+
+    def start(self):
+        self.tick_periodically("1ms")
+        self.report_exhausted()
+
+    def tick(self):
+        pass
+
+    def stop(self):
+        raise OSError(28, "No space left on device", "out/predictions.json")
+
+
+def test_a_file_a_component_cannot_finish_in_stop_is_one_line(caplog):
+    scheduler = Scheduler([_FullDiskAtStop("writer", "w")], workers=1)
+    scheduler.run(duration=10)
+    failure = scheduler.failure
+    assert failure is not None and failure.phase == "stop" and failure.reported
+    assert str(failure) == "writer/w: [Errno 28] No space left on device: 'out/predictions.json'"
+    assert "Traceback" not in caplog.text

@@ -94,8 +94,14 @@ def test_a_tilde_after_an_equals_sign_is_the_home_folder_for_the_output_too(tmp_
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     (tmp_path / "home").mkdir()
     (tmp_path / "home" / "bus.jpg").write_bytes(b"not really an image")
-    result = graphflow("run", str(OPENPOSE), "--no-viewer", "--quiet", "--input=~/bus.jpg", "--output=~/out",
-                       timeout=50)
+    copy = {"name": "copy", "modules": ["io", "viz"], "graph": {
+        "nodes": [{"name": "feeder", "components": [{"name": "loader", "type": "io.ImageLoader"}]},
+                  {"name": "out", "components": [{"name": "writer", "type": "viz.ImageWriter"}]}],
+        "edges": [{"source": "feeder/loader/color", "target": "out/writer/image"}]},
+        "io": {"input": "feeder/loader/path", "output": "out/writer/folder"}}
+    (tmp_path / "copy.app.json").write_text(json.dumps(copy))
+    result = graphflow("run", str(tmp_path / "copy.app.json"), "--no-viewer", "--quiet", "--input=~/bus.jpg",
+                       "--output=~/out", timeout=50)
     assert "Traceback" not in result.stderr and "bus.jpg" in result.stderr  # (not an image: read, and refused)
     assert (tmp_path / "home" / "out").is_dir() and not (REPO / "~").exists()
 

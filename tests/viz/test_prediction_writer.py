@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pytest
 
+from graphflow import NodeError
 from graphflow.testing import Harness
 from graphflow.packs.viz.prediction_writer import COCO17_FROM_OPENPOSE18, OPENPOSE18_TO_COCO17, PredictionWriter
 from graphflow.packs.vision.messages import Skeleton2List
@@ -88,10 +89,42 @@ def test_custom_keypoint_map_without_image_ids(tmp_path):
 def test_a_keypoint_map_beyond_the_joints_is_an_error(tmp_path):
     h = Harness(PredictionWriter, {"folder": str(tmp_path), "keypoint_map": [40]}).start()
     h.feed("skeletons", Skeleton2List(joints=person({})[None], scores=np.ones(1, np.float32)))
-    with pytest.raises(ValueError, match="joint 40"):
+    with pytest.raises(NodeError, match="^keypoint_map refers to joint 40, but skeletons have 18 joints$"):
         h.run_pending()
     with pytest.raises(ValueError, match="keypoint_map"):
         Harness(PredictionWriter, {"folder": str(tmp_path), "keypoint_map": ["x"]}).start()
+    with pytest.raises(ValueError, match="keypoint_map.*at least one keypoint"):  # (a numpy error on the first frame)
+        Harness(PredictionWriter, {"folder": str(tmp_path), "keypoint_map": []}).start()
+
+
+@pytest.mark.parametrize("filename", ["", "sub/p.json", "p.txt", "p"])
+def test_a_filename_that_is_no_json_file_name_is_refused_at_start(tmp_path, filename):
+    # '' wrote the stream to a hidden '.jsonl' and failed at stop; 'sub/p.json' split the two files
+    with pytest.raises(NodeError, match="give a file name ending in .json"):
+        Harness(PredictionWriter, {"folder": str(tmp_path), "filename": filename}).start()
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "image_ids: cannot read .*: No such file or directory"),
+    ("root:x:0:0:root:/root:/bin/bash\n", "image_ids: .* is not JSON"),
+    ('{"annotations": []}', "image_ids: .* is no COCO annotations file"),
+    ('{"images": [{"id": 1}]}', "image_ids: .* is no COCO annotations file"),
+])
+def test_an_image_ids_file_that_cannot_serve_is_one_line_at_start(tmp_path, content, message):
+    ids = tmp_path / "ids.json"
+    if content is not None:
+        ids.write_text(content)
+    with pytest.raises(NodeError, match=message):
+        Harness(PredictionWriter, {"folder": str(tmp_path / "out"), "image_ids": str(ids)}).start()
+
+
+def test_a_stream_write_that_fails_stops_the_app_in_one_line(tmp_path):
+    h = Harness(PredictionWriter, {"folder": str(tmp_path)}).start()
+    h.component._stream.close()
+    h.component._stream = open("/dev/full", "wb")  # a device that is always full: ENOSPC on flush
+    h.feed("skeletons", Skeleton2List(joints=person({})[None], scores=np.ones(1, np.float32)))
+    with pytest.raises(NodeError, match=r"^cannot write .*predictions\.jsonl: No space left on device$"):
+        h.run_pending()
 
 
 # -- streaming: predictions.jsonl ---------------------------------------------------------------
