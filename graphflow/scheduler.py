@@ -363,6 +363,14 @@ class Scheduler(Runtime):
         if not self._started and not self.start():
             self.shutdown()
             return
+        if not any(s.policy is not None and (s.timed or s.policy.self_driven) for s in self._states.values()):
+            # (a subgraph file run on its own, an app whose source was left out)
+            log.warning("no component of the app ticks by the clock or takes messages from outside (a source): "
+                        "nothing would ever start it; it ends")
+            with self._lock:
+                self._draining = True
+                if self._drained():
+                    self._finish()
         self._threads = [threading.Thread(target=self._worker, name=f"graphflow-worker-{i}", daemon=True)
                          for i in range(self.workers)]
         for thread in self._threads:

@@ -555,3 +555,13 @@ def test_a_file_a_component_cannot_finish_in_stop_is_one_line(caplog):
     assert failure is not None and failure.phase == "stop" and failure.reported
     assert str(failure) == "writer/w: [Errno 28] No space left on device: 'out/predictions.json'"
     assert "Traceback" not in caplog.text
+
+
+@pytest.mark.timeout(30)
+def test_an_app_with_nothing_to_start_it_ends_with_a_warning(caplog):
+    """A subgraph file run on its own: its inputs unconnected, no source. It ran until killed."""
+    recorder = Recorder("sink", "r")
+    scheduler = Scheduler([recorder], workers=2)
+    scheduler.run()
+    assert scheduler.finished and scheduler.failure is None and recorder.seen == []
+    assert any("nothing would ever start it; it ends" in r.getMessage() for r in caplog.records)
