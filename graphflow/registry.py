@@ -85,6 +85,9 @@ class Registry:
             if candidate.is_dir() and (candidate / "__init__.py").exists():
                 candidate = candidate / "__init__.py"
             if candidate.is_file():
+                if candidate.suffix != ".py":  # (Python would not find a loader for it)
+                    raise PackNotFound(f"node pack {name!r}: {candidate} is not a Python file (a pack is a .py "
+                                       f"file or a folder with __init__.py)")
                 return _import_file(candidate)
         if "/" in name or name.endswith(".py"):  # a path, which no module name can be
             where = (base_dir / name).resolve() if base_dir is not None else Path(name)

@@ -33,6 +33,10 @@ def cmd_keys(args) -> int:
         print(f"error: keys: {name!r} is not a plain file name (letters, digits, '-', '_'; no '/', "
               f"no leading '.')", file=sys.stderr)
         return 2
+    if name.endswith((".key", ".key_secret")):  # 'keys dev.key' wrote dev.key.key
+        print(f"error: keys: give the name without its ending: {name.rsplit('.', 1)[0]!r} makes "
+              f"{name.rsplit('.', 1)[0]}.key and {name.rsplit('.', 1)[0]}.key_secret", file=sys.stderr)
+        return 2
     if args.dir.exists() and not args.dir.is_dir():
         print(f"error: keys: --dir {args.dir} is a file, not a folder", file=sys.stderr)
         return 1

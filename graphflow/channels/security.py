@@ -122,6 +122,11 @@ def configure_client(sock: zmq.Socket, server_key_file: str, secret_key_file: st
 
 def make_keys(name: str, folder: Path) -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
-    public, secret = zmq.auth.create_certificates(str(folder), name)
-    os.chmod(secret, 0o600)
+    try:
+        public, secret = zmq.auth.create_certificates(str(folder), name)
+        os.chmod(secret, 0o600)
+    except OSError:  # a full disk: no half-written key left to be refused later as "exists"
+        for ending in (".key", ".key_secret"):
+            (folder / f"{name}{ending}").unlink(missing_ok=True)
+        raise
     return Path(public), Path(secret)

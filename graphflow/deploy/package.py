@@ -386,7 +386,25 @@ def read_manifest(package: Path) -> dict:
         raise DeployError(f"{package}: not a graphflow package ({type(exc).__name__}: {exc})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or "files" not in manifest:
         raise DeployError(f"{package}: unknown package format {manifest.get('format') if isinstance(manifest, dict) else None!r}")
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise DeployError(f"{package}: damaged manifest ({MANIFEST}): {problem}")
     return manifest
+
+
+def _manifest_problem(manifest: dict) -> str | None:
+    """What in a manifest of the right format is not as a package writes it, or None."""
+    files = manifest["files"]
+    if not isinstance(files, dict):
+        return f"files: expected an object of path -> {{sha256, size}}, got {type(files).__name__}"
+    for path, entry in files.items():
+        if not (isinstance(entry, dict) and isinstance(entry.get("sha256"), str)
+                and isinstance(entry.get("size"), int) and not isinstance(entry.get("size"), bool)):
+            return f"files[{path!r}]: expected {{\"sha256\": text, \"size\": a whole number}}"
+    for key in ("target", "python"):
+        if not isinstance(manifest.get(key), str):
+            return f"{key}: expected text, got {json.dumps(manifest.get(key))}"
+    return None
 
 
 def package_digest(package: Path) -> str:

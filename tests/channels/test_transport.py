@@ -508,6 +508,10 @@ def test_graphflow_keys_refuses_to_replace_a_pair_or_write_outside_its_folder(tm
         refused = run(["keys", name, "--dir", str(folder)])
         assert refused.returncode == 2 and "is not a plain file name" in refused.stderr, name
     assert not (tmp_path / "escape.key").exists()
+    with_ending = run(["keys", "dev.key", "--dir", str(folder)])  # wrote dev.key.key
+    assert with_ending.returncode == 2 and with_ending.stderr.strip() == \
+        "error: keys: give the name without its ending: 'dev' makes dev.key and dev.key_secret"
+    assert not list(folder.glob("dev*"))
     (tmp_path / "file").write_text("")
     into_a_file = run(["keys", "robot", "--dir", str(tmp_path / "file")])
     assert into_a_file.returncode == 1 and into_a_file.stderr.strip() == \
@@ -531,3 +535,19 @@ def test_a_clients_folder_that_would_let_no_one_in_is_refused_when_binding(tmp_p
         sender = Sender("tcp://127.0.0.1:0", Number, curve_secret_key=secret, curve_clients=str(folder))
         with pytest.raises(security.ChannelConfigError, match=re.escape(message)):
             sender.start()
+
+
+def test_keys_that_cannot_be_written_leave_no_half_written_file(tmp_path, monkeypatch):
+    """A full disk left a 0-byte x.key, and the next try was refused: 'x.key exists'."""
+    import zmq.auth
+
+    written = zmq.auth.create_certificates
+
+    def disk_fills_after_the_public_key(folder, name):
+        public, _ = written(folder, name)
+        raise OSError(28, "No space left on device", os.path.join(folder, f"{name}.key_secret"))
+
+    monkeypatch.setattr(zmq.auth, "create_certificates", disk_fills_after_the_public_key)
+    with pytest.raises(OSError):
+        security.make_keys("x", tmp_path)
+    assert list(tmp_path.iterdir()) == []

@@ -126,6 +126,14 @@ def test_a_pack_path_that_does_not_exist_says_where_it_looked(tmp_path):
                       f"nor a .py file, at {tmp_path / 'mypak'}"]
 
 
+def test_a_pack_path_to_a_file_that_is_no_python_says_so(tmp_path):
+    """Before: 'failed to import: AttributeError: 'NoneType' object has no attribute 'loader''."""
+    (tmp_path / "notes.txt").write_text("not Python")
+    errors, path = errors_of(tmp_path, lambda d: _use_pack(d, "./notes.txt", "notes.Scale"))
+    assert errors == [f"{path}: $.modules[1]: node pack './notes.txt': {tmp_path / 'notes.txt'} is not a Python "
+                      f"file (a pack is a .py file or a folder with __init__.py)"]
+
+
 def test_a_pack_that_fails_to_import_names_the_line_and_only_once(tmp_path):
     (tmp_path / "mypack").mkdir()
     (tmp_path / "mypack" / "__init__.py").write_text("from .counter import *\n")

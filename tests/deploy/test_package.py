@@ -118,6 +118,17 @@ def test_check_finds_a_changed_a_missing_an_extra_and_an_unsafe_file(openpose_pa
     assert junk.returncode == 1 and junk.stderr.startswith("error: ") and "not a graphflow package" in junk.stderr
     assert len(junk.stderr.strip().splitlines()) == 1
 
+    def damaged_manifest(name, data):  # the right format, its file list a number (a TypeError before)
+        if name != "manifest.json":
+            return name, data
+        return name, json.dumps({**json.loads(data), "files": 5}).encode()
+
+    damaged = rewrite(package, tmp_path / "manifest.gfpkg", damaged_manifest)
+    result = graphflow("package", "--check", str(damaged))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == (f"error: {damaged}: damaged manifest (manifest.json): files: expected an object "
+                                     f"of path -> {{sha256, size}}, got int")
+
 
 @pytest.mark.timeout(180)
 def test_check_resolves_the_wheelhouse_offline_for_the_target_platform_and_python(tmp_path, graphflow_wheel,
