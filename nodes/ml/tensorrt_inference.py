@@ -175,6 +175,8 @@ class TensorRTInference(Codelet):
         if array.ndim == len(model_dims) - 1:
             array = array[None]
         _check_dims(array.shape, self._inputs.get(name, {}).get("dims", model_dims), f"input {name!r}")
+        # The model's own fixed sizes too (input_tensor_info may say -1 where the model says 640):
+        _check_dims(array.shape, model_dims, f"input {name!r} (the model's fixed sizes)")
         return array if array.dtype == dtype else array.astype(dtype)
 
 

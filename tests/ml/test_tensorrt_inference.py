@@ -124,6 +124,24 @@ def test_bad_tensor_info_fails_in_start(model_path):
 
 
 @needs_model
+def test_an_input_of_another_size_than_a_fixed_size_model_takes_is_one_line(model_path):
+    """yolo11n-pose takes [1, 3, 640, 640] (MANIFEST.md); input_tensor_info saying -1 there let a
+    368-row tensor through to ONNX Runtime's InvalidArgument traceback."""
+    info = [{"operation_name": "images", "dims": [1, 3, -1, -1]}]
+    h = Harness(TensorRTInference, {"model_file_path": "yolo11n-pose.onnx", "backend": "onnxruntime",
+                                    "input_tensor_info": info, "output_tensor_info": [{"operation_name": "output0"}]})
+    h.start()
+    h.feed("input", Tensors(names=["images"], tensors=[np.zeros((1, 3, 368, 544), np.float32)]))
+    with pytest.raises(NodeError, match=r"^input 'images' \(the model's fixed sizes\) has shape \[1, 3, 368, 544\], "
+                                        r"expected \[1, 3, 640, 640\]"):
+        h.run_pending()
+    h.feed("input", Tensors(names=["images"], tensors=[np.zeros((1, 3, 640, 640), np.float32)]))
+    h.run_pending()
+    assert h.outputs("output")[-1].payload.tensors[0].shape == (1, 56, 8400)
+    h.stop()
+
+
+@needs_model
 def test_input_tensor_info_must_list_every_input_of_a_model_with_several(model_path, monkeypatch):
     """A model with two inputs (as a backend reports them) and input_tensor_info naming one:
     refused in start, not a missing feed on the first frame."""
