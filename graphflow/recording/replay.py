@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from ..codelet import Codelet
+from ..codelet import Codelet, NodeError
 from ..loader import AppSpec, ComponentSpec, EdgeSpec
 from ..ports import Tx
 from .reader import Recording
@@ -127,7 +127,11 @@ class ReplaySource(Codelet):
                 return
         if self.options.rate is not None:
             self._wait_for(item.log_time)
-        message = item.decode()
+        try:
+            message = item.decode()
+        except ValueError as exc:  # wire.WireError: another program's msgpack under a graphflow name
+            raise NodeError(f"{self.recording.path}: a message on {item.topic} cannot be read (written by "
+                            f"another program?): {exc}") from None
         for port in self._ports[item.topic]:
             port.publish(message.payload, acqtime=message.acqtime + self._offset)
         self._published += 1
@@ -190,6 +194,11 @@ def replay_spec(spec: AppSpec, recording: Recording, options: ReplayOptions) -> 
         for source, target in options.maps:
             target = spec.channel_name(target)  # a subgraph's interface port: the channel it forwards
             if source not in recorded:
+                other = recording.by_topic.get(source)
+                if other is not None:  # another program's channel (JSON, protobuf ...): nothing graphflow decodes
+                    raise ReplayError(f"--map {source}={target}: {source!r} holds {other.message_encoding or 'raw'} "
+                                      f"messages of another program, not graphflow's (graphflow's channels "
+                                      f"there: {sorted(recorded)})")
                 raise ReplayError(f"--map {source}={target}: the recording has no channel {source!r}"
                                   f"{_near(source, recorded) or f' (it has: {sorted(recorded)})'}")
             plan.append((source, target, port_of(target).direction))

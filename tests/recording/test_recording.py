@@ -860,3 +860,39 @@ def test_a_recording_of_an_app_with_a_pack_beside_it_opens_in_the_viewer_from_an
                           capture_output=True, text=True, cwd=elsewhere, timeout=60)
     assert view.returncode == 0, view.stderr
     assert f"http://127.0.0.1:{port}/" in view.stdout
+
+
+def _foreign_mcap(path: Path) -> Path:
+    """Another program's recording: a msgpack channel under a graphflow channel and type name that
+    holds no graphflow record, and a JSON channel."""
+    from mcap.writer import Writer
+
+    with open(path, "wb") as f:
+        writer = Writer(f)
+        writer.start()
+        schema = writer.register_schema(name="demo/Number", encoding="", data=b"")
+        channel = writer.register_channel(topic="ticker/ones/number", message_encoding="msgpack", schema_id=schema)
+        for i in range(3):
+            writer.add_message(channel_id=channel, log_time=i * 1000, data=b"\x93\x01\x02\x03", publish_time=i * 1000)
+        other = writer.register_channel(topic="/foo", message_encoding="json",
+                                        schema_id=writer.register_schema(name="y", encoding="jsonschema", data=b"{}"))
+        writer.add_message(channel_id=other, log_time=5000, data=b"{}", publish_time=5000)
+        writer.finish()
+    return path
+
+
+@pytest.mark.timeout(60)
+def test_replaying_another_programs_recording_is_one_line_naming_what_it_holds(repo, tmp_path, capsys):
+    """Its msgpack under a graphflow name went to a WireError traceback; a --map of its JSON
+    channel said the recording had no such channel."""
+    path = _foreign_mcap(tmp_path / "other.mcap")
+    args = ["replay", str(path), str(repo / "apps" / "demo.app.json"), "--no-viewer", "--quiet",
+            "--set", f"sink/writer/path={tmp_path / 'n.jsonl'}"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith(
+        f"error: replay/player: {path}: a message on ticker/ones/number cannot be read (written by another program?)")
+    assert main(args + ["--map", "/foo=ticker/tens/number"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: --map /foo=ticker/tens/number: '/foo' holds json messages of another program, not graphflow's "
+        "(graphflow's channels there: ['ticker/ones/number'])")
