@@ -36,9 +36,18 @@ def benchmark(app_file: Path, frames: int, overlays=(), sets=(), workers: int | 
     """Run up to ``frames`` ticks of every source, unthrottled; report frames/s and per-node latency.
 
     A source that runs out first (a single image without ``loop``) ends the run early: the
-    figures count the frames it actually produced."""
-    app = App(unthrottled(load_app(app_file, overlays, sets, io=io)), workers=workers, max_ticks=frames)
-    app.run()
+    figures count the frames it actually produced. Without an ``output`` in ``io`` (nor a set of
+    what the app's io.output names), the outputs go to a temporary folder: a benchmark's files
+    are no results, and must not replace those of a run in the app's own output folder."""
+    io = dict(io or {})
+    spec = load_app(app_file, overlays, sets, io=io)
+    targets = spec.io.get("output", ())
+    given = any(text.split("=", 1)[0].strip() in targets for text in sets)
+    with tempfile.TemporaryDirectory(prefix="graphflow-bench-") as scratch:
+        if targets and "output" not in io and not given:
+            spec = load_app(app_file, overlays, sets, io={**io, "output": scratch})
+        app = App(unthrottled(spec), workers=workers, max_ticks=frames)
+        app.run()
     if app.failure is not None:
         raise RuntimeError(str(app.failure))
     scheduler = app.scheduler

@@ -215,3 +215,13 @@ def test_bench_counts_the_frames_a_source_really_produced(repo, shared_data, mod
                      "--output", str(tmp_path / "o"), "--json", str(out))
     assert result.returncode == 0, result.stderr
     assert json.loads(out.read_text())["frames"] == 1  # one image, no loop: 1 frame, not 5
+
+
+def test_bench_without_output_writes_nothing_into_the_apps_output_folder(repo, shared_data, model_path, tmp_path):
+    """The app's io.output default (out/openpose, relative to the current folder) held a run's
+    predictions.json, which a bench replaced."""
+    result = subprocess.run([sys.executable, "-m", "graphflow.cli", "bench", str(repo / "apps" / "openpose.app.json"),
+                             "--frames", "1", "--input", str(shared_data / "images" / "astronaut.png")],
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "1 frames" in result.stdout and list(tmp_path.iterdir()) == []
