@@ -200,6 +200,9 @@ def evaluate_coco(app_file: Path, annotations: Path, images: Path, overlays=(), 
     if not images.is_dir():
         raise AppInvalid([AppError(COMMAND_LINE, str(images), "is not a folder (--images takes the folder of "
                                                               "the annotated images)")])
+    if keep_output is not None and keep_output.is_dir() and keep_output.resolve() == images.resolve():
+        raise AppInvalid([AppError(COMMAND_LINE, "--output", f"{keep_output} is the folder of the images: outputs "
+                                   f"named like the images would replace them; choose another folder")])
     annotated = len(data["images"])
     data = _images_in_folder(data, annotations, images)
     if keep_output is not None:

@@ -309,3 +309,17 @@ def test_an_eval_stopped_by_ctrl_c_scores_nothing_and_says_so(coco, tmp_path):
     assert process.returncode == 130 and "Traceback" not in stderr, stderr
     assert stderr.strip().splitlines()[-1] == "error: interrupted before the app went through the images: nothing scored"
     assert "AP" not in stdout and not scores.exists()
+
+
+@pytest.mark.timeout(120)
+def test_an_output_folder_that_is_the_images_folder_is_refused_before_the_run(coco, tmp_path):
+    annotations, images = coco
+    file = tmp_path / "ann.json"
+    file.write_text(json.dumps(annotations))
+    before = sorted((p.name, p.stat().st_size) for p in images.iterdir())
+    result = graphflow("eval", str(oracle_app(tmp_path, file)), "--annotations", str(file), "--images", str(images),
+                       "--output", str(images))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[0] == (f"error: <command line>: --output: {images} is the folder of the images: "
+                                             f"outputs named like the images would replace them; choose another folder")
+    assert sorted((p.name, p.stat().st_size) for p in images.iterdir()) == before
