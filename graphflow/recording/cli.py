@@ -174,6 +174,13 @@ def cmd_replay(args, run_app) -> int:
             app, removed = build_replay_app(spec, recording, options, workers=args.workers, max_ticks=args.max_ticks)
         except ReplayError as exc:
             return _fail(str(exc))
+        replaced = [target for target in spec.io.get("input", ()) if target.rsplit("/", 1)[0] in removed]
+        if args.input is not None and replaced:
+            return _fail(f"--input sets {', '.join(replaced)}, but the recording replaces "
+                         f"{', '.join(sorted({t.rsplit('/', 1)[0] for t in replaced}))}: leave --input out")
+        span = ((recording.end_time or 0) - (recording.start_time or 0)) / 1e9
+        if options.start is not None and options.start > span:
+            return _fail(f"--start {options.start:g} is after the recording's end ({span:.3f} s in)")
         print(f"replaying {args.recording} into {args.app} in place of {', '.join(removed) or 'nothing'}",
               file=sys.stderr)
         return run_app(args, app)

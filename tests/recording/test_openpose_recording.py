@@ -209,3 +209,15 @@ def test_export_video_takes_a_frame_rate_that_is_not_round(recorded, tmp_path):
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 16
     assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(84.22, abs=0.01)
     capture.release()
+
+
+@pytest.mark.timeout(600)
+def test_replay_refuses_an_input_the_recording_replaces_and_a_start_after_its_end(recorded):
+    """Both ran and produced nothing, exit 0: --input was set on the loader the recording replaced,
+    and --start past the end gave 0 frames."""
+    app = recorded["repo"] / "apps" / "openpose.app.json"
+    assert _refused("replay", recorded["mcap"], app, "--no-viewer", "--input", recorded["images"]) == (
+        "error: --input sets feeder/image_loader/path, but the recording replaces feeder/image_loader: leave "
+        "--input out")
+    assert _refused("replay", recorded["mcap"], app, "--no-viewer", "--start", "100000").startswith(
+        "error: --start 100000 is after the recording's end (")
