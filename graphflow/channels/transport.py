@@ -278,7 +278,7 @@ class Sender:
     def __init__(self, endpoint: str, message_type: type, *, name: str = "publisher", queue_size: int = 8,
                  policy: str = "block", curve_secret_key: str = "", curve_clients: str = "",
                  insecure: bool = False, shm_threshold: int = SHM_THRESHOLD, use_shm: bool = True,
-                 stopping: Callable[[], bool] = lambda: False):
+                 stopping: Callable[[], bool] = lambda: False, draining: Callable[[], bool] = lambda: False):
         if policy not in POLICIES:
             raise ChannelError(f"{name}: queue policy must be one of {POLICIES}, got {policy!r}")
         if queue_size < 1:
@@ -292,7 +292,8 @@ class Sender:
         self.queue_size = queue_size
         self.policy = policy
         self.shm_threshold = shm_threshold
-        self.stopping = stopping
+        self.stopping = stopping  # the app ends now: a 'block' wait gives up
+        self.draining = draining  # the app was asked to stop: no wait for a receiver that is not there
         self._curve = (curve_secret_key, curve_clients)
         self._use_shm = use_shm and shm.available()
         self.pool = shm.SegmentPool() if self._use_shm else None
@@ -401,7 +402,9 @@ class Sender:
                     peer.seq += 1  # a gap the receiver sees
                 return False
             else:  # block: wait for room, a change of receivers, or the app stopping
-                if self._closing or self.stopping():
+                # (During a requested stop a receiver that is gone, a crashed process, will not come
+                # back: waiting for one would keep the drain from ending.)
+                if self._closing or self.stopping() or (peer is None and self.draining()):
                     self._count_drop(peer)
                     return False
                 self._room.wait(0.05)
@@ -435,7 +438,8 @@ class Sender:
         """Wait until every queued message went out (or ``timeout``); True when all did."""
         deadline = time.monotonic() + timeout
         with self._lock:
-            while any(p.pending for p in self._peers.values()) or self._backlog:
+            # (the backlog waits for a receiver to come, unless the app was asked to stop)
+            while any(p.pending for p in self._peers.values()) or (self._backlog and not self.draining()):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -450,11 +454,12 @@ class Sender:
         with self._lock:
             undelivered = sum(len(p.pending) for p in self._peers.values()) + len(self._backlog)
             self._end_seq = 1  # the I/O thread sends END to every receiver, then stops
-        if not flushed and undelivered:
-            self.dropped += undelivered  # lost: the report counts them with the drops
-            log.warning("%s: %d message%s not delivered (no receiver took %s within %.1f s)", self.name,
-                        undelivered, "" if undelivered == 1 else "s", "it" if undelivered == 1 else "them",
-                        flush_timeout)
+        if undelivered:  # lost: the report counts them with the drops
+            self.dropped += undelivered
+            why = f"no receiver took {'it' if undelivered == 1 else 'them'} within {flush_timeout:.1f} s" \
+                if not flushed else "the app was stopped with no receiver to take them"
+            log.warning("%s: %d message%s not delivered (%s)", self.name, undelivered,
+                        "" if undelivered == 1 else "s", why)
         self._waker.wake()
         self._thread.join(timeout=5)
         self._thread = None

@@ -86,7 +86,8 @@ class Publisher(_Bridge):
             self.sender = transport.Sender(
                 self.endpoint, self.carried, name=self.full_name, queue_size=self.queue_size, policy=self.policy,
                 curve_secret_key=self.curve_secret_key, curve_clients=self.curve_clients, insecure=self.insecure,
-                shm_threshold=self.shm_threshold, stopping=lambda: getattr(self.runtime, "finished", False))
+                shm_threshold=self.shm_threshold, stopping=lambda: getattr(self.runtime, "finished", False),
+                draining=lambda: getattr(self.runtime, "stopped_early", False))
             self.sender.start()
         except (ChannelConfigError, transport.ChannelError) as exc:
             raise self.channel_problem(exc) from None

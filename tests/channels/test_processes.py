@@ -501,3 +501,30 @@ def test_a_bridge_that_cannot_work_says_so_in_one_line(tmp_path):
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert f"error: in/subscriber: curve_server_key: key file {tmp_path / 'missing.key'} not found" in result.stderr
+
+
+@pytest.mark.timeout(120)
+def test_a_process_that_fails_at_start_stops_the_processes_feeding_it_promptly(tmp_path):
+    """b fails in start() after its subscriber connected; a, publishing into it (policy block),
+    waited for the dead receiver, in the drain and again in its flush at stop, until the
+    supervisor killed it after 8 s."""
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "slow_start.py").write_text(SLOW_START)
+    app = write_app(tmp_path / "fails.app.json", {
+        "name": "fails", "modules": ["demo", str(tmp_path / "slow_start.py")],
+        "graph": {"nodes": [
+            {"name": "src", "process": "a", "components": [{"name": "counter", "type": "demo.Counter"}]},
+            # b's subscriber connects, then its model loads (1 s; a publishes meanwhile), then its writer fails
+            {"name": "sink", "process": "b", "components": [{"name": "model", "type": "slow_start.SlowStart"},
+                                                           {"name": "writer", "type": "demo.NumberWriter"}]}],
+            "edges": [{"source": "src/counter/number", "target": "sink/writer/number"}]},
+        "processes": {"a": {}, "b": {}},
+        "config": {"src": {"counter": {"tick_period": "200Hz", "count": 0}},
+                   "sink": {"model": {"seconds": 1.0},
+                            "writer": {"path": str(tmp_path / "folder")}}}})  # a folder: fails in start()
+    started = time.monotonic()
+    result = run(["run", str(app), "--no-viewer", "--quiet"], timeout=90)
+    elapsed = time.monotonic() - started
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and "Is a directory" in output, output
+    assert "did not stop within" not in output and elapsed < 6, (elapsed, output)  # (5 s of it waiting before)
