@@ -456,8 +456,9 @@ class Sender:
             self._end_seq = 1  # the I/O thread sends END to every receiver, then stops
         if undelivered:  # lost: the report counts them with the drops
             self.dropped += undelivered
-            why = f"no receiver took {'it' if undelivered == 1 else 'them'} within {flush_timeout:.1f} s" \
-                if not flushed else "the app was stopped with no receiver to take them"
+            them = "it" if undelivered == 1 else "them"
+            why = f"no receiver took {them} within {flush_timeout:.1f} s" if not flushed else \
+                f"the app was stopped with no receiver to take {them}"
             log.warning("%s: %d message%s not delivered (%s)", self.name, undelivered,
                         "" if undelivered == 1 else "s", why)
         self._waker.wake()
