@@ -99,6 +99,9 @@ class PredictionWriter(Codelet):
         self._unknown_images: set[str] = set()
         folder = Path(self.folder)
         folder.mkdir(parents=True, exist_ok=True)
+        # An earlier run's results would pass for this run's if this one is killed before its stop()
+        # writes them: they go now (the stream holds this run's frames as they come).
+        (folder / self.filename).unlink(missing_ok=True)
         self.stream_path = folder / (Path(self.filename).stem + ".jsonl")
         self._stream = open(self.stream_path, "wb")
         self._synced = time.monotonic()

@@ -222,3 +222,13 @@ def test_the_stream_is_fsynced_at_most_every_sync_period(tmp_path, monkeypatch):
         h.feed("skeletons", skeletons(0))
         h.run_pending()
     assert len(synced) == 6
+
+
+def test_an_earlier_runs_results_file_goes_when_a_run_starts(tmp_path):
+    """A run killed before its stop() left the earlier run's predictions.json beside its own
+    predictions.jsonl, passing for this run's results."""
+    (tmp_path / "predictions.json").write_text('[{"earlier": "run"}]')
+    h = Harness(PredictionWriter, {"folder": str(tmp_path)}).start()
+    assert not (tmp_path / "predictions.json").exists() and (tmp_path / "predictions.jsonl").exists()
+    h.stop()
+    assert json.loads((tmp_path / "predictions.json").read_text()) == []
