@@ -1,9 +1,10 @@
 """demo.NumberWriter — writes every number it receives to a JSON Lines file.
 """
 import json
+import math
 from pathlib import Path
 
-from graphflow import Codelet, Param, Rx
+from graphflow import Codelet, NodeError, Param, Rx
 
 from .messages import Number
 
@@ -22,7 +23,10 @@ class NumberWriter(Codelet):
 
     def tick(self):
         message = self.number.read()
-        self.file.write(json.dumps({"acqtime": message.acqtime, "value": message.payload.value}) + "\n")
+        value = message.payload.value
+        if not math.isfinite(value):  # JSON has no Infinity or NaN: the file would not parse
+            raise NodeError(f"{value} cannot be written to {self.path} as JSON (acqtime {message.acqtime})")
+        self.file.write(json.dumps({"acqtime": message.acqtime, "value": value}) + "\n")
 
     def stop(self):
         self.file.close()

@@ -242,3 +242,24 @@ def test_uuids_are_version_4_rfc_4122_and_unique_per_message():
         assert parsed.int == uuid.UUID(int=(messages._PROCESS_ID << 64) | header._sequence, version=4).int
     for sequence in (0, 2**62 - 1, 2**62, 2**64 - 1):  # the low word's top bits become the variant
         assert messages._uuid_text(sequence) == str(uuid.UUID(int=(messages._PROCESS_ID << 64) | sequence, version=4))
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_the_number_writer_refuses_a_value_json_cannot_hold_and_keeps_the_lines_before(tmp_path, value):
+    """Infinity and NaN are no JSON: the file held 'Infinity', which JSON readers refuse."""
+    import json
+
+    from graphflow import NodeError
+    from graphflow.packs.demo.messages import Number
+    from graphflow.packs.demo.writer import NumberWriter
+
+    path = tmp_path / "numbers.jsonl"
+    h = Harness(NumberWriter, {"path": str(path)}).start()
+    h.feed("number", Number(1.5), acqtime=1.0)
+    h.run_pending()
+    h.feed("number", Number(value), acqtime=2.0)
+    with pytest.raises(NodeError, match=r"cannot be written to .* as JSON \(acqtime 2.0\)"):
+        h.run_pending()
+    h.stop()
+    assert [json.loads(line, parse_constant=lambda text: pytest.fail(f"not JSON: {text}"))
+            for line in path.read_text().splitlines()] == [{"acqtime": 1.0, "value": 1.5}]
