@@ -183,7 +183,37 @@ def cmd_replay(args, run_app) -> int:
             return _fail(f"--start {options.start:g} is after the recording's end ({span:.3f} s in)")
         print(f"replaying {args.recording} into {args.app} in place of {', '.join(removed) or 'nothing'}",
               file=sys.stderr)
+        changed = _params_changed(spec, recording.app() or {}, removed)
+        if changed:  # (the app's values apply; a different result may come from these)
+            shown = "; ".join(f"{path} {now!r} (recorded {then!r})" for path, now, then in changed[:5])
+            more = f"; and {len(changed) - 5} more" if len(changed) > 5 else ""
+            print(f"params that differ from the recording's: {shown}{more}", file=sys.stderr)
         return run_app(args, app)
+
+
+def _params_changed(spec, recorded_app: dict, removed) -> list[tuple[str, object, object]]:
+    """(node/component/param, the app's value, the recording's) for each param the recorded app
+    set otherwise, of the components that publish: what a sink writes where (a file name, the io
+    output) is this run's own, not what changes the results."""
+    io = {target for targets in spec.io.values() for target in targets}
+    changed = []
+    for node, components in (recorded_app.get("config") or {}).items():
+        for name, values in (components or {}).items():
+            full_name = f"{node}/{name}"
+            cls = spec.types.get(full_name)
+            if cls is None or full_name in removed or not any(p.direction == "tx" for p in cls.ports().values()):
+                continue
+            declared, now = cls.params(), spec.params_of(full_name)
+            for param, value in (values or {}).items():
+                if param not in declared or f"{full_name}/{param}" in io:
+                    continue
+                try:
+                    then = declared[param].convert(value)
+                except (TypeError, ValueError):
+                    then = value
+                if param in now and now[param] != then:
+                    changed.append((f"{full_name}/{param}", now[param], then))
+    return changed
 
 
 def cmd_view(args) -> int:

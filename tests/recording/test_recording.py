@@ -896,3 +896,18 @@ def test_replaying_another_programs_recording_is_one_line_naming_what_it_holds(r
     assert capsys.readouterr().err.strip() == (
         "error: --map /foo=ticker/tens/number: '/foo' holds json messages of another program, not graphflow's "
         "(graphflow's channels there: ['ticker/ones/number'])")
+
+
+@pytest.mark.timeout(60)
+def test_replay_names_the_params_that_differ_from_the_recordings(repo, tmp_path, capsys):
+    """The recording carries its app's params; a replay with others may give other results, and
+    said nothing of it."""
+    path = tmp_path / "demo.mcap"
+    run_demo(repo, path, seconds=0.2, channels=["ticker/*"])
+    args = ["replay", str(path), str(repo / "apps" / "demo.app.json"), "--no-viewer", "--quiet", "--rate", "max",
+            "--set", f"sink/writer/path={tmp_path / 'n.jsonl'}"]
+    assert main(args) == 0
+    assert "differ from the recording" not in capsys.readouterr().err  # (the writer's path differs: a sink's)
+    assert main(args + ["--set", "arith.scale/scale/gain=5"]) == 0
+    assert "params that differ from the recording's: arith.scale/scale/gain 5.0 (recorded 3.0)" in \
+        capsys.readouterr().err
