@@ -83,12 +83,21 @@ def fail(message):
 
 
 def say(message):
-    print(message, file=sys.stderr, flush=True)
+    _write("stderr", message)
 
 
 def result(data):
-    print(json.dumps(data), flush=True)
+    _write("stdout", json.dumps(data))
     return 0
+
+
+def _write(name, text):
+    """A line to the deploying machine. Its ssh may be gone (Ctrl-C there, a dropped link): the
+    work under way still finishes (an install switches, its service restarts), without a word."""
+    try:
+        print(text, file=getattr(sys, name), flush=True)
+    except OSError:  # BrokenPipeError: nobody reads any more; later lines (and the exit's flush) go nowhere
+        setattr(sys, name, open(os.devnull, "w"))
 
 
 def read_stdin_json():

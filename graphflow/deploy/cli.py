@@ -80,8 +80,9 @@ def _fail(exc: Exception) -> int:
 
 
 def _interrupted() -> int:
-    print("interrupted: a release switches only once it is complete; run the same command again to resume",
-          file=sys.stderr)
+    print("interrupted: an install already under way on the device completes there (it switches the release "
+          "and restarts its service); one not yet begun does not. Run the same command again: it resumes, or "
+          "finds the release installed", file=sys.stderr)
     return 130
 
 

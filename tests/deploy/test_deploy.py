@@ -690,3 +690,26 @@ def test_a_device_folder_that_cannot_be_written_says_so_and_what_to_do(device, o
     assert ("FAILED at check: mkdir: cannot create directory '/sys/graphflow': Operation not permitted "
             "(/sys/graphflow cannot be written by the ssh user: choose another --to HOST:DIR, or fix its "
             "permissions)") in result.stdout.replace("‘", "'").replace("’", "'"), result.stdout + result.stderr
+
+
+def test_the_agent_finishes_its_work_when_the_deploying_machine_is_gone(monkeypatch):
+    """Ctrl-C on the laptop (or a dropped link) during an install closes the agent's stdout and
+    stderr; its next line raised BrokenPipeError right after the switch, so the old releases were
+    not pruned and the service was neither installed nor restarted. Now its lines go nowhere and
+    it goes on."""
+    from graphflow.deploy import agent
+
+    read, write = os.pipe()
+    os.close(read)  # the ssh session is gone
+    gone = os.fdopen(write, "w")
+    monkeypatch.setattr(sys, "stderr", gone)
+    monkeypatch.setattr(sys, "stdout", gone)
+    agent.say("current -> releases/1.1.0-abc")  # raised BrokenPipeError
+    agent.say("removed 1.0.0")
+    assert agent.result({"release": "1.1.0-abc"}) == 0
+    assert sys.stderr is not gone and sys.stdout is not gone  # the rest goes nowhere, exit included
+    monkeypatch.undo()
+    try:
+        gone.close()
+    except OSError:
+        pass
