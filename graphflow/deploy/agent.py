@@ -160,17 +160,20 @@ def verb_install(root, args):
 
 def check_target(manifest, request):
     """A wheelhouse holds wheels for one platform and Python: refuse a device that runs others
-    before anything is installed."""
-    if request.get("reuse_system_packages") or not any(p.startswith("wheelhouse/") for p in manifest["files"]):
-        return
+    before anything is installed. Without one the app still installs (its own files run anywhere),
+    but its requirements were pinned for its target: say so."""
     python = request.get("python") or sys.executable
     version = python_probe(python, "import sys; print('%d.%d' % sys.version_info[:2])") or "unknown"
     machine = os.uname().machine
     wanted_arch = manifest.get("platform", "").split("_", 3)[-1]  # manylinux_2_35_aarch64 -> aarch64
-    if version != manifest["python"] or (wanted_arch and wanted_arch != machine):
-        raise AgentError("the package is for %s (Python %s, %s); this device runs Python %s on %s: package the "
-                         "app for this device's target" % (manifest["target"], manifest["python"],
-                                                           wanted_arch, version, machine))
+    if version == manifest["python"] and (not wanted_arch or wanted_arch == machine):
+        return
+    differs = "the package is for %s (Python %s, %s); this device runs Python %s on %s" % (
+        manifest["target"], manifest["python"], wanted_arch, version, machine)
+    if not request.get("reuse_system_packages") and any(p.startswith("wheelhouse/") for p in manifest["files"]):
+        raise AgentError(differs + ": package the app for this device's target")
+    say("warning: %s; it installs, but its requirements were pinned for %s: package it for this device's "
+        "target (graphflow package --target)" % (differs, manifest["target"]))
 
 
 def build_release(root, manifest, release, request):

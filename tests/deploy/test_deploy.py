@@ -442,6 +442,23 @@ def test_a_package_for_another_platform_is_refused_before_anything_is_installed(
     assert not (root / "current").exists() and not list((root / "releases").iterdir())
 
 
+@pytest.mark.timeout(300)
+def test_a_package_for_another_target_without_a_wheelhouse_installs_with_a_warning(device, tmp_path, graphflow_wheel,
+                                                                                 model_path):
+    """Its own files run anywhere, but its requirements were pinned for a Jetson: it installed
+    and said ok, not a word of the target."""
+    from graphflow.deploy.package import build_package
+
+    package = build_package(REPO / "apps" / "demo.app.json", tmp_path / "pkg", target="jetson-jp6",
+                            graphflow_wheel=graphflow_wheel, progress=lambda _: None)
+    result = deploy(device, package, f"device:{tmp_path / 'device'}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (f"warning: the package is for jetson-jp6 (Python 3.10, aarch64); this device runs Python "
+            f"{sys.version_info[0]}.{sys.version_info[1]} on {platform.machine()}; it installs, but its requirements "
+            f"were pinned for jetson-jp6") in result.stdout + result.stderr
+    assert (tmp_path / "device" / "current").exists()
+
+
 def test_the_app_runs_with_the_release_models_and_the_shared_engine_cache(tmp_path):
     """What the agent runs for `current`: the release's venv and app, its models folder as the model
     path, and one engine cache for every release (so a redeploy of the same model builds nothing)."""
