@@ -632,6 +632,7 @@ def install_service(root, app, python):
     unit = unit_name(root, app)
     os.makedirs(unit_dir(), exist_ok=True)
     path = os.path.join(unit_dir(), unit)
+    retire_other_unit(root, unit)
     write_atomically(path, unit_text(root, app, python).rstrip("\n"))
     write_atomically(os.path.join(root, ".graphflow", "unit"), unit)
     out = {"unit": unit, "path": path, "started": False, "linger_hint": None, "verify": None}
@@ -659,6 +660,24 @@ def install_service(root, app, python):
     if linger is None or "Linger=yes" not in linger.stdout:
         out["linger_hint"] = "sudo loginctl enable-linger %s" % user
     return out
+
+
+def retire_other_unit(root, unit):
+    """Another app's unit that ran this folder's ``current`` (its app was replaced here): stop,
+    disable and remove it, so that one unit runs the folder (two ran it, writing the same data/)."""
+    previous = unit_name_of(root)
+    if previous is None or previous == unit or not re.match(r"^graphflow-[A-Za-z0-9_.-]+\.service\Z", previous):
+        return
+    if shutil.which("systemctl"):
+        for command in (["stop", previous], ["disable", previous]):
+            try:
+                systemctl(command)
+            except AgentError:  # not loaded, or no user manager: the file below is what matters
+                pass
+    old = os.path.join(unit_dir(), previous)
+    if os.path.exists(old):
+        os.remove(old)
+    say("removed the service %s of the app deployed here before" % previous)
 
 
 def verb_service(root, args):

@@ -730,3 +730,25 @@ def test_the_agent_finishes_its_work_when_the_deploying_machine_is_gone(monkeypa
         gone.close()
     except OSError:
         pass
+
+
+def test_a_new_apps_service_in_a_folder_retires_the_unit_of_the_app_before(tmp_path, monkeypatch):
+    """demo deployed with --service where openpose was: both units ran the folder's current (after a
+    rollback the demo's unit ran openpose), and remote verbs saw only the new one."""
+    from graphflow.deploy import agent
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    root = tmp_path / "device"
+    (root / ".graphflow").mkdir(parents=True)
+    units = tmp_path / "config" / "systemd" / "user"
+    units.mkdir(parents=True)
+    (units / "graphflow-openpose-406316f8.service").write_text("[Service]\n")
+    (root / ".graphflow" / "unit").write_text("graphflow-openpose-406316f8.service")
+    agent.retire_other_unit(str(root), "graphflow-openpose-406316f8.service")  # the same app: kept
+    assert (units / "graphflow-openpose-406316f8.service").exists()
+    agent.retire_other_unit(str(root), "graphflow-demo-406316f8.service")
+    assert not (units / "graphflow-openpose-406316f8.service").exists()
+    (tmp_path / "config" / "precious").write_text("keep")
+    (root / ".graphflow" / "unit").write_text("../../precious")  # a tampered record names no unit
+    agent.retire_other_unit(str(root), "graphflow-demo-406316f8.service")
+    assert (tmp_path / "config" / "precious").read_text() == "keep"
