@@ -147,6 +147,7 @@ def verb_install(root, args):
     run_args = request.get("run_args")
     if run_args is None:  # not given: the app keeps running with the arguments it runs with now
         run_args = current_run_args(root) if current_release(root) != release else info.get("run_args", [])
+    check_run_args(final, info, run_args)
     info["run_args"] = run_args
     write_atomically(info_path, json.dumps(info, indent=1))
     switch(root, release)
@@ -156,6 +157,23 @@ def verb_install(root, args):
     if request.get("service"):
         out["service"] = install_service(root, manifest["app"]["name"], sys.executable)
     return result(out)
+
+
+def check_run_args(release_dir, info, run_args):
+    """The arguments the app is to run with, parsed as the release's own ``graphflow run`` parses
+    them, before the switch: a misspelt option would make the service fail at each start (and
+    later deploys keep the arguments)."""
+    python = os.path.join(release_dir, "venv", "bin", "python")
+    app = os.path.join(release_dir, info["app"]["file"])
+    parse = ("import sys; from graphflow.cli import _parser\n"
+             "try:\n    parser = _parser()\nexcept Exception:\n    sys.exit(0)  # another graphflow: not checked here\n"
+             "parser.prog = 'graphflow'; parser.parse_args(sys.argv[1:])")
+    checked = subprocess.run([python, "-c", parse, "run", app] + list(run_args), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, universal_newlines=True)
+    if checked.returncode != 0:
+        lines = checked.stdout.strip().splitlines()
+        raise AgentError("--app-args %s: %s (nothing switched)" % (" ".join(run_args), lines[-1] if lines else
+                                                                  "refused by graphflow run"))
 
 
 def check_target(manifest, request):

@@ -459,6 +459,25 @@ def test_a_package_for_another_target_without_a_wheelhouse_installs_with_a_warni
     assert (tmp_path / "device" / "current").exists()
 
 
+@pytest.mark.timeout(300)
+def test_app_args_graphflow_run_refuses_are_refused_before_the_switch(device, tmp_path, graphflow_wheel):
+    """A misspelt option was kept and switched to: the service failed at each start, and every
+    later deploy without --app-args kept it."""
+    from graphflow.deploy.package import build_package
+    from graphflow.deploy.targets import default_target
+
+    package = build_package(REPO / "apps" / "demo.app.json", tmp_path / "pkg", target=default_target(),
+                            graphflow_wheel=graphflow_wheel, progress=lambda _: None)
+    root = tmp_path / "device"
+    refused = deploy(device, package, f"device:{root}", "--app-args=--no-viewr --max-ticks 3")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert ("--app-args --no-viewr --max-ticks 3: graphflow: error: unrecognized arguments: --no-viewr "
+            "(nothing switched)") in refused.stdout + refused.stderr
+    assert not (root / "current").exists()
+    accepted = deploy(device, package, f"device:{root}", "--app-args=--no-viewer --max-ticks 3")
+    assert accepted.returncode == 0 and (root / "current").exists(), accepted.stdout + accepted.stderr
+
+
 def test_the_app_runs_with_the_release_models_and_the_shared_engine_cache(tmp_path):
     """What the agent runs for `current`: the release's venv and app, its models folder as the model
     path, and one engine cache for every release (so a redeploy of the same model builds nothing)."""
