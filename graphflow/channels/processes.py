@@ -283,6 +283,7 @@ class Supervisor:
         self.failure: str | None = None
         self.said_failure = False  # the failure was printed as it happened
         self._ended: set[str] = set()
+        self._terminated: set[str] = set()  # the processes sent a SIGTERM to stop
         self._stop = threading.Event()
         self._hurry = threading.Event()  # a second stop request: no waiting for the drain
         self._print_lock = threading.Lock()
@@ -373,7 +374,10 @@ class Supervisor:
                 signal.signal(sig, handler)
             for child in self.children.values():
                 self._sweep(child.pid)
-        failed = {name: child.returncode for name, child in self.children.items() if child.returncode not in (0, None)}
+        # (a process stopped by the SIGTERM sent to it, before it could take the signal: a stop, not a failure)
+        asked = (-signal.SIGTERM, -signal.SIGINT)
+        failed = {name: child.returncode for name, child in self.children.items()
+                  if child.returncode not in (0, None) and not (name in self._terminated and child.returncode in asked)}
         if failed and self.failure is None:
             self.failure = "; ".join(f"process {name!r} exited with status {code}" for name, code in failed.items())
         return 0 if not failed else 1
@@ -419,7 +423,10 @@ class Supervisor:
             free = [name for name in waiting if not feeders[name] & alive]
             for name in free:
                 since = free_since.setdefault(name, now)
-                if not feeders[name] or now - since >= drain:
+                # A feeder that did not end cleanly (stopped before it could say its stream ended)
+                # sends no end: nothing to drain for.
+                unended = any(self.children[f].returncode not in (0, None) for f in feeders[name])
+                if not feeders[name] or unended or now - since >= drain:
                     self._terminate(name)
                     kill_at[name] = now + grace
             if waiting and not free and not any(name in alive for name in kill_at):
@@ -434,6 +441,7 @@ class Supervisor:
             time.sleep(0.05)
 
     def _terminate(self, name: str) -> None:
+        self._terminated.add(name)
         try:
             os.killpg(self.children[name].pid, signal.SIGTERM)
         except ProcessLookupError:

@@ -528,3 +528,24 @@ def test_a_process_that_fails_at_start_stops_the_processes_feeding_it_promptly(t
     output = result.stdout + result.stderr
     assert result.returncode == 1 and "Is a directory" in output, output
     assert "did not stop within" not in output and elapsed < 6, (elapsed, output)  # (5 s of it waiting before)
+
+
+@pytest.mark.timeout(120)
+def test_a_split_app_stopped_in_its_first_second_stops_at_once_and_cleanly(tmp_path):
+    """--duration 0.1 (as a systemctl stop or a Ctrl-C right after the start): a process took
+    the SIGTERM before it could handle it and died of it; that was reported as a failure (exit 1),
+    and the process it fed waited out a 10 s drain for an end that could not come."""
+    app = write_app(tmp_path / "early.app.json", {
+        "name": "early", "modules": ["demo"],
+        "graph": {"nodes": [
+            {"name": "src", "process": "a", "components": [{"name": "counter", "type": "demo.Counter"}]},
+            {"name": "sink", "process": "b", "components": [{"name": "writer", "type": "demo.NumberWriter"}]}],
+            "edges": [{"source": "src/counter/number", "target": "sink/writer/number"}]},
+        "processes": {"a": {}, "b": {}},
+        "config": {"src": {"counter": {"tick_period": "100Hz", "count": 300}},
+                   "sink": {"writer": {"path": str(tmp_path / "numbers.jsonl")}}}})
+    started = time.monotonic()
+    result = run(["run", str(app), "--no-viewer", "--duration", "0.1"], timeout=90)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "exited with status" not in result.stdout + result.stderr and elapsed < 6, elapsed
