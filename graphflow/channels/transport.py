@@ -651,6 +651,8 @@ class Sender:
             del self._peers[peer.identity]
             log.warning("%s: subscriber %s %s; dropped it (%d messages queued for it)",
                         self.name, peer.info.get("name"), why, len(peer.pending))
+            self.dropped += len(peer.pending)  # lost with it: counted with the drops
+            peer.dropped += len(peer.pending)
         self._forget(peer)
         self._room.notify_all()
 

@@ -91,6 +91,7 @@ class Publisher(_Bridge):
             self.sender.start()
         except (ChannelConfigError, transport.ChannelError) as exc:
             raise self.channel_problem(exc) from None
+        self._counted = 0  # the sender's drops already added to this channel's
         self.tick_on_message(self.message)
 
     def wait_ready(self):
@@ -109,18 +110,22 @@ class Publisher(_Bridge):
                 break
             messages.append(message)
         if messages:
-            # Dropped on the wire, counted on this channel's drops: the new messages refused and
-            # the queued ones pushed out (policy latest), both in the sender's count.
-            before = self.sender.dropped
             self.sender.send_many(messages)
-            self.message.dropped += self.sender.dropped - before
+        self._count_drops()
+
+    def _count_drops(self) -> None:
+        """Dropped on the wire, counted on this channel's drops: the new messages refused, the
+        queued ones pushed out (policy latest), those queued for a subscriber that went silent,
+        and those undelivered at the end; all in the sender's count, which its I/O thread raises too."""
+        dropped = self.sender.dropped
+        self.message.dropped += dropped - self._counted
+        self._counted = dropped
 
     def stop(self):
         sender = getattr(self, "sender", None)
         if sender is not None:
-            before = sender.dropped
             sender.close(self.flush_timeout)
-            self.message.dropped += sender.dropped - before  # not delivered by the end of the flush
+            self._count_drops()
             # A summary line when the user must look (bad frames, refusals, losses the policy did not
             # ask for: 'latest' and 'reject' drop by design, the job report counts those); else a detail.
             trouble = sender.bad_frames or sender.refused or (sender.dropped and self.policy == "block")
