@@ -32,6 +32,7 @@ and wake it through a pipe.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import secrets
@@ -133,6 +134,7 @@ def bound_router(endpoint: str, curve_secret_key: str = "", curve_clients: str =
                 domain = f"graphflow-{secrets.token_hex(4)}"  # this socket's own list of clients
                 auth.configure_curve(domain=domain, location=str(curve_clients))
                 sock.zap_domain = domain.encode()
+        _refuse_a_live_ipc_socket(endpoint)
         sock.bind(endpoint)
     except (security.ChannelConfigError, zmq.ZMQError):
         sock.close(0)
@@ -140,6 +142,26 @@ def bound_router(endpoint: str, curve_secret_key: str = "", curve_clients: str =
             _Authenticator.release()
         raise
     return sock, auth
+
+
+def _refuse_a_live_ipc_socket(endpoint: str) -> None:
+    """ZeroMQ binds an ipc:// path over any socket file there, live or not: a second app bound to
+    the same path took its subscribers, silently. A live one (it accepts a connection) is refused,
+    as TCP refuses a port in use; a stale file (its process gone) is bound over."""
+    if not endpoint.startswith("ipc://"):
+        return
+    path = endpoint[len("ipc://"):]
+    if not os.path.exists(path):
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(0.5)
+        probe.connect(path)
+    except OSError:
+        return  # nobody listens: a file left by a process that is gone
+    finally:
+        probe.close()
+    raise zmq.ZMQError(errno.EADDRINUSE, f"{path} is in use by another running process")
 
 
 def connected_dealer(endpoint: str, identity: bytes, curve_server_key: str = "", curve_secret_key: str = "", *,

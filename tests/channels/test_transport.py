@@ -551,3 +551,27 @@ def test_keys_that_cannot_be_written_leave_no_half_written_file(tmp_path, monkey
     with pytest.raises(OSError):
         security.make_keys("x", tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.timeout(30)
+def test_an_ipc_path_a_running_publisher_holds_is_refused_and_a_stale_one_bound_over(tmp_path):
+    """ZeroMQ binds over any socket file: a second copy of one process took the first one's
+    subscribers, and the first waited forever, without a word."""
+    import socket
+
+    endpoint = f"ipc://{tmp_path / 'numbers.sock'}"
+    first = Sender(endpoint, Number)
+    first.start()
+    try:
+        second = Sender(endpoint, Number)
+        with pytest.raises(transport.ChannelError, match="is in use by another running process"):
+            second.start()
+    finally:
+        first.close(0.1)
+    stale = tmp_path / "stale.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(stale))
+    listener.close()  # the file stays, nobody listens: a process that was killed
+    left_behind = Sender(f"ipc://{stale}", Number)
+    left_behind.start()
+    left_behind.close(0.1)

@@ -401,3 +401,11 @@ def test_run_performs_the_same_checks(tmp_path, capsys):
     assert main(["run", str(path), "--quiet"]) == 1
     assert "nothing was run" in capsys.readouterr().err
     assert not (tmp_path / "must_not_exist").exists()
+
+
+@pytest.mark.parametrize("name", ["x/../../y", "a" * 65, "my app", "-dash"])
+def test_an_app_name_that_cannot_name_a_file_is_refused(tmp_path, name):
+    """The name names the app's socket files (/tmp/graphflow-run-*/NAME-0.sock), recordings and
+    services: '../..' pointed outside the folder, a long one failed at run time ('File name too long')."""
+    errors, path = errors_of(tmp_path, lambda d: d.update(name=name))
+    assert len(errors) == 1 and errors[0].startswith(f"{path}: $.name: ")
