@@ -9,6 +9,38 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 
+# Set in the environment of a process that a split app's supervisor started again after it failed
+# ("restart": true): its writers add to what the run before wrote instead of starting over.
+RESUMING_ENV = "GRAPHFLOW_RESUMING"
+
+
+def resuming() -> bool:
+    """Whether this process continues the work of one that failed (see RESUMING_ENV)."""
+    return os.environ.get(RESUMING_ENV) == "1"
+
+
+def open_lines(path: Path, *, append: bool) -> BinaryIO:
+    """A lines file (JSON Lines) opened to write: new, or with ``append`` after its last whole line
+    (a line a crash cut short is cut off, so the next line is whole)."""
+    if not append or not path.exists():
+        return open(path, "wb")
+    f = open(path, "r+b")
+    data_end = f.seek(0, os.SEEK_END)
+    keep = 0
+    step = 1 << 16
+    position = data_end
+    while position > 0:  # back from the end to the last newline
+        position = max(0, position - step)
+        f.seek(position)
+        found = f.read(min(step, data_end - position)).rfind(b"\n")
+        if found >= 0:
+            keep = position + found + 1
+            break
+    f.truncate(keep)
+    f.seek(keep)
+    return f
+
+
 def write_atomically(path: Path, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``."""
     with open_atomically(path) as f:

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..files import RESUMING_ENV
 from . import shm
 
 MAIN = "main"
@@ -305,9 +306,12 @@ class Supervisor:
             command += ["--serve-view", self.view_endpoints[part.name]]
         return command + self.extra_args
 
-    def _spawn(self, part: Part) -> None:
+    def _spawn(self, part: Part, resuming: bool = False) -> None:
+        env = dict(os.environ, **({RESUMING_ENV: "1"} if resuming else {}))  # its writers add to their files
+        if not resuming:
+            env.pop(RESUMING_ENV, None)
         child = subprocess.Popen(self._command(part), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                 text=True, bufsize=1, start_new_session=True, preexec_fn=_die_with_parent)
+                                 text=True, bufsize=1, start_new_session=True, preexec_fn=_die_with_parent, env=env)
         self.children[part.name] = child
         threading.Thread(target=self._relay, args=(part.name, child), daemon=True).start()
 
@@ -358,7 +362,7 @@ class Supervisor:
                         self.restarts[name] += 1
                         self._say(f"process {name!r} (pid {child.pid}) {how}; restarting it "
                                   f"({self.restarts[name]} of 5)")
-                        self._spawn(self.parts[name])
+                        self._spawn(self.parts[name], resuming=True)
                         running = True
                         continue
                     self.failure = f"process {name!r} (pid {child.pid}) {how}; stopping the app"

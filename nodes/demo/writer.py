@@ -1,10 +1,12 @@
 """demo.NumberWriter — writes every number it receives to a JSON Lines file.
 """
+import io
 import json
 import math
 from pathlib import Path
 
 from graphflow import Codelet, NodeError, Param, Rx
+from graphflow.files import open_lines, resuming
 
 from .messages import Number
 
@@ -18,7 +20,8 @@ class NumberWriter(Codelet):
     def start(self):
         target = Path(self.path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        self.file = target.open("w", encoding="utf-8")
+        # restarted after a failure (a split app's "restart": true): the lines before it stay
+        self.file = io.TextIOWrapper(open_lines(target, append=resuming()), encoding="utf-8")
         self.tick_on_message(self.number)
 
     def tick(self):

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from graphflow import Codelet, NodeError, Param, Rx
+from graphflow.files import resuming
 from graphflow.media import MIN_VIDEO_FPS, open_video, safe_stem, write_image
 from graphflow.packs.io.image_loader import is_video_source
 from graphflow.packs.vision.messages import Image
@@ -127,7 +128,8 @@ class ImageWriter(Codelet):
         name = self.video_filename if self.video_filename and not self._video_names else \
             f"{safe_stem(Path(source.replace(':', '_')).stem) or 'video'}.mp4"
         stem, suffix, number = Path(name).stem, Path(name).suffix, 1
-        while name in self._video_names:
+        # (restarted after a failure: the video the run before wrote stays, this one is another)
+        while name in self._video_names or (resuming() and (self._folder / name).exists()):
             number += 1
             name = f"{stem}_{number}{suffix}"
         self._video_names.add(name)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from graphflow import Codelet, NodeError, Param, Period, Rx
-from graphflow.files import open_atomically
+from graphflow.files import open_atomically, open_lines, resuming
 from graphflow.packs.vision.messages import Skeleton2List
 
 # shared/models/MANIFEST.md: "Mapping from model part to COCO-17 index" (OpenPose COCO-18 order;
@@ -103,7 +103,8 @@ class PredictionWriter(Codelet):
         # writes them: they go now (the stream holds this run's frames as they come).
         (folder / self.filename).unlink(missing_ok=True)
         self.stream_path = folder / (Path(self.filename).stem + ".jsonl")
-        self._stream = open(self.stream_path, "wb")
+        # Restarted after a failure (a split app's "restart": true): the frames before it stay.
+        self._stream = open_lines(self.stream_path, append=resuming())
         self._synced = time.monotonic()
         self.frames = 0
         self.results = 0

@@ -586,3 +586,36 @@ def test_messages_lost_with_a_subscriber_that_went_silent_are_counted(tmp_path):
     assert "went silent" in output or "silent" in output, output
     assert written < 400 and crossing["dropped"] >= 1, (written, crossing, output[-3000:])
     assert 399 <= written + crossing["dropped"] <= 400, (written, crossing, output[-3000:])
+
+
+@pytest.mark.timeout(120)
+def test_a_restarted_process_adds_to_what_its_writers_wrote_before(tmp_path):
+    """b ("restart": true) killed mid-run: the restarted writer opened its file anew, and the
+    numbers written before the restart were gone (the file began at 125)."""
+    app = write_app(tmp_path / "again.app.json", {
+        "name": "again", "modules": ["demo"],
+        "graph": {"nodes": [
+            {"name": "src", "process": "a", "components": [{"name": "counter", "type": "demo.Counter"}]},
+            {"name": "sink", "process": "b", "components": [{"name": "writer", "type": "demo.NumberWriter"}]}],
+            "edges": [{"source": "src/counter/number", "target": "sink/writer/number",
+                       "queue": {"size": 4, "policy": "block"}}]},
+        "processes": {"a": {}, "b": {"restart": True}},
+        "config": {"src": {"counter": {"tick_period": "100Hz", "count": 300}},
+                   "sink": {"writer": {"path": str(tmp_path / "numbers.jsonl")}}}})
+    numbers = tmp_path / "numbers.jsonl"
+    supervisor = start(["run", str(app), "--no-viewer"])
+    try:
+        pids = _children_by_process(supervisor.pid)
+        deadline = time.monotonic() + 30
+        while not numbers.exists() or numbers.read_text().count("\n") < 50:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        os.kill(pids["b"], signal.SIGKILL)
+        output, _ = supervisor.communicate(timeout=60)
+    finally:
+        if supervisor.poll() is None:
+            os.killpg(supervisor.pid, signal.SIGKILL)
+    assert "restarting it (1 of 5)" in output, output
+    values = [json.loads(line)["value"] for line in numbers.read_text().splitlines()]  # every line whole
+    assert values[:50] == [float(i) for i in range(50)] and values[-1] == 299.0
+    assert values == sorted(set(values))  # each once, in order (what was in flight at the kill is lost)

@@ -263,3 +263,20 @@ def test_the_number_writer_refuses_a_value_json_cannot_hold_and_keeps_the_lines_
     h.stop()
     assert [json.loads(line, parse_constant=lambda text: pytest.fail(f"not JSON: {text}"))
             for line in path.read_text().splitlines()] == [{"acqtime": 1.0, "value": 1.5}]
+
+
+def test_a_lines_file_opened_to_append_loses_only_a_line_a_crash_cut_short(tmp_path):
+    from graphflow.files import open_lines
+
+    path = tmp_path / "stream.jsonl"
+    path.write_bytes(b'{"a": 1}\n{"a": 2}\n{"a": 3')  # killed while writing the third line
+    with open_lines(path, append=True) as f:
+        f.write(b'{"a": 4}\n')
+    assert path.read_bytes() == b'{"a": 1}\n{"a": 2}\n{"a": 4}\n'
+    path.write_bytes(b'{"a": 1')  # not one whole line
+    with open_lines(path, append=True) as f:
+        f.write(b'{"a": 5}\n')
+    assert path.read_bytes() == b'{"a": 5}\n'
+    with open_lines(path, append=False) as f:  # a new run: a new file
+        f.write(b'{"a": 6}\n')
+    assert path.read_bytes() == b'{"a": 6}\n'

@@ -232,3 +232,19 @@ def test_an_earlier_runs_results_file_goes_when_a_run_starts(tmp_path):
     assert not (tmp_path / "predictions.json").exists() and (tmp_path / "predictions.jsonl").exists()
     h.stop()
     assert json.loads((tmp_path / "predictions.json").read_text()) == []
+
+
+def test_a_restarted_writer_keeps_the_frames_of_the_run_before(tmp_path, monkeypatch):
+    """A split app's process restarted after a failure ("restart": true; the supervisor sets
+    GRAPHFLOW_RESUMING): the stream's earlier frames stay and go into predictions.json."""
+    from graphflow.files import RESUMING_ENV
+
+    earlier = {"file_name": "a.jpg", "frame": 0, "results": [{"file_name": "a.jpg", "score": 0.9}]}
+    (tmp_path / "predictions.jsonl").write_text(json.dumps(earlier) + "\n" + '{"file_name": "b.j')  # cut by the kill
+    monkeypatch.setenv(RESUMING_ENV, "1")
+    h = Harness(PredictionWriter, {"folder": str(tmp_path)}).start()
+    h.stop()
+    assert json.loads((tmp_path / "predictions.json").read_text()) == earlier["results"]
+    monkeypatch.delenv(RESUMING_ENV)
+    Harness(PredictionWriter, {"folder": str(tmp_path)}).start().stop()  # a new run starts over
+    assert json.loads((tmp_path / "predictions.json").read_text()) == []
