@@ -56,6 +56,7 @@ log = logging.getLogger("graphflow.channels")
 HEARTBEAT_S = 0.5
 HELLO_RETRY_S = 0.1
 PEER_TIMEOUT_S = 1.5
+WAITING_SAID_EVERY_S = 10.0  # how often a graph held by a publisher no subscriber reached says so
 POLICIES = ("latest", "block", "reject")
 SHM_THRESHOLD = 64 * 1024
 BATCH_MESSAGES = 64  # small messages waiting for one receiver go out together, up to these
@@ -321,6 +322,8 @@ class Sender:
         self.pool = shm.SegmentPool() if self._use_shm else None
         self._peers: dict[bytes, _Peer] = {}
         self._backlog: deque[tuple[int, _Outgoing]] = deque()  # before any receiver has connected
+        self._waiting_since: float | None = None  # a block publish waiting for a first receiver since
+        self._waiting_said = 0.0
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
         self._waker = _Waker()
@@ -429,6 +432,8 @@ class Sender:
                 if self._closing or self.stopping() or (peer is None and self.draining()):
                     self._count_drop(peer)
                     return False
+                if peer is None:
+                    self._say_waiting_for_a_receiver()
                 self._room.wait(0.05)
                 if peer is not None and self._peers.get(peer.identity) is not peer:
                     return False  # that receiver went away while we waited
@@ -444,6 +449,19 @@ class Sender:
             for segment in outgoing.segments:
                 segment.users += 1
         return True
+
+    def _say_waiting_for_a_receiver(self) -> None:
+        """A graph held by a publisher that no subscriber has reached says so, every
+        WAITING_SAID_EVERY_S while it lasts (it waited in silence). Caller holds the lock."""
+        now = time.monotonic()
+        if self._waiting_since is None:
+            self._waiting_since = self._waiting_said = now
+        elif now - self._waiting_said >= WAITING_SAID_EVERY_S:
+            self._waiting_said = now
+            log.warning("%s: no subscriber has connected to %s for %.0f s; %d message%s wait (policy block: the "
+                        "graph waits for one). Start the subscribing app, or check its endpoint and keys",
+                        self.name, self.bound_endpoint or self.endpoint, now - self._waiting_since,
+                        len(self._backlog), "" if len(self._backlog) == 1 else "s")
 
     def _count_drop(self, peer: _Peer | None) -> None:
         self.dropped += 1
@@ -474,6 +492,8 @@ class Sender:
             return
         flushed = self.flush(flush_timeout)
         with self._lock:
+            self._closing = True  # a publish still waiting for room gives up (and counts its drop)
+            self._room.notify_all()
             undelivered = sum(len(p.pending) for p in self._peers.values()) + len(self._backlog)
             self._end_seq = 1  # the I/O thread sends END to every receiver, then stops
         if undelivered:  # lost: the report counts them with the drops
@@ -581,6 +601,7 @@ class Sender:
         local = self._use_shm and info.get("host") == _HOST
         peer = _Peer(identity, info, local, now)
         self._peers[identity] = peer
+        self._waiting_since = None  # (a block publish waiting for a first receiver has one now)
         if not self._send_raw(sock, identity, [b"WELCOME", msgpack.packb({**mine, "shm": local})]):
             self._peers.pop(identity, None)
             return

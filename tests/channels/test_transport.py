@@ -575,3 +575,25 @@ def test_an_ipc_path_a_running_publisher_holds_is_refused_and_a_stale_one_bound_
     left_behind = Sender(f"ipc://{stale}", Number)
     left_behind.start()
     left_behind.close(0.1)
+
+
+@pytest.mark.timeout(30)
+def test_a_publisher_that_no_subscriber_reached_says_that_the_graph_waits(endpoint, monkeypatch, caplog):
+    """Policy block, no subscriber ever: the graph stalled after its queue filled, in silence."""
+    import logging
+    import threading
+
+    monkeypatch.setattr(transport, "WAITING_SAID_EVERY_S", 0.2)
+    caplog.set_level(logging.WARNING)
+    sender = Sender(endpoint, Number, queue_size=2, policy="block")
+    sender.start()
+    publishing = threading.Thread(target=lambda: [sender.send(number(float(i))) for i in range(3)], daemon=True)
+    publishing.start()
+    time.sleep(0.8)
+    assert publishing.is_alive()  # the third waits for room
+    said = [r.getMessage() for r in caplog.records if "no subscriber has connected" in r.getMessage()]
+    assert said and said[0].endswith("2 messages wait (policy block: the graph waits for one). Start the "
+                                     "subscribing app, or check its endpoint and keys")
+    sender.close(0.1)
+    publishing.join(5)
+    assert not publishing.is_alive()
