@@ -73,8 +73,12 @@ def check_bind(endpoint: str, has_keys: bool, insecure: bool) -> None:
 def load_keys(path: str, what: str) -> tuple[bytes, bytes | None]:
     """(public, secret) from a ``graphflow keys`` file; secret is None for a ``.key`` file."""
     file = Path(os.path.expanduser(path))
-    if not file.is_file():
+    if file.is_dir():
+        raise ChannelConfigError(f"{what}: {file} is a folder: give the key file in it (NAME.key or NAME.key_secret)")
+    if not file.exists():
         raise ChannelConfigError(f"{what}: key file {file} not found (make a pair with: graphflow keys NAME)")
+    if not file.is_file():
+        raise ChannelConfigError(f"{what}: {file} is not a key file (a device or a pipe)")
     try:
         public, secret = zmq.auth.load_certificate(str(file))
     except Exception as exc:

@@ -214,8 +214,11 @@ def handshake_text(event: int, uses_curve: bool, server_key: str = "server key",
     if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
         return f"authentication refused ({own_key} is not accepted)"
     if event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
-        return (f"security handshake failed: the other end uses no CURVE keys (drop the {server_key})"
-                if uses_curve else f"security handshake failed: the other end uses CURVE keys (give its {server_key})")
+        # (a server that is no ZeroMQ at all, a web server say, fails the same way)
+        return (f"security handshake failed: the other end uses no CURVE keys (drop the {server_key}), or is no "
+                f"graphflow app" if uses_curve else
+                f"security handshake failed: the other end uses CURVE keys (give its {server_key}), or is no "
+                f"graphflow app")
     if event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL and uses_curve:
         return f"security handshake failed: wrong {server_key} (not the other end's public key)"
     return "security handshake failed"

@@ -98,7 +98,7 @@ class Publisher(_Bridge):
         stopping = lambda: getattr(self.runtime, "stop_requested", False)  # noqa: E731
         if self.await_subscriber > 0 and not self.sender.wait_for_receiver(self.await_subscriber, stopping) \
                 and not stopping():
-            self.log.warning("%s: no subscriber within %.0f s; the graph starts anyway (queue policy %s, %d "
+            self.log.warning("%s: no subscriber within %g s; the graph starts anyway (queue policy %s, %d "
                              "queued until one connects)", self.sender.bound_endpoint, self.await_subscriber,
                              self.policy, self.queue_size)
 

@@ -597,3 +597,16 @@ def test_a_publisher_that_no_subscriber_reached_says_that_the_graph_waits(endpoi
     sender.close(0.1)
     publishing.join(5)
     assert not publishing.is_alive()
+
+
+@pytest.mark.parametrize("given, said", [
+    ("{tmp}", "curve_secret_key: {tmp} is a folder: give the key file in it (NAME.key or NAME.key_secret)"),
+    ("/dev/null", "curve_secret_key: /dev/null is not a key file (a device or a pipe)"),
+    ("{tmp}/none.key_secret", "curve_secret_key: key file {tmp}/none.key_secret not found (make a pair with: "
+                              "graphflow keys NAME)"),
+])
+def test_a_key_path_that_is_no_key_file_says_what_it_is(tmp_path, given, said):
+    """A folder or /dev/null was 'not found'."""
+    with pytest.raises(security.ChannelConfigError) as refused:
+        security.load_keys(given.format(tmp=tmp_path), "curve_secret_key")
+    assert str(refused.value) == said.format(tmp=tmp_path)
