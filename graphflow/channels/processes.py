@@ -541,9 +541,37 @@ def _count(value) -> str:
     return "-" if value is None else str(value)
 
 
+RUN_DIR_PREFIX = "graphflow-run-"
+OWNER_FILE = "supervisor.pid"
+
+
+def _remove_run_dirs_of_dead_supervisors() -> None:
+    """A supervisor killed (kill -9, a crash) leaves its run folder (sockets, app files, stats):
+    the next one removes those whose supervisor is gone, as the shared-memory segments are."""
+    for folder in Path(tempfile.gettempdir()).glob(RUN_DIR_PREFIX + "*"):
+        try:
+            pid = int((folder / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # not one of ours, or one being made: left alone
+        if pid != os.getpid() and not _alive(pid):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's: alive
+        return True
+    return True
+
+
 def run_app(args, data: dict, spec, sets: list[str], format_one) -> int:
     """``graphflow run APP`` for an app with processes (``--process NAME`` runs only that one)."""
-    run_dir = Path(tempfile.mkdtemp(prefix="graphflow-run-"))
+    _remove_run_dirs_of_dead_supervisors()
+    run_dir = Path(tempfile.mkdtemp(prefix=RUN_DIR_PREFIX))
+    (run_dir / OWNER_FILE).write_text(str(os.getpid()))
     try:
         parts = split(data, Path(args.app), spec, _shared_dir(data, Path(args.app)) if args.process else run_dir)
         routed = route_sets(sets, parts)

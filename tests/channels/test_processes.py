@@ -619,3 +619,23 @@ def test_a_restarted_process_adds_to_what_its_writers_wrote_before(tmp_path):
     values = [json.loads(line)["value"] for line in numbers.read_text().splitlines()]  # every line whole
     assert values[:50] == [float(i) for i in range(50)] and values[-1] == 299.0
     assert values == sorted(set(values))  # each once, in order (what was in flight at the kill is lost)
+
+
+def test_run_folders_of_supervisors_that_are_gone_are_removed_by_the_next(tmp_path, monkeypatch):
+    """kill -9 of a supervisor left its /tmp/graphflow-run-* folder (sockets, app files, stats)
+    for good; about 90 had piled up on a test machine."""
+    import subprocess
+    import sys
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(gone.stdout)
+    for name, owner in (("dead", str(dead_pid)), ("alive", str(os.getppid())), ("unknown", None)):
+        folder = tmp_path / f"graphflow-run-{name}"
+        folder.mkdir()
+        (folder / "a.sock").write_text("")
+        if owner is not None:
+            (folder / processes.OWNER_FILE).write_text(owner)
+    processes._remove_run_dirs_of_dead_supervisors()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["graphflow-run-alive", "graphflow-run-unknown"]
