@@ -486,8 +486,10 @@ class Scheduler(Runtime):
                 if rx.dropped:
                     advice = "" if rx.policy == "block" else \
                         '; to take every message of a finite input, give its edge "queue": {"policy": "block"}'
-                    log.warning("%s dropped %d of the %d messages it received (queue %d, policy %r%s)%s", rx.name,
-                                rx.dropped, rx.received, rx.queue_size, rx.policy, ticks, advice)
+                    # (not "of N received": a refused message was never received, and a bridge adds
+                    # what its sender dropped on the wire)
+                    log.warning("%s dropped %d message%s (queue %d, policy %r%s)%s", rx.name, rx.dropped,
+                                "" if rx.dropped == 1 else "s", rx.queue_size, rx.policy, ticks, advice)
             left = [f"{rx.available()} in {rx.decl.name}" for rx in inputs if rx.available()]
             if left and policy is not None:
                 log.warning("%s: messages its tick policy never took were left in its inputs (%s); it ticks %s",
