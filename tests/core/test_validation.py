@@ -403,7 +403,7 @@ def test_run_performs_the_same_checks(tmp_path, capsys):
     assert not (tmp_path / "must_not_exist").exists()
 
 
-@pytest.mark.parametrize("name", ["x/../../y", "a" * 65, "my app", "-dash"])
+@pytest.mark.parametrize("name", ["x/../../y", "a" * 65, "my app", "-dash", "_under"])
 def test_an_app_name_that_cannot_name_a_file_is_refused(tmp_path, name):
     """The name names the app's socket files (/tmp/graphflow-run-*/NAME-0.sock), recordings and
     services: '../..' pointed outside the folder, a long one failed at run time ('File name too long')."""
