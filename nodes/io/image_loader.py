@@ -10,8 +10,8 @@ start(), naming the path. Each image carries `source` (the file path or "camera:
 Bad input: a file that cannot be read, is not an image, is cut short (a JPEG without its
 end-of-image marker, a PNG without IEND) or damaged inside (a JPEG whose data libjpeg reports
 corrupt): decoders would fill the rest with grey without a word. Such a file is logged by name
-and skipped with `on_bad_input` "skip" (the default), and counted in `bad_inputs`; stop() logs the count and the names. With "stop" the first bad file stops the
-app with an error naming it. A skipped file is not retried on the next pass of `loop`. Input
+and skipped with `on_bad_input` "skip" (the default), and counted in `bad_inputs`; stop() logs
+the count and the names. With "stop" the first bad file stops the app with an error naming it. A skipped file is not retried on the next pass of `loop`. Input
 of which not one file could be read is an error either way (naming the files), not an empty run.
 At the end the loader reports itself exhausted (never with loop or a camera), so an app over a
 data set ends by itself. tick_period "0" publishes as fast as the scheduler allows; give the

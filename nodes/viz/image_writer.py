@@ -2,12 +2,12 @@
 
 File names: `<source stem>.<format>`; frames of a camera, and a source seen again, get
 `<source stem>_<frame:06d>.<format>` (and `_2`, `_3` ... where even that name was written in this
-run: two inputs never share an output). Bytes of a file name that are not UTF-8 become U+FFFD. Video: with `video` "auto" (default), the frames of each
-video file go into a video of their own, `folder/<source stem>.mp4` (the first one named
-`video_filename` where set); "always" puts every image into one video, "never" writes every
-frame as a file. A file is never written over the input it was read from (the app stops, saying
-so: the output folder is the input's). Codec from the file
-extension: mp4v for .mp4, MJPG for .avi; images of another size are resized to the first one's.
+run: two inputs never share an output). Bytes of a file name that are not UTF-8 become U+FFFD.
+Video: with `video` "auto" (default), the frames of each video file go into a video of their
+own, `folder/<source stem>.mp4` (the first one named `video_filename` where set); "always" puts
+every image into one video, "never" writes every frame as a file. A file is never written over
+the input it was read from (the app stops, saying so: the output folder is the input's). Codec
+from the file extension: mp4v for .mp4, MJPG for .avi; images of another size are resized to the first one's.
 The video plays at its input's frame rate (the images' `fps`, from the loader: a 10 fps input
 gives a 10 fps output), or `video_fps` where set, or 30 for still images. Timestamps are kept:
 frame k of the output shows input frame k, so where frames of a video went missing on the way
@@ -44,8 +44,9 @@ def image_file_name(source: str, frame: int, extension: str, seen: set[str]) -> 
         return name if name not in seen else _unused(numbered, extension, seen)
     name = f"{stem}.{extension}"
     if name in seen:
-        name = f"{numbered}.{extension}" if f"{numbered}.{extension}" not in seen else \
-            _unused(numbered, extension, seen)
+        name = f"{numbered}.{extension}"
+    if name in seen:
+        name = _unused(numbered, extension, seen)
     seen.add(name)
     return name
 
